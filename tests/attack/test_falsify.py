@@ -1,0 +1,59 @@
+"""Falsification finds planted counterexamples; the witness check rejects forged ones."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from verifier.attack import falsify_region
+from verifier.config import AttackConfig
+from verifier.deadline import Deadline
+from verifier.graph import TorchGraph, load_model
+from verifier.spec import parse_vnnlib, parse_vnnlib_text
+from verifier.witness import OnnxOracle, check_witness, snap_into_box
+
+SPECS = Path(__file__).resolve().parents[2] / "specs"
+
+
+def test_pgd_finds_a_narrow_counterexample() -> None:
+    # y = 2 x0 - x1 + 0.5 >= 2.49 needs x0 > 0.995 and x1 < 0.01: a corner of the box.
+    text = "(declare-const X_0 Real)(declare-const X_1 Real)(declare-const Y_0 Real)" \
+           "(assert (>= X_0 0))(assert (<= X_0 1))(assert (>= X_1 0))(assert (<= X_1 1))(assert (>= Y_0 2.49))"
+    region = parse_vnnlib_text(text).regions[0]
+    model = SPECS / "onnx/affine.onnx"
+    graph = TorchGraph(load_model(model), "cpu", torch.float32)
+    oracle = OnnxOracle(model)
+    cfg = AttackConfig(samples=8, restarts=8, steps=20, rounds=2)
+    found, stats = falsify_region(graph, region, cfg, Deadline.after(30), lambda x: check_witness(oracle, region, x).valid, 0)
+    assert found is not None and stats.candidates_checked >= 1
+    assert 2 * found[0] - found[1] + 0.5 >= 2.49
+
+
+def test_no_false_counterexample_on_unsat_property() -> None:
+    model = SPECS / "onnx/affine.onnx"
+    region = parse_vnnlib(SPECS / "vnnlib/affine_unsat.vnnlib").regions[0]
+    graph = TorchGraph(load_model(model), "cpu", torch.float32)
+    oracle = OnnxOracle(model)
+    found, stats = falsify_region(graph, region, AttackConfig(rounds=1), Deadline.after(30),
+                                  lambda x: check_witness(oracle, region, x).valid, 0)
+    assert found is None and stats.best_margin > 0
+
+
+def test_witness_check_rejects_forgeries() -> None:
+    model = SPECS / "onnx/affine.onnx"
+    oracle = OnnxOracle(model)
+    region = parse_vnnlib(SPECS / "vnnlib/affine_sat.vnnlib").regions[0]
+    assert check_witness(oracle, region, np.array([1.0, 0.0])).valid
+    assert not check_witness(oracle, region, np.array([0.5, 0.5])).valid  # y = 1.0 < 2
+    # A point outside the box is snapped into it, never accepted as is.
+    snapped = check_witness(oracle, region, np.array([1.5, -0.2]))
+    assert snapped.x is not None and np.all(snapped.x <= 1.0) and np.all(snapped.x >= 0.0)
+
+
+def test_snap_into_box_rounds_inwards() -> None:
+    lower, upper = np.array([0.1]), np.array([0.2])
+    cast = snap_into_box(np.array([0.1]), lower, upper, np.dtype(np.float32))
+    assert cast is not None and 0.1 <= float(cast[0]) <= 0.2
+    assert snap_into_box(np.array([0.1]), np.array([0.1]), np.array([0.1]), np.dtype(np.float32)) is None

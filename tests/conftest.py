@@ -1,0 +1,43 @@
+"""Shared fixtures: paths of the bundled models and properties."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def bundled_instances() -> list[tuple[Path, Path]]:
+    """(onnx, vnnlib) pairs from every bundled instances.csv (benchmarks/* and specs/)."""
+    pairs: list[tuple[Path, Path]] = []
+    for csv_path in sorted([*ROOT.glob("benchmarks/*/instances.csv"), ROOT / "specs" / "instances.csv"]):
+        with csv_path.open() as handle:
+            for row in csv.reader(handle):
+                if row:
+                    pairs.append((csv_path.parent / row[0].strip(), csv_path.parent / row[1].strip()))
+    return pairs
+
+
+def one_spec_per_model() -> list[tuple[Path, Path]]:
+    """For every bundled model, the first property it is paired with."""
+    seen: dict[Path, Path] = {}
+    for model, spec in bundled_instances():
+        seen.setdefault(model, spec)
+    return sorted(seen.items())
+
+
+def expected_verdicts(folder: Path) -> dict[tuple[str, str], str]:
+    """(onnx, vnnlib) relative paths -> expected verdict, from folder/expected.csv."""
+    out: dict[tuple[str, str], str] = {}
+    with (folder / "expected.csv").open() as handle:
+        for row in csv.DictReader(handle):
+            out[(row["onnx"].strip(), row["vnnlib"].strip())] = row["expected"].strip()
+    return out
+
+
+@pytest.fixture(scope="session")
+def root() -> Path:
+    return ROOT

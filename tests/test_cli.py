@@ -1,0 +1,127 @@
+"""The command line: verdicts, result files, JSON, exit codes, bad input and the timeout."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from tests.conftest import expected_verdicts
+from verifier.cli import EXIT_BAD_INPUT, main
+from verifier.spec import parse_vnnlib
+from verifier.witness import OnnxOracle, clause_holds
+
+SPECS = Path(__file__).resolve().parents[1] / "specs"
+EXPECTED = sorted(expected_verdicts(SPECS).items())
+CODES = {"unsat": 0, "sat": 10, "unknown": 20, "timeout": 30}
+
+
+def _run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, dict]:
+    code = main([*argv, "--json"])
+    out = capsys.readouterr().out.strip().splitlines()
+    return code, json.loads(out[-1])
+
+
+@pytest.mark.parametrize(("pair", "verdict"), EXPECTED, ids=[p[1] for p, _ in EXPECTED])
+def test_bundled_examples_give_the_known_verdict(capsys: pytest.CaptureFixture[str], pair: tuple[str, str], verdict: str) -> None:
+    code, payload = _run_json(capsys, str(SPECS / pair[0]), str(SPECS / pair[1]), "--timeout", "20")
+    assert payload["status"] == verdict
+    assert code == CODES[verdict]
+
+
+def test_sat_result_file_is_rechecked_by_onnxruntime(tmp_path: Path) -> None:
+    model, spec = SPECS / "onnx/relu_net.onnx", SPECS / "vnnlib/relu_sat_or.vnnlib"
+    out = tmp_path / "result.txt"
+    assert main([str(model), str(spec), "--out", str(out)]) == 10
+    lines = out.read_text().splitlines()
+    assert lines[0] == "sat"
+    values = {}
+    for line in lines[1:]:
+        name, value = line.strip().strip("()").split()
+        values[name] = float(value)
+    x = np.array([values["X_0"], values["X_1"]])
+    y = np.array([values["Y_0"], values["Y_1"]])
+    region = parse_vnnlib(spec).regions[0]
+    assert np.all(region.lower <= x) and np.all(x <= region.upper)
+    np.testing.assert_array_equal(OnnxOracle(model).run(x.astype(np.float32)), y)
+    assert any(clause_holds(c, y) for c in region.clauses)
+
+
+def test_missing_files(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, payload = _run_json(capsys, str(tmp_path / "none.onnx"), str(SPECS / "vnnlib/affine_sat.vnnlib"))
+    assert code == EXIT_BAD_INPUT and payload["status"] == "error" and "none.onnx" in payload["error"]
+    code, payload = _run_json(capsys, str(SPECS / "onnx/affine.onnx"), str(tmp_path / "none.vnnlib"))
+    assert code == EXIT_BAD_INPUT and "none.vnnlib" in payload["error"]
+
+
+def test_malformed_vnnlib_names_the_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    spec = tmp_path / "bad.vnnlib"
+    spec.write_text("(declare-const X_0 Real)\n(declare-const X_1 Real)\n(declare-const Y_0 Real)\n"
+                    "(assert (>= X_0 0))\n(assert (<= X_0 1))\n(assert (>= X_1 0))\n(assert (<= X_1 1))\n"
+                    "(assert (>== Y_0 1))\n")
+    code, payload = _run_json(capsys, str(SPECS / "onnx/affine.onnx"), str(spec))
+    assert code == EXIT_BAD_INPUT
+    assert ":8:" in payload["error"] and ">==" in payload["error"]
+
+
+def test_spec_with_more_inputs_than_the_model(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    spec = tmp_path / "three.vnnlib"
+    decls = "".join(f"(declare-const X_{i} Real)\n(assert (>= X_{i} 0))\n(assert (<= X_{i} 1))\n" for i in range(3))
+    spec.write_text(decls + "(declare-const Y_0 Real)\n(assert (>= Y_0 1))\n")
+    code, payload = _run_json(capsys, str(SPECS / "onnx/affine.onnx"), str(spec))
+    assert code == EXIT_BAD_INPUT
+    assert "3 inputs" in payload["error"] and "2 values" in payload["error"]
+
+
+def test_nan_weights_and_unsupported_ops(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    model = onnx.load(SPECS / "onnx/affine.onnx")
+    weight = numpy_helper.to_array(model.graph.initializer[0]).copy()
+    weight.flat[0] = np.nan
+    model.graph.initializer[0].CopyFrom(numpy_helper.from_array(weight, model.graph.initializer[0].name))
+    onnx.save(model, tmp_path / "nan.onnx")
+    code, payload = _run_json(capsys, str(tmp_path / "nan.onnx"), str(SPECS / "vnnlib/affine_sat.vnnlib"))
+    assert code == EXIT_BAD_INPUT and "NaN" in payload["error"]
+    model = onnx.load(SPECS / "onnx/affine.onnx")
+    model.graph.node.append(helper.make_node("Hardmax", ["y"], ["z"], name="hm"))
+    del model.graph.output[:]
+    model.graph.output.append(helper.make_tensor_value_info("z", TensorProto.FLOAT, [1, 1]))
+    onnx.save(model, tmp_path / "unsupported.onnx")
+    code, payload = _run_json(capsys, str(tmp_path / "unsupported.onnx"), str(SPECS / "vnnlib/affine_sat.vnnlib"))
+    assert code == EXIT_BAD_INPUT and "Hardmax (nodes: hm)" in payload["error"]
+
+
+def _big_model(path: Path, width: int = 1536, depth: int = 10) -> None:
+    rng = np.random.default_rng(0)
+    nodes, inits, last = [], [], "x"
+    for i in range(depth):
+        inits.append(numpy_helper.from_array((rng.normal(size=(width if i else 64, width)) / np.sqrt(width)).astype(np.float32), f"W{i}"))
+        nodes += [helper.make_node("MatMul", [last, f"W{i}"], [f"h{i}"]), helper.make_node("Relu", [f"h{i}"], [f"a{i}"])]
+        last = f"a{i}"
+    inits.append(numpy_helper.from_array(np.ones((width, 1), np.float32), "Wout"))
+    nodes.append(helper.make_node("MatMul", [last, "Wout"], ["y"]))
+    graph = helper.make_graph(nodes, "big", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 64])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1])], inits)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
+
+
+def test_timeout_is_honoured(tmp_path: Path) -> None:
+    _big_model(tmp_path / "big.onnx")
+    spec = tmp_path / "big.vnnlib"
+    decls = "".join(f"(declare-const X_{i} Real)\n(assert (>= X_{i} -1))\n(assert (<= X_{i} 1))\n" for i in range(64))
+    spec.write_text(decls + "(declare-const Y_0 Real)\n(assert (>= Y_0 1e9))\n")
+    start = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "verifier.cli", str(tmp_path / "big.onnx"), str(spec),
+                           "--timeout", "2", "--json"], capture_output=True, text=True, timeout=120)
+    wall = time.monotonic() - start
+    payload = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert payload["status"] == "timeout", payload
+    assert proc.returncode == 30
+    assert payload["time"] <= 3.0
+    assert wall < 20

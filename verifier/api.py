@@ -1,0 +1,124 @@
+"""The verification pipeline: ``verify(model, spec) -> Result``.
+
+1. load the model and the property (bad input raises an InputError subclass);
+2. for each input region: falsify quickly (sampling, then PGD; every hit re-checked by
+   onnxruntime on the original file) and try to refute every clause with interval bounds;
+3. ``sat`` as soon as one region has a confirmed counterexample; ``unsat`` when every clause of
+   every region is refuted; otherwise ``unknown`` (or ``timeout`` if time ran out first).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from verifier.attack import falsify_region
+from verifier.bounds.interval import interval_bounds
+from verifier.bounds.objective import clause_refuted
+from verifier.config import VerifierConfig
+from verifier.deadline import Deadline
+from verifier.graph.torch_graph import TorchGraph
+from verifier.problem import Problem, load_problem
+from verifier.result import Counterexample, Result, Status
+from verifier.spec.types import Region
+from verifier.witness import OnnxOracle, check_witness
+
+
+def region_refuted(tgraph: TorchGraph, region: Region) -> bool:
+    """True when interval bounds refute every clause of ``region`` (no counterexample there)."""
+    place = tgraph.place
+    lower = torch.as_tensor(region.lower, dtype=torch.float64, device=place.device).unsqueeze(0)
+    upper = torch.as_tensor(region.upper, dtype=torch.float64, device=place.device).unsqueeze(0)
+    with torch.no_grad():
+        y_lo, y_hi = interval_bounds(tgraph, lower, upper)
+    return all(bool(clause_refuted(c, y_lo, y_hi).all()) for c in region.clauses)
+
+
+class _Run:
+    """One verification run: the problem, the bound models, the oracle and the statistics."""
+
+    def __init__(self, problem: Problem, config: VerifierConfig, deadline: Deadline) -> None:
+        dev = config.device
+        self.problem, self.config, self.deadline = problem, config, deadline
+        self.attack_graph = TorchGraph(problem.graph, dev.torch_device, dev.attack_torch_dtype)
+        self.bounds_graph = TorchGraph(problem.graph, dev.torch_device, dev.bounds_torch_dtype)
+        self.oracle = OnnxOracle(problem.model_path)
+        self.stats: dict[str, Any] = {"regions": len(problem.spec.regions), "regions_proven": 0,
+                                      "attack_evaluations": 0, "pgd_steps": 0, "candidates_checked": 0}
+        self.found: Counterexample | None = None
+
+    def falsify(self, index: int, region: Region, rounds_budget: bool = True) -> bool:
+        """Runs falsification on one region; records a confirmed counterexample."""
+        def confirm(x: np.ndarray) -> bool:
+            check = check_witness(self.oracle, region, x)
+            if check.valid and check.x is not None and check.y is not None and check.clause is not None:
+                self.found = Counterexample(check.x, check.y, index, check.clause)
+            return check.valid
+
+        seed = self.config.seed * 1000003 + index
+        _, stats = falsify_region(self.attack_graph, region, self.config.attack, self.deadline, confirm, seed)
+        self.stats["attack_evaluations"] += stats.evaluated
+        self.stats["pgd_steps"] += stats.pgd_steps
+        self.stats["candidates_checked"] += stats.candidates_checked
+        return self.found is not None
+
+    def decide(self) -> Status:
+        """The pipeline over all regions; see the module docstring."""
+        regions = self.problem.spec.regions
+        open_regions: list[int] = []
+        for index, region in enumerate(regions):
+            if self.deadline.expired():
+                return Status.TIMEOUT
+            if region_refuted(self.bounds_graph, region):
+                self.stats["regions_proven"] += 1
+                continue
+            open_regions.append(index)
+        for index in open_regions:
+            if self.deadline.expired():
+                return Status.TIMEOUT
+            if self.falsify(index, regions[index]):
+                return Status.SAT
+        if not open_regions:
+            return Status.UNSAT
+        return Status.TIMEOUT if self.deadline.expired() else Status.UNKNOWN
+
+
+def verify_problem(problem: Problem, timeout: float | None = None, config: VerifierConfig | None = None) -> Result:
+    """Verifies an already loaded problem; see :func:`verify`."""
+    start = time.monotonic()
+    config = config or VerifierConfig()
+    deadline = Deadline.after(timeout)
+    torch.manual_seed(config.seed)
+    run = _Run(problem, config, deadline)
+    status = run.decide()
+    if status is Status.SAT:
+        return Result(status, time.monotonic() - start, run.found, run.stats)
+    return Result(status, time.monotonic() - start, None, run.stats)
+
+
+def verify(model: str | Path, spec: str | Path, timeout: float | None = None,
+           config: VerifierConfig | None = None) -> Result:
+    """Decides whether some input in the property's region violates it.
+
+    Args:
+        model: path of the ONNX model.
+        spec: path of the VNN-LIB property (it states the violation).
+        timeout: wall-clock limit in seconds (None: no limit).
+        config: device, precision and budgets; defaults to :class:`VerifierConfig()`.
+
+    Returns:
+        a :class:`Result`; ``sat`` carries a counterexample re-checked with onnxruntime,
+        ``unsat`` is only returned with a proof valid for the float model.
+
+    Raises:
+        InputError: (ModelError, SpecError, MismatchError) for bad or mismatched input.
+    """
+    start = time.monotonic()
+    problem = load_problem(model, spec)
+    remaining = None if timeout is None else max(0.0, timeout - (time.monotonic() - start))
+    result = verify_problem(problem, remaining, config)
+    return Result(result.status, time.monotonic() - start, result.counterexample, result.stats)

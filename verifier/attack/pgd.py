@@ -1,0 +1,147 @@
+"""Random sampling and projected gradient descent on the spec's violation margin.
+
+The margin of a point is ``min over clauses of max over rows (C_r y - d_r)``: it is <= 0
+exactly when some clause holds, i.e. when the point is a counterexample. Sampling and PGD
+minimise it over the region's box, batched over restarts. Points whose margin is <= 0 in
+torch are only *candidates*: ``confirm`` (the onnxruntime re-check) decides.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from verifier.bounds.objective import stack_clauses
+from verifier.config import AttackConfig
+from verifier.deadline import Deadline
+from verifier.graph.torch_graph import TorchGraph
+from verifier.spec.types import Region
+
+Confirm = Callable[[np.ndarray], bool]
+_CANDIDATES_PER_CHECK = 4
+
+
+@dataclass
+class FalsifyStats:
+    """Counters of one falsification run."""
+
+    evaluated: int = 0
+    pgd_steps: int = 0
+    candidates_checked: int = 0
+    best_margin: float = float("inf")
+
+
+class MarginObjective:
+    """The violation margin of a region, batched: ``(B, m) outputs -> (B,) margins``."""
+
+    def __init__(self, region: Region, device: torch.device, dtype: torch.dtype) -> None:
+        self.trivial = any(c.num_rows == 0 for c in region.clauses)
+        self.c, self.d, self.mask = stack_clauses(region.clauses, device, dtype)
+
+    def __call__(self, y: Tensor) -> Tensor:
+        if self.trivial or self.c.shape[0] == 0:
+            fill = -torch.inf if self.trivial else torch.inf
+            return torch.full((y.shape[0],), fill, dtype=y.dtype, device=y.device)
+        rows = torch.einsum("krm,bm->bkr", self.c, y) - self.d
+        rows = rows.masked_fill(~self.mask, -torch.inf)
+        return rows.amax(dim=2).amin(dim=1)
+
+
+class _Search:
+    """State shared by the sampling and PGD phases of one region."""
+
+    def __init__(self, tgraph: TorchGraph, region: Region, cfg: AttackConfig, deadline: Deadline,
+                 confirm: Confirm, gen: torch.Generator) -> None:
+        place = tgraph.place
+        self.tgraph, self.cfg, self.deadline, self.confirm, self.gen = tgraph, cfg, deadline, confirm, gen
+        self.lower = torch.as_tensor(region.lower, dtype=place.dtype, device=place.device)
+        self.upper = torch.as_tensor(region.upper, dtype=place.dtype, device=place.device)
+        self.width = self.upper - self.lower
+        self.objective = MarginObjective(region, place.device, place.dtype)
+        self.stats = FalsifyStats()
+        self.found: np.ndarray | None = None
+
+    def uniform(self, count: int) -> Tensor:
+        """``count`` points drawn uniformly from the box."""
+        noise = torch.rand((count, self.lower.numel()), generator=self.gen, dtype=torch.float64)
+        return self.lower + noise.to(self.lower) * self.width
+
+    def margins(self, x: Tensor) -> Tensor:
+        """Margins of a batch of points, evaluated in chunks of ``max_batch``."""
+        parts = [self.objective(self.tgraph.forward_flat(chunk)) for chunk in x.split(self.cfg.max_batch)]
+        self.stats.evaluated += x.shape[0]
+        return torch.cat(parts)
+
+    def offer(self, x: Tensor, margin: Tensor) -> bool:
+        """Sends the best points with margin <= 0 to ``confirm``; True once one is confirmed."""
+        margin = margin.detach()
+        best = float(margin.min())
+        self.stats.best_margin = min(self.stats.best_margin, best)
+        if not best <= 0:
+            return False
+        order = torch.argsort(margin)[:_CANDIDATES_PER_CHECK]
+        for i in order.tolist():
+            if not float(margin[i]) <= 0:
+                break
+            point = x[i].detach().to(torch.float64).cpu().numpy()
+            self.stats.candidates_checked += 1
+            if self.confirm(point):
+                self.found = point
+                return True
+        return False
+
+    def sample(self) -> bool:
+        """Random sampling phase (the box centre first)."""
+        points = torch.cat([((self.lower + self.upper) / 2).unsqueeze(0), self.uniform(self.cfg.samples)])
+        with torch.no_grad():
+            return self.offer(points, self.margins(points))
+
+    def pgd_round(self) -> bool:
+        """One round of signed-gradient PGD from fresh random starts."""
+        x = self.uniform(self.cfg.restarts)
+        steps = max(1, self.cfg.steps)
+        decay = 0.01 ** (1.0 / steps)
+        step = self.cfg.step_fraction * self.width
+        for _ in range(steps):
+            if self.deadline.expired():
+                return False
+            x.requires_grad_(True)
+            margin = self.margins(x)
+            (grad,) = torch.autograd.grad(margin.sum(), x)
+            if self.offer(x, margin):
+                return True
+            with torch.no_grad():
+                x = torch.minimum(torch.maximum(x - step * grad.sign(), self.lower), self.upper)
+            step = step * decay
+            self.stats.pgd_steps += 1
+        with torch.no_grad():
+            return self.offer(x, self.margins(x))
+
+
+def falsify_region(tgraph: TorchGraph, region: Region, cfg: AttackConfig, deadline: Deadline,
+                   confirm: Confirm, seed: int) -> tuple[np.ndarray | None, FalsifyStats]:
+    """Searches ``region`` for a counterexample that ``confirm`` accepts.
+
+    Args:
+        tgraph: the model in the attack precision, on the configured device.
+        region: the input box and output clauses.
+        cfg: the sampling/PGD budget.
+        deadline: stops the search when reached.
+        confirm: the onnxruntime re-check; gets a flattened float64 point.
+        seed: seeds the random starts (reproducible runs).
+
+    Returns:
+        the confirmed point (or None) and counters.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    search = _Search(tgraph, region, cfg, deadline, confirm, gen)
+    if search.sample():
+        return search.found, search.stats
+    for _ in range(cfg.rounds):
+        if deadline.expired() or search.pgd_round():
+            break
+    return search.found, search.stats

@@ -1,0 +1,1 @@
+"""Bound propagation methods (traversals over the graph; op math lives in verifier.ops)."""

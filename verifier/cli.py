@@ -1,0 +1,188 @@
+"""Command line: ``verify MODEL SPEC`` and ``verify bounds MODEL SPEC``.
+
+Exit codes (documented in the README):
+    0 unsat, 10 sat, 20 unknown, 30 timeout, 2 usage error, 3 bad input (model, property,
+    mismatch, missing file), 4 internal error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from verifier.errors import InputError
+from verifier.result import Result, Status
+
+EXIT_CODES = {Status.UNSAT: 0, Status.SAT: 10, Status.UNKNOWN: 20, Status.TIMEOUT: 30}
+EXIT_USAGE, EXIT_BAD_INPUT, EXIT_INTERNAL = 2, 3, 4
+_WATCHDOG_GRACE = 0.8
+
+
+def _main_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="verify",
+        description="Verify a VNN-LIB property of an ONNX model. Subcommands: 'verify bounds ...'.",
+        epilog="exit codes: 0 unsat, 10 sat, 20 unknown, 30 timeout, 2 usage, 3 bad input, 4 internal error",
+    )
+    parser.add_argument("model", help="ONNX model file")
+    parser.add_argument("spec", help="VNN-LIB property file (states the violation)")
+    parser.add_argument("--timeout", type=float, default=None, help="wall-clock limit in seconds")
+    parser.add_argument("--out", default=None, help="write the VNN-COMP result file here")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    _common(parser)
+    return parser
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--debug", action="store_true", help="print tracebacks of internal errors")
+
+
+def _bounds_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="verify bounds", description="Print certified output bounds.")
+    parser.add_argument("model")
+    parser.add_argument("spec")
+    parser.add_argument("--method", default="ibp", choices=["ibp"], help="bound method (default ibp)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    _common(parser)
+    return parser
+
+
+class _Emitter:
+    """Prints the final answer exactly once (the main thread or the timeout watchdog)."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.lock = threading.Lock()
+        self.done = False
+
+    def result(self, result: Result) -> int:
+        from verifier.report import human_text, write_vnncomp
+
+        with self.lock:
+            if self.done:
+                return EXIT_CODES[result.status]
+            self.done = True
+            if self.args.out:
+                write_vnncomp(self.args.out, result)
+            print(json.dumps(result.to_json()) if self.args.json else human_text(result), flush=True)
+            return EXIT_CODES[result.status]
+
+    def error(self, message: str, code: int, elapsed: float) -> int:
+        from verifier.report import write_vnncomp
+
+        with self.lock:
+            if self.done:
+                return code
+            self.done = True
+            if getattr(self.args, "out", None):
+                write_vnncomp(self.args.out, None, error=True)
+            if getattr(self.args, "json", False):
+                payload = {"status": "error", "time": round(elapsed, 6), "counterexample": None,
+                           "stats": {}, "error": message}
+                print(json.dumps(payload), flush=True)
+            print(f"error: {message}", file=sys.stderr, flush=True)
+            return code
+
+
+def _check_device(device: str) -> None:
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError(f"--device {device}: CUDA is not available on this machine")
+    try:
+        torch.device(device)
+    except RuntimeError:
+        raise InputError(f"--device {device}: not a torch device name") from None
+
+
+def _start_watchdog(emitter: _Emitter, timeout: float, start: float) -> None:
+    """Emits ``timeout`` and exits if the run overshoots its limit by more than the grace."""
+
+    def fire() -> None:
+        code = emitter.result(Result(Status.TIMEOUT, time.monotonic() - start, None, {"watchdog": True}))
+        os._exit(code)
+
+    timer = threading.Timer(max(0.0, timeout + _WATCHDOG_GRACE - (time.monotonic() - start)), fire)
+    timer.daemon = True
+    timer.start()
+
+
+def _run_verify(argv: Sequence[str], start: float) -> int:
+    args = _main_parser().parse_args(argv)
+    emitter = _Emitter(args)
+    try:
+        _check_device(args.device)
+        if args.timeout is not None:
+            if args.timeout <= 0:
+                raise InputError("--timeout must be positive")
+            _start_watchdog(emitter, args.timeout, start)
+        from verifier.api import verify
+        from verifier.config import default_config
+
+        remaining = None if args.timeout is None else args.timeout - (time.monotonic() - start)
+        result = verify(args.model, args.spec, remaining, default_config(args.device, args.seed))
+        result = Result(result.status, time.monotonic() - start, result.counterexample, result.stats)
+        return emitter.result(result)
+    except InputError as exc:
+        return emitter.error(str(exc), EXIT_BAD_INPUT, time.monotonic() - start)
+    except Exception as exc:  # an internal error: never a verdict
+        if args.debug:
+            traceback.print_exc()
+        return emitter.error(f"internal error: {type(exc).__name__}: {exc}", EXIT_INTERNAL, time.monotonic() - start)
+
+
+def _bounds_payload(args: argparse.Namespace) -> dict[str, Any]:
+    from verifier.bounds.report import spec_bounds
+    from verifier.config import default_config
+    from verifier.problem import load_problem
+
+    start = time.monotonic()
+    problem = load_problem(args.model, args.spec)
+    regions = spec_bounds(problem, args.method, default_config(args.device, args.seed))
+    return {"method": args.method, "regions": regions, "time": round(time.monotonic() - start, 6)}
+
+
+def _run_bounds(argv: Sequence[str], start: float) -> int:
+    args = _bounds_parser().parse_args(argv)
+    emitter = _Emitter(args)
+    try:
+        _check_device(args.device)
+        payload = _bounds_payload(args)
+    except InputError as exc:
+        return emitter.error(str(exc), EXIT_BAD_INPUT, time.monotonic() - start)
+    except Exception as exc:
+        if args.debug:
+            traceback.print_exc()
+        return emitter.error(f"internal error: {type(exc).__name__}: {exc}", EXIT_INTERNAL, time.monotonic() - start)
+    if args.json:
+        print(json.dumps(payload))
+    else:
+        for index, region in enumerate(payload["regions"]):
+            print(f"region {index}:")
+            for j, (lo, hi) in enumerate(zip(region["output_lower"], region["output_upper"], strict=True)):
+                print(f"  Y_{j} in [{lo:.9g}, {hi:.9g}]")
+            for k, rows in enumerate(region["clause_lower"]):
+                print(f"  clause {k} row lower bounds: {', '.join(f'{v:.6g}' for v in rows)}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``verify`` command; returns the process exit code."""
+    start = time.monotonic()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "bounds":
+        return _run_bounds(argv[1:], start)
+    return _run_verify(argv, start)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,82 @@
+"""Configuration: frozen dataclasses per concern, composed into :class:`VerifierConfig`.
+
+Configurations are passed explicitly; presets are functions returning new objects. Nothing
+here is global or mutated during a run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+@dataclass(frozen=True)
+class DeviceConfig:
+    """Where tensors live and in which precision each stage computes.
+
+    Attributes:
+        device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+        attack_dtype: precision of falsification (the model's own precision is usual).
+        bounds_dtype: precision of bound computation; float64 keeps rounding of the bound
+            arithmetic far below the float32 evaluation error that the bounds must cover.
+    """
+
+    device: str = "cpu"
+    attack_dtype: str = "float32"
+    bounds_dtype: str = "float64"
+
+    def __post_init__(self) -> None:
+        for name in (self.attack_dtype, self.bounds_dtype):
+            if name not in _DTYPES:
+                raise ValueError(f"unknown dtype {name!r}; use one of {sorted(_DTYPES)}")
+
+    @property
+    def torch_device(self) -> torch.device:
+        return torch.device(self.device)
+
+    @property
+    def attack_torch_dtype(self) -> torch.dtype:
+        return _DTYPES[self.attack_dtype]
+
+    @property
+    def bounds_torch_dtype(self) -> torch.dtype:
+        return _DTYPES[self.bounds_dtype]
+
+
+@dataclass(frozen=True)
+class AttackConfig:
+    """Falsification budget: random sampling, then rounds of PGD with restarts.
+
+    Attributes:
+        samples: uniformly random points tried per region before PGD.
+        restarts: PGD starting points per round (one batch).
+        steps: PGD steps per round.
+        rounds: PGD rounds per region (each with fresh random starts); 0 disables PGD.
+        step_fraction: initial step size as a fraction of each input's box width; it decays
+            geometrically to 1/100 of that over a round.
+        max_batch: largest batch evaluated at once (limits memory on big models).
+    """
+
+    samples: int = 1024
+    restarts: int = 64
+    steps: int = 60
+    rounds: int = 3
+    step_fraction: float = 0.1
+    max_batch: int = 4096
+
+
+@dataclass(frozen=True)
+class VerifierConfig:
+    """Everything a verification run needs besides the model, spec and timeout."""
+
+    device: DeviceConfig = field(default_factory=DeviceConfig)
+    attack: AttackConfig = field(default_factory=AttackConfig)
+    seed: int = 0
+
+
+def default_config(device: str = "cpu", seed: int = 0) -> VerifierConfig:
+    """The default configuration on ``device`` with random seed ``seed``."""
+    return VerifierConfig(device=DeviceConfig(device=device), seed=seed)

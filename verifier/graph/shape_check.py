@@ -1,0 +1,59 @@
+"""Cross-checks the shapes our ops produce against ONNX shape inference."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import onnx
+
+from verifier.errors import ModelError
+from verifier.graph.ir import Shape, ValueInfo
+
+
+def _fixed_inputs(model: onnx.ModelProto, inputs: Sequence[ValueInfo]) -> onnx.ModelProto:
+    """A copy of ``model`` whose graph inputs carry our static shapes."""
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    wanted = {v.name: v.shape for v in inputs}
+    for info in copy.graph.input:
+        if info.name in wanted:
+            dims = info.type.tensor_type.shape.dim
+            for dim, size in zip(dims, wanted[info.name], strict=True):
+                dim.Clear()
+                dim.dim_value = size
+    del copy.graph.value_info[:]
+    return copy
+
+
+def inferred_shapes(model: onnx.ModelProto, inputs: Sequence[ValueInfo]) -> dict[str, Shape]:
+    """Fully static shapes that ONNX shape inference derives; empty when inference fails."""
+    try:
+        inferred = onnx.shape_inference.infer_shapes(_fixed_inputs(model, inputs), data_prop=True)
+    except Exception:  # inference is only a cross-check; our own dry run is authoritative
+        return {}
+    shapes: dict[str, Shape] = {}
+    for info in list(inferred.graph.value_info) + list(inferred.graph.output):
+        ttype = info.type.tensor_type
+        if not ttype.HasField("shape"):
+            continue
+        dims = ttype.shape.dim
+        if all(d.HasField("dim_value") for d in dims):
+            shapes[info.name] = tuple(int(d.dim_value) for d in dims)
+    return shapes
+
+
+def check_against_onnx_inference(
+    model: onnx.ModelProto, inputs: Sequence[ValueInfo], ours: Mapping[str, Shape], label: str
+) -> None:
+    """Raises ModelError when a dynamic value's shape differs from ONNX shape inference.
+
+    A disagreement means that an op implementation or the model is inconsistent with the
+    ONNX specification; verifying such a model would not be trustworthy.
+    """
+    producer = {out: (n.name or n.op_type) for n in model.graph.node for out in n.output}
+    for name, shape in inferred_shapes(model, inputs).items():
+        if name in ours and tuple(ours[name]) != shape:
+            raise ModelError(
+                f"{label}: value {name!r} (output of node {producer.get(name, '?')}) has shape "
+                f"{list(ours[name])} when evaluated but ONNX shape inference says {list(shape)}"
+            )

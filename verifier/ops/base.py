@@ -1,0 +1,228 @@
+"""The operator registry and the base classes every op family derives from.
+
+An op class holds only math: a batched concrete ``forward``, a sound ``interval`` rule and a
+bound on its floating-point evaluation error (``fp_error``). Ops are stateless singletons
+looked up by ONNX op type in :data:`REGISTRY`.
+
+Tensor conventions (see :mod:`verifier.graph.ir`): a *dynamic* argument has shape
+``(B, *static_shape)``; a *constant* argument has its own shape and no batch dimension.
+``batched[i]`` tells which is which. ``None`` stands for an omitted optional input.
+Constant inputs that must be known at load time (Reshape's ``shape``, Slice's ``starts``...)
+are listed in :attr:`Op.static_inputs`; the loader moves them into node attributes, so the op
+never sees them as arguments.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import ClassVar
+
+import torch
+from torch import Tensor
+
+from verifier.graph.ir import Node
+
+Args = Sequence[Tensor | None]
+Flags = Sequence[bool]
+Pair = tuple[tuple[Tensor, ...], tuple[Tensor, ...]]
+
+REGISTRY: dict[str, Op] = {}
+
+
+def register(*op_types: str) -> Callable[[type[Op]], type[Op]]:
+    """Class decorator: registers one instance of the class under each ONNX op type."""
+
+    def wrap(cls: type[Op]) -> type[Op]:
+        for op_type in op_types:
+            if op_type in REGISTRY:
+                raise RuntimeError(f"op type {op_type} registered twice")
+            REGISTRY[op_type] = cls()
+        return cls
+
+    return wrap
+
+
+def lookup(op_type: str) -> Op:
+    """Returns the registered op for ``op_type``; raises KeyError naming it when missing."""
+    try:
+        return REGISTRY[op_type]
+    except KeyError:
+        raise KeyError(f"no op registered for ONNX op type {op_type!r}") from None
+
+
+class Op:
+    """Base class of every operator.
+
+    Class attributes:
+        static_inputs: input index -> attribute name, for inputs that must be constant and are
+            moved into the node's attributes by the loader (they then disappear from
+            ``node.inputs``; inputs after them keep their relative order).
+        exact: True when the float evaluation of the op incurs no rounding (selections,
+            reshapes, max, ReLU...), so :meth:`fp_error` is zero.
+    """
+
+    static_inputs: ClassVar[dict[int, str]] = {}
+    exact: ClassVar[bool] = False
+
+    def forward(self, node: Node, args: Args, batched: Flags) -> tuple[Tensor, ...]:
+        """Concrete batched evaluation; returns one tensor per node output (all batched)."""
+        raise NotImplementedError(f"{type(self).__name__}.forward")
+
+    def interval(self, node: Node, lower: Args, upper: Args, batched: Flags) -> Pair:
+        """Sound elementwise bounds of every output over the input boxes.
+
+        Contract: for every choice of inputs ``lower[i] <= x_i <= upper[i]`` (exact real
+        arithmetic), the exact op value lies within the returned bounds, up to rounding of
+        the computation itself, which :meth:`fp_error` covers. Constant inputs have
+        ``lower[i] is upper[i]``.
+        """
+        raise NotImplementedError(f"{type(self).__name__}.interval")
+
+    def fp_error(
+        self, node: Node, lower: Args, upper: Args, batched: Flags, out: Pair, unit: float
+    ) -> tuple[Tensor | None, ...]:
+        """Bounds the absolute error of evaluating the op in floating point.
+
+        Args:
+            lower, upper: the input bounds used for :meth:`interval`.
+            out: the (lower, upper) bounds that :meth:`interval` returned.
+            unit: unit roundoff of the evaluation precision (2**-24 for float32).
+
+        Returns:
+            one tensor (or ``None`` for zero) per output, broadcastable to its bounds, that
+            bounds ``|float_eval(op)(x) - op(x)|`` for every input in the boxes. The default
+            assumes one correctly rounded operation per output element.
+        """
+        if self.exact:
+            return tuple(None for _ in out[0])
+        return tuple(unit * magnitude(lo, hi) for lo, hi in zip(*out, strict=True))
+
+
+def magnitude(lower: Tensor, upper: Tensor) -> Tensor:
+    """Elementwise ``max(|lower|, |upper|)``: a bound on ``|x|`` for x in the interval."""
+    return torch.maximum(lower.abs(), upper.abs())
+
+
+def align(args: Args, batched: Flags) -> list[Tensor]:
+    """Brings dynamic and constant arguments to one rank for numpy-style broadcasting.
+
+    A dynamic argument ``(B, *s)`` of static rank ``r`` becomes ``(B, 1, ..., 1, *s)`` and a
+    constant of shape ``s`` becomes ``(1, 1, ..., *s)``, both of rank ``R + 1`` where ``R`` is
+    the largest static rank. Broadcasting then matches ONNX semantics with the batch in front.
+    """
+    ranks = [(a.dim() - 1 if b else a.dim()) for a, b in zip(args, batched, strict=True) if a is not None]
+    top = max(ranks, default=0)
+    out: list[Tensor] = []
+    for a, b in zip(args, batched, strict=True):
+        if a is None:
+            raise ValueError("align() got an omitted input")
+        if b:
+            extra = top - (a.dim() - 1)
+            out.append(a.reshape(a.shape[0], *([1] * extra), *a.shape[1:]))
+        else:
+            out.append(a.reshape(*([1] * (top + 1 - a.dim())), *a.shape))
+    return out
+
+
+class MonotoneOp(Op):
+    """An op that is monotone in each dynamic input, elementwise over its outputs.
+
+    ``monotonicity[i]`` is +1 when every output is non-decreasing in input ``i`` and -1 when
+    non-increasing. Interval bounds follow by evaluating the forward at the matching box
+    corners; this is exact for monotone ops. Inputs past the tuple default to +1.
+    """
+
+    monotonicity: ClassVar[tuple[int, ...]] = ()
+
+    def interval(self, node: Node, lower: Args, upper: Args, batched: Flags) -> Pair:
+        def corner(low_side: bool) -> list[Tensor | None]:
+            picked: list[Tensor | None] = []
+            for i, (lo, hi) in enumerate(zip(lower, upper, strict=True)):
+                sign = self.monotonicity[i] if i < len(self.monotonicity) else 1
+                picked.append(lo if (sign > 0) == low_side else hi)
+            return picked
+
+        return self.forward(node, corner(True), batched), self.forward(node, corner(False), batched)
+
+
+class ElementwiseUnary(MonotoneOp):
+    """A unary, elementwise, non-decreasing op given by :meth:`fn`."""
+
+    def fn(self, node: Node, x: Tensor) -> Tensor:
+        """The scalar function applied elementwise."""
+        raise NotImplementedError(f"{type(self).__name__}.fn")
+
+    def forward(self, node: Node, args: Args, batched: Flags) -> tuple[Tensor, ...]:
+        x = args[0]
+        assert x is not None
+        return (self.fn(node, x),)
+
+
+class LinearOp(Op):
+    """An op that is affine in its single dynamic input ``x``, with constant coefficients.
+
+    Subclasses implement :meth:`apply` computing ``W x + b`` and, with ``absolute=True``,
+    ``|W| x`` (no bias). Interval bounds use the centre/radius form
+    ``[W c + b - |W| r, W c + b + |W| r]``; the float error is bounded by
+    ``gamma(n) * (|W| m + |b|)`` with ``m = max(|lo|, |hi|)`` and ``n`` the fan-in
+    (:meth:`fan_in`), which holds for every summation order.
+    """
+
+    exact = False
+
+    def apply(self, node: Node, args: Args, batched: Flags, absolute: bool) -> Tensor:
+        """``W x + b`` with ``absolute=False``; ``|W| x`` with ``absolute=True``."""
+        raise NotImplementedError(f"{type(self).__name__}.apply")
+
+    def fan_in(self, node: Node, args: Args, batched: Flags) -> int:
+        """Largest number of products summed into one output element."""
+        raise NotImplementedError(f"{type(self).__name__}.fan_in")
+
+    def forward(self, node: Node, args: Args, batched: Flags) -> tuple[Tensor, ...]:
+        return (self.apply(node, args, batched, absolute=False),)
+
+    def interval(self, node: Node, lower: Args, upper: Args, batched: Flags) -> Pair:
+        centre, radius = centre_radius(lower, upper, batched)
+        mid = self.apply(node, centre, batched, absolute=False)
+        rad = self.apply(node, radius, batched, absolute=True)
+        return (mid - rad,), (mid + rad,)
+
+    def fp_error(
+        self, node: Node, lower: Args, upper: Args, batched: Flags, out: Pair, unit: float
+    ) -> tuple[Tensor | None, ...]:
+        mags = [
+            magnitude(lo, hi) if (lo is not None and hi is not None and b) else lo
+            for lo, hi, b in zip(lower, upper, batched, strict=True)
+        ]
+        total = self.apply(node, mags, batched, absolute=True) + self.bias_magnitude(node, mags, batched)
+        return (gamma(self.fan_in(node, lower, batched) + 1, unit) * total,)
+
+    def bias_magnitude(self, node: Node, args: Args, batched: Flags) -> Tensor | float:
+        """``|b|`` broadcastable to the output; 0 when the op has no bias."""
+        return 0.0
+
+
+def centre_radius(lower: Args, upper: Args, batched: Flags) -> tuple[list[Tensor | None], list[Tensor | None]]:
+    """Splits dynamic boxes into centre and radius; constants pass through as the centre.
+
+    The radius of a constant argument is the constant itself so that ``apply(absolute=True)``
+    sees the weights; only the dynamic slot carries the radius.
+    """
+    centre: list[Tensor | None] = []
+    radius: list[Tensor | None] = []
+    for lo, hi, b in zip(lower, upper, batched, strict=True):
+        if lo is None or hi is None or not b:
+            centre.append(lo)
+            radius.append(lo)
+        else:
+            centre.append((lo + hi) / 2)
+            radius.append((hi - lo) / 2)
+    return centre, radius
+
+
+def gamma(n: int, unit: float) -> float:
+    """Higham's ``gamma_n = n u / (1 - n u)``: relative error bound of an n-term dot product."""
+    nu = n * unit
+    if nu >= 0.5:
+        return float("inf")
+    return nu / (1.0 - nu)
