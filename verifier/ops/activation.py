@@ -1,0 +1,494 @@
+"""Elementwise activations and unary math functions: forward, interval rule and float error.
+
+Interval rules, all exact up to the rounding that :meth:`fp_error` covers:
+
+- non-decreasing functions (Relu, Sigmoid, Tanh, Exp, Erf, Floor...) are evaluated at the box
+  ends (Neg and Reciprocal live in :mod:`verifier.ops.arith`);
+- functions monotone between known breakpoints (Abs, LeakyRelu, PRelu, Elu, Selu, HardSigmoid,
+  HardSwish, Gelu) are evaluated at the box ends and at the breakpoints clamped into the box; a
+  smooth extremum known only numerically (Gelu's minimum) contributes a precomputed value just
+  beyond the true extreme value whenever the box comes near the extremum point;
+- Sin and Cos detect whether the box contains a point where the function peaks or bottoms out;
+- Sqrt and Log clip the box to the domain ``x >= 0``.
+
+Soundness assumption for functions with a restricted domain (Sqrt, Log, fractional Pow): inputs
+outside the real domain produce NaN in onnxruntime; the bounds cover the values taken on the
+part of the box inside the domain (a NaN output satisfies no linear output constraint).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar
+
+import torch
+from torch import Tensor
+
+from verifier.errors import ModelError
+from verifier.graph.ir import Node
+from verifier.ops.base import (
+    Args,
+    ElementwiseUnary,
+    Flags,
+    Op,
+    Pair,
+    align,
+    gamma,
+    magnitude,
+    register,
+)
+
+FLOAT32_UNIT = 2.0**-24
+TRANSCENDENTAL_REL = 2.0**-16
+TRANSCENDENTAL_ABS = 2.0**-22
+
+
+def transcendental_error(lower: Tensor, upper: Tensor, unit: float) -> Tensor:
+    """Generous bound on a library's error for a transcendental function with outputs in a box.
+
+    ``(2**-16 |y| + 2**-22) * unit / 2**-24``: about 256 float32 ulps relative plus an
+    absolute floor, which covers onnxruntime's vectorised float32 approximations (MLAS, Eigen);
+    for float64 (``unit = 2**-53``) the bound shrinks proportionally.
+    """
+    scale = unit / FLOAT32_UNIT
+    return scale * (TRANSCENDENTAL_REL * magnitude(lower, upper) + TRANSCENDENTAL_ABS)
+
+
+def unary_input(args: Args, batched: Flags) -> Tensor:
+    """The single input of a unary op, with a batch dimension added to a constant input."""
+    x = args[0]
+    if x is None:
+        raise ValueError("unary op called without its input")
+    return x if batched[0] else x.unsqueeze(0)
+
+
+def hull(candidates: list[Tensor]) -> tuple[Tensor, Tensor]:
+    """Elementwise min and max over broadcast candidate values; NaN candidates widen to ±inf.
+
+    A NaN candidate arises from ``inf - inf`` or ``inf / inf`` at an unbounded box corner, whose
+    true limit is unknown here, so it is treated as possibly any value.
+    """
+    stacked = torch.stack(torch.broadcast_tensors(*candidates))
+    nan = torch.isnan(stacked)
+    inf = torch.full_like(stacked, math.inf)
+    lo = torch.where(nan, -inf, stacked).amin(0)
+    hi = torch.where(nan, inf, stacked).amax(0)
+    return lo, hi
+
+
+def finite(bound: Tensor | None) -> Tensor:
+    """A bound with infinities replaced by the largest finite values of its dtype.
+
+    Inputs are finite numbers, so clipping a box to the finite range loses no input; it lets
+    ``f(-inf)`` be evaluated as the limit over finite inputs (``-inf * 0`` would be NaN).
+    """
+    assert bound is not None
+    top = torch.finfo(bound.dtype).max
+    return bound.clamp(-top, top)
+
+
+class Unary(ElementwiseUnary):
+    """A non-decreasing elementwise function; bounds are the function at the box ends."""
+
+    def forward(self, node: Node, args: Args, batched: Flags) -> tuple[Tensor, ...]:
+        return (self.fn(node, unary_input(args, batched)),)
+
+
+class SmoothUnary(Unary):
+    """A non-decreasing function computed by a library approximation (exp, tanh, erf...)."""
+
+    def fp_error(
+        self, node: Node, lower: Args, upper: Args, batched: Flags, out: Pair, unit: float
+    ) -> tuple[Tensor | None, ...]:
+        return (transcendental_error(out[0][0], out[1][0], unit),)
+
+
+class DomainUnary(SmoothUnary):
+    """A non-decreasing function defined for inputs ``>= 0`` (Sqrt, Log).
+
+    The box is clipped to the domain before evaluating the ends (see the module docstring).
+    """
+
+    def interval(self, node: Node, lower: Args, upper: Args, batched: Flags) -> Pair:
+        lo, hi = lower[0], upper[0]
+        assert lo is not None and hi is not None
+        lo, hi = lo.clamp(min=0), hi.clamp(min=0)
+        return self.forward(node, [lo], batched), self.forward(node, [hi], batched)
+
+
+class Piecewise(Unary):
+    """A function monotone (either way) between the points of :meth:`breakpoints`.
+
+    The range over ``[l, u]`` is spanned by ``f(l)``, ``f(u)`` and ``f(clamp(b, l, u))`` for
+    each breakpoint ``b``. :meth:`extrema` lists smooth extrema known only numerically as
+    ``(point, value)`` with ``value`` just beyond the true extreme value; a box within ``1e-9``
+    of the point includes that value. Extra inputs (PRelu's slope) must be constant.
+    """
+
+    def breakpoints(self, node: Node) -> tuple[float, ...]:
+        """Points between which the function is monotone."""
+        return (0.0,)
+
+    def extrema(self, node: Node) -> tuple[tuple[float, float], ...]:
+        """``(point, bound on the extreme value)`` for extrema that are not breakpoints."""
+        return ()
+
+    def interval(self, node: Node, lower: Args, upper: Args, batched: Flags) -> Pair:
+        if any(batched[1:]):
+            raise ModelError(
+                f"node {node.name}: {node.op} needs constant parameters (slope), got a dynamic one"
+            )
+        lo, hi = finite(lower[0]), finite(upper[0])
+        points = [lo, hi] + [lo.clamp(min=b).minimum(hi) for b in self.breakpoints(node)]
+        values = [self.forward(node, [p, *lower[1:]], batched)[0] for p in points]
+        out_lo, out_hi = hull(values)
+        for point, value in self.extrema(node):
+            near = (lo <= point + 1e-9) & (hi >= point - 1e-9)
+            out_lo = torch.where(near, out_lo.clamp(max=value), out_lo)
+            out_hi = torch.where(near, out_hi.clamp(min=value), out_hi)
+        return (out_lo,), (out_hi,)
+
+
+@register("Relu")
+class Relu(Unary):
+    """``max(x, 0)``; exact in floating point."""
+
+    exact = True
+
+    def fn(self, node: Node, x: Tensor) -> Tensor:
+        return torch.relu(x)
+
+
+@register("Sign")
+class Sign(Unary):
+    """-1, 0 or 1; exact."""
+
+    exact = True
+
+    def fn(self, node: Node, x: Tensor) -> Tensor:
+        return torch.sign(x)
+
+
+@register("Floor")
+class Floor(Unary):
+    """Rounds down; exact."""
+
+    exact = True
+
+    def fn(self, node: Node, x: Tensor) -> Tensor:
+        return torch.floor(x)
+
+
+@register("Ceil")
+class Ceil(Unary):
+    """Rounds up; exact."""
+
+    exact = True
+
+    def fn(self, node: Node, x: Tensor) -> Tensor:
+        return torch.ceil(x)
+
+
+@register("Round")
+class Round(Unary):
+    """Rounds half to even (as ONNX and ``torch.round`` do); exact."""
+
+    exact = True
+
+    def fn(self, node: Node, x: Tensor) -> Tensor:
+        return torch.round(x)
+
+
+@register("Clip")
+class Clip(Unary):
+    """``min(max(x, min), max)``; ``min``/``max`` are attributes (opset < 11) or static inputs.
+
+    When ``min > max`` every output is ``max``, as ONNX specifies and ``torch.clamp`` does.
+    """
+
+    exact = True
+    static_inputs: ClassVar[dict[int, str]] = {1: "min", 2: "max"}
+
+    def fn(self, node: Node, x: Tensor) -> Tensor:
+        low, high = node.attr("min"), node.attr("max")
+        if not x.is_floating_point():
+            low = None if low is None else int(low)
+            high = None if high is None else int(high)
+        if low is None and high is None:
+            return x
+        return torch.clamp(x, min=low, max=high)
+
+
+@register("Sigmoid")
+class Sigmoid(SmoothUnary):
+    """The logistic function."""
+
+    def fn(self, node: Node, x: Tensor) -> Tensor:
+        return torch.sigmoid(x)
+
+
+@register("Tanh")
+class Tanh(SmoothUnary):
+    """Hyperbolic tangent."""
+
+    def fn(self, node: Node, x: Tensor) -> Tensor:
+        return torch.tanh(x)
+
+
+@register("Exp")
+class Exp(SmoothUnary):
+    """Exponential."""
+
+    def fn(self, node: Node, x: Tensor) -> Tensor:
+        return torch.exp(x)
+
+
+@register("Erf")
+class Erf(SmoothUnary):
+    """The error function."""
+
+    def fn(self, node: Node, x: Tensor) -> Tensor:
+        return torch.erf(x)
+
+
+@register("Softplus")
+class Softplus(SmoothUnary):
+    """``log(exp(x) + 1)``, computed without torch's linear cut-off."""
+
+    def fn(self, node: Node, x: Tensor) -> Tensor:
+        return torch.logaddexp(x, torch.zeros_like(x))
+
+
+@register("Sqrt")
+class Sqrt(DomainUnary):
+    """Square root (NaN below 0; see the module docstring)."""
+
+    def fn(self, node: Node, x: Tensor) -> Tensor:
+        return torch.sqrt(x)
+
+
+@register("Log")
+class Log(DomainUnary):
+    """Natural logarithm; ``log 0 = -inf`` (NaN below 0; see the module docstring)."""
+
+    def fn(self, node: Node, x: Tensor) -> Tensor:
+        return torch.log(x)
+
+
+@register("Abs")
+class Abs(Piecewise):
+    """``|x|``; exact."""
+
+    exact = True
+
+    def fn(self, node: Node, x: Tensor) -> Tensor:
+        return torch.abs(x)
+
+
+@register("LeakyRelu")
+class LeakyRelu(Piecewise):
+    """``x`` for ``x >= 0``, ``alpha x`` below; any sign of alpha."""
+
+    def fn(self, node: Node, x: Tensor) -> Tensor:
+        return torch.where(x < 0, x * node.attrs["alpha"], x)
+
+
+@register("PRelu")
+class PRelu(Piecewise):
+    """``x`` for ``x >= 0``, ``slope x`` below; the slope broadcasts to x and must be constant."""
+
+    def forward(self, node: Node, args: Args, batched: Flags) -> tuple[Tensor, ...]:
+        x, slope = args[0], args[1]
+        assert x is not None and slope is not None
+        x = unary_input(args, batched)
+        if slope.is_floating_point():
+            slope = slope.to(x.dtype)
+        x_b, slope_b = align([x, slope], [True, batched[1]])
+        out = torch.where(x_b < 0, x_b * slope_b, x_b)
+        return (out.expand(x_b.shape).reshape(x.shape),)
+
+
+@register("Elu")
+class Elu(Piecewise):
+    """``x`` for ``x >= 0``, ``alpha (exp(x) - 1)`` below."""
+
+    def fn(self, node: Node, x: Tensor) -> Tensor:
+        return torch.where(x < 0, torch.expm1(x) * node.attrs["alpha"], x)
+
+    def fp_error(
+        self, node: Node, lower: Args, upper: Args, batched: Flags, out: Pair, unit: float
+    ) -> tuple[Tensor | None, ...]:
+        # exp(x) - 1 cancels near 0: the absolute error of exp (<= 1 there) times |alpha|.
+        scale = unit / FLOAT32_UNIT
+        extra = scale * (TRANSCENDENTAL_REL + TRANSCENDENTAL_ABS) * abs(node.attrs["alpha"])
+        return (transcendental_error(out[0][0], out[1][0], unit) + extra,)
+
+
+@register("Selu")
+class Selu(Piecewise):
+    """``gamma x`` for ``x > 0``, ``gamma alpha (exp(x) - 1)`` for ``x <= 0``."""
+
+    def fn(self, node: Node, x: Tensor) -> Tensor:
+        g, a = node.attrs["gamma"], node.attrs["alpha"]
+        return torch.where(x <= 0, torch.expm1(x) * (a * g), x * g)
+
+    def fp_error(
+        self, node: Node, lower: Args, upper: Args, batched: Flags, out: Pair, unit: float
+    ) -> tuple[Tensor | None, ...]:
+        scale = unit / FLOAT32_UNIT
+        coeff = abs(node.attrs["alpha"] * node.attrs["gamma"])
+        extra = scale * (TRANSCENDENTAL_REL + TRANSCENDENTAL_ABS) * coeff
+        return (transcendental_error(out[0][0], out[1][0], unit) + extra,)
+
+
+@register("HardSigmoid")
+class HardSigmoid(Piecewise):
+    """``max(0, min(1, alpha x + beta))``: monotone for either sign of alpha."""
+
+    def breakpoints(self, node: Node) -> tuple[float, ...]:
+        return ()
+
+    def fn(self, node: Node, x: Tensor) -> Tensor:
+        return (x * node.attrs["alpha"] + node.attrs["beta"]).clamp(0, 1)
+
+    def fp_error(
+        self, node: Node, lower: Args, upper: Args, batched: Flags, out: Pair, unit: float
+    ) -> tuple[Tensor | None, ...]:
+        lo, hi = lower[0], upper[0]
+        assert lo is not None and hi is not None
+        pre = abs(node.attrs["alpha"]) * magnitude(lo, hi) + abs(node.attrs["beta"])
+        return (gamma(2, unit) * pre,)
+
+
+@register("HardSwish")
+class HardSwish(Piecewise):
+    """``x max(0, min(1, x / 6 + 1 / 2))``: constant, then a parabola with minimum
+    ``-0.375`` at ``-1.5``, then the identity."""
+
+    def breakpoints(self, node: Node) -> tuple[float, ...]:
+        return (-3.0, 3.0)
+
+    def extrema(self, node: Node) -> tuple[tuple[float, float], ...]:
+        return ((-1.5, -0.375),)
+
+    def fn(self, node: Node, x: Tensor) -> Tensor:
+        return x * (x / 6 + 0.5).clamp(0, 1)
+
+    def fp_error(
+        self, node: Node, lower: Args, upper: Args, batched: Flags, out: Pair, unit: float
+    ) -> tuple[Tensor | None, ...]:
+        lo, hi = lower[0], upper[0]
+        assert lo is not None and hi is not None
+        m = magnitude(lo, hi)
+        return (gamma(4, unit) * m * (m / 6 + 0.5),)
+
+
+# Minimum point of x Φ(x) and of its tanh approximation, and values slightly below the true
+# minimum values (-0.16997120747990366 and -0.17004075057125405, computed with mpmath).
+_GELU_MINIMUM = {
+    "none": (-0.7517915246935645, -0.169971207480),
+    "tanh": (-0.7524614220710163, -0.170040750572),
+}
+
+
+@register("Gelu")
+class Gelu(Piecewise):
+    """``x Φ(x)`` (``approximate="none"``) or its tanh approximation (``"tanh"``).
+
+    Decreasing then increasing around a single minimum (checked with mpmath on [-60, 60] and
+    analytically in the tails).
+    """
+
+    def _mode(self, node: Node) -> str:
+        mode = node.attr("approximate", "none")
+        if mode not in _GELU_MINIMUM:
+            raise ModelError(
+                f"node {node.name}: Gelu approximate={mode!r} is not supported (none, tanh)"
+            )
+        return str(mode)
+
+    def breakpoints(self, node: Node) -> tuple[float, ...]:
+        return ()
+
+    def extrema(self, node: Node) -> tuple[tuple[float, float], ...]:
+        return (_GELU_MINIMUM[self._mode(node)],)
+
+    def fn(self, node: Node, x: Tensor) -> Tensor:
+        return torch.nn.functional.gelu(x, approximate=self._mode(node))
+
+    def fp_error(
+        self, node: Node, lower: Args, upper: Args, batched: Flags, out: Pair, unit: float
+    ) -> tuple[Tensor | None, ...]:
+        # 0.5 x (1 + erf(x / sqrt 2)) cancels for x << 0: the erf error times |x| / 2.
+        lo, hi = lower[0], upper[0]
+        assert lo is not None and hi is not None
+        scale = unit / FLOAT32_UNIT
+        extra = scale * (TRANSCENDENTAL_REL + TRANSCENDENTAL_ABS) * 0.5 * magnitude(lo, hi)
+        return (
+            transcendental_error(out[0][0], out[1][0], unit) + extra + 4 * unit * magnitude(lo, hi),
+        )
+
+
+def _hits(lo: Tensor, hi: Tensor, phase: float) -> Tensor:
+    """True where ``[lo, hi]``, slightly widened, contains ``phase + 2πk`` for an integer k.
+
+    The widening (relative 1e-9) absorbs the rounding of the division below, so a true hit is
+    never missed; a spurious hit only loosens the bound.
+    """
+    period = 2 * math.pi
+    tol = 1e-9 * (1 + magnitude(lo, hi))
+    k = torch.ceil((lo - tol - phase) / period)
+    return phase + k * period <= hi + tol
+
+
+class Periodic(Op):
+    """Sin or Cos: ends of the box, replaced by ±1 where the box contains a peak or trough."""
+
+    peak: ClassVar[float] = 0.0
+    trough: ClassVar[float] = math.pi
+
+    def fn(self, x: Tensor) -> Tensor:
+        """The function."""
+        raise NotImplementedError
+
+    def forward(self, node: Node, args: Args, batched: Flags) -> tuple[Tensor, ...]:
+        return (self.fn(unary_input(args, batched)),)
+
+    def interval(self, node: Node, lower: Args, upper: Args, batched: Flags) -> Pair:
+        lo, hi = lower[0], upper[0]
+        assert lo is not None and hi is not None
+        out_lo, out_hi = hull([self.fn(lo), self.fn(hi)])
+        one = torch.ones_like(out_lo)
+        out_hi = torch.where(_hits(lo, hi, self.peak), one, out_hi)
+        out_lo = torch.where(_hits(lo, hi, self.trough), -one, out_lo)
+        return (out_lo,), (out_hi,)
+
+    def fp_error(
+        self, node: Node, lower: Args, upper: Args, batched: Flags, out: Pair, unit: float
+    ) -> tuple[Tensor | None, ...]:
+        # The extra unit * |x| covers a sloppy argument reduction for large |x|.
+        lo, hi = lower[0], upper[0]
+        assert lo is not None and hi is not None
+        return (transcendental_error(out[0][0], out[1][0], unit) + unit * magnitude(lo, hi),)
+
+
+@register("Sin")
+class Sin(Periodic):
+    """Sine: peaks at π/2 + 2πk, troughs at -π/2 + 2πk."""
+
+    peak = math.pi / 2
+    trough = -math.pi / 2
+
+    def fn(self, x: Tensor) -> Tensor:
+        return torch.sin(x)
+
+
+@register("Cos")
+class Cos(Periodic):
+    """Cosine: peaks at 2πk, troughs at π + 2πk."""
+
+    peak = 0.0
+    trough = math.pi
+
+    def fn(self, x: Tensor) -> Tensor:
+        return torch.cos(x)

@@ -1,0 +1,343 @@
+"""Elementwise arithmetic with numpy broadcasting: Add, Sub, Mul, Div, Pow, Max, Min, Sum,
+Mean, Neg, Reciprocal, Where, and comparisons/logic that only ever run on constants.
+
+Interval rules: Add, Sub, Max, Min, Sum, Mean are monotone in each input (corner evaluation,
+exact); Mul and Div take the hull of the four corner products/quotients, which is the exact
+range of a bilinear (resp. quotient with a denominator box excluding 0) function over a box;
+Pow handles a constant exponent per element (integer exponents with negative bases included).
+Unbounded boxes are handled: ``0 * inf`` counts as 0 (the true values are finite), and an
+undefined corner (``inf / inf``) widens the bound to ±inf.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+from verifier.errors import ModelError
+from verifier.graph.ir import Node
+from verifier.ops.activation import hull, transcendental_error, unary_input
+from verifier.ops.base import (
+    Args,
+    Flags,
+    MonotoneOp,
+    Op,
+    Pair,
+    align,
+    gamma,
+    magnitude,
+    register,
+)
+
+
+def operands(args: Args, batched: Flags) -> list[Tensor]:
+    """Aligns the arguments for broadcasting (see :func:`align`) and casts floating constants
+    to the floating dtype of the first dynamic argument, so the dynamic dtype is preserved."""
+    dtype = next(
+        (
+            a.dtype
+            for a, b in zip(args, batched, strict=True)
+            if b and a is not None and a.is_floating_point()
+        ),
+        None,
+    )
+    cast = [
+        a.to(dtype) if dtype is not None and a is not None and a.is_floating_point() else a
+        for a in args
+    ]
+    return align(cast, batched)
+
+
+def magnitudes(lower: Args, upper: Args, batched: Flags) -> list[Tensor]:
+    """Aligned ``max(|lo|, |hi|)`` of every argument."""
+    mags: list[Tensor | None] = []
+    for lo, hi in zip(lower, upper, strict=True):
+        assert lo is not None and hi is not None
+        mags.append(magnitude(lo, hi))
+    return operands(mags, batched)
+
+
+def safe_mul(a: Tensor, b: Tensor) -> Tensor:
+    """``a * b`` with ``0 * ±inf = 0``: an infinite bound stands for finite values."""
+    prod = a * b
+    return torch.where((a == 0) | (b == 0), torch.zeros_like(prod), prod)
+
+
+def product_hull(a_lo: Tensor, a_hi: Tensor, b_lo: Tensor, b_hi: Tensor) -> tuple[Tensor, Tensor]:
+    """Exact range of ``a * b`` over the box ``[a_lo, a_hi] x [b_lo, b_hi]`` (corner rule)."""
+    return hull(
+        [safe_mul(a_lo, b_lo), safe_mul(a_lo, b_hi), safe_mul(a_hi, b_lo), safe_mul(a_hi, b_hi)]
+    )
+
+
+def _binary(args: Args, batched: Flags) -> tuple[Tensor, Tensor]:
+    a, b = operands(args[:2], batched[:2])
+    return a, b
+
+
+@register("Add")
+class Add(MonotoneOp):
+    """``a + b``; one rounding."""
+
+    monotonicity = (1, 1)
+
+    def forward(self, node: Node, args: Args, batched: Flags) -> tuple[Tensor, ...]:
+        a, b = _binary(args, batched)
+        return (a + b,)
+
+
+@register("Sub")
+class Sub(MonotoneOp):
+    """``a - b``; one rounding."""
+
+    monotonicity = (1, -1)
+
+    def forward(self, node: Node, args: Args, batched: Flags) -> tuple[Tensor, ...]:
+        a, b = _binary(args, batched)
+        return (a - b,)
+
+
+@register("Mul")
+class Mul(Op):
+    """``a * b`` for any mix of dynamic and constant inputs; bounds by the corner rule."""
+
+    def forward(self, node: Node, args: Args, batched: Flags) -> tuple[Tensor, ...]:
+        a, b = _binary(args, batched)
+        return (a * b,)
+
+    def interval(self, node: Node, lower: Args, upper: Args, batched: Flags) -> Pair:
+        a_lo, b_lo = _binary(lower, batched)
+        a_hi, b_hi = _binary(upper, batched)
+        lo, hi = product_hull(a_lo, a_hi, b_lo, b_hi)
+        return (lo,), (hi,)
+
+
+@register("Div")
+class Div(Op):
+    """``a / b`` (truncating for integers, as onnxruntime does).
+
+    Bounds: the hull of the four corner quotients where the denominator box excludes 0
+    (``a / b`` is then monotone in each argument), ``[-inf, inf]`` where it does not.
+    """
+
+    def forward(self, node: Node, args: Args, batched: Flags) -> tuple[Tensor, ...]:
+        a, b = _binary(args, batched)
+        if not a.is_floating_point() and not b.is_floating_point():
+            return (torch.div(a, b, rounding_mode="trunc"),)
+        return (a / b,)
+
+    def interval(self, node: Node, lower: Args, upper: Args, batched: Flags) -> Pair:
+        a_lo, b_lo = _binary(lower, batched)
+        a_hi, b_hi = _binary(upper, batched)
+        lo, hi = hull([a_lo / b_lo, a_lo / b_hi, a_hi / b_lo, a_hi / b_hi])
+        safe = (b_lo > 0) | (b_hi < 0)
+        inf = torch.full_like(lo, math.inf)
+        return (torch.where(safe, lo, -inf),), (torch.where(safe, hi, inf),)
+
+    def fp_error(
+        self, node: Node, lower: Args, upper: Args, batched: Flags, out: Pair, unit: float
+    ) -> tuple[Tensor | None, ...]:
+        return (2 * unit * magnitude(out[0][0], out[1][0]),)
+
+
+@register("Neg")
+class Neg(MonotoneOp):
+    """``-x``; exact, non-increasing."""
+
+    exact = True
+    monotonicity = (-1,)
+
+    def forward(self, node: Node, args: Args, batched: Flags) -> tuple[Tensor, ...]:
+        return (-unary_input(args, batched),)
+
+
+@register("Reciprocal")
+class Reciprocal(Op):
+    """``1 / x``; unbounded when the box touches 0."""
+
+    def forward(self, node: Node, args: Args, batched: Flags) -> tuple[Tensor, ...]:
+        return (torch.reciprocal(unary_input(args, batched)),)
+
+    def interval(self, node: Node, lower: Args, upper: Args, batched: Flags) -> Pair:
+        lo, hi = lower[0], upper[0]
+        assert lo is not None and hi is not None
+        safe = (lo > 0) | (hi < 0)
+        inf = torch.full_like(lo, math.inf)
+        return (torch.where(safe, 1 / hi, -inf),), (torch.where(safe, 1 / lo, inf),)
+
+    def fp_error(
+        self, node: Node, lower: Args, upper: Args, batched: Flags, out: Pair, unit: float
+    ) -> tuple[Tensor | None, ...]:
+        return (2 * unit * magnitude(out[0][0], out[1][0]),)
+
+
+def _pow_constant_exponent(lo: Tensor, hi: Tensor, p: Tensor) -> tuple[Tensor, Tensor]:
+    """Range of ``x ** p`` for ``x`` in ``[lo, hi]`` and a constant exponent ``p`` per element.
+
+    Integer ``p``: odd powers are monotone, even positive powers bottom out at 0, negative
+    powers are unbounded when the box touches 0. Fractional ``p``: the box is clipped to
+    ``x >= 0`` (NaN below; see :mod:`verifier.ops.activation`), where ``x ** p`` is monotone.
+    """
+    integer = p == torch.round(p)
+    even = integer & (torch.remainder(p, 2) == 0)
+    lo_d = torch.where(integer, lo, lo.clamp(min=0))
+    hi_d = torch.where(integer, hi, hi.clamp(min=0))
+    out_lo, out_hi = hull([torch.pow(lo_d, p), torch.pow(hi_d, p)])
+    inf = torch.full_like(out_lo, math.inf)
+    straddles = (lo < 0) & (hi > 0)
+    touches = (lo <= 0) & (hi >= 0)
+    out_lo = torch.where(even & (p > 0) & straddles, torch.zeros_like(out_lo), out_lo)
+    out_hi = torch.where(integer & (p < 0) & touches, inf, out_hi)
+    out_lo = torch.where(integer & ~even & (p < 0) & touches, -inf, out_lo)
+    return out_lo, out_hi
+
+
+@register("Pow")
+class Pow(Op):
+    """``x ** y``; the exponent is usually a constant input (kept as an argument).
+
+    Constant exponent: see :func:`_pow_constant_exponent`. Dynamic exponent: where the base is
+    ``>= 0``, ``x ** y`` is monotone in each argument for the other fixed, so the corners span
+    the range; elsewhere the bounds are ``[-inf, inf]``.
+    """
+
+    def forward(self, node: Node, args: Args, batched: Flags) -> tuple[Tensor, ...]:
+        x, y = _binary(args, batched)
+        return (torch.pow(x, y).to(x.dtype),)
+
+    def interval(self, node: Node, lower: Args, upper: Args, batched: Flags) -> Pair:
+        x_lo, y_lo = _binary(lower, batched)
+        x_hi, y_hi = _binary(upper, batched)
+        y_lo, y_hi = y_lo.to(x_lo.dtype), y_hi.to(x_lo.dtype)
+        if not batched[1]:
+            lo, hi = _pow_constant_exponent(x_lo, x_hi, y_lo)
+            return (lo,), (hi,)
+        lo, hi = hull([torch.pow(a, b) for a in (x_lo, x_hi) for b in (y_lo, y_hi)])
+        inf = torch.full_like(lo, math.inf)
+        valid = x_lo >= 0
+        return (torch.where(valid, lo, -inf),), (torch.where(valid, hi, inf),)
+
+    def fp_error(
+        self, node: Node, lower: Args, upper: Args, batched: Flags, out: Pair, unit: float
+    ) -> tuple[Tensor | None, ...]:
+        return (transcendental_error(out[0][0], out[1][0], unit),)
+
+
+class Variadic(MonotoneOp):
+    """An op over any number of broadcast inputs, non-decreasing in each."""
+
+    def combine(self, terms: list[Tensor]) -> Tensor:
+        """The op on aligned inputs."""
+        raise NotImplementedError
+
+    def forward(self, node: Node, args: Args, batched: Flags) -> tuple[Tensor, ...]:
+        terms = operands(args, batched)
+        out = self.combine(terms)
+        shape = torch.broadcast_shapes(*(t.shape for t in terms))
+        return (out.expand(shape),)
+
+
+@register("Max")
+class Max(Variadic):
+    """Elementwise maximum; exact."""
+
+    exact = True
+
+    def combine(self, terms: list[Tensor]) -> Tensor:
+        return functools.reduce(torch.maximum, terms)
+
+
+@register("Min")
+class Min(Variadic):
+    """Elementwise minimum; exact."""
+
+    exact = True
+
+    def combine(self, terms: list[Tensor]) -> Tensor:
+        return functools.reduce(torch.minimum, terms)
+
+
+@register("Sum")
+class Sum(Variadic):
+    """Elementwise sum; error ``gamma(n) sum |x_i|`` for any summation order."""
+
+    def combine(self, terms: list[Tensor]) -> Tensor:
+        return functools.reduce(torch.add, terms)
+
+    def fp_error(
+        self, node: Node, lower: Args, upper: Args, batched: Flags, out: Pair, unit: float
+    ) -> tuple[Tensor | None, ...]:
+        mags = magnitudes(lower, upper, batched)
+        return (gamma(len(mags), unit) * functools.reduce(torch.add, mags),)
+
+
+@register("Mean")
+class Mean(Variadic):
+    """Elementwise mean: the sum divided by n; error ``gamma(n + 2) sum |x_i| / n``."""
+
+    def combine(self, terms: list[Tensor]) -> Tensor:
+        return functools.reduce(torch.add, terms) / len(terms)
+
+    def fp_error(
+        self, node: Node, lower: Args, upper: Args, batched: Flags, out: Pair, unit: float
+    ) -> tuple[Tensor | None, ...]:
+        mags = magnitudes(lower, upper, batched)
+        n = len(mags)
+        return (gamma(n + 2, unit) * functools.reduce(torch.add, mags) / n,)
+
+
+@register("Where")
+class Where(Op):
+    """``condition ? x : y`` with broadcasting; exact. Bounds need a constant condition."""
+
+    exact = True
+
+    def forward(self, node: Node, args: Args, batched: Flags) -> tuple[Tensor, ...]:
+        cond, x, y = operands(args, batched)
+        return (torch.where(cond.bool(), x, y),)
+
+    def interval(self, node: Node, lower: Args, upper: Args, batched: Flags) -> Pair:
+        if batched[0]:
+            raise ModelError(
+                f"node {node.name}: Where with a dynamic condition is not supported "
+                "(the condition must be constant after folding)"
+            )
+        return self.forward(node, lower, batched), self.forward(node, upper, batched)
+
+
+_CONSTANT_ONLY: dict[str, Callable[..., Tensor]] = {
+    "Equal": torch.eq,
+    "Less": torch.lt,
+    "Greater": torch.gt,
+    "LessOrEqual": torch.le,
+    "GreaterOrEqual": torch.ge,
+    "And": torch.logical_and,
+    "Or": torch.logical_or,
+    "Not": torch.logical_not,
+}
+
+
+@register(*_CONSTANT_ONLY)
+class ConstantOnly(Op):
+    """Comparisons and logic, which only run during constant folding.
+
+    The output is boolean, so there are no useful bounds: :meth:`interval` raises
+    :class:`ModelError` when an input is dynamic.
+    """
+
+    exact = True
+
+    def forward(self, node: Node, args: Args, batched: Flags) -> tuple[Tensor, ...]:
+        return (_CONSTANT_ONLY[node.op](*operands(args, batched)),)
+
+    def interval(self, node: Node, lower: Args, upper: Args, batched: Flags) -> Pair:
+        if any(batched):
+            raise ModelError(
+                f"comparison on a dynamic value is not supported: node {node.name} ({node.op})"
+            )
+        out = self.forward(node, lower, batched)
+        return out, out

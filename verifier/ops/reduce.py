@@ -1,0 +1,386 @@
+"""Reductions over axes (ReduceSum, ReduceMean, ...), ArgMax/ArgMin, Softmax and LogSoftmax.
+
+ONNX axes count from the static shape (without our batch dimension): axis ``a`` (negative
+values normalised by the static rank) is tensor dimension ``a + 1``. ``axes`` is an attribute
+in older opsets and a static input in newer ones (ReduceSum from 13, the others from 18); the
+loader moves it into ``node.attrs["axes"]`` either way. Empty or absent axes reduce every
+static axis, unless ``noop_with_empty_axes`` is set: then no axis is reduced and only the
+elementwise part of the op applies (``|x|`` for ReduceL1, ``x**2`` for ReduceSumSquare...), as
+the ONNX reference implementation does.
+
+Interval rules: Sum, Mean, Max, Min and LogSumExp are non-decreasing in every input (corner
+evaluation, exact); L1, L2 and SumSquare reduce exact bounds of ``|x|`` or ``x**2``; Prod
+multiplies intervals pairwise in a tree (each input used once, so the result is the exact
+range); Softmax and LogSoftmax bound each output by its exact range, which puts that input at
+one end and every other input at the opposite end.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar
+
+import torch
+from torch import Tensor
+
+from verifier.errors import ModelError
+from verifier.graph.ir import Node
+from verifier.ops.activation import (
+    FLOAT32_UNIT,
+    TRANSCENDENTAL_ABS,
+    TRANSCENDENTAL_REL,
+    transcendental_error,
+)
+from verifier.ops.arith import product_hull
+from verifier.ops.base import Args, Flags, MonotoneOp, Op, Pair, gamma, magnitude, register
+
+Dims = tuple[int, ...]
+
+
+def _batched_input(args: Args, batched: Flags) -> Tensor:
+    x = args[0]
+    if x is None:
+        raise ValueError("reduction called without its input")
+    return x if batched[0] else x.unsqueeze(0)
+
+
+def _axis(node: Node, axis: int, rank: int) -> int:
+    """Tensor dimension of ONNX ``axis`` for a value of static rank ``rank``."""
+    if not -rank <= axis < rank:
+        raise ModelError(f"node {node.name}: {node.op} axis {axis} is out of range for rank {rank}")
+    return axis % rank + 1
+
+
+def reduce_dims(node: Node, rank: int) -> Dims:
+    """Tensor dimensions reduced by ``node`` for an input of static rank ``rank`` (sorted)."""
+    axes = node.attr("axes")
+    if isinstance(axes, int):
+        axes = (axes,)
+    if axes is None or len(axes) == 0:
+        if node.attr("noop_with_empty_axes", 0):
+            return ()
+        return tuple(range(1, rank + 1))
+    return tuple(sorted({_axis(node, int(a), rank) for a in axes}))
+
+
+def _keep(node: Node) -> bool:
+    return bool(node.attr("keepdims", 1))
+
+
+def _sum(x: Tensor, dims: Dims, keep: bool) -> Tensor:
+    return x.sum(dim=dims, keepdim=keep) if dims else x
+
+
+def _count(x: Tensor, dims: Dims) -> int:
+    return math.prod(x.shape[d] for d in dims)
+
+
+def _to_last(x: Tensor, dims: Dims) -> Tensor:
+    """Moves ``dims`` to the end and flattens them into one dimension."""
+    kept = [d for d in range(x.dim()) if d not in dims]
+    moved = x.permute(*kept, *dims)
+    return moved.reshape(*moved.shape[: len(kept)], -1)
+
+
+def _from_last(y: Tensor, x: Tensor, dims: Dims, keep: bool) -> Tensor:
+    """Inverse of :func:`_to_last` for a reduced last dimension of size 1."""
+    if keep:
+        return y.reshape([1 if d in dims else s for d, s in enumerate(x.shape)])
+    return y.reshape([s for d, s in enumerate(x.shape) if d not in dims])
+
+
+class Reduction(Op):
+    """Base of the Reduce* ops: :meth:`reduce` gets the batched input and the tensor dims."""
+
+    static_inputs: ClassVar[dict[int, str]] = {1: "axes"}
+
+    def reduce(self, x: Tensor, dims: Dims, keep: bool) -> Tensor:
+        """The reduction of ``x`` over ``dims`` (possibly none)."""
+        raise NotImplementedError
+
+    def forward(self, node: Node, args: Args, batched: Flags) -> tuple[Tensor, ...]:
+        x = _batched_input(args, batched)
+        return (self.reduce(x, reduce_dims(node, x.dim() - 1), _keep(node)),)
+
+    def _setup(
+        self, node: Node, lower: Args, upper: Args, batched: Flags
+    ) -> tuple[Tensor, Tensor, Dims, bool]:
+        lo, hi = _batched_input(lower, batched), _batched_input(upper, batched)
+        return lo, hi, reduce_dims(node, lo.dim() - 1), _keep(node)
+
+
+class MonotoneReduction(Reduction, MonotoneOp):
+    """A reduction non-decreasing in every input: bounds from the box ends."""
+
+
+@register("ReduceSum")
+class ReduceSum(MonotoneReduction):
+    """Sum; error ``gamma(n) sum |x|`` for any summation order."""
+
+    def reduce(self, x: Tensor, dims: Dims, keep: bool) -> Tensor:
+        return _sum(x, dims, keep)
+
+    def fp_error(
+        self, node: Node, lower: Args, upper: Args, batched: Flags, out: Pair, unit: float
+    ) -> tuple[Tensor | None, ...]:
+        lo, hi, dims, keep = self._setup(node, lower, upper, batched)
+        return (gamma(_count(lo, dims), unit) * _sum(magnitude(lo, hi), dims, keep),)
+
+
+@register("ReduceMean")
+class ReduceMean(MonotoneReduction):
+    """Mean; error ``gamma(n + 2) sum |x| / n`` (sum, then one division or scaling)."""
+
+    def reduce(self, x: Tensor, dims: Dims, keep: bool) -> Tensor:
+        return x.mean(dim=dims, keepdim=keep) if dims else x
+
+    def fp_error(
+        self, node: Node, lower: Args, upper: Args, batched: Flags, out: Pair, unit: float
+    ) -> tuple[Tensor | None, ...]:
+        lo, hi, dims, keep = self._setup(node, lower, upper, batched)
+        n = _count(lo, dims)
+        return (gamma(n + 2, unit) * _sum(magnitude(lo, hi), dims, keep) / n,)
+
+
+@register("ReduceMax")
+class ReduceMax(MonotoneReduction):
+    """Maximum; exact."""
+
+    exact = True
+
+    def reduce(self, x: Tensor, dims: Dims, keep: bool) -> Tensor:
+        return x.amax(dim=dims, keepdim=keep) if dims else x
+
+
+@register("ReduceMin")
+class ReduceMin(MonotoneReduction):
+    """Minimum; exact."""
+
+    exact = True
+
+    def reduce(self, x: Tensor, dims: Dims, keep: bool) -> Tensor:
+        return x.amin(dim=dims, keepdim=keep) if dims else x
+
+
+@register("ReduceLogSumExp")
+class ReduceLogSumExp(MonotoneReduction):
+    """``log sum exp(x)``, computed stably.
+
+    Error model (onnxruntime computes ``m + log sum exp(x - m)``): the sum has relative error
+    at most ``2**-16`` (exp) plus ``gamma(2n)`` (the shifts and the additions), the log adds its
+    own transcendental error, and the final addition one rounding.
+    """
+
+    def reduce(self, x: Tensor, dims: Dims, keep: bool) -> Tensor:
+        return torch.logsumexp(x, dim=dims, keepdim=keep) if dims else x
+
+    def fp_error(
+        self, node: Node, lower: Args, upper: Args, batched: Flags, out: Pair, unit: float
+    ) -> tuple[Tensor | None, ...]:
+        lo, _, dims, _ = self._setup(node, lower, upper, batched)
+        n = _count(lo, dims)
+        scale = unit / FLOAT32_UNIT
+        mag = magnitude(out[0][0], out[1][0])
+        rel = TRANSCENDENTAL_REL * (2 * mag + 2 + math.log(max(n, 1)))
+        return (scale * (rel + 2 * TRANSCENDENTAL_ABS) + gamma(2 * n + 2, unit) * (1 + mag),)
+
+
+def _abs_range(lo: Tensor, hi: Tensor) -> tuple[Tensor, Tensor]:
+    """Exact range of ``|x|`` over ``[lo, hi]``."""
+    low = torch.where(lo > 0, lo, torch.where(hi < 0, -hi, torch.zeros_like(lo)))
+    return low, magnitude(lo, hi)
+
+
+@register("ReduceL1")
+class ReduceL1(Reduction):
+    """``sum |x|``; error ``gamma(n) sum |x|``."""
+
+    def reduce(self, x: Tensor, dims: Dims, keep: bool) -> Tensor:
+        return _sum(x.abs(), dims, keep)
+
+    def interval(self, node: Node, lower: Args, upper: Args, batched: Flags) -> Pair:
+        lo, hi, dims, keep = self._setup(node, lower, upper, batched)
+        a_lo, a_hi = _abs_range(lo, hi)
+        return (_sum(a_lo, dims, keep),), (_sum(a_hi, dims, keep),)
+
+    def fp_error(
+        self, node: Node, lower: Args, upper: Args, batched: Flags, out: Pair, unit: float
+    ) -> tuple[Tensor | None, ...]:
+        lo, _, dims, _ = self._setup(node, lower, upper, batched)
+        return (gamma(_count(lo, dims), unit) * out[1][0],)
+
+
+@register("ReduceSumSquare")
+class ReduceSumSquare(Reduction):
+    """``sum x**2``; error ``gamma(n + 1) sum x**2``."""
+
+    def reduce(self, x: Tensor, dims: Dims, keep: bool) -> Tensor:
+        return _sum(x * x, dims, keep)
+
+    def interval(self, node: Node, lower: Args, upper: Args, batched: Flags) -> Pair:
+        lo, hi, dims, keep = self._setup(node, lower, upper, batched)
+        a_lo, a_hi = _abs_range(lo, hi)
+        return (_sum(a_lo * a_lo, dims, keep),), (_sum(a_hi * a_hi, dims, keep),)
+
+    def fp_error(
+        self, node: Node, lower: Args, upper: Args, batched: Flags, out: Pair, unit: float
+    ) -> tuple[Tensor | None, ...]:
+        lo, _, dims, _ = self._setup(node, lower, upper, batched)
+        return (gamma(_count(lo, dims) + 1, unit) * out[1][0],)
+
+
+@register("ReduceL2")
+class ReduceL2(Reduction):
+    """``sqrt(sum x**2)``; error ``gamma(n + 3) |y|`` plus the library error of sqrt."""
+
+    def reduce(self, x: Tensor, dims: Dims, keep: bool) -> Tensor:
+        return _sum(x * x, dims, keep).sqrt()
+
+    def interval(self, node: Node, lower: Args, upper: Args, batched: Flags) -> Pair:
+        lo, hi, dims, keep = self._setup(node, lower, upper, batched)
+        a_lo, a_hi = _abs_range(lo, hi)
+        return (_sum(a_lo * a_lo, dims, keep).sqrt(),), (_sum(a_hi * a_hi, dims, keep).sqrt(),)
+
+    def fp_error(
+        self, node: Node, lower: Args, upper: Args, batched: Flags, out: Pair, unit: float
+    ) -> tuple[Tensor | None, ...]:
+        lo, _, dims, _ = self._setup(node, lower, upper, batched)
+        n = _count(lo, dims)
+        return (gamma(n + 3, unit) * out[1][0] + transcendental_error(out[0][0], out[1][0], unit),)
+
+
+@register("ReduceProd")
+class ReduceProd(Reduction):
+    """Product; error ``gamma(n) |y|``. Bounds: pairwise interval products in a tree."""
+
+    def reduce(self, x: Tensor, dims: Dims, keep: bool) -> Tensor:
+        if not dims:
+            return x
+        return _from_last(_to_last(x, dims).prod(-1), x, dims, keep)
+
+    def interval(self, node: Node, lower: Args, upper: Args, batched: Flags) -> Pair:
+        lo, hi, dims, keep = self._setup(node, lower, upper, batched)
+        if not dims:
+            return (lo,), (hi,)
+        a_lo, a_hi = _to_last(lo, dims), _to_last(hi, dims)
+        while a_lo.shape[-1] > 1:
+            if a_lo.shape[-1] % 2:
+                pad = torch.ones_like(a_lo[..., :1])
+                a_lo, a_hi = torch.cat([a_lo, pad], -1), torch.cat([a_hi, pad], -1)
+            a_lo, a_hi = product_hull(
+                a_lo[..., 0::2], a_hi[..., 0::2], a_lo[..., 1::2], a_hi[..., 1::2]
+            )
+        return (_from_last(a_lo, lo, dims, keep),), (_from_last(a_hi, lo, dims, keep),)
+
+    def fp_error(
+        self, node: Node, lower: Args, upper: Args, batched: Flags, out: Pair, unit: float
+    ) -> tuple[Tensor | None, ...]:
+        lo, _, dims, _ = self._setup(node, lower, upper, batched)
+        return (gamma(_count(lo, dims), unit) * magnitude(out[0][0], out[1][0]),)
+
+
+@register("ArgMax", "ArgMin")
+class ArgExtreme(Op):
+    """Index of the largest (ArgMax) or smallest (ArgMin) element along ``axis``, as int64.
+
+    Only for constant folding: :meth:`interval` raises :class:`ModelError` on a dynamic input.
+    """
+
+    exact = True
+
+    def forward(self, node: Node, args: Args, batched: Flags) -> tuple[Tensor, ...]:
+        x = _batched_input(args, batched)
+        dim = _axis(node, int(node.attrs["axis"]), x.dim() - 1)
+        keep = _keep(node)
+        pick = torch.argmin if node.op == "ArgMin" else torch.argmax
+        if node.attr("select_last_index", 0):
+            return (x.shape[dim] - 1 - pick(x.flip(dim), dim, keepdim=keep),)
+        return (pick(x, dim, keepdim=keep),)
+
+    def interval(self, node: Node, lower: Args, upper: Args, batched: Flags) -> Pair:
+        if batched[0]:
+            raise ModelError(f"node {node.name}: {node.op} on a dynamic value is not supported")
+        out = self.forward(node, lower, batched)
+        return out, out
+
+
+def _softmax_view(node: Node, x: Tensor) -> tuple[Tensor, int]:
+    """``x`` arranged so that the softmax runs along the returned dimension.
+
+    Opset >= 13: along ``axis``. Older opsets coerce the input to 2-D at ``axis`` (the rows are
+    the dimensions before it, the columns those from it on) and normalise each row.
+    """
+    rank = x.dim() - 1
+    axis = int(node.attrs["axis"])
+    if node.attr("_opset", 13) >= 13:
+        return x, _axis(node, axis, rank)
+    if not -rank <= axis <= rank:
+        raise ModelError(f"node {node.name}: {node.op} axis {axis} is out of range for rank {rank}")
+    dim = axis + rank if axis < 0 else axis
+    return x.reshape(x.shape[0], math.prod(x.shape[1 : dim + 1]), -1), 2
+
+
+def _others_lse(v: Tensor, dim: int) -> Tensor:
+    """For each i, ``log sum_{j != i} exp(v_j)`` along ``dim`` (``-inf`` when there is none).
+
+    ``sum - own term`` is safe except at the largest term, where it could cancel; there the sum
+    is recomputed with that term left out.
+    """
+    top = v.amax(dim, keepdim=True)
+    top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
+    e = torch.exp(v - top)
+    idx = e.argmax(dim, keepdim=True)
+    without_top = e.scatter(dim, idx, 0.0).sum(dim, keepdim=True)
+    is_top = torch.zeros_like(e, dtype=torch.bool).scatter(dim, idx, True)
+    rest = torch.where(is_top, without_top, e.sum(dim, keepdim=True) - e).clamp(min=0)
+    return top + torch.log(rest)
+
+
+@register("Softmax", "LogSoftmax")
+class Softmax(Op):
+    """``exp(x_i) / sum_j exp(x_j)`` and its logarithm, along an axis (see :func:`_softmax_view`).
+
+    Output ``i`` equals ``sigmoid(x_i - log sum_{j != i} exp(x_j))``: increasing in ``x_i`` and
+    decreasing in every other input, so its exact range over a box puts ``x_i`` at one end and
+    the others at the opposite end. LogSoftmax uses ``logsigmoid`` of the same argument.
+    """
+
+    def forward(self, node: Node, args: Args, batched: Flags) -> tuple[Tensor, ...]:
+        x = _batched_input(args, batched)
+        v, dim = _softmax_view(node, x)
+        fn = torch.log_softmax if node.op == "LogSoftmax" else torch.softmax
+        return (fn(v, dim).reshape(x.shape),)
+
+    def interval(self, node: Node, lower: Args, upper: Args, batched: Flags) -> Pair:
+        lo, hi = _batched_input(lower, batched), _batched_input(upper, batched)
+        (v_lo, dim), (v_hi, _) = _softmax_view(node, lo), _softmax_view(node, hi)
+        z_lo = v_lo - _others_lse(v_hi, dim)
+        z_hi = v_hi - _others_lse(v_lo, dim)
+        if node.op == "LogSoftmax":
+            f = torch.nn.functional.logsigmoid
+            out_lo, out_hi = f(z_lo), f(z_hi)
+            floor, ceil = -math.inf, 0.0
+        else:
+            out_lo, out_hi = torch.sigmoid(z_lo), torch.sigmoid(z_hi)
+            floor, ceil = 0.0, 1.0
+        out_lo = torch.where(torch.isnan(out_lo), floor, out_lo).reshape(lo.shape)
+        out_hi = torch.where(torch.isnan(out_hi), ceil, out_hi).reshape(lo.shape)
+        return (out_lo,), (out_hi,)
+
+    def fp_error(
+        self, node: Node, lower: Args, upper: Args, batched: Flags, out: Pair, unit: float
+    ) -> tuple[Tensor | None, ...]:
+        """Error model of ``e_i = exp(x_i - m)``, ``S = sum e_j``, ``e_i / S`` or
+        ``(x_i - m) - log S``: each ``e_j`` has relative error ``2**-16`` plus
+        ``u |x_j - m|`` from the shift (``e_j u |x_j - m| <= u``), so ``S >= 1`` has relative
+        error ``2**-16 + gamma(2n)``; the log and the division add their own."""
+        lo = _batched_input(lower, batched)
+        v, dim = _softmax_view(node, lo)
+        g = gamma(2 * v.shape[dim] + 2, unit)
+        scale = unit / FLOAT32_UNIT
+        mag = magnitude(out[0][0], out[1][0])
+        if node.op == "LogSoftmax":
+            err = scale * (TRANSCENDENTAL_REL * (2 * mag + 2) + TRANSCENDENTAL_ABS) + g * (2 + mag)
+        else:
+            err = scale * (2 * TRANSCENDENTAL_REL * mag + TRANSCENDENTAL_ABS) + g * mag + unit
+        return (err,)
