@@ -9,11 +9,11 @@ Interval rules, all exact up to the rounding that :meth:`fp_error` covers:
   smooth extremum known only numerically (Gelu's minimum) contributes a precomputed value just
   beyond the true extreme value whenever the box comes near the extremum point;
 - Sin and Cos detect whether the box contains a point where the function peaks or bottoms out;
-- Sqrt and Log clip the box to the domain ``x >= 0``.
+- Sqrt and Log are non-decreasing on their domain ``x >= 0``.
 
-Soundness assumption for functions with a restricted domain (Sqrt, Log, fractional Pow): inputs
-outside the real domain produce NaN in onnxruntime; the bounds cover the values taken on the
-part of the box inside the domain (a NaN output satisfies no linear output constraint).
+Functions with a restricted domain (Sqrt, Log): a box that reaches outside the real domain gets
+infinite bounds, since onnxruntime returns NaN there and a later op (Max, Relu, Clip, Where)
+may turn a NaN into an ordinary number that finite bounds would not cover.
 """
 
 from __future__ import annotations
@@ -106,14 +106,15 @@ class SmoothUnary(Unary):
 class DomainUnary(SmoothUnary):
     """A non-decreasing function defined for inputs ``>= 0`` (Sqrt, Log).
 
-    The box is clipped to the domain before evaluating the ends (see the module docstring).
+    Where the box reaches below 0 the bounds are infinite (see the module docstring).
     """
 
     def interval(self, node: Node, lower: Args, upper: Args, batched: Flags) -> Pair:
         lo, hi = lower[0], upper[0]
         assert lo is not None and hi is not None
-        lo, hi = lo.clamp(min=0), hi.clamp(min=0)
-        return self.forward(node, [lo], batched), self.forward(node, [hi], batched)
+        (out_lo,), (out_hi,) = self.forward(node, [lo.clamp(min=0)], batched), self.forward(node, [hi.clamp(min=0)], batched)
+        outside = lo < 0
+        return (out_lo.masked_fill(outside, -torch.inf),), (out_hi.masked_fill(outside, torch.inf),)
 
 
 class Piecewise(Unary):

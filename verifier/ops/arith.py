@@ -179,8 +179,9 @@ def _pow_constant_exponent(lo: Tensor, hi: Tensor, p: Tensor) -> tuple[Tensor, T
     """Range of ``x ** p`` for ``x`` in ``[lo, hi]`` and a constant exponent ``p`` per element.
 
     Integer ``p``: odd powers are monotone, even positive powers bottom out at 0, negative
-    powers are unbounded when the box touches 0. Fractional ``p``: the box is clipped to
-    ``x >= 0`` (NaN below; see :mod:`verifier.ops.activation`), where ``x ** p`` is monotone.
+    powers are unbounded when the box touches 0. Fractional ``p``: monotone on ``x >= 0``;
+    a box reaching below 0 (NaN in onnxruntime, which a later op may turn into a number) gets
+    infinite bounds.
     """
     integer = p == torch.round(p)
     even = integer & (torch.remainder(p, 2) == 0)
@@ -193,7 +194,8 @@ def _pow_constant_exponent(lo: Tensor, hi: Tensor, p: Tensor) -> tuple[Tensor, T
     out_lo = torch.where(even & (p > 0) & straddles, torch.zeros_like(out_lo), out_lo)
     out_hi = torch.where(integer & (p < 0) & touches, inf, out_hi)
     out_lo = torch.where(integer & ~even & (p < 0) & touches, -inf, out_lo)
-    return out_lo, out_hi
+    outside = ~integer & (lo < 0)
+    return torch.where(outside, -inf, out_lo), torch.where(outside, inf, out_hi)
 
 
 @register("Pow")
