@@ -1,0 +1,497 @@
+"""Affine ops: our own ``Linear``, ``Gemm``, ``MatMul``, ``BatchNormalization`` and ``Einsum``.
+
+``Linear`` and ``BatchNormalization`` are :class:`~verifier.ops.base.LinearOp` s with constant
+weights. ``Gemm``, ``MatMul`` and ``Einsum`` are multilinear in their operands: with one
+dynamic operand they are affine, with two they use the centre/radius product rule
+(Rump): for ``f`` bilinear with all product coefficients +1 (matrix products, einsum),
+``|f(A, B) - f(Ac, Bc)| <= f(|Ac|, Br) + f(Ar, |Bc|) + f(Ar, Br)`` elementwise.
+
+Float error model: a sum of ``n`` products, each then passed through ``s`` further roundings
+(bias add, scaling by alpha...), differs from its exact value by at most
+``gamma(n + s) * (sum of |products| + |additive terms|)`` for every summation order (Higham,
+Lemma 3.4 and eq. 3.5); FMA only tightens this. Underflow is ignored, as in the base class.
+"""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Callable, Sequence
+from typing import ClassVar
+
+import torch
+from torch import Tensor
+
+from verifier.errors import ModelError
+from verifier.graph.ir import Node
+from verifier.ops.base import (
+    Args,
+    Flags,
+    LinearOp,
+    Op,
+    Pair,
+    gamma,
+    magnitude,
+    register,
+)
+
+Product = Callable[[list[Tensor], bool], Tensor]
+
+
+def constant_arg(node: Node, arg: Tensor | None, batched: bool, what: str) -> Tensor:
+    """Returns a constant argument without batch dimension.
+
+    Constant folding hands constants in with a batch of 1, which is squeezed here; a truly
+    dynamic tensor (batch > 1) in a slot that must be constant raises :class:`ModelError`.
+    """
+    if arg is None:
+        raise ModelError(f"{node.op} node {node.name!r}: missing input {what}")
+    if not batched:
+        return arg
+    if arg.shape[0] != 1:
+        raise ModelError(
+            f"{node.op} node {node.name!r}: input {what} must be constant, it is dynamic"
+        )
+    return arg[0]
+
+
+def require_constant(
+    node: Node, batched: Flags, slots: Sequence[int], names: Sequence[str]
+) -> None:
+    """Raises :class:`ModelError` when an input that must be constant is dynamic (bounds only)."""
+    for slot, name in zip(slots, names, strict=True):
+        if slot < len(batched) and batched[slot]:
+            raise ModelError(
+                f"{node.op} node {node.name!r}: input {name} must be constant; dynamic {name} is unsupported"
+            )
+
+
+def fp_stages(node: Node, default: int) -> int:
+    """Extra rounding stages beyond the dot product (attr ``fp_stages``, set by the loader)."""
+    value = node.attr("fp_stages")
+    return default if value is None else int(value)
+
+
+def slack_tensor(node: Node, like: Tensor, channel_axis: int | None) -> Tensor | float:
+    """The loader's ``fp_slack`` attr as a tensor broadcastable to a batched output ``like``.
+
+    The slack broadcasts numpy-style (right-aligned) against the output's static shape, e.g.
+    ``(N,)`` for Linear or ``(M, 1, 1)`` for a 2-D Conv; for convolutions (``channel_axis``
+    set) a 1-D slack of length > 1 is taken per output channel instead.
+    """
+    value = node.attr("fp_slack")
+    if value is None:
+        return 0.0
+    slack = torch.as_tensor(value, dtype=like.dtype, device=like.device).abs()
+    if channel_axis is not None and slack.dim() == 1 and slack.numel() > 1:
+        slack = slack.reshape(-1, *([1] * (like.dim() - 1 - channel_axis)))
+    try:
+        torch.broadcast_shapes(slack.shape, like.shape)
+    except RuntimeError as err:
+        raise ModelError(
+            f"{node.op} node {node.name!r}: fp_slack of shape {tuple(slack.shape)} does not fit "
+            f"the output shape {tuple(like.shape[1:])}"
+        ) from err
+    return slack
+
+
+class ConstWeightLinear(LinearOp):
+    """A :class:`LinearOp` in input 0 whose other inputs must be constant.
+
+    The float error bound is ``gamma(fan_in + stages) * (|W| m + |b| + slack)`` where ``stages``
+    (attr ``fp_stages``, default :attr:`default_stages`) counts the roundings after the dot
+    product and ``slack`` (attr ``fp_slack``) is extra magnitude from folded coefficients.
+    """
+
+    default_stages: ClassVar[int] = 1
+    constant_names: ClassVar[tuple[str, ...]] = ("weight", "bias")
+    channel_axis: ClassVar[int | None] = None
+
+    def interval(self, node: Node, lower: Args, upper: Args, batched: Flags) -> Pair:
+        require_constant(node, batched, range(1, 1 + len(self.constant_names)), self.constant_names)
+        return super().interval(node, lower, upper, batched)
+
+    def fp_error(
+        self, node: Node, lower: Args, upper: Args, batched: Flags, out: Pair, unit: float
+    ) -> tuple[Tensor | None, ...]:
+        require_constant(node, batched, range(1, 1 + len(self.constant_names)), self.constant_names)
+        mags = [
+            magnitude(lo, hi) if (lo is not None and hi is not None and b) else lo
+            for lo, hi, b in zip(lower, upper, batched, strict=True)
+        ]
+        total = self.apply(node, mags, batched, absolute=True)
+        total = total + self.bias_magnitude(node, mags, batched)
+        total = total + slack_tensor(node, total, self.channel_axis)
+        n = self.fan_in(node, lower, batched) + fp_stages(node, self.default_stages)
+        return (gamma(n, unit) * total,)
+
+
+def dynamic_input(node: Node, arg: Tensor | None, batched: bool) -> Tensor:
+    """The op's data input as a batched tensor (a constant gets a batch of 1)."""
+    if arg is None:
+        raise ModelError(f"{node.op} node {node.name!r}: missing data input")
+    return arg if batched else arg.unsqueeze(0)
+
+
+def _optional(args: Args, i: int) -> Tensor | None:
+    return args[i] if i < len(args) else None
+
+
+@register("Linear")
+class Linear(ConstWeightLinear):
+    """Our normalised affine op ``y = x @ weight + bias`` over the last axis of ``x``.
+
+    Inputs: ``x`` (dynamic, any leading dims), ``weight`` constant ``(K, N)``, optional ``bias``
+    constant ``(N,)``. Attrs ``fp_stages`` (default 1) and ``fp_slack`` (broadcast to the last
+    axis) describe extra roundings of the original ONNX computation the loader folded here.
+    """
+
+    def apply(self, node: Node, args: Args, batched: Flags, absolute: bool) -> Tensor:
+        x = dynamic_input(node, args[0], batched[0])
+        w = constant_arg(node, args[1], batched[1], "weight").to(x.dtype)
+        if absolute:
+            return x @ w.abs()
+        y = x @ w
+        bias = _optional(args, 2)
+        if bias is not None:
+            y = y + constant_arg(node, bias, batched[2], "bias").to(x.dtype)
+        return y
+
+    def fan_in(self, node: Node, args: Args, batched: Flags) -> int:
+        w = args[1]
+        assert w is not None
+        return int(w.shape[-2])
+
+    def bias_magnitude(self, node: Node, args: Args, batched: Flags) -> Tensor | float:
+        bias = _optional(args, 2)
+        if bias is None:
+            return 0.0
+        return constant_arg(node, bias, batched[2], "bias").abs()
+
+
+@register("BatchNormalization")
+class BatchNormalization(ConstWeightLinear):
+    """Inference-mode batch normalisation, a per-channel affine map on ONNX axis 1.
+
+    ``y = scale * (x - mean) / sqrt(var + epsilon) + B`` with constant ``scale, B, mean, var``.
+    Parameters of shape ``(C,)`` broadcast over the spatial dims; with the legacy
+    ``spatial=0`` they have shape ``(C, D1, ...)``. Training mode (``training_mode=1`` or more
+    than one output) raises :class:`ModelError`. The float bound allows 7 roundings after the
+    product: onnxruntime forms ``scale/sqrt(var+eps)`` and ``B - mean*scale'`` in float.
+    """
+
+    default_stages = 7
+    constant_names = ("scale", "B", "mean", "var")
+
+    def _coefficients(
+        self, node: Node, args: Args, batched: Flags, x: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        if node.attr("training_mode", 0) or len([o for o in node.outputs if o]) > 1:
+            raise ModelError(
+                f"BatchNormalization node {node.name!r}: training mode (batch statistics, "
+                "extra outputs) is unsupported"
+            )
+        scale, bias, mean, var = (
+            constant_arg(node, args[i], batched[i], name).to(x.dtype)
+            for i, name in enumerate(self.constant_names, start=1)
+        )
+        eps = float(node.attr("epsilon", 1e-5))
+        w = scale / torch.sqrt(var + eps)
+        b = bias - mean * w
+        rank = x.dim() - 1
+        shape = lambda t: t.reshape(*t.shape, *([1] * (rank - 1 - t.dim())))  # noqa: E731
+        return shape(w), shape(b)
+
+    def apply(self, node: Node, args: Args, batched: Flags, absolute: bool) -> Tensor:
+        x = dynamic_input(node, args[0], batched[0])
+        w, b = self._coefficients(node, args, batched, x)
+        if absolute:
+            return x * w.abs()
+        return x * w + b
+
+    def fan_in(self, node: Node, args: Args, batched: Flags) -> int:
+        return 1
+
+    def bias_magnitude(self, node: Node, args: Args, batched: Flags) -> Tensor | float:
+        x = args[0]
+        assert x is not None
+        _, b = self._coefficients(node, args, batched, x)
+        bias = constant_arg(node, args[2], batched[2], "B").to(x.dtype)
+        rank = x.dim() - 1
+        bias = bias.reshape(*bias.shape, *([1] * (rank - 1 - bias.dim())))
+        return bias.abs() + (b - bias).abs()
+
+
+def multilinear_interval(
+    node: Node, prod: Product, lower: Args, upper: Args, batched: Flags
+) -> tuple[Tensor, Tensor]:
+    """Sound bounds of a multilinear ``prod`` with non-negative product coefficients.
+
+    ``prod(args, absolute)`` evaluates the op on the operands (``absolute=True`` asks for the
+    coefficient magnitudes, e.g. ``|alpha|``; the caller passes non-negative operands then).
+    One dynamic operand: centre/radius. Two: Rump's product rule. More: :class:`ModelError`.
+    """
+    dyn = [i for i, b in enumerate(batched) if b]
+    lows = [t for t in lower if t is not None]
+    if len(lows) != len(lower):
+        raise ModelError(f"{node.op} node {node.name!r}: missing operand")
+    if not dyn:
+        value = prod(lows, False)
+        return value, value
+    centre = [(lo + hi) / 2 if b else lo for lo, hi, b in zip(lows, upper, batched, strict=True)]  # type: ignore[operator]
+    radius = [(hi - lo) / 2 if b else lo for lo, hi, b in zip(lows, upper, batched, strict=True)]  # type: ignore[operator]
+    mid = prod(centre, False)
+    absolute_c = [c.abs() for c in centre]
+    if len(dyn) == 1:
+        i = dyn[0]
+        rad = prod([radius[i] if k == i else a for k, a in enumerate(absolute_c)], True)
+    elif len(dyn) == 2:
+        i, j = dyn
+        pick = lambda si, sj: [  # noqa: E731
+            si if k == i else sj if k == j else a for k, a in enumerate(absolute_c)
+        ]
+        rad = (
+            prod(pick(absolute_c[i], radius[j]), True)
+            + prod(pick(radius[i], absolute_c[j]), True)
+            + prod(pick(radius[i], radius[j]), True)
+        )
+    else:
+        raise ModelError(
+            f"{node.op} node {node.name!r}: products of more than two dynamic operands are unsupported"
+        )
+    return mid - rad, mid + rad
+
+
+def operand_magnitudes(lower: Args, upper: Args, batched: Flags) -> list[Tensor]:
+    """``max(|lo|, |hi|)`` for dynamic operands and ``|c|`` for constants."""
+    out: list[Tensor] = []
+    for lo, hi, b in zip(lower, upper, batched, strict=True):
+        assert lo is not None and hi is not None
+        out.append(magnitude(lo, hi) if b else lo.abs())
+    return out
+
+
+def common_dtype(a: Tensor, b: Tensor, fa: bool, fb: bool) -> tuple[Tensor, Tensor]:
+    """Casts two operands to one dtype: a dynamic float operand's dtype wins over a constant's."""
+    if a.dtype == b.dtype:
+        return a, b
+    if a.is_floating_point() and (not b.is_floating_point() or (fa and not fb)):
+        return a, b.to(a.dtype)
+    if b.is_floating_point() and (not a.is_floating_point() or (fb and not fa)):
+        return a.to(b.dtype), b
+    dtype = torch.promote_types(a.dtype, b.dtype)
+    return a.to(dtype), b.to(dtype)
+
+
+def _lift(t: Tensor, batched: bool, rank: int) -> Tensor:
+    """Pads the static shape of ``t`` with leading ones to ``rank``; the result is batched."""
+    if batched:
+        return t.reshape(t.shape[0], *([1] * (rank - t.dim() + 1)), *t.shape[1:])
+    return t.reshape(*([1] * (rank + 1 - t.dim())), *t.shape)
+
+
+def batched_matmul(a: Tensor, b: Tensor, fa: bool, fb: bool) -> Tensor:
+    """numpy ``matmul`` of two ONNX values with the batch in front; the result is batched.
+
+    1-D operands are promoted (``(K,)`` -> ``(1, K)`` on the left, ``(K, 1)`` on the right) and
+    the promoted axis is dropped again, exactly as numpy does.
+    """
+    ra, rb = a.dim() - fa, b.dim() - fb
+    if ra == 1:
+        a = a.unsqueeze(-2)
+    if rb == 1:
+        b = b.unsqueeze(-1)
+    a, b = common_dtype(a, b, fa, fb)
+    top = max(a.dim() - fa, b.dim() - fb)
+    a, b = _lift(a, fa, top), _lift(b, fb, top)
+    y = torch.matmul(a, b)
+    if rb == 1:
+        y = y.squeeze(-1)
+    if ra == 1:
+        y = y.squeeze(-1 if rb == 1 else -2)
+    return y
+
+
+@register("MatMul")
+class MatMul(Op):
+    """numpy-semantics matrix product (1-D promotion, broadcast batch dims).
+
+    Affine when one operand is constant; with both dynamic, Rump's interval product rule.
+    Float error: ``gamma(K + fp_stages) * (|A| |B|)`` with ``fp_stages`` default 1.
+    """
+
+    def _prod(self, batched: Flags) -> Product:
+        def prod(ops: list[Tensor], absolute: bool) -> Tensor:
+            return batched_matmul(ops[0], ops[1], batched[0], batched[1])
+
+        return prod
+
+    def forward(self, node: Node, args: Args, batched: Flags) -> tuple[Tensor, ...]:
+        a, b = args[0], args[1]
+        if a is None or b is None:
+            raise ModelError(f"MatMul node {node.name!r}: missing operand")
+        return (batched_matmul(a, b, batched[0], batched[1]),)
+
+    def interval(self, node: Node, lower: Args, upper: Args, batched: Flags) -> Pair:
+        lo, hi = multilinear_interval(node, self._prod(batched), lower[:2], upper[:2], batched[:2])
+        return (lo,), (hi,)
+
+    def fp_error(
+        self, node: Node, lower: Args, upper: Args, batched: Flags, out: Pair, unit: float
+    ) -> tuple[Tensor | None, ...]:
+        mags = operand_magnitudes(lower[:2], upper[:2], batched[:2])
+        k = int(mags[0].shape[-1])
+        return (gamma(k + fp_stages(node, 1), unit) * self._prod(batched)(mags, True),)
+
+
+@register("Gemm")
+class Gemm(Op):
+    """``Y = alpha * A' B' + beta * C`` with ``A' = A^T`` if ``transA`` (same for B).
+
+    A and B may each be constant or dynamic (bilinear rule when both are); C is optional,
+    unidirectionally broadcast to ``(M, N)``, constant or dynamic (monotone in C with the sign of
+    beta). Float error: ``gamma(K + 3) * (|alpha| |A'| |B'| + |beta C|)`` (product, alpha scaling,
+    beta scaling, addition).
+    """
+
+    def _prod(self, node: Node, batched: Flags) -> Product:
+        alpha = float(node.attr("alpha", 1.0))
+
+        def prod(ops: list[Tensor], absolute: bool) -> Tensor:
+            a, b = ops
+            a = a.transpose(-1, -2) if node.attr("transA", 0) else a
+            b = b.transpose(-1, -2) if node.attr("transB", 0) else b
+            y = batched_matmul(a, b, batched[0], batched[1])
+            return y * (abs(alpha) if absolute else alpha)
+
+        return prod
+
+    def _c_term(self, node: Node, c: Tensor | None, fc: bool) -> Tensor | float:
+        if c is None:
+            return 0.0
+        beta = float(node.attr("beta", 1.0))
+        if fc:
+            c = c.reshape(c.shape[0], *([1] * (3 - c.dim())), *c.shape[1:])
+        return beta * c
+
+    def forward(self, node: Node, args: Args, batched: Flags) -> tuple[Tensor, ...]:
+        a, b = args[0], args[1]
+        if a is None or b is None:
+            raise ModelError(f"Gemm node {node.name!r}: missing operand")
+        y = self._prod(node, batched)([a, b], False)
+        c = _optional(args, 2)
+        return (y + self._c_term(node, c, len(batched) > 2 and batched[2]),)
+
+    def interval(self, node: Node, lower: Args, upper: Args, batched: Flags) -> Pair:
+        lo, hi = multilinear_interval(
+            node, self._prod(node, batched), lower[:2], upper[:2], batched[:2]
+        )
+        c_lo, c_hi = _optional(lower, 2), _optional(upper, 2)
+        fc = len(batched) > 2 and batched[2]
+        if float(node.attr("beta", 1.0)) < 0:
+            c_lo, c_hi = c_hi, c_lo
+        return (lo + self._c_term(node, c_lo, fc),), (hi + self._c_term(node, c_hi, fc),)
+
+    def fp_error(
+        self, node: Node, lower: Args, upper: Args, batched: Flags, out: Pair, unit: float
+    ) -> tuple[Tensor | None, ...]:
+        mags = operand_magnitudes(lower[:2], upper[:2], batched[:2])
+        total = self._prod(node, batched)(mags, True)
+        c_lo, c_hi = _optional(lower, 2), _optional(upper, 2)
+        if c_lo is not None and c_hi is not None:
+            fc = len(batched) > 2 and batched[2]
+            c_term = self._c_term(node, magnitude(c_lo, c_hi), fc)
+            total = total + abs(c_term) if isinstance(c_term, float) else total + c_term.abs()
+        a = mags[0]
+        k = int(a.shape[-2] if node.attr("transA", 0) else a.shape[-1])
+        return (gamma(k + fp_stages(node, 3), unit) * total,)
+
+
+def _einsum_parts(node: Node, count: int) -> tuple[list[str], str]:
+    """Splits the Einsum equation into operand terms and the (explicit or implicit) output."""
+    equation = str(node.attrs["equation"]).replace(" ", "")
+    lhs, arrow, rhs = equation.partition("->")
+    terms = lhs.split(",")
+    if len(terms) != count:
+        raise ModelError(
+            f"Einsum node {node.name!r}: equation {equation!r} does not match {count} inputs"
+        )
+    if not arrow:
+        letters = [c for c in lhs if c.isalpha()]
+        single = sorted(c for c in set(letters) if letters.count(c) == 1)
+        rhs = ("..." if "..." in lhs else "") + "".join(single)
+    return terms, rhs
+
+
+def _einsum_equation(node: Node, batched: Flags) -> str:
+    """Rewrites the Einsum equation so every batched operand and the output gain a batch letter."""
+    terms, rhs = _einsum_parts(node, len(batched))
+    used = "".join(terms) + rhs
+    free = [c for c in string.ascii_letters if c not in used]
+    if not free:
+        raise ModelError(f"Einsum node {node.name!r}: no spare subscript letter for the batch")
+    z = free[0]
+    new_terms = [z + t if b else t for t, b in zip(terms, batched, strict=True)]
+    return ",".join(new_terms) + "->" + z + rhs
+
+
+def _einsum_summands(node: Node, shapes: Sequence[Sequence[int]]) -> int:
+    """Number of products summed into one output element (product of contracted sizes)."""
+    terms, rhs = _einsum_parts(node, len(shapes))
+    sizes: dict[str, int] = {}
+    ellipsis: list[int] = []
+    for term, shape in zip(terms, shapes, strict=True):
+        named = term.replace("...", "")
+        lead = len(shape) - len(named)
+        if "..." in term:
+            dims = list(shape[term.index("...") : term.index("...") + lead])
+            width = max(len(ellipsis), len(dims))
+            ellipsis = [1] * (width - len(ellipsis)) + ellipsis
+            dims = [1] * (width - len(dims)) + dims
+            ellipsis = [max(e, d) for e, d in zip(ellipsis, dims, strict=True)]
+            shape = list(shape[: term.index("...")]) + list(shape[term.index("...") + lead :])
+        for letter, size in zip(named, shape, strict=True):
+            sizes[letter] = max(sizes.get(letter, 1), int(size))
+    count = 1
+    for letter, size in sizes.items():
+        if letter not in rhs:
+            count *= size
+    if "..." not in rhs:
+        for size in ellipsis:
+            count *= size
+    return count
+
+
+@register("Einsum")
+class Einsum(Op):
+    """``Einsum`` with at most two dynamic operands (affine with one, Rump's rule with two).
+
+    Float error: ``gamma(n + k) * einsum(|operands|)`` with ``n`` the number of summed terms per
+    output (product of the contracted dimensions) and ``k`` the number of operands.
+    """
+
+    def _prod(self, node: Node, batched: Flags) -> Product:
+        def prod(ops: list[Tensor], absolute: bool) -> Tensor:
+            y = torch.einsum(_einsum_equation(node, batched), *ops)
+            return y if any(batched) else y.unsqueeze(0)
+
+        return prod
+
+    def forward(self, node: Node, args: Args, batched: Flags) -> tuple[Tensor, ...]:
+        ops = [a for a in args if a is not None]
+        if len(ops) != len(args):
+            raise ModelError(f"Einsum node {node.name!r}: missing operand")
+        dtype = next((t.dtype for t, b in zip(ops, batched, strict=True) if b), ops[0].dtype)
+        ops = [t.to(dtype) for t in ops]
+        return (self._prod(node, batched)(ops, False),)
+
+    def interval(self, node: Node, lower: Args, upper: Args, batched: Flags) -> Pair:
+        lo, hi = multilinear_interval(node, self._prod(node, batched), lower, upper, batched)
+        return (lo,), (hi,)
+
+    def fp_error(
+        self, node: Node, lower: Args, upper: Args, batched: Flags, out: Pair, unit: float
+    ) -> tuple[Tensor | None, ...]:
+        mags = operand_magnitudes(lower, upper, batched)
+        total = self._prod(node, batched)(mags, True)
+        shapes = [t.shape[1:] if b else t.shape for t, b in zip(mags, batched, strict=True)]
+        return (gamma(_einsum_summands(node, shapes) + len(mags), unit) * total,)
