@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import subprocess
 import sys
 import time
@@ -21,12 +22,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 
-def run_one(folder: Path, onnx_rel: str, spec_rel: str, timeout: float) -> dict[str, object]:
-    """Runs one instance; returns its status, time and the process' exit code."""
+def run_one(folder: Path, onnx_rel: str, spec_rel: str, timeout: float, threads: int) -> dict[str, object]:
+    """Runs one instance with ``threads`` torch threads; returns its status, time and exit code."""
     start = time.monotonic()
     cmd = [sys.executable, "-m", "verifier.cli", str(folder / onnx_rel), str(folder / spec_rel),
            "--timeout", str(timeout), "--json"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout + 60)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout + 60, env=env)
     wall = time.monotonic() - start
     try:
         payload = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -50,10 +52,11 @@ def main() -> int:
     with (args.folder / "expected.csv").open() as handle:
         for row in csv.DictReader(handle):
             expected[(row["onnx"].strip(), row["vnnlib"].strip())] = row["expected"].strip()
+    threads = max(1, (os.cpu_count() or 1) // args.jobs)
     start = time.monotonic()
     with ThreadPoolExecutor(args.jobs) as pool:
         futures = [pool.submit(run_one, args.folder, r[0].strip(), r[1].strip(),
-                               args.timeout if args.timeout is not None else float(r[2])) for r in rows]
+                               args.timeout if args.timeout is not None else float(r[2]), threads) for r in rows]
         results = []
         for i, fut in enumerate(futures):
             res = fut.result()

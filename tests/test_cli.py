@@ -125,3 +125,21 @@ def test_timeout_is_honoured(tmp_path: Path) -> None:
     assert proc.returncode == 30
     assert payload["time"] <= 3.0
     assert wall < 20
+
+
+def test_bounds_json_contains_onnxruntime_outputs(capsys: pytest.CaptureFixture[str]) -> None:
+    model, spec = SPECS / "onnx/relu_net.onnx", SPECS / "vnnlib/relu_sat_or.vnnlib"
+    assert main(["bounds", str(model), str(spec), "--method", "ibp", "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["method"] == "ibp" and len(payload["regions"]) == 1
+    bounds = payload["regions"][0]
+    region = parse_vnnlib(spec).regions[0]
+    oracle = OnnxOracle(model)
+    rng = np.random.default_rng(0)
+    lo, hi = np.array(bounds["output_lower"]), np.array(bounds["output_upper"])
+    for _ in range(200):
+        x = region.lower + rng.random(2) * (region.upper - region.lower)
+        y = oracle.run(x.astype(np.float32))
+        assert np.all(lo <= y) and np.all(y <= hi)
+        for clause, rows in zip(region.clauses, bounds["clause_lower"], strict=True):
+            assert np.all(np.array(rows) <= clause.C @ y - clause.d)

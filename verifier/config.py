@@ -48,24 +48,30 @@ class DeviceConfig:
 
 @dataclass(frozen=True)
 class AttackConfig:
-    """Falsification budget: random sampling, then rounds of PGD with restarts.
+    """Falsification budget: rounds of random sampling, each followed by PGD from its best points.
+
+    Round ``r`` draws ``samples * growth**r`` uniform points from the box (counterexamples of
+    some properties live in tiny pockets that only dense sampling hits), then runs ``steps``
+    steps of signed-gradient PGD from the ``restarts`` points with the smallest margin.
 
     Attributes:
-        samples: uniformly random points tried per region before PGD.
-        restarts: PGD starting points per round (one batch).
+        samples: points drawn in the first round.
+        growth: factor by which each round draws more points than the previous one.
+        rounds: number of rounds; the attack also stops at the deadline.
+        restarts: PGD starting points per round (the best sampled points).
         steps: PGD steps per round.
-        rounds: PGD rounds per region (each with fresh random starts); 0 disables PGD.
-        step_fraction: initial step size as a fraction of each input's box width; it decays
+        step_fraction: initial PGD step as a fraction of each input's box width; it decays
             geometrically to 1/100 of that over a round.
         max_batch: largest batch evaluated at once (limits memory on big models).
     """
 
-    samples: int = 1024
-    restarts: int = 64
-    steps: int = 60
-    rounds: int = 3
-    step_fraction: float = 0.1
-    max_batch: int = 4096
+    samples: int = 4096
+    growth: int = 4
+    rounds: int = 5
+    restarts: int = 256
+    steps: int = 100
+    step_fraction: float = 0.02
+    max_batch: int = 65536
 
 
 @dataclass(frozen=True)

@@ -94,15 +94,25 @@ class _Search:
                 return True
         return False
 
-    def sample(self) -> bool:
-        """Random sampling phase (the box centre first)."""
-        points = torch.cat([((self.lower + self.upper) / 2).unsqueeze(0), self.uniform(self.cfg.samples)])
+    def sample(self, count: int) -> Tensor:
+        """Draws ``count`` uniform points (the box centre first); returns the best ``restarts``."""
+        best_x = ((self.lower + self.upper) / 2).unsqueeze(0)
         with torch.no_grad():
-            return self.offer(points, self.margins(points))
+            best_m = self.margins(best_x)
+            remaining = count
+            while remaining > 0 and not self.deadline.expired():
+                points = self.uniform(min(remaining, self.cfg.max_batch))
+                remaining -= points.shape[0]
+                margin = self.margins(points)
+                if self.offer(points, margin):
+                    return points
+                best_x, best_m = torch.cat([best_x, points]), torch.cat([best_m, margin])
+                keep = torch.argsort(best_m)[: self.cfg.restarts]
+                best_x, best_m = best_x[keep], best_m[keep]
+        return best_x
 
-    def pgd_round(self) -> bool:
-        """One round of signed-gradient PGD from fresh random starts."""
-        x = self.uniform(self.cfg.restarts)
+    def pgd(self, x: Tensor) -> bool:
+        """Signed-gradient PGD from the points ``x``; True once a candidate is confirmed."""
         steps = max(1, self.cfg.steps)
         decay = 0.01 ** (1.0 / steps)
         step = self.cfg.step_fraction * self.width
@@ -139,9 +149,10 @@ def falsify_region(tgraph: TorchGraph, region: Region, cfg: AttackConfig, deadli
     """
     gen = torch.Generator().manual_seed(seed)
     search = _Search(tgraph, region, cfg, deadline, confirm, gen)
-    if search.sample():
-        return search.found, search.stats
-    for _ in range(cfg.rounds):
-        if deadline.expired() or search.pgd_round():
+    for index in range(cfg.rounds):
+        if deadline.expired():
+            break
+        starts = search.sample(cfg.samples * cfg.growth**index)
+        if search.found is not None or search.pgd(starts):
             break
     return search.found, search.stats
