@@ -62,7 +62,11 @@ class AttackConfig:
         steps: PGD steps per round.
         step_fraction: initial PGD step as a fraction of each input's box width; it decays
             geometrically to 1/100 of that over a round.
-        max_batch: largest batch evaluated at once (limits memory on big models).
+        max_batch: largest batch evaluated at once.
+        batch_memory: bytes of activations one batch may take; the batch shrinks on large
+            models to stay within it (never below 16 points).
+        time_limit: seconds of falsification per region at most (large models cannot afford
+            the full sampling schedule); the run's deadline applies as well.
     """
 
     samples: int = 4096
@@ -72,6 +76,8 @@ class AttackConfig:
     steps: int = 100
     step_fraction: float = 0.02
     max_batch: int = 65536
+    batch_memory: int = 256 * 2**20
+    time_limit: float = 10.0
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,11 @@ class Deadline:
         """A deadline ``seconds`` from now (no limit when ``seconds`` is None)."""
         return Deadline(None if seconds is None else time.monotonic() + seconds)
 
+    def sooner(self, seconds: float) -> Deadline:
+        """This deadline or one ``seconds`` from now, whichever comes first."""
+        other = time.monotonic() + seconds
+        return Deadline(other if self.at is None else min(self.at, other))
+
     def remaining(self) -> float:
         """Seconds left (infinity without a limit, never negative)."""
         return float("inf") if self.at is None else max(0.0, self.at - time.monotonic())

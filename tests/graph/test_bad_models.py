@@ -79,3 +79,15 @@ def test_dynamic_shape_input_must_be_constant(tmp_path: Path) -> None:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     with pytest.raises(ModelError, match="reshape_dyn"):
         load_model(_save(model, tmp_path / "dyn.onnx"))
+
+
+def test_internal_op_names_are_not_accepted_from_files(tmp_path: Path) -> None:
+    model = _mlp(np.eye(2), [("Linear", "fake_linear")])
+    with pytest.raises(UnsupportedOpsError, match="Linear"):
+        load_model(_save(model, tmp_path / "internal.onnx"))
+
+
+def test_control_flow_is_reported_by_node(tmp_path: Path) -> None:
+    model = _mlp(np.eye(2), [("Loop", "loop1")])
+    with pytest.raises(ModelError, match="loop1"):
+        load_model(_save(model, tmp_path / "loop.onnx"))

@@ -51,6 +51,15 @@ class MarginObjective:
         return rows.amax(dim=2).amin(dim=1)
 
 
+def batch_size(tgraph: TorchGraph, cfg: AttackConfig) -> int:
+    """Points per batch so that one batch's activations fit ``cfg.batch_memory`` bytes."""
+    graph = tgraph.graph
+    per_point = sum(int(np.prod(shape)) for shape in graph.shapes.values()) + graph.input_size
+    itemsize = torch.finfo(tgraph.place.dtype).bits // 8
+    fits = cfg.batch_memory // max(1, per_point * itemsize * 2)  # x2: autograd keeps activations
+    return int(min(cfg.max_batch, max(16, fits)))
+
+
 class _Search:
     """State shared by the sampling and PGD phases of one region."""
 
@@ -64,6 +73,7 @@ class _Search:
         self.objective = MarginObjective(region, place.device, place.dtype)
         self.stats = FalsifyStats()
         self.found: np.ndarray | None = None
+        self.batch = batch_size(tgraph, cfg)
 
     def uniform(self, count: int) -> Tensor:
         """``count`` points drawn uniformly from the box."""
@@ -72,7 +82,7 @@ class _Search:
 
     def margins(self, x: Tensor) -> Tensor:
         """Margins of a batch of points, evaluated in chunks of ``max_batch``."""
-        parts = [self.objective(self.tgraph.forward_flat(chunk)) for chunk in x.split(self.cfg.max_batch)]
+        parts = [self.objective(self.tgraph.forward_flat(chunk)) for chunk in x.split(self.batch)]
         self.stats.evaluated += x.shape[0]
         return torch.cat(parts)
 
@@ -101,7 +111,7 @@ class _Search:
             best_m = self.margins(best_x)
             remaining = count
             while remaining > 0 and not self.deadline.expired():
-                points = self.uniform(min(remaining, self.cfg.max_batch))
+                points = self.uniform(min(remaining, self.batch))
                 remaining -= points.shape[0]
                 margin = self.margins(points)
                 if self.offer(points, margin):
@@ -148,6 +158,7 @@ def falsify_region(tgraph: TorchGraph, region: Region, cfg: AttackConfig, deadli
         the confirmed point (or None) and counters.
     """
     gen = torch.Generator().manual_seed(seed)
+    deadline = deadline.sooner(cfg.time_limit)
     search = _Search(tgraph, region, cfg, deadline, confirm, gen)
     for index in range(cfg.rounds):
         if deadline.expired():
