@@ -22,7 +22,7 @@ from verifier.bounds.objective import clause_refuted
 from verifier.config import VerifierConfig
 from verifier.deadline import Deadline
 from verifier.graph.torch_graph import TorchGraph
-from verifier.problem import Problem, load_problem
+from verifier.problem import Problem, load_problem, proof_box
 from verifier.result import Counterexample, Result, Status
 from verifier.spec.types import Region
 from verifier.witness import OnnxOracle, check_witness
@@ -30,9 +30,7 @@ from verifier.witness import OnnxOracle, check_witness
 
 def region_refuted(tgraph: TorchGraph, region: Region) -> bool:
     """True when interval bounds refute every clause of ``region`` (no counterexample there)."""
-    place = tgraph.place
-    lower = torch.as_tensor(region.lower, dtype=torch.float64, device=place.device).unsqueeze(0)
-    upper = torch.as_tensor(region.upper, dtype=torch.float64, device=place.device).unsqueeze(0)
+    lower, upper = proof_box(tgraph.graph, region, tgraph.place.device)
     with torch.no_grad():
         y_lo, y_hi = interval_bounds(tgraph, lower, upper)
     return all(bool(clause_refuted(c, y_lo, y_hi).all()) for c in region.clauses)
@@ -87,12 +85,20 @@ class _Run:
         return Status.TIMEOUT if self.deadline.expired() else Status.UNKNOWN
 
 
+def numerical_hygiene(seed: int) -> None:
+    """Set once per run: seeds, and no TF32 (its 10-bit mantissa would void the float-error
+    bounds of float32 bound computation on GPUs)."""
+    torch.manual_seed(seed)
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+
+
 def verify_problem(problem: Problem, timeout: float | None = None, config: VerifierConfig | None = None) -> Result:
     """Verifies an already loaded problem; see :func:`verify`."""
     start = time.monotonic()
     config = config or VerifierConfig()
     deadline = Deadline.after(timeout)
-    torch.manual_seed(config.seed)
+    numerical_hygiene(config.seed)
     run = _Run(problem, config, deadline)
     status = run.decide()
     if status is Status.SAT:

@@ -141,11 +141,13 @@ def _run_verify(argv: Sequence[str], start: float) -> int:
 
 
 def _bounds_payload(args: argparse.Namespace) -> dict[str, Any]:
+    from verifier.api import numerical_hygiene
     from verifier.bounds.report import spec_bounds
     from verifier.config import default_config
     from verifier.problem import load_problem
 
     start = time.monotonic()
+    numerical_hygiene(args.seed)
     problem = load_problem(args.model, args.spec)
     regions = spec_bounds(problem, args.method, default_config(args.device, args.seed))
     return {"method": args.method, "regions": regions, "time": round(time.monotonic() - start, 6)}

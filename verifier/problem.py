@@ -5,9 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+from torch import Tensor
+
 from verifier.errors import MismatchError
 from verifier.graph import Graph, load_model
-from verifier.spec import Spec, parse_vnnlib
+from verifier.spec import Region, Spec, parse_vnnlib
+from verifier.witness import grid_box
 
 
 @dataclass(frozen=True, eq=False)
@@ -45,3 +49,14 @@ def load_problem(model: str | Path, spec: str | Path) -> Problem:
     parsed = parse_vnnlib(spec)
     check_sizes(graph, parsed)
     return Problem(Path(model), graph, parsed)
+
+
+def proof_box(graph: Graph, region: Region, device: torch.device) -> tuple[Tensor, Tensor]:
+    """The region's box as ``(1, n)`` float64 tensors, widened outward to the model's input type.
+
+    Proofs cover this box, so they cover every input the model can receive for a point of the
+    region (including the rounding of a bound that the input type cannot represent).
+    """
+    lower, upper = grid_box(region.lower, region.upper, graph.inputs[0].dtype)
+    as_tensor = lambda a: torch.as_tensor(a, dtype=torch.float64, device=device).unsqueeze(0)  # noqa: E731
+    return as_tensor(lower), as_tensor(upper)

@@ -5,7 +5,9 @@ A candidate input becomes a reported counterexample only if all of this holds:
 1. it is cast to the model's input precision and every component lies inside the region's
    box as written in the VNN-LIB file (no tolerance: the cast value itself must satisfy
    ``lower <= x <= upper``; :func:`snap_into_box` moves a float just outside the box to the
-   nearest representable value inside it);
+   nearest representable value inside it). The one exception is an interval that holds no
+   value of the input type at all (``X_0 = 0.1`` for a float32 model): there the nearest
+   value of the type is used, since it is what the model receives for that input;
 2. onnxruntime, running the *original* ONNX file (not our IR), computes outputs ``y``;
 3. some clause of the region holds for ``y`` with a safety margin that covers the float64
    rounding of the check itself: ``C_r y - d_r <= -gamma * (|C_r| |y| + |d_r|)`` for every
@@ -36,6 +38,7 @@ class OnnxOracle:
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1
         options.inter_op_num_threads = 1
+        options.log_severity_level = 3  # no warnings about initializers listed as inputs
         try:
             self.session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
         except Exception as exc:
@@ -75,21 +78,37 @@ def _elem(type_string: str) -> int:
     return names[inner]
 
 
-def snap_into_box(x: np.ndarray, lower: np.ndarray, upper: np.ndarray, dtype: np.dtype) -> np.ndarray | None:
-    """Casts ``x`` to ``dtype`` so that every value lies in ``[lower, upper]``.
+def snap_into_box(x: np.ndarray, lower: np.ndarray, upper: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Casts ``x`` to ``dtype`` keeping every value inside ``[lower, upper]`` where possible.
 
     Values are clipped to the box, cast, and any cast value that fell outside is moved one
-    representable step inwards. Returns None when some interval holds no value of ``dtype``.
+    representable step inwards. Where an interval holds no value of ``dtype`` at all (a
+    degenerate bound such as ``X_0 = 0.1`` for a float32 model), the value of ``dtype``
+    nearest to it is kept: it is the input the model actually receives for that bound.
     """
-    cast = np.clip(x, lower, upper).astype(dtype)
+    clipped = np.clip(x, lower, upper)
+    cast = clipped.astype(dtype)
     for _ in range(2):
         low = cast.astype(np.float64) < lower
         high = cast.astype(np.float64) > upper
         if not (low.any() or high.any()):
-            return cast
+            break
         cast = np.where(low, np.nextafter(cast, np.array(np.inf, dtype)), cast)
         cast = np.where(high, np.nextafter(cast, np.array(-np.inf, dtype)), cast)
-    return None
+    outside = (cast.astype(np.float64) < lower) | (cast.astype(np.float64) > upper)
+    return np.where(outside, clipped.astype(dtype), cast)
+
+
+def grid_box(lower: np.ndarray, upper: np.ndarray, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
+    """The smallest box with corners of ``dtype`` that contains ``[lower, upper]`` (float64).
+
+    Every value :func:`snap_into_box` can return lies in it, as does the ``dtype`` rounding of
+    every real point of the box; proofs are made over this box.
+    """
+    lo, hi = lower.astype(dtype), upper.astype(dtype)
+    lo = np.where(lo.astype(np.float64) > lower, np.nextafter(lo, np.array(-np.inf, dtype)), lo)
+    hi = np.where(hi.astype(np.float64) < upper, np.nextafter(hi, np.array(np.inf, dtype)), hi)
+    return lo.astype(np.float64), hi.astype(np.float64)
 
 
 def clause_holds(clause: Clause, y: np.ndarray) -> bool:
@@ -117,8 +136,6 @@ class WitnessCheck:
 def check_witness(oracle: OnnxOracle, region: Region, x: np.ndarray) -> WitnessCheck:
     """Re-checks a candidate counterexample against ``region`` (see the module docstring)."""
     cast = snap_into_box(np.asarray(x, np.float64), region.lower, region.upper, oracle.input_dtype)
-    if cast is None:
-        return WitnessCheck(False, None, None, None, "box holds no value of the model's input type")
     y = oracle.run(cast)
     if not np.all(np.isfinite(y)):
         return WitnessCheck(False, cast.astype(np.float64), y, None, "non-finite output")

@@ -12,7 +12,7 @@ from verifier.config import AttackConfig
 from verifier.deadline import Deadline
 from verifier.graph import TorchGraph, load_model
 from verifier.spec import parse_vnnlib, parse_vnnlib_text
-from verifier.witness import OnnxOracle, check_witness, snap_into_box
+from verifier.witness import OnnxOracle, check_witness, grid_box, snap_into_box
 
 SPECS = Path(__file__).resolve().parents[2] / "specs"
 
@@ -55,5 +55,9 @@ def test_witness_check_rejects_forgeries() -> None:
 def test_snap_into_box_rounds_inwards() -> None:
     lower, upper = np.array([0.1]), np.array([0.2])
     cast = snap_into_box(np.array([0.1]), lower, upper, np.dtype(np.float32))
-    assert cast is not None and 0.1 <= float(cast[0]) <= 0.2
-    assert snap_into_box(np.array([0.1]), np.array([0.1]), np.array([0.1]), np.dtype(np.float32)) is None
+    assert 0.1 <= float(cast[0]) <= 0.2
+    # [0.1, 0.1] holds no float32: the nearest float32 is what the model receives.
+    degenerate = snap_into_box(np.array([0.1]), np.array([0.1]), np.array([0.1]), np.dtype(np.float32))
+    assert degenerate[0] == np.float32(0.1)
+    lo, hi = grid_box(np.array([0.1]), np.array([0.1]), np.dtype(np.float32))
+    assert lo[0] <= float(np.float32(0.1)) <= hi[0] and lo[0] < hi[0]

@@ -10,7 +10,7 @@ from verifier.bounds.interval import interval_bounds
 from verifier.bounds.objective import clause_row_lower
 from verifier.config import VerifierConfig
 from verifier.graph.torch_graph import TorchGraph
-from verifier.problem import Problem
+from verifier.problem import Problem, proof_box
 
 METHODS = ("ibp",)
 
@@ -28,8 +28,7 @@ def spec_bounds(problem: Problem, method: str, config: VerifierConfig) -> list[d
     tgraph = TorchGraph(problem.graph, dev.torch_device, dev.bounds_torch_dtype)
     out: list[dict[str, Any]] = []
     for region in problem.spec.regions:
-        lower = torch.as_tensor(region.lower, dtype=torch.float64, device=dev.torch_device).unsqueeze(0)
-        upper = torch.as_tensor(region.upper, dtype=torch.float64, device=dev.torch_device).unsqueeze(0)
+        lower, upper = proof_box(problem.graph, region, dev.torch_device)
         with torch.no_grad():
             y_lo, y_hi = interval_bounds(tgraph, lower, upper)
         clauses = [clause_row_lower(c, y_lo, y_hi)[0].tolist() for c in region.clauses]
