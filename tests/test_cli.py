@@ -143,3 +143,15 @@ def test_bounds_json_contains_onnxruntime_outputs(capsys: pytest.CaptureFixture[
         assert np.all(lo <= y) and np.all(y <= hi)
         for clause, rows in zip(region.clauses, bounds["clause_lower"], strict=True):
             assert np.all(np.array(rows) <= clause.C @ y - clause.d)
+
+
+def test_watchdog_is_cancelled_after_the_answer(capsys: pytest.CaptureFixture[str]) -> None:
+    import threading
+
+    before = {t for t in threading.enumerate() if isinstance(t, threading.Timer)}
+    main([str(SPECS / "onnx/affine.onnx"), str(SPECS / "vnnlib/affine_sat.vnnlib"), "--timeout", "5"])
+    capsys.readouterr()
+    alive = [t for t in threading.enumerate() if isinstance(t, threading.Timer) and t not in before]
+    for timer in alive:
+        timer.join(1.0)
+    assert not any(t.is_alive() for t in alive)

@@ -104,27 +104,36 @@ def _check_device(device: str) -> None:
         raise InputError(f"--device {device}: not a torch device name") from None
 
 
-def _start_watchdog(emitter: _Emitter, timeout: float, start: float) -> None:
-    """Emits ``timeout`` and exits if the run overshoots its limit by more than the grace."""
+def _start_watchdog(emitter: _Emitter, timeout: float, start: float) -> threading.Timer:
+    """Emits ``timeout`` and exits if the run overshoots its limit by more than the grace.
+
+    The caller cancels the returned timer once it has answered; a watchdog that fires after
+    the answer was printed does nothing.
+    """
 
     def fire() -> None:
+        with emitter.lock:
+            if emitter.done:
+                return
         code = emitter.result(Result(Status.TIMEOUT, time.monotonic() - start, None, {"watchdog": True}))
         os._exit(code)
 
     timer = threading.Timer(max(0.0, timeout + _WATCHDOG_GRACE - (time.monotonic() - start)), fire)
     timer.daemon = True
     timer.start()
+    return timer
 
 
 def _run_verify(argv: Sequence[str], start: float) -> int:
     args = _main_parser().parse_args(argv)
     emitter = _Emitter(args)
+    watchdog: threading.Timer | None = None
     try:
         _check_device(args.device)
         if args.timeout is not None:
             if args.timeout <= 0:
                 raise InputError("--timeout must be positive")
-            _start_watchdog(emitter, args.timeout, start)
+            watchdog = _start_watchdog(emitter, args.timeout, start)
         from verifier.api import verify
         from verifier.config import default_config
 
@@ -138,6 +147,9 @@ def _run_verify(argv: Sequence[str], start: float) -> int:
         if args.debug:
             traceback.print_exc()
         return emitter.error(f"internal error: {type(exc).__name__}: {exc}", EXIT_INTERNAL, time.monotonic() - start)
+    finally:
+        if watchdog is not None:
+            watchdog.cancel()
 
 
 def _bounds_payload(args: argparse.Namespace) -> dict[str, Any]:
