@@ -127,11 +127,12 @@ def test_timeout_is_honoured(tmp_path: Path) -> None:
     assert wall < 20
 
 
-def test_bounds_json_contains_onnxruntime_outputs(capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("method", ["ibp", "crown"])
+def test_bounds_json_contains_onnxruntime_outputs(capsys: pytest.CaptureFixture[str], method: str) -> None:
     model, spec = SPECS / "onnx/relu_net.onnx", SPECS / "vnnlib/relu_sat_or.vnnlib"
-    assert main(["bounds", str(model), str(spec), "--method", "ibp", "--json"]) == 0
+    assert main(["bounds", str(model), str(spec), "--method", method, "--json"]) == 0
     payload = json.loads(capsys.readouterr().out)
-    assert payload["method"] == "ibp" and len(payload["regions"]) == 1
+    assert payload["method"] == method and len(payload["regions"]) == 1
     bounds = payload["regions"][0]
     region = parse_vnnlib(spec).regions[0]
     oracle = OnnxOracle(model)

@@ -17,8 +17,9 @@ import numpy as np
 import torch
 
 from verifier.attack import falsify_region
+from verifier.bounds.crown import Crown
 from verifier.bounds.interval import interval_bounds
-from verifier.bounds.objective import clause_refuted
+from verifier.bounds.objective import clause_refuted, crown_rows
 from verifier.config import VerifierConfig
 from verifier.deadline import Deadline
 from verifier.graph.torch_graph import TorchGraph
@@ -29,11 +30,27 @@ from verifier.witness import OnnxOracle, check_witness
 
 
 def region_refuted(tgraph: TorchGraph, region: Region) -> bool:
-    """True when interval bounds refute every clause of ``region`` (no counterexample there)."""
+    """True when certified bounds refute every clause of ``region`` (no counterexample there).
+
+    Interval bounds first; clauses they leave open are bounded with CROWN (spec rows bounded
+    directly, not through the output box).
+    """
     lower, upper = proof_box(tgraph.graph, region, tgraph.place.device)
     with torch.no_grad():
         y_lo, y_hi = interval_bounds(tgraph, lower, upper)
-    return all(bool(clause_refuted(c, y_lo, y_hi).all()) for c in region.clauses)
+        open_clauses = [c for c in region.clauses if not bool(clause_refuted(c, y_lo, y_hi).all())]
+        if not open_clauses:
+            return True
+        if any(c.num_rows == 0 for c in open_clauses):
+            return False
+        shape = tgraph.graph.inputs[0].shape
+        if len(tgraph.graph.inputs) != 1:
+            return False
+        crown = Crown(tgraph, [lower.reshape(1, *shape)], [upper.reshape(1, *shape)])
+        for clause in open_clauses:
+            if not bool((crown_rows(crown, clause) > 0).any()):
+                return False
+    return True
 
 
 class _Run:

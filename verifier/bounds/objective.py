@@ -6,6 +6,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from verifier.bounds.crown import Crown
+from verifier.bounds.rounding import unit_roundoff
 from verifier.spec.types import Clause
 
 _UNIT64 = 2.0**-53
@@ -56,3 +58,10 @@ def stack_clauses(clauses: tuple[Clause, ...], device: torch.device, dtype: torc
         return torch.as_tensor(a, dtype=t, device=device)
 
     return move(cs, dtype), move(ds, dtype), move(mask, torch.bool)
+
+
+def crown_rows(crown: Crown, clause: Clause) -> torch.Tensor:
+    """Certified lower bounds ``(N, rows)`` of ``C_r y - d_r`` by CROWN (rounding of ``- d`` included)."""
+    lower = crown.lower_bound(torch.as_tensor(clause.C))
+    d = torch.as_tensor(clause.d, dtype=lower.dtype, device=lower.device)
+    return lower - d - 2 * unit_roundoff(torch.float64) * (lower.abs() + d.abs())

@@ -6,17 +6,21 @@ from typing import Any
 
 import torch
 
+from verifier.bounds.crown import Crown
 from verifier.bounds.interval import interval_bounds
-from verifier.bounds.objective import clause_row_lower
+from verifier.bounds.objective import clause_row_lower, crown_rows
 from verifier.config import VerifierConfig
 from verifier.graph.torch_graph import TorchGraph
 from verifier.problem import Problem, proof_box
 
-METHODS = ("ibp",)
+METHODS = ("ibp", "crown")
 
 
 def spec_bounds(problem: Problem, method: str, config: VerifierConfig) -> list[dict[str, Any]]:
     """Per region: certified output bounds and lower bounds of every clause row.
+
+    ``method`` is ``ibp`` (interval bounds) or ``crown`` (CROWN; output bounds are intersected
+    with the interval ones, spec rows are bounded directly).
 
     The layout is the one documented for ``verify bounds --json``: ``output_lower``,
     ``output_upper`` (flattened outputs) and ``clause_lower[c][r]``, a certified lower bound
@@ -31,6 +35,13 @@ def spec_bounds(problem: Problem, method: str, config: VerifierConfig) -> list[d
         lower, upper = proof_box(problem.graph, region, dev.torch_device)
         with torch.no_grad():
             y_lo, y_hi = interval_bounds(tgraph, lower, upper)
-        clauses = [clause_row_lower(c, y_lo, y_hi)[0].tolist() for c in region.clauses]
+            if method == "ibp":
+                clauses = [clause_row_lower(c, y_lo, y_hi)[0].tolist() for c in region.clauses]
+            else:
+                shape = problem.graph.inputs[0].shape
+                crown = Crown(tgraph, [lower.reshape(1, *shape)], [upper.reshape(1, *shape)])
+                c_lo, c_hi = crown.output_bounds()
+                y_lo, y_hi = torch.maximum(y_lo, c_lo), torch.minimum(y_hi, c_hi)
+                clauses = [crown_rows(crown, c)[0].tolist() for c in region.clauses]
         out.append({"output_lower": y_lo[0].tolist(), "output_upper": y_hi[0].tolist(), "clause_lower": clauses})
     return out

@@ -1,0 +1,84 @@
+"""CROWN bounds: sound by sampling and onnxruntime on every bundled model, tighter than intervals."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import ROOT, one_spec_per_model
+from verifier.bounds.crown import Crown, CrownConfig
+from verifier.bounds.interval import interval_bounds
+from verifier.graph import TorchGraph, load_model
+from verifier.problem import proof_box
+from verifier.spec import parse_vnnlib
+from verifier.witness import OnnxOracle
+
+CASES = one_spec_per_model()
+ACAS = ROOT / "benchmarks" / "acasxu"
+
+
+def _crown(graph_path: Path, lower: torch.Tensor, upper: torch.Tensor, mode: str = "adaptive") -> tuple[Crown, TorchGraph]:
+    graph = load_model(graph_path)
+    tgraph = TorchGraph(graph, "cpu", torch.float64)
+    shape = graph.inputs[0].shape
+    crown = Crown(tgraph, [lower.reshape(-1, *shape)], [upper.reshape(-1, *shape)], CrownConfig(relu_mode=mode))
+    return crown, tgraph
+
+
+@pytest.mark.parametrize(("model", "spec"), CASES, ids=[m.name for m, _ in CASES])
+def test_crown_bounds_contain_samples_and_spec_rows(model: Path, spec: Path) -> None:
+    graph = load_model(model)
+    region = parse_vnnlib(spec).regions[0]
+    lower, upper = proof_box(graph, region, torch.device("cpu"))
+    crown, _ = _crown(model, lower, upper)
+    y_lo, y_hi = crown.output_bounds()
+    assert torch.isfinite(y_lo).all() and torch.isfinite(y_hi).all()
+    rng = np.random.default_rng(0)
+    width = region.upper - region.lower
+    points = np.concatenate([
+        region.lower + rng.random((5000, width.size)) * width,
+        region.lower + rng.integers(0, 2, size=(500, width.size)) * width,
+    ]).astype(np.float32)
+    outs = TorchGraph(graph, "cpu", torch.float32).forward_flat(torch.from_numpy(points)).double()
+    assert (outs >= y_lo).all() and (outs <= y_hi).all()
+    for clause in region.clauses:
+        rows = crown.lower_bound(torch.from_numpy(clause.C))[0] - torch.from_numpy(clause.d)
+        values = outs @ torch.from_numpy(clause.C).T - torch.from_numpy(clause.d)
+        assert (values >= rows).all()
+
+
+@pytest.mark.parametrize(("model", "spec"), CASES, ids=[m.name for m, _ in CASES])
+def test_crown_point_bounds_contain_onnxruntime_float32(model: Path, spec: Path) -> None:
+    """lower == upper == x: only the float-error terms separate the bounds; onnxruntime's
+    float32 outputs must lie between them."""
+    region = parse_vnnlib(spec).regions[0]
+    rng = np.random.default_rng(2)
+    points = (region.lower + rng.random((8, region.lower.size)) * (region.upper - region.lower)).astype(np.float32)
+    x = torch.from_numpy(points.astype(np.float64))
+    crown, _ = _crown(model, x, x)
+    y_lo, y_hi = crown.output_bounds()
+    oracle = OnnxOracle(model)
+    theirs = torch.from_numpy(np.stack([oracle.run(p) for p in points]))
+    assert (theirs >= y_lo).all() and (theirs <= y_hi).all()
+
+
+@pytest.mark.parametrize("net", ["1_1", "2_3", "5_9"])
+@pytest.mark.parametrize("prop", [1, 2, 3, 4])
+@pytest.mark.parametrize("mode", ["adaptive", "zero", "one"])
+def test_crown_on_acasxu_is_sound_and_tighter_than_intervals(net: str, prop: int, mode: str) -> None:
+    model = ACAS / "onnx" / f"ACASXU_run2a_{net}_batch_2000.onnx"
+    region = parse_vnnlib(ACAS / "vnnlib" / f"prop_{prop}.vnnlib").regions[0]
+    lower, upper = proof_box(load_model(model), region, torch.device("cpu"))
+    crown, tgraph = _crown(model, lower, upper, mode)
+    c_lo, c_hi = crown.output_bounds()
+    rng = np.random.default_rng(3)
+    x = region.lower + rng.random((20000, 5)) * (region.upper - region.lower)
+    y = TorchGraph(load_model(model), "cpu", torch.float32).forward_flat(torch.from_numpy(x).float()).double()
+    assert (y >= c_lo).all() and (y <= c_hi).all()
+    if mode == "adaptive":  # the CROWN choice; the fixed slopes need not beat intervals
+        i_lo, i_hi = interval_bounds(tgraph, lower, upper)
+        assert (c_lo >= i_lo - 1e-9).all() and (c_hi <= i_hi + 1e-9).all()
+        assert (c_hi - c_lo).sum() < 0.5 * (i_hi - i_lo).sum()

@@ -1,0 +1,301 @@
+"""CROWN: backward linear bound propagation over the general graph.
+
+For objective rows ``A·v`` on a value ``v``, the traversal walks the graph backwards and keeps
+a linear lower bound ``sum_i <A_i, x_i> + bias`` of the rows in terms of the values reached:
+
+- an affine node (:func:`verifier.bounds.affine.is_affine`) passes coefficients through the
+  vector-Jacobian product of its own forward, and adds ``A·f(0)`` to the bias;
+- an elementwise nonlinear node with a linear relaxation ``l_s x + l_b <= f(x) <= u_s x + u_b``
+  (:mod:`verifier.ops.relax`, valid on the node's input bounds) passes
+  ``A+ l_s + A- u_s`` and adds ``A+ l_b + A- u_b``;
+- any other node is cut: its output bounds concretise its rows (``A+ lo + A- hi``).
+At the graph inputs the form is minimised over the box. Intermediate bounds: every input of a
+relaxed node is itself bounded by CROWN (rows ``±I``) before the node is relaxed, starting
+from interval bounds.
+
+Floating point: the model computes each node in float32. Its float output equals the exact
+op applied to the (float) inputs plus an error bounded by the op's ``fp_error``; every node
+the traversal passes through therefore subtracts ``|A|·err`` from the bias, so the bound holds
+for the float model. ``err`` is computed with unit ``u_model + u_float64``, which also covers
+the float64 rounding of the traversal's own products; the final concretisation subtracts its
+own rounding bound.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from verifier.bounds.affine import is_affine
+from verifier.bounds.interval import _widen, model_unit
+from verifier.bounds.rounding import outward, unit_roundoff
+from verifier.graph.ir import Node
+from verifier.graph.torch_graph import TorchGraph
+from verifier.ops.base import gamma
+from verifier.ops.relax import LinearBounds, relax
+
+Bounds = tuple[Tensor, Tensor]
+
+
+@dataclass(frozen=True)
+class CrownConfig:
+    """Options of CROWN.
+
+    Attributes:
+        relu_mode: lower slope of unstable ReLUs: ``adaptive`` (CROWN), ``zero`` or ``one``.
+        intermediate: bound the inputs of relaxed nodes with CROWN (else intervals only).
+        max_rows: rows bounded per backward pass when refining intermediate bounds.
+    """
+
+    relu_mode: str = "adaptive"
+    intermediate: bool = True
+    max_rows: int = 256
+
+
+def _dot(a: Tensor, lower: Tensor, upper: Tensor) -> Tensor:
+    """``sum(A+ lower + A- upper)`` over all but the first two dims; 0 * inf counts as 0."""
+    pos, neg = a.clamp(min=0), a.clamp(max=0)
+    lo, hi = lower.unsqueeze(1), upper.unsqueeze(1)
+    terms = torch.where(pos > 0, pos * lo, 0.0) + torch.where(neg < 0, neg * hi, 0.0)
+    return terms.flatten(2).sum(dim=2)
+
+
+class Crown:
+    """CROWN bounds of a graph over a batch of input boxes.
+
+    Construction computes the bounds of every value (intervals, refined by CROWN at the
+    inputs of relaxed nodes); :meth:`lower_bound` then bounds arbitrary objective rows.
+    """
+
+    def __init__(self, tgraph: TorchGraph, lower: Sequence[Tensor], upper: Sequence[Tensor],
+                 config: CrownConfig | None = None) -> None:
+        self.tgraph, self.graph = tgraph, tgraph.graph
+        self.config = config or CrownConfig()
+        self.unit = model_unit(tgraph) + unit_roundoff(tgraph.place.dtype)
+        self.batch = lower[0].shape[0]
+        self.bounds: dict[str, Bounds] = {}
+        for info, lo, hi in zip(self.graph.inputs, lower, upper, strict=True):
+            self.bounds[info.name] = outward(lo.to(tgraph.place.device), hi.to(tgraph.place.device), tgraph.place.dtype)
+        self.relaxations: dict[str, LinearBounds | None] = {}
+        self.errors: dict[str, tuple[Tensor | None, ...]] = {}
+        # values whose interval bounds are already exact: the inputs, and one affine op of one input
+        self.exact: set[str] = {v.name for v in self.graph.inputs}
+        for index in range(len(self.graph.nodes)):
+            self._forward_node(index)
+
+    # ---------------------------------------------------------------- arguments
+    def _args(self, node: Node) -> tuple[list[Tensor | None], list[Tensor | None], list[bool]]:
+        """Lower and upper bounds of the node's arguments (constants twice) and the flags."""
+        los: list[Tensor | None] = []
+        his: list[Tensor | None] = []
+        batched: list[bool] = []
+        for name in node.inputs:
+            lo: Tensor | None = None
+            hi: Tensor | None = None
+            if name in self.tgraph.constants:
+                lo = hi = self.tgraph.constants[name]
+            elif name:
+                lo, hi = self.bounds[name]
+            los.append(lo)
+            his.append(hi)
+            batched.append(bool(name) and name not in self.tgraph.constants)
+        return los, his, batched
+
+    # ---------------------------------------------------------------- forward pass
+    def _forward_node(self, index: int) -> None:
+        """Bounds the node's outputs, first refining its input with CROWN if it is relaxed."""
+        node = self.graph.nodes[index]
+        op = self.tgraph.ops[index]
+        los, his, batched = self._args(node)
+        relaxable = sum(batched) == 1 and batched[0] and len(node.outputs) == 1
+        if relaxable and self.config.intermediate and not is_affine(node, batched):
+            source = node.inputs[0]
+            if source not in self.exact and self._has_relaxation(node, los[0], his[0]):
+                self.bounds[source] = self._refine(source, index, _rows_to_refine(node, los[0], his[0]))
+                los, his, batched = self._args(node)
+        out = op.interval(node, los, his, batched)
+        errors = op.fp_error(node, los, his, batched, out, self.unit)
+        self.errors[node.name] = errors
+        dynamic = [n for n, b in zip(node.inputs, batched, strict=True) if b]
+        if is_affine(node, batched) and len(dynamic) == 1 and dynamic[0] in {v.name for v in self.graph.inputs}:
+            self.exact.update(n for n in node.outputs if n)
+        for name, lo, hi, err in zip(node.outputs, out[0], out[1], errors, strict=False):
+            if name:
+                self.bounds[name] = _widen(lo, hi, err)
+
+    def _has_relaxation(self, node: Node, lo: Tensor | None, hi: Tensor | None) -> bool:
+        assert lo is not None and hi is not None
+        return relax(node, lo[:1], hi[:1], self.config.relu_mode) is not None
+
+    def _refine(self, value: str, stop: int, wanted: Tensor) -> Bounds:
+        """CROWN bounds of the flat positions ``wanted`` of ``value`` (rows ``+I`` and ``-I``),
+        intersected with the current bounds; other positions keep theirs."""
+        lo, hi = self.bounds[value]
+        shape = lo.shape[1:]
+        size = int(lo[0].numel())
+        flat_lo, flat_hi = lo.reshape(self.batch, size).clone(), hi.reshape(self.batch, size).clone()
+        for chunk in wanted.split(self.config.max_rows):
+            rows = chunk.numel()
+            if rows == 0:
+                continue
+            eye = torch.zeros(rows, size, dtype=lo.dtype, device=lo.device)
+            eye[torch.arange(rows, device=lo.device), chunk] = 1.0
+            seed = torch.cat([eye, -eye]).reshape(1, 2 * rows, *shape).expand(self.batch, -1, *shape)
+            bound = self._lower({value: seed}, stop)
+            flat_lo[:, chunk] = torch.maximum(flat_lo[:, chunk], bound[:, :rows])
+            flat_hi[:, chunk] = torch.minimum(flat_hi[:, chunk], -bound[:, rows:])
+        return flat_lo.reshape(lo.shape), flat_hi.reshape(hi.shape)
+
+    # ---------------------------------------------------------------- backward pass
+    def _lower(self, seeds: dict[str, Tensor], stop: int) -> Tensor:
+        """Certified lower bounds ``(N, R)`` of the rows ``sum_v <seeds[v], v>``.
+
+        Only nodes before index ``stop`` are traversed (the seeds' producers come before it).
+        """
+        pending = dict(seeds)
+        rows = next(iter(seeds.values())).shape[1]
+        bias = torch.zeros(self.batch, rows, dtype=self.tgraph.place.dtype, device=self.tgraph.place.device)
+        for index in range(stop - 1, -1, -1):
+            node = self.graph.nodes[index]
+            coeffs = [pending.pop(name, None) if name else None for name in node.outputs]
+            if all(c is None for c in coeffs):
+                continue
+            bias = bias + self._step(index, node, coeffs, pending)
+        return self._concretise(pending, bias)
+
+    def _step(self, index: int, node: Node, coeffs: list[Tensor | None], pending: dict[str, Tensor]) -> Tensor:
+        """Moves the coefficients on the node's outputs to its inputs; returns the bias added."""
+        los, his, batched = self._args(node)
+        if is_affine(node, batched):
+            return self._fp_term(node, coeffs) + self._affine(index, node, coeffs, pending, batched)
+        relaxation = self._relaxation(node, los, his, batched)
+        if relaxation is not None and coeffs[0] is not None:
+            a = coeffs[0]
+            pos, neg = a.clamp(min=0), a.clamp(max=0)
+            slope = pos * relaxation.lower_slope.unsqueeze(1) + neg * relaxation.upper_slope.unsqueeze(1)
+            _accumulate(pending, node.inputs[0], slope)
+            return self._fp_term(node, coeffs) + _dot(a, relaxation.lower_bias, relaxation.upper_bias)
+        a0 = next(c for c in coeffs if c is not None)
+        total = torch.zeros(a0.shape[:2], dtype=a0.dtype, device=a0.device)
+        for name, coeff in zip(node.outputs, coeffs, strict=False):
+            if coeff is not None:
+                out_lo, out_hi = self.bounds[name]
+                total = total + _dot(coeff, out_lo, out_hi)
+        return total
+
+    def _relaxation(self, node: Node, los: list[Tensor | None], his: list[Tensor | None],
+                    batched: list[bool]) -> LinearBounds | None:
+        if not (sum(batched) == 1 and batched[0] and len(node.outputs) == 1):
+            return None
+        if node.name not in self.relaxations:
+            lo, hi = los[0], his[0]
+            assert lo is not None and hi is not None
+            self.relaxations[node.name] = relax(node, lo, hi, self.config.relu_mode)
+        return self.relaxations[node.name]
+
+    def _fp_term(self, node: Node, coeffs: list[Tensor | None]) -> Tensor:
+        """``-sum |A|·err`` over the node's outputs: the float evaluation error of the node."""
+        errors = self.errors[node.name]
+        total: Tensor | float = 0.0
+        for a, err in zip(coeffs, errors, strict=False):
+            if a is None or err is None:
+                continue
+            e = torch.broadcast_to(err, (a.shape[0], *a.shape[2:]))
+            total = total + (a.abs() * e.unsqueeze(1)).flatten(2).sum(dim=2)
+        if isinstance(total, float):
+            a0 = next(c for c in coeffs if c is not None)
+            return torch.zeros(a0.shape[:2], dtype=a0.dtype, device=a0.device)
+        return -torch.nan_to_num(total, nan=torch.inf)
+
+    def _affine(self, index: int, node: Node, coeffs: list[Tensor | None], pending: dict[str, Tensor],
+                batched: list[bool]) -> Tensor:
+        """Vector-Jacobian product through an affine node; returns ``A·f(0)``."""
+        op = self.tgraph.ops[index]
+        a0 = next(c for c in coeffs if c is not None)
+        n, r = a0.shape[:2]
+        args: list[Tensor | None] = []
+        leaves: list[Tensor] = []
+        for name, is_dyn in zip(node.inputs, batched, strict=True):
+            if not name:
+                args.append(None)
+            elif not is_dyn:
+                args.append(self.tgraph.constants[name])
+            else:
+                leaf = torch.zeros((n * r, *self.graph.shapes[name]), dtype=a0.dtype, device=a0.device,
+                                   requires_grad=True)
+                leaves.append(leaf)
+                args.append(leaf)
+        with torch.enable_grad():
+            outs = op.forward(node, args, batched)
+            pairs = [(o, a.reshape(n * r, *o.shape[1:])) for o, a in zip(outs, coeffs, strict=False) if a is not None]
+            grads = torch.autograd.grad([o for o, _ in pairs], leaves, [g for _, g in pairs], allow_unused=True)
+        dyn_names = [name for name, is_dyn in zip(node.inputs, batched, strict=True) if name and is_dyn]
+        for name, grad in zip(dyn_names, grads, strict=True):
+            if grad is not None:
+                _accumulate(pending, name, grad.reshape(n, r, *grad.shape[1:]))
+        offset = torch.zeros((n, r), dtype=a0.dtype, device=a0.device)
+        for out, a in zip(outs, coeffs, strict=False):
+            if a is not None:
+                const = out.detach()[:1].unsqueeze(1)
+                offset = offset + (a * const).flatten(2).sum(dim=2)
+        return offset
+
+    def _concretise(self, pending: dict[str, Tensor], bias: Tensor) -> Tensor:
+        """Minimises the linear form over the input boxes, minus a float64 rounding margin."""
+        total = bias
+        scale = bias.abs()
+        terms = 0
+        for info in self.graph.inputs:
+            a = pending.get(info.name)
+            if a is None:
+                continue
+            lo, hi = self.bounds[info.name]
+            total = total + _dot(a, lo, hi)
+            mag = torch.maximum(lo.abs(), hi.abs())
+            scale = scale + (a.abs() * mag.unsqueeze(1)).flatten(2).sum(dim=2)
+            terms += info.size
+        margin = gamma(terms + 2, unit_roundoff(torch.float64)) * scale
+        return torch.nan_to_num(total - margin, nan=-torch.inf)
+
+    # ---------------------------------------------------------------- public
+    def lower_bound(self, coefficients: Tensor) -> Tensor:
+        """Certified lower bounds ``(N, R)`` of ``coefficients @ y`` for the flattened output ``y``.
+
+        ``coefficients`` is ``(R, m)`` or ``(N, R, m)`` with ``m`` the output size.
+        """
+        c = coefficients.to(self.tgraph.place.dtype).to(self.tgraph.place.device)
+        if c.dim() == 2:
+            c = c.unsqueeze(0).expand(self.batch, -1, -1)
+        seeds: dict[str, Tensor] = {}
+        start = 0
+        for info in self.graph.outputs:
+            part = c[:, :, start : start + info.size].reshape(self.batch, c.shape[1], *info.shape)
+            seeds[info.name] = seeds[info.name] + part if info.name in seeds else part
+            start += info.size
+        return self._lower(seeds, len(self.graph.nodes))
+
+    def output_bounds(self) -> Bounds:
+        """Certified lower and upper bounds ``(N, m)`` of every flattened output."""
+        m = self.graph.output_size
+        eye = torch.eye(m, dtype=self.tgraph.place.dtype, device=self.tgraph.place.device)
+        both = self.lower_bound(torch.cat([eye, -eye]))
+        return both[:, :m], -both[:, m:]
+
+
+_PIECEWISE_LINEAR = frozenset({"Relu", "LeakyRelu", "PRelu"})
+
+
+def _rows_to_refine(node: Node, lower: Tensor | None, upper: Tensor | None) -> Tensor:
+    """Flat positions worth refining: unstable ones for ReLU-like ops, all for the others."""
+    assert lower is not None and upper is not None
+    flat_lo, flat_hi = lower.flatten(1), upper.flatten(1)
+    if node.op in _PIECEWISE_LINEAR:
+        return torch.nonzero(((flat_lo < 0) & (flat_hi > 0)).any(dim=0)).flatten()
+    return torch.arange(flat_lo.shape[1], device=lower.device)
+
+
+def _accumulate(pending: dict[str, Tensor], name: str, value: Tensor) -> None:
+    pending[name] = pending[name] + value if name in pending else value
