@@ -4,7 +4,7 @@ Usage:
     python benchmarks/bench_bounds.py [--repeats 5] [--batch 1] [--device cpu]
 
 For each network and property: the median wall time of one full pass (all intermediate bounds
-and the spec rows) and the mean width of the output bounds, for ``ibp`` and ``crown``;
+and the spec rows) and the mean width of the output bounds, for ``ibp``, ``crown`` and ``alpha`` (alpha-CROWN on the first clause's rows and the outputs);
 ``--batch N`` bounds N copies of the input box at once (as branch and bound will).
 """
 
@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from verifier.bounds.alpha import alpha_lower_bound
 from verifier.bounds.crown import Crown
 from verifier.bounds.interval import interval_bounds
 from verifier.graph import TorchGraph, load_model
@@ -44,6 +45,35 @@ def _median_time(fn: object, repeats: int) -> float:
     return statistics.median(times)
 
 
+def measure(name: str, tgraph: TorchGraph, lower: torch.Tensor, upper: torch.Tensor, c: torch.Tensor,
+            repeats: int) -> None:
+    """Prints time and mean output width of one ibp, crown and alpha-crown pass."""
+    shape = tgraph.graph.inputs[0].shape
+    m = tgraph.graph.output_size
+    eye = torch.eye(m, dtype=torch.float64)
+
+    def ibp() -> tuple[torch.Tensor, torch.Tensor]:
+        return interval_bounds(tgraph, lower, upper)
+
+    def crown() -> tuple[torch.Tensor, torch.Tensor]:
+        analysis = Crown(tgraph, [lower.reshape(-1, *shape)], [upper.reshape(-1, *shape)])
+        analysis.lower_bound(c)
+        return analysis.output_bounds()
+
+    def alpha() -> tuple[torch.Tensor, torch.Tensor]:
+        analysis = Crown(tgraph, [lower.reshape(-1, *shape)], [upper.reshape(-1, *shape)])
+        alpha_lower_bound(analysis, c)
+        both = alpha_lower_bound(analysis, torch.cat([eye, -eye]))
+        return both[:, :m], -both[:, m:]
+
+    for method, fn in (("ibp", ibp), ("crown", crown), ("alpha", alpha)):
+        with torch.no_grad() if method != "alpha" else torch.enable_grad():
+            fn()  # warm-up
+            seconds = _median_time(fn, repeats)
+            lo, hi = fn()
+        print(f"{name:45s} {method:6s} {seconds * 1000:10.1f} {float((hi - lo).mean()):12.5g}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=5)
@@ -58,24 +88,8 @@ def main() -> None:
         region = parse_vnnlib(ROOT / folder / spec_rel).regions[0]
         lower, upper = proof_box(graph, region, torch.device(args.device))
         lower, upper = lower.expand(args.batch, -1), upper.expand(args.batch, -1)
-        shape = graph.inputs[0].shape
         c = torch.as_tensor(region.clauses[0].C)
-
-        def ibp() -> tuple[torch.Tensor, torch.Tensor]:
-            return interval_bounds(tgraph, lower, upper)
-
-        def crown() -> tuple[torch.Tensor, torch.Tensor]:
-            analysis = Crown(tgraph, [lower.reshape(-1, *shape)], [upper.reshape(-1, *shape)])
-            analysis.lower_bound(c)
-            return analysis.output_bounds()
-
-        name = Path(onnx_rel).stem[:45]
-        with torch.no_grad():
-            for method, fn in (("ibp", ibp), ("crown", crown)):
-                fn()  # warm-up
-                seconds = _median_time(fn, args.repeats)
-                lo, hi = fn()
-                print(f"{name:45s} {method:6s} {seconds * 1000:10.1f} {float((hi - lo).mean()):12.5g}", flush=True)
+        measure(Path(onnx_rel).stem[:45], tgraph, lower, upper, c, args.repeats)
 
 
 if __name__ == "__main__":

@@ -127,7 +127,7 @@ def test_timeout_is_honoured(tmp_path: Path) -> None:
     assert wall < 20
 
 
-@pytest.mark.parametrize("method", ["ibp", "crown"])
+@pytest.mark.parametrize("method", ["ibp", "crown", "alpha-crown"])
 def test_bounds_json_contains_onnxruntime_outputs(capsys: pytest.CaptureFixture[str], method: str) -> None:
     model, spec = SPECS / "onnx/relu_net.onnx", SPECS / "vnnlib/relu_sat_or.vnnlib"
     assert main(["bounds", str(model), str(spec), "--method", method, "--json"]) == 0

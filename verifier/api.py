@@ -20,7 +20,7 @@ from verifier.attack import falsify_region
 from verifier.bounds.crown import Crown
 from verifier.bounds.interval import interval_bounds
 from verifier.bounds.objective import clause_refuted, crown_rows
-from verifier.config import VerifierConfig
+from verifier.config import AttackConfig, VerifierConfig
 from verifier.deadline import Deadline
 from verifier.graph.torch_graph import TorchGraph
 from verifier.problem import Problem, load_problem, proof_box
@@ -29,11 +29,14 @@ from verifier.spec.types import Region
 from verifier.witness import OnnxOracle, check_witness
 
 
-def region_refuted(tgraph: TorchGraph, region: Region) -> bool:
+def region_refuted(tgraph: TorchGraph, region: Region, deadline: Deadline | None = None,
+                   optimise: bool = False) -> bool:
     """True when certified bounds refute every clause of ``region`` (no counterexample there).
 
-    Interval bounds first; clauses they leave open are bounded with CROWN (spec rows bounded
-    directly, not through the output box).
+    Interval bounds first; clauses they leave open are bounded with CROWN, and with
+    ``optimise`` also with alpha-CROWN (spec rows bounded directly, not through the output
+    box). The pipeline does not optimise yet: alpha-CROWN pays off inside branch and bound,
+    where its time is managed.
     """
     lower, upper = proof_box(tgraph.graph, region, tgraph.place.device)
     with torch.no_grad():
@@ -47,9 +50,11 @@ def region_refuted(tgraph: TorchGraph, region: Region) -> bool:
         if len(tgraph.graph.inputs) != 1:
             return False
         crown = Crown(tgraph, [lower.reshape(1, *shape)], [upper.reshape(1, *shape)])
-        for clause in open_clauses:
-            if not bool((crown_rows(crown, clause) > 0).any()):
-                return False
+    for clause in open_clauses:
+        if bool((crown_rows(crown, clause) > 0).any()):
+            continue
+        if not optimise or not bool((crown_rows(crown, clause, optimise=True, deadline=deadline) > 0).any()):
+            return False
     return True
 
 
@@ -66,7 +71,7 @@ class _Run:
                                       "attack_evaluations": 0, "pgd_steps": 0, "candidates_checked": 0}
         self.found: Counterexample | None = None
 
-    def falsify(self, index: int, region: Region, rounds_budget: bool = True) -> bool:
+    def falsify(self, index: int, region: Region, attack: AttackConfig, salt: int) -> bool:
         """Runs falsification on one region; records a confirmed counterexample."""
         def confirm(x: np.ndarray) -> bool:
             check = check_witness(self.oracle, region, x)
@@ -74,28 +79,28 @@ class _Run:
                 self.found = Counterexample(check.x, check.y, index, check.clause)
             return check.valid
 
-        seed = self.config.seed * 1000003 + index
-        _, stats = falsify_region(self.attack_graph, region, self.config.attack, self.deadline, confirm, seed)
+        seed = (self.config.seed * 1000003 + index) * 7 + salt
+        _, stats = falsify_region(self.attack_graph, region, attack, self.deadline, confirm, seed)
         self.stats["attack_evaluations"] += stats.evaluated
         self.stats["pgd_steps"] += stats.pgd_steps
         self.stats["candidates_checked"] += stats.candidates_checked
         return self.found is not None
 
     def decide(self) -> Status:
-        """The pipeline over all regions; see the module docstring."""
+        """The pipeline over all regions: certified bounds (intervals, CROWN), then the attack."""
         regions = self.problem.spec.regions
         open_regions: list[int] = []
         for index, region in enumerate(regions):
             if self.deadline.expired():
                 return Status.TIMEOUT
-            if region_refuted(self.bounds_graph, region):
+            if region_refuted(self.bounds_graph, region, self.deadline):
                 self.stats["regions_proven"] += 1
                 continue
             open_regions.append(index)
         for index in open_regions:
             if self.deadline.expired():
                 return Status.TIMEOUT
-            if self.falsify(index, regions[index]):
+            if self.falsify(index, regions[index], self.config.attack, salt=0):
                 return Status.SAT
         if not open_regions:
             return Status.UNSAT

@@ -80,6 +80,10 @@ class Crown:
         for info, lo, hi in zip(self.graph.inputs, lower, upper, strict=True):
             self.bounds[info.name] = outward(lo.to(tgraph.place.device), hi.to(tgraph.place.device), tgraph.place.dtype)
         self.relaxations: dict[str, LinearBounds | None] = {}
+        # alpha-CROWN: optimisable lower slopes (N, R, *shape) of ReLU-like nodes, used where
+        # alpha_mask (N, *shape) is set; any slope in the valid range gives a sound bound.
+        self.alpha: dict[str, Tensor] = {}
+        self.alpha_mask: dict[str, Tensor] = {}
         self.errors: dict[str, tuple[Tensor | None, ...]] = {}
         # values whose interval bounds are already exact: the inputs, and one affine op of one input
         self.exact: set[str] = {v.name for v in self.graph.inputs}
@@ -175,7 +179,10 @@ class Crown:
         if relaxation is not None and coeffs[0] is not None:
             a = coeffs[0]
             pos, neg = a.clamp(min=0), a.clamp(max=0)
-            slope = pos * relaxation.lower_slope.unsqueeze(1) + neg * relaxation.upper_slope.unsqueeze(1)
+            lower_slope = relaxation.lower_slope.unsqueeze(1)
+            if node.name in self.alpha:
+                lower_slope = torch.where(self.alpha_mask[node.name].unsqueeze(1), self.alpha[node.name], lower_slope)
+            slope = pos * lower_slope + neg * relaxation.upper_slope.unsqueeze(1)
             _accumulate(pending, node.inputs[0], slope)
             return self._fp_term(node, coeffs) + _dot(a, relaxation.lower_bias, relaxation.upper_bias)
         a0 = next(c for c in coeffs if c is not None)
@@ -231,7 +238,8 @@ class Crown:
         with torch.enable_grad():
             outs = op.forward(node, args, batched)
             pairs = [(o, a.reshape(n * r, *o.shape[1:])) for o, a in zip(outs, coeffs, strict=False) if a is not None]
-            grads = torch.autograd.grad([o for o, _ in pairs], leaves, [g for _, g in pairs], allow_unused=True)
+            grads = torch.autograd.grad([o for o, _ in pairs], leaves, [g for _, g in pairs], allow_unused=True,
+                                        create_graph=bool(self.alpha))
         dyn_names = [name for name, is_dyn in zip(node.inputs, batched, strict=True) if name and is_dyn]
         for name, grad in zip(dyn_names, grads, strict=True):
             if grad is not None:

@@ -6,8 +6,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from verifier.bounds.alpha import AlphaConfig, alpha_lower_bound
 from verifier.bounds.crown import Crown
 from verifier.bounds.rounding import unit_roundoff
+from verifier.deadline import Deadline
 from verifier.spec.types import Clause
 
 _UNIT64 = 2.0**-53
@@ -60,8 +62,15 @@ def stack_clauses(clauses: tuple[Clause, ...], device: torch.device, dtype: torc
     return move(cs, dtype), move(ds, dtype), move(mask, torch.bool)
 
 
-def crown_rows(crown: Crown, clause: Clause) -> torch.Tensor:
-    """Certified lower bounds ``(N, rows)`` of ``C_r y - d_r`` by CROWN (rounding of ``- d`` included)."""
-    lower = crown.lower_bound(torch.as_tensor(clause.C))
-    d = torch.as_tensor(clause.d, dtype=lower.dtype, device=lower.device)
+def crown_rows(crown: Crown, clause: Clause, optimise: bool = False, deadline: Deadline | None = None) -> torch.Tensor:
+    """Certified lower bounds ``(N, rows)`` of ``C_r y - d_r`` by CROWN, or by alpha-CROWN with
+    ``optimise`` (stopping once a row is positive); the rounding of ``- d`` is included."""
+    c = torch.as_tensor(clause.C)
+    d = torch.as_tensor(clause.d)
+    if optimise:
+        lower = alpha_lower_bound(crown, c, AlphaConfig(stop_above=0.0), deadline, offset=-d.to(crown.tgraph.place.device))
+    else:
+        with torch.no_grad():
+            lower = crown.lower_bound(c)
+    d = d.to(dtype=lower.dtype, device=lower.device)
     return lower - d - 2 * unit_roundoff(torch.float64) * (lower.abs() + d.abs())

@@ -6,6 +6,7 @@ from typing import Any
 
 import torch
 
+from verifier.bounds.alpha import alpha_lower_bound
 from verifier.bounds.crown import Crown
 from verifier.bounds.interval import interval_bounds
 from verifier.bounds.objective import clause_row_lower, crown_rows
@@ -13,14 +14,15 @@ from verifier.config import VerifierConfig
 from verifier.graph.torch_graph import TorchGraph
 from verifier.problem import Problem, proof_box
 
-METHODS = ("ibp", "crown")
+METHODS = ("ibp", "crown", "alpha-crown")
 
 
 def spec_bounds(problem: Problem, method: str, config: VerifierConfig) -> list[dict[str, Any]]:
     """Per region: certified output bounds and lower bounds of every clause row.
 
-    ``method`` is ``ibp`` (interval bounds) or ``crown`` (CROWN; output bounds are intersected
-    with the interval ones, spec rows are bounded directly).
+    ``method`` is ``ibp`` (interval bounds), ``crown`` (CROWN; output bounds are intersected
+    with the interval ones, spec rows are bounded directly) or ``alpha-crown`` (CROWN with
+    optimised ReLU lower slopes, per output and per spec row).
 
     The layout is the one documented for ``verify bounds --json``: ``output_lower``,
     ``output_upper`` (flattened outputs) and ``clause_lower[c][r]``, a certified lower bound
@@ -42,6 +44,12 @@ def spec_bounds(problem: Problem, method: str, config: VerifierConfig) -> list[d
                 crown = Crown(tgraph, [lower.reshape(1, *shape)], [upper.reshape(1, *shape)])
                 c_lo, c_hi = crown.output_bounds()
                 y_lo, y_hi = torch.maximum(y_lo, c_lo), torch.minimum(y_hi, c_hi)
-                clauses = [crown_rows(crown, c)[0].tolist() for c in region.clauses]
+                optimise = method == "alpha-crown"
+                if optimise:
+                    m = problem.graph.output_size
+                    eye = torch.eye(m, dtype=torch.float64)
+                    both = alpha_lower_bound(crown, torch.cat([eye, -eye]))
+                    y_lo, y_hi = torch.maximum(y_lo, both[:, :m]), torch.minimum(y_hi, -both[:, m:])
+                clauses = [crown_rows(crown, c, optimise=optimise)[0].tolist() for c in region.clauses]
         out.append({"output_lower": y_lo[0].tolist(), "output_upper": y_hi[0].tolist(), "clause_lower": clauses})
     return out

@@ -1,0 +1,60 @@
+"""alpha-CROWN: never looser than CROWN, sound by sampling (ACAS Xu) and by onnxruntime (random DAGs)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from tests.bounds.random_dags import random_dag
+from tests.conftest import ROOT
+from verifier.bounds.alpha import AlphaConfig, alpha_lower_bound
+from verifier.bounds.crown import Crown
+from verifier.graph import TorchGraph, load_model
+from verifier.problem import proof_box
+from verifier.spec import parse_vnnlib
+from verifier.witness import OnnxOracle, grid_box, snap_into_box
+
+ACAS = ROOT / "benchmarks" / "acasxu"
+
+
+@pytest.mark.parametrize(("net", "prop"), [("1_1", 1), ("1_1", 3), ("2_2", 3), ("3_3", 4), ("4_6", 2)])
+def test_alpha_is_sound_and_at_least_crown_on_acasxu(net: str, prop: int) -> None:
+    model = ACAS / "onnx" / f"ACASXU_run2a_{net}_batch_2000.onnx"
+    graph = load_model(model)
+    region = parse_vnnlib(ACAS / "vnnlib" / f"prop_{prop}.vnnlib").regions[0]
+    lower, upper = proof_box(graph, region, torch.device("cpu"))
+    shape = graph.inputs[0].shape
+    crown = Crown(TorchGraph(graph, "cpu", torch.float64), [lower.reshape(1, *shape)], [upper.reshape(1, *shape)])
+    c = torch.as_tensor(region.clauses[0].C)
+    base = crown.lower_bound(c).detach()
+    optimised = alpha_lower_bound(crown, c, AlphaConfig(iterations=20))
+    assert (optimised >= base).all()
+    assert float((optimised - base).sum()) > 0  # the slopes do move on these unstable networks
+    rng = np.random.default_rng(0)
+    x = region.lower + rng.random((20000, 5)) * (region.upper - region.lower)
+    y = TorchGraph(graph, "cpu", torch.float32).forward_flat(torch.from_numpy(x).float()).double()
+    assert ((y @ c.T) >= optimised).all()
+    assert not crown.alpha  # slopes are cleared afterwards: later CROWN calls are plain again
+
+
+@pytest.mark.parametrize("seed", range(1, 24, 2))
+def test_alpha_bounds_contain_onnxruntime_outputs_on_random_dags(tmp_path: Path, seed: int) -> None:
+    path = tmp_path / f"dag{seed}.onnx"
+    onnx.save(random_dag(seed), path)
+    graph = load_model(path)
+    size = graph.input_size
+    rng = np.random.default_rng(seed)
+    centre, radius = rng.normal(size=size), rng.uniform(0.05, 1.0)
+    box = grid_box(centre - radius, centre + radius, np.dtype(np.float32))
+    lower, upper = (torch.from_numpy(b).reshape(1, *graph.inputs[0].shape) for b in box)
+    crown = Crown(TorchGraph(graph, "cpu", torch.float64), [lower], [upper])
+    c = torch.from_numpy(rng.normal(size=(5, graph.output_size)))
+    bound = alpha_lower_bound(crown, c, AlphaConfig(iterations=15))
+    points = box[0] + rng.random((800, size)) * (box[1] - box[0])
+    oracle = OnnxOracle(path)
+    outs = torch.from_numpy(np.stack([oracle.run(snap_into_box(p, box[0], box[1], np.dtype(np.float32))) for p in points]))
+    assert ((outs @ c.T) >= bound).all()
