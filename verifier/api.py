@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +36,7 @@ def region_refuted(tgraph: TorchGraph, region: Region, deadline: Deadline | None
 
     Interval bounds first; clauses they leave open are bounded with CROWN, and with
     ``optimise`` also with alpha-CROWN (spec rows bounded directly, not through the output
-    box). The pipeline does not optimise yet: alpha-CROWN pays off inside branch and bound,
-    where its time is managed.
+    box); ``deadline`` bounds the time of the optimisation.
     """
     lower, upper = proof_box(tgraph.graph, region, tgraph.place.device)
     with torch.no_grad():
@@ -58,6 +58,10 @@ def region_refuted(tgraph: TorchGraph, region: Region, deadline: Deadline | None
     return True
 
 
+_QUICK_ROUNDS = 3  # sampling/PGD rounds tried before the costlier bound computations
+_ALPHA_SECONDS = 1.0  # alpha-CROWN time per region in the pipeline (more belongs to BaB)
+
+
 class _Run:
     """One verification run: the problem, the bound models, the oracle and the statistics."""
 
@@ -70,8 +74,9 @@ class _Run:
         self.stats: dict[str, Any] = {"regions": len(problem.spec.regions), "regions_proven": 0,
                                       "attack_evaluations": 0, "pgd_steps": 0, "candidates_checked": 0}
         self.found: Counterexample | None = None
+        self.streams: dict[int, torch.Generator] = {}
 
-    def falsify(self, index: int, region: Region, attack: AttackConfig, salt: int) -> bool:
+    def falsify(self, index: int, region: Region, attack: AttackConfig, first_round: int = 0) -> bool:
         """Runs falsification on one region; records a confirmed counterexample."""
         def confirm(x: np.ndarray) -> bool:
             check = check_witness(self.oracle, region, x)
@@ -79,28 +84,38 @@ class _Run:
                 self.found = Counterexample(check.x, check.y, index, check.clause)
             return check.valid
 
-        seed = (self.config.seed * 1000003 + index) * 7 + salt
-        _, stats = falsify_region(self.attack_graph, region, attack, self.deadline, confirm, seed)
+        if index not in self.streams:  # one random stream per region, continued across calls
+            self.streams[index] = torch.Generator().manual_seed(self.config.seed * 1000003 + index)
+        _, stats = falsify_region(self.attack_graph, region, attack, self.deadline, confirm,
+                                  self.streams[index], first_round)
         self.stats["attack_evaluations"] += stats.evaluated
         self.stats["pgd_steps"] += stats.pgd_steps
         self.stats["candidates_checked"] += stats.candidates_checked
         return self.found is not None
 
     def decide(self) -> Status:
-        """The pipeline over all regions: certified bounds (intervals, CROWN), then the attack."""
+        """The pipeline: a quick attack, certified bounds (intervals, CROWN, alpha-CROWN with a
+        time budget), then the full attack on the regions still open."""
         regions = self.problem.spec.regions
+        quick = replace(self.config.attack, rounds=min(self.config.attack.rounds, _QUICK_ROUNDS))
+        for index, region in enumerate(regions):
+            if self.deadline.expired():
+                return Status.TIMEOUT
+            if self.falsify(index, region, quick):
+                return Status.SAT
         open_regions: list[int] = []
         for index, region in enumerate(regions):
             if self.deadline.expired():
                 return Status.TIMEOUT
-            if region_refuted(self.bounds_graph, region, self.deadline):
+            budget = self.deadline.sooner(_ALPHA_SECONDS)
+            if region_refuted(self.bounds_graph, region, budget, optimise=True):
                 self.stats["regions_proven"] += 1
                 continue
             open_regions.append(index)
         for index in open_regions:
             if self.deadline.expired():
                 return Status.TIMEOUT
-            if self.falsify(index, regions[index], self.config.attack, salt=0):
+            if self.falsify(index, regions[index], self.config.attack, first_round=quick.rounds):
                 return Status.SAT
         if not open_regions:
             return Status.UNSAT

@@ -143,7 +143,8 @@ class _Search:
 
 
 def falsify_region(tgraph: TorchGraph, region: Region, cfg: AttackConfig, deadline: Deadline,
-                   confirm: Confirm, seed: int) -> tuple[np.ndarray | None, FalsifyStats]:
+                   confirm: Confirm, seed: int | torch.Generator,
+                   first_round: int = 0) -> tuple[np.ndarray | None, FalsifyStats]:
     """Searches ``region`` for a counterexample that ``confirm`` accepts.
 
     Args:
@@ -152,15 +153,18 @@ def falsify_region(tgraph: TorchGraph, region: Region, cfg: AttackConfig, deadli
         cfg: the sampling/PGD budget.
         deadline: stops the search when reached.
         confirm: the onnxruntime re-check; gets a flattened float64 point.
-        seed: seeds the random starts (reproducible runs).
+        seed: seeds the random starts (reproducible runs); a generator is used as is, so a
+            caller can continue one random stream across calls.
+        first_round: the round to start at (a caller that already ran the first rounds
+            continues with the larger ones).
 
     Returns:
         the confirmed point (or None) and counters.
     """
-    gen = torch.Generator().manual_seed(seed)
+    gen = seed if isinstance(seed, torch.Generator) else torch.Generator().manual_seed(seed)
     deadline = deadline.sooner(cfg.time_limit)
     search = _Search(tgraph, region, cfg, deadline, confirm, gen)
-    for index in range(cfg.rounds):
+    for index in range(first_round, cfg.rounds):
         if deadline.expired():
             break
         starts = search.sample(cfg.samples * cfg.growth**index)
