@@ -94,31 +94,29 @@ class _Run:
         return self.found is not None
 
     def decide(self) -> Status:
-        """The pipeline: a quick attack, certified bounds (intervals, CROWN, alpha-CROWN with a
-        time budget), then the full attack on the regions still open."""
+        """The pipeline, cheapest steps first: intervals and CROWN, a quick attack, alpha-CROWN
+        (a time budget per region), then the remaining attack rounds on the regions still open."""
         regions = self.problem.spec.regions
         quick = replace(self.config.attack, rounds=min(self.config.attack.rounds, _QUICK_ROUNDS))
-        for index, region in enumerate(regions):
-            if self.deadline.expired():
-                return Status.TIMEOUT
-            if self.falsify(index, region, quick):
-                return Status.SAT
-        open_regions: list[int] = []
-        for index, region in enumerate(regions):
-            if self.deadline.expired():
-                return Status.TIMEOUT
-            budget = self.deadline.sooner(_ALPHA_SECONDS)
-            if region_refuted(self.bounds_graph, region, budget, optimise=True):
-                self.stats["regions_proven"] += 1
-                continue
-            open_regions.append(index)
-        for index in open_regions:
-            if self.deadline.expired():
-                return Status.TIMEOUT
-            if self.falsify(index, regions[index], self.config.attack, first_round=quick.rounds):
-                return Status.SAT
-        if not open_regions:
-            return Status.UNSAT
+        open_regions = list(range(len(regions)))
+        for step in ("bounds", "quick attack", "alpha", "attack"):
+            still_open: list[int] = []
+            for index in open_regions:
+                if self.deadline.expired():
+                    return Status.TIMEOUT
+                region = regions[index]
+                if step == "bounds" or step == "alpha":
+                    budget = self.deadline.sooner(_ALPHA_SECONDS)
+                    if region_refuted(self.bounds_graph, region, budget, optimise=step == "alpha"):
+                        self.stats["regions_proven"] += 1
+                        continue
+                elif self.falsify(index, region, quick if step == "quick attack" else self.config.attack,
+                                  first_round=0 if step == "quick attack" else quick.rounds):
+                    return Status.SAT
+                still_open.append(index)
+            open_regions = still_open
+            if not open_regions:
+                return Status.UNSAT
         return Status.TIMEOUT if self.deadline.expired() else Status.UNKNOWN
 
 
