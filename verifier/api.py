@@ -30,32 +30,52 @@ from verifier.spec.types import Region
 from verifier.witness import OnnxOracle, check_witness
 
 
+class RegionProof:
+    """Certified bounds of one region, computed once: intervals, then CROWN on the clauses that
+    intervals leave open; :meth:`optimise` adds alpha-CROWN on the clauses still open.
+
+    A clause is refuted when some row ``C_r y - d_r`` has a positive certified lower bound;
+    the region is proven when every clause is refuted.
+    """
+
+    def __init__(self, tgraph: TorchGraph, region: Region) -> None:
+        lower, upper = proof_box(tgraph.graph, region, tgraph.place.device)
+        self.crown: Crown | None = None
+        with torch.no_grad():
+            y_lo, y_hi = interval_bounds(tgraph, lower, upper)
+            self.open = [c for c in region.clauses if not bool(clause_refuted(c, y_lo, y_hi).all())]
+            trivial = any(c.num_rows == 0 for c in self.open)
+            if self.open and not trivial and len(tgraph.graph.inputs) == 1:
+                shape = tgraph.graph.inputs[0].shape
+                self.crown = Crown(tgraph, [lower.reshape(1, *shape)], [upper.reshape(1, *shape)])
+                self.open = [c for c in self.open if not bool((crown_rows(self.crown, c) > 0).any())]
+
+    @property
+    def proven(self) -> bool:
+        """True when every clause of the region is refuted."""
+        return not self.open
+
+    def optimise(self, deadline: Deadline | None = None) -> bool:
+        """Runs alpha-CROWN on the open clauses (stopping at ``deadline``); returns :attr:`proven`."""
+        if self.crown is None:
+            return self.proven
+        still_open = []
+        for clause in self.open:
+            expired = deadline is not None and deadline.expired()
+            if expired or not bool((crown_rows(self.crown, clause, optimise=True, deadline=deadline) > 0).any()):
+                still_open.append(clause)
+        self.open = still_open
+        return self.proven
+
+
 def region_refuted(tgraph: TorchGraph, region: Region, deadline: Deadline | None = None,
                    optimise: bool = False) -> bool:
     """True when certified bounds refute every clause of ``region`` (no counterexample there).
 
-    Interval bounds first; clauses they leave open are bounded with CROWN, and with
-    ``optimise`` also with alpha-CROWN (spec rows bounded directly, not through the output
-    box); ``deadline`` bounds the time of the optimisation.
+    Interval bounds, then CROWN, and with ``optimise`` alpha-CROWN (see :class:`RegionProof`).
     """
-    lower, upper = proof_box(tgraph.graph, region, tgraph.place.device)
-    with torch.no_grad():
-        y_lo, y_hi = interval_bounds(tgraph, lower, upper)
-        open_clauses = [c for c in region.clauses if not bool(clause_refuted(c, y_lo, y_hi).all())]
-        if not open_clauses:
-            return True
-        if any(c.num_rows == 0 for c in open_clauses):
-            return False
-        shape = tgraph.graph.inputs[0].shape
-        if len(tgraph.graph.inputs) != 1:
-            return False
-        crown = Crown(tgraph, [lower.reshape(1, *shape)], [upper.reshape(1, *shape)])
-    for clause in open_clauses:
-        if bool((crown_rows(crown, clause) > 0).any()):
-            continue
-        if not optimise or not bool((crown_rows(crown, clause, optimise=True, deadline=deadline) > 0).any()):
-            return False
-    return True
+    proof = RegionProof(tgraph, region)
+    return proof.proven or (optimise and proof.optimise(deadline))
 
 
 _QUICK_ROUNDS = 3  # sampling/PGD rounds tried before the costlier bound computations
@@ -99,15 +119,18 @@ class _Run:
         regions = self.problem.spec.regions
         quick = replace(self.config.attack, rounds=min(self.config.attack.rounds, _QUICK_ROUNDS))
         open_regions = list(range(len(regions)))
+        proofs: dict[int, RegionProof] = {}
         for step in ("bounds", "quick attack", "alpha", "attack"):
             still_open: list[int] = []
             for index in open_regions:
                 if self.deadline.expired():
                     return Status.TIMEOUT
                 region = regions[index]
-                if step == "bounds" or step == "alpha":
-                    budget = self.deadline.sooner(_ALPHA_SECONDS)
-                    if region_refuted(self.bounds_graph, region, budget, optimise=step == "alpha"):
+                if step == "bounds":
+                    proofs[index] = RegionProof(self.bounds_graph, region)
+                if step in ("bounds", "alpha"):
+                    proof = proofs[index]
+                    if proof.proven or (step == "alpha" and proof.optimise(self.deadline.sooner(_ALPHA_SECONDS))):
                         self.stats["regions_proven"] += 1
                         continue
                 elif self.falsify(index, region, quick if step == "quick attack" else self.config.attack,
