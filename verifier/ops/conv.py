@@ -145,6 +145,21 @@ def _weights(
     return w, bias
 
 
+def _prologue(
+    node: Node, args: Args, batched: Flags, absolute: bool
+) -> tuple[Tensor, Tensor, Tensor | None, Ints, tuple[int, int], Ints, Ints, int]:
+    """Shared set-up of Conv and ConvTranspose: the input with both batch dims folded, the
+    (absolute) weights and bias, kernel shape, the folded dims, strides, dilations, group."""
+    x = dynamic_input(node, args[0], batched[0])
+    w, bias = _weights(node, args, batched, x, absolute)
+    kernel = _kernel(node, w)
+    xb, b, n = fold_batch(x, node, len(kernel))
+    nd = len(kernel)
+    strides = spatial_attr(node, "strides", nd, 1)
+    dilations = spatial_attr(node, "dilations", nd, 1)
+    return xb, w, bias, kernel, (b, n), strides, dilations, int(node.attr("group", 1))
+
+
 @register("Conv")
 class Conv(ConstWeightLinear):
     """ONNX ``Conv``: group, dilations, strides, explicit or automatic pads; constant W and B.
@@ -156,14 +171,8 @@ class Conv(ConstWeightLinear):
     channel_axis = 2
 
     def apply(self, node: Node, args: Args, batched: Flags, absolute: bool) -> Tensor:
-        x = dynamic_input(node, args[0], batched[0])
-        w, bias = _weights(node, args, batched, x, absolute)
-        kernel = _kernel(node, w)
-        xb, b, n = fold_batch(x, node, len(kernel))
+        xb, w, bias, kernel, (b, n), strides, dilations, group = _prologue(node, args, batched, absolute)
         nd = len(kernel)
-        strides = spatial_attr(node, "strides", nd, 1)
-        dilations = spatial_attr(node, "dilations", nd, 1)
-        group = int(node.attr("group", 1))
         if xb.shape[1] != w.shape[1] * group or w.shape[0] % group:
             raise ModelError(
                 f"Conv node {node.name!r}: {xb.shape[1]} input channels do not fit weights "
@@ -250,15 +259,9 @@ class ConvTranspose(ConstWeightLinear):
     channel_axis = 2
 
     def apply(self, node: Node, args: Args, batched: Flags, absolute: bool) -> Tensor:
-        x = dynamic_input(node, args[0], batched[0])
-        w, bias = _weights(node, args, batched, x, absolute)
-        kernel = _kernel(node, w)
-        xb, b, n = fold_batch(x, node, len(kernel))
+        xb, w, bias, kernel, (b, n), strides, dilations, group = _prologue(node, args, batched, absolute)
         nd = len(kernel)
-        strides = spatial_attr(node, "strides", nd, 1)
-        dilations = spatial_attr(node, "dilations", nd, 1)
         adj = spatial_attr(node, "output_padding", nd, 0)
-        group = int(node.attr("group", 1))
         if xb.shape[1] != w.shape[0] or w.shape[0] % group:
             raise ModelError(
                 f"ConvTranspose node {node.name!r}: {xb.shape[1]} input channels do not fit "
