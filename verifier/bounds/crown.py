@@ -30,6 +30,7 @@ import torch
 from torch import Tensor
 
 from verifier.bounds.affine import is_affine
+from verifier.bounds.multi_relax import MULTI_RELAXATIONS
 from verifier.bounds.interval import _widen, model_unit
 from verifier.bounds.rounding import outward, unit_roundoff
 from verifier.graph.ir import Node
@@ -115,11 +116,20 @@ class Crown:
         op = self.tgraph.ops[index]
         los, his, batched = self._args(node)
         relaxable = sum(batched) == 1 and batched[0] and len(node.outputs) == 1
-        if relaxable and self.config.intermediate and not is_affine(node, batched):
-            source = node.inputs[0]
-            if source not in self.exact and self._has_relaxation(node, los[0], his[0]):
-                self.bounds[source] = self._refine(source, index, _rows_to_refine(node, los[0], his[0]))
+        multi = MULTI_RELAXATIONS.get(node.op)
+        if self.config.intermediate and not is_affine(node, batched):
+            if multi is not None and len(node.outputs) == 1:
+                wanted = multi.refine(node, los, his, batched)
+                for position, rows in wanted.items():
+                    source = node.inputs[position]
+                    if source not in self.exact and rows.numel() > 0:
+                        self.bounds[source] = self._refine(source, index, rows)
                 los, his, batched = self._args(node)
+            elif relaxable:
+                source = node.inputs[0]
+                if source not in self.exact and self._has_relaxation(node, los[0], his[0]):
+                    self.bounds[source] = self._refine(source, index, _rows_to_refine(node, los[0], his[0]))
+                    los, his, batched = self._args(node)
         out = op.interval(node, los, his, batched)
         errors = op.fp_error(node, los, his, batched, out, self.unit)
         self.errors[node.name] = errors
@@ -175,6 +185,13 @@ class Crown:
         los, his, batched = self._args(node)
         if is_affine(node, batched):
             return self._fp_term(node, coeffs) + self._affine(index, node, coeffs, pending, batched)
+        multi = MULTI_RELAXATIONS.get(node.op)
+        if multi is not None and len(node.outputs) == 1 and coeffs[0] is not None:
+            moved = multi.backward(node, coeffs[0], los, his, batched)
+            if moved is not None:
+                for position, coeff in moved.coefficients.items():
+                    _accumulate(pending, node.inputs[position], coeff)
+                return self._fp_term(node, coeffs) + moved.bias
         relaxation = self._relaxation(node, los, his, batched)
         if relaxation is not None and coeffs[0] is not None:
             a = coeffs[0]
