@@ -3,9 +3,12 @@
 For an unstable ReLU (``l < 0 < u``) every line ``a·x`` with ``0 <= a <= 1`` is a lower bound
 of ``relu(x)`` on ``[l, u]`` (and for LeakyRelu with ``alpha <= 1`` every ``alpha <= a <= 1``),
 so any slope in that range, chosen separately for every objective row and neuron, yields a
-certified bound. Projected Adam ascent on the sum of the row bounds searches the slopes; every
-iterate is a valid bound and the best value per row is kept, so the result is never worse
-than CROWN's. Intermediate bounds are CROWN's (not re-optimised yet).
+certified bound. The slopes are chosen separately for the final objective rows and, jointly,
+for the rows that bound each intermediate value (the inputs of relaxed nodes): tighter
+intermediate bounds tighten the relaxations of every later node. Projected Adam ascent on the
+sum of the final row bounds, differentiated through the intermediate bounds, searches all of
+them. Every iterate is a valid bound: the best value per row is kept (never worse than
+CROWN's), and each intermediate bound is intersected with the best one found before.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from verifier.bounds.crown import Crown
+from verifier.bounds.crown import FINAL, Crown
 from verifier.deadline import Deadline
 
 _ALPHA_OPS = ("Relu", "LeakyRelu")
@@ -33,12 +36,18 @@ class AlphaConfig:
         stop_above: stop early once, in every batch element, some row's bound exceeds this
             value (0 for the rows of a spec clause: one positive row refutes the clause);
             None to never stop early.
+        intermediate: also optimise the slopes used for intermediate bounds (each pass
+            recomputes them, so a pass costs a full CROWN run).
+        max_intermediate: cap on the number of intermediate slope entries; pairs (node,
+            intermediate value) beyond it keep CROWN's slopes.
     """
 
     iterations: int = 40
     learning_rate: float = 0.1
     patience: int = 8
     stop_above: float | None = None
+    intermediate: bool = True
+    max_intermediate: int = 4_000_000
 
 
 def _slope_range(crown: Crown, name: str, op: str) -> tuple[float, float] | None:
@@ -50,9 +59,34 @@ def _slope_range(crown: Crown, name: str, op: str) -> tuple[float, float] | None
     return (leak, 1.0) if 0.0 <= leak <= 1.0 else None
 
 
-def _init(crown: Crown, rows: int) -> list[tuple[str, float, float]]:
-    """Creates one slope tensor per ReLU-like node with unstable neurons; returns their ranges."""
+def _start(crown: Crown, name: str, span: tuple[float, float], shape: tuple[int, ...]) -> Tensor:
+    """CROWN's lower slopes of node ``name`` clamped to ``span``, broadcast to ``shape``."""
+    relaxation = crown.relaxations[name]
+    assert relaxation is not None
+    start = relaxation.lower_slope.detach().clamp(*span)
+    return start.reshape(start.shape[0], *([1] * (len(shape) - start.dim())), *start.shape[1:]).expand(shape).clone()
+
+
+def _ancestors(crown: Crown, value: str) -> set[str]:
+    """Names of the nodes that ``value`` depends on."""
+    producers = crown.graph.producers()
+    seen: set[str] = set()
+    todo = [value]
+    while todo:
+        node = producers.get(todo.pop())
+        if node is None or node.name in seen:
+            continue
+        seen.add(node.name)
+        todo.extend(n for n in node.inputs if n)
+    return seen
+
+
+def _init(crown: Crown, rows: int, config: AlphaConfig) -> list[tuple[tuple[str, str], float, float]]:
+    """Creates the slope tensors (final rows, and intermediate rows within the cap) of every
+    ReLU-like node with unstable neurons; returns their keys and ranges."""
     ranges = []
+    order = {node.name: i for i, node in enumerate(crown.graph.nodes)}
+    budget = config.max_intermediate
     for node in crown.graph.nodes:
         relaxation = crown.relaxations.get(node.name)
         if node.op not in _ALPHA_OPS or relaxation is None:
@@ -61,14 +95,21 @@ def _init(crown: Crown, rows: int) -> list[tuple[str, float, float]]:
         if span is None:
             continue
         lo, hi = crown.bounds[node.inputs[0]]
-        unstable = (lo < 0) & (hi > 0)
-        if not bool(unstable.any()):
+        if not bool(((lo < 0) & (hi > 0)).any()):
             continue
-        start = relaxation.lower_slope.detach().clamp(*span).unsqueeze(1)
-        start = start.expand(-1, rows, *start.shape[2:]).clone()
-        crown.alpha[node.name] = start.requires_grad_(True)
-        crown.alpha_mask[node.name] = unstable
-        ranges.append((node.name, *span))
+        n, shape = lo.shape[0], tuple(lo.shape[1:])
+        crown.alpha[(node.name, FINAL)] = _start(crown, node.name, span, (n, rows, *shape)).requires_grad_(True)
+        ranges.append(((node.name, FINAL), *span))
+        if not config.intermediate:
+            continue
+        for value, (stop, wanted) in crown.refined.items():
+            size = n * 2 * wanted.numel() * lo[0].numel()
+            if stop <= order[node.name] or size > budget or node.name not in _ancestors(crown, value):
+                continue
+            budget -= size
+            full = (n, 2, wanted.numel(), *shape)
+            crown.alpha[(node.name, value)] = _start(crown, node.name, span, full).requires_grad_(True)
+            ranges.append(((node.name, value), *span))
     return ranges
 
 
@@ -83,10 +124,11 @@ def alpha_lower_bound(crown: Crown, coefficients: Tensor, config: AlphaConfig | 
     config = config or AlphaConfig()
     best = crown.lower_bound(coefficients).detach()
     rows = best.shape[1]
-    ranges = _init(crown, rows)
+    ranges = _init(crown, rows, config)
     if not ranges:
         return best
-    optimiser = torch.optim.Adam([crown.alpha[name] for name, _, _ in ranges], lr=config.learning_rate)
+    joint = any(key[1] != FINAL for key, _, _ in ranges)
+    optimiser = torch.optim.Adam([crown.alpha[key] for key, _, _ in ranges], lr=config.learning_rate)
     stale, last = 0, float(best.sum())
     try:
         with torch.enable_grad():
@@ -95,6 +137,8 @@ def alpha_lower_bound(crown: Crown, coefficients: Tensor, config: AlphaConfig | 
                     break
                 if deadline is not None and deadline.expired():
                     break
+                if joint:
+                    crown.compute()
                 bound = crown.lower_bound(coefficients)
                 best = torch.maximum(best, bound.detach())
                 if not bound.requires_grad:  # the rows do not reach any optimisable slope
@@ -103,16 +147,20 @@ def alpha_lower_bound(crown: Crown, coefficients: Tensor, config: AlphaConfig | 
                 (-bound.sum()).backward()
                 optimiser.step()
                 with torch.no_grad():
-                    for name, low, high in ranges:
-                        crown.alpha[name].clamp_(low, high)
+                    for key, low, high in ranges:
+                        crown.alpha[key].clamp_(low, high)
                 total = float(best.sum())
                 stale = 0 if total > last + 1e-6 * (1 + abs(last)) else stale + 1
                 last = max(last, total)
                 if stale >= config.patience:
                     break
             with torch.no_grad():
+                if joint:
+                    crown.compute()
                 best = torch.maximum(best, crown.lower_bound(coefficients))
     finally:
         crown.alpha.clear()
-        crown.alpha_mask.clear()
+        if joint:  # CROWN slopes again, on the best intermediate bounds found
+            with torch.no_grad():
+                crown.compute()
     return best

@@ -36,9 +36,12 @@ from verifier.bounds.rounding import outward, unit_roundoff
 from verifier.graph.ir import Node
 from verifier.graph.torch_graph import TorchGraph
 from verifier.ops.base import gamma
-from verifier.ops.relax import LinearBounds, relax
+from verifier.ops.relax import LinearBounds, relax, relax_prelu
 
 Bounds = tuple[Tensor, Tensor]
+RowsOf = tuple[str, int, int] | None
+FINAL = ""
+"""The alpha key of the final objective rows (no value is named ``""``)."""
 
 
 @dataclass(frozen=True)
@@ -49,11 +52,15 @@ class CrownConfig:
         relu_mode: lower slope of unstable ReLUs: ``adaptive`` (CROWN), ``zero`` or ``one``.
         intermediate: bound the inputs of relaxed nodes with CROWN (else intervals only).
         max_rows: rows bounded per backward pass when refining intermediate bounds.
+        real_arithmetic: bound the network in exact real arithmetic, without the float-error
+            terms. NOT sound for the float32 model: only for comparing with references and
+            other tools that bound the real-valued network.
     """
 
     relu_mode: str = "adaptive"
     intermediate: bool = True
     max_rows: int = 256
+    real_arithmetic: bool = False
 
 
 def _dot(a: Tensor, lower: Tensor, upper: Tensor) -> Tensor:
@@ -75,19 +82,40 @@ class Crown:
                  config: CrownConfig | None = None) -> None:
         self.tgraph, self.graph = tgraph, tgraph.graph
         self.config = config or CrownConfig()
-        self.unit = model_unit(tgraph) + unit_roundoff(tgraph.place.dtype)
+        self.unit = 0.0 if self.config.real_arithmetic else model_unit(tgraph) + unit_roundoff(tgraph.place.dtype)
         self.batch = lower[0].shape[0]
+        device, dtype = tgraph.place.device, tgraph.place.dtype
+        self.input_bounds: dict[str, Bounds] = {
+            info.name: outward(lo.to(device), hi.to(device), dtype)
+            for info, lo, hi in zip(self.graph.inputs, lower, upper, strict=True)
+        }
         self.bounds: dict[str, Bounds] = {}
-        for info, lo, hi in zip(self.graph.inputs, lower, upper, strict=True):
-            self.bounds[info.name] = outward(lo.to(tgraph.place.device), hi.to(tgraph.place.device), tgraph.place.dtype)
         self.relaxations: dict[str, LinearBounds | None] = {}
-        # alpha-CROWN: optimisable lower slopes (N, R, *shape) of ReLU-like nodes, used where
-        # alpha_mask (N, *shape) is set; any slope in the valid range gives a sound bound.
-        self.alpha: dict[str, Tensor] = {}
-        self.alpha_mask: dict[str, Tensor] = {}
         self.errors: dict[str, tuple[Tensor | None, ...]] = {}
+        self.exact: set[str] = set()
+        # alpha-CROWN: optimisable lower slopes of unstable ReLU-like neurons, keyed by
+        # (node, start): start FINAL for the objective rows of lower_bound, shape (N, R, *shape);
+        # start = a refined value for its intermediate rows, shape (N, 2, W, *shape) over the
+        # W refined positions (+I rows, then -I rows). Any slope in the valid range is sound.
+        self.alpha: dict[tuple[str, str], Tensor] = {}
+        # refined value -> (index of the node it feeds, flat positions refined); fixed at the
+        # first pass so that recomputing reuses the same rows (and the same alpha shapes).
+        self.refined: dict[str, tuple[int, Tensor]] = {}
+        # best bounds found so far for each refined value (every pass's bounds are valid)
+        self.best: dict[str, Bounds] = {}
+        self.compute()
+
+    def compute(self) -> None:
+        """(Re)computes the bounds of every value: intervals, refined by CROWN at the inputs of
+        relaxed nodes with the current alpha slopes, intersected with the best found before.
+
+        Differentiable with respect to :attr:`alpha` (alpha-CROWN optimises intermediate
+        bounds through it)."""
+        self.bounds = dict(self.input_bounds)
+        self.relaxations.clear()
+        self.errors.clear()
         # values whose interval bounds are already exact: the inputs, and one affine op of one input
-        self.exact: set[str] = {v.name for v in self.graph.inputs}
+        self.exact = {v.name for v in self.graph.inputs}
         for index in range(len(self.graph.nodes)):
             self._forward_node(index)
 
@@ -127,7 +155,10 @@ class Crown:
                 los, his, batched = self._args(node)
             elif relaxable:
                 source = node.inputs[0]
-                if source not in self.exact and self._has_relaxation(node, los[0], his[0]):
+                if source in self.refined:
+                    self.bounds[source] = self._refine(source, index, self.refined[source][1])
+                    los, his, batched = self._args(node)
+                elif source not in self.exact and self._has_relaxation(node, los[0], his[0]):
                     self.bounds[source] = self._refine(source, index, _rows_to_refine(node, los[0], his[0]))
                     los, his, batched = self._args(node)
         out = op.interval(node, los, his, batched)
@@ -142,15 +173,24 @@ class Crown:
 
     def _has_relaxation(self, node: Node, lo: Tensor | None, hi: Tensor | None) -> bool:
         assert lo is not None and hi is not None
-        return relax(node, lo[:1], hi[:1], self.config.relu_mode) is not None
+        return self._relax(node, lo[:1], hi[:1]) is not None
+
+    def _relax(self, node: Node, lo: Tensor, hi: Tensor) -> LinearBounds | None:
+        """The elementwise relaxation of a node with one dynamic input (PRelu: constant slope)."""
+        if node.op == "PRelu":
+            return relax_prelu(node, lo, hi, self.tgraph.constants[node.inputs[1]], self.config.relu_mode)
+        return relax(node, lo, hi, self.config.relu_mode)
 
     def _refine(self, value: str, stop: int, wanted: Tensor) -> Bounds:
         """CROWN bounds of the flat positions ``wanted`` of ``value`` (rows ``+I`` and ``-I``),
-        intersected with the current bounds; other positions keep theirs."""
+        intersected with the current bounds and the best earlier ones; other positions keep
+        theirs."""
+        self.refined.setdefault(value, (stop, wanted))
         lo, hi = self.bounds[value]
         shape = lo.shape[1:]
         size = int(lo[0].numel())
         flat_lo, flat_hi = lo.reshape(self.batch, size).clone(), hi.reshape(self.batch, size).clone()
+        start = 0
         for chunk in wanted.split(self.config.max_rows):
             rows = chunk.numel()
             if rows == 0:
@@ -158,16 +198,23 @@ class Crown:
             eye = torch.zeros(rows, size, dtype=lo.dtype, device=lo.device)
             eye[torch.arange(rows, device=lo.device), chunk] = 1.0
             seed = torch.cat([eye, -eye]).reshape(1, 2 * rows, *shape).expand(self.batch, -1, *shape)
-            bound = self._lower({value: seed}, stop)
+            bound = self._lower({value: seed}, stop, (value, start, start + rows))
             flat_lo[:, chunk] = torch.maximum(flat_lo[:, chunk], bound[:, :rows])
             flat_hi[:, chunk] = torch.minimum(flat_hi[:, chunk], -bound[:, rows:])
+            start += rows
+        best = self.best.get(value)
+        if best is not None:
+            flat_lo, flat_hi = torch.maximum(flat_lo, best[0]), torch.minimum(flat_hi, best[1])
+        self.best[value] = (flat_lo.detach(), flat_hi.detach())
         return flat_lo.reshape(lo.shape), flat_hi.reshape(hi.shape)
 
     # ---------------------------------------------------------------- backward pass
-    def _lower(self, seeds: dict[str, Tensor], stop: int) -> Tensor:
+    def _lower(self, seeds: dict[str, Tensor], stop: int, rows_of: RowsOf = None) -> Tensor:
         """Certified lower bounds ``(N, R)`` of the rows ``sum_v <seeds[v], v>``.
 
         Only nodes before index ``stop`` are traversed (the seeds' producers come before it).
+        ``rows_of`` names the alpha slopes to use: None for the final objective's, or
+        ``(value, first, end)`` for the refined positions ``first:end`` of ``value``.
         """
         pending = dict(seeds)
         rows = next(iter(seeds.values())).shape[1]
@@ -177,10 +224,11 @@ class Crown:
             coeffs = [pending.pop(name, None) if name else None for name in node.outputs]
             if all(c is None for c in coeffs):
                 continue
-            bias = bias + self._step(index, node, coeffs, pending)
+            bias = bias + self._step(index, node, coeffs, pending, rows_of)
         return self._concretise(pending, bias)
 
-    def _step(self, index: int, node: Node, coeffs: list[Tensor | None], pending: dict[str, Tensor]) -> Tensor:
+    def _step(self, index: int, node: Node, coeffs: list[Tensor | None], pending: dict[str, Tensor],
+              rows_of: RowsOf = None) -> Tensor:
         """Moves the coefficients on the node's outputs to its inputs; returns the bias added."""
         los, his, batched = self._args(node)
         if is_affine(node, batched):
@@ -197,8 +245,12 @@ class Crown:
             a = coeffs[0]
             pos, neg = a.clamp(min=0), a.clamp(max=0)
             lower_slope = relaxation.lower_slope.unsqueeze(1)
-            if node.name in self.alpha:
-                lower_slope = torch.where(self.alpha_mask[node.name].unsqueeze(1), self.alpha[node.name], lower_slope)
+            alpha = self._alpha(node.name, rows_of)
+            if alpha is not None:
+                lo, hi = los[0], his[0]
+                assert lo is not None and hi is not None
+                unstable = ((lo < 0) & (hi > 0)).unsqueeze(1)
+                lower_slope = torch.where(unstable, alpha, lower_slope)
             slope = pos * lower_slope + neg * relaxation.upper_slope.unsqueeze(1)
             _accumulate(pending, node.inputs[0], slope)
             return self._fp_term(node, coeffs) + _dot(a, relaxation.lower_bias, relaxation.upper_bias)
@@ -210,6 +262,16 @@ class Crown:
                 total = total + _dot(coeff, out_lo, out_hi)
         return total
 
+    def _alpha(self, name: str, rows_of: RowsOf) -> Tensor | None:
+        """The alpha slopes ``(N, R, *shape)`` of node ``name`` for the rows being bounded."""
+        if rows_of is None:
+            return self.alpha.get((name, FINAL))
+        value, first, end = rows_of
+        alpha = self.alpha.get((name, value))
+        if alpha is None:
+            return None
+        return alpha[:, :, first:end].flatten(1, 2)
+
     def _relaxation(self, node: Node, los: list[Tensor | None], his: list[Tensor | None],
                     batched: list[bool]) -> LinearBounds | None:
         if not (sum(batched) == 1 and batched[0] and len(node.outputs) == 1):
@@ -217,7 +279,7 @@ class Crown:
         if node.name not in self.relaxations:
             lo, hi = los[0], his[0]
             assert lo is not None and hi is not None
-            self.relaxations[node.name] = relax(node, lo, hi, self.config.relu_mode)
+            self.relaxations[node.name] = self._relax(node, lo, hi)
         return self.relaxations[node.name]
 
     def _fp_term(self, node: Node, coeffs: list[Tensor | None]) -> Tensor:

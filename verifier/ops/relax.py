@@ -311,7 +311,10 @@ def relax_prelu(
     """PRelu with its constant ``slope`` input (which :func:`relax` cannot see): the slope
     broadcasts to the static shape ``lower.shape[1:]`` as in ONNX."""
     shape = lower.shape[1:]
-    alpha = slope.to(lower.dtype).reshape(*([1] * (len(shape) - slope.dim())), *slope.shape)
+    slope = slope.to(lower.dtype)
+    if slope.dim() > len(shape):  # a slope written with the batch dimension (of size 1)
+        slope = slope.reshape(slope.shape[slope.dim() - len(shape):])
+    alpha = slope.reshape(*([1] * (len(shape) - slope.dim())), *slope.shape)
     return relax_leaky(lower, upper, alpha.expand(*shape).unsqueeze(0).expand_as(lower), mode)
 
 
