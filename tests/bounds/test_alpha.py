@@ -58,3 +58,34 @@ def test_alpha_bounds_contain_onnxruntime_outputs_on_random_dags(tmp_path: Path,
     oracle = OnnxOracle(path)
     outs = torch.from_numpy(np.stack([oracle.run(snap_into_box(p, box[0], box[1], np.dtype(np.float32))) for p in points]))
     assert ((outs @ c.T) >= bound).all()
+
+
+@pytest.mark.parametrize(("net", "prop"), [("1_1", 1), ("3_3", 4)])
+def test_joint_intermediate_alpha_tightens_and_keeps_intermediate_bounds_sound(net: str, prop: int) -> None:
+    """Optimising the intermediate slopes too is at least as tight as the final slopes alone;
+    afterwards the Crown object's intermediate bounds are tighter and still contain samples."""
+    model = ACAS / "onnx" / f"ACASXU_run2a_{net}_batch_2000.onnx"
+    graph = load_model(model)
+    tgraph = TorchGraph(graph, "cpu", torch.float64)
+    region = parse_vnnlib(ACAS / "vnnlib" / f"prop_{prop}.vnnlib").regions[0]
+    lower, upper = proof_box(graph, region, torch.device("cpu"))
+    box = [lower.reshape(1, *graph.inputs[0].shape)], [upper.reshape(1, *graph.inputs[0].shape)]
+    c = torch.as_tensor(region.clauses[0].C)
+    final_only = alpha_lower_bound(Crown(tgraph, *box), c, AlphaConfig(iterations=20, intermediate=False))
+    crown = Crown(tgraph, *box)
+    before = {name: (lo.clone(), hi.clone()) for name, (lo, hi) in crown.bounds.items()}
+    joint = alpha_lower_bound(crown, c, AlphaConfig(iterations=20))
+    assert float(joint.sum()) > float(final_only.sum())
+    rng = np.random.default_rng(1)
+    x = torch.from_numpy(region.lower + rng.random((20000, 5)) * (region.upper - region.lower)).float()
+    values = TorchGraph(graph, "cpu", torch.float32).forward_all(x.reshape(-1, *graph.inputs[0].shape))
+    assert crown.refined
+    width_before = width_after = 0.0
+    for name in crown.refined:
+        lo, hi = crown.bounds[name]
+        assert (lo >= before[name][0]).all() and (hi <= before[name][1]).all()
+        width_before += float((before[name][1] - before[name][0]).sum())
+        width_after += float((hi - lo).sum())
+        v = values[name].double()
+        assert (v >= lo).all() and (v <= hi).all()
+    assert width_after < width_before

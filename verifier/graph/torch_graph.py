@@ -92,8 +92,9 @@ class TorchGraph:
                     table[name] = value
         return table
 
-    def forward(self, *inputs: Tensor) -> list[Tensor]:
-        """Evaluates the graph on batched inputs ``(B, *input_shape)``; returns the outputs."""
+    def forward_all(self, *inputs: Tensor) -> dict[str, Tensor]:
+        """Evaluates the graph on batched inputs ``(B, *input_shape)``; returns every dynamic
+        value (inputs, intermediate values and outputs) by name."""
         if len(inputs) != len(self.graph.inputs):
             raise ValueError(f"expected {len(self.graph.inputs)} inputs, got {len(inputs)}")
         seeds: dict[str, object] = {}
@@ -105,8 +106,12 @@ class TorchGraph:
         def step(op: Op, node: Node, args: list[object | None], batched: list[bool]) -> Sequence[object]:
             return op.forward(node, args, batched)  # type: ignore[arg-type]
 
-        table = self.run(seeds, step, lambda t: t)
-        return [table[v.name] for v in self.graph.outputs]  # type: ignore[misc]
+        return self.run(seeds, step, lambda t: t)  # type: ignore[return-value]
+
+    def forward(self, *inputs: Tensor) -> list[Tensor]:
+        """Evaluates the graph on batched inputs ``(B, *input_shape)``; returns the outputs."""
+        table = self.forward_all(*inputs)
+        return [table[v.name] for v in self.graph.outputs]
 
     def split_flat(self, flat: Tensor) -> list[Tensor]:
         """Splits ``(B, input_size)`` flattened inputs (C order) into the graph's inputs."""
