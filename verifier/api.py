@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ import numpy as np
 import torch
 
 from verifier.attack import falsify_region
+from verifier.bab import input_split
 from verifier.bounds.crown import Crown
 from verifier.bounds.interval import interval_bounds
 from verifier.bounds.objective import clause_refuted, crown_rows
@@ -40,6 +42,7 @@ class RegionProof:
 
     def __init__(self, tgraph: TorchGraph, region: Region) -> None:
         lower, upper = proof_box(tgraph.graph, region, tgraph.place.device)
+        self.lower, self.upper = lower, upper
         self.crown: Crown | None = None
         with torch.no_grad():
             y_lo, y_hi = interval_bounds(tgraph, lower, upper)
@@ -96,14 +99,19 @@ class _Run:
         self.found: Counterexample | None = None
         self.streams: dict[int, torch.Generator] = {}
 
-    def falsify(self, index: int, region: Region, attack: AttackConfig, first_round: int = 0) -> bool:
-        """Runs falsification on one region; records a confirmed counterexample."""
+    def confirmer(self, index: int, region: Region) -> Callable[[np.ndarray], bool]:
+        """The onnxruntime re-check of a candidate in region ``index``; records a confirmed one."""
         def confirm(x: np.ndarray) -> bool:
             check = check_witness(self.oracle, region, x)
             if check.valid and check.x is not None and check.y is not None and check.clause is not None:
                 self.found = Counterexample(check.x, check.y, index, check.clause)
             return check.valid
 
+        return confirm
+
+    def falsify(self, index: int, region: Region, attack: AttackConfig, first_round: int = 0) -> bool:
+        """Runs falsification on one region; records a confirmed counterexample."""
+        confirm = self.confirmer(index, region)
         if index not in self.streams:  # one random stream per region, continued across calls
             self.streams[index] = torch.Generator().manual_seed(self.config.seed * 1000003 + index)
         _, stats = falsify_region(self.attack_graph, region, attack, self.deadline, confirm,
@@ -113,14 +121,31 @@ class _Run:
         self.stats["candidates_checked"] += stats.candidates_checked
         return self.found is not None
 
+    def branch_and_bound(self, index: int, region: Region, proof: RegionProof) -> Status:
+        """Branch and bound on one region's open clauses (the mode the configuration picks);
+        UNKNOWN when no mode applies or the search gives up."""
+        mode = self.config.bab
+        if mode == "auto":
+            dims = int((proof.upper > proof.lower).sum())
+            mode = "input" if dims <= self.config.input_split_max_dims else "none"
+        if mode != "input":
+            return Status.UNKNOWN
+        outcome = input_split(self.bounds_graph, self.attack_graph, region, proof.open, proof.lower, proof.upper,
+                              self.confirmer(index, region), self.deadline, self.config.input_split)
+        totals = self.stats.setdefault("bab", {})
+        for key, value in outcome.stats.as_dict().items():
+            totals[key] = totals.get(key, 0) + value
+        return Status(outcome.status)
+
     def decide(self) -> Status:
         """The pipeline, cheapest steps first: intervals and CROWN, a quick attack, alpha-CROWN
-        (a time budget per region), then the remaining attack rounds on the regions still open."""
+        (a time budget per region), branch and bound, then the remaining attack rounds on the
+        regions still open."""
         regions = self.problem.spec.regions
         quick = replace(self.config.attack, rounds=min(self.config.attack.rounds, _QUICK_ROUNDS))
         open_regions = list(range(len(regions)))
         proofs: dict[int, RegionProof] = {}
-        for step in ("bounds", "quick attack", "alpha", "attack"):
+        for step in ("bounds", "quick attack", "alpha", "bab", "attack"):
             still_open: list[int] = []
             for index in open_regions:
                 if self.deadline.expired():
@@ -128,7 +153,14 @@ class _Run:
                 region = regions[index]
                 if step == "bounds":
                     proofs[index] = RegionProof(self.bounds_graph, region)
-                if step in ("bounds", "alpha"):
+                if step == "bab":
+                    status = self.branch_and_bound(index, region, proofs[index])
+                    if status in (Status.SAT, Status.TIMEOUT):
+                        return status
+                    if status is Status.UNSAT:
+                        self.stats["regions_proven"] += 1
+                        continue
+                elif step in ("bounds", "alpha"):
                     proof = proofs[index]
                     if proof.proven or (step == "alpha" and proof.optimise(self.deadline.sooner(_ALPHA_SECONDS))):
                         self.stats["regions_proven"] += 1

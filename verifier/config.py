@@ -81,12 +81,49 @@ class AttackConfig:
 
 
 @dataclass(frozen=True)
+class InputSplitConfig:
+    """Options of input-split branch and bound (:mod:`verifier.bab.input_split`).
+
+    Attributes:
+        batch: domains popped per round (each gives two children, bounded together).
+        max_domains: the stack's size limit; beyond it the search gives up (``unknown``).
+        pgd_every: run PGD inside the worst domains every this many rounds (0: never).
+        pgd_domains: domains PGD starts in.
+        pgd_steps: PGD steps per start.
+        candidates_per_round: most points sent to the onnxruntime re-check per round.
+    """
+
+    batch: int = 128
+    max_domains: int = 2_000_000
+    pgd_every: int = 10
+    pgd_domains: int = 64
+    pgd_steps: int = 20
+    candidates_per_round: int = 4
+
+
+BAB_MODES = ("auto", "input", "relu", "none")
+
+
+@dataclass(frozen=True)
 class VerifierConfig:
-    """Everything a verification run needs besides the model, spec and timeout."""
+    """Everything a verification run needs besides the model, spec and timeout.
+
+    Attributes:
+        bab: branch and bound after the incomplete methods: ``input`` (split the input box),
+            ``relu`` (split unstable ReLUs), ``none``, or ``auto`` (input splitting when the
+            region has at most ``input_split_max_dims`` non-degenerate input dimensions).
+    """
 
     device: DeviceConfig = field(default_factory=DeviceConfig)
     attack: AttackConfig = field(default_factory=AttackConfig)
+    input_split: InputSplitConfig = field(default_factory=InputSplitConfig)
+    bab: str = "auto"
+    input_split_max_dims: int = 16
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.bab not in BAB_MODES:
+            raise ValueError(f"unknown branch-and-bound mode {self.bab!r}; use one of {BAB_MODES}")
 
 
 def default_config(device: str = "cpu", seed: int = 0) -> VerifierConfig:

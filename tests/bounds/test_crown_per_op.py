@@ -1,7 +1,8 @@
 """CROWN and alpha-CROWN through every relaxed op (and some cut ops), checked with onnxruntime.
 
 For each op type of :data:`verifier.ops.relax.RELAXATIONS` (so a newly relaxed op is covered
-automatically) and a few ops CROWN cuts at their interval bounds, a network
+automatically), a few ops of :mod:`verifier.bounds.multi_relax` and ops CROWN cuts at their
+interval bounds, a network
 Gemm -> OP -> Gemm is bounded over random boxes; onnxruntime's outputs at sampled points
 must lie inside the bounds.
 """
@@ -23,7 +24,7 @@ from verifier.ops.relax import RELAXATIONS
 from verifier.witness import OnnxOracle, grid_box, snap_into_box
 
 POSITIVE_DOMAIN = {"Log", "Sqrt", "Reciprocal"}
-CUT_OPS = ["Softmax", "Mul", "Max", "ReduceMax"]
+CUT_OPS = ["Softmax", "Mul", "Max", "Min", "ReduceMax", "ReduceMin"]
 OPSET = {"Gelu": 20, "HardSwish": 14}
 
 
@@ -41,13 +42,13 @@ def _model(op: str, seed: int) -> onnx.ModelProto:
     if op == "Clip":
         inits["lo"], inits["hi"] = np.array(-0.3), np.array(0.4)
         nodes.append(helper.make_node("Clip", [src, "lo", "hi"], ["a"]))
-    elif op in ("Mul", "Max"):
+    elif op in ("Mul", "Max", "Min"):
         nodes.append(helper.make_node(op, [src, "h"], ["a"]))
-    elif op == "ReduceMax":
+    elif op in ("ReduceMax", "ReduceMin"):
         nodes.append(helper.make_node(op, [src], ["a"], axes=[1], keepdims=1))
     else:
         nodes.append(helper.make_node(op, [src], ["a"]))
-    width = 1 if op == "ReduceMax" else 6
+    width = 1 if op.startswith("Reduce") else 6
     if width == 1:
         inits["W2"] = rng.normal(size=(2, 1))
     nodes.append(helper.make_node("Gemm", ["a", "W2", "b2"], ["y"], transB=1))

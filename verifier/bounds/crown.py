@@ -30,8 +30,8 @@ import torch
 from torch import Tensor
 
 from verifier.bounds.affine import is_affine
-from verifier.bounds.multi_relax import MULTI_RELAXATIONS
 from verifier.bounds.interval import _widen, model_unit
+from verifier.bounds.multi_relax import MULTI_RELAXATIONS
 from verifier.bounds.rounding import outward, unit_roundoff
 from verifier.graph.ir import Node
 from verifier.graph.torch_graph import TorchGraph
@@ -55,17 +55,25 @@ class CrownConfig:
         real_arithmetic: bound the network in exact real arithmetic, without the float-error
             terms. NOT sound for the float32 model: only for comparing with references and
             other tools that bound the real-valued network.
+        fast_paths: hand-written backward rules for common affine ops (``Linear``) instead of
+            the generic vector-Jacobian product (same result; tested against it).
     """
 
     relu_mode: str = "adaptive"
     intermediate: bool = True
     max_rows: int = 256
     real_arithmetic: bool = False
+    fast_paths: bool = True
 
 
 def _dot(a: Tensor, lower: Tensor, upper: Tensor) -> Tensor:
     """``sum(A+ lower + A- upper)`` over all but the first two dims; 0 * inf counts as 0."""
     pos, neg = a.clamp(min=0), a.clamp(max=0)
+    if bool(torch.isfinite(lower).all()) and bool(torch.isfinite(upper).all()):
+        n = a.shape[0]
+        lo = lower.expand(n, *lower.shape[1:]).reshape(n, -1, 1).to(a.dtype)
+        hi = upper.expand(n, *upper.shape[1:]).reshape(n, -1, 1).to(a.dtype)
+        return (torch.bmm(pos.flatten(2), lo) + torch.bmm(neg.flatten(2), hi)).squeeze(2)
     lo, hi = lower.unsqueeze(1), upper.unsqueeze(1)
     terms = torch.where(pos > 0, pos * lo, 0.0) + torch.where(neg < 0, neg * hi, 0.0)
     return terms.flatten(2).sum(dim=2)
@@ -103,6 +111,10 @@ class Crown:
         self.refined: dict[str, tuple[int, Tensor]] = {}
         # best bounds found so far for each refined value (every pass's bounds are valid)
         self.best: dict[str, Bounds] = {}
+        # coefficients (N, R, *input_shape) of the graph inputs in the last lower_bound's linear
+        # bound (for branching heuristics)
+        self.input_coefficients: dict[str, Tensor] = {}
+        self._offsets: dict[str, Tensor] = {}  # f(0) of the nodes on the fast pass-through path
         self.compute()
 
     def compute(self) -> None:
@@ -146,10 +158,12 @@ class Crown:
         relaxable = sum(batched) == 1 and batched[0] and len(node.outputs) == 1
         multi = MULTI_RELAXATIONS.get(node.op)
         if self.config.intermediate and not is_affine(node, batched):
-            if multi is not None and len(node.outputs) == 1:
+            if multi is not None:
                 wanted = multi.refine(node, los, his, batched)
                 for position, rows in wanted.items():
                     source = node.inputs[position]
+                    if source in self.refined:  # the rows of the first pass (alpha slopes match them)
+                        rows = self.refined[source][1]
                     if source not in self.exact and rows.numel() > 0:
                         self.bounds[source] = self._refine(source, index, rows)
                 los, his, batched = self._args(node)
@@ -225,6 +239,8 @@ class Crown:
             if all(c is None for c in coeffs):
                 continue
             bias = bias + self._step(index, node, coeffs, pending, rows_of)
+        if rows_of is None:
+            self.input_coefficients = {name: pending[name] for name in self.input_bounds if name in pending}
         return self._concretise(pending, bias)
 
     def _step(self, index: int, node: Node, coeffs: list[Tensor | None], pending: dict[str, Tensor],
@@ -234,16 +250,15 @@ class Crown:
         if is_affine(node, batched):
             return self._fp_term(node, coeffs) + self._affine(index, node, coeffs, pending, batched)
         multi = MULTI_RELAXATIONS.get(node.op)
-        if multi is not None and len(node.outputs) == 1 and coeffs[0] is not None:
+        if multi is not None and coeffs[0] is not None and all(c is None for c in coeffs[1:]):
             moved = multi.backward(node, coeffs[0], los, his, batched)
             if moved is not None:
-                for position, coeff in moved.coefficients.items():
-                    _accumulate(pending, node.inputs[position], coeff)
+                for position, moved_coeff in moved.coefficients.items():
+                    _accumulate(pending, node.inputs[position], moved_coeff)
                 return self._fp_term(node, coeffs) + moved.bias
         relaxation = self._relaxation(node, los, his, batched)
         if relaxation is not None and coeffs[0] is not None:
             a = coeffs[0]
-            pos, neg = a.clamp(min=0), a.clamp(max=0)
             lower_slope = relaxation.lower_slope.unsqueeze(1)
             alpha = self._alpha(node.name, rows_of)
             if alpha is not None:
@@ -251,11 +266,11 @@ class Crown:
                 assert lo is not None and hi is not None
                 unstable = ((lo < 0) & (hi > 0)).unsqueeze(1)
                 lower_slope = torch.where(unstable, alpha, lower_slope)
-            slope = pos * lower_slope + neg * relaxation.upper_slope.unsqueeze(1)
+            slope = a * torch.where(a > 0, lower_slope, relaxation.upper_slope.unsqueeze(1))
             _accumulate(pending, node.inputs[0], slope)
             return self._fp_term(node, coeffs) + _dot(a, relaxation.lower_bias, relaxation.upper_bias)
-        a0 = next(c for c in coeffs if c is not None)
-        total = torch.zeros(a0.shape[:2], dtype=a0.dtype, device=a0.device)
+        first = next(c for c in coeffs if c is not None)
+        total = torch.zeros(first.shape[:2], dtype=first.dtype, device=first.device)
         for name, coeff in zip(node.outputs, coeffs, strict=False):
             if coeff is not None:
                 out_lo, out_hi = self.bounds[name]
@@ -289,8 +304,8 @@ class Crown:
         for a, err in zip(coeffs, errors, strict=False):
             if a is None or err is None:
                 continue
-            e = torch.broadcast_to(err, (a.shape[0], *a.shape[2:]))
-            total = total + (a.abs() * e.unsqueeze(1)).flatten(2).sum(dim=2)
+            e = torch.broadcast_to(err, (a.shape[0], *a.shape[2:])).reshape(a.shape[0], -1, 1).to(a.dtype)
+            total = total + torch.bmm(a.abs().flatten(2), e).squeeze(2)
         if isinstance(total, float):
             a0 = next(c for c in coeffs if c is not None)
             return torch.zeros(a0.shape[:2], dtype=a0.dtype, device=a0.device)
@@ -301,6 +316,11 @@ class Crown:
         """Vector-Jacobian product through an affine node; returns ``A·f(0)``."""
         op = self.tgraph.ops[index]
         a0 = next(c for c in coeffs if c is not None)
+        if self.config.fast_paths and coeffs[0] is not None and sum(batched) == 1 and len(node.outputs) == 1:
+            if node.op == "Linear" and batched[0]:
+                return self._linear(node, coeffs[0], pending)
+            if node.op in _PASS_THROUGH and self.graph.shapes[node.outputs[0]] == self._dynamic_shape(node, batched):
+                return self._pass_through(index, node, coeffs[0], pending, batched)
         n, r = a0.shape[:2]
         args: list[Tensor | None] = []
         leaves: list[Tensor] = []
@@ -329,6 +349,41 @@ class Crown:
                 const = out.detach()[:1].unsqueeze(1)
                 offset = offset + (a * const).flatten(2).sum(dim=2)
         return offset
+
+    def _linear(self, node: Node, a: Tensor, pending: dict[str, Tensor]) -> Tensor:
+        """Fast path of the VJP for ``Linear`` (``y = x W + b`` on the last axis): ``A W^T``."""
+        weight = self.tgraph.constants[node.inputs[1]].to(a.dtype)
+        _accumulate(pending, node.inputs[0], a @ weight.T)
+        if len(node.inputs) > 2 and node.inputs[2]:
+            bias = self.tgraph.constants[node.inputs[2]].to(a.dtype)
+            return (a * bias).flatten(2).sum(dim=2)
+        return torch.zeros(a.shape[:2], dtype=a.dtype, device=a.device)
+
+    def _dynamic_shape(self, node: Node, batched: list[bool]) -> tuple[int, ...]:
+        name = next(n for n, b in zip(node.inputs, batched, strict=True) if b)
+        return tuple(self.graph.shapes[name])
+
+    def _pass_through(self, index: int, node: Node, a: Tensor, pending: dict[str, Tensor],
+                      batched: list[bool]) -> Tensor:
+        """Fast path for reshapes and for adding/subtracting a constant that does not broadcast
+        the dynamic input: the coefficients pass (negated for ``c - x``) with their input's
+        shape; the offset is ``A·f(0)``."""
+        position = batched.index(True)
+        name = node.inputs[position]
+        sign = -1.0 if node.op == "Sub" and position == 1 else 1.0
+        _accumulate(pending, name, (sign * a).reshape(*a.shape[:2], *self.graph.shapes[name]))
+        if node.op in _RESHAPES:
+            return torch.zeros(a.shape[:2], dtype=a.dtype, device=a.device)
+        if node.name not in self._offsets:
+            args: list[Tensor | None] = [
+                None if not n else (torch.zeros((1, *self.graph.shapes[n]), dtype=a.dtype, device=a.device)
+                                    if b else self.tgraph.constants[n])
+                for n, b in zip(node.inputs, batched, strict=True)
+            ]
+            with torch.no_grad():
+                self._offsets[node.name] = self.tgraph.ops[index].forward(node, args, batched)[0].to(a.dtype)
+        offset = self._offsets[node.name].reshape(1, 1, -1).expand(a.shape[0], 1, -1)
+        return torch.bmm(a.flatten(2), offset.transpose(1, 2)).squeeze(2)
 
     def _concretise(self, pending: dict[str, Tensor], bias: Tensor) -> Tensor:
         """Minimises the linear form over the input boxes, minus a float64 rounding margin."""
@@ -373,6 +428,8 @@ class Crown:
 
 
 _PIECEWISE_LINEAR = frozenset({"Relu", "LeakyRelu", "PRelu"})
+_RESHAPES = frozenset({"Flatten", "Reshape", "Squeeze", "Unsqueeze", "Identity", "Dropout"})
+_PASS_THROUGH = _RESHAPES | {"Add", "Sub"}
 
 
 def _rows_to_refine(node: Node, lower: Tensor | None, upper: Tensor | None) -> Tensor:

@@ -1,0 +1,258 @@
+"""Branch and bound on the input box: split sub-boxes until CROWN refutes every clause.
+
+A domain is a sub-box of the region's proof box with the set of clauses not yet refuted on it.
+Each round pops a batch of domains, halves each along one input dimension, and bounds all the
+children in one batched CROWN pass over the spec rows of their open clauses. A child is
+discarded once every clause has a row with a positive certified lower bound (no counterexample
+in that sub-box); the others go back on the stack with the dimension to split next: the one
+with the largest ``|a_j| * width_j``, where ``a`` is the input coefficient of CROWN's linear
+bound of the row closest to refuting the hardest open clause (its "smear").
+
+Soundness: the two children of a box cover it (``[l, m]`` and ``[m, u]``), so when every
+domain is refuted the whole proof box is; each refutation is a certified CROWN bound (sound for
+the float32 model, see :mod:`verifier.bounds.crown`). Counterexamples: the corner minimising
+each child's linear bound and the child's centre are evaluated, PGD runs inside the worst
+domains from time to time, and every point that looks violating is passed to ``confirm`` (the
+onnxruntime re-check); only a confirmed point ends the search with ``sat``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from verifier.attack.pgd import MarginObjective
+from verifier.bounds.crown import Crown
+from verifier.bounds.objective import stack_clauses
+from verifier.bounds.rounding import unit_roundoff
+from verifier.config import InputSplitConfig
+from verifier.deadline import Deadline
+from verifier.graph.torch_graph import TorchGraph
+from verifier.spec.types import Clause, Region
+
+Confirm = Callable[[np.ndarray], bool]
+
+
+@dataclass
+class BabStats:
+    """Counters of a branch-and-bound run (reported in ``--json``)."""
+
+    domains_bounded: int = 0
+    domains_proven: int = 0
+    rounds: int = 0
+    max_queue: int = 0
+    unsplittable: int = 0
+    candidates_checked: int = 0
+    seconds_bounding: float = 0.0
+    seconds_searching: float = 0.0
+    extra: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, float | int]:
+        out: dict[str, float | int] = {k: v for k, v in vars(self).items() if k != "extra"}
+        out.update(self.extra)
+        return out
+
+
+@dataclass(frozen=True)
+class BabOutcome:
+    """``status`` is ``unsat`` (every sub-box refuted), ``sat`` (a point was confirmed),
+    ``unknown`` (gave up: stack limit or unsplittable boxes) or ``timeout``."""
+
+    status: str
+    stats: BabStats
+
+
+class _Bounder:
+    """Bounds batches of sub-boxes against the stacked rows of a region's clauses."""
+
+    def __init__(self, tgraph: TorchGraph, clauses: Sequence[Clause], root_width: Tensor) -> None:
+        self.tgraph = tgraph
+        # dimensions narrower than this fraction of their root width are not split any more
+        self.floor = root_width * 1e-6
+        self.root_width = torch.where(root_width > 0, root_width, torch.ones_like(root_width))
+        place = tgraph.place
+        self.c, self.d, self.mask = stack_clauses(tuple(clauses), place.device, place.dtype)
+        self.k, self.r = self.d.shape
+        self.rows = self.c.reshape(self.k * self.r, -1)
+        self.shape = tgraph.graph.inputs[0].shape
+
+    def __call__(self, lower: Tensor, upper: Tensor, open_: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """For boxes ``(M, n)`` with open clauses ``(M, K)``: the clauses still open, the
+        minimising corner of the hardest row's linear bound ``(M, n)``, the split dimension
+        ``(M,)`` and the hardness ``(M,)`` (that row's bound: the lower, the further from
+        refuted)."""
+        m = lower.shape[0]
+        with torch.no_grad():
+            crown = Crown(self.tgraph, [lower.reshape(m, *self.shape)], [upper.reshape(m, *self.shape)])
+            raw = crown.lower_bound(self.rows).reshape(m, self.k, self.r)
+            rows = raw - self.d - 2 * unit_roundoff(torch.float64) * (raw.abs() + self.d.abs())
+            rows = torch.where(self.mask, rows, -torch.inf)
+            still_open = open_ & ~(rows > 0).any(dim=2)
+            # the hardest open clause, and its best row
+            best_row, row_index = rows.max(dim=2)
+            best_row = torch.where(still_open, best_row, torch.inf)
+            clause = best_row.argmin(dim=1)
+            row = row_index.gather(1, clause.unsqueeze(1)).squeeze(1)
+            coeff = crown.input_coefficients[self.tgraph.graph.inputs[0].name].reshape(m, self.k * self.r, -1)
+            a = coeff[torch.arange(m, device=lower.device), clause * self.r + row]
+            width = upper - lower
+            eligible = width > self.floor
+            smear = torch.where(eligible, a.abs() * width, 0.0)
+            relative = torch.where(eligible, width / self.root_width, 0.0)
+            dim = torch.where(smear.amax(dim=1) > 0, smear.argmax(dim=1), relative.argmax(dim=1))
+            corner = torch.where(a > 0, lower, upper)
+            hardness = best_row.gather(1, clause.unsqueeze(1)).squeeze(1)
+        return still_open, corner, dim, hardness
+
+
+def _violations(objective: MarginObjective, tgraph: TorchGraph, points: Tensor) -> Tensor:
+    with torch.no_grad():
+        return objective(tgraph.forward_flat(points.to(tgraph.place.dtype)))
+
+
+class _Search:
+    """Concrete checks inside the domains: corners, centres and PGD, confirmed by onnxruntime."""
+
+    def __init__(self, tgraph: TorchGraph, region: Region, confirm: Confirm, config: InputSplitConfig,
+                 stats: BabStats) -> None:
+        self.tgraph, self.confirm, self.config, self.stats = tgraph, confirm, config, stats
+        self.objective = MarginObjective(region, tgraph.place.device, tgraph.place.dtype)
+
+    def offer(self, points: Tensor) -> bool:
+        """Sends the most violating points (margin <= 0 in the attack precision) to confirm."""
+        start = time.monotonic()
+        try:
+            margins = _violations(self.objective, self.tgraph, points)
+            order = torch.argsort(margins)[: self.config.candidates_per_round]
+            for i in order.tolist():
+                if not float(margins[i]) <= 0:
+                    break
+                self.stats.candidates_checked += 1
+                if self.confirm(points[i].detach().to(torch.float64).cpu().numpy()):
+                    return True
+            return False
+        finally:
+            self.stats.seconds_searching += time.monotonic() - start
+
+    def pgd(self, lower: Tensor, upper: Tensor, start: Tensor) -> bool:
+        """Signed-gradient descent on the margin, each point kept inside its own box."""
+        begin = time.monotonic()
+        dtype = self.tgraph.place.dtype
+        lo, hi = lower.to(dtype), upper.to(dtype)
+        x = start.to(dtype).clone()
+        step = (hi - lo) / 8
+        found = False
+        for _ in range(self.config.pgd_steps):
+            x.requires_grad_(True)
+            with torch.enable_grad():
+                margin = self.objective(self.tgraph.forward_flat(x))
+                (grad,) = torch.autograd.grad(margin.sum(), x)
+            x = torch.minimum(torch.maximum(x.detach() - step * grad.sign(), lo), hi)
+            step = step * 0.8
+        self.stats.seconds_searching += time.monotonic() - begin
+        found = self.offer(x.detach().to(lower.dtype))
+        return found
+
+
+def input_split(bounds_graph: TorchGraph, attack_graph: TorchGraph, region: Region, clauses: Sequence[Clause],
+                lower: Tensor, upper: Tensor, confirm: Confirm, deadline: Deadline,
+                config: InputSplitConfig | None = None) -> BabOutcome:
+    """Input-split branch and bound over one region (see the module docstring).
+
+    Args:
+        bounds_graph: the model in the bound precision (float64), on the configured device.
+        attack_graph: the model in the attack precision, same device.
+        region: the region (its clauses define the violation that candidates must show).
+        clauses: the region's clauses still open (not refuted on the whole box).
+        lower, upper: the flattened proof box ``(1, n)`` (see :func:`verifier.problem.proof_box`).
+        confirm: the onnxruntime re-check of a flattened point; True ends the search (``sat``).
+        deadline: the search stops with ``timeout`` when it expires.
+
+    Returns:
+        the outcome and statistics. ``unsat`` only when every sub-box is refuted.
+    """
+    config = config or InputSplitConfig()
+    stats = BabStats()
+    if not clauses:
+        return BabOutcome("unsat", stats)
+    if len(bounds_graph.graph.inputs) != 1 or any(c.num_rows == 0 for c in clauses):
+        return BabOutcome("unknown", stats)
+    bound = _Bounder(bounds_graph, clauses, (upper - lower).reshape(-1).to(bounds_graph.place.device, torch.float64))
+    search = _Search(attack_graph, region, confirm, config, stats)
+    device = bounds_graph.place.device
+    lower, upper = lower.to(device, torch.float64), upper.to(device, torch.float64)
+    open_ = torch.ones(1, bound.k, dtype=torch.bool, device=device)
+    start = time.monotonic()
+    open_, corner, dims, _ = bound(lower, upper, open_)
+    stats.seconds_bounding += time.monotonic() - start
+    stats.domains_bounded += 1
+    keep = open_.any(dim=1)
+    stack = [(lower[keep], upper[keep], open_[keep], dims[keep])]
+    queued = int(keep.sum())
+    if search.offer(torch.cat([corner, (lower + upper) / 2])):
+        return BabOutcome("sat", stats)
+    while queued:
+        if deadline.expired():
+            return BabOutcome("timeout", stats)
+        if queued > config.max_domains:
+            stats.extra["gave_up_queue"] = queued
+            return BabOutcome("unknown", stats)
+        lo, hi, op, dim = _pop(stack, config.batch)
+        queued -= lo.shape[0]
+        rows = torch.arange(lo.shape[0], device=device)
+        mid_value = lo[rows, dim] + (hi[rows, dim] - lo[rows, dim]) / 2
+        splittable = (mid_value > lo[rows, dim]) & (mid_value < hi[rows, dim])
+        stats.unsplittable += int((~splittable).sum())
+        lo, hi, op, dim, mid_value = lo[splittable], hi[splittable], op[splittable], dim[splittable], mid_value[splittable]
+        if lo.shape[0] == 0:
+            continue
+        rows = torch.arange(lo.shape[0], device=device)
+        left_hi, right_lo = hi.clone(), lo.clone()
+        left_hi[rows, dim] = mid_value
+        right_lo[rows, dim] = mid_value
+        child_lo, child_hi, child_open = torch.cat([lo, right_lo]), torch.cat([left_hi, hi]), torch.cat([op, op])
+        start = time.monotonic()
+        child_open, corner, child_dim, hardness = bound(child_lo, child_hi, child_open)
+        stats.seconds_bounding += time.monotonic() - start
+        stats.domains_bounded += child_lo.shape[0]
+        stats.rounds += 1
+        keep = child_open.any(dim=1)
+        stats.domains_proven += int((~keep).sum())
+        if bool(keep.any()):
+            centres = (child_lo[keep] + child_hi[keep]) / 2
+            if search.offer(torch.cat([corner[keep], centres])):
+                return BabOutcome("sat", stats)
+            if config.pgd_every and stats.rounds % config.pgd_every == 0:
+                worst = torch.argsort(hardness[keep])[: config.pgd_domains]
+                if search.pgd(child_lo[keep][worst], child_hi[keep][worst], corner[keep][worst]):
+                    return BabOutcome("sat", stats)
+            stack.append((child_lo[keep], child_hi[keep], child_open[keep], child_dim[keep]))
+            queued += int(keep.sum())
+            stats.max_queue = max(stats.max_queue, queued)
+    if stats.unsplittable:
+        return BabOutcome("unknown", stats)
+    return BabOutcome("unsat", stats)
+
+
+Chunk = tuple[Tensor, Tensor, Tensor, Tensor]
+
+
+def _pop(stack: list[Chunk], count: int) -> Chunk:
+    """Removes up to ``count`` domains from the top of the stack (depth first)."""
+    parts: list[Chunk] = []
+    taken = 0
+    while stack and taken < count:
+        lo, hi, op, dim = stack.pop()
+        need = count - taken
+        if lo.shape[0] > need:
+            stack.append((lo[:-need], hi[:-need], op[:-need], dim[:-need]))
+            lo, hi, op, dim = lo[-need:], hi[-need:], op[-need:], dim[-need:]
+        parts.append((lo, hi, op, dim))
+        taken += lo.shape[0]
+    return (torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]),
+            torch.cat([p[2] for p in parts]), torch.cat([p[3] for p in parts]))
