@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from verifier.attack import falsify_region
-from verifier.bab import input_split
+from verifier.bab import input_split_search
 from verifier.bounds.crown import Crown
 from verifier.bounds.interval import interval_bounds
 from verifier.bounds.objective import clause_refuted, crown_rows
@@ -130,7 +130,7 @@ class _Run:
             mode = "input" if dims <= self.config.input_split_max_dims else "none"
         if mode != "input":
             return Status.UNKNOWN
-        outcome = input_split(self.bounds_graph, self.attack_graph, region, proof.open, proof.lower, proof.upper,
+        outcome = input_split_search(self.bounds_graph, self.attack_graph, region, proof.open, proof.lower, proof.upper,
                               self.confirmer(index, region), self.deadline, self.config.input_split)
         totals = self.stats.setdefault("bab", {})
         for key, value in outcome.stats.as_dict().items():

@@ -9,7 +9,7 @@ import torch
 
 from tests.conftest import ROOT
 from verifier.api import RegionProof
-from verifier.bab import input_split
+from verifier.bab import input_split_search
 from verifier.config import InputSplitConfig
 from verifier.deadline import Deadline
 from verifier.graph import TorchGraph, load_model
@@ -34,7 +34,7 @@ def _run(net: str, prop: int, seconds: float, config: InputSplitConfig | None = 
             confirmed.append(x)
         return check.valid
 
-    outcome = input_split(bounds, attack, region, proof.open, proof.lower, proof.upper, confirm,
+    outcome = input_split_search(bounds, attack, region, proof.open, proof.lower, proof.upper, confirm,
                           Deadline.after(seconds), config)
     return outcome.status, confirmed
 

@@ -82,3 +82,31 @@ def test_crown_on_acasxu_is_sound_and_tighter_than_intervals(net: str, prop: int
         i_lo, i_hi = interval_bounds(tgraph, lower, upper)
         assert (c_lo >= i_lo - 1e-9).all() and (c_hi <= i_hi + 1e-9).all()
         assert (c_hi - c_lo).sum() < 0.5 * (i_hi - i_lo).sum()
+
+
+def test_prior_bounds_from_a_parent_box_keep_sub_box_bounds_sound() -> None:
+    """Bounds of a parent box are valid priors for its sub-boxes: chained halvings with priors
+    still contain sampled float32 values of every intermediate value and of the outputs."""
+    model = ACAS / "onnx" / "ACASXU_run2a_2_4_batch_2000.onnx"
+    graph = load_model(model)
+    tgraph = TorchGraph(graph, "cpu", torch.float64)
+    region = parse_vnnlib(ACAS / "vnnlib" / "prop_3.vnnlib").regions[0]
+    lower, upper = proof_box(graph, region, torch.device("cpu"))
+    shape = graph.inputs[0].shape
+    rng = np.random.default_rng(3)
+    crown = Crown(tgraph, [lower.reshape(1, *shape)], [upper.reshape(1, *shape)])
+    evaluate = TorchGraph(graph, "cpu", torch.float32)
+    for _ in range(6):
+        d = int(rng.integers(0, lower.shape[1]))
+        mid = (lower[0, d] + upper[0, d]) / 2
+        lower, upper = lower.clone(), upper.clone()
+        if rng.random() < 0.5:
+            upper[0, d] = mid
+        else:
+            lower[0, d] = mid
+        crown = Crown(tgraph, [lower.reshape(1, *shape)], [upper.reshape(1, *shape)], prior=crown.best)
+        x = lower + (upper - lower) * torch.from_numpy(rng.random((4000, lower.shape[1])))
+        values = evaluate.forward_all(x.float().reshape(-1, *shape))
+        for name, (lo, hi) in crown.bounds.items():
+            v = values[name].double()
+            assert (v >= lo).all() and (v <= hi).all(), name

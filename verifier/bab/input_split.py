@@ -70,8 +70,8 @@ class BabOutcome:
 class _Bounder:
     """Bounds batches of sub-boxes against the stacked rows of a region's clauses."""
 
-    def __init__(self, tgraph: TorchGraph, clauses: Sequence[Clause], root_width: Tensor) -> None:
-        self.tgraph = tgraph
+    def __init__(self, tgraph: TorchGraph, clauses: Sequence[Clause], root_width: Tensor, inherit: bool) -> None:
+        self.tgraph, self.inherit = tgraph, inherit
         # dimensions narrower than this fraction of their root width are not split any more
         self.floor = root_width * 1e-6
         self.root_width = torch.where(root_width > 0, root_width, torch.ones_like(root_width))
@@ -81,14 +81,15 @@ class _Bounder:
         self.rows = self.c.reshape(self.k * self.r, -1)
         self.shape = tgraph.graph.inputs[0].shape
 
-    def __call__(self, lower: Tensor, upper: Tensor, open_: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    def __call__(self, lower: Tensor, upper: Tensor, open_: Tensor,
+                 prior: dict[str, tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor, Tensor, Tensor, Prior]:
         """For boxes ``(M, n)`` with open clauses ``(M, K)``: the clauses still open, the
         minimising corner of the hardest row's linear bound ``(M, n)``, the split dimension
         ``(M,)`` and the hardness ``(M,)`` (that row's bound: the lower, the further from
-        refuted)."""
+        refuted), and the intermediate bounds found (valid priors for sub-boxes)."""
         m = lower.shape[0]
         with torch.no_grad():
-            crown = Crown(self.tgraph, [lower.reshape(m, *self.shape)], [upper.reshape(m, *self.shape)])
+            crown = Crown(self.tgraph, [lower.reshape(m, *self.shape)], [upper.reshape(m, *self.shape)], prior=prior)
             raw = crown.lower_bound(self.rows).reshape(m, self.k, self.r)
             rows = raw - self.d - 2 * unit_roundoff(torch.float64) * (raw.abs() + self.d.abs())
             rows = torch.where(self.mask, rows, -torch.inf)
@@ -107,7 +108,7 @@ class _Bounder:
             dim = torch.where(smear.amax(dim=1) > 0, smear.argmax(dim=1), relative.argmax(dim=1))
             corner = torch.where(a > 0, lower, upper)
             hardness = best_row.gather(1, clause.unsqueeze(1)).squeeze(1)
-        return still_open, corner, dim, hardness
+        return still_open, corner, dim, hardness, (crown.best if self.inherit else {})
 
 
 def _violations(objective: MarginObjective, tgraph: TorchGraph, points: Tensor) -> Tensor:
@@ -159,7 +160,7 @@ class _Search:
         return found
 
 
-def input_split(bounds_graph: TorchGraph, attack_graph: TorchGraph, region: Region, clauses: Sequence[Clause],
+def input_split_search(bounds_graph: TorchGraph, attack_graph: TorchGraph, region: Region, clauses: Sequence[Clause],
                 lower: Tensor, upper: Tensor, confirm: Confirm, deadline: Deadline,
                 config: InputSplitConfig | None = None) -> BabOutcome:
     """Input-split branch and bound over one region (see the module docstring).
@@ -182,17 +183,18 @@ def input_split(bounds_graph: TorchGraph, attack_graph: TorchGraph, region: Regi
         return BabOutcome("unsat", stats)
     if len(bounds_graph.graph.inputs) != 1 or any(c.num_rows == 0 for c in clauses):
         return BabOutcome("unknown", stats)
-    bound = _Bounder(bounds_graph, clauses, (upper - lower).reshape(-1).to(bounds_graph.place.device, torch.float64))
+    root_width = (upper - lower).reshape(-1).to(bounds_graph.place.device, torch.float64)
+    bound = _Bounder(bounds_graph, clauses, root_width, config.inherit_bounds)
     search = _Search(attack_graph, region, confirm, config, stats)
     device = bounds_graph.place.device
     lower, upper = lower.to(device, torch.float64), upper.to(device, torch.float64)
     open_ = torch.ones(1, bound.k, dtype=torch.bool, device=device)
     start = time.monotonic()
-    open_, corner, dims, _ = bound(lower, upper, open_)
+    open_, corner, dims, _, prior = bound(lower, upper, open_, {})
     stats.seconds_bounding += time.monotonic() - start
     stats.domains_bounded += 1
     keep = open_.any(dim=1)
-    stack = [(lower[keep], upper[keep], open_[keep], dims[keep])]
+    stack = [_select(Domains(lower, upper, open_, dims, prior), keep)]
     queued = int(keep.sum())
     if search.offer(torch.cat([corner, (lower + upper) / 2])):
         return BabOutcome("sat", stats)
@@ -202,57 +204,93 @@ def input_split(bounds_graph: TorchGraph, attack_graph: TorchGraph, region: Regi
         if queued > config.max_domains:
             stats.extra["gave_up_queue"] = queued
             return BabOutcome("unknown", stats)
-        lo, hi, op, dim = _pop(stack, config.batch)
-        queued -= lo.shape[0]
-        rows = torch.arange(lo.shape[0], device=device)
+        batch = _pop(stack, config.batch)
+        queued -= batch.size
+        lo, hi, dim = batch.lower, batch.upper, batch.dim
+        rows = torch.arange(batch.size, device=device)
         mid_value = lo[rows, dim] + (hi[rows, dim] - lo[rows, dim]) / 2
         splittable = (mid_value > lo[rows, dim]) & (mid_value < hi[rows, dim])
         stats.unsplittable += int((~splittable).sum())
-        lo, hi, op, dim, mid_value = lo[splittable], hi[splittable], op[splittable], dim[splittable], mid_value[splittable]
-        if lo.shape[0] == 0:
+        batch, mid_value = _select(batch, splittable), mid_value[splittable]
+        if batch.size == 0:
             continue
-        rows = torch.arange(lo.shape[0], device=device)
+        lo, hi, dim = batch.lower, batch.upper, batch.dim
+        rows = torch.arange(batch.size, device=device)
         left_hi, right_lo = hi.clone(), lo.clone()
         left_hi[rows, dim] = mid_value
         right_lo[rows, dim] = mid_value
-        child_lo, child_hi, child_open = torch.cat([lo, right_lo]), torch.cat([left_hi, hi]), torch.cat([op, op])
+        child_lo, child_hi = torch.cat([lo, right_lo]), torch.cat([left_hi, hi])
+        child_prior = {k: (torch.cat([v[0], v[0]]), torch.cat([v[1], v[1]])) for k, v in batch.prior.items()}
         start = time.monotonic()
-        child_open, corner, child_dim, hardness = bound(child_lo, child_hi, child_open)
+        child_open, corner, child_dim, hardness, found = bound(child_lo, child_hi, torch.cat([batch.open, batch.open]),
+                                                               child_prior)
         stats.seconds_bounding += time.monotonic() - start
         stats.domains_bounded += child_lo.shape[0]
         stats.rounds += 1
         keep = child_open.any(dim=1)
         stats.domains_proven += int((~keep).sum())
         if bool(keep.any()):
-            centres = (child_lo[keep] + child_hi[keep]) / 2
+            children = _select(Domains(child_lo, child_hi, child_open, child_dim, found), keep)
+            centres = (children.lower + children.upper) / 2
             if search.offer(torch.cat([corner[keep], centres])):
                 return BabOutcome("sat", stats)
             if config.pgd_every and stats.rounds % config.pgd_every == 0:
                 worst = torch.argsort(hardness[keep])[: config.pgd_domains]
-                if search.pgd(child_lo[keep][worst], child_hi[keep][worst], corner[keep][worst]):
+                if search.pgd(children.lower[worst], children.upper[worst], corner[keep][worst]):
                     return BabOutcome("sat", stats)
-            stack.append((child_lo[keep], child_hi[keep], child_open[keep], child_dim[keep]))
-            queued += int(keep.sum())
+            stack.append(children)
+            queued += children.size
             stats.max_queue = max(stats.max_queue, queued)
     if stats.unsplittable:
         return BabOutcome("unknown", stats)
     return BabOutcome("unsat", stats)
 
 
-Chunk = tuple[Tensor, Tensor, Tensor, Tensor]
+Prior = dict[str, tuple[Tensor, Tensor]]
 
 
-def _pop(stack: list[Chunk], count: int) -> Chunk:
+@dataclass(frozen=True)
+class Domains:
+    """A batch of sub-boxes ``(M, n)``, their open clauses ``(M, K)``, the dimension each splits
+    next ``(M,)`` and their intermediate bounds (name -> ``(M, size)`` pairs), valid priors
+    for their sub-boxes."""
+
+    lower: Tensor
+    upper: Tensor
+    open: Tensor
+    dim: Tensor
+    prior: Prior
+
+    @property
+    def size(self) -> int:
+        return int(self.lower.shape[0])
+
+
+def _select(d: Domains, index: Tensor | slice) -> Domains:
+    return Domains(d.lower[index], d.upper[index], d.open[index], d.dim[index],
+                   {k: (v[0][index], v[1][index]) for k, v in d.prior.items()})
+
+
+def _cat(parts: list[Domains]) -> Domains:
+    if len(parts) == 1:
+        return parts[0]
+    keys = parts[0].prior.keys()
+    return Domains(torch.cat([p.lower for p in parts]), torch.cat([p.upper for p in parts]),
+                   torch.cat([p.open for p in parts]), torch.cat([p.dim for p in parts]),
+                   {k: (torch.cat([p.prior[k][0] for p in parts]), torch.cat([p.prior[k][1] for p in parts]))
+                    for k in keys})
+
+
+def _pop(stack: list[Domains], count: int) -> Domains:
     """Removes up to ``count`` domains from the top of the stack (depth first)."""
-    parts: list[Chunk] = []
+    parts: list[Domains] = []
     taken = 0
     while stack and taken < count:
-        lo, hi, op, dim = stack.pop()
+        top = stack.pop()
         need = count - taken
-        if lo.shape[0] > need:
-            stack.append((lo[:-need], hi[:-need], op[:-need], dim[:-need]))
-            lo, hi, op, dim = lo[-need:], hi[-need:], op[-need:], dim[-need:]
-        parts.append((lo, hi, op, dim))
-        taken += lo.shape[0]
-    return (torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]),
-            torch.cat([p[2] for p in parts]), torch.cat([p[3] for p in parts]))
+        if top.size > need:
+            stack.append(_select(top, slice(0, top.size - need)))
+            top = _select(top, slice(top.size - need, top.size))
+        parts.append(top)
+        taken += top.size
+    return _cat(parts)

@@ -23,7 +23,7 @@ own rounding bound.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -87,7 +87,11 @@ class Crown:
     """
 
     def __init__(self, tgraph: TorchGraph, lower: Sequence[Tensor], upper: Sequence[Tensor],
-                 config: CrownConfig | None = None) -> None:
+                 config: CrownConfig | None = None, prior: Mapping[str, Bounds] | None = None) -> None:
+        """Bounds every value over the boxes ``[lower, upper]`` (one ``(N, *shape)`` pair per
+        graph input). ``prior`` gives bounds ``(N, size)`` (flattened) of some values already
+        known to hold on these boxes (e.g. a parent box's bounds in branch and bound); they
+        are intersected in, which is sound whenever they are valid bounds."""
         self.tgraph, self.graph = tgraph, tgraph.graph
         self.config = config or CrownConfig()
         self.unit = 0.0 if self.config.real_arithmetic else model_unit(tgraph) + unit_roundoff(tgraph.place.dtype)
@@ -110,7 +114,7 @@ class Crown:
         # first pass so that recomputing reuses the same rows (and the same alpha shapes).
         self.refined: dict[str, tuple[int, Tensor]] = {}
         # best bounds found so far for each refined value (every pass's bounds are valid)
-        self.best: dict[str, Bounds] = {}
+        self.best: dict[str, Bounds] = dict(prior or {})
         # coefficients (N, R, *input_shape) of the graph inputs in the last lower_bound's linear
         # bound (for branching heuristics)
         self.input_coefficients: dict[str, Tensor] = {}
@@ -183,7 +187,12 @@ class Crown:
             self.exact.update(n for n in node.outputs if n)
         for name, lo, hi, err in zip(node.outputs, out[0], out[1], errors, strict=False):
             if name:
-                self.bounds[name] = _widen(lo, hi, err)
+                lo, hi = _widen(lo, hi, err)
+                best = self.best.get(name)
+                if best is not None:
+                    lo = torch.maximum(lo, best[0].reshape(lo.shape))
+                    hi = torch.minimum(hi, best[1].reshape(hi.shape))
+                self.bounds[name] = lo, hi
 
     def _has_relaxation(self, node: Node, lo: Tensor | None, hi: Tensor | None) -> bool:
         assert lo is not None and hi is not None
