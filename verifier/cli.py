@@ -8,6 +8,7 @@ Exit codes (documented in the README):
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 import json
 import os
 import sys
@@ -38,6 +39,10 @@ def _main_parser() -> argparse.ArgumentParser:
     parser.add_argument("--timeout", type=float, default=None, help="wall-clock limit in seconds")
     parser.add_argument("--out", default=None, help="write the VNN-COMP result file here")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    parser.add_argument("--bab", default="auto", choices=["auto", "input", "relu", "none"],
+                        help="branch and bound after the incomplete methods: auto (input splitting for "
+                             "at most 16 free input dimensions), input, relu (not available yet: "
+                             "behaves as none), none")
     _common(parser)
     return parser
 
@@ -138,7 +143,8 @@ def _run_verify(argv: Sequence[str], start: float) -> int:
         from verifier.config import default_config
 
         remaining = None if args.timeout is None else args.timeout - (time.monotonic() - start)
-        result = verify(args.model, args.spec, remaining, default_config(args.device, args.seed))
+        config = replace(default_config(args.device, args.seed), bab=args.bab)
+        result = verify(args.model, args.spec, remaining, config)
         result = Result(result.status, time.monotonic() - start, result.counterexample, result.stats)
         return emitter.result(result)
     except InputError as exc:
