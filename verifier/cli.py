@@ -8,7 +8,6 @@ Exit codes (documented in the README):
 from __future__ import annotations
 
 import argparse
-from dataclasses import replace
 import json
 import os
 import sys
@@ -16,6 +15,7 @@ import threading
 import time
 import traceback
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import torch

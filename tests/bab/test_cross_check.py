@@ -1,0 +1,146 @@
+"""Complete methods cross-checked on 300 random small ReLU networks: input-split branch and
+bound, MILP (HiGHS) and SMT (z3) must never contradict each other; every ``sat`` is re-run
+through onnxruntime; every ``unsat`` is checked by dense sampling. A deliberately unsound
+relaxation (a ReLU upper line with half the chord's slope) must be caught by the same checks.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import TensorProto, helper, numpy_helper
+
+from verifier.api import RegionProof
+from verifier.bab import input_split_search
+from verifier.bounds.crown import Crown
+from verifier.config import InputSplitConfig
+from verifier.deadline import Deadline
+from verifier.exact.milp import MilpConfig, milp_check
+from verifier.exact.smt import SmtConfig, smt_check
+from verifier.graph import TorchGraph, load_model
+from verifier.spec.types import Clause, Region
+from verifier.witness import OnnxOracle, check_witness, grid_box
+
+NETWORKS = 300
+PER_TEST = 15
+
+
+def _network(seed: int, path: Path) -> tuple[Region, np.ndarray]:
+    """A random MLP (2-3 inputs, two hidden ReLU layers of 3-6) and a property on it: output 0
+    below a threshold near its sampled minimum (some thresholds below, some above it, so the
+    answers mix). Returns the region and the row values ``C y - d`` at 20000 sampled points
+    (float32 evaluation)."""
+    rng = np.random.default_rng(seed)
+    n_in, h1, h2, n_out = int(rng.integers(2, 4)), int(rng.integers(3, 7)), int(rng.integers(3, 7)), 2
+    sizes = [n_in, h1, h2, n_out]
+    nodes, inits, value = [], [], "x"
+    for k in range(3):
+        w = rng.normal(size=(sizes[k + 1], sizes[k])) / np.sqrt(sizes[k])
+        b = rng.normal(size=sizes[k + 1]) * 0.3
+        inits += [numpy_helper.from_array(w.astype(np.float32), f"W{k}"),
+                  numpy_helper.from_array(b.astype(np.float32), f"b{k}")]
+        nodes.append(helper.make_node("Gemm", [value, f"W{k}", f"b{k}"], [f"z{k}"], transB=1))
+        value = f"z{k}"
+        if k < 2:
+            nodes.append(helper.make_node("Relu", [value], [f"a{k}"]))
+            value = f"a{k}"
+    graph = helper.make_graph(nodes, f"mlp{seed}", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, n_in])],
+                              [helper.make_tensor_value_info(value, TensorProto.FLOAT, [1, n_out])], inits)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
+    centre = rng.normal(size=n_in)
+    lower, upper = grid_box(centre - 1.0, centre + 1.0, np.dtype(np.float32))
+    x = lower + rng.random((20000, n_in)) * (upper - lower)
+    tg = TorchGraph(load_model(path), "cpu", torch.float32)
+    y = tg.forward_flat(torch.from_numpy(x).float()).double().numpy()
+    values = y[:, 0] - y[:, 1]
+    threshold = float(values.min()) + float(rng.uniform(-0.4, 0.15)) * float(values.std() + 1e-3)
+    clause = Clause(np.array([[1.0, -1.0]]), np.array([threshold]), np.array([False]))
+    return Region(lower, upper, (clause,)), values - threshold
+
+
+def _crown(path: Path, region: Region) -> tuple[Crown, TorchGraph, TorchGraph]:
+    graph = load_model(path)
+    bounds = TorchGraph(graph, "cpu", torch.float64)
+    shape = graph.inputs[0].shape
+    lo = torch.from_numpy(region.lower).reshape(1, *shape)
+    hi = torch.from_numpy(region.upper).reshape(1, *shape)
+    return Crown(bounds, [lo], [hi]), bounds, TorchGraph(graph, "cpu", torch.float32)
+
+
+def _verdicts(path: Path, region: Region) -> dict[str, str]:
+    """Verdict of each complete method; every sat is confirmed by onnxruntime here."""
+    oracle = OnnxOracle(path)
+    crown, bounds, attack = _crown(path, region)
+    verdicts: dict[str, str] = {}
+
+    def confirm(x: np.ndarray) -> bool:
+        return check_witness(oracle, region, x).valid
+
+    proof = RegionProof(bounds, region)
+    if proof.proven:
+        verdicts["bab"] = "unsat"
+    else:
+        outcome = input_split_search(bounds, attack, region, proof.open, proof.lower, proof.upper, confirm,
+                                     Deadline.after(20), InputSplitConfig(pgd_every=0))
+        verdicts["bab"] = outcome.status
+    for name, result in (("milp", milp_check(crown, region.clauses, MilpConfig(time_limit=20))),
+                         ("smt", smt_check(crown, region.clauses, SmtConfig(time_limit=20)))):
+        status = result.status
+        if status == "sat":
+            assert result.x is not None
+            status = "sat" if confirm(result.x) else "unconfirmed"
+        verdicts[name] = status
+    return verdicts
+
+
+def _consistent(verdicts: dict[str, str], values: np.ndarray) -> bool:
+    """No unsat next to a confirmed sat, and no unsat when a sampled point clearly violates
+    (by more than float32 evaluation noise)."""
+    said = set(verdicts.values())
+    sampled_sat = bool((values <= -1e-4).any())
+    return not ("unsat" in said and ("sat" in said or sampled_sat))
+
+
+@pytest.mark.parametrize("chunk", range(NETWORKS // PER_TEST))
+def test_branch_and_bound_milp_and_smt_agree_on_random_networks(tmp_path: Path, chunk: int) -> None:
+    decided = 0
+    kinds: set[str] = set()
+    for seed in range(chunk * PER_TEST, (chunk + 1) * PER_TEST):
+        path = tmp_path / f"net{seed}.onnx"
+        region, values = _network(seed, path)
+        verdicts = _verdicts(path, region)
+        assert "unconfirmed" not in verdicts.values(), (seed, verdicts)
+        assert _consistent(verdicts, values), (seed, verdicts)
+        decided += all(v in ("sat", "unsat") for v in verdicts.values())
+        kinds.update(verdicts.values())
+    assert decided >= PER_TEST - 1  # small networks: every method finishes
+    assert kinds & {"sat", "unsat"}
+
+
+def test_cross_check_catches_an_unsound_relu_relaxation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the ReLU upper line's slope halved (no longer above the function), branch and bound
+    claims unsat on instances where MILP, SMT or sampling show a violation."""
+    import verifier.ops.relax as relax_module
+
+    original = relax_module.relax_leaky
+
+    def broken(lower: torch.Tensor, upper: torch.Tensor, alpha: torch.Tensor | float, mode: str = "adaptive") -> relax_module.LinearBounds:
+        good = original(lower, upper, alpha, mode)
+        unstable = (lower < 0) & (upper > 0)
+        return relax_module.LinearBounds(good.lower_slope, good.lower_bias,
+                                         torch.where(unstable, good.upper_slope * 0.5, good.upper_slope),
+                                         torch.where(unstable, good.upper_bias * 0.5, good.upper_bias))
+
+    monkeypatch.setattr(relax_module, "relax_leaky", broken)
+    caught = 0
+    for seed in range(40):
+        path = tmp_path / f"net{seed}.onnx"
+        region, values = _network(seed, path)
+        caught += not _consistent(_verdicts(path, region), values)
+        if caught:
+            break
+    assert caught

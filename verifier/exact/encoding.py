@@ -1,0 +1,548 @@
+"""The network as a piecewise-linear program, shared by the MILP and SMT engines.
+
+:func:`encode` walks the graph's nodes in order. Real *variables* stand for the input elements
+and for the outputs of the piecewise-linear relations that bounds cannot decide; every element
+of every value is an :class:`Affine` expression of these variables plus a *band*: the true
+(float) value lies within ``expression +- band``. Nothing else is a variable, so stable neurons
+and chains of affine ops cost nothing.
+
+- Affine nodes (:func:`verifier.bounds.affine.is_affine`, any op) compose: the dense matrix
+  ``W`` and offset ``c`` of the map come from the op's own forward in float64 (vector-Jacobian
+  products with the identity rows, at input 0), so no op needs code of its own here, and the
+  outputs are ``W @ inputs + c``. An op whose matrix would exceed ``max_entries`` raises
+  :class:`ExactUnsupported`.
+- Piecewise-linear nodes become :class:`MaxRow` relations ``|sign * y - max_i T_i| <= err``
+  with affine terms ``T_i``: Relu ``max(x, 0)``; LeakyRelu and PRelu with constant slope ``a``
+  (``max(x, a x)`` for ``a <= 1``, ``-max(-x, -a x)`` above); Abs ``max(x, -x)``; Clip (a max,
+  then a min); Max and Min of inputs with broadcasting; the window maxima MaxPool,
+  GlobalMaxPool, ReduceMax, ReduceMin (windows read off the op's forward on one-hot inputs).
+  Terms that bounds show can never be the largest are dropped; when one term is left, the
+  output is that term (an expression, no variable).
+- Any other op raises :class:`ExactUnsupported` naming the node and the op.
+
+Soundness contract (what makes an infeasible program a proof for the float32 model): every
+float32 execution of the model on an input of the box, extended with its values, satisfies
+the program. The pieces:
+
+1. *Float evaluation.* CROWN's ``errors[node]`` bounds how far the model's float output of a
+   node lies from the exact op applied to the node's float inputs; it enters the band (affine
+   nodes) or the relation's ``err`` (max relations).
+2. *Bands.* A band is propagated exactly as an interval: ``|W| @ band_in + err`` through an
+   affine node; a max relation takes ``err + max_i beta_i`` where ``beta_i`` is its term's band
+   (``max`` moves by at most the largest move of a term); a clause row ``C y <= d`` on outputs
+   ``y = E + delta`` is implied by ``C E <= d + |C| @ band`` (the engines relax their rows so).
+3. *Float64 arithmetic.* Matrices, compositions and terms are computed in float64 and then
+   taken as exact. Their error is added to the band: ``(2**-45 + gamma_{n+2}) * (|W| @ m +
+   |c|)`` for a node of fan-in ``n`` (``m``: magnitude bound of the input expressions; 2**-45
+   covers the float64 matrix of ops such as BatchNorm or AveragePool, whose real coefficients
+   float64 cannot hold, with 256 float64 ulps to spare), ``2**-50 * (|a| m + |k|)`` for a term
+   ``a x + k``; a pure copy or negation (an exact op, one coefficient +-1 per row) adds nothing.
+   Bands are computed with a relative ``2**-30`` upward, and ``inf``/NaN stays ``inf``.
+4. *Bounds.* Variables are bounded by ``crown.bounds`` of their value, and term bounds (for
+   pruning and big-M) come from ``crown.bounds`` of the term's input widened by its band.
+   CROWN derives these for the perturbed network (any error within ``errors`` at every node),
+   which contains every float execution, so they cut off none; pruning compares them with a
+   relative slack of ``2**-40``. Bounds that are too tight would make the program unsound: the
+   tests show it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from verifier.bounds.affine import is_affine
+from verifier.bounds.crown import Crown
+from verifier.graph.ir import Node
+from verifier.graph.torch_graph import TorchGraph
+from verifier.ops.base import gamma
+
+MAX_DENSE_ENTRIES = 20_000_000
+"""Largest dense matrix (rows x columns) built for one node."""
+MATRIX_SLACK = 2.0**-45
+"""Relative error allowed for the float64 matrix and offset of an affine op (point 3 above)."""
+TERM_SLACK = 2.0**-50
+"""Relative error of forming a max term ``a x + k`` in float64."""
+PRUNE_SLACK = 2.0**-40
+"""Relative slack of the float64 comparisons that prune max terms."""
+UPWARD = 1.0 + 2.0**-30
+"""Factor applied to every band so that its own float64 rounding is covered."""
+_U64 = 2.0**-53
+
+_WINDOW_MAX = frozenset({"MaxPool", "GlobalMaxPool", "ReduceMax"})
+_WINDOW_MIN = frozenset({"ReduceMin"})
+
+
+class ExactUnsupported(Exception):
+    """The network cannot be encoded exactly (an op without an encoding, a matrix too large,
+    unbounded values where a big-M constant is needed); the message names node and op."""
+
+
+@dataclass(frozen=True)
+class ExactOutcome:
+    """Result of an exact engine on one input region.
+
+    Attributes:
+        status: ``"unsat"`` (no input of the box violates a clause: a proof for the float
+            model), ``"sat"`` (``x`` is a candidate counterexample, NOT yet validated: the
+            caller must re-check it with onnxruntime) or ``"unknown"``.
+        x: the candidate (flattened, concatenated inputs, float64) when ``status == "sat"``.
+        stats: sizes, times and the solver's own status.
+    """
+
+    status: str
+    x: np.ndarray | None
+    stats: dict[str, float | int | str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Affine:
+    """Elements ``e`` of a value: ``coefs[e] @ v[vars] + consts[e]``, true value within ``bands[e]``.
+
+    Attributes:
+        vars: ``(K,)`` variable indices (the support of the value).
+        coefs: ``(size, K)`` float64.
+        consts: ``(size,)`` float64.
+        bands: ``(size,)`` float64, non-negative (``inf``: no information).
+    """
+
+    vars: np.ndarray
+    coefs: np.ndarray
+    consts: np.ndarray
+    bands: np.ndarray
+
+    @property
+    def size(self) -> int:
+        return int(self.consts.shape[0])
+
+
+@dataclass(frozen=True)
+class MaxRow:
+    """``|sign * v[out] - max_i T_i| <= err`` with ``T_i = coefs[i] @ v[vars] + consts[i]``.
+
+    ``lows``/``highs`` bound each term over every float execution; at least two terms remain
+    (a single one makes the output an expression instead). ``err`` includes the terms' bands.
+    """
+
+    out: int
+    sign: int
+    vars: np.ndarray
+    coefs: np.ndarray
+    consts: np.ndarray
+    lows: np.ndarray
+    highs: np.ndarray
+    err: float
+    node: str
+
+
+@dataclass
+class Encoding:
+    """The program: variable bounds, max relations, the inputs' variables (flattened graph
+    inputs, concatenated) and the outputs as expressions with their CROWN bounds.
+
+    ``origin[v]`` names what variable ``v`` stands for: (value name, flat element); the inner
+    maximum of a Clip is named ``"<output>:inner"``."""
+
+    lower: list[float] = field(default_factory=list)
+    upper: list[float] = field(default_factory=list)
+    origin: list[tuple[str, int]] = field(default_factory=list)
+    maxes: list[MaxRow] = field(default_factory=list)
+    inputs: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    outputs: Affine | None = None
+    output_lower: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    output_upper: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+    @property
+    def num_vars(self) -> int:
+        return len(self.lower)
+
+    def new_vars(self, lower: np.ndarray, upper: np.ndarray, value: str, first: int = 0) -> np.ndarray:
+        """Adds variables for elements ``first, first + 1, ...`` of ``value`` with the given
+        bounds; returns their indices."""
+        start = len(self.lower)
+        self.lower.extend(float(v) for v in lower)
+        self.upper.extend(float(v) for v in upper)
+        self.origin.extend((value, first + i) for i in range(len(lower)))
+        return np.arange(start, len(self.lower), dtype=np.int64)
+
+    def magnitude(self, vars_: np.ndarray) -> np.ndarray:
+        """``max(|lower|, |upper|)`` of each variable."""
+        return np.maximum(np.abs(np.asarray(self.lower)[vars_]), np.abs(np.asarray(self.upper)[vars_]))
+
+    def size_of(self, expr: Affine) -> np.ndarray:
+        """A bound on ``|coefs @ v + consts|`` over the variable bounds, per element."""
+        with np.errstate(invalid="ignore"):
+            mags = np.abs(expr.coefs) @ self.magnitude(expr.vars) if expr.vars.size else np.zeros(expr.size)
+        return np.nan_to_num(mags + np.abs(expr.consts), nan=math.inf)
+
+
+def gather(expr: Affine, index: np.ndarray) -> Affine:
+    """The elements ``index`` of ``expr`` (support trimmed to the columns they use)."""
+    coefs = expr.coefs[index]
+    used = np.flatnonzero(np.any(coefs != 0, axis=0)) if coefs.size else np.zeros(0, dtype=np.int64)
+    return Affine(expr.vars[used], coefs[:, used], expr.consts[index], expr.bands[index])
+
+
+def stack(parts: list[Affine], max_entries: int = MAX_DENSE_ENTRIES) -> Affine:
+    """The concatenation of expressions, over the union of their supports.
+
+    Raises:
+        ExactUnsupported: the result would have more than ``max_entries`` coefficients.
+    """
+    support = np.unique(np.concatenate([p.vars for p in parts])) if parts else np.zeros(0, dtype=np.int64)
+    size = sum(p.size for p in parts)
+    if size * support.size > max_entries:
+        raise ExactUnsupported(f"the expressions would have {size} x {support.size} coefficients, "
+                               f"over the cap of {max_entries}")
+    rows = []
+    for p in parts:
+        block = np.zeros((p.size, support.size))
+        block[:, np.searchsorted(support, p.vars)] = p.coefs
+        rows.append(block)
+    return Affine(support.astype(np.int64), np.concatenate(rows) if rows else np.zeros((0, 0)),
+                  np.concatenate([p.consts for p in parts]), np.concatenate([p.bands for p in parts]))
+
+
+def encode(crown: Crown, max_entries: int = MAX_DENSE_ENTRIES) -> Encoding:
+    """Encodes the graph of ``crown`` over its single input box (see the module docstring).
+
+    Args:
+        crown: CROWN bounds over one box (batch size 1); its bounds and float-error bounds
+            must hold for the perturbed network (any error within ``errors`` at every node).
+        max_entries: largest dense matrix built for one node.
+
+    Returns:
+        the program; every float32 execution of the model on an input of the box satisfies it.
+
+    Raises:
+        ExactUnsupported: an op without an exact encoding, or a matrix over ``max_entries``.
+    """
+    if crown.batch != 1:
+        raise ValueError(f"the exact engines take a Crown over one box, got {crown.batch}")
+    encoder = _Encoder(crown, max_entries)
+    for position, node in enumerate(crown.graph.nodes):
+        encoder.node(position, node)
+    enc = encoder.enc
+    enc.inputs = np.concatenate([encoder.values[v.name].vars for v in crown.graph.inputs])
+    enc.outputs = stack([encoder.values[v.name] for v in crown.graph.outputs])
+    bounds = [encoder.bounds(v.name) for v in crown.graph.outputs]
+    enc.output_lower = np.concatenate([b[0] for b in bounds])
+    enc.output_upper = np.concatenate([b[1] for b in bounds])
+    return enc
+
+
+class _Encoder:
+    """The traversal: ``values`` maps each dynamic value to its expression."""
+
+    def __init__(self, crown: Crown, max_entries: int) -> None:
+        self.crown = crown
+        self.graph = crown.graph
+        self.max_entries = max_entries
+        self.tgraph = TorchGraph(crown.graph, "cpu", torch.float64)
+        self.enc = Encoding()
+        self.values: dict[str, Affine] = {}
+        self.position = 0
+        for info in self.graph.inputs:
+            lo, hi = self.bounds(info.name)
+            var = self.enc.new_vars(lo, hi, info.name)
+            self.values[info.name] = Affine(var, np.eye(var.size), np.zeros(var.size), np.zeros(var.size))
+
+    # ---------------------------------------------------------------- helpers
+    def bounds(self, value: str) -> tuple[np.ndarray, np.ndarray]:
+        """CROWN's bounds of ``value``, flattened float64."""
+        lo, hi = self.crown.bounds[value]
+        return (lo.detach().to("cpu", torch.float64).reshape(-1).numpy(),
+                hi.detach().to("cpu", torch.float64).reshape(-1).numpy())
+
+    def error(self, node: Node, position: int) -> np.ndarray:
+        """The float-error bound of output ``position`` per element (0 where exact)."""
+        shape = self.graph.shapes[node.outputs[position]]
+        errors = self.crown.errors.get(node.name)
+        err = None if errors is None or position >= len(errors) else errors[position]
+        if err is None:
+            return np.zeros(math.prod(shape))
+        flat = torch.broadcast_to(err.detach().to("cpu", torch.float64), (1, *shape)).reshape(-1).numpy()
+        return np.nan_to_num(flat, nan=math.inf)
+
+    def batched(self, node: Node) -> list[bool]:
+        return [bool(name) and name not in self.tgraph.constants for name in node.inputs]
+
+    def unsupported(self, node: Node, why: str) -> ExactUnsupported:
+        return ExactUnsupported(f"node {node.name!r} (op {node.op}): {why}")
+
+    # ---------------------------------------------------------------- dispatch
+    def node(self, position: int, node: Node) -> None:
+        """Encodes node number ``position`` of the graph."""
+        self.position = position
+        try:
+            self.dispatch(node)
+        except ExactUnsupported as exc:
+            if node.name in str(exc):
+                raise
+            raise self.unsupported(node, str(exc)) from None
+
+    def dispatch(self, node: Node) -> None:
+        batched = self.batched(node)
+        if is_affine(node, batched):
+            self.affine(node, batched)
+        elif node.op in ("Relu", "LeakyRelu", "PRelu", "Abs", "Clip"):
+            self.activation(node, batched)
+        elif node.op in ("Max", "Min"):
+            self.variadic(node, batched)
+        elif node.op in _WINDOW_MAX or node.op in _WINDOW_MIN:
+            self.window(node, batched)
+        else:
+            raise self.unsupported(node, "no exact (piecewise-linear) encoding; the MILP and SMT "
+                                   "engines handle affine ops, Relu, LeakyRelu, PRelu, Abs, Clip, "
+                                   "Max, Min, MaxPool, GlobalMaxPool, ReduceMax and ReduceMin")
+
+    # ---------------------------------------------------------------- affine
+    def affine(self, node: Node, batched: list[bool]) -> None:
+        """Composes the node's dense map with its inputs' expressions."""
+        dynamic = [name for name, b in zip(node.inputs, batched, strict=True) if b]
+        inputs = stack([self.values[name] for name in dynamic], self.max_entries)
+        magnitudes = self.enc.size_of(inputs)
+        exact_op = all(e is None for e in self.crown.errors.get(node.name, (None,)))
+        for position, out in enumerate(node.outputs):
+            if not out or out not in self.graph.shapes:
+                continue
+            matrix, offset = self.dense(node, batched, position)
+            nonzero = matrix != 0
+            copies = exact_op and bool(np.all(nonzero.sum(axis=1) <= 1) and np.all(np.abs(matrix[nonzero]) == 1))
+            abs_w = np.abs(matrix)
+            with np.errstate(invalid="ignore"):
+                bands = abs_w @ inputs.bands + self.error(node, position)
+                if not copies:
+                    fan_in = int(nonzero.sum(axis=1).max(initial=0))
+                    slack = MATRIX_SLACK + gamma(fan_in + 2, _U64)
+                    bands = bands + slack * (abs_w @ magnitudes + np.abs(offset))
+            if matrix.shape[0] * inputs.vars.size > self.max_entries:
+                raise self.unsupported(node, f"its expressions would have {matrix.shape[0]} x "
+                                       f"{inputs.vars.size} coefficients, over the cap of {self.max_entries}")
+            coefs = matrix @ inputs.coefs if inputs.vars.size else np.zeros((matrix.shape[0], 0))
+            expr = Affine(inputs.vars, coefs, matrix @ inputs.consts + offset, _upward(bands))
+            self.values[out] = gather(expr, np.arange(expr.size))
+
+    def dense(self, node: Node, batched: list[bool], position: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(W, c)`` of output ``position``: ``out = W @ concat(flat dynamic inputs) + c``."""
+        out_size = math.prod(self.graph.shapes[node.outputs[position]])
+        in_sizes = [math.prod(self.graph.shapes[n]) for n, b in zip(node.inputs, batched, strict=True) if b]
+        if out_size * sum(in_sizes) > self.max_entries:
+            raise self.unsupported(node, f"its dense matrix would have {out_size} x {sum(in_sizes)} "
+                                   f"entries, over the cap of {self.max_entries}")
+        op = self.tgraph.ops[self.position]
+        args: list[torch.Tensor | None] = []
+        leaves: list[torch.Tensor] = []
+        for name, is_dyn in zip(node.inputs, batched, strict=True):
+            if not name:
+                args.append(None)
+            elif not is_dyn:
+                args.append(self.tgraph.constants[name])
+            else:
+                leaf = torch.zeros((out_size, *self.graph.shapes[name]), dtype=torch.float64, requires_grad=True)
+                leaves.append(leaf)
+                args.append(leaf)
+        with torch.enable_grad():
+            result = op.forward(node, args, batched)[position]
+            offset = result.detach()[0].reshape(-1).numpy().copy()
+            grads: Sequence[torch.Tensor | None] = [None] * len(leaves)
+            if result.requires_grad:
+                eye = torch.eye(out_size, dtype=torch.float64).reshape(result.shape)
+                grads = torch.autograd.grad(result, leaves, eye, allow_unused=True)
+        blocks = [np.zeros((out_size, size)) if g is None else g.reshape(out_size, size).numpy()
+                  for g, size in zip(grads, in_sizes, strict=True)]
+        return np.concatenate(blocks, axis=1), offset
+
+    # ---------------------------------------------------------------- piecewise linear
+    def terms_of(self, name: str, index: np.ndarray, coefs: np.ndarray, consts: np.ndarray) -> _Terms:
+        """Terms ``coefs * value[index] + consts`` of a dynamic value, with its CROWN bounds."""
+        lo, hi = self.bounds(name)
+        return _Terms(self.values[name], lo, hi, index, coefs, consts)
+
+    def activation(self, node: Node, batched: list[bool]) -> None:
+        """Relu, LeakyRelu, PRelu, Abs, Clip on one dynamic input (constant parameters)."""
+        if not batched or not batched[0] or any(batched[1:]):
+            raise self.unsupported(node, "needs one dynamic input and constant parameters")
+        name = node.inputs[0]
+        size = self.values[name].size
+        every, ones, zeros = np.arange(size), np.ones(size), np.zeros(size)
+        if node.op == "Relu":
+            terms = [self.terms_of(name, every, ones, zeros), _constant(zeros)]
+            self.values[node.outputs[0]] = self.maxima(node, ones, terms)
+        elif node.op == "Abs":
+            terms = [self.terms_of(name, every, ones, zeros), self.terms_of(name, every, -ones, zeros)]
+            self.values[node.outputs[0]] = self.maxima(node, ones, terms)
+        elif node.op in ("LeakyRelu", "PRelu"):
+            if node.op == "LeakyRelu":
+                slope = np.full(size, float(node.attr("alpha", 0.01)))
+            else:
+                const = np.asarray(self.graph.constants[node.inputs[1]], dtype=np.float64)
+                slope = np.broadcast_to(const, self.graph.shapes[name]).reshape(-1).astype(np.float64)
+            sign = np.where(slope <= 1.0, 1.0, -1.0)
+            terms = [self.terms_of(name, every, sign, zeros), self.terms_of(name, every, sign * slope, zeros)]
+            self.values[node.outputs[0]] = self.maxima(node, sign, terms)
+        else:
+            self.clip(node, name, size)
+
+    def clip(self, node: Node, name: str, size: int) -> None:
+        """``min(max(x, low), high)``; every output is ``high`` when ``low > high`` (ONNX).
+
+        The inner ``m = max(x, low)`` gets the bounds ``max(bounds(x), low)``; Clip's float
+        error is zero (exact op), so it needs none of its own."""
+        low, high = node.attr("min"), node.attr("max")
+        every, ones, zeros = np.arange(size), np.ones(size), np.zeros(size)
+        out = node.outputs[0]
+        if low is not None and high is not None and float(low) > float(high):
+            self.values[out] = Affine(np.zeros(0, dtype=np.int64), np.zeros((size, 0)), np.full(size, float(high)), zeros)
+            return
+        current = self.terms_of(name, every, ones, zeros)
+        if low is not None:
+            assert current.lower is not None and current.upper is not None
+            bounds = (np.maximum(current.lower, float(low)), np.maximum(current.upper, float(low)))
+            inner = bounds if high is not None else None
+            mid = self.maxima(node, ones, [current, _constant(np.full(size, float(low)))], inner)
+            current = _Terms(mid, bounds[0], bounds[1], every, ones, zeros)
+        if high is not None:
+            negated = _Terms(current.expr, current.lower, current.upper, every, -ones, zeros)
+            current = _Terms(self.maxima(node, -ones, [negated, _constant(np.full(size, -float(high)))]),
+                             None, None, every, ones, zeros)
+        assert current.expr is not None
+        self.values[out] = current.expr
+
+    def variadic(self, node: Node, batched: list[bool]) -> None:
+        """Max or Min of broadcast inputs (dynamic or constant)."""
+        shape = self.graph.shapes[node.outputs[0]]
+        size = math.prod(shape)
+        sign = 1.0 if node.op == "Max" else -1.0
+        terms: list[_Terms] = []
+        for name, dyn in zip(node.inputs, batched, strict=True):
+            if not name:
+                continue
+            if dyn:
+                positions = np.arange(math.prod(self.graph.shapes[name])).reshape(self.graph.shapes[name])
+                index = np.broadcast_to(positions, shape).reshape(-1)
+                terms.append(self.terms_of(name, index, np.full(size, sign), np.zeros(size)))
+            else:
+                const = np.asarray(self.graph.constants[name], dtype=np.float64)
+                terms.append(_constant(sign * np.broadcast_to(const, shape).reshape(-1)))
+        self.values[node.outputs[0]] = self.maxima(node, np.full(size, sign), terms)
+
+    def window(self, node: Node, batched: list[bool]) -> None:
+        """Window maxima (minima): the window of each output read off the forward on one-hots."""
+        if not batched or not batched[0] or any(batched[1:]):
+            raise self.unsupported(node, "needs one dynamic input")
+        name = node.inputs[0]
+        in_shape = self.graph.shapes[name]
+        in_size, out_size = math.prod(in_shape), math.prod(self.graph.shapes[node.outputs[0]])
+        if in_size * out_size > self.max_entries:
+            raise self.unsupported(node, f"its window table would have {out_size} x {in_size} entries, "
+                                   f"over the cap of {self.max_entries}")
+        sign = 1.0 if node.op in _WINDOW_MAX else -1.0
+        op = self.tgraph.ops[self.position]
+        basis = sign * torch.eye(in_size, dtype=torch.float64).reshape(in_size, *in_shape)
+        rest: list[torch.Tensor | None] = [None] * (len(node.inputs) - 1)
+        with torch.no_grad():
+            hits = (sign * op.forward(node, [basis, *rest], batched)[0]).reshape(in_size, out_size).numpy()
+            base = op.forward(node, [torch.zeros(1, *in_shape, dtype=torch.float64), *rest], batched)[0]
+        member = hits.T > 0.5
+        if not (np.all((hits == 0) | (hits == 1)) and np.all(base.numpy() == 0) and member.any(axis=1).all()):
+            raise self.unsupported(node, "its forward does not act as a maximum over windows")
+        windows = [np.flatnonzero(row) for row in member]
+        terms = []
+        for slot in range(max(len(w) for w in windows)):  # a short window repeats its last element
+            index = np.array([w[min(slot, len(w) - 1)] for w in windows])
+            terms.append(self.terms_of(name, index, np.full(out_size, sign), np.zeros(out_size)))
+        self.values[node.outputs[0]] = self.maxima(node, np.full(out_size, sign), terms)
+
+    # ---------------------------------------------------------------- max relations
+    def maxima(self, node: Node, sign: np.ndarray, terms: list[_Terms],
+               out_bounds: tuple[np.ndarray, np.ndarray] | None = None) -> Affine:
+        """The expression of ``out`` with ``sign * out = max_i terms_i`` elementwise, plus the
+        node's float error (none for an inner relation given its own ``out_bounds``)."""
+        label = node.outputs[0]
+        if out_bounds is None:
+            lo, hi = self.bounds(label)
+            err = self.error(node, 0)
+        else:
+            (lo, hi), err, label = out_bounds, np.zeros(len(sign)), f"{label}:inner"
+        return stack([self.element(node, (label, i), float(sign[i]), terms, float(err[i]), (float(lo[i]), float(hi[i])))
+                      for i in range(len(sign))], self.max_entries)
+
+    def element(self, node: Node, where: tuple[str, int], sign: float, terms: list[_Terms], err: float,
+                out_bounds: tuple[float, float]) -> Affine:
+        """Output element ``where = (value, i)``: prunes terms that are never the largest; one
+        term left makes the output that term, otherwise a new variable tied by a :class:`MaxRow`."""
+        i = where[1]
+        exprs, lows, highs, bands = [], [], [], []
+        seen: set[tuple[int, int, float, float]] = set()
+        for t in terms:
+            a, k = float(t.coefs[i]), float(t.consts[i])
+            key = (id(t.expr), int(t.index[i]), a, k)
+            if t.expr is None or a == 0.0:
+                key = (-1, -1, 0.0, k)
+            if key in seen:
+                continue
+            seen.add(key)
+            if key[0] < 0:
+                exprs.append(Affine(np.zeros(0, dtype=np.int64), np.zeros((1, 0)), np.array([k]), np.zeros(1)))
+                lows.append(k)
+                highs.append(k)
+                bands.append(0.0)
+                continue
+            assert t.expr is not None and t.lower is not None and t.upper is not None
+            j = int(t.index[i])
+            x = gather(t.expr, np.array([j]))
+            band = abs(a) * float(x.bands[0])
+            if not (abs(a) == 1.0 and k == 0.0):
+                band += TERM_SLACK * (abs(a) * float(self.enc.size_of(x)[0]) + abs(k))
+            band = float(_upward(np.array([band]))[0])
+            exprs.append(Affine(x.vars, a * x.coefs, a * x.consts + k, np.array([band])))
+            x_lo, x_hi = float(t.lower[j]), float(t.upper[j])
+            t_lo, t_hi = min(a * x_lo, a * x_hi) + k, max(a * x_lo, a * x_hi) + k
+            slack = PRUNE_SLACK * (abs(t_lo) + abs(t_hi)) + band
+            lows.append(_finite_or(t_lo - slack, -math.inf))
+            highs.append(_finite_or(t_hi + slack, math.inf))
+            bands.append(band)
+        best = int(np.argmax(lows))
+        keep = [t for t in range(len(exprs)) if t == best or highs[t] > lows[best]]
+        total_err = float(_upward(np.array([err + max(bands[t] for t in keep)]))[0])
+        if len(keep) == 1:
+            term = exprs[best]
+            return Affine(term.vars, sign * term.coefs, sign * term.consts, np.array([total_err]))
+        var = int(self.enc.new_vars(np.array([out_bounds[0]]), np.array([out_bounds[1]]), *where)[0])
+        kept = stack([exprs[t] for t in keep])
+        self.enc.maxes.append(MaxRow(var, int(sign), kept.vars, kept.coefs, kept.consts,
+                                     np.array([lows[t] for t in keep]), np.array([highs[t] for t in keep]),
+                                     total_err, node.name))
+        return Affine(np.array([var]), np.ones((1, 1)), np.zeros(1), np.zeros(1))
+
+
+@dataclass(frozen=True)
+class _Terms:
+    """One term per output element: ``coefs[e] * value[index[e]] + consts[e]`` where ``value``
+    has expression ``expr`` and bounds ``lower``/``upper`` (``expr`` None: the constants)."""
+
+    expr: Affine | None
+    lower: np.ndarray | None
+    upper: np.ndarray | None
+    index: np.ndarray
+    coefs: np.ndarray
+    consts: np.ndarray
+
+
+def _constant(values: np.ndarray) -> _Terms:
+    zeros = np.zeros(len(values))
+    return _Terms(None, None, None, np.zeros(len(values), dtype=np.int64), zeros, values)
+
+
+def _finite_or(value: float, replacement: float) -> float:
+    return replacement if math.isnan(value) else value
+
+
+def _upward(bands: np.ndarray) -> np.ndarray:
+    """Bands scaled up by :data:`UPWARD` (covering their own rounding); NaN becomes ``inf``."""
+    return np.nan_to_num(bands * UPWARD, nan=math.inf)
