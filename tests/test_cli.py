@@ -36,6 +36,26 @@ def test_bundled_examples_give_the_known_verdict(capsys: pytest.CaptureFixture[s
     assert code == CODES[verdict]
 
 
+@pytest.mark.parametrize("method", ["milp", "smt"])
+@pytest.mark.parametrize(("pair", "verdict"), EXPECTED, ids=[p[1] for p, _ in EXPECTED])
+def test_exact_methods_give_the_known_verdict_or_say_why_not(capsys: pytest.CaptureFixture[str], method: str,
+                                                              pair: tuple[str, str], verdict: str) -> None:
+    """--method milp|smt: the known verdict on piecewise-linear models (sat re-checked by
+    onnxruntime); on the Sigmoid model never a verdict the engine cannot back: unknown, with
+    the unsupported node named (unless bounds alone prove it)."""
+    code, payload = _run_json(capsys, str(SPECS / pair[0]), str(SPECS / pair[1]), "--timeout", "30", "--method", method)
+    if "sigmoid" in pair[0] and payload["status"] != "unsat":
+        assert payload["status"] == "unknown" and "Sigmoid" in payload["stats"]["exact_error"]
+        return
+    assert payload["status"] == verdict
+    assert code == CODES[verdict]
+    if verdict == "sat":
+        oracle = OnnxOracle(SPECS / pair[0])
+        region = parse_vnnlib(SPECS / pair[1]).regions[0]
+        y = oracle.run(np.asarray(payload["counterexample"]["x"]))
+        assert any(clause_holds(c, y) for c in region.clauses)
+
+
 def test_sat_result_file_is_rechecked_by_onnxruntime(tmp_path: Path) -> None:
     model, spec = SPECS / "onnx/relu_net.onnx", SPECS / "vnnlib/relu_sat_or.vnnlib"
     out = tmp_path / "result.txt"

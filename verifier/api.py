@@ -137,6 +137,42 @@ class _Run:
             totals[key] = totals.get(key, 0) + value
         return Status(outcome.status)
 
+    def decide_exactly(self, method: str) -> Status:
+        """``--method milp|smt``: per region, intervals and CROWN, then the exact engine on the
+        clauses left open; a candidate counts only once onnxruntime confirms it."""
+        from verifier.exact import ExactUnsupported, MilpConfig, SmtConfig, milp_check, smt_check
+
+        status = Status.UNSAT
+        for index, region in enumerate(self.problem.spec.regions):
+            if self.deadline.expired():
+                return Status.TIMEOUT
+            proof = RegionProof(self.bounds_graph, region)
+            if proof.proven:
+                self.stats["regions_proven"] += 1
+                continue
+            if proof.crown is None:
+                self.stats["exact_error"] = "the exact engines need one graph input and a clause with rows"
+                status = Status.UNKNOWN
+                continue
+            limit = max(0.0, self.deadline.remaining())
+            try:
+                if method == "milp":
+                    outcome = milp_check(proof.crown, proof.open, MilpConfig(time_limit=min(limit, 1e6)), self.deadline)
+                else:
+                    outcome = smt_check(proof.crown, proof.open, SmtConfig(time_limit=min(limit, 1e6)), self.deadline)
+            except ExactUnsupported as exc:
+                self.stats["exact_error"] = str(exc)
+                status = Status.UNKNOWN
+                continue
+            self.stats.setdefault("exact", []).append(outcome.stats)
+            if outcome.status == "sat" and outcome.x is not None and self.confirmer(index, region)(outcome.x):
+                return Status.SAT
+            if outcome.status == "unsat":
+                self.stats["regions_proven"] += 1
+            else:
+                status = Status.TIMEOUT if self.deadline.expired() else Status.UNKNOWN
+        return status
+
     def decide(self) -> Status:
         """The pipeline, cheapest steps first: intervals and CROWN, a quick attack, alpha-CROWN
         (a time budget per region), branch and bound, then the remaining attack rounds on the
@@ -190,7 +226,7 @@ def verify_problem(problem: Problem, timeout: float | None = None, config: Verif
     deadline = Deadline.after(timeout)
     numerical_hygiene(config.seed)
     run = _Run(problem, config, deadline)
-    status = run.decide()
+    status = run.decide() if config.method == "auto" else run.decide_exactly(config.method)
     if status is Status.SAT:
         return Result(status, time.monotonic() - start, run.found, run.stats)
     return Result(status, time.monotonic() - start, None, run.stats)

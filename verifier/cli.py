@@ -43,6 +43,9 @@ def _main_parser() -> argparse.ArgumentParser:
                         help="branch and bound after the incomplete methods: auto (input splitting for "
                              "at most 16 free input dimensions), input, relu (not available yet: "
                              "behaves as none), none")
+    parser.add_argument("--method", default="auto", choices=["auto", "milp", "smt"],
+                        help="auto: the full pipeline (default); milp (HiGHS) or smt (z3): an exact engine "
+                             "after intervals and CROWN, for small networks")
     _common(parser)
     return parser
 
@@ -143,7 +146,7 @@ def _run_verify(argv: Sequence[str], start: float) -> int:
         from verifier.config import default_config
 
         remaining = None if args.timeout is None else args.timeout - (time.monotonic() - start)
-        config = replace(default_config(args.device, args.seed), bab=args.bab)
+        config = replace(default_config(args.device, args.seed), bab=args.bab, method=args.method)
         result = verify(args.model, args.spec, remaining, config)
         result = Result(result.status, time.monotonic() - start, result.counterexample, result.stats)
         return emitter.result(result)

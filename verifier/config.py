@@ -106,6 +106,7 @@ class InputSplitConfig:
 
 
 BAB_MODES = ("auto", "input", "relu", "none")
+METHODS = ("auto", "milp", "smt")
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,8 @@ class VerifierConfig:
         bab: branch and bound after the incomplete methods: ``input`` (split the input box),
             ``relu`` (split unstable ReLUs), ``none``, or ``auto`` (input splitting when the
             region has at most ``input_split_max_dims`` non-degenerate input dimensions).
+        method: ``auto`` (the pipeline: bounds, attacks, branch and bound), or an exact engine
+            alone after intervals and CROWN: ``milp`` (pulp + HiGHS) or ``smt`` (z3).
     """
 
     device: DeviceConfig = field(default_factory=DeviceConfig)
@@ -123,11 +126,14 @@ class VerifierConfig:
     input_split: InputSplitConfig = field(default_factory=InputSplitConfig)
     bab: str = "auto"
     input_split_max_dims: int = 16
+    method: str = "auto"
     seed: int = 0
 
     def __post_init__(self) -> None:
         if self.bab not in BAB_MODES:
             raise ValueError(f"unknown branch-and-bound mode {self.bab!r}; use one of {BAB_MODES}")
+        if self.method not in METHODS:
+            raise ValueError(f"unknown method {self.method!r}; use one of {METHODS}")
 
 
 def default_config(device: str = "cpu", seed: int = 0) -> VerifierConfig:
