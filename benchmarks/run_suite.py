@@ -22,11 +22,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 
-def run_one(folder: Path, onnx_rel: str, spec_rel: str, timeout: float, threads: int) -> dict[str, object]:
-    """Runs one instance with ``threads`` torch threads; returns its status, time and exit code."""
+def run_one(folder: Path, onnx_rel: str, spec_rel: str, timeout: float, threads: int,
+            extra: list[str] | None = None) -> dict[str, object]:
+    """Runs one instance with ``threads`` torch threads (``extra``: more CLI options); returns
+    its status, time and exit code."""
     start = time.monotonic()
     cmd = [sys.executable, "-m", "verifier.cli", str(folder / onnx_rel), str(folder / spec_rel),
-           "--timeout", str(timeout), "--json"]
+           "--timeout", str(timeout), "--json", *(extra or [])]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout + 60, env=env)
     wall = time.monotonic() - start
@@ -45,6 +47,7 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--results", type=Path, default=None)
+    parser.add_argument("--bab", default=None, help="passed to verify --bab (e.g. none: incomplete methods only)")
     args = parser.parse_args()
     with (args.folder / "instances.csv").open() as handle:
         rows = [r for r in csv.reader(handle) if r][: args.limit]
@@ -56,7 +59,8 @@ def main() -> int:
     start = time.monotonic()
     with ThreadPoolExecutor(args.jobs) as pool:
         futures = [pool.submit(run_one, args.folder, r[0].strip(), r[1].strip(),
-                               args.timeout if args.timeout is not None else float(r[2]), threads) for r in rows]
+                               args.timeout if args.timeout is not None else float(r[2]), threads,
+                               ["--bab", args.bab] if args.bab else None) for r in rows]
         results = []
         for i, fut in enumerate(futures):
             res = fut.result()
@@ -73,6 +77,8 @@ def main() -> int:
     print(f"verdicts: {dict(sorted(counts.items()))}")
     print(f"disagreements with expected.csv: {len(wrong)} {[(r['onnx'], r['vnnlib']) for r in wrong]}")
     print(f"known-sat instances found sat: {found_sat}/{known_sat}")
+    solved = [r for r in results if r["status"] in ("sat", "unsat")]
+    print(f"solved: {len(solved)}/{len(results)}; sum of solved times: {sum(float(r['time']) for r in solved):.1f} s")
     print(f"sum of per-instance times: {sum(float(r['time']) for r in results):.1f} s; wall: {total:.1f} s "
           f"with {args.jobs} job(s)")
     if args.results:
