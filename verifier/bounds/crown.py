@@ -66,6 +66,11 @@ class CrownConfig:
     fast_paths: bool = True
 
 
+def _rowwise(t: Tensor) -> Tensor:
+    """``(N, R, *shape)`` as ``(N, R, size)`` (also for 0-d values: size 1)."""
+    return t.reshape(t.shape[0], t.shape[1], -1)
+
+
 def _dot(a: Tensor, lower: Tensor, upper: Tensor) -> Tensor:
     """``sum(A+ lower + A- upper)`` over all but the first two dims; 0 * inf counts as 0."""
     pos, neg = a.clamp(min=0), a.clamp(max=0)
@@ -73,10 +78,10 @@ def _dot(a: Tensor, lower: Tensor, upper: Tensor) -> Tensor:
         n = a.shape[0]
         lo = lower.expand(n, *lower.shape[1:]).reshape(n, -1, 1).to(a.dtype)
         hi = upper.expand(n, *upper.shape[1:]).reshape(n, -1, 1).to(a.dtype)
-        return (torch.bmm(pos.flatten(2), lo) + torch.bmm(neg.flatten(2), hi)).squeeze(2)
+        return (torch.bmm(_rowwise(pos), lo) + torch.bmm(_rowwise(neg), hi)).squeeze(2)
     lo, hi = lower.unsqueeze(1), upper.unsqueeze(1)
     terms = torch.where(pos > 0, pos * lo, 0.0) + torch.where(neg < 0, neg * hi, 0.0)
-    return terms.flatten(2).sum(dim=2)
+    return _rowwise(terms).sum(dim=2)
 
 
 class Crown:
@@ -314,7 +319,7 @@ class Crown:
             if a is None or err is None:
                 continue
             e = torch.broadcast_to(err, (a.shape[0], *a.shape[2:])).reshape(a.shape[0], -1, 1).to(a.dtype)
-            total = total + torch.bmm(a.abs().flatten(2), e).squeeze(2)
+            total = total + torch.bmm(_rowwise(a.abs()), e).squeeze(2)
         if isinstance(total, float):
             a0 = next(c for c in coeffs if c is not None)
             return torch.zeros(a0.shape[:2], dtype=a0.dtype, device=a0.device)
@@ -345,9 +350,13 @@ class Crown:
                 args.append(leaf)
         with torch.enable_grad():
             outs = op.forward(node, args, batched)
-            pairs = [(o, a.reshape(n * r, *o.shape[1:])) for o, a in zip(outs, coeffs, strict=False) if a is not None]
-            grads = torch.autograd.grad([o for o, _ in pairs], leaves, [g for _, g in pairs], allow_unused=True,
-                                        create_graph=bool(self.alpha))
+            # outputs that do not depend on the inputs (e.g. Dropout's mask) only add A·f(0)
+            pairs = [(o, a.reshape(n * r, *o.shape[1:])) for o, a in zip(outs, coeffs, strict=False)
+                     if a is not None and o.requires_grad]
+            grads: tuple[Tensor | None, ...] = (None,) * len(leaves)
+            if pairs:
+                grads = torch.autograd.grad([o for o, _ in pairs], leaves, [g for _, g in pairs], allow_unused=True,
+                                            create_graph=bool(self.alpha))
         dyn_names = [name for name, is_dyn in zip(node.inputs, batched, strict=True) if name and is_dyn]
         for name, grad in zip(dyn_names, grads, strict=True):
             if grad is not None:
@@ -356,7 +365,7 @@ class Crown:
         for out, a in zip(outs, coeffs, strict=False):
             if a is not None:
                 const = out.detach()[:1].unsqueeze(1)
-                offset = offset + (a * const).flatten(2).sum(dim=2)
+                offset = offset + _rowwise(a * const).sum(dim=2)
         return offset
 
     def _linear(self, node: Node, a: Tensor, pending: dict[str, Tensor]) -> Tensor:
@@ -365,7 +374,7 @@ class Crown:
         _accumulate(pending, node.inputs[0], a @ weight.T)
         if len(node.inputs) > 2 and node.inputs[2]:
             bias = self.tgraph.constants[node.inputs[2]].to(a.dtype)
-            return (a * bias).flatten(2).sum(dim=2)
+            return _rowwise(a * bias).sum(dim=2)
         return torch.zeros(a.shape[:2], dtype=a.dtype, device=a.device)
 
     def _dynamic_shape(self, node: Node, batched: list[bool]) -> tuple[int, ...]:
@@ -392,7 +401,7 @@ class Crown:
             with torch.no_grad():
                 self._offsets[node.name] = self.tgraph.ops[index].forward(node, args, batched)[0].to(a.dtype)
         offset = self._offsets[node.name].reshape(1, 1, -1).expand(a.shape[0], 1, -1)
-        return torch.bmm(a.flatten(2), offset.transpose(1, 2)).squeeze(2)
+        return torch.bmm(_rowwise(a), offset.transpose(1, 2)).squeeze(2)
 
     def _concretise(self, pending: dict[str, Tensor], bias: Tensor) -> Tensor:
         """Minimises the linear form over the input boxes, minus a float64 rounding margin."""
@@ -406,7 +415,7 @@ class Crown:
             lo, hi = self.bounds[info.name]
             total = total + _dot(a, lo, hi)
             mag = torch.maximum(lo.abs(), hi.abs())
-            scale = scale + (a.abs() * mag.unsqueeze(1)).flatten(2).sum(dim=2)
+            scale = scale + _rowwise(a.abs() * mag.unsqueeze(1)).sum(dim=2)
             terms += info.size
         margin = gamma(terms + 2, unit_roundoff(torch.float64)) * scale
         return torch.nan_to_num(total - margin, nan=-torch.inf)
@@ -420,6 +429,8 @@ class Crown:
         c = coefficients.to(self.tgraph.place.dtype).to(self.tgraph.place.device)
         if c.dim() == 2:
             c = c.unsqueeze(0).expand(self.batch, -1, -1)
+        if c.shape[1] == 0 or c.shape[2] == 0:  # no rows, or an empty output: the bound is exact
+            return torch.zeros(self.batch, c.shape[1], dtype=c.dtype, device=c.device)
         seeds: dict[str, Tensor] = {}
         start = 0
         for info in self.graph.outputs:

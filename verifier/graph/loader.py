@@ -137,6 +137,7 @@ class _Builder:
     constants: dict[str, np.ndarray]
     shapes: dict[str, Shape]
     nodes: list[Node] = field(default_factory=list)
+    dtypes: dict[str, np.dtype] = field(default_factory=dict)  # of dynamic values, from the dry run
 
     def constant_node(self, node: onnx.NodeProto, attrs: dict[str, Any], name: str) -> None:
         """Evaluates an ONNX Constant node into the constant table."""
@@ -221,6 +222,7 @@ class _Builder:
         for name, value in zip(node.outputs, outs, strict=False):
             if name:
                 self.shapes[name] = tuple(int(d) for d in value.shape[1:])
+                self.dtypes[name] = np.dtype(str(value.dtype).removeprefix("torch."))
         self.nodes.append(node)
 
 
@@ -283,7 +285,9 @@ def load_model(source: str | Path | onnx.ModelProto, simplify: bool = True) -> G
             raise ModelError(f"{label}: output {info.name!r} does not depend on the network input")
         if info.name not in builder.shapes:
             raise ModelError(f"{label}: output {info.name!r} is produced by no node")
-        outputs.append(ValueInfo(info.name, builder.shapes[info.name], elem_dtype(info)))
+        # an output declared without an element type takes the type the dry run produced
+        dtype = elem_dtype(info) if info.type.tensor_type.elem_type else builder.dtypes.get(info.name, np.dtype(np.float32))
+        outputs.append(ValueInfo(info.name, builder.shapes[info.name], dtype))
     check_against_onnx_inference(model, inputs, builder.shapes, label)
     result = Graph(
         inputs=inputs,

@@ -42,6 +42,15 @@ def inferred_shapes(model: onnx.ModelProto, inputs: Sequence[ValueInfo]) -> dict
     return shapes
 
 
+def _ceil_pool(node: onnx.NodeProto) -> bool:
+    """Pooling with ``ceil_mode = 1``: ONNX shape inference keeps a last window that would
+    start in the right padding, onnxruntime (and our ops, tested against it) drop it; the
+    runtime is the reference there, so these outputs are not cross-checked."""
+    if node.op_type not in ("MaxPool", "AveragePool", "LpPool"):
+        return False
+    return any(a.name == "ceil_mode" and a.i == 1 for a in node.attribute)
+
+
 def check_against_onnx_inference(
     model: onnx.ModelProto, inputs: Sequence[ValueInfo], ours: Mapping[str, Shape], label: str
 ) -> None:
@@ -51,8 +60,9 @@ def check_against_onnx_inference(
     ONNX specification; verifying such a model would not be trustworthy.
     """
     producer = {out: (n.name or n.op_type) for n in model.graph.node for out in n.output}
+    skip = {out for n in model.graph.node if _ceil_pool(n) for out in n.output}
     for name, shape in inferred_shapes(model, inputs).items():
-        if name in ours and tuple(ours[name]) != shape:
+        if name in ours and name not in skip and tuple(ours[name]) != shape:
             raise ModelError(
                 f"{label}: value {name!r} (output of node {producer.get(name, '?')}) has shape "
                 f"{list(ours[name])} when evaluated but ONNX shape inference says {list(shape)}"

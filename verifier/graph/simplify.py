@@ -38,8 +38,9 @@ def drop_passthrough(graph: Graph) -> Graph | None:
         passthrough = node.op in ("Identity", "Dropout") or (
             node.op == "Cast" and node.attr("to") in _FLOAT_TYPES
         )
-        used_extra = any(out for out in node.outputs[1:]) and any(
-            out in n.inputs for n in graph.nodes for out in node.outputs[1:]
+        extra = {out for out in node.outputs[1:] if out}
+        used_extra = any(out in n.inputs for n in graph.nodes for out in extra) or any(
+            v.name in extra for v in graph.outputs
         )
         if passthrough and not used_extra and node.inputs[0] not in graph.constants:
             return _rename_uses(graph, node.outputs[0], node.inputs[0], node)
