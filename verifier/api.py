@@ -83,6 +83,8 @@ def region_refuted(tgraph: TorchGraph, region: Region, deadline: Deadline | None
 
 _QUICK_ROUNDS = 3  # sampling/PGD rounds tried before the costlier bound computations
 _ALPHA_SECONDS = 1.0  # alpha-CROWN time per region in the pipeline (more belongs to BaB)
+_FIRST_BAB_SECONDS = 5.0  # the first branch-and-bound slice: at least this long,
+_FIRST_BAB_SHARE = 0.3  # or this share of the time left
 
 
 class _Run:
@@ -97,6 +99,7 @@ class _Run:
         self.stats: dict[str, Any] = {"regions": len(problem.spec.regions), "regions_proven": 0,
                                       "attack_evaluations": 0, "pgd_steps": 0, "candidates_checked": 0}
         self.found: Counterexample | None = None
+        self.bab_exhausted: set[int] = set()  # regions whose branch and bound gave up
         self.streams: dict[int, torch.Generator] = {}
 
     def confirmer(self, index: int, region: Region) -> Callable[[np.ndarray], bool]:
@@ -121,9 +124,9 @@ class _Run:
         self.stats["candidates_checked"] += stats.candidates_checked
         return self.found is not None
 
-    def branch_and_bound(self, index: int, region: Region, proof: RegionProof) -> Status:
-        """Branch and bound on one region's open clauses (the mode the configuration picks);
-        UNKNOWN when no mode applies or the search gives up."""
+    def branch_and_bound(self, index: int, region: Region, proof: RegionProof, deadline: Deadline) -> Status:
+        """Branch and bound on one region's open clauses (the mode the configuration picks)
+        until ``deadline``; UNKNOWN when no mode applies or the search gives up."""
         mode = self.config.bab
         if mode == "auto":
             dims = int((proof.upper > proof.lower).sum())
@@ -131,7 +134,7 @@ class _Run:
         if mode != "input":
             return Status.UNKNOWN
         outcome = input_split_search(self.bounds_graph, self.attack_graph, region, proof.open, proof.lower, proof.upper,
-                              self.confirmer(index, region), self.deadline, self.config.input_split)
+                              self.confirmer(index, region), deadline, self.config.input_split)
         totals = self.stats.setdefault("bab", {})
         for key, value in outcome.stats.as_dict().items():
             totals[key] = totals.get(key, 0) + value
@@ -173,15 +176,32 @@ class _Run:
                 status = Status.TIMEOUT if self.deadline.expired() else Status.UNKNOWN
         return status
 
+    def bab_step(self, index: int, region: Region, proof: RegionProof, first: bool) -> Status:
+        """Branch and bound in two parts: a first slice (at least a few seconds, or a share of
+        the time left), so that the later attack rounds, which find counterexamples hidden in
+        tiny pockets, keep time; then, after them, the rest of the time. A search that gave up
+        (UNKNOWN) is not repeated; a slice that ran out is reported as UNKNOWN."""
+        if index in self.bab_exhausted:
+            return Status.UNKNOWN
+        deadline = self.deadline
+        if first:
+            deadline = deadline.sooner(max(_FIRST_BAB_SECONDS, _FIRST_BAB_SHARE * deadline.remaining()))
+        status = self.branch_and_bound(index, region, proof, deadline)
+        if status is Status.UNKNOWN:
+            self.bab_exhausted.add(index)
+        if status is Status.TIMEOUT and first and not self.deadline.expired():
+            return Status.UNKNOWN
+        return status
+
     def decide(self) -> Status:
         """The pipeline, cheapest steps first: intervals and CROWN, a quick attack, alpha-CROWN
-        (a time budget per region), branch and bound, then the remaining attack rounds on the
-        regions still open."""
+        (a time budget per region), a first slice of branch and bound, the remaining attack
+        rounds, then branch and bound for the rest of the time, on the regions still open."""
         regions = self.problem.spec.regions
         quick = replace(self.config.attack, rounds=min(self.config.attack.rounds, _QUICK_ROUNDS))
         open_regions = list(range(len(regions)))
         proofs: dict[int, RegionProof] = {}
-        for step in ("bounds", "quick attack", "alpha", "bab", "attack"):
+        for step in ("bounds", "quick attack", "alpha", "first bab", "attack", "bab"):
             still_open: list[int] = []
             for index in open_regions:
                 if self.deadline.expired():
@@ -189,8 +209,8 @@ class _Run:
                 region = regions[index]
                 if step == "bounds":
                     proofs[index] = RegionProof(self.bounds_graph, region)
-                if step == "bab":
-                    status = self.branch_and_bound(index, region, proofs[index])
+                if step in ("first bab", "bab"):
+                    status = self.bab_step(index, region, proofs[index], first=step == "first bab")
                     if status in (Status.SAT, Status.TIMEOUT):
                         return status
                     if status is Status.UNSAT:
