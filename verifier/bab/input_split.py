@@ -147,7 +147,6 @@ class _Search:
         lo, hi = lower.to(dtype), upper.to(dtype)
         x = start.to(dtype).clone()
         step = (hi - lo) / 8
-        found = False
         for _ in range(self.config.pgd_steps):
             x.requires_grad_(True)
             with torch.enable_grad():
@@ -156,8 +155,7 @@ class _Search:
             x = torch.minimum(torch.maximum(x.detach() - step * grad.sign(), lo), hi)
             step = step * 0.8
         self.stats.seconds_searching += time.monotonic() - begin
-        found = self.offer(x.detach().to(lower.dtype))
-        return found
+        return self.offer(x.detach().to(lower.dtype))
 
 
 def input_split_search(bounds_graph: TorchGraph, attack_graph: TorchGraph, region: Region, clauses: Sequence[Clause],
