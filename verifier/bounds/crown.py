@@ -336,18 +336,7 @@ class Crown:
             if node.op in _PASS_THROUGH and self.graph.shapes[node.outputs[0]] == self._dynamic_shape(node, batched):
                 return self._pass_through(index, node, coeffs[0], pending, batched)
         n, r = a0.shape[:2]
-        args: list[Tensor | None] = []
-        leaves: list[Tensor] = []
-        for name, is_dyn in zip(node.inputs, batched, strict=True):
-            if not name:
-                args.append(None)
-            elif not is_dyn:
-                args.append(self.tgraph.constants[name])
-            else:
-                leaf = torch.zeros((n * r, *self.graph.shapes[name]), dtype=a0.dtype, device=a0.device,
-                                   requires_grad=True)
-                leaves.append(leaf)
-                args.append(leaf)
+        args, leaves = self.tgraph.leaf_args(node, batched, n * r, a0.dtype, a0.device)
         with torch.enable_grad():
             outs = op.forward(node, args, batched)
             # outputs that do not depend on the inputs (e.g. Dropout's mask) only add A·f(0)

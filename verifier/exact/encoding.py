@@ -335,17 +335,7 @@ class _Encoder:
             raise self.unsupported(node, f"its dense matrix would have {out_size} x {sum(in_sizes)} "
                                    f"entries, over the cap of {self.max_entries}")
         op = self.tgraph.ops[self.position]
-        args: list[torch.Tensor | None] = []
-        leaves: list[torch.Tensor] = []
-        for name, is_dyn in zip(node.inputs, batched, strict=True):
-            if not name:
-                args.append(None)
-            elif not is_dyn:
-                args.append(self.tgraph.constants[name])
-            else:
-                leaf = torch.zeros((out_size, *self.graph.shapes[name]), dtype=torch.float64, requires_grad=True)
-                leaves.append(leaf)
-                args.append(leaf)
+        args, leaves = self.tgraph.leaf_args(node, batched, out_size, torch.float64, "cpu")
         with torch.enable_grad():
             result = op.forward(node, args, batched)[position]
             offset = result.detach()[0].reshape(-1).numpy().copy()

@@ -92,6 +92,24 @@ class TorchGraph:
                     table[name] = value
         return table
 
+    def leaf_args(self, node: Node, batched: Sequence[bool], count: int,
+                  dtype: torch.dtype, device: torch.device | str) -> tuple[list[Tensor | None], list[Tensor]]:
+        """Arguments for ``node``'s op with every dynamic input a zero batch ``(count, *shape)``
+        that requires grad (for vector-Jacobian products of affine ops), constants as they
+        are and absent inputs as None; returns the arguments and the dynamic leaves."""
+        args: list[Tensor | None] = []
+        leaves: list[Tensor] = []
+        for name, is_dyn in zip(node.inputs, batched, strict=True):
+            if not name:
+                args.append(None)
+            elif not is_dyn:
+                args.append(self.constants[name])
+            else:
+                leaf = torch.zeros((count, *self.graph.shapes[name]), dtype=dtype, device=device, requires_grad=True)
+                leaves.append(leaf)
+                args.append(leaf)
+        return args, leaves
+
     def forward_all(self, *inputs: Tensor) -> dict[str, Tensor]:
         """Evaluates the graph on batched inputs ``(B, *input_shape)``; returns every dynamic
         value (inputs, intermediate values and outputs) by name."""
