@@ -9,7 +9,9 @@ from onnx import TensorProto, helper, numpy_helper
 UNARY = ["Relu", "Sigmoid", "Tanh", "LeakyRelu", "Abs", "Softplus", "Sin", "Neg", "Elu", "HardSigmoid", "Exp"]
 
 
-class _Builder:
+class GraphBuilder:
+    """Collects nodes and float32 initializers of a random ONNX graph, with unique names."""
+
     def __init__(self, seed: int) -> None:
         self.rng = np.random.default_rng(seed)
         self.nodes: list[onnx.NodeProto] = []
@@ -22,7 +24,7 @@ class _Builder:
 
     def const(self, value: np.ndarray) -> str:
         name = self.name("c")
-        self.inits.append(numpy_helper.from_array(value.astype(np.float32), name))
+        self.inits.append(numpy_helper.from_array(np.asarray(value, dtype=np.float32), name))
         return name
 
     def node(self, op: str, inputs: list[str], **attrs: object) -> str:
@@ -41,7 +43,7 @@ class _Builder:
         return self.node(op, [x])
 
 
-def conv_front(b: _Builder, x: str) -> tuple[str, int]:
+def conv_front(b: GraphBuilder, x: str) -> tuple[str, int]:
     """Conv -> activation -> pooling -> Flatten on a (1, 2, 6, 6) input; returns (value, width)."""
     w = b.rng.normal(size=(3, 2, 3, 3)) / 3
     c = b.node("Conv", [x, b.const(w), b.const(b.rng.normal(size=3) * 0.1)], pads=[1, 1, 1, 1])
@@ -54,7 +56,7 @@ def conv_front(b: _Builder, x: str) -> tuple[str, int]:
 
 def random_dag(seed: int) -> onnx.ModelProto:
     """A random network with a residual Add, a Concat, a Mul of two dynamic values and a Slice."""
-    b = _Builder(seed)
+    b = GraphBuilder(seed)
     use_conv = seed % 2 == 0
     shape = [1, 2, 6, 6] if use_conv else [1, 4]
     if use_conv:
@@ -77,10 +79,10 @@ def random_dag(seed: int) -> onnx.ModelProto:
     return model
 
 
-def _const_int(self: _Builder, values: list[int]) -> str:
+def _const_int(self: GraphBuilder, values: list[int]) -> str:
     name = self.name("i")
     self.inits.append(numpy_helper.from_array(np.array(values, dtype=np.int64), name))
     return name
 
 
-_Builder.const_int = _const_int  # type: ignore[attr-defined]
+GraphBuilder.const_int = _const_int  # type: ignore[attr-defined]

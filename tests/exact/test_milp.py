@@ -16,6 +16,7 @@ import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
+from tests.bounds.random_dags import GraphBuilder
 from verifier.bounds.crown import Crown
 from verifier.exact import (
     ExactOutcome,
@@ -36,24 +37,12 @@ SHIFT = (0.3, 3.0)
 
 
 # ---------------------------------------------------------------------------- networks
-class Net:
+class Net(GraphBuilder):
     """Builds one ONNX graph twice: batch 1 (for the verifier) and a free batch (for sampling)."""
 
     def __init__(self, seed: int, input_shape: list[int]) -> None:
-        self.rng = np.random.default_rng(seed)
+        super().__init__(seed)
         self.input_shape = input_shape
-        self.nodes: list[onnx.NodeProto] = []
-        self.inits: list[onnx.TensorProto] = []
-        self.count = 0
-
-    def name(self, prefix: str) -> str:
-        self.count += 1
-        return f"{prefix}{self.count}"
-
-    def const(self, value: np.ndarray) -> str:
-        name = self.name("c")
-        self.inits.append(numpy_helper.from_array(np.asarray(value, dtype=np.float32), name))
-        return name
 
     def node(self, op: str, inputs: list[str], **attrs: object) -> str:
         out = self.name("v")
