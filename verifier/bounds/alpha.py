@@ -87,6 +87,7 @@ def _init(crown: Crown, rows: int, config: AlphaConfig) -> list[tuple[tuple[str,
     ranges = []
     order = {node.name: i for i, node in enumerate(crown.graph.nodes)}
     budget = config.max_intermediate
+    ancestors = {value: _ancestors(crown, value) for value in crown.refined} if config.intermediate else {}
     for node in crown.graph.nodes:
         relaxation = crown.relaxations.get(node.name)
         if node.op not in _ALPHA_OPS or relaxation is None:
@@ -104,7 +105,7 @@ def _init(crown: Crown, rows: int, config: AlphaConfig) -> list[tuple[tuple[str,
             continue
         for value, (stop, wanted) in crown.refined.items():
             size = n * 2 * wanted.numel() * lo[0].numel()
-            if stop <= order[node.name] or size > budget or node.name not in _ancestors(crown, value):
+            if stop <= order[node.name] or size > budget or node.name not in ancestors[value]:
                 continue
             budget -= size
             full = (n, 2, wanted.numel(), *shape)
