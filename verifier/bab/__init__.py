@@ -1,5 +1,6 @@
-"""Branch and bound: input splitting (and, next, ReLU splitting)."""
+"""Branch and bound: input splitting and ReLU splitting (beta-CROWN)."""
 
-from verifier.bab.input_split import BabOutcome, BabStats, input_split_search
+from verifier.bab.common import BabOutcome, BabStats
+from verifier.bab.input_split import input_split_search
 
 __all__ = ["BabOutcome", "BabStats", "input_split_search"]

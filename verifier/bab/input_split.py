@@ -19,52 +19,19 @@ onnxruntime re-check); only a confirmed point ends the search with ``sat``.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch import Tensor
 
-from verifier.attack.pgd import MarginObjective
+from verifier.bab.common import BabOutcome, BabStats, CandidateSearch, Confirm
 from verifier.bounds.crown import Crown
-from verifier.bounds.objective import stack_clauses
-from verifier.bounds.rounding import unit_roundoff
+from verifier.bounds.objective import spec_rows, stack_clauses
 from verifier.config import InputSplitConfig
 from verifier.deadline import Deadline
 from verifier.graph.torch_graph import TorchGraph
 from verifier.spec.types import Clause, Region
-
-Confirm = Callable[[np.ndarray], bool]
-
-
-@dataclass
-class BabStats:
-    """Counters of a branch-and-bound run (reported in ``--json``)."""
-
-    domains_bounded: int = 0
-    domains_proven: int = 0
-    rounds: int = 0
-    max_queue: int = 0
-    unsplittable: int = 0
-    candidates_checked: int = 0
-    seconds_bounding: float = 0.0
-    seconds_searching: float = 0.0
-    extra: dict[str, float] = field(default_factory=dict)
-
-    def as_dict(self) -> dict[str, float | int]:
-        out: dict[str, float | int] = {k: v for k, v in vars(self).items() if k != "extra"}
-        out.update(self.extra)
-        return out
-
-
-@dataclass(frozen=True)
-class BabOutcome:
-    """``status`` is ``unsat`` (every sub-box refuted), ``sat`` (a point was confirmed),
-    ``unknown`` (gave up: stack limit or unsplittable boxes) or ``timeout``."""
-
-    status: str
-    stats: BabStats
 
 
 class _Bounder:
@@ -91,8 +58,7 @@ class _Bounder:
         with torch.no_grad():
             crown = Crown(self.tgraph, [lower.reshape(m, *self.shape)], [upper.reshape(m, *self.shape)], prior=prior)
             raw = crown.lower_bound(self.rows).reshape(m, self.k, self.r)
-            rows = raw - self.d - 2 * unit_roundoff(torch.float64) * (raw.abs() + self.d.abs())
-            rows = torch.where(self.mask, rows, -torch.inf)
+            rows = spec_rows(raw, self.d, self.mask)
             still_open = open_ & ~(rows > 0).any(dim=2)
             # the hardest open clause, and its best row
             best_row, row_index = rows.max(dim=2)
@@ -109,53 +75,6 @@ class _Bounder:
             corner = torch.where(a > 0, lower, upper)
             hardness = best_row.gather(1, clause.unsqueeze(1)).squeeze(1)
         return still_open, corner, dim, hardness, (crown.best if self.inherit else {})
-
-
-def _violations(objective: MarginObjective, tgraph: TorchGraph, points: Tensor) -> Tensor:
-    with torch.no_grad():
-        return objective(tgraph.forward_flat(points.to(tgraph.place.dtype)))
-
-
-class _Search:
-    """Concrete checks inside the domains: corners, centres and PGD, confirmed by onnxruntime."""
-
-    def __init__(self, tgraph: TorchGraph, region: Region, confirm: Confirm, config: InputSplitConfig,
-                 stats: BabStats) -> None:
-        self.tgraph, self.confirm, self.config, self.stats = tgraph, confirm, config, stats
-        self.objective = MarginObjective(region, tgraph.place.device, tgraph.place.dtype)
-
-    def offer(self, points: Tensor) -> bool:
-        """Sends the most violating points (margin <= 0 in the attack precision) to confirm."""
-        start = time.monotonic()
-        try:
-            margins = _violations(self.objective, self.tgraph, points)
-            order = torch.argsort(margins)[: self.config.candidates_per_round]
-            for i in order.tolist():
-                if not float(margins[i]) <= 0:
-                    break
-                self.stats.candidates_checked += 1
-                if self.confirm(points[i].detach().to(torch.float64).cpu().numpy()):
-                    return True
-            return False
-        finally:
-            self.stats.seconds_searching += time.monotonic() - start
-
-    def pgd(self, lower: Tensor, upper: Tensor, start: Tensor) -> bool:
-        """Signed-gradient descent on the margin, each point kept inside its own box."""
-        begin = time.monotonic()
-        dtype = self.tgraph.place.dtype
-        lo, hi = lower.to(dtype), upper.to(dtype)
-        x = start.to(dtype).clone()
-        step = (hi - lo) / 8
-        for _ in range(self.config.pgd_steps):
-            x.requires_grad_(True)
-            with torch.enable_grad():
-                margin = self.objective(self.tgraph.forward_flat(x))
-                (grad,) = torch.autograd.grad(margin.sum(), x)
-            x = torch.minimum(torch.maximum(x.detach() - step * grad.sign(), lo), hi)
-            step = step * 0.8
-        self.stats.seconds_searching += time.monotonic() - begin
-        return self.offer(x.detach().to(lower.dtype))
 
 
 def input_split_search(bounds_graph: TorchGraph, attack_graph: TorchGraph, region: Region, clauses: Sequence[Clause],
@@ -183,7 +102,7 @@ def input_split_search(bounds_graph: TorchGraph, attack_graph: TorchGraph, regio
         return BabOutcome("unknown", stats)
     root_width = (upper - lower).reshape(-1).to(bounds_graph.place.device, torch.float64)
     bound = _Bounder(bounds_graph, clauses, root_width, config.inherit_bounds)
-    search = _Search(attack_graph, region, confirm, config, stats)
+    search = CandidateSearch(attack_graph, region, confirm, stats, config.candidates_per_round, config.pgd_steps)
     device = bounds_graph.place.device
     lower, upper = lower.to(device, torch.float64), upper.to(device, torch.float64)
     open_ = torch.ones(1, bound.k, dtype=torch.bool, device=device)

@@ -123,6 +123,16 @@ class Crown:
         # coefficients (N, R, *input_shape) of the graph inputs in the last lower_bound's linear
         # bound (for branching heuristics)
         self.input_coefficients: dict[str, Tensor] = {}
+        # beta-CROWN: for a ReLU-like node with split neurons, ``beta * s`` of shape
+        # (N, R, *shape) for the final objective rows (``s = +1`` for a neuron split active,
+        # ``x >= 0``, ``-1`` for one split inactive, ``x <= 0``; 0 elsewhere; ``beta >= 0``). The
+        # term ``-beta * s * x`` is added to the rows: it is <= 0 wherever the split constraints
+        # hold, so the bound stays valid on the split domain (Lagrangian relaxation).
+        self.beta: dict[str, Tensor] = {}
+        # when ``record_relu``: the final rows' coefficients (N, R, *shape) on the output of each
+        # relaxed single-input node, from the last lower_bound (for ReLU branching heuristics)
+        self.record_relu = False
+        self.relu_coefficients: dict[str, Tensor] = {}
         self._offsets: dict[str, Tensor] = {}  # f(0) of the nodes on the fast pass-through path
         self.compute()
 
@@ -253,6 +263,8 @@ class Crown:
             if all(c is None for c in coeffs):
                 continue
             bias = bias + self._step(index, node, coeffs, pending, rows_of)
+            if rows_of is None and node.name in self.beta:
+                _accumulate(pending, node.inputs[0], -self.beta[node.name].to(bias.dtype))
         if rows_of is None:
             self.input_coefficients = {name: pending[name] for name in self.input_bounds if name in pending}
         return self._concretise(pending, bias)
@@ -281,6 +293,8 @@ class Crown:
                 unstable = ((lo < 0) & (hi > 0)).unsqueeze(1)
                 lower_slope = torch.where(unstable, alpha, lower_slope)
             slope = a * torch.where(a > 0, lower_slope, relaxation.upper_slope.unsqueeze(1))
+            if rows_of is None and self.record_relu:
+                self.relu_coefficients[node.name] = a
             _accumulate(pending, node.inputs[0], slope)
             return self._fp_term(node, coeffs) + _dot(a, relaxation.lower_bias, relaxation.upper_bias)
         first = next(c for c in coeffs if c is not None)

@@ -62,6 +62,15 @@ def stack_clauses(clauses: tuple[Clause, ...], device: torch.device, dtype: torc
     return move(cs, dtype), move(ds, dtype), move(mask, torch.bool)
 
 
+def spec_rows(raw: Tensor, d: Tensor, mask: Tensor | None = None) -> Tensor:
+    """Certified lower bounds of ``C_r y - d_r`` from certified lower bounds ``raw`` of ``C_r y``
+    (float64): ``raw - d`` lowered by the rounding of that subtraction; padded rows (``mask``
+    False, broadcast against ``raw``) become ``-inf`` (they never refute a clause)."""
+    d = d.to(dtype=raw.dtype, device=raw.device)
+    rows = raw - d - 2 * unit_roundoff(torch.float64) * (raw.abs() + d.abs())
+    return rows if mask is None else torch.where(mask, rows, -torch.inf)
+
+
 def crown_rows(crown: Crown, clause: Clause, optimise: bool = False, deadline: Deadline | None = None) -> torch.Tensor:
     """Certified lower bounds ``(N, rows)`` of ``C_r y - d_r`` by CROWN, or by alpha-CROWN with
     ``optimise`` (stopping once a row is positive); the rounding of ``- d`` is included."""
@@ -72,5 +81,4 @@ def crown_rows(crown: Crown, clause: Clause, optimise: bool = False, deadline: D
     else:
         with torch.no_grad():
             lower = crown.lower_bound(c)
-    d = d.to(dtype=lower.dtype, device=lower.device)
-    return lower - d - 2 * unit_roundoff(torch.float64) * (lower.abs() + d.abs())
+    return spec_rows(lower, d)

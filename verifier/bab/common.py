@@ -1,0 +1,97 @@
+"""What both branch-and-bound searches share: statistics, outcome, and the concrete checks
+(candidate points and PGD inside domains, confirmed by onnxruntime)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from verifier.attack.pgd import MarginObjective
+from verifier.graph.torch_graph import TorchGraph
+from verifier.spec.types import Region
+
+Confirm = Callable[[np.ndarray], bool]
+
+
+@dataclass
+class BabStats:
+    """Counters of a branch-and-bound run (reported in ``--json``)."""
+
+    domains_bounded: int = 0
+    domains_proven: int = 0
+    rounds: int = 0
+    max_queue: int = 0
+    unsplittable: int = 0
+    candidates_checked: int = 0
+    seconds_bounding: float = 0.0
+    seconds_searching: float = 0.0
+    extra: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, float | int]:
+        out: dict[str, float | int] = {k: v for k, v in vars(self).items() if k != "extra"}
+        out.update(self.extra)
+        return out
+
+
+@dataclass(frozen=True)
+class BabOutcome:
+    """``status`` is ``unsat`` (every sub-box refuted), ``sat`` (a point was confirmed),
+    ``unknown`` (gave up: stack limit or unsplittable boxes) or ``timeout``."""
+
+    status: str
+    stats: BabStats
+
+
+class CandidateSearch:
+    """Concrete checks inside domains: candidate points and PGD, confirmed by onnxruntime.
+
+    Only ``confirm`` (the onnxruntime re-check of a flattened point) decides; a point is
+    offered to it only when its margin in the attack precision is <= 0.
+    """
+
+    def __init__(self, tgraph: TorchGraph, region: Region, confirm: Confirm, stats: BabStats,
+                 candidates_per_round: int, pgd_steps: int) -> None:
+        self.tgraph, self.confirm, self.stats = tgraph, confirm, stats
+        self.candidates_per_round, self.pgd_steps = candidates_per_round, pgd_steps
+        self.objective = MarginObjective(region, tgraph.place.device, tgraph.place.dtype)
+
+    def offer(self, points: Tensor) -> bool:
+        """Sends the most violating of the flattened ``points`` (margin <= 0) to confirm, at most
+        ``candidates_per_round``; True once one is confirmed."""
+        start = time.monotonic()
+        try:
+            with torch.no_grad():
+                margins = self.objective(self.tgraph.forward_flat(points.to(self.tgraph.place.dtype)))
+            order = torch.argsort(margins)[: self.candidates_per_round]
+            for i in order.tolist():
+                if not float(margins[i]) <= 0:
+                    break
+                self.stats.candidates_checked += 1
+                if self.confirm(points[i].detach().to(torch.float64).cpu().numpy()):
+                    return True
+            return False
+        finally:
+            self.stats.seconds_searching += time.monotonic() - start
+
+    def pgd(self, lower: Tensor, upper: Tensor, start: Tensor) -> bool:
+        """Signed-gradient descent on the margin from ``start``, each point kept inside its own
+        box ``[lower, upper]`` (all ``(B, n)``); the end points are offered."""
+        begin = time.monotonic()
+        dtype = self.tgraph.place.dtype
+        lo, hi = lower.to(dtype), upper.to(dtype)
+        x = start.to(dtype).clone()
+        step = (hi - lo) / 8
+        for _ in range(self.pgd_steps):
+            x.requires_grad_(True)
+            with torch.enable_grad():
+                margin = self.objective(self.tgraph.forward_flat(x))
+                (grad,) = torch.autograd.grad(margin.sum(), x)
+            x = torch.minimum(torch.maximum(x.detach() - step * grad.sign(), lo), hi)
+            step = step * 0.8
+        self.stats.seconds_searching += time.monotonic() - begin
+        return self.offer(x.detach().to(lower.dtype))
