@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from verifier.attack import falsify_region
-from verifier.bab import input_split_search
+from verifier.bab import input_split_search, relu_split_search
 from verifier.bounds.crown import Crown
 from verifier.bounds.interval import interval_bounds
 from verifier.bounds.objective import clause_refuted, crown_rows
@@ -130,11 +130,15 @@ class _Run:
         mode = self.config.bab
         if mode == "auto":
             dims = int((proof.upper > proof.lower).sum())
-            mode = "input" if dims <= self.config.input_split_max_dims else "none"
-        if mode != "input":
+            mode = "input" if dims <= self.config.input_split_max_dims else "relu"
+        if mode == "input":
+            outcome = input_split_search(self.bounds_graph, self.attack_graph, region, proof.open, proof.lower,
+                                         proof.upper, self.confirmer(index, region), deadline, self.config.input_split)
+        elif mode == "relu" and proof.crown is not None:
+            outcome = relu_split_search(self.bounds_graph, self.attack_graph, region, proof.open, proof.crown,
+                                        self.confirmer(index, region), deadline, self.config.relu_split)
+        else:
             return Status.UNKNOWN
-        outcome = input_split_search(self.bounds_graph, self.attack_graph, region, proof.open, proof.lower, proof.upper,
-                              self.confirmer(index, region), deadline, self.config.input_split)
         totals = self.stats.setdefault("bab", {})
         for key, value in outcome.stats.as_dict().items():
             totals[key] = totals.get(key, 0) + value

@@ -41,8 +41,8 @@ def _main_parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     parser.add_argument("--bab", default="auto", choices=["auto", "input", "relu", "none"],
                         help="branch and bound after the incomplete methods: auto (input splitting for "
-                             "at most 16 free input dimensions), input, relu (not available yet: "
-                             "behaves as none), none")
+                             "at most 16 free input dimensions, else ReLU splitting), input, relu "
+                             "(beta-CROWN), none")
     parser.add_argument("--method", default="auto", choices=["auto", "milp", "smt"],
                         help="auto: the full pipeline (default); milp (HiGHS) or smt (z3): an exact engine "
                              "after intervals and CROWN, for small networks")

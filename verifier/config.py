@@ -105,6 +105,50 @@ class InputSplitConfig:
     inherit_bounds: bool = False
 
 
+@dataclass(frozen=True)
+class ReluSplitConfig:
+    """Options of ReLU-split branch and bound with beta-CROWN (:mod:`verifier.bab.relu_split`).
+
+    Attributes:
+        batch: most domains popped per round (each gives two children, bounded together);
+            fewer when ``batch_memory`` cannot hold them.
+        batch_memory: bytes one round's bounding may use (slopes, multipliers, optimiser state
+            and backward coefficients of every child); sets the batch on large networks.
+        max_domains: the store's size limit; beyond it the search gives up (``unknown``).
+        iterations: Adam steps on the slopes (alpha) and split multipliers (beta) per round.
+        root_iterations: Adam steps on the root domain.
+        learning_rate_alpha, learning_rate_beta: Adam step sizes.
+        branching: ``fsb`` (filtered smart branching: the ``candidates`` best neurons by the
+            BaBSR score are each tried, with one CROWN pass on both children, and the one
+            whose worse child is best is split) or ``babsr`` (the best BaBSR score alone).
+        candidates: neurons tried per domain by ``fsb``.
+        candidates_per_round: most points sent to the onnxruntime re-check per round.
+        pgd_every: run PGD from the worst domains' candidate points every this many rounds.
+        pgd_steps: PGD steps per start.
+        refine_intermediate: recompute the intermediate bounds of every domain with CROWN
+            (starting from its stored ones, so the splits' clamps tighten later layers); else
+            they only tighten through interval propagation.
+    """
+
+    batch: int = 64
+    batch_memory: int = 1 << 30
+    max_domains: int = 200_000
+    iterations: int = 20
+    root_iterations: int = 60
+    learning_rate_alpha: float = 0.1
+    learning_rate_beta: float = 0.05
+    branching: str = "fsb"
+    candidates: int = 4
+    candidates_per_round: int = 4
+    pgd_every: int = 10
+    pgd_steps: int = 20
+    refine_intermediate: bool = True
+
+    def __post_init__(self) -> None:
+        if self.branching not in ("fsb", "babsr"):
+            raise ValueError(f"unknown ReLU branching heuristic {self.branching!r}; use fsb or babsr")
+
+
 BAB_MODES = ("auto", "input", "relu", "none")
 METHODS = ("auto", "milp", "smt")
 
@@ -124,6 +168,7 @@ class VerifierConfig:
     device: DeviceConfig = field(default_factory=DeviceConfig)
     attack: AttackConfig = field(default_factory=AttackConfig)
     input_split: InputSplitConfig = field(default_factory=InputSplitConfig)
+    relu_split: ReluSplitConfig = field(default_factory=ReluSplitConfig)
     bab: str = "auto"
     input_split_max_dims: int = 16
     method: str = "auto"

@@ -1,5 +1,5 @@
-"""Complete methods cross-checked on 300 random small ReLU networks: input-split branch and
-bound, MILP (HiGHS) and SMT (z3) must never contradict each other; every ``sat`` is re-run
+"""Complete methods cross-checked on 300 random small ReLU networks: input-split and ReLU-split
+(beta-CROWN) branch and bound, MILP (HiGHS) and SMT (z3) must never contradict each other; every ``sat`` is re-run
 through onnxruntime; every ``unsat`` is checked by dense sampling. A deliberately unsound
 relaxation (a ReLU upper line with half the chord's slope) must be caught by the same checks.
 """
@@ -15,9 +15,9 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 
 from verifier.api import RegionProof
-from verifier.bab import input_split_search
+from verifier.bab import input_split_search, relu_split_search
 from verifier.bounds.crown import Crown
-from verifier.config import InputSplitConfig
+from verifier.config import InputSplitConfig, ReluSplitConfig
 from verifier.deadline import Deadline
 from verifier.exact.milp import MilpConfig, milp_check
 from verifier.exact.smt import SmtConfig, smt_check
@@ -82,11 +82,15 @@ def _verdicts(path: Path, region: Region) -> dict[str, str]:
 
     proof = RegionProof(bounds, region)
     if proof.proven:
-        verdicts["bab"] = "unsat"
+        verdicts["bab"] = verdicts["bab_relu"] = "unsat"
     else:
+        assert proof.crown is not None
         outcome = input_split_search(bounds, attack, region, proof.open, proof.lower, proof.upper, confirm,
                                      Deadline.after(20), InputSplitConfig(pgd_every=0))
         verdicts["bab"] = outcome.status
+        relu = relu_split_search(bounds, attack, region, proof.open, proof.crown, confirm, Deadline.after(20),
+                                 ReluSplitConfig(pgd_every=0))
+        verdicts["bab_relu"] = relu.status
     for name, result in (("milp", milp_check(crown, region.clauses, MilpConfig(time_limit=20))),
                          ("smt", smt_check(crown, region.clauses, SmtConfig(time_limit=20)))):
         status = result.status
@@ -138,6 +142,31 @@ def test_cross_check_catches_an_unsound_relu_relaxation(tmp_path: Path, monkeypa
     monkeypatch.setattr(relax_module, "relax_leaky", broken)
     caught = 0
     for seed in range(40):
+        path = tmp_path / f"net{seed}.onnx"
+        region, values = _network(seed, path)
+        caught += not _consistent(_verdicts(path, region), values)
+        if caught:
+            break
+    assert caught
+
+
+def test_cross_check_catches_split_multipliers_of_the_wrong_sign(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the beta-CROWN term added with the wrong sign (``+beta s x``, which is >= 0 on the
+    split domain, so maximising beta inflates the bound), ReLU-split branch and bound claims
+    unsat where MILP, SMT or sampling show a violation."""
+    import verifier.bab.relu_split as relu_module
+
+    original = relu_module._BetaBounder._set
+
+    def flipped(self: relu_module._BetaBounder, crown: Crown, domains: relu_module._Domains,
+                alpha: dict[str, torch.Tensor], beta: dict[str, torch.Tensor]) -> None:
+        original(self, crown, domains, alpha, beta)
+        for key in list(crown.beta):
+            crown.beta[key] = -crown.beta[key]
+
+    monkeypatch.setattr(relu_module._BetaBounder, "_set", flipped)
+    caught = 0
+    for seed in range(60):
         path = tmp_path / f"net{seed}.onnx"
         region, values = _network(seed, path)
         caught += not _consistent(_verdicts(path, region), values)

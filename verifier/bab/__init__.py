@@ -2,5 +2,6 @@
 
 from verifier.bab.common import BabOutcome, BabStats
 from verifier.bab.input_split import input_split_search
+from verifier.bab.relu_split import relu_split_search
 
-__all__ = ["BabOutcome", "BabStats", "input_split_search"]
+__all__ = ["BabOutcome", "BabStats", "input_split_search", "relu_split_search"]

@@ -20,6 +20,7 @@ from torch import Tensor
 
 from verifier.bounds.crown import FINAL, Crown
 from verifier.deadline import Deadline
+from verifier.graph.ir import Node
 
 _ALPHA_OPS = ("Relu", "LeakyRelu")
 
@@ -50,11 +51,13 @@ class AlphaConfig:
     max_intermediate: int = 4_000_000
 
 
-def _slope_range(crown: Crown, name: str, op: str) -> tuple[float, float] | None:
-    """The valid range of lower slopes of an unstable neuron of the node, or None."""
-    node = next(n for n in crown.graph.nodes if n.name == name)
-    if op == "Relu":
+def slope_range(node: Node) -> tuple[float, float] | None:
+    """The valid range of lower slopes of an unstable neuron of a ReLU-like node, or None
+    (not a node whose slopes are optimised)."""
+    if node.op == "Relu":
         return 0.0, 1.0
+    if node.op != "LeakyRelu":
+        return None
     leak = float(node.attr("alpha", 0.01))
     return (leak, 1.0) if 0.0 <= leak <= 1.0 else None
 
@@ -92,7 +95,7 @@ def _init(crown: Crown, rows: int, config: AlphaConfig) -> list[tuple[tuple[str,
         relaxation = crown.relaxations.get(node.name)
         if node.op not in _ALPHA_OPS or relaxation is None:
             continue
-        span = _slope_range(crown, node.name, node.op)
+        span = slope_range(node)
         if span is None:
             continue
         lo, hi = crown.bounds[node.inputs[0]]

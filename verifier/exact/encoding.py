@@ -49,7 +49,7 @@ the program. The pieces:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -155,6 +155,7 @@ class Encoding:
     outputs: Affine | None = None
     output_lower: np.ndarray = field(default_factory=lambda: np.zeros(0))
     output_upper: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    values: dict[str, Affine] = field(default_factory=dict)
 
     @property
     def num_vars(self) -> int:
@@ -207,13 +208,14 @@ def stack(parts: list[Affine], max_entries: int = MAX_DENSE_ENTRIES) -> Affine:
                   np.concatenate([p.consts for p in parts]), np.concatenate([p.bands for p in parts]))
 
 
-def encode(crown: Crown, max_entries: int = MAX_DENSE_ENTRIES) -> Encoding:
+def encode(crown: Crown, max_entries: int = MAX_DENSE_ENTRIES, keep: Collection[str] = ()) -> Encoding:
     """Encodes the graph of ``crown`` over its single input box (see the module docstring).
 
     Args:
         crown: CROWN bounds over one box (batch size 1); its bounds and float-error bounds
             must hold for the perturbed network (any error within ``errors`` at every node).
         max_entries: largest dense matrix built for one node.
+        keep: values whose expressions go to ``Encoding.values`` (e.g. to constrain them).
 
     Returns:
         the program; every float32 execution of the model on an input of the box satisfies it.
@@ -232,6 +234,7 @@ def encode(crown: Crown, max_entries: int = MAX_DENSE_ENTRIES) -> Encoding:
     bounds = [encoder.bounds(v.name) for v in crown.graph.outputs]
     enc.output_lower = np.concatenate([b[0] for b in bounds])
     enc.output_upper = np.concatenate([b[1] for b in bounds])
+    enc.values = {name: encoder.values[name] for name in keep if name in encoder.values}
     return enc
 
 

@@ -42,7 +42,7 @@ import os
 import sys
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -96,7 +96,7 @@ def _interval(coefs: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> tuple[
 
 
 def milp_check(crown: Crown, clauses: Sequence[Clause], config: MilpConfig,
-               deadline: Deadline | None = None) -> ExactOutcome:
+               deadline: Deadline | None = None, signs: Mapping[str, np.ndarray] | None = None) -> ExactOutcome:
     """Decides whether some input of ``crown``'s box makes every row of some clause hold.
 
     Args:
@@ -105,6 +105,11 @@ def milp_check(crown: Crown, clauses: Sequence[Clause], config: MilpConfig,
         clauses: the disjunction ``C y <= d`` over the flattened outputs ``y``.
         config: solver, time limit, threads, margin and tolerance.
         deadline: the run's deadline (the solve stops at it).
+        signs: sign constraints on intermediate values (name -> flat array of +1: ``v >= 0``,
+            -1: ``v <= 0``, 0: none), e.g. the splits of a branch-and-bound domain. The check is
+            then over the inputs of the box whose float execution satisfies them, and
+            ``crown``'s bounds need only hold there. Each is added as ``s * E v + band >= 0``
+            on the value's expression ``E v`` and float band: implied by ``s * v >= 0``.
 
     Returns:
         ``unsat``: no float32 execution on the box violates a clause (see the module docstring
@@ -120,8 +125,10 @@ def milp_check(crown: Crown, clauses: Sequence[Clause], config: MilpConfig,
     limit = (deadline or Deadline(None)).sooner(config.time_limit)
     if limit.expired():
         return ExactOutcome("unknown", None, {"reason": "deadline"})
-    enc = encode(crown)
+    enc = encode(crown, keep=tuple(signs or ()))
     model = _Milp(enc, config)
+    for name, sign in (signs or {}).items():
+        model.add_signs(name, np.asarray(sign))
     if not model.add_clauses(clauses):
         stats = model.stats("bounds refute every clause", time.monotonic() - start, 0.0)
         return ExactOutcome("unsat", None, stats)
@@ -190,6 +197,21 @@ class _Milp:
             z, scale, offset = selectors[i]
             self.add(self.expr(term_vars, term_coefs, [(z, big_m * scale)])
                      <= const + rel.err + big_m * (1 - offset))
+
+    def add_signs(self, name: str, sign: np.ndarray) -> None:
+        """``s_j * E_j v + band_j >= 0`` for every element ``j`` of value ``name`` with ``s_j != 0``.
+
+        Raises:
+            ExactUnsupported: ``name`` was not kept by the encoding (not a dynamic value)."""
+        expr = self.enc.values.get(name)
+        if expr is None:
+            raise ExactUnsupported(f"no expression for value {name!r} to constrain")
+        for j in np.flatnonzero(sign):
+            band = float(expr.bands[j])
+            if not math.isfinite(band):
+                continue  # no information on the value: the constraint is dropped (a relaxation)
+            s = float(sign[j])
+            self.add(self.expr(expr.vars, s * expr.coefs[j]) >= -s * float(expr.consts[j]) - band)
 
     def add_clauses(self, clauses: Sequence[Clause]) -> bool:
         """Adds the disjunction (see the module docstring); False when bounds refute it all.

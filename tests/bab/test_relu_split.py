@@ -1,0 +1,161 @@
+"""ReLU-split branch and bound with beta-CROWN.
+
+Oracles: sampling (the bounds of a split domain hold on every sampled input whose float
+pre-activations satisfy the splits), onnxruntime (every sat is confirmed) and expected.csv of
+the bundled MNIST benchmark. The random-network cross-check against MILP and SMT is in
+test_cross_check.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tests.bab.test_cross_check import _network
+from tests.conftest import ROOT
+from verifier.api import RegionProof
+from verifier.bab import relu_split as rs
+from verifier.bab import relu_split_search
+from verifier.config import ReluSplitConfig
+from verifier.deadline import Deadline
+from verifier.exact.milp import MilpConfig, milp_check
+from verifier.graph import TorchGraph, load_model
+from verifier.spec import parse_vnnlib
+from verifier.spec.types import Region
+from verifier.witness import OnnxOracle, check_witness
+
+MNIST = ROOT / "benchmarks" / "mnist_fc"
+
+
+def _setup(path: Path, region: Region) -> tuple[TorchGraph, RegionProof]:
+    bounds = TorchGraph(load_model(path), "cpu", torch.float64)
+    return bounds, RegionProof(bounds, region)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_beta_bounds_of_split_domains_hold_on_samples_satisfying_the_splits(tmp_path: Path, seed: int) -> None:
+    """Splits of random unstable neurons (on the side of a random point); alpha and beta optimised; every sampled input whose
+    float32 pre-activations satisfy the splits has spec rows above the certified bound."""
+    path = tmp_path / "net.onnx"
+    region, _ = _network(seed, path)
+    bounds, proof = _setup(path, region)
+    if proof.crown is None:
+        pytest.skip("intervals refute the property")
+    layers = rs.splittable_layers(bounds)
+    clause = region.clauses[0]
+    lo, hi = proof.crown.input_bounds[bounds.graph.inputs[0].name]
+    bounder = rs._BetaBounder(bounds, layers, lo.reshape(1, -1), hi.reshape(1, -1), [clause], ReluSplitConfig())
+    domains = rs._root(bounds, layers, proof.crown, 1, clause.num_rows)
+    rng = np.random.default_rng(seed)
+    coefficients: dict[str, torch.Tensor] = {}
+    # split sides from the pre-activations of a random point, so the domain is not empty
+    attack = TorchGraph(bounds.graph, "cpu", torch.float32)
+    x0 = torch.from_numpy(region.lower + rng.random(region.lower.size) * (region.upper - region.lower)).float()
+    at_x0 = attack.forward_all(x0.reshape(1, *bounds.graph.inputs[0].shape))
+    sides = torch.cat([at_x0[layer.value].reshape(-1) for layer in layers])
+    for _ in range(3):  # three random splits of unstable neurons, random sides
+        unstable = torch.nonzero(torch.cat([
+            ((domains.bounds[x.value][0] < 0) & (domains.bounds[x.value][1] > 0) & (domains.split[x.node] == 0))[0]
+            for x in layers])).flatten()
+        if unstable.numel() == 0:
+            break
+        neuron = unstable[int(rng.integers(unstable.numel()))].reshape(1)
+        domains = rs._apply_split(domains, layers, neuron, 1 if float(sides[neuron]) >= 0 else -1, coefficients)
+        bounded = bounder(domains, 30, Deadline(None))
+        coefficients = bounded.coefficients
+        domains = rs._Domains(bounded.bounds, domains.split, bounded.alpha, bounded.beta, domains.open,
+                              domains.hardness)
+    bound = bounder(domains, 30, Deadline(None)).rows[0, 0, : clause.num_rows]
+    # sample, keep the inputs on the split side of every split neuron (float32 execution)
+    x = torch.from_numpy(region.lower + rng.random((40000, region.lower.size)) * (region.upper - region.lower)).float()
+    values = attack.forward_all(x.reshape(-1, *bounds.graph.inputs[0].shape))
+    inside = torch.ones(x.shape[0], dtype=torch.bool)
+    for layer in layers:
+        sign = domains.split[layer.node][0].float()
+        pre = values[layer.value].reshape(x.shape[0], -1)
+        inside &= ((sign * pre) >= 0).all(dim=1)
+    y = values[bounds.graph.outputs[0].name].reshape(x.shape[0], -1).double()[inside]
+    rows = y @ torch.as_tensor(clause.C).T - torch.as_tensor(clause.d)
+    assert rows.shape[0] >= 20  # the split domain is not (nearly) empty: the check has teeth
+    assert bool((rows.min(dim=0).values >= bound - 1e-6).all()), (rows.min(dim=0).values, bound)
+    # the multipliers only ever help: the bound with them is no worse than with beta = 0
+    zero = rs._Domains(domains.bounds, domains.split, domains.alpha,
+                       {k: torch.zeros_like(v) for k, v in domains.beta.items()}, domains.open, domains.hardness)
+    assert bool((bound >= bounder.quick(zero)[0, 0, : clause.num_rows] - 1e-9).all())
+
+
+def _mnist(net: str, prop: str, seconds: float, config: ReluSplitConfig) -> tuple[str, list[np.ndarray], bool]:
+    path = MNIST / "onnx" / f"mnist-net_{net}.onnx"
+    region = parse_vnnlib(MNIST / "vnnlib" / f"{prop}.vnnlib").regions[0]
+    bounds, proof = _setup(path, region)
+    attack = TorchGraph(bounds.graph, "cpu", torch.float32)
+    optimised = proof.optimise(Deadline.after(2.0))
+    oracle = OnnxOracle(path)
+    confirmed: list[np.ndarray] = []
+
+    def confirm(x: np.ndarray) -> bool:
+        check = check_witness(oracle, region, x)
+        if check.valid:
+            confirmed.append(x)
+        return check.valid
+
+    assert proof.crown is not None
+    outcome = relu_split_search(bounds, attack, region, proof.open, proof.crown, confirm, Deadline.after(seconds), config)
+    return outcome.status, confirmed, optimised
+
+
+@pytest.mark.parametrize("branching", ["fsb", "babsr"])
+def test_proves_mnist_instance_that_alpha_crown_leaves_open(branching: str) -> None:
+    """256x2 prop_8 at eps 0.03 is unsat in expected.csv and alpha-CROWN alone leaves it open."""
+    status, confirmed, optimised = _mnist("256x2", "prop_8_0.03", 120, ReluSplitConfig(branching=branching))
+    assert not optimised
+    assert status == "unsat" and not confirmed
+
+
+def test_never_proves_a_sat_mnist_instance() -> None:
+    """256x2 prop_1 at eps 0.03 is sat (expected.csv): the search must not prove it; any sat it
+    reports carries a confirmed point."""
+    status, confirmed, _ = _mnist("256x2", "prop_1_0.03", 20, ReluSplitConfig(pgd_every=0))
+    assert status in ("sat", "timeout", "unknown")
+    assert (status == "sat") == bool(confirmed)
+
+
+def test_leaves_go_to_the_exact_engine_with_their_splits(tmp_path: Path) -> None:
+    """With no optimisation at all (zero iterations: beta stays at its warm start) the search
+    still decides small networks, through the linear programs of its fully split leaves; its
+    verdict matches MILP on the whole box."""
+    decided = 0
+    for seed in range(12):
+        path = tmp_path / f"net{seed}.onnx"
+        region, _ = _network(seed, path)
+        bounds, proof = _setup(path, region)
+        if proof.proven or proof.crown is None:
+            continue
+        oracle = OnnxOracle(path)
+
+        def confirm(x: np.ndarray, region: Region = region, oracle: OnnxOracle = oracle) -> bool:
+            return check_witness(oracle, region, x).valid
+
+        attack = TorchGraph(bounds.graph, "cpu", torch.float32)
+        config = ReluSplitConfig(iterations=1, root_iterations=1, pgd_every=0, candidates_per_round=0)
+        outcome = relu_split_search(bounds, attack, region, proof.open, proof.crown, confirm, Deadline.after(30), config)
+        reference = milp_check(proof.crown, proof.open, MilpConfig(time_limit=30))
+        if outcome.status in ("sat", "unsat"):
+            decided += 1
+            assert outcome.status == reference.status, (seed, outcome.status, reference.status)
+    assert decided >= 6
+
+
+def test_unstable_count_and_splittable_layers() -> None:
+    path = MNIST / "onnx" / "mnist-net_256x2.onnx"
+    region = parse_vnnlib(MNIST / "vnnlib" / "prop_8_0.03.vnnlib").regions[0]
+    bounds, proof = _setup(path, region)
+    layers = rs.splittable_layers(bounds)
+    assert [layer.size for layer in layers] == [256, 256]
+    assert layers[1].offset == 256
+    assert proof.crown is not None
+    unstable = rs.count_unstable(proof.crown.bounds, bounds)
+    assert 0 < unstable < 512
