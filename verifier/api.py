@@ -20,6 +20,7 @@ import torch
 
 from verifier.attack import falsify_region
 from verifier.bab import input_split_search, relu_split_search
+from verifier.bab.relu_split import count_unstable
 from verifier.bounds.crown import Crown
 from verifier.bounds.interval import interval_bounds
 from verifier.bounds.objective import clause_refuted, crown_rows
@@ -83,6 +84,8 @@ def region_refuted(tgraph: TorchGraph, region: Region, deadline: Deadline | None
 
 _QUICK_ROUNDS = 3  # sampling/PGD rounds tried before the costlier bound computations
 _ALPHA_SECONDS = 1.0  # alpha-CROWN time per region in the pipeline (more belongs to BaB)
+_LATEST_STATS = frozenset({"batch", "lowest_open_bound"})  # search statistics that are not summed
+_ALPHA_SHARE_RELU = 0.05  # before ReLU splitting: this share of the time left, if more
 _FIRST_BAB_SECONDS = 5.0  # the first branch-and-bound slice: at least this long,
 _FIRST_BAB_SHARE = 0.3  # or this share of the time left
 
@@ -124,25 +127,60 @@ class _Run:
         self.stats["candidates_checked"] += stats.candidates_checked
         return self.found is not None
 
+    def bab_mode(self, proof: RegionProof) -> str:
+        """The branch-and-bound mode for a region: the configured one, or for ``auto`` input
+        splitting on few free input dimensions and ReLU splitting otherwise."""
+        if self.config.bab != "auto":
+            return self.config.bab
+        dims = int((proof.upper > proof.lower).sum())
+        return "input" if dims <= self.config.input_split_max_dims else "relu"
+
+    def alpha_seconds(self, proof: RegionProof) -> float:
+        """alpha-CROWN time for a region: a second, or for ReLU splitting (whose root domain
+        keeps the intermediate bounds alpha-CROWN tightens) a share of the time left."""
+        if self.bab_mode(proof) == "relu":
+            return max(_ALPHA_SECONDS, _ALPHA_SHARE_RELU * self.deadline.remaining())
+        return _ALPHA_SECONDS
+
     def branch_and_bound(self, index: int, region: Region, proof: RegionProof, deadline: Deadline) -> Status:
         """Branch and bound on one region's open clauses (the mode the configuration picks)
         until ``deadline``; UNKNOWN when no mode applies or the search gives up."""
-        mode = self.config.bab
-        if mode == "auto":
-            dims = int((proof.upper > proof.lower).sum())
-            mode = "input" if dims <= self.config.input_split_max_dims else "relu"
+        mode = self.bab_mode(proof)
+        unstable = count_unstable(proof.crown.bounds, self.bounds_graph) if proof.crown is not None else 0
+        self.stats["bab_mode"] = mode
         if mode == "input":
             outcome = input_split_search(self.bounds_graph, self.attack_graph, region, proof.open, proof.lower,
                                          proof.upper, self.confirmer(index, region), deadline, self.config.input_split)
         elif mode == "relu" and proof.crown is not None:
+            if unstable <= self.config.milp_max_unstable:
+                status = self.exact_fallback(index, region, proof, deadline)
+                if status is not Status.UNKNOWN:
+                    return status
             outcome = relu_split_search(self.bounds_graph, self.attack_graph, region, proof.open, proof.crown,
                                         self.confirmer(index, region), deadline, self.config.relu_split)
         else:
             return Status.UNKNOWN
         totals = self.stats.setdefault("bab", {})
         for key, value in outcome.stats.as_dict().items():
-            totals[key] = totals.get(key, 0) + value
+            additive = key not in _LATEST_STATS
+            totals[key] = totals.get(key, 0) + value if additive else value
         return Status(outcome.status)
+
+    def exact_fallback(self, index: int, region: Region, proof: RegionProof, deadline: Deadline) -> Status:
+        """MILP on a region with few unstable neurons (a small mixed-integer program): SAT
+        (confirmed by onnxruntime), UNSAT, or UNKNOWN (undecided in time, or not encodable)."""
+        from verifier.exact import ExactUnsupported, MilpConfig, milp_check
+
+        assert proof.crown is not None
+        try:
+            outcome = milp_check(proof.crown, proof.open, MilpConfig(time_limit=deadline.remaining()), deadline)
+        except ExactUnsupported as exc:
+            self.stats["exact_error"] = str(exc)
+            return Status.UNKNOWN
+        self.stats.setdefault("exact", []).append(outcome.stats)
+        if outcome.status == "sat" and outcome.x is not None and self.confirmer(index, region)(outcome.x):
+            return Status.SAT
+        return Status.UNSAT if outcome.status == "unsat" else Status.UNKNOWN
 
     def decide_exactly(self, method: str) -> Status:
         """``--method milp|smt``: per region, intervals and CROWN, then the exact engine on the
@@ -222,7 +260,7 @@ class _Run:
                         continue
                 elif step in ("bounds", "alpha"):
                     proof = proofs[index]
-                    if proof.proven or (step == "alpha" and proof.optimise(self.deadline.sooner(_ALPHA_SECONDS))):
+                    if proof.proven or (step == "alpha" and proof.optimise(self.deadline.sooner(self.alpha_seconds(proof)))):
                         self.stats["regions_proven"] += 1
                         continue
                 elif self.falsify(index, region, quick if step == "quick attack" else self.config.attack,

@@ -127,7 +127,8 @@ class ReluSplitConfig:
         pgd_steps: PGD steps per start.
         refine_intermediate: recompute the intermediate bounds of every domain with CROWN
             (starting from its stored ones, so the splits' clamps tighten later layers); else
-            they only tighten through interval propagation.
+            they only tighten through interval propagation. Off by default: on MNIST 256x4 a
+            domain cost 48 ms instead of 3.3 ms, and the bound progressed less in the same time.
     """
 
     batch: int = 64
@@ -142,7 +143,7 @@ class ReluSplitConfig:
     candidates_per_round: int = 4
     pgd_every: int = 10
     pgd_steps: int = 20
-    refine_intermediate: bool = True
+    refine_intermediate: bool = False
 
     def __post_init__(self) -> None:
         if self.branching not in ("fsb", "babsr"):
@@ -160,7 +161,11 @@ class VerifierConfig:
     Attributes:
         bab: branch and bound after the incomplete methods: ``input`` (split the input box),
             ``relu`` (split unstable ReLUs), ``none``, or ``auto`` (input splitting when the
-            region has at most ``input_split_max_dims`` non-degenerate input dimensions).
+            region has at most ``input_split_max_dims`` non-degenerate input dimensions, else
+            ReLU splitting).
+        milp_max_unstable: in ReLU-split mode, a region with at most this many unstable
+            neurons (after alpha-CROWN) goes to the MILP engine first (a small program); the
+            search runs if MILP does not decide it in time.
         method: ``auto`` (the pipeline: bounds, attacks, branch and bound), or an exact engine
             alone after intervals and CROWN: ``milp`` (pulp + HiGHS) or ``smt`` (z3).
     """
@@ -171,6 +176,7 @@ class VerifierConfig:
     relu_split: ReluSplitConfig = field(default_factory=ReluSplitConfig)
     bab: str = "auto"
     input_split_max_dims: int = 16
+    milp_max_unstable: int = 32
     method: str = "auto"
     seed: int = 0
 
