@@ -56,6 +56,21 @@ def test_exact_methods_give_the_known_verdict_or_say_why_not(capsys: pytest.Capt
         assert any(clause_holds(c, y) for c in region.clauses)
 
 
+MNIST = Path(__file__).resolve().parents[1] / "benchmarks" / "mnist_fc"
+
+
+def test_relu_split_proves_an_mnist_instance_that_bounds_leave_open(capsys: pytest.CaptureFixture[str]) -> None:
+    """256x2 prop_8 at eps 0.03 is unsat (expected.csv); without branch and bound the answer
+    is unknown (or timeout), with ReLU splitting (the auto choice for 784 inputs) it is proven."""
+    model, spec = str(MNIST / "onnx" / "mnist-net_256x2.onnx"), str(MNIST / "vnnlib" / "prop_8_0.03.vnnlib")
+    _, payload = _run_json(capsys, model, spec, "--timeout", "20", "--bab", "none")
+    assert payload["status"] in ("unknown", "timeout")
+    code, payload = _run_json(capsys, model, spec, "--timeout", "120")
+    assert payload["status"] == "unsat" and code == 0
+    assert payload["stats"]["bab_mode"] == "relu"
+    assert payload["stats"]["bab"]["domains_bounded"] > 0
+
+
 def test_sat_result_file_is_rechecked_by_onnxruntime(tmp_path: Path) -> None:
     model, spec = SPECS / "onnx/relu_net.onnx", SPECS / "vnnlib/relu_sat_or.vnnlib"
     out = tmp_path / "result.txt"

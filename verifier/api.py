@@ -142,9 +142,12 @@ class _Run:
             return max(_ALPHA_SECONDS, _ALPHA_SHARE_RELU * self.deadline.remaining())
         return _ALPHA_SECONDS
 
-    def branch_and_bound(self, index: int, region: Region, proof: RegionProof, deadline: Deadline) -> Status:
+    def branch_and_bound(self, index: int, region: Region, proof: RegionProof, deadline: Deadline,
+                         first: bool = True) -> Status:
         """Branch and bound on one region's open clauses (the mode the configuration picks)
-        until ``deadline``; UNKNOWN when no mode applies or the search gives up."""
+        until ``deadline``; UNKNOWN when no mode applies or the search gives up. In ReLU-split
+        mode, a region with few unstable neurons whose first slice of search did not decide it
+        goes to the MILP engine instead (and back to the search if MILP cannot decide)."""
         mode = self.bab_mode(proof)
         unstable = count_unstable(proof.crown.bounds, self.bounds_graph) if proof.crown is not None else 0
         self.stats["bab_mode"] = mode
@@ -152,7 +155,7 @@ class _Run:
             outcome = input_split_search(self.bounds_graph, self.attack_graph, region, proof.open, proof.lower,
                                          proof.upper, self.confirmer(index, region), deadline, self.config.input_split)
         elif mode == "relu" and proof.crown is not None:
-            if unstable <= self.config.milp_max_unstable:
+            if not first and unstable <= self.config.milp_max_unstable:
                 status = self.exact_fallback(index, region, proof, deadline)
                 if status is not Status.UNKNOWN:
                     return status
@@ -228,7 +231,7 @@ class _Run:
         deadline = self.deadline
         if first:
             deadline = deadline.sooner(max(_FIRST_BAB_SECONDS, _FIRST_BAB_SHARE * deadline.remaining()))
-        status = self.branch_and_bound(index, region, proof, deadline)
+        status = self.branch_and_bound(index, region, proof, deadline, first)
         if status is Status.UNKNOWN:
             self.bab_exhausted.add(index)
         if status is Status.TIMEOUT and first and not self.deadline.expired():

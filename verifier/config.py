@@ -164,8 +164,9 @@ class VerifierConfig:
             region has at most ``input_split_max_dims`` non-degenerate input dimensions, else
             ReLU splitting).
         milp_max_unstable: in ReLU-split mode, a region with at most this many unstable
-            neurons (after alpha-CROWN) goes to the MILP engine first (a small program); the
-            search runs if MILP does not decide it in time.
+            neurons (after alpha-CROWN) that the first slice of search left open goes to the
+            MILP engine (a small program) for the rest of the time. Not first: on MNIST 256x2
+            prop_8 (31 unstable) HiGHS needed 12.5 s where the search needed under 1 s.
         method: ``auto`` (the pipeline: bounds, attacks, branch and bound), or an exact engine
             alone after intervals and CROWN: ``milp`` (pulp + HiGHS) or ``smt`` (z3).
     """
