@@ -57,6 +57,11 @@ class CrownConfig:
             other tools that bound the real-valued network.
         fast_paths: hand-written backward rules for common affine ops (``Linear``) instead of
             the generic vector-Jacobian product (same result; tested against it).
+        per_domain_rows: refine the inputs of ReLU-like nodes with each batch element's own
+            unstable positions (rows padded to the largest count in the batch) instead of the
+            union over the batch: cheaper for large batches of small boxes (input splitting),
+            where each box has few unstable neurons. Not used while alpha slopes are set
+            (their shapes follow the union rows).
     """
 
     relu_mode: str = "adaptive"
@@ -64,6 +69,7 @@ class CrownConfig:
     max_rows: int = 256
     real_arithmetic: bool = False
     fast_paths: bool = True
+    per_domain_rows: bool = False
 
 
 def _rowwise(t: Tensor) -> Tensor:
@@ -182,7 +188,10 @@ class Crown:
                     self.bounds[source] = self._refine(source, index, self.refined[source][1])
                     los, his, batched = self._args(node)
                 elif source not in self.exact and self._has_relaxation(node, los[0], his[0]):
-                    self.bounds[source] = self._refine(source, index, _rows_to_refine(node, los[0], his[0]))
+                    if self.config.per_domain_rows and node.op in _PIECEWISE_LINEAR and not self.alpha:
+                        self.bounds[source] = self._refine_each(source, index)
+                    else:
+                        self.bounds[source] = self._refine(source, index, _rows_to_refine(node, los[0], his[0]))
                     los, his, batched = self._args(node)
         out = op.interval(node, los, his, batched)
         errors = op.fp_error(node, los, his, batched, out, self.unit)
@@ -230,6 +239,35 @@ class Crown:
             flat_lo[:, chunk] = torch.maximum(flat_lo[:, chunk], bound[:, :rows])
             flat_hi[:, chunk] = torch.minimum(flat_hi[:, chunk], -bound[:, rows:])
             start += rows
+        best = self.best.get(value)
+        if best is not None:
+            flat_lo, flat_hi = torch.maximum(flat_lo, best[0]), torch.minimum(flat_hi, best[1])
+        self.best[value] = (flat_lo.detach(), flat_hi.detach())
+        return flat_lo.reshape(lo.shape), flat_hi.reshape(hi.shape)
+
+    def _refine_each(self, value: str, stop: int) -> Bounds:
+        """CROWN bounds (rows ``+I`` and ``-I``) of each batch element's own unstable positions
+        of ``value`` (``l < 0 < u``), intersected with the current and best earlier bounds;
+        the other positions keep theirs. Not recorded in :attr:`refined` (the rows differ
+        between batch elements)."""
+        lo, hi = self.bounds[value]
+        size = int(lo[0].numel())
+        flat_lo, flat_hi = lo.reshape(self.batch, size), hi.reshape(self.batch, size)
+        unstable = (flat_lo < 0) & (flat_hi > 0)
+        count = unstable.sum(dim=1)
+        rows = int(count.max()) if self.batch else 0
+        if rows > 0:
+            # each element's unstable positions first (a stable sort keeps them distinct)
+            position = torch.argsort((~unstable).to(torch.int8), dim=1, stable=True)[:, :rows]
+            valid = torch.arange(rows, device=lo.device).unsqueeze(0) < count.unsqueeze(1)
+            eye = torch.zeros(self.batch, rows, size, dtype=lo.dtype, device=lo.device)
+            eye.scatter_(2, position.unsqueeze(2), valid.unsqueeze(2).to(lo.dtype))
+            seed = torch.cat([eye, -eye], dim=1).reshape(self.batch, 2 * rows, *lo.shape[1:])
+            bound = self._lower({value: seed}, stop, (value, 0, 2 * rows))
+            found_lo = torch.where(valid, bound[:, :rows], -torch.inf)
+            found_hi = torch.where(valid, -bound[:, rows:], torch.inf)
+            flat_lo = torch.maximum(flat_lo, torch.full_like(flat_lo, -torch.inf).scatter(1, position, found_lo))
+            flat_hi = torch.minimum(flat_hi, torch.full_like(flat_hi, torch.inf).scatter(1, position, found_hi))
         best = self.best.get(value)
         if best is not None:
             flat_lo, flat_hi = torch.maximum(flat_lo, best[0]), torch.minimum(flat_hi, best[1])
