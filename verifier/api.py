@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from verifier.attack import falsify_region
-from verifier.bab import input_split_search
+from verifier.bab import InputSplitSearch
 from verifier.bounds.crown import Crown
 from verifier.bounds.interval import interval_bounds
 from verifier.bounds.objective import clause_refuted, crown_rows
@@ -100,6 +100,7 @@ class _Run:
                                       "attack_evaluations": 0, "pgd_steps": 0, "candidates_checked": 0}
         self.found: Counterexample | None = None
         self.bab_exhausted: set[int] = set()  # regions whose branch and bound gave up
+        self.searches: dict[int, InputSplitSearch] = {}  # input splitting per region, resumed
         self.streams: dict[int, torch.Generator] = {}
 
     def confirmer(self, index: int, region: Region) -> Callable[[np.ndarray], bool]:
@@ -133,8 +134,11 @@ class _Run:
             mode = "input" if dims <= self.config.input_split_max_dims else "none"
         if mode != "input":
             return Status.UNKNOWN
-        outcome = input_split_search(self.bounds_graph, self.attack_graph, region, proof.open, proof.lower, proof.upper,
-                              self.confirmer(index, region), deadline, self.config.input_split)
+        if index not in self.searches:  # the first slice's domains are kept for the later ones
+            self.searches[index] = InputSplitSearch(self.bounds_graph, self.attack_graph, region, proof.open,
+                                                    proof.lower, proof.upper, self.confirmer(index, region),
+                                                    self.config.input_split)
+        outcome = self.searches[index].run(deadline)
         totals = self.stats.setdefault("bab", {})
         for key, value in outcome.stats.as_dict().items():
             totals[key] = totals.get(key, 0) + value
@@ -179,8 +183,9 @@ class _Run:
     def bab_step(self, index: int, region: Region, proof: RegionProof, first: bool) -> Status:
         """Branch and bound in two parts: a first slice (at least a few seconds, or a share of
         the time left), so that the later attack rounds, which find counterexamples hidden in
-        tiny pockets, keep time; then, after them, the rest of the time. A search that gave up
-        (UNKNOWN) is not repeated; a slice that ran out is reported as UNKNOWN."""
+        tiny pockets, keep time; then, after them, the rest of the time, resuming the first
+        slice's search where it stopped. A search that gave up (UNKNOWN) is not repeated; a
+        slice that ran out is reported as UNKNOWN."""
         if index in self.bab_exhausted:
             return Status.UNKNOWN
         deadline = self.deadline
