@@ -130,6 +130,7 @@ class Crown:
         # bound (for branching heuristics)
         self.input_coefficients: dict[str, Tensor] = {}
         self._offsets: dict[str, Tensor] = {}  # f(0) of the nodes on the fast pass-through path
+        self._bias_kind: dict[str, bool] = {}  # see _upper_bias_only
         self.compute()
 
     def compute(self) -> None:
@@ -140,6 +141,7 @@ class Crown:
         bounds through it)."""
         self.bounds = dict(self.input_bounds)
         self.relaxations.clear()
+        self._bias_kind.clear()
         self.errors.clear()
         # values whose interval bounds are already exact: the inputs, and one affine op of one input
         self.exact = {v.name for v in self.graph.inputs}
@@ -320,6 +322,11 @@ class Crown:
                 lower_slope = torch.where(unstable, alpha, lower_slope)
             slope = a * torch.where(a > 0, lower_slope, relaxation.upper_slope.unsqueeze(1))
             _accumulate(pending, node.inputs[0], slope)
+            if self._upper_bias_only(node.name, relaxation):  # A+ · 0 adds nothing: one product
+                n = a.shape[0]
+                upper_bias = relaxation.upper_bias.expand(n, *relaxation.upper_bias.shape[1:]).reshape(n, -1, 1)
+                bias = torch.bmm(_rowwise(a.clamp(max=0)), upper_bias.to(a.dtype)).squeeze(2)
+                return self._fp_term(node, coeffs) + bias
             return self._fp_term(node, coeffs) + _dot(a, relaxation.lower_bias, relaxation.upper_bias)
         first = next(c for c in coeffs if c is not None)
         total = torch.zeros(first.shape[:2], dtype=first.dtype, device=first.device)
@@ -348,6 +355,14 @@ class Crown:
             assert lo is not None and hi is not None
             self.relaxations[node.name] = self._relax(node, lo, hi)
         return self.relaxations[node.name]
+
+    def _upper_bias_only(self, name: str, relaxation: LinearBounds) -> bool:
+        """True when the node's relaxation has a zero lower bias and a finite upper bias (e.g.
+        ReLU): its bias term is then ``A- · upper_bias`` alone (cached per relaxation)."""
+        if name not in self._bias_kind:
+            self._bias_kind[name] = (not bool(relaxation.lower_bias.any())
+                                     and bool(torch.isfinite(relaxation.upper_bias).all()))
+        return self._bias_kind[name]
 
     def _fp_term(self, node: Node, coeffs: list[Tensor | None]) -> Tensor:
         """``-sum |A|·err`` over the node's outputs: the float evaluation error of the node."""
