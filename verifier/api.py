@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from verifier.attack import falsify_region
-from verifier.bab import input_split_search, relu_split_search
+from verifier.bab import InputSplitSearch, relu_split_search
 from verifier.bab.relu_split import count_unstable
 from verifier.bounds.crown import Crown
 from verifier.bounds.interval import interval_bounds
@@ -105,6 +105,7 @@ class _Run:
                                       "attack_evaluations": 0, "pgd_steps": 0, "candidates_checked": 0}
         self.found: Counterexample | None = None
         self.bab_exhausted: set[int] = set()  # regions whose branch and bound gave up
+        self.searches: dict[int, InputSplitSearch] = {}  # input splitting per region, resumed
         self.streams: dict[int, torch.Generator] = {}
 
     def confirmer(self, index: int, region: Region) -> Callable[[np.ndarray], bool]:
@@ -154,8 +155,11 @@ class _Run:
         unstable = count_unstable(proof.crown.bounds, self.bounds_graph) if proof.crown is not None else 0
         self.stats["bab_mode"] = mode
         if mode == "input":
-            outcome = input_split_search(self.bounds_graph, self.attack_graph, region, proof.open, proof.lower,
-                                         proof.upper, self.confirmer(index, region), deadline, self.config.input_split)
+            if index not in self.searches:  # the first slice's domains are kept for the later ones
+                self.searches[index] = InputSplitSearch(self.bounds_graph, self.attack_graph, region, proof.open,
+                                                        proof.lower, proof.upper, self.confirmer(index, region),
+                                                        self.config.input_split)
+            outcome = self.searches[index].run(deadline)
         elif mode == "relu" and proof.crown is not None:
             if not first and unstable <= self.config.milp_max_unstable:
                 status = self.exact_fallback(index, region, proof, deadline)
@@ -226,8 +230,9 @@ class _Run:
     def bab_step(self, index: int, region: Region, proof: RegionProof, first: bool) -> Status:
         """Branch and bound in two parts: a first slice (at least a few seconds, or a share of
         the time left), so that the later attack rounds, which find counterexamples hidden in
-        tiny pockets, keep time; then, after them, the rest of the time. A search that gave up
-        (UNKNOWN) is not repeated; a slice that ran out is reported as UNKNOWN."""
+        tiny pockets, keep time; then, after them, the rest of the time, resuming the first
+        slice's search where it stopped. A search that gave up (UNKNOWN) is not repeated; a
+        slice that ran out is reported as UNKNOWN."""
         if index in self.bab_exhausted:
             return Status.UNKNOWN
         deadline = self.deadline

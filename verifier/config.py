@@ -91,18 +91,32 @@ class InputSplitConfig:
         pgd_domains: domains PGD starts in.
         pgd_steps: PGD steps per start.
         candidates_per_round: most points sent to the onnxruntime re-check per round.
-        inherit_bounds: children start from their parent's intermediate bounds (fewer rows to
-            refine, so cheaper passes; but on ACAS Xu the search needed far more domains, since
-            CROWN's adaptive slopes do not always gain from tighter intermediate bounds).
+        inherit_bounds: children start from their parent's intermediate bounds (CROWN then
+            refines only the neurons still unstable under them: cheaper passes; with smear
+            branching the search needed more domains on ACAS Xu, with strong branching fewer).
+        per_domain_rows: CROWN refines each box's own unstable neurons, not the union over
+            the batch (see :class:`verifier.bounds.crown.CrownConfig`).
+        branching: how a box's split dimension is chosen: ``strong`` (both halves along every
+            dimension are bounded in full and each box keeps the pair with the best summed
+            hardness: ``2n`` bounds per box instead of 2, for far fewer boxes on low-dimensional
+            inputs) or ``smear`` (the largest ``|a_j| * width_j`` of the hardest row's input
+            coefficients; cheap, but it can keep splitting the dimensions that the linear
+            bound is steep in while the looseness comes from the others).
     """
 
-    batch: int = 128
+    batch: int = 32
     max_domains: int = 2_000_000
     pgd_every: int = 10
     pgd_domains: int = 64
     pgd_steps: int = 20
     candidates_per_round: int = 4
-    inherit_bounds: bool = False
+    inherit_bounds: bool = True
+    per_domain_rows: bool = True
+    branching: str = "strong"
+
+    def __post_init__(self) -> None:
+        if self.branching not in ("strong", "smear"):
+            raise ValueError(f"unknown branching {self.branching!r}; use strong or smear")
 
 
 @dataclass(frozen=True)

@@ -71,8 +71,9 @@ def _crown(path: Path, region: Region) -> tuple[Crown, TorchGraph, TorchGraph]:
     return Crown(bounds, [lo], [hi]), bounds, TorchGraph(graph, "cpu", torch.float32)
 
 
-def _verdicts(path: Path, region: Region) -> dict[str, str]:
-    """Verdict of each complete method; every sat is confirmed by onnxruntime here."""
+def _verdicts(path: Path, region: Region, config: InputSplitConfig | None = None) -> dict[str, str]:
+    """Verdict of each complete method (``config``: the branch and bound's options); every sat
+    is confirmed by onnxruntime here."""
     oracle = OnnxOracle(path)
     crown, bounds, attack = _crown(path, region)
     verdicts: dict[str, str] = {}
@@ -86,7 +87,7 @@ def _verdicts(path: Path, region: Region) -> dict[str, str]:
     else:
         assert proof.crown is not None
         outcome = input_split_search(bounds, attack, region, proof.open, proof.lower, proof.upper, confirm,
-                                     Deadline.after(20), InputSplitConfig(pgd_every=0))
+                                     Deadline.after(20), config or InputSplitConfig(pgd_every=0))
         verdicts["bab"] = outcome.status
         relu = relu_split_search(bounds, attack, region, proof.open, proof.crown, confirm, Deadline.after(20),
                                  ReluSplitConfig(pgd_every=0))
@@ -173,3 +174,17 @@ def test_cross_check_catches_split_multipliers_of_the_wrong_sign(tmp_path: Path,
         if caught:
             break
     assert caught
+
+
+@pytest.mark.parametrize("config", [InputSplitConfig(pgd_every=0, branching="smear", inherit_bounds=False),
+                                    InputSplitConfig(pgd_every=0, per_domain_rows=False, batch=4)],
+                         ids=["smear", "union-rows"])
+def test_branching_and_row_options_agree_with_milp_and_smt(tmp_path: Path, config: InputSplitConfig) -> None:
+    """Smear branching without inherited bounds, and CROWN's union rows (small batches): the
+    same checks on 30 of the random networks (the test above covers the defaults)."""
+    for seed in range(30):
+        path = tmp_path / f"net{seed}.onnx"
+        region, values = _network(seed, path)
+        verdicts = _verdicts(path, region, config)
+        assert "unconfirmed" not in verdicts.values(), (seed, verdicts)
+        assert _consistent(verdicts, values), (seed, verdicts)

@@ -9,7 +9,7 @@ import torch
 
 from tests.conftest import ROOT
 from verifier.api import RegionProof
-from verifier.bab import input_split_search
+from verifier.bab import InputSplitSearch, input_split_search
 from verifier.config import InputSplitConfig
 from verifier.deadline import Deadline
 from verifier.graph import TorchGraph, load_model
@@ -59,3 +59,24 @@ def test_finds_confirmed_counterexamples_of_sat_instances_and_never_proves_them(
 def test_gives_up_with_unknown_when_the_queue_limit_is_reached() -> None:
     status, _ = _run("1_1", 4, 30, InputSplitConfig(max_domains=4, batch=2))
     assert status in ("unknown", "unsat")
+
+
+def test_a_timed_out_search_resumes_where_it_stopped() -> None:
+    """The first call runs out of time; the second continues with the domains left (it does
+    not bound the whole box again) and proves the instance (unsat in expected.csv)."""
+    path = ACAS / "onnx" / "ACASXU_run2a_1_1_batch_2000.onnx"
+    graph = load_model(path)
+    region = parse_vnnlib(ACAS / "vnnlib" / "prop_4.vnnlib").regions[0]
+    bounds, attack = TorchGraph(graph, "cpu", torch.float64), TorchGraph(graph, "cpu", torch.float32)
+    proof = RegionProof(bounds, region)
+    oracle = OnnxOracle(path)
+    search = InputSplitSearch(bounds, attack, region, proof.open, proof.lower, proof.upper,
+                              lambda x: check_witness(oracle, region, x).valid)
+    first = search.run(Deadline.after(0.3))
+    assert first.status == "timeout" and first.stats.rounds > 0
+    second = search.run(Deadline.after(60))
+    assert second.status == "unsat"
+    fresh = input_split_search(bounds, attack, region, proof.open, proof.lower, proof.upper,
+                               lambda x: check_witness(oracle, region, x).valid, Deadline.after(60))
+    assert fresh.status == "unsat"
+    assert second.stats.domains_bounded < fresh.stats.domains_bounded

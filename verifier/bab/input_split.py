@@ -2,15 +2,19 @@
 
 A domain is a sub-box of the region's proof box with the set of clauses not yet refuted on it.
 Each round pops a batch of domains, halves each along one input dimension, and bounds all the
-children in one batched CROWN pass over the spec rows of their open clauses. A child is
-discarded once every clause has a row with a positive certified lower bound (no counterexample
-in that sub-box); the others go back on the stack with the dimension to split next: the one
+children in one batched CROWN pass over the spec rows of their open clauses (starting from
+their parent's intermediate bounds, by default). A child is discarded once every clause has a
+row with a positive certified lower bound (no counterexample in that sub-box); the others go
+back on the stack. The dimension: with strong branching (the default) every dimension's two
+halves are bounded and each box keeps the pair whose halves have the best summed hardness (the
+bound of the row closest to refuting the hardest open clause); with smear branching, the one
 with the largest ``|a_j| * width_j``, where ``a`` is the input coefficient of CROWN's linear
-bound of the row closest to refuting the hardest open clause (its "smear").
+bound of that row (its "smear"), chosen when the box itself was bounded.
 
-Soundness: the two children of a box cover it (``[l, m]`` and ``[m, u]``), so when every
-domain is refuted the whole proof box is; each refutation is a certified CROWN bound (sound for
-the float32 model, see :mod:`verifier.bounds.crown`). Counterexamples: the corner minimising
+Soundness: the two children of a box cover it (``[l, m]`` and ``[m, u]``, whichever dimension
+is kept), so when every domain is refuted the whole proof box is; each refutation is a
+certified CROWN bound (sound for the float32 model, see :mod:`verifier.bounds.crown`), and a
+parent's intermediate bounds hold on its sub-boxes. Counterexamples: the corner minimising
 each child's linear bound and the child's centre are evaluated, PGD runs inside the worst
 domains from time to time, and every point that looks violating is passed to ``confirm`` (the
 onnxruntime re-check); only a confirmed point ends the search with ``sat``.
@@ -19,14 +23,14 @@ onnxruntime re-check); only a confirmed point ends the search with ``sat``.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from verifier.bab.common import BabOutcome, BabStats, CandidateSearch, Confirm
-from verifier.bounds.crown import Crown
+from verifier.bounds.crown import Crown, CrownConfig
 from verifier.bounds.objective import spec_rows, stack_clauses
 from verifier.config import InputSplitConfig
 from verifier.deadline import Deadline
@@ -37,8 +41,10 @@ from verifier.spec.types import Clause, Region
 class _Bounder:
     """Bounds batches of sub-boxes against the stacked rows of a region's clauses."""
 
-    def __init__(self, tgraph: TorchGraph, clauses: Sequence[Clause], root_width: Tensor, inherit: bool) -> None:
-        self.tgraph, self.inherit = tgraph, inherit
+    def __init__(self, tgraph: TorchGraph, clauses: Sequence[Clause], root_width: Tensor,
+                 config: InputSplitConfig) -> None:
+        self.tgraph, self.inherit = tgraph, config.inherit_bounds
+        self.crown_config = CrownConfig(per_domain_rows=config.per_domain_rows)
         # dimensions narrower than this fraction of their root width are not split any more
         self.floor = root_width * 1e-6
         self.root_width = torch.where(root_width > 0, root_width, torch.ones_like(root_width))
@@ -49,16 +55,20 @@ class _Bounder:
         self.shape = tgraph.graph.inputs[0].shape
 
     def __call__(self, lower: Tensor, upper: Tensor, open_: Tensor,
-                 prior: dict[str, tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor, Tensor, Tensor, Prior]:
-        """For boxes ``(M, n)`` with open clauses ``(M, K)``: the clauses still open, the
-        minimising corner of the hardest row's linear bound ``(M, n)``, the split dimension
-        ``(M,)`` and the hardness ``(M,)`` (that row's bound: the lower, the further from
-        refuted), and the intermediate bounds found (valid priors for sub-boxes)."""
+                 prior: Prior, parent_rows: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Prior, Tensor]:
+        """For boxes ``(M, n)`` with open clauses ``(M, K)`` and row bounds ``(M, K, R)`` known
+        to hold on them (their parent's; -inf: none): the clauses still open, the minimising
+        corner of the hardest row's linear bound ``(M, n)``, the smear's split dimension
+        ``(M,)``, the hardness ``(M,)`` (that row's bound: the lower, the further from refuted;
+        +inf once every clause is refuted), the intermediate bounds found (valid priors for
+        sub-boxes) and the row bounds ``(M, K, R)`` (the better of CROWN's and the parent's)."""
         m = lower.shape[0]
         with torch.no_grad():
-            crown = Crown(self.tgraph, [lower.reshape(m, *self.shape)], [upper.reshape(m, *self.shape)], prior=prior)
-            raw = crown.lower_bound(self.rows).reshape(m, self.k, self.r)
-            rows = spec_rows(raw, self.d, self.mask)
+            crown = Crown(self.tgraph, [lower.reshape(m, *self.shape)], [upper.reshape(m, *self.shape)],
+                          self.crown_config, prior=prior)
+            # a parent's certified row bounds hold on its sub-boxes too: the children never
+            # come out worse than their parent (CROWN's adaptive slopes alone do not ensure it)
+            rows = torch.maximum(self._rows(crown, m), parent_rows)
             still_open = open_ & ~(rows > 0).any(dim=2)
             # the hardest open clause, and its best row
             best_row, row_index = rows.max(dim=2)
@@ -74,13 +84,18 @@ class _Bounder:
             dim = torch.where(smear.amax(dim=1) > 0, smear.argmax(dim=1), relative.argmax(dim=1))
             corner = torch.where(a > 0, lower, upper)
             hardness = best_row.gather(1, clause.unsqueeze(1)).squeeze(1)
-        return still_open, corner, dim, hardness, (crown.best if self.inherit else {})
+        return still_open, corner, dim, hardness, (crown.best if self.inherit else {}), rows
+
+    def _rows(self, crown: Crown, m: int) -> Tensor:
+        """Certified lower bounds ``(m, K, R)`` of the spec rows ``C y - d`` (padding: -inf)."""
+        raw = crown.lower_bound(self.rows).reshape(m, self.k, self.r)
+        return spec_rows(raw, self.d, self.mask)
 
 
-def input_split_search(bounds_graph: TorchGraph, attack_graph: TorchGraph, region: Region, clauses: Sequence[Clause],
-                lower: Tensor, upper: Tensor, confirm: Confirm, deadline: Deadline,
-                config: InputSplitConfig | None = None) -> BabOutcome:
-    """Input-split branch and bound over one region (see the module docstring).
+class InputSplitSearch:
+    """Input-split branch and bound over one region that can be resumed (see the module
+    docstring): :meth:`run` works until its deadline and a later call continues with the
+    domains left, so that time spent before an interruption is not lost.
 
     Args:
         bounds_graph: the model in the bound precision (float64), on the configured device.
@@ -89,94 +104,195 @@ def input_split_search(bounds_graph: TorchGraph, attack_graph: TorchGraph, regio
         clauses: the region's clauses still open (not refuted on the whole box).
         lower, upper: the flattened proof box ``(1, n)`` (see :func:`verifier.problem.proof_box`).
         confirm: the onnxruntime re-check of a flattened point; True ends the search (``sat``).
-        deadline: the search stops with ``timeout`` when it expires.
+        config: the options.
+    """
+
+    def __init__(self, bounds_graph: TorchGraph, attack_graph: TorchGraph, region: Region, clauses: Sequence[Clause],
+                 lower: Tensor, upper: Tensor, confirm: Confirm, config: InputSplitConfig | None = None) -> None:
+        self.bounds_graph, self.attack_graph, self.region = bounds_graph, attack_graph, region
+        self.clauses, self.confirm = tuple(clauses), confirm
+        self.config = config or InputSplitConfig()
+        self.device = bounds_graph.place.device
+        self.lower = lower.to(self.device, torch.float64)
+        self.upper = upper.to(self.device, torch.float64)
+        self.floor = (self.upper - self.lower).reshape(-1) * 1e-6  # see _Bounder.floor
+        self.stack: list[Domains] | None = None  # None until the whole box has been bounded
+        self.queued = 0
+        self.rounds = 0
+        self.unsplittable = 0  # boxes that could not be halved (the search cannot end unsat)
+        self.final: str | None = None  # the outcome once decided (sat, unsat, unknown)
+
+    def run(self, deadline: Deadline) -> BabOutcome:
+        """Searches until the outcome is decided or ``deadline`` expires (``timeout``; a later
+        call resumes). The statistics count this call's work only. ``unsat`` only when every
+        sub-box is refuted."""
+        stats = BabStats()
+        if self.final is None:
+            self.final = self._search(deadline, stats)
+        return BabOutcome(self.final or "timeout", stats)
+
+    def _search(self, deadline: Deadline, stats: BabStats) -> str | None:
+        """The search loop; returns the outcome, or None on timeout."""
+        config, device = self.config, self.device
+        if not self.clauses:
+            return "unsat"
+        if len(self.bounds_graph.graph.inputs) != 1 or any(c.num_rows == 0 for c in self.clauses):
+            return "unknown"
+        root_width = (self.upper - self.lower).reshape(-1)
+        bound = _Bounder(self.bounds_graph, self.clauses, root_width, config)
+        search = CandidateSearch(self.attack_graph, self.region, self.confirm, stats, config.candidates_per_round,
+                                 config.pgd_steps)
+        if self.stack is None:
+            lower, upper = self.lower, self.upper
+            open_ = torch.ones(1, bound.k, dtype=torch.bool, device=device)
+            start = time.monotonic()
+            unknown = torch.full((1, bound.k, bound.r), -torch.inf, dtype=torch.float64, device=device)
+            open_, corner, dims, _, prior, rows = bound(lower, upper, open_, {}, unknown)
+            stats.seconds_bounding += time.monotonic() - start
+            stats.domains_bounded += 1
+            keep = open_.any(dim=1)
+            self.stack = [_select(Domains(lower, upper, open_, dims, prior, rows), keep)]
+            self.queued = int(keep.sum())
+            if search.offer(torch.cat([corner, (lower + upper) / 2])):
+                return "sat"
+        stack = self.stack
+        while self.queued:
+            if deadline.expired():
+                return None
+            if self.queued > config.max_domains:
+                stats.extra["gave_up_queue"] = self.queued
+                return "unknown"
+            batch = _pop(stack, config.batch)
+            self.queued -= batch.size
+            split = self._split_all if config.branching == "strong" else self._split_one
+            children_of = split(batch, stats)
+            if children_of is None:
+                continue
+            child_lo, child_hi, child_open, child_prior, child_rows, pick = children_of
+            start = time.monotonic()
+            child_open, corner, child_dim, hardness, found, child_rows = bound(child_lo, child_hi, child_open,
+                                                                               child_prior, child_rows)
+            stats.domains_bounded += child_lo.shape[0]
+            if pick is not None:  # strong branching: each box keeps the halves of its best dimension
+                chosen = pick(hardness)
+                child_lo, child_hi, child_open, corner = child_lo[chosen], child_hi[chosen], child_open[chosen], corner[chosen]
+                child_dim, hardness, child_rows = child_dim[chosen], hardness[chosen], child_rows[chosen]
+                found = {k: (v[0][chosen], v[1][chosen]) for k, v in found.items()}
+            stats.seconds_bounding += time.monotonic() - start
+            stats.rounds += 1
+            self.rounds += 1
+            keep = child_open.any(dim=1)
+            stats.domains_proven += int((~keep).sum())
+            if bool(keep.any()):
+                children = _select(Domains(child_lo, child_hi, child_open, child_dim, found, child_rows), keep)
+                centres = (children.lower + children.upper) / 2
+                if search.offer(torch.cat([corner[keep], centres])):
+                    return "sat"
+                if config.pgd_every and self.rounds % config.pgd_every == 0:
+                    worst = torch.argsort(hardness[keep])[: config.pgd_domains]
+                    if search.pgd(children.lower[worst], children.upper[worst], corner[keep][worst]):
+                        return "sat"
+                stack.append(children)
+                self.queued += children.size
+                stats.max_queue = max(stats.max_queue, self.queued)
+        if self.unsplittable:
+            return "unknown"
+        return "unsat"
+
+
+    def _split_one(self, batch: Domains, stats: BabStats) -> _Children | None:
+        """Halves each box along its chosen dimension: the children (lower halves, then upper
+        halves), their open clauses and priors; None when no box can be halved."""
+        lo, hi, dim = batch.lower, batch.upper, batch.dim
+        rows = torch.arange(batch.size, device=self.device)
+        mid_value = lo[rows, dim] + (hi[rows, dim] - lo[rows, dim]) / 2
+        splittable = (mid_value > lo[rows, dim]) & (mid_value < hi[rows, dim])
+        stats.unsplittable += int((~splittable).sum())
+        self.unsplittable += int((~splittable).sum())
+        batch, mid_value = _select(batch, splittable), mid_value[splittable]
+        if batch.size == 0:
+            return None
+        lo, hi, dim = batch.lower, batch.upper, batch.dim
+        rows = torch.arange(batch.size, device=self.device)
+        left_hi, right_lo = hi.clone(), lo.clone()
+        left_hi[rows, dim] = mid_value
+        right_lo[rows, dim] = mid_value
+        prior = {k: (torch.cat([v[0], v[0]]), torch.cat([v[1], v[1]])) for k, v in batch.prior.items()}
+        return (torch.cat([lo, right_lo]), torch.cat([left_hi, hi]), torch.cat([batch.open, batch.open]), prior,
+                torch.cat([batch.rows, batch.rows]), None)
+
+    def _split_all(self, batch: Domains, stats: BabStats) -> _Children | None:
+        """Strong branching: both halves of each box along every dimension that can be halved
+        (``(M, 2n)`` children: lower halves, then upper halves, box by box), and the selector
+        that keeps, per box, the two halves of the dimension with the largest summed hardness
+        of its halves (a refuted half counts 0, its best possible value). The sum, not the
+        worse half alone: near a hard point one half keeps the parent's hardness whatever the
+        dimension, and the worse half alone then picks dimensions by rounding noise."""
+        lo, hi = batch.lower, batch.upper
+        n = lo.shape[1]
+        mid = lo + (hi - lo) / 2
+        eligible = (mid > lo) & (mid < hi) & (hi - lo > self.floor)
+        splittable = eligible.any(dim=1)
+        stats.unsplittable += int((~splittable).sum())
+        self.unsplittable += int((~splittable).sum())
+        batch, mid, eligible = _select(batch, splittable), mid[splittable], eligible[splittable]
+        m = batch.size
+        if m == 0:
+            return None
+        idx = torch.arange(n, device=self.device)
+        child_lo = batch.lower.unsqueeze(1).repeat(1, 2 * n, 1)
+        child_hi = batch.upper.unsqueeze(1).repeat(1, 2 * n, 1)
+        child_hi[:, idx, idx] = mid
+        child_lo[:, n + idx, idx] = mid
+        prior = {k: (v[0].repeat_interleave(2 * n, dim=0), v[1].repeat_interleave(2 * n, dim=0))
+                 for k, v in batch.prior.items()}
+        fallback = batch.dim
+
+        def pick(hardness: Tensor) -> Tensor:
+            # a refuted half (hardness +inf) counts 0: an open one's hardness is at most 0
+            score = hardness.reshape(m, 2, n).clamp(max=0.0).sum(dim=1)
+            score = torch.where(eligible, score, -torch.inf)
+            top = score.amax(dim=1, keepdim=True)
+            # ties (e.g. every dimension equally hopeless) keep the smear's dimension when eligible
+            keep = eligible.gather(1, fallback.unsqueeze(1)) & (score.gather(1, fallback.unsqueeze(1)) >= top)
+            dim = torch.where(keep.squeeze(1), fallback, score.argmax(dim=1))
+            base = torch.arange(m, device=self.device) * 2 * n
+            return torch.cat([base + dim, base + n + dim])
+
+        return (child_lo.reshape(m * 2 * n, n), child_hi.reshape(m * 2 * n, n),
+                batch.open.repeat_interleave(2 * n, dim=0), prior, batch.rows.repeat_interleave(2 * n, dim=0), pick)
+
+
+def input_split_search(bounds_graph: TorchGraph, attack_graph: TorchGraph, region: Region, clauses: Sequence[Clause],
+                lower: Tensor, upper: Tensor, confirm: Confirm, deadline: Deadline,
+                config: InputSplitConfig | None = None) -> BabOutcome:
+    """Input-split branch and bound over one region until ``deadline`` (see
+    :class:`InputSplitSearch`, which this runs once).
 
     Returns:
         the outcome and statistics. ``unsat`` only when every sub-box is refuted.
     """
-    config = config or InputSplitConfig()
-    stats = BabStats()
-    if not clauses:
-        return BabOutcome("unsat", stats)
-    if len(bounds_graph.graph.inputs) != 1 or any(c.num_rows == 0 for c in clauses):
-        return BabOutcome("unknown", stats)
-    root_width = (upper - lower).reshape(-1).to(bounds_graph.place.device, torch.float64)
-    bound = _Bounder(bounds_graph, clauses, root_width, config.inherit_bounds)
-    search = CandidateSearch(attack_graph, region, confirm, stats, config.candidates_per_round, config.pgd_steps)
-    device = bounds_graph.place.device
-    lower, upper = lower.to(device, torch.float64), upper.to(device, torch.float64)
-    open_ = torch.ones(1, bound.k, dtype=torch.bool, device=device)
-    start = time.monotonic()
-    open_, corner, dims, _, prior = bound(lower, upper, open_, {})
-    stats.seconds_bounding += time.monotonic() - start
-    stats.domains_bounded += 1
-    keep = open_.any(dim=1)
-    stack = [_select(Domains(lower, upper, open_, dims, prior), keep)]
-    queued = int(keep.sum())
-    if search.offer(torch.cat([corner, (lower + upper) / 2])):
-        return BabOutcome("sat", stats)
-    while queued:
-        if deadline.expired():
-            return BabOutcome("timeout", stats)
-        if queued > config.max_domains:
-            stats.extra["gave_up_queue"] = queued
-            return BabOutcome("unknown", stats)
-        batch = _pop(stack, config.batch)
-        queued -= batch.size
-        lo, hi, dim = batch.lower, batch.upper, batch.dim
-        rows = torch.arange(batch.size, device=device)
-        mid_value = lo[rows, dim] + (hi[rows, dim] - lo[rows, dim]) / 2
-        splittable = (mid_value > lo[rows, dim]) & (mid_value < hi[rows, dim])
-        stats.unsplittable += int((~splittable).sum())
-        batch, mid_value = _select(batch, splittable), mid_value[splittable]
-        if batch.size == 0:
-            continue
-        lo, hi, dim = batch.lower, batch.upper, batch.dim
-        rows = torch.arange(batch.size, device=device)
-        left_hi, right_lo = hi.clone(), lo.clone()
-        left_hi[rows, dim] = mid_value
-        right_lo[rows, dim] = mid_value
-        child_lo, child_hi = torch.cat([lo, right_lo]), torch.cat([left_hi, hi])
-        child_prior = {k: (torch.cat([v[0], v[0]]), torch.cat([v[1], v[1]])) for k, v in batch.prior.items()}
-        start = time.monotonic()
-        child_open, corner, child_dim, hardness, found = bound(child_lo, child_hi, torch.cat([batch.open, batch.open]),
-                                                               child_prior)
-        stats.seconds_bounding += time.monotonic() - start
-        stats.domains_bounded += child_lo.shape[0]
-        stats.rounds += 1
-        keep = child_open.any(dim=1)
-        stats.domains_proven += int((~keep).sum())
-        if bool(keep.any()):
-            children = _select(Domains(child_lo, child_hi, child_open, child_dim, found), keep)
-            centres = (children.lower + children.upper) / 2
-            if search.offer(torch.cat([corner[keep], centres])):
-                return BabOutcome("sat", stats)
-            if config.pgd_every and stats.rounds % config.pgd_every == 0:
-                worst = torch.argsort(hardness[keep])[: config.pgd_domains]
-                if search.pgd(children.lower[worst], children.upper[worst], corner[keep][worst]):
-                    return BabOutcome("sat", stats)
-            stack.append(children)
-            queued += children.size
-            stats.max_queue = max(stats.max_queue, queued)
-    if stats.unsplittable:
-        return BabOutcome("unknown", stats)
-    return BabOutcome("unsat", stats)
+    return InputSplitSearch(bounds_graph, attack_graph, region, clauses, lower, upper, confirm, config).run(deadline)
 
 
 Prior = dict[str, tuple[Tensor, Tensor]]
+_Children = tuple[Tensor, Tensor, Tensor, Prior, Tensor, Callable[[Tensor], Tensor] | None]
+"""Children to bound: lower and upper corners, open clauses, priors and their parent's row
+bounds, and for strong branching the selector of the children to keep (given their hardness)."""
 
 
 @dataclass(frozen=True)
 class Domains:
     """A batch of sub-boxes ``(M, n)``, their open clauses ``(M, K)``, the dimension each splits
-    next ``(M,)`` and their intermediate bounds (name -> ``(M, size)`` pairs), valid priors
-    for their sub-boxes."""
+    next ``(M,)``, their intermediate bounds (name -> ``(M, size)`` pairs) and their certified
+    spec-row bounds ``(M, K, R)``: both valid for their sub-boxes too."""
 
     lower: Tensor
     upper: Tensor
     open: Tensor
     dim: Tensor
     prior: Prior
+    rows: Tensor
 
     @property
     def size(self) -> int:
@@ -185,7 +301,7 @@ class Domains:
 
 def _select(d: Domains, index: Tensor | slice) -> Domains:
     return Domains(d.lower[index], d.upper[index], d.open[index], d.dim[index],
-                   {k: (v[0][index], v[1][index]) for k, v in d.prior.items()})
+                   {k: (v[0][index], v[1][index]) for k, v in d.prior.items()}, d.rows[index])
 
 
 def _cat(parts: list[Domains]) -> Domains:
@@ -195,7 +311,7 @@ def _cat(parts: list[Domains]) -> Domains:
     return Domains(torch.cat([p.lower for p in parts]), torch.cat([p.upper for p in parts]),
                    torch.cat([p.open for p in parts]), torch.cat([p.dim for p in parts]),
                    {k: (torch.cat([p.prior[k][0] for p in parts]), torch.cat([p.prior[k][1] for p in parts]))
-                    for k in keys})
+                    for k in keys}, torch.cat([p.rows for p in parts]))
 
 
 def _pop(stack: list[Domains], count: int) -> Domains:

@@ -57,6 +57,11 @@ class CrownConfig:
             other tools that bound the real-valued network.
         fast_paths: hand-written backward rules for common affine ops (``Linear``) instead of
             the generic vector-Jacobian product (same result; tested against it).
+        per_domain_rows: refine the inputs of ReLU-like nodes with each batch element's own
+            unstable positions (rows padded to the largest count in the batch) instead of the
+            union over the batch: cheaper for large batches of small boxes (input splitting),
+            where each box has few unstable neurons. Not used while alpha slopes are set
+            (their shapes follow the union rows).
     """
 
     relu_mode: str = "adaptive"
@@ -64,6 +69,7 @@ class CrownConfig:
     max_rows: int = 256
     real_arithmetic: bool = False
     fast_paths: bool = True
+    per_domain_rows: bool = False
 
 
 def _rowwise(t: Tensor) -> Tensor:
@@ -134,6 +140,7 @@ class Crown:
         self.record_relu = False
         self.relu_coefficients: dict[str, Tensor] = {}
         self._offsets: dict[str, Tensor] = {}  # f(0) of the nodes on the fast pass-through path
+        self._bias_kind: dict[str, bool] = {}  # see _upper_bias_only
         self.compute()
 
     def compute(self) -> None:
@@ -144,6 +151,7 @@ class Crown:
         bounds through it)."""
         self.bounds = dict(self.input_bounds)
         self.relaxations.clear()
+        self._bias_kind.clear()
         self.errors.clear()
         # values whose interval bounds are already exact: the inputs, and one affine op of one input
         self.exact = {v.name for v in self.graph.inputs}
@@ -192,7 +200,10 @@ class Crown:
                     self.bounds[source] = self._refine(source, index, self.refined[source][1])
                     los, his, batched = self._args(node)
                 elif source not in self.exact and self._has_relaxation(node, los[0], his[0]):
-                    self.bounds[source] = self._refine(source, index, _rows_to_refine(node, los[0], his[0]))
+                    if self.config.per_domain_rows and node.op in _PIECEWISE_LINEAR and not self.alpha:
+                        self.bounds[source] = self._refine_each(source, index)
+                    else:
+                        self.bounds[source] = self._refine(source, index, _rows_to_refine(node, los[0], his[0]))
                     los, his, batched = self._args(node)
         out = op.interval(node, los, his, batched)
         errors = op.fp_error(node, los, his, batched, out, self.unit)
@@ -240,6 +251,35 @@ class Crown:
             flat_lo[:, chunk] = torch.maximum(flat_lo[:, chunk], bound[:, :rows])
             flat_hi[:, chunk] = torch.minimum(flat_hi[:, chunk], -bound[:, rows:])
             start += rows
+        best = self.best.get(value)
+        if best is not None:
+            flat_lo, flat_hi = torch.maximum(flat_lo, best[0]), torch.minimum(flat_hi, best[1])
+        self.best[value] = (flat_lo.detach(), flat_hi.detach())
+        return flat_lo.reshape(lo.shape), flat_hi.reshape(hi.shape)
+
+    def _refine_each(self, value: str, stop: int) -> Bounds:
+        """CROWN bounds (rows ``+I`` and ``-I``) of each batch element's own unstable positions
+        of ``value`` (``l < 0 < u``), intersected with the current and best earlier bounds;
+        the other positions keep theirs. Not recorded in :attr:`refined` (the rows differ
+        between batch elements)."""
+        lo, hi = self.bounds[value]
+        size = int(lo[0].numel())
+        flat_lo, flat_hi = lo.reshape(self.batch, size), hi.reshape(self.batch, size)
+        unstable = (flat_lo < 0) & (flat_hi > 0)
+        count = unstable.sum(dim=1)
+        rows = int(count.max()) if self.batch else 0
+        if rows > 0:
+            # each element's unstable positions first (a stable sort keeps them distinct)
+            position = torch.argsort((~unstable).to(torch.int8), dim=1, stable=True)[:, :rows]
+            valid = torch.arange(rows, device=lo.device).unsqueeze(0) < count.unsqueeze(1)
+            eye = torch.zeros(self.batch, rows, size, dtype=lo.dtype, device=lo.device)
+            eye.scatter_(2, position.unsqueeze(2), valid.unsqueeze(2).to(lo.dtype))
+            seed = torch.cat([eye, -eye], dim=1).reshape(self.batch, 2 * rows, *lo.shape[1:])
+            bound = self._lower({value: seed}, stop, (value, 0, 2 * rows))
+            found_lo = torch.where(valid, bound[:, :rows], -torch.inf)
+            found_hi = torch.where(valid, -bound[:, rows:], torch.inf)
+            flat_lo = torch.maximum(flat_lo, torch.full_like(flat_lo, -torch.inf).scatter(1, position, found_lo))
+            flat_hi = torch.minimum(flat_hi, torch.full_like(flat_hi, torch.inf).scatter(1, position, found_hi))
         best = self.best.get(value)
         if best is not None:
             flat_lo, flat_hi = torch.maximum(flat_lo, best[0]), torch.minimum(flat_hi, best[1])
@@ -296,6 +336,11 @@ class Crown:
             if rows_of is None and self.record_relu:
                 self.relu_coefficients[node.name] = a
             _accumulate(pending, node.inputs[0], slope)
+            if self._upper_bias_only(node.name, relaxation):  # A+ · 0 adds nothing: one product
+                n = a.shape[0]
+                upper_bias = relaxation.upper_bias.expand(n, *relaxation.upper_bias.shape[1:]).reshape(n, -1, 1)
+                bias = torch.bmm(_rowwise(a.clamp(max=0)), upper_bias.to(a.dtype)).squeeze(2)
+                return self._fp_term(node, coeffs) + bias
             return self._fp_term(node, coeffs) + _dot(a, relaxation.lower_bias, relaxation.upper_bias)
         first = next(c for c in coeffs if c is not None)
         total = torch.zeros(first.shape[:2], dtype=first.dtype, device=first.device)
@@ -324,6 +369,14 @@ class Crown:
             assert lo is not None and hi is not None
             self.relaxations[node.name] = self._relax(node, lo, hi)
         return self.relaxations[node.name]
+
+    def _upper_bias_only(self, name: str, relaxation: LinearBounds) -> bool:
+        """True when the node's relaxation has a zero lower bias and a finite upper bias (e.g.
+        ReLU): its bias term is then ``A- · upper_bias`` alone (cached per relaxation)."""
+        if name not in self._bias_kind:
+            self._bias_kind[name] = (not bool(relaxation.lower_bias.any())
+                                     and bool(torch.isfinite(relaxation.upper_bias).all()))
+        return self._bias_kind[name]
 
     def _fp_term(self, node: Node, coeffs: list[Tensor | None]) -> Tensor:
         """``-sum |A|·err`` over the node's outputs: the float evaluation error of the node."""
