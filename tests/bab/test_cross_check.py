@@ -126,6 +126,16 @@ def test_branch_and_bound_milp_and_smt_agree_on_random_networks(tmp_path: Path, 
     assert kinds & {"sat", "unsat"}
 
 
+def _caught_within(tmp_path: Path, networks: int) -> bool:
+    """True once one of the first ``networks`` random networks shows an inconsistency."""
+    for seed in range(networks):
+        path = tmp_path / f"net{seed}.onnx"
+        region, values = _network(seed, path)
+        if not _consistent(_verdicts(path, region), values):
+            return True
+    return False
+
+
 def test_cross_check_catches_an_unsound_relu_relaxation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """With the ReLU upper line's slope halved (no longer above the function), branch and bound
     claims unsat on instances where MILP, SMT or sampling show a violation."""
@@ -141,14 +151,7 @@ def test_cross_check_catches_an_unsound_relu_relaxation(tmp_path: Path, monkeypa
                                          torch.where(unstable, good.upper_bias * 0.5, good.upper_bias))
 
     monkeypatch.setattr(relax_module, "relax_leaky", broken)
-    caught = 0
-    for seed in range(40):
-        path = tmp_path / f"net{seed}.onnx"
-        region, values = _network(seed, path)
-        caught += not _consistent(_verdicts(path, region), values)
-        if caught:
-            break
-    assert caught
+    assert _caught_within(tmp_path, 40)
 
 
 def test_cross_check_catches_split_multipliers_of_the_wrong_sign(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -166,14 +169,7 @@ def test_cross_check_catches_split_multipliers_of_the_wrong_sign(tmp_path: Path,
             crown.beta[key] = -crown.beta[key]
 
     monkeypatch.setattr(relu_module._BetaBounder, "_set", flipped)
-    caught = 0
-    for seed in range(60):
-        path = tmp_path / f"net{seed}.onnx"
-        region, values = _network(seed, path)
-        caught += not _consistent(_verdicts(path, region), values)
-        if caught:
-            break
-    assert caught
+    assert _caught_within(tmp_path, 60)
 
 
 @pytest.mark.parametrize("config", [InputSplitConfig(pgd_every=0, branching="smear", inherit_bounds=False),
