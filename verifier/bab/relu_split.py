@@ -183,8 +183,8 @@ class _BetaBounder:
         and the best per row is kept."""
         dtype = self.tgraph.place.dtype
         crown = self.crown(domains, refine=self.config.refine_intermediate)
-        alpha = {k: v.to(dtype).clone().requires_grad_(True) for k, v in domains.alpha.items()}
-        beta = {k: v.to(dtype).clone().requires_grad_(True) for k, v in domains.beta.items()}
+        alpha = {k: v.detach().to(dtype).clone().requires_grad_(True) for k, v in domains.alpha.items()}
+        beta = {k: v.detach().to(dtype).clone().requires_grad_(True) for k, v in domains.beta.items()}
         optimiser = torch.optim.Adam([{"params": list(alpha.values()), "lr": self.config.learning_rate_alpha},
                                       {"params": list(beta.values()), "lr": self.config.learning_rate_beta}])
         best = torch.full((domains.size, self.k, self.r), -torch.inf, dtype=dtype, device=self.lower.device)
