@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import csv
+from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
+
+from verifier.spec.types import Region
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -41,3 +45,20 @@ def expected_verdicts(folder: Path) -> dict[tuple[str, str], str]:
 @pytest.fixture(scope="session")
 def root() -> Path:
     return ROOT
+
+
+def recording_confirm(model: Path, region: Region) -> tuple[Callable[[np.ndarray], bool], list[np.ndarray]]:
+    """An onnxruntime re-check of candidate points in ``region`` of ``model``, and the list it
+    appends every confirmed point to (the oracle the branch-and-bound tests hand the searches)."""
+    from verifier.witness import OnnxOracle, check_witness
+
+    oracle = OnnxOracle(model)
+    confirmed: list[np.ndarray] = []
+
+    def confirm(x: np.ndarray) -> bool:
+        valid = check_witness(oracle, region, x).valid
+        if valid:
+            confirmed.append(x)
+        return valid
+
+    return confirm, confirmed

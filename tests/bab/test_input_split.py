@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, recording_confirm
 from verifier.api import RegionProof
 from verifier.bab import InputSplitSearch, input_split_search
 from verifier.config import InputSplitConfig
@@ -25,14 +25,7 @@ def _run(net: str, prop: int, seconds: float, config: InputSplitConfig | None = 
     region = parse_vnnlib(ACAS / "vnnlib" / f"prop_{prop}.vnnlib").regions[0]
     bounds, attack = TorchGraph(graph, "cpu", torch.float64), TorchGraph(graph, "cpu", torch.float32)
     proof = RegionProof(bounds, region)
-    oracle = OnnxOracle(path)
-    confirmed: list[np.ndarray] = []
-
-    def confirm(x: np.ndarray) -> bool:
-        check = check_witness(oracle, region, x)
-        if check.valid:
-            confirmed.append(x)
-        return check.valid
+    confirm, confirmed = recording_confirm(path, region)
 
     outcome = input_split_search(bounds, attack, region, proof.open, proof.lower, proof.upper, confirm,
                           Deadline.after(seconds), config)

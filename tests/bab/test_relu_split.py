@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from tests.bab.test_cross_check import _network
-from tests.conftest import ROOT
+from tests.conftest import ROOT, recording_confirm
 from verifier.api import RegionProof
 from verifier.bab import relu_split as rs
 from verifier.bab import relu_split_search
@@ -92,14 +92,7 @@ def _mnist(net: str, prop: str, seconds: float, config: ReluSplitConfig) -> tupl
     bounds, proof = _setup(path, region)
     attack = TorchGraph(bounds.graph, "cpu", torch.float32)
     optimised = proof.optimise(Deadline.after(2.0))
-    oracle = OnnxOracle(path)
-    confirmed: list[np.ndarray] = []
-
-    def confirm(x: np.ndarray) -> bool:
-        check = check_witness(oracle, region, x)
-        if check.valid:
-            confirmed.append(x)
-        return check.valid
+    confirm, confirmed = recording_confirm(path, region)
 
     assert proof.crown is not None
     outcome = relu_split_search(bounds, attack, region, proof.open, proof.crown, confirm, Deadline.after(seconds), config)
