@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from verifier.attack import falsify_region
-from verifier.bab import InputSplitSearch, relu_split_search
+from verifier.bab import InputSplitSearch, ReluSplitSearch
 from verifier.bab.relu_split import count_unstable
 from verifier.bounds.crown import Crown
 from verifier.bounds.interval import interval_bounds
@@ -88,8 +88,8 @@ _LATEST_STATS = frozenset({"batch", "lowest_open_bound"})  # search statistics t
 _ALPHA_SHARE_RELU = 0.05  # before ReLU splitting: this share of the time left, if more
 _FIRST_BAB_SECONDS = 5.0  # the first branch-and-bound slice: at least this long,
 _FIRST_BAB_SHARE = 0.3  # or this share of the time left
-_FIRST_BAB_SHARE_RELU = 0.8  # ReLU splitting restarts from its root in the second slice, and
-# dense sampling in hundreds of input dimensions rarely finds what the quick attack missed
+_FIRST_BAB_SHARE_RELU = 0.8  # for ReLU splitting: dense sampling in hundreds of input dimensions
+# rarely finds what the quick attack missed, so the later attack rounds wait longer
 
 
 class _Run:
@@ -105,7 +105,7 @@ class _Run:
                                       "attack_evaluations": 0, "pgd_steps": 0, "candidates_checked": 0}
         self.found: Counterexample | None = None
         self.bab_exhausted: set[int] = set()  # regions whose branch and bound gave up
-        self.searches: dict[int, InputSplitSearch] = {}  # input splitting per region, resumed
+        self.searches: dict[int, InputSplitSearch | ReluSplitSearch] = {}  # per region, resumed
         self.streams: dict[int, torch.Generator] = {}
 
     def confirmer(self, index: int, region: Region) -> Callable[[np.ndarray], bool]:
@@ -154,21 +154,23 @@ class _Run:
         mode = self.bab_mode(proof)
         unstable = count_unstable(proof.crown.bounds, self.bounds_graph) if proof.crown is not None else 0
         self.stats["bab_mode"] = mode
-        if mode == "input":
-            if index not in self.searches:  # the first slice's domains are kept for the later ones
-                self.searches[index] = InputSplitSearch(self.bounds_graph, self.attack_graph, region, proof.open,
-                                                        proof.lower, proof.upper, self.confirmer(index, region),
-                                                        self.config.input_split)
-            outcome = self.searches[index].run(deadline)
-        elif mode == "relu" and proof.crown is not None:
-            if not first and unstable <= self.config.milp_max_unstable:
-                status = self.exact_fallback(index, region, proof, deadline)
-                if status is not Status.UNKNOWN:
-                    return status
-            outcome = relu_split_search(self.bounds_graph, self.attack_graph, region, proof.open, proof.crown,
-                                        self.confirmer(index, region), deadline, self.config.relu_split)
-        else:
-            return Status.UNKNOWN
+        if mode == "relu" and proof.crown is not None and not first and unstable <= self.config.milp_max_unstable:
+            status = self.exact_fallback(index, region, proof, deadline)
+            if status is not Status.UNKNOWN:
+                return status
+        search = self.searches.get(index)  # the first slice's domains are kept for the later ones
+        if search is None:
+            confirm = self.confirmer(index, region)
+            if mode == "input":
+                search = InputSplitSearch(self.bounds_graph, self.attack_graph, region, proof.open, proof.lower,
+                                          proof.upper, confirm, self.config.input_split)
+            elif mode == "relu" and proof.crown is not None:
+                search = ReluSplitSearch(self.bounds_graph, self.attack_graph, region, proof.open, proof.crown,
+                                         confirm, self.config.relu_split)
+            else:
+                return Status.UNKNOWN
+            self.searches[index] = search
+        outcome = search.run(deadline)
         totals = self.stats.setdefault("bab", {})
         for key, value in outcome.stats.as_dict().items():
             additive = key not in _LATEST_STATS

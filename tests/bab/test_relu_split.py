@@ -17,8 +17,8 @@ import torch
 from tests.bab.test_cross_check import _network
 from tests.conftest import ROOT, recording_confirm
 from verifier.api import RegionProof
+from verifier.bab import ReluSplitSearch, relu_split_search
 from verifier.bab import relu_split as rs
-from verifier.bab import relu_split_search
 from verifier.config import ReluSplitConfig
 from verifier.deadline import Deadline
 from verifier.exact.milp import MilpConfig, milp_check
@@ -105,6 +105,36 @@ def test_proves_mnist_instance_that_alpha_crown_leaves_open(branching: str) -> N
     status, confirmed, optimised = _mnist("256x2", "prop_8_0.03", 120, ReluSplitConfig(branching=branching))
     assert not optimised
     assert status == "unsat" and not confirmed
+
+
+def test_a_search_run_in_short_slices_resumes_and_proves(monkeypatch: pytest.MonkeyPatch) -> None:
+    """256x2 prop_8 at eps 0.03 (unsat in expected.csv) searched in slices of 0.2 s: every
+    slice but the last times out, each open clause's root domain is bounded once in all (later
+    slices continue with the domains left, they do not start again) and the slices together
+    prove it."""
+    path = MNIST / "onnx" / "mnist-net_256x2.onnx"
+    region = parse_vnnlib(MNIST / "vnnlib" / "prop_8_0.03.vnnlib").regions[0]
+    bounds, proof = _setup(path, region)
+    attack = TorchGraph(bounds.graph, "cpu", torch.float32)
+    proof.optimise(Deadline.after(2.0))
+    assert proof.crown is not None and proof.open
+    roots = []
+    original = rs._root
+    monkeypatch.setattr(rs, "_root", lambda *args: roots.append(1) or original(*args))
+    confirm, confirmed = recording_confirm(path, region)
+    search = ReluSplitSearch(bounds, attack, region, proof.open, proof.crown, confirm, ReluSplitConfig())
+    statuses = []
+    rounds = 0
+    for _ in range(600):
+        outcome = search.run(Deadline.after(0.2))
+        statuses.append(outcome.status)
+        rounds += outcome.stats.rounds
+        if outcome.status != "timeout":
+            break
+    assert statuses[-1] == "unsat" and not confirmed
+    assert len(statuses) > 1 and rounds > 0  # it did take several slices
+    assert len(roots) == len(proof.open)
+    assert search.run(Deadline.after(1.0)).status == "unsat"  # a decided search stays decided
 
 
 def test_never_proves_a_sat_mnist_instance() -> None:

@@ -2,6 +2,7 @@
 
 from verifier.bab.common import BabOutcome, BabStats
 from verifier.bab.input_split import InputSplitSearch, input_split_search
-from verifier.bab.relu_split import relu_split_search
+from verifier.bab.relu_split import ReluSplitSearch, relu_split_search
 
-__all__ = ["BabOutcome", "BabStats", "InputSplitSearch", "input_split_search", "relu_split_search"]
+__all__ = ["BabOutcome", "BabStats", "InputSplitSearch", "ReluSplitSearch", "input_split_search",
+           "relu_split_search"]

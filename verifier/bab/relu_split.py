@@ -399,10 +399,11 @@ def _batch_size(layers: Sequence[_Layer], tgraph: TorchGraph, rows: int, config:
     return int(max(1, min(config.batch, config.batch_memory // max(1, per_child * children))))
 
 
-def relu_split_search(bounds_graph: TorchGraph, attack_graph: TorchGraph, region: Region, clauses: Sequence[Clause],
-                      root: Crown, confirm: Confirm, deadline: Deadline,
-                      config: ReluSplitConfig | None = None) -> BabOutcome:
-    """ReLU-split branch and bound with beta-CROWN over one region (see the module docstring).
+class ReluSplitSearch:
+    """ReLU-split branch and bound with beta-CROWN over one region that can be resumed (see
+    the module docstring): :meth:`run` works until its deadline, and a later call continues
+    with the domains left (the store of each clause's search, the batch bounded but not yet
+    split, and leaves not yet decided), so that time spent before an interruption is not lost.
 
     Args:
         bounds_graph: the graph for bounds (float64), attack_graph: for candidate checks.
@@ -411,97 +412,194 @@ def relu_split_search(bounds_graph: TorchGraph, attack_graph: TorchGraph, region
         root: CROWN over the region's proof box (batch 1), e.g. after alpha-CROWN: its bounds
             are the root domain's intermediate bounds.
         confirm: the onnxruntime re-check of a flattened point; True ends the search (``sat``).
-        deadline: the search stops with ``timeout`` when it expires.
+        config: the options.
+    """
+
+    def __init__(self, bounds_graph: TorchGraph, attack_graph: TorchGraph, region: Region, clauses: Sequence[Clause],
+                 root: Crown, confirm: Confirm, config: ReluSplitConfig | None = None) -> None:
+        self.bounds_graph, self.attack_graph, self.region, self.confirm = bounds_graph, attack_graph, region, confirm
+        self.config = config or ReluSplitConfig()
+        self.clauses = tuple(clauses)
+        self.layers = splittable_layers(bounds_graph)
+        self.final: str | None = None  # the outcome once decided (sat, unsat, unknown)
+        self.verdict = "unsat"  # unknown once a clause's search ended unknown
+        self.unresolved = 0  # leaves the exact engine could not decide, over every clause
+        self.searches: list[_ClauseSearch] = []  # the clauses not finished, the current one first
+        if not self.clauses:
+            self.final = "unsat"
+        elif len(bounds_graph.graph.inputs) != 1 or any(c.num_rows == 0 for c in self.clauses) or not self.layers:
+            self.final = "unknown"
+        else:
+            # one search per clause (each bounds its own rows only); the clause furthest from
+            # refuted first, where a counterexample is likeliest
+            with torch.no_grad():
+                order = sorted(self.clauses, key=lambda c: float(crown_rows(root, c).max()))
+            self.searches = [_ClauseSearch(bounds_graph, self.layers, root, clause, self.config) for clause in order]
+
+    def run(self, deadline: Deadline) -> BabOutcome:
+        """Searches until the outcome is decided or ``deadline`` expires (``timeout``; a later
+        call resumes). The statistics count this call's work only. ``unsat`` only when every
+        domain of every clause is refuted."""
+        stats = BabStats()
+        if self.final is None:
+            search = CandidateSearch(self.attack_graph, self.region, self.confirm, stats,
+                                     self.config.candidates_per_round, self.config.pgd_steps)
+            while self.searches:
+                current = self.searches[0]
+                before = current.unresolved
+                status = current.run(search, deadline, stats)
+                self.unresolved += current.unresolved - before
+                if status is None:
+                    break
+                if status == "sat":
+                    self.final = "sat"
+                    break
+                if status == "unknown":
+                    self.verdict = "unknown"
+                self.searches.pop(0)
+            else:
+                self.final = self.verdict
+        stats.extra["unresolved_leaves"] = self.unresolved
+        return BabOutcome(self.final or "timeout", stats)
+
+
+def relu_split_search(bounds_graph: TorchGraph, attack_graph: TorchGraph, region: Region, clauses: Sequence[Clause],
+                      root: Crown, confirm: Confirm, deadline: Deadline,
+                      config: ReluSplitConfig | None = None) -> BabOutcome:
+    """ReLU-split branch and bound over one region until ``deadline`` (see
+    :class:`ReluSplitSearch`, which this runs once).
 
     Returns:
         the outcome and statistics. ``unsat`` only when every domain is refuted.
     """
-    config = config or ReluSplitConfig()
-    stats = BabStats()
-    if not clauses:
-        return BabOutcome("unsat", stats)
-    layers = splittable_layers(bounds_graph)
-    if len(bounds_graph.graph.inputs) != 1 or any(c.num_rows == 0 for c in clauses) or not layers:
-        return BabOutcome("unknown", stats)
-    search = CandidateSearch(attack_graph, region, confirm, stats, config.candidates_per_round, config.pgd_steps)
-    # one search per clause (each bounds its own rows only); the clause furthest from refuted
-    # first, where a counterexample is likeliest
-    with torch.no_grad():
-        order = sorted(range(len(clauses)), key=lambda i: float(crown_rows(root, clauses[i]).max()))
-    verdict, unresolved = "unsat", 0
-    for i in order:
-        status, leaves = _search_clause(bounds_graph, layers, root, clauses[i], search, deadline, config, stats)
-        unresolved += leaves
-        if status in ("sat", "timeout"):
-            return _finish(status, stats, unresolved)
-        if status == "unknown":
-            verdict = "unknown"
-    return _finish(verdict, stats, unresolved)
+    return ReluSplitSearch(bounds_graph, attack_graph, region, clauses, root, confirm, config).run(deadline)
 
 
-def _search_clause(bounds_graph: TorchGraph, layers: Sequence[_Layer], root: Crown, clause: Clause,
-                   search: CandidateSearch, deadline: Deadline, config: ReluSplitConfig,
-                   stats: BabStats) -> tuple[str, int]:
-    """The search on one clause; returns its status and the number of unresolved leaves."""
-    lower, upper = root.input_bounds[bounds_graph.graph.inputs[0].name]
-    bounder = _BetaBounder(bounds_graph, layers, lower.reshape(1, -1), upper.reshape(1, -1), [clause], config)
-    brancher = _Brancher(layers, bounder, config)
-    batch = _batch_size(layers, bounds_graph, bounder.k * bounder.r, config)
-    stats.extra["batch"] = batch
-    start = time.monotonic()
-    domains = _root(bounds_graph, layers, root, bounder.k, bounder.r)
-    pending, corners, row = _bound(bounder, domains, config.root_iterations, deadline, stats)
-    stats.seconds_bounding += time.monotonic() - start
-    if pending.size and search.offer(corners):
-        return "sat", 0
-    store: _Domains | None = None
-    unresolved = 0
-    while True:
-        # children not refuted: split them (those with no unstable neuron left are unresolved)
-        if pending.size:
-            begin = time.monotonic()
-            neuron = brancher.choose(pending.domains, pending.coefficients, row)
-            stats.extra["seconds_branching"] = stats.extra.get("seconds_branching", 0.0) + time.monotonic() - begin
-            leaf = neuron < 0
-            if bool(leaf.any()):
-                found, left = _solve_leaves(bounder, layers, pending.domains.take(leaf), clause, search, deadline, stats)
+class _ClauseSearch:
+    """The search on one clause, resumable: the root is bounded on the first call; then each
+    round splits the bounded domains still open (``pending``) into the store and bounds the
+    store's lowest domains. Leaves (no unstable neuron left) go to the exact engine; those not
+    tried before a deadline wait in ``leaves`` for the next call."""
+
+    def __init__(self, bounds_graph: TorchGraph, layers: Sequence[_Layer], root: Crown, clause: Clause,
+                 config: ReluSplitConfig) -> None:
+        self.layers, self.root, self.clause, self.config = tuple(layers), root, clause, config
+        lower, upper = root.input_bounds[bounds_graph.graph.inputs[0].name]
+        self.bounder = _BetaBounder(bounds_graph, layers, lower.reshape(1, -1), upper.reshape(1, -1), [clause], config)
+        self.brancher = _Brancher(layers, self.bounder, config)
+        self.batch = _batch_size(layers, bounds_graph, self.bounder.k * self.bounder.r, config)
+        self.pending: _Pending | None = None  # None until the root has been bounded
+        self.row = torch.zeros(0, dtype=torch.long)
+        self.store: _Domains | None = None
+        self.leaves: _Domains | None = None
+        self.unresolved = 0
+        self.rounds = 0
+
+    def run(self, search: CandidateSearch, deadline: Deadline, stats: BabStats) -> str | None:
+        """Continues the search until it ends (``sat``, ``unsat``, ``unknown``) or ``deadline``
+        expires (None)."""
+        config, bounder = self.config, self.bounder
+        stats.extra["batch"] = self.batch
+        if self.pending is None:
+            start = time.monotonic()
+            domains = _root(bounder.tgraph, self.layers, self.root, bounder.k, bounder.r)
+            self.pending, corners, self.row = _bound(bounder, domains, config.root_iterations, deadline, stats)
+            stats.seconds_bounding += time.monotonic() - start
+            if self.pending.size and search.offer(corners):
+                return "sat"
+        while True:
+            if self.leaves is not None:
+                found, self.leaves = self._solve_leaves(self.leaves, search, deadline, stats)
                 if found:
-                    return "sat", unresolved
-                unresolved += left
-            keep = ~leaf
-            if bool(keep.any()):
-                parents, chosen = pending.domains.take(keep), neuron[keep]
-                coeffs = {key: value[keep] for key, value in pending.coefficients.items()}
-                children = _cat([_apply_split(parents, layers, chosen, +1, coeffs),
-                                 _apply_split(parents, layers, chosen, -1, coeffs)])
-                store = children if store is None else _cat([store, children])
-        size = 0 if store is None else store.size
-        stats.max_queue = max(stats.max_queue, size)
-        if size == 0 or store is None:
-            break
-        if deadline.expired():
-            return "timeout", unresolved
-        if size > config.max_domains:
-            stats.extra["gave_up_queue"] = size
-            return "unknown", unresolved
-        order = torch.argsort(store.hardness)
-        stats.extra["lowest_open_bound"] = float(store.hardness[order[0]])  # the clause's certified lower bound
-        popped, rest = store.take(order[: 2 * batch]), store.take(order[2 * batch:])
-        store = rest if rest.size else None
+                    return "sat"
+                if self.leaves is not None:
+                    return None
+            if self.pending.size:
+                self._split_pending(stats)
+            size = 0 if self.store is None else self.store.size
+            stats.max_queue = max(stats.max_queue, size)
+            if self.leaves is not None:
+                continue
+            if size == 0 or self.store is None:
+                break
+            if deadline.expired():
+                return None
+            if size > config.max_domains:
+                stats.extra["gave_up_queue"] = size
+                return "unknown"
+            order = torch.argsort(self.store.hardness)
+            stats.extra["lowest_open_bound"] = float(self.store.hardness[order[0]])  # the clause's certified bound
+            popped, rest = self.store.take(order[: 2 * self.batch]), self.store.take(order[2 * self.batch:])
+            self.store = rest if rest.size else None
+            begin = time.monotonic()
+            self.pending, corners, self.row = _bound(bounder, popped, config.iterations, deadline, stats)
+            stats.seconds_bounding += time.monotonic() - begin
+            stats.rounds += 1
+            self.rounds += 1
+            if self.pending.size and search.offer(corners):
+                return "sat"
+            if config.pgd_every and self.rounds % config.pgd_every == 0 and self.pending.size:
+                worst = torch.argsort(self.pending.domains.hardness)[: config.candidates_per_round * 4]
+                starts = corners[worst]
+                box_lo = bounder.lower.expand(starts.shape[0], -1)
+                box_hi = bounder.upper.expand(starts.shape[0], -1)
+                if search.pgd(box_lo, box_hi, starts):
+                    return "sat"
+        return "unknown" if self.unresolved else "unsat"
+
+    def _split_pending(self, stats: BabStats) -> None:
+        """Moves the bounded domains still open into the store as children (and those with no
+        unstable neuron left into ``leaves``)."""
+        assert self.pending is not None
+        pending = self.pending
         begin = time.monotonic()
-        pending, corners, row = _bound(bounder, popped, config.iterations, deadline, stats)
-        stats.seconds_bounding += time.monotonic() - begin
-        stats.rounds += 1
-        if pending.size and search.offer(corners):
-            return "sat", unresolved
-        if config.pgd_every and stats.rounds % config.pgd_every == 0 and pending.size:
-            worst = torch.argsort(pending.domains.hardness)[: config.candidates_per_round * 4]
-            starts = corners[worst]
-            box_lo = bounder.lower.expand(starts.shape[0], -1)
-            box_hi = bounder.upper.expand(starts.shape[0], -1)
-            if search.pgd(box_lo, box_hi, starts):
-                return "sat", unresolved
-    return ("unknown" if unresolved else "unsat"), unresolved
+        neuron = self.brancher.choose(pending.domains, pending.coefficients, self.row)
+        stats.extra["seconds_branching"] = stats.extra.get("seconds_branching", 0.0) + time.monotonic() - begin
+        leaf = neuron < 0
+        if bool(leaf.any()):
+            found = pending.domains.take(leaf)
+            self.leaves = found if self.leaves is None else _cat([self.leaves, found])
+        keep = ~leaf
+        if bool(keep.any()):
+            parents, chosen = pending.domains.take(keep), neuron[keep]
+            coeffs = {key: value[keep] for key, value in pending.coefficients.items()}
+            children = _cat([_apply_split(parents, self.layers, chosen, +1, coeffs),
+                             _apply_split(parents, self.layers, chosen, -1, coeffs)])
+            self.store = children if self.store is None else _cat([self.store, children])
+        self.pending = _Pending(pending.domains.take(torch.zeros(0, dtype=torch.long, device=neuron.device)),
+                                {k: v[:0] for k, v in pending.coefficients.items()})
+
+    def _solve_leaves(self, leaves: _Domains, search: CandidateSearch, deadline: Deadline,
+                      stats: BabStats) -> tuple[bool, _Domains | None]:
+        """Decides domains with no unstable neuron left exactly: the network is affine on each,
+        so the MILP engine, with the domain's bounds and its splits as sign constraints, is a
+        linear program. Returns whether a counterexample was confirmed, and the leaves not
+        tried before ``deadline`` (None when all were); a leaf the engine cannot decide (it
+        gave up, or the network has ops the exact encoding lacks) counts as unresolved."""
+        from verifier.exact import ExactUnsupported, MilpConfig, milp_check
+
+        bounder = self.bounder
+        tgraph, shape = bounder.tgraph, bounder.input.shape
+        for i in range(leaves.size):
+            if deadline.expired():
+                return False, leaves.take(torch.arange(i, leaves.size, device=leaves.open.device))
+            prior = {name: (lo[i : i + 1], hi[i : i + 1]) for name, (lo, hi) in leaves.bounds.items()}
+            crown = Crown(tgraph, [bounder.lower.reshape(1, *shape)], [bounder.upper.reshape(1, *shape)],
+                          CrownConfig(intermediate=False), prior=prior)
+            signs = {layer.value: leaves.split[layer.node][i].cpu().numpy() for layer in self.layers}
+            try:
+                outcome = milp_check(crown, [self.clause], MilpConfig(time_limit=deadline.remaining()), deadline, signs)
+            except ExactUnsupported:
+                self.unresolved += 1
+                continue
+            stats.extra["leaves_exact"] = stats.extra.get("leaves_exact", 0) + 1
+            if outcome.status == "sat" and outcome.x is not None:
+                stats.candidates_checked += 1
+                if search.confirm(outcome.x):
+                    return True, None
+            if outcome.status != "unsat":
+                self.unresolved += 1
+        return False, None
 
 
 @dataclass(frozen=True)
@@ -532,41 +630,3 @@ def _bound(bounder: _BetaBounder, domains: _Domains, iterations: int, deadline: 
     corners = bounded.corners[keep]
     corner = corners[torch.arange(corners.shape[0], device=corners.device), row]
     return _Pending(updated, coefficients), corner, row
-
-
-def _solve_leaves(bounder: _BetaBounder, layers: Sequence[_Layer], leaves: _Domains, clause: Clause,
-                  search: CandidateSearch, deadline: Deadline, stats: BabStats) -> tuple[bool, int]:
-    """Decides domains with no unstable neuron left exactly: the network is affine on each, so
-    the MILP engine, with the domain's bounds and its splits as sign constraints, is a linear
-    program. Returns whether a counterexample was confirmed, and how many leaves stay
-    undecided (solver gave up, or the network has ops the exact encoding lacks)."""
-    from verifier.exact import ExactUnsupported, MilpConfig, milp_check
-
-    tgraph = bounder.tgraph
-    shape = bounder.input.shape
-    left = 0
-    for i in range(leaves.size):
-        if deadline.expired():
-            return False, left + leaves.size - i
-        prior = {name: (lo[i : i + 1], hi[i : i + 1]) for name, (lo, hi) in leaves.bounds.items()}
-        crown = Crown(tgraph, [bounder.lower.reshape(1, *shape)], [bounder.upper.reshape(1, *shape)],
-                      CrownConfig(intermediate=False), prior=prior)
-        signs = {layer.value: leaves.split[layer.node][i].cpu().numpy() for layer in layers}
-        try:
-            outcome = milp_check(crown, [clause], MilpConfig(time_limit=deadline.remaining()), deadline, signs)
-        except ExactUnsupported:
-            left += 1
-            continue
-        stats.extra["leaves_exact"] = stats.extra.get("leaves_exact", 0) + 1
-        if outcome.status == "sat" and outcome.x is not None:
-            stats.candidates_checked += 1
-            if search.confirm(outcome.x):
-                return True, left
-        if outcome.status != "unsat":
-            left += 1
-    return False, left
-
-
-def _finish(status: str, stats: BabStats, unresolved: int) -> BabOutcome:
-    stats.extra["unresolved_leaves"] = unresolved
-    return BabOutcome(status, stats)
