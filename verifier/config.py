@@ -102,6 +102,9 @@ class InputSplitConfig:
             inputs) or ``smear`` (the largest ``|a_j| * width_j`` of the hardest row's input
             coefficients; cheap, but it can keep splitting the dimensions that the linear
             bound is steep in while the looseness comes from the others).
+        clip_domains: after bounding, shrink each box to the part where CROWN's linear lower
+            bounds of its open clauses' rows can still be <= 0 (:mod:`verifier.bab.clip`); the
+            rest of the box is refuted by those same bounds.
     """
 
     batch: int = 32
@@ -113,6 +116,11 @@ class InputSplitConfig:
     inherit_bounds: bool = True
     per_domain_rows: bool = True
     branching: str = "strong"
+    clip_domains: bool = True
+    stall_progress: float = 0.1
+    alpha_after_stall: int = 2
+    alpha_iterations: int = 20
+    alpha_batch: int = 256
 
     def __post_init__(self) -> None:
         if self.branching not in ("strong", "smear"):

@@ -29,7 +29,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from verifier.bab.clip import clip_boxes
 from verifier.bab.common import BabOutcome, BabStats, CandidateSearch, Confirm
+from verifier.bounds.alpha import AlphaConfig, alpha_lower_bound
 from verifier.bounds.crown import Crown, CrownConfig
 from verifier.bounds.objective import spec_rows, stack_clauses
 from verifier.config import InputSplitConfig
@@ -43,8 +45,9 @@ class _Bounder:
 
     def __init__(self, tgraph: TorchGraph, clauses: Sequence[Clause], root_width: Tensor,
                  config: InputSplitConfig) -> None:
-        self.tgraph, self.inherit = tgraph, config.inherit_bounds
+        self.tgraph, self.inherit, self.clip = tgraph, config.inherit_bounds, config.clip_domains
         self.crown_config = CrownConfig(per_domain_rows=config.per_domain_rows)
+        self.alpha = AlphaConfig(iterations=config.alpha_iterations, intermediate=False)
         # dimensions narrower than this fraction of their root width are not split any more
         self.floor = root_width * 1e-6
         self.root_width = torch.where(root_width > 0, root_width, torch.ones_like(root_width))
@@ -55,27 +58,29 @@ class _Bounder:
         self.shape = tgraph.graph.inputs[0].shape
 
     def __call__(self, lower: Tensor, upper: Tensor, open_: Tensor,
-                 prior: Prior, parent_rows: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Prior, Tensor]:
-        """For boxes ``(M, n)`` with open clauses ``(M, K)`` and row bounds ``(M, K, R)`` known
-        to hold on them (their parent's; -inf: none): the clauses still open, the minimising
-        corner of the hardest row's linear bound ``(M, n)``, the smear's split dimension
-        ``(M,)``, the hardness ``(M,)`` (that row's bound: the lower, the further from refuted;
-        +inf once every clause is refuted), the intermediate bounds found (valid priors for
-        sub-boxes) and the row bounds ``(M, K, R)`` (the better of CROWN's and the parent's)."""
+                 prior: Prior, parent_rows: Tensor) -> Bounded:
+        """Bounds boxes ``(M, n)`` with open clauses ``(M, K)`` and row bounds ``(M, K, R)``
+        known to hold on them (their parent's; -inf: none); see :class:`Bounded`. With
+        clipping, each box is first shrunk to where its open clauses can still be violated
+        (:func:`verifier.bab.clip.clip_boxes`)."""
         m = lower.shape[0]
         with torch.no_grad():
             crown = Crown(self.tgraph, [lower.reshape(m, *self.shape)], [upper.reshape(m, *self.shape)],
                           self.crown_config, prior=prior)
+            own = self._rows(crown, m)
+            coeff = crown.input_coefficients[self.tgraph.graph.inputs[0].name].reshape(m, self.k * self.r, -1)
             # a parent's certified row bounds hold on its sub-boxes too: the children never
             # come out worse than their parent (CROWN's adaptive slopes alone do not ensure it)
-            rows = torch.maximum(self._rows(crown, m), parent_rows)
+            rows = torch.maximum(own, parent_rows)
             still_open = open_ & ~(rows > 0).any(dim=2)
+            if self.clip:
+                lower, upper, still_open = clip_boxes(lower, upper, coeff.reshape(m, self.k, self.r, -1), own,
+                                                      still_open)
             # the hardest open clause, and its best row
             best_row, row_index = rows.max(dim=2)
             best_row = torch.where(still_open, best_row, torch.inf)
             clause = best_row.argmin(dim=1)
             row = row_index.gather(1, clause.unsqueeze(1)).squeeze(1)
-            coeff = crown.input_coefficients[self.tgraph.graph.inputs[0].name].reshape(m, self.k * self.r, -1)
             a = coeff[torch.arange(m, device=lower.device), clause * self.r + row]
             width = upper - lower
             eligible = width > self.floor
@@ -84,7 +89,18 @@ class _Bounder:
             dim = torch.where(smear.amax(dim=1) > 0, smear.argmax(dim=1), relative.argmax(dim=1))
             corner = torch.where(a > 0, lower, upper)
             hardness = best_row.gather(1, clause.unsqueeze(1)).squeeze(1)
-        return still_open, corner, dim, hardness, (crown.best if self.inherit else {}), rows
+        return Bounded(lower, upper, still_open, corner, dim, hardness, crown.best if self.inherit else {}, rows)
+
+    def tighten(self, lower: Tensor, upper: Tensor, open_: Tensor, prior: Prior, rows: Tensor) -> tuple[Tensor, Tensor]:
+        """alpha-CROWN (final-layer slopes) on boxes ``(M, n)`` with their intermediate bounds:
+        the row bounds ``(M, K, R)`` (the better of those and ``rows``) and the clauses still
+        open."""
+        m = lower.shape[0]
+        crown = Crown(self.tgraph, [lower.reshape(m, *self.shape)], [upper.reshape(m, *self.shape)],
+                      self.crown_config, prior=prior)
+        raw = alpha_lower_bound(crown, self.rows, self.alpha).detach().reshape(m, self.k, self.r)
+        better = torch.maximum(spec_rows(raw, self.d, self.mask), rows)
+        return better, open_ & ~(better > 0).any(dim=2)
 
     def _rows(self, crown: Crown, m: int) -> Tensor:
         """Certified lower bounds ``(m, K, R)`` of the spec rows ``C y - d`` (padding: -inf)."""
@@ -118,6 +134,8 @@ class InputSplitSearch:
         self.floor = (self.upper - self.lower).reshape(-1) * 1e-6  # see _Bounder.floor
         self.stack: list[Domains] | None = None  # None until the whole box has been bounded
         self.queued = 0
+        self.aside: list[Domains] = []  # stalled domains waiting for alpha-CROWN
+        self.aside_count = 0
         self.rounds = 0
         self.unsplittable = 0  # boxes that could not be halved (the search cannot end unsat)
         self.final: str | None = None  # the outcome once decided (sat, unsat, unknown)
@@ -147,18 +165,23 @@ class InputSplitSearch:
             open_ = torch.ones(1, bound.k, dtype=torch.bool, device=device)
             start = time.monotonic()
             unknown = torch.full((1, bound.k, bound.r), -torch.inf, dtype=torch.float64, device=device)
-            open_, corner, dims, _, prior, rows = bound(lower, upper, open_, {}, unknown)
+            root = bound(lower, upper, open_, {}, unknown)
             stats.seconds_bounding += time.monotonic() - start
             stats.domains_bounded += 1
-            keep = open_.any(dim=1)
-            self.stack = [_select(Domains(lower, upper, open_, dims, prior, rows), keep)]
+            keep = root.open.any(dim=1)
+            stall = torch.zeros(1, dtype=torch.long, device=device)
+            self.stack = [_select(Domains(root.lower, root.upper, root.open, root.dim, root.prior, root.rows, stall),
+                                  keep)]
             self.queued = int(keep.sum())
-            if search.offer(torch.cat([corner, (lower + upper) / 2])):
+            if search.offer(torch.cat([root.corner, (root.lower + root.upper) / 2])):
                 return "sat"
         stack = self.stack
-        while self.queued:
+        while self.queued or self.aside_count:
             if deadline.expired():
                 return None
+            if self.aside_count >= config.alpha_batch or (self.aside_count and not self.queued):
+                self._tighten_aside(bound, stats)
+                continue
             if self.queued > config.max_domains:
                 stats.extra["gave_up_queue"] = self.queued
                 return "unknown"
@@ -168,23 +191,30 @@ class InputSplitSearch:
             children_of = split(batch, stats)
             if children_of is None:
                 continue
-            child_lo, child_hi, child_open, child_prior, child_rows, pick = children_of
+            child_lo, child_hi, child_open, child_prior, child_rows, child_stall, pick = children_of
+            parent_hardness = _hardness(child_rows, child_open)
             start = time.monotonic()
-            child_open, corner, child_dim, hardness, found, child_rows = bound(child_lo, child_hi, child_open,
-                                                                               child_prior, child_rows)
+            done = bound(child_lo, child_hi, child_open, child_prior, child_rows)
+            child_lo, child_hi, child_open, corner = done.lower, done.upper, done.open, done.corner
+            child_dim, hardness, found, child_rows = done.dim, done.hardness, done.prior, done.rows
             stats.domains_bounded += child_lo.shape[0]
             if pick is not None:  # strong branching: each box keeps the halves of its best dimension
                 chosen = pick(hardness)
                 child_lo, child_hi, child_open, corner = child_lo[chosen], child_hi[chosen], child_open[chosen], corner[chosen]
                 child_dim, hardness, child_rows = child_dim[chosen], hardness[chosen], child_rows[chosen]
                 found = {k: (v[0][chosen], v[1][chosen]) for k, v in found.items()}
+                parent_hardness, child_stall = parent_hardness[chosen], child_stall[chosen]
+            # a child whose gap did not shrink by a tenth is stalled one more generation
+            progressed = hardness > parent_hardness * (1 - config.stall_progress)
+            child_stall = torch.where(progressed, 0, child_stall + 1)
             stats.seconds_bounding += time.monotonic() - start
             stats.rounds += 1
             self.rounds += 1
             keep = child_open.any(dim=1)
             stats.domains_proven += int((~keep).sum())
             if bool(keep.any()):
-                children = _select(Domains(child_lo, child_hi, child_open, child_dim, found, child_rows), keep)
+                children = _select(Domains(child_lo, child_hi, child_open, child_dim, found, child_rows, child_stall),
+                                   keep)
                 centres = (children.lower + children.upper) / 2
                 if search.offer(torch.cat([corner[keep], centres])):
                     return "sat"
@@ -192,13 +222,34 @@ class InputSplitSearch:
                     worst = torch.argsort(hardness[keep])[: config.pgd_domains]
                     if search.pgd(children.lower[worst], children.upper[worst], corner[keep][worst]):
                         return "sat"
+                if config.alpha_after_stall:  # stalled children wait for a batched alpha-CROWN pass
+                    stalled = children.stall >= config.alpha_after_stall
+                    if bool(stalled.any()):
+                        self.aside.append(_select(children, stalled))
+                        self.aside_count += int(stalled.sum())
+                        children = _select(children, ~stalled)
                 stack.append(children)
                 self.queued += children.size
-                stats.max_queue = max(stats.max_queue, self.queued)
+                stats.max_queue = max(stats.max_queue, self.queued + self.aside_count)
         if self.unsplittable:
             return "unknown"
         return "unsat"
 
+    def _tighten_aside(self, bound: _Bounder, stats: BabStats) -> None:
+        """Bounds the stalled domains set aside with alpha-CROWN and puts those still open back
+        on the stack (their stall count reset)."""
+        aside = _cat(self.aside)
+        self.aside, self.aside_count = [], 0
+        start = time.monotonic()
+        rows, open_ = bound.tighten(aside.lower, aside.upper, aside.open, aside.prior, aside.rows)
+        stats.seconds_bounding += time.monotonic() - start
+        stats.extra["alpha_bounded"] = stats.extra.get("alpha_bounded", 0) + aside.size
+        keep = open_.any(dim=1)
+        stats.domains_proven += int((~keep).sum())
+        if bool(keep.any()):
+            back = Domains(aside.lower, aside.upper, open_, aside.dim, aside.prior, rows, torch.zeros_like(aside.stall))
+            self.stack.append(_select(back, keep))  # type: ignore[union-attr]
+            self.queued += int(keep.sum())
 
     def _split_one(self, batch: Domains, stats: BabStats) -> _Children | None:
         """Halves each box along its chosen dimension: the children (lower halves, then upper
@@ -219,7 +270,7 @@ class InputSplitSearch:
         right_lo[rows, dim] = mid_value
         prior = {k: (torch.cat([v[0], v[0]]), torch.cat([v[1], v[1]])) for k, v in batch.prior.items()}
         return (torch.cat([lo, right_lo]), torch.cat([left_hi, hi]), torch.cat([batch.open, batch.open]), prior,
-                torch.cat([batch.rows, batch.rows]), None)
+                torch.cat([batch.rows, batch.rows]), torch.cat([batch.stall, batch.stall]), None)
 
     def _split_all(self, batch: Domains, stats: BabStats) -> _Children | None:
         """Strong branching: both halves of each box along every dimension that can be halved
@@ -260,7 +311,8 @@ class InputSplitSearch:
             return torch.cat([base + dim, base + n + dim])
 
         return (child_lo.reshape(m * 2 * n, n), child_hi.reshape(m * 2 * n, n),
-                batch.open.repeat_interleave(2 * n, dim=0), prior, batch.rows.repeat_interleave(2 * n, dim=0), pick)
+                batch.open.repeat_interleave(2 * n, dim=0), prior, batch.rows.repeat_interleave(2 * n, dim=0),
+                batch.stall.repeat_interleave(2 * n, dim=0), pick)
 
 
 def input_split_search(bounds_graph: TorchGraph, attack_graph: TorchGraph, region: Region, clauses: Sequence[Clause],
@@ -276,9 +328,36 @@ def input_split_search(bounds_graph: TorchGraph, attack_graph: TorchGraph, regio
 
 
 Prior = dict[str, tuple[Tensor, Tensor]]
-_Children = tuple[Tensor, Tensor, Tensor, Prior, Tensor, Callable[[Tensor], Tensor] | None]
-"""Children to bound: lower and upper corners, open clauses, priors and their parent's row
-bounds, and for strong branching the selector of the children to keep (given their hardness)."""
+
+
+@dataclass(frozen=True)
+class Bounded:
+    """What bounding a batch of boxes ``(M, n)`` gives: the boxes (clipped, or as given), the
+    clauses still open ``(M, K)``, the minimising corner of the hardest row's linear bound
+    ``(M, n)``, the smear's split dimension ``(M,)``, the hardness ``(M,)`` (that row's bound:
+    the lower, the further from refuted; +inf once every clause is refuted), the intermediate
+    bounds found (valid priors for sub-boxes) and the row bounds ``(M, K, R)`` (the better of
+    CROWN's and the parent's)."""
+
+    lower: Tensor
+    upper: Tensor
+    open: Tensor
+    corner: Tensor
+    dim: Tensor
+    hardness: Tensor
+    prior: Prior
+    rows: Tensor
+
+_Children = tuple[Tensor, Tensor, Tensor, Prior, Tensor, Tensor, Callable[[Tensor], Tensor] | None]
+"""Children to bound: lower and upper corners, open clauses, priors, their parent's row
+bounds and stall count, and for strong branching the selector of the children to keep (given
+their hardness)."""
+
+
+def _hardness(rows: Tensor, open_: Tensor) -> Tensor:
+    """The bound ``(M,)`` of the best row of the hardest open clause (+inf: none open)."""
+    best = torch.where(open_, rows.amax(dim=2), torch.inf)
+    return best.amin(dim=1)
 
 
 @dataclass(frozen=True)
@@ -293,6 +372,7 @@ class Domains:
     dim: Tensor
     prior: Prior
     rows: Tensor
+    stall: Tensor
 
     @property
     def size(self) -> int:
@@ -301,7 +381,7 @@ class Domains:
 
 def _select(d: Domains, index: Tensor | slice) -> Domains:
     return Domains(d.lower[index], d.upper[index], d.open[index], d.dim[index],
-                   {k: (v[0][index], v[1][index]) for k, v in d.prior.items()}, d.rows[index])
+                   {k: (v[0][index], v[1][index]) for k, v in d.prior.items()}, d.rows[index], d.stall[index])
 
 
 def _cat(parts: list[Domains]) -> Domains:
@@ -311,7 +391,7 @@ def _cat(parts: list[Domains]) -> Domains:
     return Domains(torch.cat([p.lower for p in parts]), torch.cat([p.upper for p in parts]),
                    torch.cat([p.open for p in parts]), torch.cat([p.dim for p in parts]),
                    {k: (torch.cat([p.prior[k][0] for p in parts]), torch.cat([p.prior[k][1] for p in parts]))
-                    for k in keys}, torch.cat([p.rows for p in parts]))
+                    for k in keys}, torch.cat([p.rows for p in parts]), torch.cat([p.stall for p in parts]))
 
 
 def _pop(stack: list[Domains], count: int) -> Domains:
