@@ -79,3 +79,20 @@ def test_a_timed_out_search_resumes_where_it_stopped() -> None:
                                lambda x: check_witness(oracle, region, x).valid, Deadline.after(60))
     assert fresh.status == "unsat"
     assert second.stats.domains_bounded < fresh.stats.domains_bounded
+
+
+def test_stalled_boxes_get_alpha_crown_and_a_flat_valley_instance_is_proven() -> None:
+    """1_1 prop_5 (unsat in expected.csv) leaves many sub-boxes whose CROWN bound stops
+    improving; they are set aside for batched alpha-CROWN, which is what finishes the proof.
+    Every sat-looking point went through onnxruntime: none was confirmed."""
+    path = ACAS / "onnx" / "ACASXU_run2a_1_1_batch_2000.onnx"
+    graph = load_model(path)
+    region = parse_vnnlib(ACAS / "vnnlib" / "prop_5.vnnlib").regions[0]
+    bounds, attack = TorchGraph(graph, "cpu", torch.float64), TorchGraph(graph, "cpu", torch.float32)
+    proof = RegionProof(bounds, region)
+    confirm, confirmed = recording_confirm(path, region)
+    outcome = input_split_search(bounds, attack, region, proof.open, proof.lower, proof.upper, confirm,
+                                 Deadline.after(100))
+    assert outcome.status == "unsat"
+    assert not confirmed
+    assert outcome.stats.extra.get("alpha_bounded", 0) > 0

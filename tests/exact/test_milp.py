@@ -218,6 +218,22 @@ def test_engines_agree_on_conv_residual_and_piecewise_ops(tmp_path: Path, builde
     assert "sat" in verdicts and "unsat" in verdicts, verdicts
 
 
+def test_highs_decides_after_another_highs_solve_in_the_same_process(tmp_path: Path) -> None:
+    """HiGHS sizes one thread pool per process at its first solve and then ignores solves that
+    ask for another thread count (status kNotset). A plain pulp LP with HiGHS' default threads
+    before the engine's single-threaded solves must not turn their answers into unknown."""
+    import pulp
+
+    lp = pulp.LpProblem("other_user", pulp.LpMinimize)
+    x = pulp.LpVariable("x", -1, 1)
+    lp += x
+    lp += x >= -0.5
+    lp.solve(pulp.HiGHS(msg=False))
+    assert x.value() == pytest.approx(-0.5)
+    for seed in (3, 4):
+        check_agreement(random_instance(tmp_path, relu_mlp(seed), seed), seed)
+
+
 def test_bounds_alone_refute_without_a_solve(tmp_path: Path) -> None:
     instance = random_instance(tmp_path, relu_mlp(3), 3)
     y_hi = instance.crown.output_bounds()[1][0].numpy()

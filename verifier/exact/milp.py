@@ -290,6 +290,10 @@ class _Milp:
                             mip_feasibility_tolerance=self.config.tolerance,
                             primal_feasibility_tolerance=self.config.tolerance)
         _highs_banner_to_stderr()
+        # HiGHS keeps one thread pool per process, sized by the first solve; a later solve that
+        # asks for another thread count then silently does nothing (status kNotset). Starting
+        # from a fresh pool makes each solve independent of whatever ran HiGHS before it.
+        highspy.Highs.resetGlobalScheduler(True)
         self.problem.solve(solver)
         model = self.problem.solverModel
         raw = model.getModelStatus()
