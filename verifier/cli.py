@@ -1,4 +1,5 @@
-"""Command line: ``verify MODEL SPEC`` and ``verify bounds MODEL SPEC``.
+"""Command line: ``verify MODEL SPEC``, ``verify bounds MODEL SPEC`` and ``verify bench ...``
+(:mod:`verifier.bench.cli`, with exit codes of its own).
 
 Exit codes (documented in the README):
     0 unsat, 10 sat, 20 unknown, 30 timeout, 2 usage error, 3 bad input (model, property,
@@ -31,7 +32,8 @@ _WATCHDOG_GRACE = 0.8
 def _main_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="verify",
-        description="Verify a VNN-LIB property of an ONNX model. Subcommands: 'verify bounds ...'.",
+        description="Verify a VNN-LIB property of an ONNX model. Subcommands: 'verify bounds ...', "
+                    "'verify bench ...' (benchmark suites).",
         epilog="exit codes: 0 unsat, 10 sat, 20 unknown, 30 timeout, 2 usage, 3 bad input, 4 internal error",
     )
     parser.add_argument("model", help="ONNX model file")
@@ -204,6 +206,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "bounds":
         return _run_bounds(argv[1:], start)
+    if argv and argv[0] == "bench":
+        from verifier.bench.cli import main as bench_main
+
+        return bench_main(argv[1:])
     return _run_verify(argv, start)
 
 

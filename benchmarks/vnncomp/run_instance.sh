@@ -1,0 +1,37 @@
+#!/bin/bash
+# VNN-COMP: run_instance.sh v1 CATEGORY ONNX_FILE VNNLIB_FILE RESULTS_FILE TIMEOUT
+# Runs the verifier (on the GPU when torch sees one) and leaves the VNN-COMP result file at
+# RESULTS_FILE: sat with the counterexample, unsat, unknown, timeout or error. The Python of
+# install_tool.sh's environment is used, or VERIFIER_PYTHON when set.
+set -uo pipefail
+VERSION="${1:-}"; CATEGORY="${2:-}"; ONNX="${3:-}"; VNNLIB="${4:-}"; RESULTS="${5:-}"; TIMEOUT="${6:-}"
+if [ "$VERSION" != "v1" ] || [ -z "$RESULTS" ] || [ -z "$TIMEOUT" ]; then
+    echo "usage: run_instance.sh v1 CATEGORY ONNX_FILE VNNLIB_FILE RESULTS_FILE TIMEOUT" >&2
+    exit 1
+fi
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+PY="${VERIFIER_PYTHON:-$ROOT/.vnncomp-venv/bin/python}"
+if [ ! -x "$PY" ]; then
+    echo "run_instance.sh: no Python at $PY: run install_tool.sh v1 first, or set VERIFIER_PYTHON" >&2
+    echo "error" > "$RESULTS"
+    exit 1
+fi
+for f in ONNX VNNLIB; do  # the competition may hand over gzipped files
+    path="${!f}"
+    if [ ! -f "$path" ] && [ -f "$path.gz" ]; then
+        tmp="$(mktemp -d)/$(basename "$path")"
+        gunzip -c "$path.gz" > "$tmp"
+        printf -v "$f" '%s' "$tmp"
+    fi
+done
+DEVICE="$("$PY" -c 'import torch; print("cuda" if torch.cuda.is_available() else "cpu")' 2>/dev/null || echo cpu)"
+"$PY" -m verifier.cli "$ONNX" "$VNNLIB" --timeout "$TIMEOUT" --out "$RESULTS" --device "$DEVICE"
+code=$?
+# the verdict is in the file (exit codes 0, 10, 20, 30); anything else also wrote 'error' there
+if [ ! -s "$RESULTS" ]; then
+    echo "error" > "$RESULTS"
+fi
+if [ "$code" -eq 0 ] || [ "$code" -eq 10 ] || [ "$code" -eq 20 ] || [ "$code" -eq 30 ]; then
+    exit 0
+fi
+exit 1

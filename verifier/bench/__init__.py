@@ -1,0 +1,2 @@
+"""``verify bench``: VNN-COMP style benchmark runs of any verifier, with checking, scoring,
+resume, plots, and local or Ray execution."""

@@ -1,0 +1,144 @@
+"""``verify bench``: run suites, then ``verify bench plot`` and ``verify bench report``.
+
+    verify bench PATH... [--tool NAME='CMD {onnx} {vnnlib} {timeout} {result}']... [--results FILE.csv]
+                 [--jobs N | --ray auto|ADDRESS] [--timeout-scale S] [--filter REGEX] [--limit N]
+                 [--memory-mb M] [--grace S] [--threads T]
+    verify bench plot RESULTS.csv... --out PLOT.png
+    verify bench report RESULTS.csv... [--out REPORT.md]
+
+Exit codes: 0 done with no wrong answer, 1 some answer was wrong (a disagreement with
+expected.csv or an invalid witness), 2 usage error, 3 bad input, 130 interrupted (the
+results so far are kept; the same command resumes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from verifier.bench.instances import benchmark_folders, select_instances
+from verifier.bench.isolation import Limits
+from verifier.bench.progress import Progress
+from verifier.bench.results import ResultRow, ResultsFile, read_results
+from verifier.bench.run import BenchConfig, pending_jobs, run_bench
+from verifier.bench.score import rescore, score_table
+from verifier.bench.tools import default_tool, parse_tool
+from verifier.errors import InputError
+
+EXIT_WRONG, EXIT_USAGE, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 2, 3, 130
+
+
+def _run_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="verify bench", description="Run benchmark suites (VNN-COMP layout), "
+                                     "check and score the answers. Also: 'verify bench plot', 'verify bench report'.")
+    parser.add_argument("paths", nargs="+", type=Path, help="benchmark folders (with instances.csv) or trees of them")
+    parser.add_argument("--tool", action="append", default=[], metavar="NAME='COMMAND'",
+                        help="a verifier as a command template with {onnx} {vnnlib} {timeout} {result}; "
+                             "repeatable; 'verifier' is ours (the default when no --tool is given)")
+    parser.add_argument("--verifier-options", default="", help="extra options for our verifier (e.g. '--bab relu')")
+    parser.add_argument("--results", type=Path, default=None,
+                        help="results CSV (default bench-results/<benchmarks>.csv); a .jsonl file beside it gets details")
+    parser.add_argument("--jobs", type=int, default=1, help="instances at once on this machine (default 1)")
+    parser.add_argument("--ray", default=None, metavar="auto|ADDRESS", help="run the instances on a Ray cluster")
+    parser.add_argument("--timeout-scale", type=float, default=1.0, help="multiply every instances.csv timeout")
+    parser.add_argument("--filter", default=None, metavar="REGEX", help="only instances whose benchmark/onnx/vnnlib matches")
+    parser.add_argument("--limit", type=int, default=None, help="at most this many instances")
+    parser.add_argument("--memory-mb", type=int, default=None, help="address-space limit per instance")
+    parser.add_argument("--grace", type=float, default=15.0, help="seconds past the timeout before a tool is killed")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="OMP_NUM_THREADS per instance (default: cores / jobs)")
+    parser.add_argument("--quiet", action="store_true", help="no progress line")
+    return parser
+
+
+def default_results_path(paths: Sequence[Path]) -> Path:
+    """``bench-results/<benchmark names>.csv``: the same arguments give the same file (resume)."""
+    names = [f.name for f in benchmark_folders(paths)]
+    stem = "+".join(names) if len(names) <= 3 else f"{'+'.join(names[:3])}+{len(names) - 3}more"
+    return Path("bench-results") / (re.sub(r"[^\w.+-]", "_", stem) + ".csv")
+
+
+def _run(argv: Sequence[str]) -> int:
+    import os
+
+    args = _run_parser().parse_args(argv)
+    if args.jobs < 1:
+        raise InputError("--jobs must be at least 1")
+    tools = tuple(parse_tool(t, args.verifier_options) for t in args.tool) or (default_tool(args.verifier_options),)
+    if len({t.name for t in tools}) != len(tools):
+        raise InputError("--tool names must differ")
+    instances = select_instances(args.paths, args.timeout_scale, args.filter, args.limit)
+    threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)
+    limits = Limits(grace=args.grace, memory_mb=args.memory_mb, threads=threads)
+    config = BenchConfig(tools, limits, args.jobs, args.ray)
+    path = args.results or default_results_path(args.paths)
+    results = ResultsFile(path)
+    jobs = pending_jobs(tools, instances, results)
+    skipped = len(tools) * len(instances) - len(jobs)
+    print(f"{len(instances)} instances x {len(tools)} tool(s); {skipped} already in {path}, {len(jobs)} to run",
+          file=sys.stderr)
+    progress = None if args.quiet else Progress(len(jobs))
+    try:
+        run_bench(jobs, config, results, progress)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: {len(results.done)} rows kept in {path}; run the same command to resume",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
+    keys = {(t.name, *i.key) for t in tools for i in instances}
+    rows = [r for r in results.done if r.key in keys]
+    print(score_table(rows))
+    print(f"results: {path}", file=sys.stderr)
+    return EXIT_WRONG if "no" in rescore(rows) else 0
+
+
+def _plot(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(prog="verify bench plot", description="Cactus plot: instances solved vs time.")
+    parser.add_argument("results", nargs="+", type=Path)
+    parser.add_argument("--out", type=Path, required=True, help="the PNG (or PDF/SVG) file to write")
+    parser.add_argument("--title", default=None)
+    args = parser.parse_args(argv)
+    from verifier.bench.plot import cactus_plot
+
+    rows = [r for p in args.results for r in _read(p)]
+    cactus_plot(rows, args.out, args.title)
+    print(f"wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+def _report(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(prog="verify bench report", description="Markdown summary of results files.")
+    parser.add_argument("results", nargs="+", type=Path)
+    parser.add_argument("--out", type=Path, default=None, help="write here instead of stdout")
+    args = parser.parse_args(argv)
+    from verifier.bench.report import markdown_report
+
+    rows = [r for p in args.results for r in _read(p)]
+    text = markdown_report(rows, [str(p) for p in args.results])
+    if args.out:
+        args.out.write_text(text)
+        print(f"wrote {args.out}", file=sys.stderr)
+    else:
+        print(text)
+    return 0
+
+
+def _read(path: Path) -> list[ResultRow]:
+    if not path.is_file():
+        raise InputError(f"{path}: no such results file")
+    return read_results(path)
+
+
+def main(argv: Sequence[str]) -> int:
+    """``verify bench ...``; returns the exit code (see the module docstring)."""
+    try:
+        if argv and argv[0] == "plot":
+            return _plot(argv[1:])
+        if argv and argv[0] == "report":
+            return _report(argv[1:])
+        return _run(argv)
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
