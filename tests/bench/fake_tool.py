@@ -5,6 +5,7 @@ file's stem (``sat_valid.vnnlib`` -> ``sat_valid``). Usage:
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -36,6 +37,9 @@ def main() -> None:
     elif behaviour == "garbage":
         print("Traceback? no: just noise", flush=True)
         out.write_text("maybe-sat-who-knows\n")
+    elif behaviour == "kill_parent":  # only under Ray: the parent is the Ray worker running the task
+        os.kill(os.getppid(), signal.SIGKILL)
+        time.sleep(30)
     elif behaviour == "memory":
         hog = bytearray(4 * 1024**3)  # refused under --memory-mb
         out.write_text(f"unsat {len(hog)}\n")

@@ -43,3 +43,17 @@ def test_ray_backend_matches_local_run(tmp_path: Path, ray_log: Path) -> None:
     assert len(calls) == 10  # each instance once per run, in this process and on the Ray workers
     assert bench_main([*common, "--results", str(remote), "--ray", "auto"]) == 1  # resume: nothing runs
     assert ray_log.read_text().splitlines() == calls
+
+
+def test_an_instance_whose_worker_dies_is_retried_then_recorded_as_error(tmp_path: Path, ray_log: Path) -> None:
+    bench = make_benchmark(tmp_path / "fakebench", ["kill_parent", "unsat"], timeout=5.0)
+    results = tmp_path / "ray.csv"
+    before = len(ray_log.read_text().splitlines()) if ray_log.exists() else 0
+    code = bench_main([str(bench), "--tool", fake_template(), "--threads", "1", "--quiet", "--results", str(results),
+                       "--ray", "auto"])
+    assert code == 0
+    rows = {Path(r.vnnlib).stem: r for r in read_results(results)}
+    assert rows["unsat"].status == "unsat" and rows["unsat"].correct == "yes"
+    assert rows["kill_parent"].status == "error" and "ray task failed" in rows["kill_parent"].note
+    calls = ray_log.read_text().splitlines()[before:]
+    assert calls.count("kill_parent") == 2  # the first try and one retry

@@ -97,3 +97,22 @@ def test_bad_arguments_are_clear_errors(tmp_path: Path, capsys) -> None:  # type
     assert bench_main([str(bench), "--tool", "x=run {onnx} {model} {result}"]) == 3
     assert "unknown placeholder" in capsys.readouterr().err
     assert bench_main([str(bench), "--filter", "("]) == 3
+
+
+def test_ctrl_c_stops_the_tools_keeps_the_rows_and_the_run_resumes(tmp_path: Path, fake_log: Path) -> None:
+    names = [f"slow{i}" for i in range(6)]
+    bench = make_benchmark(tmp_path / "fakebench", names)
+    results = tmp_path / "results.csv"
+    argv = [sys.executable, "-m", "verifier.cli", "bench", str(bench), "--tool", fake_template(),
+            "--results", str(results), "--quiet"]
+    driver = subprocess.Popen(argv, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (not results.exists() or len(read_results(results)) < 2):
+        time.sleep(0.1)
+    driver.send_signal(signal.SIGINT)
+    _, err = driver.communicate(timeout=60)
+    assert driver.returncode == 130 and "resume" in err
+    kept = read_results(results)
+    assert 2 <= len(kept) < len(names)
+    assert subprocess.run(argv, capture_output=True, timeout=120).returncode == 0
+    assert sorted(r.vnnlib for r in read_results(results)) == sorted(f"vnnlib/{n}.vnnlib" for n in names)
