@@ -89,7 +89,8 @@ def run_bench(jobs: Sequence[Job], config: BenchConfig, results: ResultsFile, pr
         results.append(row, details)
         rows.append(row)
         if progress is not None:
-            progress.update(row.status, row.correct == "no", f"{row.tool} {row.benchmark}/{row.vnnlib}: {row.status}")
+            progress.update(row.status, row.correct == "no",
+                            f"{row.tool} {row.benchmark} {row.onnx} {row.vnnlib}: {row.status} ({row.time:.1f} s)")
     return rows
 
 
