@@ -27,6 +27,7 @@ def cactus_plot(rows: Sequence[ResultRow], out: Path, title: str | None = None) 
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for tool, values in sorted(solve_times(rows).items()):
@@ -34,6 +35,9 @@ def cactus_plot(rows: Sequence[ResultRow], out: Path, title: str | None = None) 
     ax.set_xlabel("time per instance (s)")
     ax.set_ylabel("instances solved correctly")
     ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.FuncFormatter(
+        lambda v, _: f"{v:g}" if f"{v:e}"[0] in "25" else ""))  # 2 and 5 times a power of ten
     benchmarks = sorted({r.benchmark for r in rows})
     ax.set_title(title or f"{', '.join(benchmarks[:4])}{' ...' if len(benchmarks) > 4 else ''}: "
                  f"{len({(r.benchmark, r.onnx, r.vnnlib) for r in rows})} instances")
