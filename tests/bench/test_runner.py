@@ -54,16 +54,25 @@ def test_a_second_identical_run_resumes_and_runs_nothing(tmp_path: Path, fake_lo
     assert len(fake_log.read_text().splitlines()) == 2
 
 
-def test_a_killed_run_resumes_with_no_instance_lost_or_run_twice(tmp_path: Path, fake_log: Path) -> None:
-    names = [f"slow{i}" for i in range(8)]
+def _driver_with_rows(tmp_path: Path, names: list[str], rows: int,
+                      start_new_session: bool = False) -> tuple[list[str], Path, subprocess.Popen[str]]:
+    """Starts ``verify bench`` on slow fake instances in a process of its own and returns once
+    ``rows`` rows are written: its command line, results file and process."""
     bench = make_benchmark(tmp_path / "fakebench", names)
     results = tmp_path / "results.csv"
     argv = [sys.executable, "-m", "verifier.cli", "bench", str(bench), "--tool", fake_template(),
             "--results", str(results), "--quiet"]
-    driver = subprocess.Popen(argv, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL, start_new_session=True)
+    driver = subprocess.Popen(argv, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+                              start_new_session=start_new_session)
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and (not results.exists() or len(read_results(results)) < 3):
+    while time.monotonic() < deadline and (not results.exists() or len(read_results(results)) < rows):
         time.sleep(0.1)
+    return argv, results, driver
+
+
+def test_a_killed_run_resumes_with_no_instance_lost_or_run_twice(tmp_path: Path, fake_log: Path) -> None:
+    names = [f"slow{i}" for i in range(8)]
+    argv, results, driver = _driver_with_rows(tmp_path, names, 3, start_new_session=True)
     os.killpg(driver.pid, signal.SIGKILL)  # the driver and the tool it was running
     driver.wait()
     first = {r.vnnlib for r in read_results(results)}
@@ -101,14 +110,7 @@ def test_bad_arguments_are_clear_errors(tmp_path: Path, capsys) -> None:  # type
 
 def test_ctrl_c_stops_the_tools_keeps_the_rows_and_the_run_resumes(tmp_path: Path, fake_log: Path) -> None:
     names = [f"slow{i}" for i in range(6)]
-    bench = make_benchmark(tmp_path / "fakebench", names)
-    results = tmp_path / "results.csv"
-    argv = [sys.executable, "-m", "verifier.cli", "bench", str(bench), "--tool", fake_template(),
-            "--results", str(results), "--quiet"]
-    driver = subprocess.Popen(argv, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and (not results.exists() or len(read_results(results)) < 2):
-        time.sleep(0.1)
+    argv, results, driver = _driver_with_rows(tmp_path, names, 2)
     driver.send_signal(signal.SIGINT)
     _, err = driver.communicate(timeout=60)
     assert driver.returncode == 130 and "resume" in err
