@@ -9,11 +9,15 @@ back on the stack. The dimension: with strong branching (the default) every dime
 halves are bounded and each box keeps the pair whose halves have the best summed hardness (the
 bound of the row closest to refuting the hardest open clause); with smear branching, the one
 with the largest ``|a_j| * width_j``, where ``a`` is the input coefficient of CROWN's linear
-bound of that row (its "smear"), chosen when the box itself was bounded.
+bound of that row (its "smear"), chosen when the box itself was bounded. Each bounded box is
+clipped to the part where its open clauses' linear bounds can still be violated
+(:mod:`verifier.bab.clip`). A box whose bound gap stopped shrinking for two generations is set
+aside and, in batches, bounded again by alpha-CROWN (output-layer slopes) before going back.
 
 Soundness: the two children of a box cover it (``[l, m]`` and ``[m, u]``, whichever dimension
-is kept), so when every domain is refuted the whole proof box is; each refutation is a
-certified CROWN bound (sound for the float32 model, see :mod:`verifier.bounds.crown`), and a
+is kept), and clipping only removes points where a certified linear bound refutes every open
+clause, so when every domain is refuted the whole proof box is; each refutation is a
+certified CROWN (or alpha-CROWN) bound (sound for the float32 model, see :mod:`verifier.bounds.crown`), and a
 parent's intermediate bounds hold on its sub-boxes. Counterexamples: the corner minimising
 each child's linear bound and the child's centre are evaluated, PGD runs inside the worst
 domains from time to time, and every point that looks violating is passed to ``confirm`` (the
