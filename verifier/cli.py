@@ -1,5 +1,6 @@
-"""Command line: ``verify MODEL SPEC``, ``verify bounds MODEL SPEC`` and ``verify bench ...``
-(:mod:`verifier.bench.cli`, with exit codes of its own).
+"""Command line: ``verify MODEL SPEC``, ``verify bounds MODEL SPEC``, ``verify bench ...``
+(:mod:`verifier.bench.cli`) and ``verify soundness ...`` (:mod:`verifier.soundness.cli`); the
+last two have exit codes of their own.
 
 Exit codes (documented in the README):
     0 unsat, 10 sat, 20 unknown, 30 timeout, 2 usage error, 3 bad input (model, property,
@@ -33,7 +34,8 @@ def _main_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="verify",
         description="Verify a VNN-LIB property of an ONNX model. Subcommands: 'verify bounds ...', "
-                    "'verify bench ...' (benchmark suites).",
+                    "'verify bench ...' (benchmark suites), 'verify soundness ...' (hidden-counterexample "
+                    "benchmarks).",
         epilog="exit codes: 0 unsat, 10 sat, 20 unknown, 30 timeout, 2 usage, 3 bad input, 4 internal error",
     )
     parser.add_argument("model", help="ONNX model file")
@@ -210,6 +212,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from verifier.bench.cli import main as bench_main
 
         return bench_main(argv[1:])
+    if argv and argv[0] == "soundness":
+        from verifier.soundness.cli import main as soundness_main
+
+        return soundness_main(argv[1:])
     return _run_verify(argv, start)
 
 

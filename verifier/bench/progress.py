@@ -21,8 +21,9 @@ class Progress:
     otherwise). The ETA assumes the remaining instances take as long as the finished ones did,
     spread over ``jobs`` workers: it is wall-clock based, so it reflects the parallelism."""
 
-    def __init__(self, total: int, stream: TextIO | None = None, width: int = 30) -> None:
-        self.total, self.width = total, width
+    def __init__(self, total: int, stream: TextIO | None = None, width: int = 30,
+                 order: tuple[str, ...] = _ORDER) -> None:
+        self.total, self.width, self.order = total, width, order
         self.stream = stream or sys.stderr
         self.done = 0
         self.tally: Counter[str] = Counter()
@@ -36,14 +37,14 @@ class Progress:
         bar = "#" * filled + "." * (self.width - filled)
         elapsed = time.monotonic() - self.start
         eta = elapsed / self.done * (self.total - self.done) if self.done else 0.0
-        counts = " ".join(f"{k} {self.tally[k]}" for k in _ORDER)
+        counts = " ".join(f"{k} {self.tally[k]}" for k in self.order)
         wrong = f" WRONG {self.wrong}" if self.wrong else ""
         return f"[{bar}] {self.done}/{self.total} elapsed {_clock(elapsed)} ETA {_clock(eta)} | {counts}{wrong}"
 
-    def update(self, status: str, wrong: bool = False, label: str = "") -> None:
-        """Counts one finished instance and redraws."""
+    def update(self, status: str | dict[str, int], wrong: bool = False, label: str = "") -> None:
+        """Counts one finished item (a status, or counts to add per status) and redraws."""
         self.done += 1
-        self.tally[status] += 1
+        self.tally.update([status] if isinstance(status, str) else status)
         self.wrong += wrong
         if self.tty:
             self.stream.write("\r\033[K" + self.line())

@@ -1,0 +1,130 @@
+"""The generator: layout, reproducibility, planted points checked with onnxruntime directly,
+and the exported model against the trained torch module."""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import onnxruntime
+import pytest
+import torch
+
+from verifier.errors import InputError
+from verifier.soundness.generate import GenerateConfig, generate, plan_models, train_model
+from verifier.soundness.onnx_export import network_to_onnx
+from verifier.soundness.training import TrainConfig
+
+TINY = GenerateConfig(architectures=("mlp-2x32",), activations=("relu", "tanh"), eps=(0.05,), planted=2,
+                      unplanted=1, seed=7, timeout=30, verify_timeout=10,
+                      train=TrainConfig(epochs=60, check_every=20))
+
+
+def _run(session: onnxruntime.InferenceSession, x: np.ndarray) -> np.ndarray:
+    meta = session.get_inputs()[0]
+    return session.run(None, {meta.name: x.astype(np.float32).reshape(meta.shape)})[0].ravel()
+
+
+def _box(vnnlib: Path) -> tuple[np.ndarray, np.ndarray, int]:
+    """Box and true label read straight from the text (independent of our parser)."""
+    import re
+
+    text = vnnlib.read_text()
+    upper = {int(i): float(v) for i, v in re.findall(r"\(<= X_(\d+) (\S+)\)\)", text)}
+    lower = {int(i): float(v) for i, v in re.findall(r"\(>= X_(\d+) (\S+)\)\)", text)}
+    label = int(re.findall(r"\(>= Y_\d+ Y_(\d+)\)", text)[0])
+    n = len(upper)
+    return np.array([lower[i] for i in range(n)]), np.array([upper[i] for i in range(n)]), label
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("tiny") / "bench"
+    generate(out, TINY)
+    return out
+
+
+def test_layout_and_tables_agree(tiny: Path) -> None:
+    rows = [r for r in csv.reader((tiny / "instances.csv").open()) if r]
+    with (tiny / "expected.csv").open() as handle:
+        expected = {(r["onnx"], r["vnnlib"]): r["expected"] for r in csv.DictReader(handle)}
+    lines = [json.loads(t) for t in (tiny / "counterexamples.jsonl").read_text().splitlines()]
+    assert rows and len(rows) == len(expected)
+    for onnx_rel, vnnlib_rel, timeout in rows:
+        assert (tiny / onnx_rel).is_file() and (tiny / vnnlib_rel).is_file() and float(timeout) == 30
+    planted = {(c["onnx"], c["vnnlib"]) for c in lines}
+    assert planted == {k for k, v in expected.items() if v == "sat"}
+    assert len(planted) >= 2
+    assert {v for v in expected.values()} <= {"sat", "unsat"}
+    for line in lines:  # the property files never carry the planted point or its target label
+        text = (tiny / line["vnnlib"]).read_text()
+        assert "target" not in text and "corner" not in text
+
+
+def test_planted_points_violate_on_onnxruntime(tiny: Path) -> None:
+    for line in (tiny / "counterexamples.jsonl").read_text().splitlines():
+        entry = json.loads(line)
+        lower, upper, label = _box(tiny / entry["vnnlib"])
+        x = np.asarray(entry["x"], dtype=np.float64)
+        assert np.all(x >= lower) and np.all(x <= upper)
+        assert np.array_equal(x.astype(np.float32).astype(np.float64), x)
+        on_corner = np.isclose(x, lower, rtol=0, atol=0) | np.isclose(x, upper, rtol=0, atol=0)
+        assert on_corner.all()
+        y = _run(onnxruntime.InferenceSession(str(tiny / entry["onnx"])), x)
+        assert np.delete(y, label).max() > y[label] + 1e-3
+
+
+def test_unplanted_instances_hold_on_samples(tiny: Path) -> None:
+    with (tiny / "expected.csv").open() as handle:
+        unsat = [r for r in csv.DictReader(handle) if r["expected"] == "unsat"]
+    rng = np.random.default_rng(0)
+    for row in unsat:
+        lower, upper, label = _box(tiny / row["vnnlib"])
+        session = onnxruntime.InferenceSession(str(tiny / row["onnx"]))
+        meta = session.get_inputs()[0]
+        points = lower + rng.random((2000, lower.size)) * (upper - lower)
+        y = session.run(None, {meta.name: points.astype(np.float32).reshape(-1, *meta.shape[1:])})[0]
+        assert np.all(np.delete(y, label, axis=1).max(axis=1) < y[:, label])
+
+
+def test_same_seed_same_benchmark(tiny: Path, tmp_path: Path) -> None:
+    again = tmp_path / "again"
+    generate(again, TINY)
+    for line in (again / "counterexamples.jsonl").read_text().splitlines():
+        entry = json.loads(line)
+        assert (again / entry["onnx"]).read_bytes() == (tiny / entry["onnx"]).read_bytes()
+        assert (again / entry["vnnlib"]).read_bytes() == (tiny / entry["vnnlib"]).read_bytes()
+    assert (again / "counterexamples.jsonl").read_text() == (tiny / "counterexamples.jsonl").read_text()
+
+
+def test_exported_onnx_computes_the_trained_network() -> None:
+    plan = plan_models(replace(TINY, architectures=("mlp-2x32", "cnn-2c-pool"), activations=("sigmoid",)))[1]
+    network, _, _ = train_model(plan, replace(TINY, train=TrainConfig(epochs=2, check_every=2)))
+    model = network_to_onnx(network, plan.arch.input_shape, plan.name)
+    session = onnxruntime.InferenceSession(model.SerializeToString())
+    points = torch.rand((16, *plan.arch.input_shape), generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        expected = network(points).numpy()
+    got = np.stack([_run(session, p.numpy()) for p in points])
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"architectures": ("mlp-9x9",)}, "unknown architecture"),
+    ({"activations": ("gelu",)}, "--activation"),
+    ({"eps": (0.0,)}, "--eps"),
+    ({"count": 0}, "--count"),
+    ({"planted": 0, "unplanted": 0}, "--planted"),
+])
+def test_bad_options_are_named(change: dict[str, object], message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        plan_models(replace(TINY, **change))  # type: ignore[arg-type]
+
+
+def test_refuses_a_folder_with_files(tmp_path: Path) -> None:
+    (tmp_path / "keep.txt").write_text("x")
+    with pytest.raises(InputError, match="not empty"):
+        generate(tmp_path, TINY)
