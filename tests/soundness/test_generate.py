@@ -13,38 +13,11 @@ import onnxruntime
 import pytest
 import torch
 
+from tests.soundness.helpers import TINY, onnx_outputs, read_box
 from verifier.errors import InputError
-from verifier.soundness.generate import GenerateConfig, generate, plan_models, train_model
+from verifier.soundness.generate import generate, plan_models, train_model
 from verifier.soundness.onnx_export import network_to_onnx
 from verifier.soundness.training import TrainConfig
-
-TINY = GenerateConfig(architectures=("mlp-2x32",), activations=("relu", "tanh"), eps=(0.05,), planted=2,
-                      unplanted=1, seed=7, timeout=30, verify_timeout=10,
-                      train=TrainConfig(epochs=60, check_every=20))
-
-
-def _run(session: onnxruntime.InferenceSession, x: np.ndarray) -> np.ndarray:
-    meta = session.get_inputs()[0]
-    return session.run(None, {meta.name: x.astype(np.float32).reshape(meta.shape)})[0].ravel()
-
-
-def _box(vnnlib: Path) -> tuple[np.ndarray, np.ndarray, int]:
-    """Box and true label read straight from the text (independent of our parser)."""
-    import re
-
-    text = vnnlib.read_text()
-    upper = {int(i): float(v) for i, v in re.findall(r"\(<= X_(\d+) (\S+)\)\)", text)}
-    lower = {int(i): float(v) for i, v in re.findall(r"\(>= X_(\d+) (\S+)\)\)", text)}
-    label = int(re.findall(r"\(>= Y_\d+ Y_(\d+)\)", text)[0])
-    n = len(upper)
-    return np.array([lower[i] for i in range(n)]), np.array([upper[i] for i in range(n)]), label
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("tiny") / "bench"
-    generate(out, TINY)
-    return out
 
 
 def test_layout_and_tables_agree(tiny: Path) -> None:
@@ -67,13 +40,13 @@ def test_layout_and_tables_agree(tiny: Path) -> None:
 def test_planted_points_violate_on_onnxruntime(tiny: Path) -> None:
     for line in (tiny / "counterexamples.jsonl").read_text().splitlines():
         entry = json.loads(line)
-        lower, upper, label = _box(tiny / entry["vnnlib"])
+        lower, upper, label = read_box(tiny / entry["vnnlib"])
         x = np.asarray(entry["x"], dtype=np.float64)
         assert np.all(x >= lower) and np.all(x <= upper)
         assert np.array_equal(x.astype(np.float32).astype(np.float64), x)
         on_corner = np.isclose(x, lower, rtol=0, atol=0) | np.isclose(x, upper, rtol=0, atol=0)
         assert on_corner.all()
-        y = _run(onnxruntime.InferenceSession(str(tiny / entry["onnx"])), x)
+        y = onnx_outputs(onnxruntime.InferenceSession(str(tiny / entry["onnx"])), x)
         assert np.delete(y, label).max() > y[label] + 1e-3
 
 
@@ -82,7 +55,7 @@ def test_unplanted_instances_hold_on_samples(tiny: Path) -> None:
         unsat = [r for r in csv.DictReader(handle) if r["expected"] == "unsat"]
     rng = np.random.default_rng(0)
     for row in unsat:
-        lower, upper, label = _box(tiny / row["vnnlib"])
+        lower, upper, label = read_box(tiny / row["vnnlib"])
         session = onnxruntime.InferenceSession(str(tiny / row["onnx"]))
         meta = session.get_inputs()[0]
         points = lower + rng.random((2000, lower.size)) * (upper - lower)
@@ -108,7 +81,7 @@ def test_exported_onnx_computes_the_trained_network() -> None:
     points = torch.rand((16, *plan.arch.input_shape), generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         expected = network(points).numpy()
-    got = np.stack([_run(session, p.numpy()) for p in points])
+    got = np.stack([onnx_outputs(session, p.numpy()) for p in points])
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
 
 

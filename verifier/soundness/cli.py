@@ -46,6 +46,8 @@ def _generate(argv: Sequence[str]) -> int:
                         help="models to train (default: one per architecture and activation)")
     parser.add_argument("--planted", type=int, default=4, help="boxes with a planted counterexample per model")
     parser.add_argument("--unplanted", type=int, default=2, help="candidate unsat boxes per model (kept when proven)")
+    parser.add_argument("--unplanted-scale", type=float, default=0.25,
+                        help="radius of an unplanted box as a fraction of the model's eps (default 0.25)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--epochs", type=int, default=None, help="training epochs per model (default 400)")
     parser.add_argument("--timeout", type=float, default=60.0, help="per-instance timeout in instances.csv")
@@ -53,8 +55,8 @@ def _generate(argv: Sequence[str]) -> int:
                         help="seconds our verifier gets to prove an unplanted box")
     args = parser.parse_args(argv)
     config = GenerateConfig(tuple(args.arch or ["all"]), tuple(args.activation or ACTIVATIONS),
-                            tuple(args.eps or [0.05]), args.count, args.planted, args.unplanted, args.seed,
-                            args.timeout, args.verify_timeout)
+                            tuple(args.eps or [0.05]), args.count, args.planted, args.unplanted,
+                            args.unplanted_scale, args.seed, args.timeout, args.verify_timeout)
     if args.epochs is not None:
         if args.epochs < 1:
             raise InputError("--epochs must be at least 1")

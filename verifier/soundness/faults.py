@@ -7,8 +7,8 @@ the verifier in this process only. The bugs imitate real mistakes:
 
 * ``relu-intercept``: the ReLU upper line of an unstable neuron loses its intercept
   (``y <= u/(u-l) * x`` instead of ``u/(u-l) * (x - l)``), so CROWN's bounds are too tight;
-* ``smooth-upper``: the Sigmoid/Tanh upper line is lowered by a quarter of its rise over the
-  box (a tangent taken at the wrong point), so the bounds are too tight;
+* ``smooth-tight``: the Sigmoid/Tanh lines are each moved towards the curve by half their rise
+  over the box (tangents taken at the wrong points), so the bounds are too tight;
 * ``drop-clause``: the property loader keeps only the first clause of each region (a
   disjunction read as its first disjunct), so some violations are never looked for;
 * ``unknown-as-sat``: a run that would end ``unknown`` or ``timeout`` reports ``sat`` with the
@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-BUGS = ("relu-intercept", "smooth-upper", "drop-clause", "unknown-as-sat")
+BUGS = ("relu-intercept", "smooth-tight", "drop-clause", "unknown-as-sat")
 
 
 def _relu_intercept() -> None:
@@ -49,7 +49,7 @@ def _relu_intercept() -> None:
     relax.RELAXATIONS["Relu"] = wrong
 
 
-def _smooth_upper() -> None:
+def _smooth_tight() -> None:
     from verifier.ops import relax
 
     for op in ("Sigmoid", "Tanh"):
@@ -57,7 +57,8 @@ def _smooth_upper() -> None:
 
         def wrong(node: Any, lo: Any, hi: Any, mode: str, rule: Callable[..., Any] = rule) -> relax.LinearBounds:
             lines = rule(node, lo, hi, mode)
-            return replace(lines, upper_bias=lines.upper_bias - 0.25 * lines.upper_slope.abs() * (hi - lo))
+            return replace(lines, upper_bias=lines.upper_bias - 0.5 * lines.upper_slope.abs() * (hi - lo),
+                           lower_bias=lines.lower_bias + 0.5 * lines.lower_slope.abs() * (hi - lo))
 
         relax.RELAXATIONS[op] = wrong
 
@@ -96,7 +97,7 @@ def _unknown_as_sat() -> None:
 
 _PATCHES: dict[str, Callable[[], None]] = {
     "relu-intercept": _relu_intercept,
-    "smooth-upper": _smooth_upper,
+    "smooth-tight": _smooth_tight,
     "drop-clause": _drop_clause,
     "unknown-as-sat": _unknown_as_sat,
 }

@@ -92,12 +92,13 @@ class Boxes:
     targets: Tensor
 
 
-def make_boxes(centres: Tensor, labels: Tensor, eps: float, planted: Tensor, classes: int,
+def make_boxes(centres: Tensor, labels: Tensor, eps: Tensor, planted: Tensor, classes: int,
                generator: torch.Generator) -> Boxes:
-    """Boxes ``[centre - eps, centre + eps]`` rounded to float32, each planted box with a random
-    corner and a random wrong target label."""
-    lower = (centres.double() - eps).float()
-    upper = (centres.double() + eps).float()
+    """Boxes ``[centre - eps, centre + eps]`` (one radius per box) rounded to float32, each
+    planted box with a random corner and a random wrong target label."""
+    radius = eps.double().reshape(-1, *([1] * (centres.dim() - 1)))
+    lower = (centres.double() - radius).float()
+    upper = (centres.double() + radius).float()
     signs = torch.rand(centres.shape, generator=generator) < 0.5
     corners = torch.where(signs, upper, lower)
     shift = torch.randint(1, classes, labels.shape, generator=generator)

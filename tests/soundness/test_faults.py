@@ -1,0 +1,43 @@
+"""The synthetic bugs: each buggy build of our verifier is flagged by the checker on a few
+bundled instances, and the bug-free build is not."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+from verifier.bench.results import read_results
+from verifier.soundness.check import planted_keys, tally_soundness
+from verifier.soundness.cli import main as soundness_main
+from verifier.soundness.faults import BUGS
+from verifier.soundness.faults import main as faults_main
+
+SUITE = Path(__file__).resolve().parents[2] / "benchmarks" / "soundness"
+# ReLU 12 and 30 inputs, Sigmoid 12 and 64 inputs, Tanh 30 inputs: planted instances only.
+SAMPLE = r"(m00_.*planted2|m03_.*planted0|m01_.*planted0|m05_.*planted0|m07_.*planted0)\."
+
+
+def _buggy(bug: str) -> str:
+    python = shlex.quote(sys.executable)
+    return f"{bug}={python} -m verifier.soundness.faults --bug {bug} {{onnx}} {{vnnlib}} --timeout {{timeout}} --out {{result}}"
+
+
+def test_every_synthetic_bug_is_caught(tmp_path: Path) -> None:
+    results = tmp_path / "bugs.csv"
+    argv = ["check", str(SUITE), "--filter", SAMPLE, "--timeout-scale", "0.05", "--jobs", "2", "--results",
+            str(results), "--quiet"]
+    for bug in BUGS:
+        argv += ["--tool", _buggy(bug)]
+    assert soundness_main(argv) == 1
+    table = tally_soundness(read_results(results), planted_keys(SUITE))
+    assert set(table) == set(BUGS)
+    for bug in ("relu-intercept", "smooth-tight", "drop-clause"):
+        assert table[bug].unsound_claims >= 1, (bug, table[bug])
+    assert table["unknown-as-sat"].invalid_witnesses >= 1
+    assert all(table[bug].failed for bug in BUGS)
+
+
+def test_faults_entry_point_rejects_an_unknown_bug() -> None:
+    assert faults_main(["--bug", "no-such-bug", "m.onnx", "s.vnnlib"]) == 2
+    assert faults_main([]) == 2
