@@ -25,32 +25,52 @@ from verifier.bench.progress import Progress
 from verifier.bench.results import ResultRow, ResultsFile, read_results
 from verifier.bench.run import BenchConfig, pending_jobs, run_bench
 from verifier.bench.score import rescore, score_table
-from verifier.bench.tools import default_tool, parse_tool
+from verifier.bench.tools import Tool, default_tool, parse_tool
 from verifier.errors import InputError
 
 EXIT_WRONG, EXIT_USAGE, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 2, 3, 130
+
+
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    """The options of running tools on instances, shared by ``verify bench`` and ``verify
+    soundness check``: tools, jobs, instance selection, grace period, progress."""
+    parser.add_argument("--tool", action="append", default=[], metavar="NAME='COMMAND'",
+                        help="a verifier as a command template with {onnx} {vnnlib} {timeout} {result}; "
+                             "repeatable; 'verifier' is ours (the default when no --tool is given)")
+    parser.add_argument("--verifier-options", default="", help="extra options for our verifier (e.g. '--bab relu')")
+    parser.add_argument("--jobs", type=int, default=1, help="instances at once on this machine (default 1)")
+    parser.add_argument("--timeout-scale", type=float, default=1.0, help="multiply every instances.csv timeout")
+    parser.add_argument("--filter", default=None, metavar="REGEX", help="only instances whose benchmark/onnx/vnnlib matches")
+    parser.add_argument("--limit", type=int, default=None, help="at most this many instances")
+    parser.add_argument("--grace", type=float, default=15.0, help="seconds past the timeout before a tool is killed")
+    parser.add_argument("--quiet", action="store_true", help="no progress line")
+
+
+def chosen_tools(args: argparse.Namespace) -> tuple[Tool, ...]:
+    """The tools of :func:`add_run_options`'s ``--tool`` options (ours when none is given).
+
+    Raises:
+        InputError: a malformed template, repeated names, or ``--jobs`` below 1.
+    """
+    if args.jobs < 1:
+        raise InputError("--jobs must be at least 1")
+    tools = tuple(parse_tool(t, args.verifier_options) for t in args.tool) or (default_tool(args.verifier_options),)
+    if len({t.name for t in tools}) != len(tools):
+        raise InputError("--tool names must differ")
+    return tools
 
 
 def _run_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="verify bench", description="Run benchmark suites (VNN-COMP layout), "
                                      "check and score the answers. Also: 'verify bench plot', 'verify bench report'.")
     parser.add_argument("paths", nargs="+", type=Path, help="benchmark folders (with instances.csv) or trees of them")
-    parser.add_argument("--tool", action="append", default=[], metavar="NAME='COMMAND'",
-                        help="a verifier as a command template with {onnx} {vnnlib} {timeout} {result}; "
-                             "repeatable; 'verifier' is ours (the default when no --tool is given)")
-    parser.add_argument("--verifier-options", default="", help="extra options for our verifier (e.g. '--bab relu')")
+    add_run_options(parser)
     parser.add_argument("--results", type=Path, default=None,
                         help="results CSV (default bench-results/<benchmarks>.csv); a .jsonl file beside it gets details")
-    parser.add_argument("--jobs", type=int, default=1, help="instances at once on this machine (default 1)")
     parser.add_argument("--ray", default=None, metavar="auto|ADDRESS", help="run the instances on a Ray cluster")
-    parser.add_argument("--timeout-scale", type=float, default=1.0, help="multiply every instances.csv timeout")
-    parser.add_argument("--filter", default=None, metavar="REGEX", help="only instances whose benchmark/onnx/vnnlib matches")
-    parser.add_argument("--limit", type=int, default=None, help="at most this many instances")
     parser.add_argument("--memory-mb", type=int, default=None, help="address-space limit per instance")
-    parser.add_argument("--grace", type=float, default=15.0, help="seconds past the timeout before a tool is killed")
     parser.add_argument("--threads", type=int, default=None,
                         help="OMP_NUM_THREADS per instance (default: cores / jobs)")
-    parser.add_argument("--quiet", action="store_true", help="no progress line")
     return parser
 
 
@@ -65,11 +85,7 @@ def _run(argv: Sequence[str]) -> int:
     import os
 
     args = _run_parser().parse_args(argv)
-    if args.jobs < 1:
-        raise InputError("--jobs must be at least 1")
-    tools = tuple(parse_tool(t, args.verifier_options) for t in args.tool) or (default_tool(args.verifier_options),)
-    if len({t.name for t in tools}) != len(tools):
-        raise InputError("--tool names must differ")
+    tools = chosen_tools(args)
     instances = select_instances(args.paths, args.timeout_scale, args.filter, args.limit)
     threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)
     limits = Limits(grace=args.grace, memory_mb=args.memory_mb, threads=threads)

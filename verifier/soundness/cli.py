@@ -90,12 +90,12 @@ def _validate(argv: Sequence[str]) -> int:
 def _check(argv: Sequence[str]) -> int:
     import os
 
+    from verifier.bench.cli import add_run_options, chosen_tools
     from verifier.bench.instances import select_instances
     from verifier.bench.isolation import Limits
     from verifier.bench.progress import Progress
     from verifier.bench.results import ResultsFile
     from verifier.bench.run import BenchConfig, pending_jobs, run_bench
-    from verifier.bench.tools import default_tool, parse_tool
     from verifier.soundness.check import (
         planted_keys,
         soundness_table,
@@ -107,25 +107,12 @@ def _check(argv: Sequence[str]) -> int:
                                      description="Run verifiers on a soundness benchmark and report unsound claims "
                                                  "and invalid witnesses.")
     parser.add_argument("folder", type=Path, help="a benchmark made by 'verify soundness generate'")
-    parser.add_argument("--tool", action="append", default=[], metavar="NAME='COMMAND'",
-                        help="a verifier as a command template with {onnx} {vnnlib} {timeout} {result}; "
-                             "repeatable; 'verifier' is ours (the default)")
-    parser.add_argument("--verifier-options", default="", help="extra options for our verifier")
+    add_run_options(parser)
     parser.add_argument("--results", type=Path, default=None,
                         help="results CSV (default soundness-results/<folder>.csv); resumable")
-    parser.add_argument("--jobs", type=int, default=1, help="instances at once (default 1)")
-    parser.add_argument("--timeout-scale", type=float, default=1.0, help="multiply every instances.csv timeout")
-    parser.add_argument("--filter", default=None, metavar="REGEX", help="only instances whose onnx/vnnlib matches")
-    parser.add_argument("--limit", type=int, default=None, help="at most this many instances")
-    parser.add_argument("--grace", type=float, default=15.0, help="seconds past the timeout before a tool is killed")
-    parser.add_argument("--quiet", action="store_true", help="no progress line")
     args = parser.parse_args(argv)
-    if args.jobs < 1:
-        raise InputError("--jobs must be at least 1")
+    tools = chosen_tools(args)
     planted = planted_keys(args.folder)
-    tools = tuple(parse_tool(t, args.verifier_options) for t in args.tool) or (default_tool(args.verifier_options),)
-    if len({t.name for t in tools}) != len(tools):
-        raise InputError("--tool names must differ")
     instances = select_instances([args.folder], args.timeout_scale, args.filter, args.limit)
     limits = Limits(grace=args.grace, threads=max(1, (os.cpu_count() or 1) // args.jobs))
     path = args.results or Path("soundness-results") / (re.sub(r"[^\w.+-]", "_", args.folder.resolve().name) + ".csv")
