@@ -109,8 +109,9 @@ def test_bad_arguments_are_clear_errors(tmp_path: Path, capsys) -> None:  # type
 
 
 def test_ctrl_c_stops_the_tools_keeps_the_rows_and_the_run_resumes(tmp_path: Path, fake_log: Path) -> None:
-    names = [f"slow{i}" for i in range(6)]
+    names = [f"slow{i}" for i in range(12)]  # ten still to run when Ctrl-C comes, even on a loaded machine
     argv, results, driver = _driver_with_rows(tmp_path, names, 2)
+    assert driver.poll() is None, "the run finished before Ctrl-C could be sent"
     driver.send_signal(signal.SIGINT)
     _, err = driver.communicate(timeout=60)
     assert driver.returncode == 130 and "resume" in err
