@@ -54,6 +54,12 @@ def test_a_second_identical_run_resumes_and_runs_nothing(tmp_path: Path, fake_lo
     assert len(fake_log.read_text().splitlines()) == 2
 
 
+def _default_sigint() -> None:
+    """A pytest started in the background (``cmd &``) ignores SIGINT and its children inherit
+    that; the driver must see Ctrl-C as a user's terminal would send it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _driver_with_rows(tmp_path: Path, names: list[str], rows: int,
                       start_new_session: bool = False) -> tuple[list[str], Path, subprocess.Popen[str]]:
     """Starts ``verify bench`` on slow fake instances in a process of its own and returns once
@@ -63,7 +69,7 @@ def _driver_with_rows(tmp_path: Path, names: list[str], rows: int,
     argv = [sys.executable, "-m", "verifier.cli", "bench", str(bench), "--tool", fake_template(),
             "--results", str(results), "--quiet"]
     driver = subprocess.Popen(argv, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
-                              start_new_session=start_new_session)
+                              start_new_session=start_new_session, preexec_fn=_default_sigint)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and (not results.exists() or len(read_results(results)) < rows):
         time.sleep(0.1)
