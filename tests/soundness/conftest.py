@@ -12,7 +12,8 @@ from verifier.soundness.generate import generate
 
 @pytest.fixture(scope="session")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Two small MLPs (ReLU, Tanh) with two planted boxes and one unplanted candidate each."""
+    """Two small MLPs (ReLU, Tanh) and a CNN with pooling (ReLU), with two planted boxes and one
+    unplanted candidate each."""
     out = tmp_path_factory.mktemp("tiny") / "bench"
     generate(out, TINY)
     return out

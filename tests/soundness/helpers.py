@@ -11,8 +11,8 @@ import onnxruntime
 from verifier.soundness.generate import GenerateConfig
 from verifier.soundness.training import TrainConfig
 
-TINY = GenerateConfig(architectures=("mlp-2x32",), activations=("relu", "tanh"), eps=(0.05,), planted=2,
-                      unplanted=1, seed=7, timeout=30, verify_timeout=10,
+TINY = GenerateConfig(architectures=("mlp-2x32", "cnn-2c-pool"), activations=("relu", "tanh"), eps=(0.05,),
+                      count=3, planted=2, unplanted=1, seed=7, timeout=30, verify_timeout=10,
                       train=TrainConfig(epochs=60, check_every=20))
 
 

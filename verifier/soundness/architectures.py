@@ -69,6 +69,12 @@ class Architecture:
     def input_size(self) -> int:
         return math.prod(self.input_shape)
 
+    @property
+    def pooling_factor(self) -> int:
+        """The product of the pooling window sizes (1 without pooling): one value after the
+        convolutions averages input pixels from aligned squares of this side."""
+        return math.prod(layer.size for layer in self.layers if isinstance(layer, AvgPool))
+
 
 PRESETS: dict[str, Architecture] = {
     a.name: a
@@ -78,13 +84,16 @@ PRESETS: dict[str, Architecture] = {
         Architecture("mlp-5x32", (64,), (Dense(32),) * 5),
         Architecture("mlp-4x64", (100,), (Dense(64),) * 4),
         Architecture("mlp-2x96", (256,), (Dense(96), Dense(48))),
-        Architecture("cnn-1c", (1, 8, 8), (Conv(4), Dense(32))),
-        Architecture("cnn-2c-pool", (1, 12, 12), (Conv(4), AvgPool(2), Conv(8), Dense(32))),
-        Architecture("cnn-3c-pool", (3, 10, 10), (Conv(6), Conv(8), AvgPool(2), Conv(8, kernel=2), Dense(24))),
+        Architecture("cnn-1c", (1, 8, 8), (Conv(4), Dense(32), Dense(16))),
+        Architecture("cnn-2c-pool", (1, 12, 12), (Conv(4), AvgPool(2), Conv(8), Dense(32), Dense(16))),
+        Architecture("cnn-3c-pool", (3, 10, 10),
+                     (Conv(8), Conv(8), AvgPool(2), Conv(8, kernel=2), Dense(24), Dense(16))),
     )
 }
 """The named architectures: MLPs with 2 to 5 hidden layers on inputs of 12 to 256 values, and
-CNNs with 1, 2 and 3 convolutions (two of them with average pooling) on 64 to 300 values."""
+CNNs with 1, 2 and 3 convolutions (two of them with average pooling) on 64 to 300 values. Every
+preset has at least two dense hidden layers: the planted detectors
+(:mod:`verifier.soundness.planting`) need them."""
 
 FAMILIES = {"mlp": [n for n, a in PRESETS.items() if a.family == "mlp"],
             "cnn": [n for n, a in PRESETS.items() if a.family == "cnn"]}

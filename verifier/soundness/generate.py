@@ -2,7 +2,7 @@
 
 For each model: synthetic clustered data, a network of a named architecture, boxes around the
 first training points, counterexamples planted on corners of some boxes (detectors written
-into MLPs, :mod:`verifier.soundness.planting`), training against attacks
+into the weights, :mod:`verifier.soundness.planting`), training against attacks
 (:mod:`verifier.soundness.training`), export to ONNX, and then per box:
 
 * a planted box becomes an instance (expected ``sat``) when onnxruntime confirms on the
@@ -154,10 +154,14 @@ def train_model(plan: ModelPlan, config: GenerateConfig) -> tuple[torch.nn.Seque
         planted = torch.arange(boxes_count) < config.planted
         radii = torch.where(planted, torch.tensor(plan.eps, dtype=torch.float64),
                             torch.tensor(plan.eps * config.unplanted_scale, dtype=torch.float64))
-        boxes = make_boxes(data[0][:boxes_count], data[1][:boxes_count], radii, planted, arch.classes, generator)
-        if arch.family == "mlp" and config.planted:
-            plant_detectors(network, boxes, plan.activation)
-        checked = train_network(network, data, boxes, config.train, generator)
+        boxes = make_boxes(data[0][:boxes_count], data[1][:boxes_count], radii, planted, arch.classes, generator,
+                           block=arch.pooling_factor)
+        planting = plant_detectors(network, boxes, plan.activation)
+        boxes = planting.boxes
+        try:
+            checked = train_network(network, data, boxes, config.train, generator)
+        finally:
+            planting.release()
     network.eval()
     return network, boxes, checked
 

@@ -82,6 +82,8 @@ class Boxes:
         planted: which boxes get a planted counterexample ``(A,)``.
         corners: the planted corner of each box (meaningful where ``planted``).
         targets: the wrong label planted at the corner (meaningful where ``planted``).
+        seen: the input values a planted detector reads ``input_shape`` (bool), or ``None`` for
+            all of them: moving any other value leaves the planted point a counterexample.
     """
 
     lower: Tensor
@@ -90,16 +92,27 @@ class Boxes:
     planted: Tensor
     corners: Tensor
     targets: Tensor
+    seen: Tensor | None = None
 
 
 def make_boxes(centres: Tensor, labels: Tensor, eps: Tensor, planted: Tensor, classes: int,
-               generator: torch.Generator) -> Boxes:
+               generator: torch.Generator, block: int = 1) -> Boxes:
     """Boxes ``[centre - eps, centre + eps]`` (one radius per box) rounded to float32, each
-    planted box with a random corner and a random wrong target label."""
+    planted box with a random corner and a random wrong target label.
+
+    For images ``(A, C, H, W)`` and ``block > 1`` the corner's side is the same on every pixel
+    of each aligned ``block x block`` square of a channel (what a detector behind average
+    pooling needs, :mod:`verifier.soundness.planting`)."""
     radius = eps.double().reshape(-1, *([1] * (centres.dim() - 1)))
     lower = (centres.double() - radius).float()
     upper = (centres.double() + radius).float()
-    signs = torch.rand(centres.shape, generator=generator) < 0.5
+    if block > 1 and centres.dim() == 4:
+        count, channels, height, width = centres.shape
+        coarse = (count, channels, -(-height // block), -(-width // block))
+        signs = (torch.rand(coarse, generator=generator) < 0.5).repeat_interleave(block, 2).repeat_interleave(block, 3)
+        signs = signs[:, :, :height, :width]
+    else:
+        signs = torch.rand(centres.shape, generator=generator) < 0.5
     corners = torch.where(signs, upper, lower)
     shift = torch.randint(1, classes, labels.shape, generator=generator)
     targets = (labels + shift) % classes
@@ -152,14 +165,18 @@ def check_network(network: nn.Module, boxes: Boxes, config: TrainConfig, epoch: 
 
 def contrast_points(boxes: Boxes) -> tuple[Tensor, Tensor]:
     """Points right next to each planted corner that must stay robust: for every input
-    coordinate, the corner with that coordinate moved to the far side of the box and moved
-    half-way across. Returns the points ``(P, *shape)`` and their true labels ``(P,)``."""
+    coordinate in ``boxes.seen``, the corner with that coordinate moved to the far side of the
+    box and moved half-way across. Returns the points ``(P, *shape)`` and their true labels
+    ``(P,)``."""
     corners = boxes.corners[boxes.planted]
     far = (boxes.lower + boxes.upper - boxes.corners)[boxes.planted]
     labels = boxes.labels[boxes.planted]
     count, size = corners.shape[0], corners[0].numel()
     flat_c, flat_f = corners.reshape(count, size), far.reshape(count, size)
     eye = torch.eye(size, dtype=torch.bool)
+    if boxes.seen is not None:
+        eye = eye[boxes.seen.flatten()]
+        size = eye.shape[0]
     points = []
     for fraction in (1.0, 0.5):
         moved = flat_c[:, None] + fraction * (flat_f - flat_c)[:, None] * eye
