@@ -54,6 +54,19 @@ def test_a_second_identical_run_resumes_and_runs_nothing(tmp_path: Path, fake_lo
     assert len(fake_log.read_text().splitlines()) == 2
 
 
+def test_resuming_over_changed_instance_files_is_refused(tmp_path: Path, fake_log: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    bench = make_benchmark(tmp_path / "fakebench", ["unsat", "sat_valid"])
+    results = tmp_path / "results.csv"
+    argv = [str(bench), "--tool", fake_template(), "--results", str(results), "--quiet"]
+    assert bench_main(argv) == 0
+    spec = bench / "vnnlib" / "unsat.vnnlib"
+    spec.write_text(spec.read_text().replace("2.0", "3.0"))  # regenerated under the same name
+    assert bench_main(argv) == 3
+    assert "vnnlib/unsat.vnnlib" in capsys.readouterr().err
+    assert len(read_results(results)) == 2 and len(fake_log.read_text().splitlines()) == 2
+    assert bench_main([*argv[:3], "--results", str(tmp_path / "new.csv"), "--quiet"]) == 0
+
+
 def _default_sigint() -> None:
     """A pytest started in the background (``cmd &``) ignores SIGINT and its children inherit
     that; the driver must see Ctrl-C as a user's terminal would send it."""

@@ -4,7 +4,9 @@ rows), several of them, or a tree of them, with the verdicts of ``expected.csv``
 from __future__ import annotations
 
 import csv
+import functools
 import gzip
+import hashlib
 import os
 import re
 import shutil
@@ -51,6 +53,29 @@ class Instance:
                 shutil.copyfileobj(source, sink)
             partial.replace(target)
         return target
+
+    def files_digest(self) -> str:
+        """SHA-256 over the contents of the instance's ONNX and VNN-LIB files (empty when one is
+        missing): a results row recorded under another digest is for other files."""
+        try:
+            parts = []
+            for relative in (self.onnx, self.vnnlib):
+                stat = self.path(relative).stat()
+                parts.append(_file_sha256(str(self.path(relative).resolve()), stat.st_mtime_ns, stat.st_size))
+        except OSError:
+            return ""
+        return hashlib.sha256("\0".join(parts).encode()).hexdigest()
+
+
+@functools.lru_cache(maxsize=4096)
+def _file_sha256(path: str, mtime_ns: int, size: int) -> str:
+    """SHA-256 of a file; cached per (path, modification time, size), as many instances of a
+    benchmark share one network."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def benchmark_folders(paths: Sequence[Path]) -> list[Path]:

@@ -4,6 +4,9 @@ to disk) as soon as the instance ends, and a JSON-lines file beside it with the 
 Resume: rows already in the CSV file are skipped when the same command runs again. A driver
 killed while writing leaves at most one partial last line, which is dropped on the next start,
 so the file stays consistent: every complete row is a finished instance, none appears twice.
+Each row's details record a digest of the instance's files (``files_sha256``); resuming over
+rows recorded for other file contents (a regenerated benchmark under the same names) is refused
+rather than mixing old answers into the new run.
 """
 
 from __future__ import annotations
@@ -12,10 +15,12 @@ import csv
 import io
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from verifier.bench.instances import Instance
 from verifier.errors import InputError
 
 COLUMNS = ("tool", "benchmark", "onnx", "vnnlib", "status", "time", "expected", "correct", "timeout", "witness", "note")
@@ -93,6 +98,16 @@ class ResultsFile:
         self.done: list[ResultRow] = read_results(path) if path.exists() else []
         for target in (path, self.details):
             _drop_partial_line(target)
+        self.digests: dict[tuple[str, str, str], str] = {}  # instance key -> files_sha256 recorded
+        if self.details.exists():
+            for line in self.details.read_text().splitlines():
+                try:
+                    entry = json.loads(line)
+                    key = (entry["benchmark"], entry["onnx"], entry["vnnlib"])
+                except (ValueError, KeyError, TypeError):
+                    continue
+                if entry.get("files_sha256"):
+                    self.digests[key] = entry["files_sha256"]
         if not path.exists() or path.stat().st_size == 0:
             with path.open("w", newline="") as handle:
                 csv.writer(handle).writerow(COLUMNS)
@@ -101,6 +116,11 @@ class ResultsFile:
     def finished(self) -> set[tuple[str, str, str, str]]:
         """Keys of the rows already recorded."""
         return {row.key for row in self.done}
+
+    def changed(self, instances: Sequence[Instance]) -> list[Instance]:
+        """The instances whose files differ from the ones their recorded rows were run on."""
+        return [i for i in instances
+                if self.digests.get(i.key) not in (None, "") and self.digests[i.key] != i.files_digest()]
 
     def append(self, row: ResultRow, details: dict[str, Any]) -> None:
         """Records one finished instance (the CSV row last: a row means complete details)."""
@@ -111,6 +131,8 @@ class ResultsFile:
             csv.writer(handle).writerow([getattr(row, c) if c != "time" else f"{row.time:.3f}" for c in COLUMNS])
             _sync(handle)
         self.done.append(row)
+        if details.get("files_sha256"):
+            self.digests[(row.benchmark, row.onnx, row.vnnlib)] = details["files_sha256"]
 
 
 def _sync(handle: io.TextIOBase) -> None:

@@ -17,6 +17,7 @@ from verifier.bench.progress import Progress
 from verifier.bench.results import ResultRow, ResultsFile
 from verifier.bench.score import judge
 from verifier.bench.tools import Tool
+from verifier.errors import InputError
 
 Job = tuple[Tool, Instance]
 Finished = tuple[ResultRow, dict[str, Any]]
@@ -69,7 +70,16 @@ def evaluate(tool: Tool, instance: Instance, limits: Limits, live: LiveProcesses
 
 
 def pending_jobs(tools: Sequence[Tool], instances: Sequence[Instance], results: ResultsFile) -> list[Job]:
-    """The (tool, instance) pairs the results file does not hold yet, tool by tool."""
+    """The (tool, instance) pairs the results file does not hold yet, tool by tool.
+
+    Raises:
+        InputError: the file holds rows for instance files that have changed since.
+    """
+    changed = results.changed(instances)
+    if changed:
+        first = changed[0]
+        raise InputError(f"{results.path}: holds results for other contents of {first.benchmark} {first.onnx} "
+                         f"{first.vnnlib} ({len(changed)} changed instance(s)); delete it or give --results NEW.csv")
     done = results.finished()
     return [(tool, inst) for tool in tools for inst in instances if (tool.name, *inst.key) not in done]
 
@@ -85,8 +95,9 @@ def run_bench(jobs: Sequence[Job], config: BenchConfig, results: ResultsFile, pr
 
         backend = run_on_ray
     rows = []
+    by_key = {(tool.name, *inst.key): inst for tool, inst in jobs}
     for row, details in backend(jobs, config):
-        results.append(row, details)
+        results.append(row, {**details, "files_sha256": by_key[row.key].files_digest()})
         rows.append(row)
         if progress is not None:
             progress.update(row.status, row.correct == "no",
