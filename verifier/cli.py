@@ -64,7 +64,8 @@ def _bounds_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="verify bounds", description="Print certified output bounds.")
     parser.add_argument("model")
     parser.add_argument("spec")
-    parser.add_argument("--method", default="crown", choices=["ibp", "crown", "alpha-crown"], help="bound method (default crown)")
+    parser.add_argument("--method", default="crown", choices=["ibp", "crown", "alpha-crown", "sdp"],
+                        help="bound method (default crown; sdp: low-rank SDP relaxation for the spec rows)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     _common(parser)
     return parser

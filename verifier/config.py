@@ -172,6 +172,45 @@ class ReluSplitConfig:
             raise ValueError(f"unknown ReLU branching heuristic {self.branching!r}; use fsb or babsr")
 
 
+@dataclass(frozen=True)
+class SdpConfig:
+    """Budgets of the low-rank SDP bound (:mod:`verifier.sdp`).
+
+    Attributes:
+        rank: columns of ``V`` at the start.
+        max_rank: the most columns the rank escape may add up to.
+        outer_iterations: multiplier updates at most.
+        inner_iterations: L-BFGS iterations per multiplier update.
+        sigma, sigma_growth, sigma_max: the penalty, its growth when the largest violation
+            did not shrink to a quarter, and its cap.
+        polish_steps, polish_rate: Adam steps (and their size) of the dual polish.
+        polish_smooth_share: the share of those steps that ascend the smooth surrogate (every
+            negative eigenvalue penalised) before the certificate's own ``lambda_min`` term.
+        certify_every: polish steps between certificates.
+        escape_tolerance: a Lanczos eigenvalue below ``-escape_tolerance`` grows the rank.
+        pgd_starts, pgd_steps: the attack that gives the starting point.
+        time_limit: seconds per bound at most (the caller's deadline applies as well).
+        gap_tolerance: stop once the certified bound is within this of the primal value.
+    """
+
+    rank: int = 8
+    max_rank: int = 24
+    outer_iterations: int = 20
+    inner_iterations: int = 200
+    sigma: float = 10.0
+    sigma_growth: float = 2.0
+    sigma_max: float = 1e5
+    polish_steps: int = 3000
+    polish_rate: float = 1e-2
+    polish_smooth_share: float = 0.5
+    certify_every: int = 250
+    escape_tolerance: float = 1e-6
+    pgd_starts: int = 32
+    pgd_steps: int = 60
+    time_limit: float = 30.0
+    gap_tolerance: float = 1e-4
+
+
 BAB_MODES = ("auto", "input", "relu", "none")
 METHODS = ("auto", "milp", "smt")
 
@@ -197,6 +236,7 @@ class VerifierConfig:
     attack: AttackConfig = field(default_factory=AttackConfig)
     input_split: InputSplitConfig = field(default_factory=InputSplitConfig)
     relu_split: ReluSplitConfig = field(default_factory=ReluSplitConfig)
+    sdp: SdpConfig = field(default_factory=SdpConfig)
     bab: str = "auto"
     input_split_max_dims: int = 16
     milp_max_unstable: int = 32

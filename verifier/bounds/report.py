@@ -14,15 +14,20 @@ from verifier.config import VerifierConfig
 from verifier.graph.torch_graph import TorchGraph
 from verifier.problem import Problem, proof_box
 
-METHODS = ("ibp", "crown", "alpha-crown")
+METHODS = ("ibp", "crown", "alpha-crown", "sdp")
 
 
 def spec_bounds(problem: Problem, method: str, config: VerifierConfig) -> list[dict[str, Any]]:
     """Per region: certified output bounds and lower bounds of every clause row.
 
     ``method`` is ``ibp`` (interval bounds), ``crown`` (CROWN; output bounds are intersected
-    with the interval ones, spec rows are bounded directly) or ``alpha-crown`` (CROWN with
-    optimised ReLU lower slopes, per output and per spec row).
+    with the interval ones, spec rows are bounded directly), ``alpha-crown`` (CROWN with
+    optimised ReLU lower slopes, per output and per spec row) or ``sdp`` (CROWN's output
+    bounds; spec rows by the low-rank SDP relaxation, :mod:`verifier.sdp`, each the larger of
+    its certified bound and CROWN's).
+
+    Raises:
+        SdpUnsupported: ``sdp`` on a network it cannot express.
 
     The layout is the one documented for ``verify bounds --json``: ``output_lower``,
     ``output_upper`` (flattened outputs) and ``clause_lower[c][r]``, a certified lower bound
@@ -50,6 +55,15 @@ def spec_bounds(problem: Problem, method: str, config: VerifierConfig) -> list[d
                     eye = torch.eye(m, dtype=torch.float64)
                     both = alpha_lower_bound(crown, torch.cat([eye, -eye]))
                     y_lo, y_hi = torch.maximum(y_lo, both[:, :m]), torch.minimum(y_hi, -both[:, m:])
-                clauses = [crown_rows(crown, c, optimise=optimise)[0].tolist() for c in region.clauses]
+                if method == "sdp":
+                    from verifier.sdp import sdp_clause_rows
+                    from verifier.sdp.bound import encode_for_sdp
+
+                    enc = encode_for_sdp(crown)
+                    clauses = [torch.maximum(crown_rows(crown, c)[0].cpu(),
+                                             sdp_clause_rows(crown, c, config.sdp, seed=config.seed, encoding=enc).lower
+                                             ).tolist() for c in region.clauses]
+                else:
+                    clauses = [crown_rows(crown, c, optimise=optimise)[0].tolist() for c in region.clauses]
         out.append({"output_lower": y_lo[0].tolist(), "output_upper": y_hi[0].tolist(), "clause_lower": clauses})
     return out
