@@ -59,7 +59,8 @@ class SdpProblem:
         B1, k1, B2, k2: complementarity pairs ``l_1 = B1 v - k1``, ``l_2 = B2 v - k2`` ``(m, n)``.
         kappa: ``|l_1 l_2| <= kappa`` ``(m,)``.
         inputs: the input variables, in the graph's flattened order.
-        relations: the max relations, in the order of evaluation (to run the network).
+        relations: the max relations, in the order of evaluation (to run the network,
+            :func:`verifier.sdp.solver.network_values`).
     """
 
     lower: np.ndarray
@@ -80,16 +81,6 @@ class SdpProblem:
     @property
     def size(self) -> int:
         return int(self.lower.shape[0])
-
-    def evaluate(self, x: np.ndarray) -> np.ndarray:
-        """The variables of the exact (real-arithmetic) network at input ``x`` ``(B, inputs)``:
-        ``(B, n)``; relation outputs are ``sign * max_i T_i``."""
-        values = np.zeros((x.shape[0], self.size))
-        values[:, self.inputs] = x
-        for rel in self.relations:
-            terms = values[:, rel.vars] @ rel.coefs.T + rel.consts
-            values[:, rel.out] = rel.sign * terms.max(axis=1)
-        return values
 
 
 def _dense(rel: MaxRow, n: int) -> tuple[np.ndarray, np.ndarray]:

@@ -98,17 +98,26 @@ def _multipliers(problem: SdpProblem, y: Tensor, radius: np.ndarray) -> Multipli
     return Multipliers(flat[:p], flat[p: p + n] / radius**2, flat[p + n: p + n + m], flat[p + n + m:])
 
 
-def network_values(problem: SdpProblem, x: Tensor) -> Tensor:
-    """The exact network's variables ``(B, n)`` at inputs ``x`` ``(B, inputs)`` in torch
-    (differentiable), relation after relation as :meth:`SdpProblem.evaluate` does."""
-    values = torch.zeros((x.shape[0], problem.size), dtype=x.dtype, device=x.device)
-    values = values.index_copy(1, torch.as_tensor(problem.inputs, device=x.device), x)
+@dataclass(frozen=True)
+class _Layer:
+    """The relations of one node (they do not read each other): their two terms as dense rows
+    ``(2 k, n)``, constants ``(k, 2)``, signs and output variables ``(k,)``."""
+
+    rows: Tensor
+    consts: Tensor
+    signs: Tensor
+    outs: Tensor
+
+
+def relation_layers(problem: SdpProblem, device: torch.device | str) -> list[_Layer]:
+    """The problem's relations grouped by node, as tensors on ``device`` (built once per solve)."""
     groups: list[list[int]] = []
-    for i, rel in enumerate(problem.relations):  # relations of one node do not read each other
+    for i, rel in enumerate(problem.relations):
         if groups and problem.relations[groups[-1][0]].node == rel.node:
             groups[-1].append(i)
         else:
             groups.append([i])
+    layers = []
     for group in groups:
         rows = np.zeros((len(group), 2, problem.size))
         consts = np.zeros((len(group), 2))
@@ -116,12 +125,22 @@ def network_values(problem: SdpProblem, x: Tensor) -> Tensor:
             rel = problem.relations[i]
             rows[j][:, rel.vars] = rel.coefs
             consts[j] = rel.consts
-        R = torch.as_tensor(rows.reshape(-1, problem.size), dtype=x.dtype, device=x.device)
-        terms = (values @ R.T).reshape(x.shape[0], len(group), 2) + torch.as_tensor(consts, dtype=x.dtype,
-                                                                                      device=x.device)
-        signs = torch.as_tensor([problem.relations[i].sign for i in group], dtype=x.dtype, device=x.device)
-        outs = torch.as_tensor([problem.relations[i].out for i in group], device=x.device)
-        values = values.index_copy(1, outs, signs * terms.max(dim=2).values)
+        t = lambda a, dtype=torch.float64: torch.as_tensor(a, dtype=dtype, device=device)  # noqa: E731
+        layers.append(_Layer(t(rows.reshape(-1, problem.size)), t(consts),
+                             t([problem.relations[i].sign for i in group]),
+                             t([problem.relations[i].out for i in group], torch.int64)))
+    return layers
+
+
+def network_values(problem: SdpProblem, x: Tensor, layers: list[_Layer]) -> Tensor:
+    """The exact (real-arithmetic) network's variables ``(B, n)`` at inputs ``x`` ``(B, inputs)``,
+    differentiable: each relation output is ``sign * max_i T_i`` (``layers`` from
+    :func:`relation_layers`)."""
+    values = torch.zeros((x.shape[0], problem.size), dtype=x.dtype, device=x.device)
+    values = values.index_copy(1, torch.as_tensor(problem.inputs, device=x.device), x)
+    for layer in layers:
+        terms = (values @ layer.rows.T).reshape(x.shape[0], -1, 2) + layer.consts
+        values = values.index_copy(1, layer.outs, layer.signs * terms.max(dim=2).values)
     return values
 
 
@@ -135,14 +154,15 @@ def attack_start(problem: SdpProblem, config: SdpConfig, generator: torch.Genera
     starts = torch.rand((config.pgd_starts, lo.shape[0]), generator=generator, dtype=torch.float64).to(device)
     x = lo + starts * (hi - lo)
     x[0] = (lo + hi) / 2
+    layers = relation_layers(problem, device)
     for step in range(config.pgd_steps):
         x = x.detach().requires_grad_(True)
-        value = network_values(problem, x) @ q
+        value = network_values(problem, x, layers) @ q
         (grad,) = torch.autograd.grad(value.sum(), x)
         size = 0.25 * (0.01 ** (step / max(1, config.pgd_steps - 1)))
         x = torch.minimum(torch.maximum(x - size * (hi - lo) * grad.sign(), lo), hi)
     with torch.no_grad():
-        values = network_values(problem, x)
+        values = network_values(problem, x, layers)
         objective = values @ q + problem.q0
     best = int(torch.argmin(objective))
     return values[best], float(objective[best])
