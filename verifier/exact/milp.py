@@ -32,6 +32,11 @@ caller re-checks it with onnxruntime (it may exploit the float-error terms or th
 The soundness of ``unsat`` thus rests on the encoding (see its docstring) and on the solver's
 infeasibility claim being right up to its tolerances; the engine is cross-checked against the
 exact-arithmetic SMT engine and sampling in the tests.
+
+:func:`milp_row_minimum` reuses the same program with one spec row as the objective (instead of
+``t`` and the clause rows), optionally with every binary relaxed to ``[0, 1]`` (the LP
+relaxation), and reports the solver's dual bound or LP optimum: figures for comparison tables,
+NOT certified and never used to claim ``unsat``.
 """
 
 from __future__ import annotations
@@ -39,11 +44,13 @@ from __future__ import annotations
 import functools
 import math
 import os
+import re
 import sys
 import time
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pulp
@@ -137,11 +144,98 @@ def milp_check(crown: Crown, clauses: Sequence[Clause], config: MilpConfig,
     return model.solve(limit.remaining(), start)
 
 
-class _Milp:
-    """The pulp problem built from an encoding."""
+@dataclass(frozen=True)
+class RowMinimum:
+    """The minimum of one spec row over the encoding, as found by :func:`milp_row_minimum`.
 
-    def __init__(self, enc: Encoding, config: MilpConfig) -> None:
-        self.enc, self.config = enc, config
+    NOT certified: the figures rest on the solver's floating-point tolerances (see
+    :func:`milp_row_minimum`); they are for comparison tables only.
+
+    Attributes:
+        lower: a lower bound of the row: the solver's dual bound (MILP) or the LP optimum
+            (``relax``); ``-inf`` when the solve did not give one, ``inf`` when the solver
+            claims the program infeasible (which a correct encoding never is).
+        value: the objective at the best feasible point found (the LP optimum with ``relax``),
+            None if none was found.
+        status: the solver's status, short and snake case (``"optimal"``, ``"time_limit"``,
+            ``"infeasible"``, ...), or ``"deadline"`` (nothing was built: the time had run
+            out) or ``"infinite_band"`` (an output the row uses has no float-error bound).
+        seconds: wall-clock time of the whole call (encoding included).
+        binaries: binaries of the MILP (relaxed to ``[0, 1]`` with ``relax``); 0 when nothing
+            was built.
+    """
+
+    lower: float
+    value: float | None
+    status: str
+    seconds: float
+    binaries: int
+
+
+def milp_row_minimum(crown: Crown, c: np.ndarray, d: float, config: MilpConfig,
+                     deadline: Deadline | None = None, relax: bool = False) -> RowMinimum:
+    """Minimises one spec row ``c @ y - d`` over the encoding of ``crown``'s box, exactly (MILP)
+    or over the LP relaxation (``relax``), for tables that compare bounds.
+
+    The objective is ``c @ (E v + e) - d - |c| @ band`` on the outputs' expression ``E v + e``
+    and float band of :func:`~verifier.exact.encoding.encode`, so at the program point of every
+    float execution on the box it is at most the execution's row: the minimum is a lower
+    bound of the row over the float model. With ``relax`` every binary of the big-M program
+    becomes a continuous variable in ``[0, 1]``: the standard LP relaxation with CROWN's
+    intermediate bounds (for ReLU, the triangle relaxation up to the big-M constants' relative
+    ``1e-9`` widening; for maxima of more terms, the weaker big-M relaxation).
+
+    These figures are NOT certified: the dual bound and the LP optimum are the solver's
+    floating-point answers, right only up to its tolerances (feasibility ``config.tolerance``,
+    MIP gaps ``mip_rel_gap = 0`` and HiGHS's default absolute gap). They are for comparison
+    tables only; the pipeline never uses them to claim ``unsat`` (:func:`milp_check` does that,
+    by infeasibility with a margin).
+
+    Args:
+        crown: CROWN over the single input box (batch 1), as for :func:`milp_check`.
+        c: ``(outputs,)`` row coefficients over the flattened outputs.
+        d: the row's right-hand side.
+        config: time limit, threads and tolerance; the solver must be ``"highs"`` (the dual
+            bound is read from the in-process HiGHS model).
+        deadline: the run's deadline (the solve stops at it, as does ``config.time_limit``).
+        relax: solve the LP relaxation instead of the MILP.
+
+    Returns:
+        The row's lower bound, best value, solver status, time and binary count. When the
+        solve did not finish, ``lower`` is the MILP's dual bound so far (possibly ``-inf``),
+        or ``-inf`` for the LP.
+
+    Raises:
+        ValueError: ``config.solver`` is not ``"highs"``, or ``c`` does not match the outputs.
+        ExactUnsupported: as for :func:`milp_check`.
+    """
+    start = time.monotonic()
+    if config.solver != "highs":
+        raise ValueError(f"milp_row_minimum needs the solver 'highs' (for its dual bound), not {config.solver!r}")
+    limit = (deadline or Deadline(None)).sooner(config.time_limit)
+    if limit.expired():
+        return RowMinimum(-math.inf, None, "deadline", time.monotonic() - start, 0)
+    model = _Milp(encode(crown), config, relax)
+    constant = model.set_row_objective(np.asarray(c, dtype=np.float64), float(d))
+    lower: float
+    value: float | None
+    if not math.isfinite(constant):
+        lower, value, status = -math.inf, None, "infinite_band"
+    elif not model.problem.objective:  # no variable in the row: it is a constant
+        lower, value, status = constant, constant, "optimal"
+    elif limit.expired():
+        lower, value, status = -math.inf, None, "deadline"
+    else:
+        lower, value, status = model.minimum(limit.remaining(), constant)
+    return RowMinimum(lower, value, status, time.monotonic() - start, model.binaries)
+
+
+class _Milp:
+    """The pulp problem built from an encoding; with ``relax`` every binary is a continuous
+    variable in ``[0, 1]`` (the LP relaxation of the same big-M program)."""
+
+    def __init__(self, enc: Encoding, config: MilpConfig, relax: bool = False) -> None:
+        self.enc, self.config, self.relax = enc, config, relax
         self.problem = pulp.LpProblem("exact", pulp.LpMinimize)
         self.vars = [
             self.problem.add_variable(f"v{i}", None if math.isinf(lo) else lo, None if math.isinf(hi) else hi)
@@ -154,6 +248,12 @@ class _Milp:
             self.maximum(relation)
         self.t = self.problem.add_variable("t", -1.0, config.margin)
         self.problem += pulp.LpAffineExpression([(self.t, 1.0)])
+
+    def binary(self, name: str) -> pulp.LpVariable:
+        """A new binary, or a continuous variable in ``[0, 1]`` when the program is relaxed."""
+        if self.relax:
+            return self.problem.add_variable(name, 0.0, 1.0)
+        return self.problem.add_variable(name, cat=pulp.LpBinary)
 
     def expr(self, vars_: np.ndarray, coefs: np.ndarray, extra: Sequence[tuple[pulp.LpVariable, float]] = ()
              ) -> pulp.LpAffineExpression:
@@ -173,11 +273,11 @@ class _Milp:
         top = hi if rel.sign > 0 else -lo
         k = len(rel.consts)
         if k == 2:
-            z = self.problem.add_variable(f"z{self.binaries}", cat=pulp.LpBinary)
+            z = self.binary(f"z{self.binaries}")
             self.binaries += 1
             selectors: list[tuple[pulp.LpVariable, float, float]] = [(z, 1.0, 0.0), (z, -1.0, 1.0)]
         else:
-            zs = [self.problem.add_variable(f"z{self.binaries + i}", cat=pulp.LpBinary) for i in range(k)]
+            zs = [self.binary(f"z{self.binaries + i}") for i in range(k)]
             self.binaries += k
             self.add(pulp.LpAffineExpression([(z, 1.0) for z in zs]) == 1)
             selectors = [(z, 1.0, 0.0) for z in zs]
@@ -244,7 +344,7 @@ class _Milp:
             return False
         deltas: list[pulp.LpVariable | None] = [None]
         if len(kept) > 1:
-            deltas = [self.problem.add_variable(f"clause{c}", cat=pulp.LpBinary) for c in range(len(kept))]
+            deltas = [self.binary(f"clause{c}") for c in range(len(kept))]
             self.binaries += len(kept)
             self.add(pulp.LpAffineExpression([(d, 1.0) for d in deltas]) >= 1)
         for rows, delta in zip(kept, deltas, strict=True):
@@ -258,6 +358,42 @@ class _Milp:
                     extra.append((delta, big_m))
                 self.add(self.expr(outputs.vars, coefs, extra) <= rhs + big_m)
         return True
+
+    def set_row_objective(self, c: np.ndarray, d: float) -> float:
+        """Makes ``c @ E v`` on the outputs' expression the objective (in place of ``t``, which
+        then drops out of the solver's model) and returns its constant
+        ``c @ e - d - |c| @ band`` (``-inf`` when a band the row uses is infinite).
+
+        Raises:
+            ValueError: ``c`` is not a vector over the flattened outputs."""
+        outputs = self.enc.outputs
+        assert outputs is not None
+        if c.shape != outputs.consts.shape:
+            raise ValueError(f"row of shape {c.shape} for {outputs.size} network outputs")
+        used = c != 0.0
+        constant = float(c[used] @ outputs.consts[used]) - d - float(np.abs(c[used]) @ outputs.bands[used])
+        self.problem.setObjective(self.expr(outputs.vars, c @ outputs.coefs))
+        return -math.inf if math.isnan(constant) else constant
+
+    def minimum(self, seconds: float, constant: float) -> tuple[float, float | None, str]:
+        """Solves the row objective with HiGHS: ``(lower, value, status)`` as in
+        :class:`RowMinimum`, with ``constant`` added to the solver's figures."""
+        import highspy
+
+        model = self.run_highs(seconds, mip_rel_gap=0.0)
+        raw = model.getModelStatus()
+        info = model.getInfo()
+        status = re.sub(r"(?<!^)(?=[A-Z])", "_", str(raw).rsplit(".", 1)[-1].removeprefix("k")).lower()
+        value = None
+        if info.primal_solution_status == 2:  # kSolutionStatusFeasible
+            value = float(info.objective_function_value) + constant
+        if raw == highspy.HighsModelStatus.kInfeasible:
+            return math.inf, None, status
+        if self.relax or self.binaries == 0:  # an LP: its optimum is the bound
+            optimal = raw == highspy.HighsModelStatus.kOptimal
+            return (value if optimal and value is not None else -math.inf), value, status
+        bound = float(info.mip_dual_bound)  # -inf (or NaN) while HiGHS has none
+        return (bound + constant if math.isfinite(bound) else -math.inf), value, status
 
     def stats(self, status: str, total: float, solve: float) -> dict[str, float | int | str]:
         return {"engine": f"milp-{self.config.solver}", "variables": len(self.vars) + 1 + self.binaries,
@@ -283,19 +419,26 @@ class _Milp:
             return ExactOutcome("unknown", None, stats)
         return ExactOutcome("sat", self.candidate(), stats)
 
-    def _highs(self, seconds: float) -> tuple[bool, bool, str]:
+    def run_highs(self, seconds: float, **options: float) -> Any:
+        """Solves the problem with HiGHS (in-process) and returns the ``highspy.Highs`` model;
+        ``options`` are extra HiGHS options (e.g. ``mip_rel_gap``)."""
         import highspy
 
         solver = pulp.HiGHS(msg=False, timeLimit=seconds, threads=self.config.threads,
                             mip_feasibility_tolerance=self.config.tolerance,
-                            primal_feasibility_tolerance=self.config.tolerance)
+                            primal_feasibility_tolerance=self.config.tolerance, **options)
         _highs_banner_to_stderr()
         # HiGHS keeps one thread pool per process, sized by the first solve; a later solve that
         # asks for another thread count then silently does nothing (status kNotset). Starting
         # from a fresh pool makes each solve independent of whatever ran HiGHS before it.
         highspy.Highs.resetGlobalScheduler(True)
         self.problem.solve(solver)
-        model = self.problem.solverModel
+        return self.problem.solverModel
+
+    def _highs(self, seconds: float) -> tuple[bool, bool, str]:
+        import highspy
+
+        model = self.run_highs(seconds)
         raw = model.getModelStatus()
         has_point = model.getInfo().primal_solution_status == 2  # kSolutionStatusFeasible
         infeasible = raw == highspy.HighsModelStatus.kInfeasible
