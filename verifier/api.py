@@ -24,7 +24,7 @@ from verifier.bab.relu_split import count_unstable
 from verifier.bounds.crown import Crown
 from verifier.bounds.interval import interval_bounds
 from verifier.bounds.objective import clause_refuted, crown_rows
-from verifier.config import AttackConfig, VerifierConfig
+from verifier.config import AttackConfig, SdpConfig, VerifierConfig
 from verifier.deadline import Deadline
 from verifier.graph.torch_graph import TorchGraph
 from verifier.problem import Problem, load_problem, proof_box
@@ -59,6 +59,40 @@ class RegionProof:
         """True when every clause of the region is refuted."""
         return not self.open
 
+    def sdp(self, config: SdpConfig, deadline: Deadline, seed: int, stats: dict[str, Any]) -> bool:
+        """Runs the low-rank SDP bound (:mod:`verifier.sdp`) on the open clauses until
+        ``deadline``; returns :attr:`proven`. A clause is refuted only by a *certified* SDP row
+        bound above zero (see :mod:`verifier.sdp.certificate`). A network the SDP cannot
+        express leaves the clauses open and records why in ``stats["sdp_error"]``."""
+        from verifier.sdp import SdpUnsupported, sdp_clause_rows
+        from verifier.sdp.bound import encode_for_sdp
+
+        if self.crown is None or not self.open:
+            return self.proven
+        record = stats.setdefault("sdp", {"clauses": 0, "refuted": 0, "rows": 0, "seconds": 0.0, "best_rows": []})
+        began = time.monotonic()
+        try:
+            encoding = encode_for_sdp(self.crown)
+            still_open = []
+            for clause in self.open:
+                if deadline.expired():
+                    still_open.append(clause)
+                    continue
+                rows = sdp_clause_rows(self.crown, clause, config, deadline, seed, encoding, stop_above=0.0)
+                record["clauses"] += 1
+                record["rows"] += sum(result is not None for result in rows.results)
+                best = float(rows.lower.max())
+                record["best_rows"].append(best if np.isfinite(best) else None)
+                if best > 0:
+                    record["refuted"] += 1
+                else:
+                    still_open.append(clause)
+            self.open = still_open
+        except SdpUnsupported as exc:
+            stats["sdp_error"] = str(exc)
+        record["seconds"] += time.monotonic() - began
+        return self.proven
+
     def optimise(self, deadline: Deadline | None = None) -> bool:
         """Runs alpha-CROWN on the open clauses (stopping at ``deadline``); returns :attr:`proven`."""
         if self.crown is None:
@@ -86,6 +120,7 @@ _QUICK_ROUNDS = 3  # sampling/PGD rounds tried before the costlier bound computa
 _ALPHA_SECONDS = 1.0  # alpha-CROWN time per region in the pipeline (more belongs to BaB)
 _LATEST_STATS = frozenset({"batch", "lowest_open_bound"})  # search statistics that are not summed
 _ALPHA_SHARE_RELU = 0.05  # before ReLU splitting: this share of the time left, if more
+_SDP_SHARE = 0.5  # before branch and bound: the SDP bound gets at most this share of the time left
 _FIRST_BAB_SECONDS = 5.0  # the first branch-and-bound slice: at least this long,
 _FIRST_BAB_SHARE = 0.3  # or this share of the time left
 _FIRST_BAB_SHARE_RELU = 0.8  # for ReLU splitting: dense sampling in hundreds of input dimensions
@@ -248,15 +283,40 @@ class _Run:
             return Status.UNKNOWN
         return status
 
+    def steps(self) -> tuple[str, ...]:
+        """The pipeline's steps: see :meth:`decide`."""
+        if self.config.method == "sdp":
+            return ("bounds", "quick attack", "alpha", "sdp", "attack")
+        if self.config.sdp_before_bab:
+            return ("bounds", "quick attack", "alpha", "sdp", "first bab", "attack", "bab")
+        return ("bounds", "quick attack", "alpha", "first bab", "attack", "bab")
+
+    def bound_step(self, step: str, proof: RegionProof) -> bool:
+        """One certified-bound step on a region (``bounds``: already done when the proof was
+        made; ``alpha``: alpha-CROWN for :meth:`alpha_seconds`; ``sdp``: the low-rank SDP on
+        the clauses still open, for the rest of the time with ``--method sdp``, else for
+        :data:`_SDP_SHARE` of it); True when the region is proven."""
+        if proof.proven or step == "bounds":
+            return proof.proven
+        if step == "alpha":
+            return proof.optimise(self.deadline.sooner(self.alpha_seconds(proof)))
+        deadline = self.deadline if self.config.method == "sdp" else \
+            self.deadline.sooner(_SDP_SHARE * self.deadline.remaining())
+        return proof.sdp(self.config.sdp, deadline, self.config.seed, self.stats)
+
     def decide(self) -> Status:
         """The pipeline, cheapest steps first: intervals and CROWN, a quick attack, alpha-CROWN
         (a time budget per region), a first slice of branch and bound, the remaining attack
-        rounds, then branch and bound for the rest of the time, on the regions still open."""
+        rounds, then branch and bound for the rest of the time, on the regions still open.
+
+        With ``sdp_before_bab`` the low-rank SDP bound runs on the clauses alpha-CROWN left
+        open before the branch and bound starts; ``--method sdp`` stops after the SDP and the
+        remaining attack rounds (an incomplete method: ``unknown`` when neither decides)."""
         regions = self.problem.spec.regions
         quick = replace(self.config.attack, rounds=min(self.config.attack.rounds, _QUICK_ROUNDS))
         open_regions = list(range(len(regions)))
         proofs: dict[int, RegionProof] = {}
-        for step in ("bounds", "quick attack", "alpha", "first bab", "attack", "bab"):
+        for step in self.steps():
             still_open: list[int] = []
             for index in open_regions:
                 if self.deadline.expired():
@@ -271,9 +331,8 @@ class _Run:
                     if status is Status.UNSAT:
                         self.stats["regions_proven"] += 1
                         continue
-                elif step in ("bounds", "alpha"):
-                    proof = proofs[index]
-                    if proof.proven or (step == "alpha" and proof.optimise(self.deadline.sooner(self.alpha_seconds(proof)))):
+                elif step in ("bounds", "alpha", "sdp"):
+                    if self.bound_step(step, proofs[index]):
                         self.stats["regions_proven"] += 1
                         continue
                 elif self.falsify(index, region, quick if step == "quick attack" else self.config.attack,
@@ -301,7 +360,7 @@ def verify_problem(problem: Problem, timeout: float | None = None, config: Verif
     deadline = Deadline.after(timeout)
     numerical_hygiene(config.seed)
     run = _Run(problem, config, deadline)
-    status = run.decide() if config.method == "auto" else run.decide_exactly(config.method)
+    status = run.decide() if config.method in ("auto", "sdp") else run.decide_exactly(config.method)
     if status is Status.SAT:
         return Result(status, time.monotonic() - start, run.found, run.stats)
     return Result(status, time.monotonic() - start, None, run.stats)

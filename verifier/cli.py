@@ -47,9 +47,14 @@ def _main_parser() -> argparse.ArgumentParser:
                         help="branch and bound after the incomplete methods: auto (input splitting for "
                              "at most 16 free input dimensions, else ReLU splitting), input, relu "
                              "(beta-CROWN), none")
-    parser.add_argument("--method", default="auto", choices=["auto", "milp", "smt"],
+    parser.add_argument("--method", default="auto", choices=["auto", "milp", "smt", "sdp"],
                         help="auto: the full pipeline (default); milp (HiGHS) or smt (z3): an exact engine "
-                             "after intervals and CROWN, for small networks")
+                             "after intervals and CROWN, for small networks; sdp: bounds, attacks, "
+                             "alpha-CROWN, then the certified low-rank SDP bound, no branch and bound "
+                             "(ReLU-like networks)")
+    parser.add_argument("--sdp-before-bab", action="store_true",
+                        help="with --method auto: try the low-rank SDP bound on the clauses alpha-CROWN "
+                             "left open before branch and bound")
     _common(parser)
     return parser
 
@@ -151,7 +156,8 @@ def _run_verify(argv: Sequence[str], start: float) -> int:
         from verifier.config import default_config
 
         remaining = None if args.timeout is None else args.timeout - (time.monotonic() - start)
-        config = replace(default_config(args.device, args.seed), bab=args.bab, method=args.method)
+        config = replace(default_config(args.device, args.seed), bab=args.bab, method=args.method,
+                         sdp_before_bab=args.sdp_before_bab)
         result = verify(args.model, args.spec, remaining, config)
         result = Result(result.status, time.monotonic() - start, result.counterexample, result.stats)
         return emitter.result(result)

@@ -212,7 +212,7 @@ class SdpConfig:
 
 
 BAB_MODES = ("auto", "input", "relu", "none")
-METHODS = ("auto", "milp", "smt")
+METHODS = ("auto", "milp", "smt", "sdp")
 
 
 @dataclass(frozen=True)
@@ -228,8 +228,12 @@ class VerifierConfig:
             neurons (after alpha-CROWN) that the first slice of search left open goes to the
             MILP engine (a small program) for the rest of the time. Not first: on MNIST 256x2
             prop_8 (31 unstable) HiGHS needed 12.5 s where the search needed under 1 s.
-        method: ``auto`` (the pipeline: bounds, attacks, branch and bound), or an exact engine
-            alone after intervals and CROWN: ``milp`` (pulp + HiGHS) or ``smt`` (z3).
+        method: ``auto`` (the pipeline: bounds, attacks, branch and bound), an exact engine
+            alone after intervals and CROWN: ``milp`` (pulp + HiGHS) or ``smt`` (z3), or
+            ``sdp``: the pipeline's bounds and attacks with the low-rank SDP bound after
+            alpha-CROWN and no branch and bound (incomplete: ``unknown`` when neither decides).
+        sdp_before_bab: in the ``auto`` pipeline, run the low-rank SDP bound on the clauses
+            alpha-CROWN left open before branch and bound (at most half the time left).
     """
 
     device: DeviceConfig = field(default_factory=DeviceConfig)
@@ -241,6 +245,7 @@ class VerifierConfig:
     input_split_max_dims: int = 16
     milp_max_unstable: int = 32
     method: str = "auto"
+    sdp_before_bab: bool = False
     seed: int = 0
 
     def __post_init__(self) -> None:
