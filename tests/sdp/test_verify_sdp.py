@@ -14,13 +14,13 @@ from torch import nn
 
 from tests.sdp.nets import Tiny, milp_minimum, tiny_net
 from verifier.api import verify
-from verifier.config import VerifierConfig
+from verifier.config import SdpConfig, VerifierConfig
 from verifier.problem import load_problem
 from verifier.result import Status
 from verifier.soundness.onnx_export import network_to_onnx
 from verifier.spec.types import Clause
 
-SDP = VerifierConfig(method="sdp")
+SDP = VerifierConfig(method="sdp", sdp=SdpConfig(time_limit=600.0))  # iteration budgets decide, not load
 
 
 def clauses(tiny: Tiny) -> list[Clause]:
@@ -39,7 +39,7 @@ def test_sdp_proves_what_alpha_crown_cannot(tmp_path: Path) -> None:
     assert property_holds(tiny)
     alpha_only = verify(tiny.onnx, tiny.vnnlib, 60, replace(VerifierConfig(), bab="none"))
     assert alpha_only.status is Status.UNKNOWN  # bounds, alpha-CROWN and attacks leave it open
-    result = verify(tiny.onnx, tiny.vnnlib, 120, SDP)
+    result = verify(tiny.onnx, tiny.vnnlib, 600, SDP)
     assert result.status is Status.UNSAT
     assert result.stats["sdp"]["refuted"] == 1
     assert max(b for b in result.stats["sdp"]["best_rows"] if b is not None) > 0
@@ -47,7 +47,7 @@ def test_sdp_proves_what_alpha_crown_cannot(tmp_path: Path) -> None:
 
 def test_sdp_before_branch_and_bound_proves_the_root(tmp_path: Path) -> None:
     tiny = tiny_net(tmp_path, 2)
-    result = verify(tiny.onnx, tiny.vnnlib, 120, VerifierConfig(sdp_before_bab=True))
+    result = verify(tiny.onnx, tiny.vnnlib, 600, replace(SDP, method="auto", sdp_before_bab=True))
     assert result.status is Status.UNSAT
     assert result.stats["sdp"]["refuted"] == 1
     assert "bab" not in result.stats  # proven before any split

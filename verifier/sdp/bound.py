@@ -49,7 +49,9 @@ def sdp_clause_rows(crown: Crown, clause: Clause, config: SdpConfig, deadline: D
                     seed: int = 0, encoding: Encoding | None = None, stop_above: float | None = None) -> SdpRows:
     """Certified lower bounds ``(rows,)`` (float64) of ``C_r y - d_r`` over ``crown``'s box
     (batch 1). A row whose time ran out gets ``-inf``. With ``stop_above``, the rows after
-    the first whose bound exceeds it are skipped (``-inf``): the clause is refuted already.
+    the first whose bound exceeds it are skipped (``-inf``): the clause is refuted already;
+    each row's solve stops once its bound exceeds it, or gives up once it cannot (see
+    :func:`~verifier.sdp.solver.solve_sdp`).
 
     Raises:
         SdpUnsupported: the network has an op or relation the SDP bound cannot express.
@@ -63,7 +65,7 @@ def sdp_clause_rows(crown: Crown, clause: Clause, config: SdpConfig, deadline: D
             results.append(None)
             continue
         problem = build_problem(enc, np.asarray(clause.C[r], dtype=np.float64), float(clause.d[r]))
-        result = solve_sdp(problem, config, device, deadline, seed)
+        result = solve_sdp(problem, config, device, deadline, seed, stop_above)
         lower[r] = result.certificate.row_bound
         results.append(result)
     return SdpRows(lower, results)

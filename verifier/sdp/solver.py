@@ -169,15 +169,32 @@ def attack_start(problem: SdpProblem, config: SdpConfig, generator: torch.Genera
 
 
 def solve_sdp(problem: SdpProblem, config: SdpConfig, device: torch.device | str = "cpu",
-              deadline: Deadline | None = None, seed: int = 0) -> SdpResult:
+              deadline: Deadline | None = None, seed: int = 0, stop_above: float | None = None) -> SdpResult:
     """Runs the augmented Lagrangian from a PGD point and returns the best certificate (with
-    gradients on, whatever the caller's grad mode)."""
+    gradients on, whatever the caller's grad mode).
+
+    With ``stop_above`` (e.g. 0 for a clause row) the solve ends as soon as a certificate's
+    ``row_bound`` exceeds it, and gives up early when it cannot: when the attack found a point
+    whose row is at most ``stop_above`` (no lower bound can exceed a true value), or when the
+    augmented Lagrangian converged to a primal value below it (the relaxation's optimum is
+    then below it too, up to the primal point's small infeasibility). These shortcuts only
+    save time; the returned certificate is valid either way."""
     with torch.enable_grad():
-        return _solve(problem, config, device, deadline, seed)
+        return _solve(problem, config, device, deadline, seed, stop_above)
+
+
+def _hopeless(problem: SdpProblem, value: float, violation: float, stop_above: float | None) -> bool:
+    """True when a (nearly feasible) relaxation value ``value`` leaves no room above ``stop_above``."""
+    if stop_above is None or violation > _CONVERGED:
+        return False
+    return value - problem.objective_band < stop_above - _CONVERGED * (1.0 + abs(value))
+
+
+_CONVERGED = 1e-4  # a primal violation (and relative objective margin) this small counts as converged
 
 
 def _solve(problem: SdpProblem, config: SdpConfig, device: torch.device | str, deadline: Deadline | None,
-           seed: int) -> SdpResult:
+           seed: int, stop_above: float | None = None) -> SdpResult:
     start_time = time.monotonic()
     limit = (deadline or Deadline(None)).sooner(config.time_limit)
     generator = torch.Generator().manual_seed(seed)
@@ -194,8 +211,12 @@ def _solve(problem: SdpProblem, config: SdpConfig, device: torch.device | str, d
     best = certify(problem, _multipliers(problem, y, sp.radius), device, generator)
     stats: dict[str, float | int] = {"outer": 0, "escapes": 0}
     primal = attack_value
+    done = lambda: stop_above is not None and best.row_bound > stop_above  # noqa: E731
+    if _hopeless(problem, attack_value, 0.0, stop_above):  # a true point of the network is below
+        stats.update(seconds=time.monotonic() - start_time, hopeless=1)
+        return SdpResult(best, primal, attack_value, stats)
     for outer in range(config.outer_iterations):
-        if limit.expired():
+        if limit.expired() or done():
             break
         u, V = _inner(sp, u, V, y, sigma, config.inner_iterations)
         with torch.no_grad():
@@ -215,9 +236,10 @@ def _solve(problem: SdpProblem, config: SdpConfig, device: torch.device | str, d
         if V.shape[1] < config.max_rank:
             V, escaped = _escape(sp, y, V, config, generator)
             stats["escapes"] = int(stats["escapes"]) + int(escaped)
-    polished = _polish(problem, sp, y, best.nu, config, limit, device, generator)
-    if polished is not None and polished.bound > best.bound:
-        best = polished
+    if not done() and not _hopeless(problem, primal, float(stats.get("violation", 1.0)), stop_above):
+        polished = _polish(problem, sp, y, best.nu, config, limit, device, generator, stop_above)
+        if polished is not None and polished.bound > best.bound:
+            best = polished
     stats.update(seconds=time.monotonic() - start_time, eps_feas=best.eps_feas, rank=int(V.shape[1]))
     return SdpResult(best, primal, attack_value, stats)
 
@@ -237,8 +259,10 @@ def scaled_slack_torch(sp: _Scaled, y: Tensor) -> Tensor:
 
 
 def _polish(problem: SdpProblem, sp: _Scaled, y: Tensor, nu: float, config: SdpConfig, limit: Deadline,
-            device: torch.device | str, generator: torch.Generator) -> Certificate | None:
-    """Dual ascent from the multipliers ``y`` (see the module docstring); the best certificate."""
+            device: torch.device | str, generator: torch.Generator, stop_above: float | None = None
+            ) -> Certificate | None:
+    """Dual ascent from the multipliers ``y`` (see the module docstring); the best certificate
+    (returned as soon as its ``row_bound`` exceeds ``stop_above``)."""
     if config.polish_steps <= 0:
         return None
     trace = 1.0 + problem.size
@@ -263,6 +287,8 @@ def _polish(problem: SdpProblem, sp: _Scaled, y: Tensor, nu: float, config: SdpC
             cert = certify(problem, _multipliers(problem, mult.detach(), sp.radius), device, generator)
             if best is None or cert.bound > best.bound:
                 best = cert
+            if stop_above is not None and best.row_bound > stop_above:
+                break
     return best
 
 
