@@ -23,11 +23,15 @@ class Clause:
         C: float64 array of shape ``(rows, num_outputs)``.
         d: float64 array of shape ``(rows,)``.
         strict: bool array of shape ``(rows,)``; True where the row is ``C_r @ y < d_r``.
+        exact: True when ``C`` and ``d`` equal the property's numbers exactly (every literal
+            and every constant product is a float64 value), so that a counterexample may be
+            checked in exact rational arithmetic (see :func:`verifier.witness.clause_holds`).
     """
 
     C: np.ndarray
     d: np.ndarray
     strict: np.ndarray
+    exact: bool = False
 
     def __post_init__(self) -> None:
         if self.C.ndim != 2 or self.d.shape != (self.C.shape[0],):

@@ -6,7 +6,7 @@ The file states the *violation* of a property (see ``types.py``). Parsing runs i
    symbols are token indices (line and column are recomputed only for error messages);
 2. interpret: ``declare-const`` fills the variable table, each ``assert`` becomes a DNF whose
    literals are input bounds, output rows ``a·y <= b`` (``<`` when strict) or constants;
-3. normalise: asserts with a single conjunct are merged into one *base* conjunct; only the
+3. normalise (``normalise.py``): asserts with a single conjunct are merged into one *base* conjunct; only the
    asserts with several disjuncts are distributed (so a CIFAR file with 6144 bound asserts and
    one 9-way ``or`` gives 9 conjuncts, not a blow-up); conjuncts with the same input box are
    grouped into one :class:`Region`.
@@ -26,13 +26,10 @@ import re
 from pathlib import Path
 from typing import NamedTuple
 
-import numpy as np
-
 from verifier.errors import SpecError, SpecSyntaxError
-from verifier.spec.types import Clause, Region, Spec
-
-MAX_CONJUNCTS = 100_000
-"""Largest DNF (number of conjuncts) the parser will build before refusing the file."""
+from verifier.spec.normalise import MAX_CONJUNCTS, Bound, Conjunct, Literal, Normaliser, Row
+from verifier.spec.types import Region, Spec
+from verifier.spec.vnnlib2 import vnnlib_version
 
 _TOKEN = re.compile(r';[^\n]*|[()]|\|[^|]*\||"(?:[^"]|"")*"|[^\s();]+')
 _NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
@@ -53,24 +50,6 @@ class _List(NamedTuple):
 _Node = int | _List  # an int is the token index of a symbol or number
 
 
-class _Bound(NamedTuple):
-    """``lower <= X_var <= upper`` (one side may be infinite)."""
-
-    var: int
-    lower: float
-    upper: float
-
-
-class _Row(NamedTuple):
-    """``sum(coeffs[j] * Y_j) <= d`` (``<`` when strict)."""
-
-    coeffs: dict[int, float]
-    d: float
-    strict: bool
-
-
-_Literal = _Bound | _Row | bool
-_Conjunct = list[_Literal]
 _Linear = tuple[dict[str, float], float]  # (coefficient per variable name, constant)
 
 
@@ -91,18 +70,30 @@ def parse_vnnlib(path: str | Path) -> Spec:
         SpecSyntaxError: the file is malformed; the message names file, line, column, token.
     """
     p = Path(path)
-    try:
-        if p.name.endswith(".gz"):
-            with gzip.open(p, "rt", encoding="utf-8") as f:
-                text = f.read()
-        else:
-            text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SpecError(f"{p}: VNN-LIB file not found") from None
-    except (OSError, EOFError, UnicodeDecodeError) as e:
-        raise SpecError(f"{p}: cannot read VNN-LIB file: {e}") from e
+    text = read_vnnlib_text(p)
+    version = vnnlib_version(text)
+    if version is not None:
+        raise SpecError(f"{p}: a VNN-LIB {version} query declares its networks; load it together with "
+                        "its models (verifier.problem.load_problem or the 'verifier' command)")
     num_inputs, num_outputs, regions = _Parser(text, str(p)).run()
     return Spec(num_inputs, num_outputs, regions, source=p)
+
+
+def read_vnnlib_text(path: Path) -> str:
+    """The text of a ``.vnnlib`` (or gzip-compressed ``.vnnlib.gz``) file.
+
+    Raises:
+        SpecError: the file is missing or unreadable.
+    """
+    try:
+        if path.name.endswith(".gz"):
+            with gzip.open(path, "rt", encoding="utf-8") as f:
+                return f.read()
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError(f"{path}: VNN-LIB file not found") from None
+    except (OSError, EOFError, UnicodeDecodeError) as e:
+        raise SpecError(f"{path}: cannot read VNN-LIB file: {e}") from e
 
 
 def parse_vnnlib_text(text: str, source: str = "<string>") -> Spec:
@@ -191,7 +182,7 @@ class _Parser:
 
     def run(self) -> tuple[int, int, tuple[Region, ...]]:
         """Parse and normalise; return ``(num_inputs, num_outputs, regions)``."""
-        asserts: list[list[_Conjunct]] = []
+        asserts: list[list[Conjunct]] = []
         for node in self.read():
             if isinstance(node, int):
                 raise self.error(node, "expected a command such as (assert ...)")
@@ -209,7 +200,7 @@ class _Parser:
             elif command not in _IGNORED:
                 raise self.error(head, f"unknown command {command!r}")
         num_inputs, num_outputs = self.check_indices()
-        regions = _Normaliser(self.source, num_inputs, num_outputs).run(asserts)
+        regions = Normaliser(self.source, num_inputs, num_outputs).run(asserts)
         return num_inputs, num_outputs, regions
 
     def declare(self, node: _List, head: int) -> None:
@@ -248,7 +239,7 @@ class _Parser:
 
     # ----------------------------------------------------------------------- formulas
 
-    def formula(self, node: _Node) -> list[_Conjunct]:
+    def formula(self, node: _Node) -> list[Conjunct]:
         """The DNF of a formula: a list of conjuncts (an empty list is ``false``)."""
         if isinstance(node, int):
             if self.tokens[node] in ("true", "false"):
@@ -271,7 +262,7 @@ class _Parser:
             raise self.error(head, "expected a formula, found a numeric term")
         raise self.error(head, f"unknown operator {op!r}")
 
-    def conjoin(self, head: int, parts: list[list[_Conjunct]]) -> list[_Conjunct]:
+    def conjoin(self, head: int, parts: list[list[Conjunct]]) -> list[Conjunct]:
         """Distribute ``and`` over the DNFs of its arguments (refusing a blow-up)."""
         size = 1
         for p in parts:
@@ -280,17 +271,17 @@ class _Parser:
                 raise self.error(head, f"unsupported: DNF exceeds {MAX_CONJUNCTS} conjuncts")
         return [list(itertools.chain.from_iterable(c)) for c in itertools.product(*parts)]
 
-    def comparison(self, head: int, args: list[_Node]) -> _Conjunct:
+    def comparison(self, head: int, args: list[_Node]) -> Conjunct:
         """A (possibly chained) comparison as a conjunction of literals."""
         if len(args) < 2:
             raise self.error(head, f"{self.tokens[head]!r} needs at least two arguments")
         terms = [self.term(a) for a in args]
-        literals: _Conjunct = []
+        literals: Conjunct = []
         for lhs, rhs in itertools.pairwise(terms):
             literals.extend(self.atom(head, lhs, rhs))
         return literals
 
-    def atom(self, head: int, lhs: _Linear, rhs: _Linear) -> list[_Literal]:
+    def atom(self, head: int, lhs: _Linear, rhs: _Linear) -> list[Literal]:
         """Classify ``lhs OP rhs`` as a constant, an input bound or output rows."""
         op = self.tokens[head]
         if op in (">=", ">"):
@@ -308,8 +299,8 @@ class _Parser:
             row = {self.variables[name][1]: a for name, a in coeffs.items()}
             if op == "=":
                 negated = {j: -a for j, a in row.items()}
-                return [_Row(row, 0.0 - c, False), _Row(negated, c, False)]
-            return [_Row(row, 0.0 - c, strict)]
+                return [Row(row, 0.0 - c, False), Row(negated, c, False)]
+            return [Row(row, 0.0 - c, strict)]
         if len(kinds) == 2:
             raise self.error(head, "unsupported: a constraint mixing inputs X and outputs Y")
         if len(coeffs) > 1:
@@ -320,8 +311,8 @@ class _Parser:
         ((name, a),) = coeffs.items()
         index, value = self.variables[name][1], (0.0 - c) / a
         if op == "=":
-            return [_Bound(index, value, value)]
-        return [_Bound(index, -math.inf, value) if a > 0 else _Bound(index, value, math.inf)]
+            return [Bound(index, value, value)]
+        return [Bound(index, -math.inf, value) if a > 0 else Bound(index, value, math.inf)]
 
     # ----------------------------------------------------------------------- terms
 
@@ -392,105 +383,3 @@ def _combine(terms: list[_Linear], scales: list[float]) -> _Linear:
             coeffs[name] = coeffs.get(name, 0.0) + scale * a
         constant += scale * value
     return coeffs, constant
-
-
-_BoxKey = tuple[tuple[int, float, float], ...]  # the entries that differ from the base box
-
-
-class _Normaliser:
-    """Turns the per-assert DNFs into grouped regions without expanding the base conjunct."""
-
-    def __init__(self, source: str, num_inputs: int, num_outputs: int) -> None:
-        self.source = source
-        self.num_inputs = num_inputs
-        self.num_outputs = num_outputs
-        self.lower = [-math.inf] * num_inputs
-        self.upper = [math.inf] * num_inputs
-
-    def run(self, asserts: list[list[_Conjunct]]) -> tuple[Region, ...]:
-        base: _Conjunct = []
-        choices: list[list[_Conjunct]] = []
-        for dnf in asserts:
-            if not dnf:
-                return ()  # an assert that is false: the spec is trivially unsat
-            if len(dnf) == 1:
-                base.extend(dnf[0])
-            else:
-                choices.append(dnf)
-        if math.prod(len(c) for c in choices) > MAX_CONJUNCTS:
-            raise SpecError(
-                f"{self.source}: unsupported: the DNF of the asserts exceeds "
-                f"{MAX_CONJUNCTS} conjuncts; split the property into several files"
-            )
-        base_rows = self.apply_base(base)
-        if base_rows is None:
-            return ()
-        groups: dict[_BoxKey, list[list[_Row]]] = {}
-        for combo in itertools.product(*choices):
-            extra = self.apply_extra(itertools.chain.from_iterable(combo))
-            if extra is not None:
-                key, rows = extra
-                groups.setdefault(key, []).append(base_rows + rows)
-        return tuple(self.region(key, clauses) for key, clauses in groups.items())
-
-    def apply_base(self, literals: _Conjunct) -> list[_Row] | None:
-        """Tighten the base box and collect the base rows; None if the base is empty/false."""
-        lower, upper, rows = self.lower, self.upper, []
-        for lit in literals:
-            if isinstance(lit, _Bound):
-                if lit.lower > lower[lit.var]:
-                    lower[lit.var] = lit.lower
-                if lit.upper < upper[lit.var]:
-                    upper[lit.var] = lit.upper
-            elif isinstance(lit, _Row):
-                rows.append(lit)
-            elif not lit:
-                return None
-        if any(lo > hi for lo, hi in zip(lower, upper, strict=True)):
-            return None
-        return rows
-
-    def apply_extra(self, literals: itertools.chain[_Literal]) -> tuple[_BoxKey, list[_Row]] | None:
-        """The box changes and rows of one disjunctive choice; None if it is empty/false."""
-        changed: dict[int, tuple[float, float]] = {}
-        rows: list[_Row] = []
-        for lit in literals:
-            if isinstance(lit, _Bound):
-                lo, hi = changed.get(lit.var, (self.lower[lit.var], self.upper[lit.var]))
-                changed[lit.var] = (max(lo, lit.lower), min(hi, lit.upper))
-            elif isinstance(lit, _Row):
-                rows.append(lit)
-            elif not lit:
-                return None
-        if any(lo > hi for lo, hi in changed.values()):
-            return None
-        key = tuple(
-            (i, lo, hi)
-            for i, (lo, hi) in sorted(changed.items())
-            if (lo, hi) != (self.lower[i], self.upper[i])
-        )
-        return key, rows
-
-    def region(self, key: _BoxKey, clauses: list[list[_Row]]) -> Region:
-        lower = np.array(self.lower, dtype=np.float64)
-        upper = np.array(self.upper, dtype=np.float64)
-        for i, lo, hi in key:
-            lower[i], upper[i] = lo, hi
-        for bounds, side in ((lower, "lower"), (upper, "upper")):
-            unbounded = np.flatnonzero(np.isinf(bounds))
-            if unbounded.size:
-                raise SpecError(
-                    f"{self.source}: X_{unbounded[0]} has no {side} bound"
-                    f"{'' if not key else ' in one of the input regions'}; "
-                    f"every input needs (assert (<= X_i ...)) and (assert (>= X_i ...))"
-                )
-        return Region(lower, upper, tuple(self.clause(rows) for rows in clauses))
-
-    def clause(self, rows: list[_Row]) -> Clause:
-        matrix = np.zeros((len(rows), self.num_outputs), dtype=np.float64)
-        for r, row in enumerate(rows):
-            for j, a in row.coeffs.items():
-                matrix[r, j] = a
-        d = np.array([row.d for row in rows], dtype=np.float64)
-        strict = np.array([row.strict for row in rows], dtype=bool)
-        return Clause(matrix, d, strict)
