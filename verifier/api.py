@@ -135,7 +135,7 @@ class _Run:
         self.problem, self.config, self.deadline = problem, config, deadline
         self.attack_graph = TorchGraph(problem.graph, dev.torch_device, dev.attack_torch_dtype)
         self.bounds_graph = TorchGraph(problem.graph, dev.torch_device, dev.bounds_torch_dtype)
-        self.oracle = OnnxOracle(problem.model_path)
+        self.oracle = OnnxOracle(problem.oracle_model)
         self.stats: dict[str, Any] = {"regions": len(problem.spec.regions), "regions_proven": 0,
                                       "attack_evaluations": 0, "pgd_steps": 0, "candidates_checked": 0}
         self.found: Counterexample | None = None
@@ -361,6 +361,9 @@ def verify_problem(problem: Problem, timeout: float | None = None, config: Verif
     numerical_hygiene(config.seed)
     run = _Run(problem, config, deadline)
     status = run.decide() if config.method in ("auto", "sdp") else run.decide_exactly(config.method)
+    if status is Status.UNSAT and problem.composition is not None and problem.composition.truncated:
+        status = Status.UNKNOWN  # proven on a finite part of an unbounded input space only
+        run.stats["unbounded_inputs"] = True
     if status is Status.SAT:
         return Result(status, time.monotonic() - start, run.found, run.stats)
     return Result(status, time.monotonic() - start, None, run.stats)

@@ -2,25 +2,47 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import onnx
 import torch
 from torch import Tensor
 
 from verifier.errors import MismatchError
 from verifier.graph import Graph, load_model
 from verifier.spec import Region, Spec, parse_vnnlib
+from verifier.spec.query import Query
+from verifier.spec.vnnlib import read_vnnlib_text
+from verifier.spec.vnnlib2 import parse_query_text, vnnlib_version
+from verifier.standard.compose import Composition, compose
 from verifier.witness import grid_box
 
 
 @dataclass(frozen=True, eq=False)
 class Problem:
-    """A loaded model and a parsed property whose sizes agree."""
+    """A loaded model and a parsed property whose sizes agree.
+
+    Attributes:
+        model_path: the ONNX file (for a composed VNN-LIB 2.0 problem: the query file).
+        graph: the model's IR.
+        spec: the property over the model's flattened inputs and outputs.
+        onnx_model: the model to re-check counterexamples on when it is not ``model_path``
+            (the composed model of a VNN-LIB 2.0 query), else None.
+        composition: the VNN-LIB 2.0 composition the problem was built from, else None.
+    """
 
     model_path: Path
     graph: Graph
     spec: Spec
+    onnx_model: onnx.ModelProto | None = None
+    composition: Composition | None = None
+
+    @property
+    def oracle_model(self) -> Path | onnx.ModelProto:
+        """What onnxruntime runs to re-check a counterexample."""
+        return self.onnx_model if self.onnx_model is not None else self.model_path
 
 
 def check_sizes(graph: Graph, spec: Spec) -> None:
@@ -40,15 +62,37 @@ def check_sizes(graph: Graph, spec: Spec) -> None:
 
 
 def load_problem(model: str | Path, spec: str | Path) -> Problem:
-    """Loads the ONNX model and the VNN-LIB file and checks that they fit together.
+    """Loads the ONNX model and the VNN-LIB file (1.0, or 2.0 with one network to give a model
+    to) and checks that they fit together.
 
     Raises:
         ModelError, SpecError, MismatchError: bad or mismatched input, with a clear message.
     """
+    text = read_vnnlib_text(Path(spec))
+    if vnnlib_version(text) is not None:
+        query = parse_query_text(text, str(spec))
+        needing = [n.name for n in query.networks if n.equal_to is None]
+        if len(needing) != 1:
+            raise MismatchError(f"{spec}: the query declares the networks {', '.join(needing)}; give each its "
+                                "model with: verifier verify QUERY --network NAME=MODEL.onnx ...")
+        return load_query_problem(query, {needing[0]: model})
     graph = load_model(model)
     parsed = parse_vnnlib(spec)
     check_sizes(graph, parsed)
     return Problem(Path(model), graph, parsed)
+
+
+def load_query_problem(query: Query, models: Mapping[str, str | Path]) -> Problem:
+    """The problem of a VNN-LIB 2.0 query: its networks composed into one model (see
+    :mod:`verifier.standard.compose`).
+
+    Raises:
+        ModelError, SpecError, MismatchError: bad or mismatched input, with a clear message.
+    """
+    composition = compose(query, models)
+    graph = load_model(composition.model)
+    check_sizes(graph, composition.spec)
+    return Problem(Path(query.source), graph, composition.spec, composition.model, composition)
 
 
 def proof_box(graph: Graph, region: Region, device: torch.device) -> tuple[Tensor, Tensor]:

@@ -18,6 +18,7 @@ The check is thus at least as strict as the VNN-COMP scorer's (which allows 1e-4
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -112,14 +113,27 @@ def grid_box(lower: np.ndarray, upper: np.ndarray, dtype: np.dtype) -> tuple[np.
 
 
 def clause_holds(clause: Clause, y: np.ndarray) -> bool:
-    """True when every row of ``clause`` holds at ``y`` with the rounding-safe margin."""
+    """True when every row of ``clause`` holds at ``y``: with the rounding-safe margin, or, for
+    an exact clause (its numbers are the property's own), in exact rational arithmetic. The
+    latter accepts a counterexample on the boundary (``Y_0 <= 1`` at ``Y_0 = 1``), which is
+    rigorous because onnxruntime's outputs and the clause's numbers are exact binary values."""
     if clause.num_rows == 0:
         return True
     value = clause.C @ y - clause.d
     scale = np.abs(clause.C) @ np.abs(y) + np.abs(clause.d)
     margin = (clause.C.shape[1] + 2) * _CHECK_UNIT * scale
     ok = np.where(clause.strict, value < -margin, value <= -margin)
-    return bool(np.all(ok))
+    if bool(np.all(ok)):
+        return True
+    return clause.exact and all(ok[r] or _row_holds_exactly(clause, r, y) for r in range(clause.num_rows))
+
+
+def _row_holds_exactly(clause: Clause, r: int, y: np.ndarray) -> bool:
+    """Row ``r`` of the clause at ``y``, evaluated in rationals (no rounding at all)."""
+    columns = np.flatnonzero(clause.C[r])
+    total = sum((Fraction(float(clause.C[r, j])) * Fraction(float(y[j])) for j in columns), Fraction(0))
+    slack = total - Fraction(float(clause.d[r]))
+    return slack < 0 if clause.strict[r] else slack <= 0
 
 
 @dataclass(frozen=True)

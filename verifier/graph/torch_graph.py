@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from verifier.errors import ModelError
 from verifier.graph.ir import Graph, Node
 from verifier.ops import REGISTRY
 from verifier.ops.base import Op
@@ -84,8 +85,8 @@ class TorchGraph:
             try:
                 outs = step(op, node, args, batched)
             except Exception as exc:
-                if isinstance(exc, EvaluationError):
-                    raise
+                if isinstance(exc, (EvaluationError, ModelError)):
+                    raise  # a ModelError names the node and is the user's model's limit
                 raise EvaluationError(f"while executing node {node.name} ({node.op}): {exc}") from exc
             for name, value in zip(node.outputs, outs, strict=False):
                 if name:

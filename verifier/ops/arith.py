@@ -323,6 +323,10 @@ _CONSTANT_ONLY: dict[str, Callable[..., Tensor]] = {
 }
 
 
+CONSTANT_ONLY_OPS = frozenset(_CONSTANT_ONLY)
+"""Op types evaluated only on values known when the model is loaded (no bounds)."""
+
+
 @register(*_CONSTANT_ONLY)
 class ConstantOnly(Op):
     """Comparisons and logic, which only run during constant folding.

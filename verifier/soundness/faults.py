@@ -89,7 +89,7 @@ def _unknown_as_sat() -> None:
             return result
         region = problem.spec.regions[0]
         x = ((region.lower + region.upper) / 2).astype(np.float32).astype(np.float64)
-        y = OnnxOracle(problem.model_path).run(x)
+        y = OnnxOracle(problem.oracle_model).run(x)
         return Result(Status.SAT, result.time, Counterexample(x, y, 0, 0), result.stats)
 
     api.verify_problem = guess
