@@ -294,3 +294,24 @@ def test_supports_answers_every_capability(capsys: pytest.CaptureFixture[str]) -
     assert run(["--name"], capsys)[1][0].startswith("verifier")
     code, out, _ = run(["--version"], capsys)
     assert code == 0 and out[0].count(".") >= 1
+
+
+def softmax_net(path: Path) -> Path:
+    """y = softmax(x), x and y of shape [2]."""
+    graph = helper.make_graph(
+        [helper.make_node("Softmax", ["x"], ["y"], axis=0)], "softmax",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])])
+    return save(helper.make_model(graph), path)
+
+
+def test_input_splitting_when_the_bounds_do_not_reach_the_input(tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    # softmax is bounded by intervals (no input coefficients): Y0 >= 0.85 and Y1 >= 0.2 cannot
+    # both hold (Y0 + Y1 = 1), but each row alone can, so the proof needs input splitting
+    model = softmax_net(tmp_path / "softmax.onnx")
+    text = query(tmp_path, "(declare-network f (declare-input X float32 [2]) (declare-output Y float32 [2]))\n"
+                           "(assert (>= X[0] -1)) (assert (<= X[0] 1)) (assert (>= X[1] -1)) (assert (<= X[1] 1))\n"
+                           "(assert (>= Y[0] 0.85)) (assert (>= Y[1] 0.2))\n")
+    code, out, err = run(["verify", text, "--network", f"f={model}", "--timeout", "60"], capsys)
+    assert code == 0 and out[0] in ("unsat", "unknown", "timed-out") and "internal error" not in err
