@@ -40,7 +40,8 @@ class MarginObjective:
 
     def __init__(self, region: Region, device: torch.device, dtype: torch.dtype) -> None:
         self.trivial = any(c.num_rows == 0 for c in region.clauses)
-        self.c, self.d, self.mask = stack_clauses(region.clauses, device, dtype)
+        self.c, d, self.mask, _ = stack_clauses(region.clauses, device, dtype)
+        self.d = d.to(dtype)  # the margin only ranks points: the oracle re-checks every candidate
 
     def __call__(self, y: Tensor) -> Tensor:
         if self.trivial or self.c.shape[0] == 0:

@@ -56,7 +56,7 @@ class _Bounder:
         self.floor = root_width * 1e-6
         self.root_width = torch.where(root_width > 0, root_width, torch.ones_like(root_width))
         place = tgraph.place
-        self.c, self.d, self.mask = stack_clauses(tuple(clauses), place.device, place.dtype)
+        self.c, self.d, self.mask, self.strict = stack_clauses(tuple(clauses), place.device, place.dtype)
         self.k, self.r = self.d.shape
         self.rows = self.c.reshape(self.k * self.r, -1)
         self.shape = tgraph.graph.inputs[0].shape
@@ -106,13 +106,13 @@ class _Bounder:
         crown = Crown(self.tgraph, [lower.reshape(m, *self.shape)], [upper.reshape(m, *self.shape)],
                       self.crown_config, prior=prior)
         raw = alpha_lower_bound(crown, self.rows, self.alpha).detach().reshape(m, self.k, self.r)
-        better = torch.maximum(spec_rows(raw, self.d, self.mask), rows)
+        better = torch.maximum(spec_rows(raw, self.d, self.mask, self.strict), rows)
         return better, open_ & ~(better > 0).any(dim=2)
 
     def _rows(self, crown: Crown, m: int) -> Tensor:
         """Certified lower bounds ``(m, K, R)`` of the spec rows ``C y - d`` (padding: -inf)."""
         raw = crown.lower_bound(self.rows).reshape(m, self.k, self.r)
-        return spec_rows(raw, self.d, self.mask)
+        return spec_rows(raw, self.d, self.mask, self.strict)
 
 
 class InputSplitSearch:

@@ -141,7 +141,7 @@ class _BetaBounder:
         self.tgraph, self.layers, self.config = tgraph, tuple(layers), config
         place = tgraph.place
         self.lower, self.upper = lower.to(place.device, place.dtype), upper.to(place.device, place.dtype)
-        self.c, self.d, self.mask = stack_clauses(tuple(clauses), place.device, place.dtype)
+        self.c, self.d, self.mask, self.strict = stack_clauses(tuple(clauses), place.device, place.dtype)
         self.k, self.r = self.d.shape
         self.rows = self.c.reshape(self.k * self.r, -1)
         self.input = tgraph.graph.inputs[0]
@@ -166,7 +166,7 @@ class _BetaBounder:
     def spec_rows(self, crown: Crown) -> Tensor:
         """Certified lower bounds ``(M, K, R)`` of the spec rows ``C y - d`` (padding -inf)."""
         raw = crown.lower_bound(self.rows).reshape(-1, self.k, self.r)
-        return spec_rows(raw, self.d, self.mask)
+        return spec_rows(raw, self.d, self.mask, self.strict)
 
     def quick(self, domains: _Domains) -> Tensor:
         """Row bounds ``(M, K, R)`` with the domains' own slopes and multipliers, no optimisation."""

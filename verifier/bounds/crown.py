@@ -211,9 +211,10 @@ class Crown:
         dynamic = [n for n, b in zip(node.inputs, batched, strict=True) if b]
         if is_affine(node, batched) and len(dynamic) == 1 and dynamic[0] in {v.name for v in self.graph.inputs}:
             self.exact.update(n for n in node.outputs if n)
+        limits = op.float_range(node)
         for name, lo, hi, err in zip(node.outputs, out[0], out[1], errors, strict=False):
             if name:
-                lo, hi = _widen(lo, hi, err)
+                lo, hi = _widen(lo, hi, err, limits)
                 best = self.best.get(name)
                 if best is not None:
                     lo = torch.maximum(lo, best[0].reshape(lo.shape))

@@ -25,11 +25,17 @@ from verifier.ops.base import Op
 Bounds = tuple[Tensor, Tensor]
 
 
-def _widen(lower: Tensor, upper: Tensor, error: Tensor | None) -> Bounds:
-    """Widens by ``error`` and replaces NaN with infinities."""
+def _widen(
+    lower: Tensor, upper: Tensor, error: Tensor | None, limits: tuple[float, float] | None = None
+) -> Bounds:
+    """Widens by ``error``, replaces NaN with infinities, then intersects with ``limits`` (the
+    op's :meth:`~verifier.ops.base.Op.float_range`, which holds whatever the rounding)."""
     if error is not None:
         lower = lower - error
         upper = upper + error
+    if limits is not None:
+        lower = torch.nan_to_num(lower, nan=-torch.inf).clamp(limits[0], limits[1])
+        upper = torch.nan_to_num(upper, nan=torch.inf).clamp(limits[0], limits[1])
     lower = torch.nan_to_num(lower, nan=-torch.inf, posinf=torch.inf, neginf=-torch.inf)
     upper = torch.nan_to_num(upper, nan=torch.inf, posinf=torch.inf, neginf=-torch.inf)
     return lower, upper
@@ -61,7 +67,8 @@ def interval_bounds_all(tgraph: TorchGraph, lower: Sequence[Tensor], upper: Sequ
         his = [None if a is None else a[1] for a in args]  # type: ignore[index]
         out = op.interval(node, los, his, batched)
         errors = op.fp_error(node, los, his, batched, out, unit)
-        return [_widen(lo, hi, err) for lo, hi, err in zip(out[0], out[1], errors, strict=True)]
+        limits = op.float_range(node)
+        return [_widen(lo, hi, err, limits) for lo, hi, err in zip(out[0], out[1], errors, strict=True)]
 
     table = tgraph.run(seeds, step, lambda t: (t, t))
     return table  # type: ignore[return-value]

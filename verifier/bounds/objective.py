@@ -8,7 +8,6 @@ from torch import Tensor
 
 from verifier.bounds.alpha import AlphaConfig, alpha_lower_bound
 from verifier.bounds.crown import Crown
-from verifier.bounds.rounding import unit_roundoff
 from verifier.deadline import Deadline
 from verifier.spec.types import Clause
 
@@ -31,43 +30,94 @@ def clause_row_lower(clause: Clause, y_lower: Tensor, y_upper: Tensor) -> Tensor
         mag = torch.maximum(lo.abs(), hi.abs())
         scale = mag @ c.abs().T + d.abs()
     gamma = (c.shape[1] + 2) * _UNIT64 / (1 - (c.shape[1] + 2) * _UNIT64)
-    return torch.nan_to_num(value - gamma * scale, nan=-torch.inf)
+    bound = torch.nan_to_num(value - gamma * scale, nan=-torch.inf)
+    return torch.maximum(bound, _single_term_rows(c, d, lo, hi))
+
+
+def _single_term_rows(c: Tensor, d: Tensor, lo: Tensor, hi: Tensor) -> Tensor:
+    """Tight lower bounds ``(B, rows)`` of ``C_r y - d_r`` for rows with one coefficient, a
+    power of two (``±1`` in bounds like ``y_i <= d``): the product ``c y_i`` of the box end is
+    exact when it is a normal float (checked), so only the subtraction rounds
+    (:func:`difference_lower`). Other rows get ``-inf``."""
+    if c.shape[0] == 0 or c.shape[1] == 0:
+        return torch.full((lo.shape[0], c.shape[0]), -torch.inf, dtype=torch.float64, device=lo.device)
+    nonzero = c != 0
+    mantissa, _ = torch.frexp(c)
+    single = (nonzero.sum(dim=1) == 1) & ((mantissa.abs() == 0.5) | ~nonzero).all(dim=1)
+    index = nonzero.to(torch.int64).argmax(dim=1)
+    coeff = c.gather(1, index.unsqueeze(1)).squeeze(1)
+    end = torch.where(coeff > 0, lo[:, index], hi[:, index])
+    product = end * coeff
+    normal = torch.isfinite(product) & ((product == 0) == (end == 0))
+    normal &= (product == 0) | (product.abs() >= torch.finfo(torch.float64).tiny)
+    rows = difference_lower(product, d)
+    return torch.where(single & normal, torch.nan_to_num(rows, nan=-torch.inf), -torch.inf)
 
 
 def clause_refuted(clause: Clause, y_lower: Tensor, y_upper: Tensor) -> Tensor:
-    """``(B,)`` bool: True where some row of the clause is certainly violated (> 0).
+    """``(B,)`` bool: True where some row of the clause certainly fails (``> 0``, or ``>= 0``
+    for a strict row).
 
     A clause with no rows is never refuted (its output part is trivially true).
     """
     if clause.num_rows == 0:
         return torch.zeros(y_lower.shape[0], dtype=torch.bool, device=y_lower.device)
     rows = clause_row_lower(clause, y_lower, y_upper)
-    return (rows > 0).any(dim=1)
+    strict = torch.as_tensor(clause.strict, device=rows.device)
+    return ((rows > 0) | (strict & (rows >= 0))).any(dim=1)
 
 
-def stack_clauses(clauses: tuple[Clause, ...], device: torch.device, dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor]:
-    """Pads the clauses of a region into ``C (K, R, m)``, ``d (K, R)`` and a row mask ``(K, R)``."""
+def stack_clauses(clauses: tuple[Clause, ...], device: torch.device,
+                  dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Pads the clauses of a region into ``C (K, R, m)`` (in ``dtype``), ``d (K, R)`` (float64,
+    as the spec wrote it), a row mask ``(K, R)`` and a strict-row mask ``(K, R)``."""
     rows = max((c.num_rows for c in clauses), default=0)
     width = clauses[0].C.shape[1] if clauses else 0
     cs = np.zeros((len(clauses), rows, width))
     ds = np.zeros((len(clauses), rows))
     mask = np.zeros((len(clauses), rows), dtype=bool)
+    strict = np.zeros((len(clauses), rows), dtype=bool)
     for k, clause in enumerate(clauses):
         cs[k, : clause.num_rows] = clause.C
         ds[k, : clause.num_rows] = clause.d
         mask[k, : clause.num_rows] = True
+        strict[k, : clause.num_rows] = clause.strict
+
     def move(a: np.ndarray, t: torch.dtype) -> Tensor:
         return torch.as_tensor(a, dtype=t, device=device)
 
-    return move(cs, dtype), move(ds, dtype), move(mask, torch.bool)
+    return move(cs, dtype), move(ds, torch.float64), move(mask, torch.bool), move(strict, torch.bool)
 
 
-def spec_rows(raw: Tensor, d: Tensor, mask: Tensor | None = None) -> Tensor:
-    """Certified lower bounds of ``C_r y - d_r`` from certified lower bounds ``raw`` of ``C_r y``
-    (float64): ``raw - d`` lowered by the rounding of that subtraction; padded rows (``mask``
-    False, broadcast against ``raw``) become ``-inf`` (they never refute a clause)."""
-    d = d.to(dtype=raw.dtype, device=raw.device)
-    rows = raw - d - 2 * unit_roundoff(torch.float64) * (raw.abs() + d.abs())
+def difference_lower(a: Tensor, b: Tensor) -> Tensor:
+    """A certified lower bound of the exact ``a - b`` for float64 tensors (broadcast).
+
+    The float difference ``s`` is kept when it is exact or rounded down, else it is stepped
+    one float down; the rounding error ``(a - b) - s`` comes exactly from Knuth's TwoSum
+    (round-to-nearest, no overflow). Where that error is not finite (infinite or NaN
+    operands) ``s`` is stepped down too, and NaN stays NaN.
+    """
+    s = a - b
+    bb = s - a
+    err = (a - (s - bb)) + (-b - bb)
+    return torch.where(err >= 0, s, torch.nextafter(s, torch.full_like(s, -torch.inf)))
+
+
+def spec_rows(raw: Tensor, d: Tensor, mask: Tensor | None = None, strict: Tensor | None = None) -> Tensor:
+    """Refutation margins of the spec rows ``C_r y - d_r`` from certified lower bounds ``raw``
+    of ``C_r y``: a value ``> 0`` means that the row certainly fails (the clause cannot hold).
+
+    The value is ``raw - d`` computed in float64 and rounded down
+    (:func:`difference_lower`), a certified lower bound of ``C_r y - d_r``; except that a
+    strict row (``strict`` True: ``C_r y < d_r``) whose bound is ``>= 0`` already fails, and
+    reports at least the smallest positive float64. Padded rows (``mask`` False, broadcast
+    against ``raw``) become ``-inf`` (they never refute a clause).
+    """
+    raw = raw.to(torch.float64)
+    rows = difference_lower(raw, d.to(dtype=torch.float64, device=raw.device))
+    if strict is not None:
+        tiny = torch.finfo(torch.float64).tiny
+        rows = torch.where(strict.to(raw.device) & (rows >= 0), rows.clamp(min=tiny), rows)
     return rows if mask is None else torch.where(mask, rows, -torch.inf)
 
 
@@ -81,4 +131,4 @@ def crown_rows(crown: Crown, clause: Clause, optimise: bool = False, deadline: D
     else:
         with torch.no_grad():
             lower = crown.lower_bound(c)
-    return spec_rows(lower, d)
+    return spec_rows(lower, d, strict=torch.as_tensor(clause.strict))

@@ -78,6 +78,16 @@ class Op:
         """
         raise NotImplementedError(f"{type(self).__name__}.interval")
 
+    def float_range(self, node: Node) -> tuple[float, float] | None:
+        """Bounds that every output element of the op's floating-point evaluation obeys, or None.
+
+        Contract: for every input whatsoever, each float output element (as onnxruntime and
+        torch compute it, rounding included) lies in ``[low, high]``. Bound propagation
+        intersects the widened bounds (:meth:`interval` plus :meth:`fp_error`) with it, so
+        only ranges that follow from the structure of the float computation itself qualify.
+        """
+        return None
+
     def fp_error(
         self, node: Node, lower: Args, upper: Args, batched: Flags, out: Pair, unit: float
     ) -> tuple[Tensor | None, ...]:

@@ -367,6 +367,13 @@ class Softmax(Op):
         out_hi = torch.where(torch.isnan(out_hi), ceil, out_hi).reshape(lo.shape)
         return (out_lo,), (out_hi,)
 
+    def float_range(self, node: Node) -> tuple[float, float] | None:
+        """Softmax's float value lies in ``[0, 1]``: ``e_i = exp(x_i - m) >= 0`` and the sum
+        ``S`` of non-negative floats is at least each of its terms (rounding is monotone), so
+        ``e_i / S`` rounds into ``[0, 1]``; so does ``e_i * fl(1 / S)``, since
+        ``S * fl(1 / S) < 1 + u`` rounds to at most 1. LogSoftmax has no finite floor."""
+        return (0.0, 1.0) if node.op == "Softmax" else None
+
     def fp_error(
         self, node: Node, lower: Args, upper: Args, batched: Flags, out: Pair, unit: float
     ) -> tuple[Tensor | None, ...]:
