@@ -60,6 +60,18 @@ def compliance(solver: str, work: Path) -> dict[str, str]:
     return checks
 
 
+# Tests whose expectation contradicts the VNN-LIB 2.0 standard itself, with the reason. They are
+# still counted as the suite counts them; the summary states why the answer stands.
+STANDARD_MANDATED = {
+    "network_isomorphic/network_isomorphic01":
+        "the query declares N2's input and output float16, and the suite gives N2 the same float32 model "
+        "as N1. The standard's CLI chapter (\"Error conditions for the verify command\", item 2) says the "
+        "verify command *must* error when the element types of the ONNX model do not match the declared "
+        "types (`real` excepted); `isomorphic-to` constrains only shapes, so the query itself is "
+        "well-typed, but the model given for it is not. `verifier` reports that error.",
+}
+
+
 def summary(report: dict, checks: dict[str, str], timeout: float) -> str:  # type: ignore[type-arg]
     per: dict[str, Counter[str]] = defaultdict(Counter)
     for result in report["results"]:
@@ -90,6 +102,8 @@ def summary(report: dict, checks: dict[str, str], timeout: float) -> str:  # typ
             reason = (r["stderr"] or r["error"] or "").strip().splitlines()
             lines.append(f"- {r['test_id']} ({r['outcome']}; expected {r['expected']}, answered {r['actual']}): "
                          f"{reason[-1] if reason else 'no error message'}")
+            if r["test_id"] in STANDARD_MANDATED:
+                lines.append(f"  Required by the standard: {STANDARD_MANDATED[r['test_id']]}")
     skipped = Counter(s["missing_op"] for s in report["skipped"])
     if skipped:
         lines += ["", "Skipped (not claimed by `verifier supports`): "

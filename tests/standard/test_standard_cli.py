@@ -138,6 +138,37 @@ def test_equal_to_network_takes_no_model(tmp_path: Path, capsys: pytest.CaptureF
     assert (code, out) == (3, []) and "equal-to N1" in err
 
 
+def relu_net64(path: Path) -> Path:
+    """y = relu(x) in float64, x and y of shape [1]."""
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])], "relu64",
+        [helper.make_tensor_value_info("x", TensorProto.DOUBLE, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.DOUBLE, [1])])
+    return save(helper.make_model(graph), path)
+
+
+def test_isomorphic_network_with_its_own_element_type(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``isomorphic-to`` fixes shapes only, so N2 may be declared float64 beside a float32 N1.
+    With N2's float64 model the query is refused by a documented limit (one input element type
+    per query), with its float32 model by the standard's rule (declared and model types differ);
+    with both networks float64 it is decided."""
+    n1, n2 = relu_net(tmp_path / "a.onnx"), relu_net64(tmp_path / "b.onnx")
+    text = query(tmp_path, """(declare-network N1 (declare-input X float32 [1]) (declare-output Y float32 [1]))
+(declare-network N2 (isomorphic-to N1) (declare-input X2 float64 [1]) (declare-output Y2 float64 [1]))
+(assert (>= X[0] 0.0)) (assert (<= X[0] 1.0)) (assert (>= X2[0] 2.0)) (assert (<= X2[0] 3.0))
+""")
+    unsat = text.replace(".vnnlib", "_u.vnnlib")
+    Path(unsat).write_text(Path(text).read_text() + "(assert (<= Y2[0] 0.5))\n")
+    code, out, err = run(["verify", unsat, "--network", f"N1={n1}", "--network", f"N2={n2}"], capsys)
+    assert (code, out) == (3, []) and "different element types (X float32, X2 float64)" in err
+    code, out, err = run(["verify", unsat, "--network", f"N1={n1}", "--network", f"N2={n1}"], capsys)
+    assert (code, out) == (3, []) and "declared float64 but the model's value is float32" in err
+    both64 = tmp_path / "both64.vnnlib"
+    both64.write_text(Path(unsat).read_text().replace("float32", "float64"))
+    code, out, err = run(["verify", str(both64), "--network", f"N1={n2}", "--network", f"N2={n2}"], capsys)
+    assert (code, out) == (0, ["unsat"])
+
+
 def test_hidden_values_are_constrained_and_reported(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     model = mlp_net(tmp_path / "mlp.onnx")
     decls = """(declare-network f (declare-input X float32 [1,2]) (declare-hidden H float32 [1,3] "pre")
@@ -315,3 +346,28 @@ def test_input_splitting_when_the_bounds_do_not_reach_the_input(tmp_path: Path,
                            "(assert (>= Y[0] 0.85)) (assert (>= Y[1] 0.2))\n")
     code, out, err = run(["verify", text, "--network", f"f={model}", "--timeout", "60"], capsys)
     assert code == 0 and out[0] in ("unsat", "unknown", "timed-out") and "internal error" not in err
+
+
+@pytest.mark.parametrize(("clause", "expected"), [
+    ("(< Y[0] 0.0)", "unsat"),  # float softmax never goes below 0 ...
+    ("(> Y[0] 1.0)", "unsat"),  # ... nor above 1
+    ("(<= Y[0] 0.0)", "sat"),  # but reaches 0 exactly: exp(-2000) underflows
+    ("(>= Y[0] 1.0)", "sat"),  # and 1 exactly
+])
+def test_softmax_range_with_strict_and_boundary_rows(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                      clause: str, expected: str) -> None:
+    """Strict rows are refuted by bounds that touch their constant (``Y >= 0`` refutes
+    ``Y < 0``); the non-strict rows are satisfiable only at the boundary, and onnxruntime
+    confirms the printed counterexample reaches it."""
+    model = softmax_net(tmp_path / "softmax.onnx")
+    text = query(tmp_path, "(declare-network f (declare-input X float32 [2]) (declare-output Y float32 [2]))\n"
+                           "(assert (and (<= X[0] 1000.0) (>= X[0] -1000.0)))\n"
+                           "(assert (and (<= X[1] 1000.0) (>= X[1] -1000.0)))\n"
+                           f"(assert {clause})\n")
+    code, out, _ = run(["verify", text, "--network", f"f={model}", "--timeout", "60"], capsys)
+    assert code == 0 and out[0] == expected
+    if expected == "sat":
+        got = parse_assignment(out[1:])
+        (y,) = ort_run(model, {"x": got["X"].astype(np.float32)}, ["y"])
+        assert y[0] == (0.0 if "<=" in clause else 1.0)
+        assert np.all(np.abs(got["X"]) <= 1000.0)
