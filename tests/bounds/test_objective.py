@@ -5,10 +5,15 @@ from __future__ import annotations
 from fractions import Fraction
 
 import numpy as np
+import onnx
 import pytest
 import torch
+from onnx import TensorProto, helper
 
+from verifier.bounds.crown import Crown
 from verifier.bounds.objective import clause_refuted, clause_row_lower, difference_lower, spec_rows
+from verifier.graph.loader import load_model
+from verifier.graph.torch_graph import TorchGraph
 from verifier.spec.types import Clause
 
 
@@ -97,3 +102,19 @@ def test_spec_rows_work_in_float64_whatever_the_bounds_dtype(dtype: torch.dtype)
     got = spec_rows(raw, d)
     assert got.dtype == torch.float64
     assert Fraction(float(got[0, 0])) <= Fraction(float(raw[0, 0])) - Fraction(0.1)
+
+
+def test_float32_bounds_refuse_coefficients_they_cannot_represent(tmp_path: object) -> None:
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "relu",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    path = f"{tmp_path}/relu.onnx"
+    onnx.save(model, path)
+    tgraph = TorchGraph(load_model(path), "cpu", torch.float32)
+    box = torch.tensor([[-1.0, 2.0]])
+    crown = Crown(tgraph, [box - 1], [box + 1])
+    assert crown.lower_bound(torch.tensor([[1.0, -0.5]], dtype=torch.float64)).shape == (1, 1)
+    with pytest.raises(ValueError, match="not exactly representable"):
+        crown.lower_bound(torch.tensor([[0.1, 0.0]], dtype=torch.float64))

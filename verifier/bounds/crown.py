@@ -482,8 +482,14 @@ class Crown:
         """Certified lower bounds ``(N, R)`` of ``coefficients @ y`` for the flattened output ``y``.
 
         ``coefficients`` is ``(R, m)`` or ``(N, R, m)`` with ``m`` the output size.
+
+        Raises:
+            ValueError: a coefficient is not representable in the bound arithmetic's dtype
+                (float32 bounds): the bound would be of a different row.
         """
         c = coefficients.to(self.tgraph.place.dtype).to(self.tgraph.place.device)
+        if c.dtype != torch.float64 and not torch.equal(c.to(torch.float64), coefficients.to(c.device, torch.float64)):
+            raise ValueError(f"spec coefficients are not exactly representable in {c.dtype}; use float64 bounds")
         if c.dim() == 2:
             c = c.unsqueeze(0).expand(self.batch, -1, -1)
         if c.shape[1] == 0 or c.shape[2] == 0:  # no rows, or an empty output: the bound is exact
