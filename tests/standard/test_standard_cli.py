@@ -29,12 +29,12 @@ def save(model: onnx.ModelProto, path: Path) -> Path:
     return path
 
 
-def relu_net(path: Path) -> Path:
-    """y = relu(x), x and y of shape [1]."""
+def relu_net(path: Path, elem_type: int = TensorProto.FLOAT) -> Path:
+    """y = relu(x), x and y of shape [1] and element type ``elem_type``."""
     graph = helper.make_graph(
         [helper.make_node("Relu", ["x"], ["y"])], "relu",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+        [helper.make_tensor_value_info("x", elem_type, [1])],
+        [helper.make_tensor_value_info("y", elem_type, [1])])
     return save(helper.make_model(graph), path)
 
 
@@ -138,21 +138,12 @@ def test_equal_to_network_takes_no_model(tmp_path: Path, capsys: pytest.CaptureF
     assert (code, out) == (3, []) and "equal-to N1" in err
 
 
-def relu_net64(path: Path) -> Path:
-    """y = relu(x) in float64, x and y of shape [1]."""
-    graph = helper.make_graph(
-        [helper.make_node("Relu", ["x"], ["y"])], "relu64",
-        [helper.make_tensor_value_info("x", TensorProto.DOUBLE, [1])],
-        [helper.make_tensor_value_info("y", TensorProto.DOUBLE, [1])])
-    return save(helper.make_model(graph), path)
-
-
 def test_isomorphic_network_with_its_own_element_type(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """``isomorphic-to`` fixes shapes only, so N2 may be declared float64 beside a float32 N1.
     With N2's float64 model the query is refused by a documented limit (one input element type
     per query), with its float32 model by the standard's rule (declared and model types differ);
     with both networks float64 it is decided."""
-    n1, n2 = relu_net(tmp_path / "a.onnx"), relu_net64(tmp_path / "b.onnx")
+    n1, n2 = relu_net(tmp_path / "a.onnx"), relu_net(tmp_path / "b.onnx", TensorProto.DOUBLE)
     text = query(tmp_path, """(declare-network N1 (declare-input X float32 [1]) (declare-output Y float32 [1]))
 (declare-network N2 (isomorphic-to N1) (declare-input X2 float64 [1]) (declare-output Y2 float64 [1]))
 (assert (>= X[0] 0.0)) (assert (<= X[0] 1.0)) (assert (>= X2[0] 2.0)) (assert (<= X2[0] 3.0))
