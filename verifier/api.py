@@ -24,6 +24,7 @@ from verifier.bab.relu_split import count_unstable
 from verifier.bounds.crown import Crown
 from verifier.bounds.interval import interval_bounds
 from verifier.bounds.objective import clause_refuted, crown_rows
+from verifier.bounds.settle import settle_region
 from verifier.config import AttackConfig, SdpConfig, VerifierConfig
 from verifier.deadline import Deadline
 from verifier.graph.torch_graph import TorchGraph
@@ -132,9 +133,10 @@ class _Run:
 
     def __init__(self, problem: Problem, config: VerifierConfig, deadline: Deadline) -> None:
         dev = config.device
-        self.problem, self.config, self.deadline = problem, config, deadline
+        self.config, self.deadline = config, deadline
         self.attack_graph = TorchGraph(problem.graph, dev.torch_device, dev.attack_torch_dtype)
         self.bounds_graph = TorchGraph(problem.graph, dev.torch_device, dev.bounds_torch_dtype)
+        self.problem = settled_problem(problem, self.bounds_graph)
         self.oracle = OnnxOracle(problem.oracle_model)
         self.stats: dict[str, Any] = {"regions": len(problem.spec.regions), "regions_proven": 0,
                                       "attack_evaluations": 0, "pgd_steps": 0, "candidates_checked": 0}
@@ -343,6 +345,16 @@ class _Run:
             if not open_regions:
                 return Status.UNSAT
         return Status.TIMEOUT if self.deadline.expired() else Status.UNKNOWN
+
+
+def settled_problem(problem: Problem, tgraph: TorchGraph) -> Problem:
+    """The problem with every region's rounded-coefficient rows settled on its proof box
+    (:mod:`verifier.bounds.settle`), so that every later step may use them."""
+    if not any(r.unsettled for r in problem.spec.regions):
+        return problem
+    device = tgraph.place.device
+    regions = tuple(settle_region(tgraph, r, *proof_box(problem.graph, r, device)) for r in problem.spec.regions)
+    return replace(problem, spec=replace(problem.spec, regions=regions))
 
 
 def numerical_hygiene(seed: int) -> None:

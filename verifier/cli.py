@@ -4,7 +4,7 @@ last two have exit codes of their own.
 
 Exit codes (documented in the README):
     0 unsat, 10 sat, 20 unknown, 30 timeout, 2 usage error, 3 bad input (model, property,
-    mismatch, missing file), 4 internal error.
+    mismatch, missing file), 4 internal error, 130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -15,18 +15,30 @@ import os
 import sys
 import threading
 import time
-import traceback
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-
+from verifier.arguments import (
+    EXIT_BAD_INPUT,
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    MAX_TIMEOUT,
+    guarded,
+    output_file,
+    print_error,
+    seed_value,
+    timeout_seconds,
+)
 from verifier.errors import InputError
-from verifier.result import Result, Status
 
-EXIT_CODES = {Status.UNSAT: 0, Status.SAT: 10, Status.UNKNOWN: 20, Status.TIMEOUT: 30}
-EXIT_USAGE, EXIT_BAD_INPUT, EXIT_INTERNAL = 2, 3, 4
+if TYPE_CHECKING:  # imported where used: Ctrl-C during start-up must reach main()'s boundary
+    from verifier.result import Result
+
+EXIT_CODES = {"unsat": 0, "sat": 10, "unknown": 20, "timeout": 30}
+"""Exit code per verdict (``Status.value``)."""
+__all__ = ["EXIT_BAD_INPUT", "EXIT_CODES", "EXIT_INTERNAL", "EXIT_USAGE", "main"]
 _WATCHDOG_GRACE = 0.8
 
 
@@ -36,12 +48,15 @@ def _main_parser() -> argparse.ArgumentParser:
         description="Verify a VNN-LIB property of an ONNX model. Subcommands: 'verify bounds ...', "
                     "'verify bench ...' (benchmark suites), 'verify soundness ...' (hidden-counterexample "
                     "benchmarks).",
-        epilog="exit codes: 0 unsat, 10 sat, 20 unknown, 30 timeout, 2 usage, 3 bad input, 4 internal error",
+        epilog="exit codes: 0 unsat, 10 sat, 20 unknown, 30 timeout, 2 usage, 3 bad input, 4 internal error, "
+               "130 interrupted",
     )
     parser.add_argument("model", help="ONNX model file")
     parser.add_argument("spec", help="VNN-LIB property file (states the violation)")
-    parser.add_argument("--timeout", type=float, default=None, help="wall-clock limit in seconds")
-    parser.add_argument("--out", default=None, help="write the VNN-COMP result file here")
+    parser.add_argument("--timeout", type=timeout_seconds, default=None,
+                        help=f"wall-clock limit in seconds (positive, finite, at most {int(MAX_TIMEOUT)})")
+    parser.add_argument("--out", type=output_file, default=None,
+                        help="write the VNN-COMP result file here (its folder must exist)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     parser.add_argument("--bab", default="auto", choices=["auto", "input", "relu", "none"],
                         help="branch and bound after the incomplete methods: auto (input splitting for "
@@ -61,7 +76,7 @@ def _main_parser() -> argparse.ArgumentParser:
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--seed", type=seed_value, default=0, help="random seed, 0 .. 2**32-1 (default 0)")
     parser.add_argument("--debug", action="store_true", help="print tracebacks of internal errors")
 
 
@@ -89,22 +104,27 @@ class _Emitter:
 
         with self.lock:
             if self.done:
-                return EXIT_CODES[result.status]
+                return EXIT_CODES[result.status.value]
             self.done = True
             if self.args.out:
                 write_vnncomp(self.args.out, result)
             print(json.dumps(result.to_json()) if self.args.json else human_text(result), flush=True)
-            return EXIT_CODES[result.status]
+            return EXIT_CODES[result.status.value]
 
     def error(self, message: str, code: int, elapsed: float) -> int:
+        """Prints the error (never a verdict); the result file says ``error`` unless the run
+        was interrupted."""
         from verifier.report import write_vnncomp
 
         with self.lock:
             if self.done:
                 return code
             self.done = True
-            if getattr(self.args, "out", None):
-                write_vnncomp(self.args.out, None, error=True)
+            if getattr(self.args, "out", None) and code != EXIT_INTERRUPTED:
+                try:
+                    write_vnncomp(self.args.out, None, error=True)
+                except OSError as exc:
+                    message += f" (and the result file could not be written: {exc})"
             if getattr(self.args, "json", False):
                 payload = {"status": "error", "time": round(elapsed, 6), "counterexample": None,
                            "stats": {}, "error": message}
@@ -114,6 +134,8 @@ class _Emitter:
 
 
 def _check_device(device: str) -> None:
+    import torch
+
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise InputError(f"--device {device}: CUDA is not available on this machine")
     try:
@@ -128,6 +150,8 @@ def _start_watchdog(emitter: _Emitter, timeout: float, start: float) -> threadin
     The caller cancels the returned timer once it has answered; a watchdog that fires after
     the answer was printed does nothing.
     """
+
+    from verifier.result import Result, Status
 
     def fire() -> None:
         with emitter.lock:
@@ -146,27 +170,29 @@ def _run_verify(argv: Sequence[str], start: float) -> int:
     args = _main_parser().parse_args(argv)
     emitter = _Emitter(args)
     watchdog: threading.Timer | None = None
-    try:
-        _check_device(args.device)
-        if args.timeout is not None:
-            if args.timeout <= 0:
-                raise InputError("--timeout must be positive")
-            watchdog = _start_watchdog(emitter, args.timeout, start)
-        from verifier.api import verify
-        from verifier.config import default_config
 
-        remaining = None if args.timeout is None else args.timeout - (time.monotonic() - start)
+    def work() -> int:
+        nonlocal watchdog
+        if args.timeout is not None:
+            watchdog = _start_watchdog(emitter, args.timeout, start)
+        from verifier.problem import load_problem
+
+        problem = load_problem(args.model, args.spec)  # bad input is found before the costly imports
+        _check_device(args.device)
+        from verifier.api import verify_problem
+        from verifier.config import default_config
+        from verifier.result import Result
+
+        remaining = None if args.timeout is None else max(0.0, args.timeout - (time.monotonic() - start))
         config = replace(default_config(args.device, args.seed), bab=args.bab, method=args.method,
                          sdp_before_bab=args.sdp_before_bab)
-        result = verify(args.model, args.spec, remaining, config)
+        result = verify_problem(problem, remaining, config)
         result = Result(result.status, time.monotonic() - start, result.counterexample, result.stats)
         return emitter.result(result)
-    except InputError as exc:
-        return emitter.error(str(exc), EXIT_BAD_INPUT, time.monotonic() - start)
-    except Exception as exc:  # an internal error: never a verdict
-        if args.debug:
-            traceback.print_exc()
-        return emitter.error(f"internal error: {type(exc).__name__}: {exc}", EXIT_INTERNAL, time.monotonic() - start)
+
+    try:
+        return guarded(work, lambda message, code: emitter.error(message, code, time.monotonic() - start),
+                       args.debug)
     finally:
         if watchdog is not None:
             watchdog.cancel()
@@ -188,42 +214,42 @@ def _bounds_payload(args: argparse.Namespace) -> dict[str, Any]:
 def _run_bounds(argv: Sequence[str], start: float) -> int:
     args = _bounds_parser().parse_args(argv)
     emitter = _Emitter(args)
-    try:
+
+    def work() -> int:
         _check_device(args.device)
         payload = _bounds_payload(args)
-    except InputError as exc:
-        return emitter.error(str(exc), EXIT_BAD_INPUT, time.monotonic() - start)
-    except Exception as exc:
-        if args.debug:
-            traceback.print_exc()
-        return emitter.error(f"internal error: {type(exc).__name__}: {exc}", EXIT_INTERNAL, time.monotonic() - start)
-    if args.json:
-        print(json.dumps(payload))
-    else:
+        if args.json:
+            print(json.dumps(payload))
+            return 0
         for index, region in enumerate(payload["regions"]):
             print(f"region {index}:")
             for j, (lo, hi) in enumerate(zip(region["output_lower"], region["output_upper"], strict=True)):
                 print(f"  Y_{j} in [{lo:.9g}, {hi:.9g}]")
             for k, rows in enumerate(region["clause_lower"]):
                 print(f"  clause {k} row lower bounds: {', '.join(f'{v:.6g}' for v in rows)}")
-    return 0
+        return 0
+
+    return guarded(work, lambda message, code: emitter.error(message, code, time.monotonic() - start), args.debug)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``verify`` command; returns the process exit code."""
     start = time.monotonic()
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "bounds":
-        return _run_bounds(argv[1:], start)
-    if argv and argv[0] == "bench":
-        from verifier.bench.cli import main as bench_main
+    try:
+        if argv and argv[0] == "bounds":
+            return _run_bounds(argv[1:], start)
+        if argv and argv[0] == "bench":
+            from verifier.bench.cli import main as bench_main
 
-        return bench_main(argv[1:])
-    if argv and argv[0] == "soundness":
-        from verifier.soundness.cli import main as soundness_main
+            return bench_main(argv[1:])
+        if argv and argv[0] == "soundness":
+            from verifier.soundness.cli import main as soundness_main
 
-        return soundness_main(argv[1:])
-    return _run_verify(argv, start)
+            return soundness_main(argv[1:])
+        return _run_verify(argv, start)
+    except KeyboardInterrupt:  # outside a command's own boundary (argument parsing, imports)
+        return print_error("interrupted", EXIT_INTERRUPTED)
 
 
 if __name__ == "__main__":

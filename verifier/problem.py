@@ -1,23 +1,32 @@
-"""Loading and matching a model with a property: the inputs every method works from."""
+"""Loading and matching a model with a property: the inputs every method works from.
+
+Loading checks the cheap things first: the property is parsed and the ONNX file decoded and
+checked (:mod:`verifier.graph.onnx_file`) before torch and the op registry are imported to
+build the graph, so that bad input is reported at once, whatever the time limit.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import onnx
-import torch
-from torch import Tensor
 
 from verifier.errors import MismatchError
-from verifier.graph import Graph, load_model
+from verifier.graph.ir import Graph
+from verifier.graph.onnx_file import read_model
 from verifier.spec import Region, Spec, parse_vnnlib
 from verifier.spec.query import Query
 from verifier.spec.vnnlib import read_vnnlib_text
 from verifier.spec.vnnlib2 import parse_query_text, vnnlib_version
-from verifier.standard.compose import Composition, compose
-from verifier.witness import grid_box
+
+if TYPE_CHECKING:
+    import torch
+    from torch import Tensor
+
+    from verifier.standard.compose import Composition
 
 
 @dataclass(frozen=True, eq=False)
@@ -76,8 +85,11 @@ def load_problem(model: str | Path, spec: str | Path) -> Problem:
             raise MismatchError(f"{spec}: the query declares the networks {', '.join(needing)}; give each its "
                                 "model with: verifier verify QUERY --network NAME=MODEL.onnx ...")
         return load_query_problem(query, {needing[0]: model})
-    graph = load_model(model)
     parsed = parse_vnnlib(spec)
+    checked, label = read_model(model)
+    from verifier.graph.loader import build_graph
+
+    graph = build_graph(checked, label)
     check_sizes(graph, parsed)
     return Problem(Path(model), graph, parsed)
 
@@ -89,6 +101,9 @@ def load_query_problem(query: Query, models: Mapping[str, str | Path]) -> Proble
     Raises:
         ModelError, SpecError, MismatchError: bad or mismatched input, with a clear message.
     """
+    from verifier.graph.loader import load_model
+    from verifier.standard.compose import compose
+
     composition = compose(query, models)
     graph = load_model(composition.model)
     check_sizes(graph, composition.spec)
@@ -101,6 +116,10 @@ def proof_box(graph: Graph, region: Region, device: torch.device) -> tuple[Tenso
     Proofs cover this box, so they cover every input the model can receive for a point of the
     region (including the rounding of a bound that the input type cannot represent).
     """
+    import torch
+
+    from verifier.witness import grid_box
+
     lower, upper = grid_box(region.lower, region.upper, graph.inputs[0].dtype)
     as_tensor = lambda a: torch.as_tensor(a, dtype=torch.float64, device=device).unsqueeze(0)  # noqa: E731
     return as_tensor(lower), as_tensor(upper)

@@ -32,10 +32,17 @@ def vnncomp_text(result: Result | None, error: bool = False) -> str:
 
 
 def write_vnncomp(path: str | Path, result: Result | None, error: bool = False) -> None:
-    """Writes the VNN-COMP result file (atomically: a temporary file then a rename)."""
+    """Writes the VNN-COMP result file: atomically (a temporary file, then a rename) when it is
+    a regular file or does not exist yet; straight into it when it is something else
+    (``/dev/stdout``, a named pipe), which a rename would replace."""
     target = Path(path)
+    text = vnncomp_text(result, error)
+    if target.exists() and not target.is_file():
+        with target.open("w") as handle:
+            handle.write(text)
+        return
     tmp = target.with_name(target.name + ".tmp")
-    tmp.write_text(vnncomp_text(result, error))
+    tmp.write_text(text)
     tmp.replace(target)
 
 

@@ -35,7 +35,16 @@ class OnnxOracle:
     """Runs the original ONNX model with onnxruntime, one sample at a time."""
 
     def __init__(self, model: str | Path | onnx.ModelProto) -> None:
-        data = model.SerializeToString() if isinstance(model, onnx.ModelProto) else Path(model).read_bytes()
+        """Builds the session from the model, or from the file's bytes (its external data, if
+        any, checked and embedded: :func:`~verifier.graph.onnx_file.model_file_bytes`).
+
+        Raises:
+            ModelError: the file is unreadable, its external data invalid, or onnxruntime
+                refuses the model.
+        """
+        from verifier.graph.onnx_file import model_file_bytes
+
+        data = model.SerializeToString() if isinstance(model, onnx.ModelProto) else model_file_bytes(model)
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1
         options.inter_op_num_threads = 1
@@ -113,12 +122,19 @@ def grid_box(lower: np.ndarray, upper: np.ndarray, dtype: np.dtype) -> tuple[np.
 
 
 def clause_holds(clause: Clause, y: np.ndarray) -> bool:
-    """True when every row of ``clause`` holds at ``y``: with the rounding-safe margin, or, for
-    an exact clause (its numbers are the property's own), in exact rational arithmetic. The
-    latter accepts a counterexample on the boundary (``Y_0 <= 1`` at ``Y_0 = 1``), which is
-    rigorous because onnxruntime's outputs and the clause's numbers are exact binary values."""
+    """True when every row of the property's clause holds at ``y``.
+
+    A clause that carries the property's real rows (:attr:`Clause.real`: its float rows are
+    rounded, from a decimal or a folded constant that float64 cannot hold) is evaluated on
+    them, in rational arithmetic. Otherwise the float rows are the property's: they are
+    evaluated in float64 with the rounding-safe margin, and for an exact clause the rows that
+    miss the margin in rationals: this accepts a counterexample on the boundary (``Y_0 <= 1``
+    at ``Y_0 = 1``), rigorously, because onnxruntime's outputs and the clause's numbers are
+    exact binary values."""
     if clause.num_rows == 0:
         return True
+    if clause.real:
+        return all(row.holds(y) for row in clause.real)
     value = clause.C @ y - clause.d
     scale = np.abs(clause.C) @ np.abs(y) + np.abs(clause.d)
     margin = (clause.C.shape[1] + 2) * _CHECK_UNIT * scale
@@ -148,8 +164,11 @@ class WitnessCheck:
 
 
 def check_witness(oracle: OnnxOracle, region: Region, x: np.ndarray) -> WitnessCheck:
-    """Re-checks a candidate counterexample against ``region`` (see the module docstring)."""
-    cast = snap_into_box(np.asarray(x, np.float64), region.lower, region.upper, oracle.input_dtype)
+    """Re-checks a candidate counterexample against ``region`` (see the module docstring);
+    the candidate is snapped into the region's :attr:`~Region.witness_box`, whose float
+    points all lie in the property's real box."""
+    lower, upper = region.witness_box
+    cast = snap_into_box(np.asarray(x, np.float64), lower, upper, oracle.input_dtype)
     y = oracle.run(cast)
     if not np.all(np.isfinite(y)):
         return WitnessCheck(False, cast.astype(np.float64), y, None, "non-finite output")

@@ -19,13 +19,18 @@ SAMPLE = r"(m00_.*planted2|m03_.*planted0|m01_.*planted0|m05_.*planted0|m07_.*pl
 
 
 def _buggy(bug: str) -> str:
+    """The tool template of one buggy build. ``unknown-as-sat`` gets a 1 s limit of its own, so
+    that its runs end undecided (and report the box centre) however fast the machine is."""
     python = shlex.quote(sys.executable)
-    return f"{bug}={python} -m verifier.soundness.faults --bug {bug} {{onnx}} {{vnnlib}} --timeout {{timeout}} --out {{result}}"
+    timeout = "1" if bug == "unknown-as-sat" else "{timeout}"
+    return f"{bug}={python} -m verifier.soundness.faults --bug {bug} {{onnx}} {{vnnlib}} --timeout {timeout} --out {{result}}"
 
 
 def test_every_synthetic_bug_is_caught(tmp_path: Path) -> None:
     results = tmp_path / "bugs.csv"
-    argv = ["check", str(SUITE), "--filter", SAMPLE, "--timeout-scale", "0.05", "--jobs", "2", "--results",
+    # 9 s per instance: a verifier process takes several seconds to start (torch), and the runner
+    # counts a verdict given more than 2 s after the limit as a timeout
+    argv = ["check", str(SUITE), "--filter", SAMPLE, "--timeout-scale", "0.15", "--jobs", "2", "--results",
             str(results), "--quiet"]
     for bug in BUGS:
         argv += ["--tool", _buggy(bug)]

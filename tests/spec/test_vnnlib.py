@@ -8,9 +8,11 @@ conjunction of the asserts exactly at sampled points ``(x, y)``; the parsed spec
 from __future__ import annotations
 
 import gzip
+import math
 import re
 import time
 from decimal import Decimal
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -139,13 +141,24 @@ def test_shipped_spec_parses(path: Path) -> None:
 def test_acasxu_prop_6_has_two_input_regions() -> None:
     spec = parse_vnnlib(DATA / "acasxu_prop_6.vnnlib")
     assert (spec.num_inputs, spec.num_outputs, len(spec.regions)) == (5, 5, 2)
-    assert spec.regions[0].upper[1] == 0.499999896 and spec.regions[1].upper[1] == -0.11140846
+    assert is_outward(spec.regions[0].upper[1], "0.499999896", up=True)
+    assert is_outward(spec.regions[1].upper[1], "-0.11140846", up=True)
     for region in spec.regions:
         assert len(region.clauses) == 4
         np.testing.assert_array_equal(region.clauses[0].C, [[-1.0, 1.0, 0.0, 0.0, 0.0]])
 
 
-def test_oval21_box_is_exactly_the_literals() -> None:
+def is_outward(value: float, literal: str, up: bool) -> bool:
+    """``value`` is the float64 next to the decimal ``literal`` on the side ``up`` (or equal
+    to it when it is a float), checked in exact rationals."""
+    exact, f = Fraction(literal), Fraction(value)
+    beyond = math.nextafter(value, -math.inf if up else math.inf)
+    if up:
+        return f >= exact and Fraction(beyond) < exact
+    return f <= exact and Fraction(beyond) > exact
+
+
+def test_oval21_box_is_the_literals_rounded_outward() -> None:
     path = DATA / "oval21_cifar_base_kw_img2578.vnnlib"
     text = path.read_text()
     spec = parse_vnnlib(path)
@@ -155,8 +168,11 @@ def test_oval21_box_is_exactly_the_literals() -> None:
     for op, bounds in (("<=", region.upper), (">=", region.lower)):
         found = re.findall(rf"\(assert \({op} X_(\d+) (\S+)\)\)", text)
         assert len(found) == 3072
+        inner = region.inner_upper if op == "<=" else region.inner_lower
+        assert inner is not None
         for index, literal in found:
-            assert bounds[int(index)] == float(literal)
+            assert is_outward(bounds[int(index)], literal, up=op == "<=")
+            assert is_outward(inner[int(index)], literal, up=op != "<=")
     np.testing.assert_array_equal(region.clauses[0].C[0], [-1, 0, 0, 0, 0, 0, 0, 0, 1, 0])
 
 

@@ -7,8 +7,11 @@
     verify bench report RESULTS.csv... [--out REPORT.md]
 
 Exit codes: 0 done with no wrong answer, 1 some answer was wrong (a disagreement with
-expected.csv or an invalid witness), 2 usage error, 3 bad input, 130 interrupted (the
-results so far are kept; the same command resumes).
+expected.csv or an invalid witness), 2 usage error (argparse: a bad option value such as
+``--jobs 0``), 3 bad input (an unreadable, non-UTF-8 or malformed file, an instance file outside
+its benchmark folder, a results path that cannot be written), 4 internal error (a bug), 130
+interrupted (the results so far are kept; the same command resumes). Each prints one line on
+stderr, never a traceback.
 """
 
 from __future__ import annotations
@@ -16,9 +19,18 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from verifier.arguments import (
+    EXIT_INTERRUPTED,
+    non_negative_finite_float,
+    non_negative_int,
+    positive_finite_float,
+    positive_int,
+    print_error,
+)
+from verifier.arguments import guarded as run_guarded
 from verifier.bench.instances import benchmark_folders, select_instances
 from verifier.bench.isolation import Limits
 from verifier.bench.progress import Progress
@@ -28,7 +40,7 @@ from verifier.bench.score import rescore, score_table
 from verifier.bench.tools import Tool, default_tool, parse_tool
 from verifier.errors import InputError
 
-EXIT_WRONG, EXIT_USAGE, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 2, 3, 130
+EXIT_WRONG = 1
 
 
 def add_run_options(parser: argparse.ArgumentParser) -> None:
@@ -38,11 +50,13 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
                         help="a verifier as a command template with {onnx} {vnnlib} {timeout} {result}; "
                              "repeatable; 'verifier' is ours (the default when no --tool is given)")
     parser.add_argument("--verifier-options", default="", help="extra options for our verifier (e.g. '--bab relu')")
-    parser.add_argument("--jobs", type=int, default=1, help="instances at once on this machine (default 1)")
-    parser.add_argument("--timeout-scale", type=float, default=1.0, help="multiply every instances.csv timeout")
+    parser.add_argument("--jobs", type=positive_int, default=1, help="instances at once on this machine (default 1)")
+    parser.add_argument("--timeout-scale", type=positive_finite_float, default=1.0,
+                        help="multiply every instances.csv timeout (positive)")
     parser.add_argument("--filter", default=None, metavar="REGEX", help="only instances whose benchmark/onnx/vnnlib matches")
-    parser.add_argument("--limit", type=int, default=None, help="at most this many instances")
-    parser.add_argument("--grace", type=float, default=15.0, help="seconds past the timeout before a tool is killed")
+    parser.add_argument("--limit", type=non_negative_int, default=None, help="at most this many instances")
+    parser.add_argument("--grace", type=non_negative_finite_float, default=15.0,
+                        help="seconds past the timeout before a tool is killed")
     parser.add_argument("--quiet", action="store_true", help="no progress line")
 
 
@@ -50,10 +64,8 @@ def chosen_tools(args: argparse.Namespace) -> tuple[Tool, ...]:
     """The tools of :func:`add_run_options`'s ``--tool`` options (ours when none is given).
 
     Raises:
-        InputError: a malformed template, repeated names, or ``--jobs`` below 1.
+        InputError: a malformed template or repeated names.
     """
-    if args.jobs < 1:
-        raise InputError("--jobs must be at least 1")
     tools = tuple(parse_tool(t, args.verifier_options) for t in args.tool) or (default_tool(args.verifier_options),)
     if len({t.name for t in tools}) != len(tools):
         raise InputError("--tool names must differ")
@@ -68,8 +80,8 @@ def _run_parser() -> argparse.ArgumentParser:
     parser.add_argument("--results", type=Path, default=None,
                         help="results CSV (default bench-results/<benchmarks>.csv); a .jsonl file beside it gets details")
     parser.add_argument("--ray", default=None, metavar="auto|ADDRESS", help="run the instances on a Ray cluster")
-    parser.add_argument("--memory-mb", type=int, default=None, help="address-space limit per instance")
-    parser.add_argument("--threads", type=int, default=None,
+    parser.add_argument("--memory-mb", type=positive_int, default=None, help="address-space limit per instance")
+    parser.add_argument("--threads", type=positive_int, default=None,
                         help="OMP_NUM_THREADS per instance (default: cores / jobs)")
     return parser
 
@@ -116,10 +128,19 @@ def _plot(argv: Sequence[str]) -> int:
     parser.add_argument("--out", type=Path, required=True, help="the PNG (or PDF/SVG) file to write")
     parser.add_argument("--title", default=None)
     args = parser.parse_args(argv)
+    from matplotlib.backend_bases import FigureCanvasBase
+
     from verifier.bench.plot import cactus_plot
 
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if args.out.suffix.lstrip(".").lower() not in formats:
+        raise InputError(f"--out {args.out}: unknown image format {args.out.suffix!r}; use one of "
+                         f"{', '.join('.' + f for f in sorted(formats))}")
     rows = [r for p in args.results for r in _read(p)]
-    cactus_plot(rows, args.out, args.title)
+    try:
+        cactus_plot(rows, args.out, args.title)
+    except OSError as exc:
+        raise InputError(f"--out {args.out}: cannot write it: {exc.strerror or exc}") from None
     print(f"wrote {args.out}", file=sys.stderr)
     return 0
 
@@ -134,7 +155,10 @@ def _report(argv: Sequence[str]) -> int:
     rows = [r for p in args.results for r in _read(p)]
     text = markdown_report(rows, [str(p) for p in args.results])
     if args.out:
-        args.out.write_text(text)
+        try:
+            args.out.write_text(text)
+        except OSError as exc:
+            raise InputError(f"--out {args.out}: cannot write it: {exc.strerror or exc}") from None
         print(f"wrote {args.out}", file=sys.stderr)
     else:
         print(text)
@@ -147,14 +171,18 @@ def _read(path: Path) -> list[ResultRow]:
     return read_results(path)
 
 
+def guarded(command: Callable[[Sequence[str]], int], argv: Sequence[str]) -> int:
+    """Runs ``command(argv)`` inside the error boundary of a subcommand
+    (:func:`verifier.arguments.guarded`): its exit code, or :class:`InputError` -> 3, Ctrl-C
+    -> 130, any other exception -> 4, each with one ``error:`` line on stderr and no traceback.
+    Usage errors stay argparse's ``SystemExit(2)``."""
+    return run_guarded(lambda: command(argv), print_error)
+
+
 def main(argv: Sequence[str]) -> int:
     """``verify bench ...``; returns the exit code (see the module docstring)."""
-    try:
-        if argv and argv[0] == "plot":
-            return _plot(argv[1:])
-        if argv and argv[0] == "report":
-            return _report(argv[1:])
-        return _run(argv)
-    except InputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+    if argv and argv[0] == "plot":
+        return guarded(_plot, argv[1:])
+    if argv and argv[0] == "report":
+        return guarded(_report, argv[1:])
+    return guarded(_run, argv)

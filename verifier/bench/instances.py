@@ -7,11 +7,14 @@ import csv
 import functools
 import gzip
 import hashlib
+import io
+import math
 import os
 import re
 import shutil
 import threading
-from collections.abc import Sequence
+import zlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,14 +47,23 @@ class Instance:
 
     def path(self, relative: str) -> Path:
         """The file ``relative`` of this instance; a VNN-COMP ``.gz`` file stored next to a
-        missing path is unpacked beside it first."""
+        missing path is unpacked beside it first.
+
+        Raises:
+            OSError: the ``.gz`` file cannot be read or is not valid gzip data (the message
+                names it; nothing is left behind). The runner records this as an ``error`` row.
+        """
         target = self.folder / relative
         packed = target.with_name(target.name + ".gz")
         if not target.exists() and packed.exists():
             partial = target.with_name(f"{target.name}.{os.getpid()}-{threading.get_ident()}.unpacking")
-            with gzip.open(packed, "rb") as source, partial.open("wb") as sink:
-                shutil.copyfileobj(source, sink)
-            partial.replace(target)
+            try:
+                with gzip.open(packed, "rb") as source, partial.open("wb") as sink:
+                    shutil.copyfileobj(source, sink)
+                partial.replace(target)
+            except (OSError, EOFError, zlib.error) as exc:
+                partial.unlink(missing_ok=True)
+                raise OSError(f"{packed}: cannot unpack it: {exc}") from None
         return target
 
     def files_digest(self) -> str:
@@ -99,46 +111,138 @@ def benchmark_folders(paths: Sequence[Path]) -> list[Path]:
     return list(dict.fromkeys(folders))
 
 
+def utf8_error(path: Path, exc: UnicodeDecodeError, advice: str = "save it as UTF-8") -> InputError:
+    """The :class:`InputError` for a file that is not UTF-8: names the file, the line and
+    column (counted in bytes) and the offending byte, then ``advice``."""
+    data = exc.object if isinstance(exc.object, bytes) else bytes(exc.object)
+    line = data.count(b"\n", 0, exc.start) + 1
+    column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+    return InputError(f"{path}:{line}:{column}: not UTF-8 text (byte 0x{data[exc.start]:02x}); {advice}")
+
+
+def decode_utf8(path: Path, data: bytes, advice: str = "save it as UTF-8") -> str:
+    """``data`` (the contents of ``path``) as text; a leading byte-order mark is dropped.
+
+    Raises:
+        InputError: the bytes are not UTF-8 (see :func:`utf8_error`).
+    """
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise utf8_error(path, exc, advice) from None
+    return text.removeprefix("\ufeff")
+
+
+def read_utf8(path: Path) -> str:
+    """The text of the UTF-8 file ``path``.
+
+    Raises:
+        InputError: the file cannot be read or is not UTF-8 (names the file and line).
+    """
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read it: {exc.strerror or exc}") from None
+    return decode_utf8(path, data)
+
+
+def _csv_rows(path: Path) -> Iterator[tuple[int, list[str]]]:
+    """``(line, fields)`` of each record of the CSV file ``path`` (the line where it ends).
+
+    Raises:
+        InputError: unreadable, not UTF-8, or not CSV (names the file and line).
+    """
+    reader = csv.reader(io.StringIO(read_utf8(path), newline=""))
+    try:
+        for row in reader:
+            yield reader.line_num, row
+    except csv.Error as exc:
+        raise InputError(f"{path}:{reader.line_num}: not valid CSV: {exc}") from None
+
+
 def read_expected(folder: Path) -> dict[tuple[str, str], str]:
-    """``(onnx, vnnlib) -> verdict`` from ``folder/expected.csv`` (columns ``onnx``, ``vnnlib``,
-    ``expected``); empty when there is no such file."""
+    """``(onnx, vnnlib) -> verdict`` from ``folder/expected.csv`` (a header line naming the
+    columns ``onnx``, ``vnnlib``, ``expected``); empty when there is no such file.
+
+    Raises:
+        InputError: unreadable, not UTF-8, not CSV, or lacking a column (names the file and line).
+    """
     path = folder / "expected.csv"
     if not path.is_file():
         return {}
     out: dict[tuple[str, str], str] = {}
-    with path.open(newline="") as handle:
-        for row in csv.DictReader(handle):
-            try:
-                out[(row["onnx"].strip(), row["vnnlib"].strip())] = row["expected"].strip().lower()
-            except (KeyError, AttributeError):
-                raise InputError(f"{path}: needs the columns onnx, vnnlib, expected") from None
+    rows = _csv_rows(path)
+    header = next((fields for _, fields in rows if fields), None)
+    if header is None:
+        return {}
+    names = [name.strip() for name in header]
+    if not {"onnx", "vnnlib", "expected"} <= set(names):
+        raise InputError(f"{path}: needs the columns onnx, vnnlib, expected (a header line naming them)")
+    where = [names.index(name) for name in ("onnx", "vnnlib", "expected")]
+    for line, fields in rows:
+        if not "".join(fields).strip():
+            continue
+        if len(fields) <= max(where):
+            raise InputError(f"{path}:{line}: expected {len(names)} fields, got {fields!r}")
+        onnx, vnnlib, verdict = (fields[i].strip() for i in where)
+        out[(onnx, vnnlib)] = verdict.lower()
     return out
+
+
+def check_inside(folder: Path, relative: str, where: str) -> None:
+    """Refuses an instance file that lies outside ``folder`` once ``..``, an absolute path or
+    a symbolic link is resolved (also for the ``.gz`` file stored in its place).
+
+    Raises:
+        InputError: an empty path, or one outside the folder (``where``: ``FILE:LINE``).
+    """
+    if not relative:
+        raise InputError(f"{where}: an empty file path")
+    target = folder / relative
+    try:
+        root = folder.resolve()
+        outside = [p for p in (target, target.with_name(target.name + ".gz"))
+                   if (p == target or p.exists()) and not p.resolve().is_relative_to(root)]
+    except (OSError, RuntimeError, ValueError) as exc:  # a loop of links, a NUL in the path
+        raise InputError(f"{where}: {relative!r}: {exc}") from None
+    if outside:
+        raise InputError(f"{where}: {relative!r} leads to {outside[0].resolve()}, outside the benchmark folder "
+                         f"{root}; instance files must lie inside the benchmark folder")
+
+
+def _timeout(text: str, scale: float, where: str) -> float:
+    """The timeout field ``text`` times ``scale``; ``where``: ``FILE:LINE`` for errors."""
+    try:
+        timeout = float(text) * scale
+    except ValueError:
+        raise InputError(f"{where}: the timeout {text!r} is not a number") from None
+    if not (timeout > 0 and math.isfinite(timeout)):
+        raise InputError(f"{where}: the timeout must be positive and finite, got {text.strip()!r}")
+    return timeout
 
 
 def read_instances(folder: Path, timeout_scale: float = 1.0) -> list[Instance]:
     """The instances of one benchmark folder, in ``instances.csv`` order.
 
     Raises:
-        InputError: a malformed row (the message names the file and line).
+        InputError: an unreadable or non-UTF-8 file, a malformed row, or an instance file
+            outside the folder (the message names the file and line).
     """
     path = folder / "instances.csv"
     expected = read_expected(folder)
     instances: list[Instance] = []
-    with path.open(newline="") as handle:
-        for line, row in enumerate(csv.reader(handle), start=1):
-            if not row or not "".join(row).strip():
-                continue
-            if len(row) < 3:
-                raise InputError(f"{path}:{line}: expected onnx,vnnlib,timeout, got {row!r}")
-            onnx, vnnlib = row[0].strip(), row[1].strip()
-            try:
-                timeout = float(row[2]) * timeout_scale
-            except ValueError:
-                raise InputError(f"{path}:{line}: the timeout {row[2]!r} is not a number") from None
-            if not timeout > 0:
-                raise InputError(f"{path}:{line}: the timeout must be positive")
-            instances.append(Instance(folder.name, folder, onnx, vnnlib, timeout,
-                                      expected.get((onnx, vnnlib), "unknown")))
+    for line, row in _csv_rows(path):
+        if not row or not "".join(row).strip():
+            continue
+        where = f"{path}:{line}"
+        if len(row) < 3:
+            raise InputError(f"{where}: expected onnx,vnnlib,timeout, got {row!r}")
+        onnx, vnnlib = row[0].strip(), row[1].strip()
+        for relative in (onnx, vnnlib):
+            check_inside(folder, relative, where)
+        timeout = _timeout(row[2], timeout_scale, where)
+        instances.append(Instance(folder.name, folder, onnx, vnnlib, timeout,
+                                  expected.get((onnx, vnnlib), "unknown")))
     return instances
 
 
@@ -147,8 +251,8 @@ def select_instances(paths: Sequence[Path], timeout_scale: float = 1.0, pattern:
     """Every instance of the benchmark folders under ``paths`` whose ``benchmark/onnx/vnnlib``
     matches the regular expression ``pattern`` (searched, not anchored), at most ``limit``
     of them, in folder then file order."""
-    if timeout_scale <= 0:
-        raise InputError("--timeout-scale must be positive")
+    if not (timeout_scale > 0 and math.isfinite(timeout_scale)):
+        raise InputError(f"--timeout-scale must be positive and finite, got {timeout_scale}")
     try:
         regex = re.compile(pattern) if pattern else None
     except re.error as exc:

@@ -10,6 +10,7 @@ from verifier.bounds.alpha import alpha_lower_bound
 from verifier.bounds.crown import Crown
 from verifier.bounds.interval import interval_bounds
 from verifier.bounds.objective import clause_row_lower, crown_rows
+from verifier.bounds.settle import output_magnitude
 from verifier.config import VerifierConfig
 from verifier.graph.torch_graph import TorchGraph
 from verifier.problem import Problem, proof_box
@@ -42,6 +43,7 @@ def spec_bounds(problem: Problem, method: str, config: VerifierConfig) -> list[d
         lower, upper = proof_box(problem.graph, region, dev.torch_device)
         with torch.no_grad():
             y_lo, y_hi = interval_bounds(tgraph, lower, upper)
+            region = region.settled(output_magnitude(y_lo, y_hi))
             if method == "ibp":
                 clauses = [clause_row_lower(c, y_lo, y_hi)[0].tolist() for c in region.clauses]
             else:

@@ -1,6 +1,8 @@
 """Loads an ONNX model into the :class:`~verifier.graph.ir.Graph` IR.
 
-Steps: read and decode the protobuf, check weights for NaN/Inf, fix static input shapes,
+Steps: read and decode the protobuf, check it before any tensor is converted (supported
+opset, tensor data against shapes, external data references: :mod:`verifier.graph.validate`),
+load external data, check weights for NaN/Inf, fix static input shapes,
 sort nodes topologically (networkx), report every unsupported op at once, fill attribute
 defaults from the ONNX schema, move load-time constant inputs into attributes, fold constant
 subgraphs, infer static shapes by running each op once, cross-check them against ONNX shape
@@ -9,6 +11,7 @@ inference, and finally apply the normalisation rewrites of :mod:`verifier.graph.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,43 +20,27 @@ import networkx as nx
 import numpy as np
 import onnx
 import torch
-from google.protobuf.message import DecodeError
 from onnx import numpy_helper
 
 from verifier.errors import ModelError, UnsupportedOpsError
 from verifier.graph.ir import Graph, Node, Shape, ValueInfo, freeze_attrs
 from verifier.graph.onnx_attrs import as_static, node_attributes
+from verifier.graph.onnx_file import (
+    elem_dtype,
+    input_dtype,
+    input_shape,
+    read_model,
+)
 from verifier.graph.shape_check import check_against_onnx_inference
 from verifier.graph.simplify import simplify_graph
+from verifier.graph.validate import (
+    check_size,
+    default_opset,
+)
 from verifier.ops import REGISTRY, Op
 
 _NO_OP_TYPES = {"Constant"}
 _INTERNAL_OPS = {"Linear"}  # our own normalised ops: never accepted from an ONNX file
-
-
-def read_model(source: str | Path | onnx.ModelProto) -> tuple[onnx.ModelProto, str]:
-    """Reads and decodes an ONNX file; returns the model and a label for messages."""
-    if isinstance(source, onnx.ModelProto):
-        return source, source.graph.name or "model"
-    path = Path(source)
-    if not path.is_file():
-        raise ModelError(f"{path}: no such ONNX file")
-    try:
-        data = path.read_bytes()
-        model = onnx.load_from_string(data)
-    except (DecodeError, ValueError, RuntimeError, OSError) as exc:
-        raise ModelError(f"{path}: not a valid ONNX model ({exc})") from None
-    if len(model.graph.node) == 0 and len(model.graph.output) == 0:
-        raise ModelError(f"{path}: not a valid ONNX model (no graph; truncated or empty file?)")
-    return model, path.name
-
-
-def default_opset(model: onnx.ModelProto) -> int:
-    """The opset version of the default ONNX domain."""
-    for entry in model.opset_import:
-        if entry.domain in ("", "ai.onnx"):
-            return int(entry.version)
-    raise ModelError("model imports no opset of the default ONNX domain")
 
 
 def check_finite(name: str, value: np.ndarray, users: list[str]) -> None:
@@ -63,25 +50,12 @@ def check_finite(name: str, value: np.ndarray, users: list[str]) -> None:
         raise ModelError(f"constant {name!r} (used by {', '.join(users) or 'no node'}) contains {bad} values")
 
 
-def input_shape(info: onnx.ValueInfoProto) -> Shape:
-    """Static shape of a graph input; a symbolic or missing leading dimension becomes 1."""
-    ttype = info.type.tensor_type
-    if not ttype.HasField("shape"):
-        raise ModelError(f"graph input {info.name!r} has no shape; static shapes are required")
-    dims: list[int] = []
-    for axis, dim in enumerate(ttype.shape.dim):
-        if dim.HasField("dim_value") and dim.dim_value > 0:
-            dims.append(int(dim.dim_value))
-        elif axis == 0:
-            dims.append(1)
-        else:
-            raise ModelError(f"graph input {info.name!r} has a dynamic dimension at axis {axis}")
-    return tuple(dims)
-
-
-def elem_dtype(info: onnx.ValueInfoProto) -> np.dtype:
-    """Numpy dtype of a tensor value info."""
-    return np.dtype(onnx.helper.tensor_dtype_to_np_dtype(info.type.tensor_type.elem_type))
+def tensor_value(tensor: onnx.TensorProto, label: str) -> np.ndarray:
+    """The value of a tensor that :func:`~verifier.graph.validate.check_tensors` accepted."""
+    try:
+        return numpy_helper.to_array(tensor)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ModelError(f"{label}: initializer {tensor.name!r} cannot be read ({exc})") from None
 
 
 def topological_nodes(graph: onnx.GraphProto) -> list[onnx.NodeProto]:
@@ -173,10 +147,13 @@ class _Builder:
             kept.pop()
         return kept
 
+    def shape_of(self, name: str) -> Shape:
+        """Shape of a value (without the batch dimension for a dynamic one)."""
+        return tuple(self.constants[name].shape) if name in self.constants else self.shapes[name]
+
     def shape_node(self, node: onnx.NodeProto, attrs: dict[str, Any]) -> None:
         """Folds Shape/Size of any value (static shapes make them constants)."""
-        src = node.input[0]
-        shape = self.constants[src].shape if src in self.constants else self.shapes[src]
+        shape = self.shape_of(node.input[0])
         if node.op_type == "Size":
             self.constants[node.output[0]] = np.array(int(np.prod(shape, dtype=np.int64)), dtype=np.int64)
             return
@@ -226,6 +203,34 @@ class _Builder:
         self.nodes.append(node)
 
 
+def _numbers(attrs: dict[str, Any], key: str) -> list[Any]:
+    """A load-time constant moved into ``attrs`` (scalar, tuple or array) as a flat list."""
+    return list(np.asarray(attrs.get(key, ())).reshape(-1))
+
+
+def built_shape(op_type: str, attrs: dict[str, Any], first: Shape | None) -> tuple[int, ...] | None:
+    """The output shape of an op that builds a tensor from load-time numbers (ConstantOfShape,
+    Expand, Tile, Range), worked out before the op runs; None for other ops or odd arguments
+    (which the op itself refuses). ``first`` is the shape of the op's first input."""
+    try:
+        if op_type == "ConstantOfShape":
+            return tuple(int(v) for v in _numbers(attrs, "shape"))
+        if op_type == "Expand" and first is not None:
+            shape = [int(v) for v in _numbers(attrs, "shape")]
+            rank = max(len(shape), len(first))
+            padded = [1] * (rank - len(first)) + list(first), [1] * (rank - len(shape)) + shape
+            return tuple(max(a, b) for a, b in zip(*padded, strict=True))
+        repeats = [int(v) for v in _numbers(attrs, "repeats")]
+        if op_type == "Tile" and first is not None and len(repeats) == len(first):
+            return tuple(a * b for a, b in zip(first, repeats, strict=True))
+        if op_type == "Range":
+            start, limit, delta = (float(_numbers(attrs, k)[0]) for k in ("start", "limit", "delta"))
+            return (max(math.ceil((limit - start) / delta), 0),) if delta else None
+    except (IndexError, TypeError, ValueError, OverflowError):
+        return None
+    return None
+
+
 def convert_nodes(model: onnx.ModelProto, builder: _Builder, label: str) -> None:
     """Converts, folds and shape-infers every ONNX node in topological order."""
     nodes = topological_nodes(model.graph)
@@ -245,6 +250,10 @@ def convert_nodes(model: onnx.ModelProto, builder: _Builder, label: str) -> None
             continue
         op = REGISTRY[onnx_node.op_type]
         inputs = builder.static_attrs(op, onnx_node, attrs, name)
+        first = builder.shape_of(inputs[0]) if inputs and inputs[0] else None
+        planned = built_shape(onnx_node.op_type, attrs, first)
+        if planned is not None:
+            check_size(planned, f"{where}: its output")
         node = Node(name, onnx_node.op_type, tuple(inputs), tuple(onnx_node.output), freeze_attrs(attrs))
         if all((not n) or n in builder.constants for n in inputs):
             builder.fold(op, node)
@@ -253,17 +262,28 @@ def convert_nodes(model: onnx.ModelProto, builder: _Builder, label: str) -> None
 
 
 def load_model(source: str | Path | onnx.ModelProto, simplify: bool = True) -> Graph:
-    """Loads an ONNX model (file path or ModelProto) into a static-shape :class:`Graph`.
+    """Loads an ONNX model (file path or ModelProto) into a static-shape :class:`Graph`:
+    :func:`~verifier.graph.onnx_file.read_model`, then :func:`build_graph`.
 
     Raises:
-        ModelError: missing or undecodable file, NaN/Inf weights, dynamic shapes, an input
-            that must be constant but is not, shape disagreement with ONNX shape inference.
+        ModelError: missing or undecodable file, bad tensor data or external data, NaN/Inf
+            weights, dynamic shapes, an input that must be constant but is not, shape
+            disagreement with ONNX shape inference.
         UnsupportedOpsError: listing every unsupported op type with its node names.
     """
-    model, label = read_model(source)
-    opset = default_opset(model)
+    return build_graph(*read_model(source), simplify=simplify)
+
+
+def build_graph(model: onnx.ModelProto, label: str, simplify: bool = True) -> Graph:
+    """The :class:`Graph` of a model that :func:`~verifier.graph.onnx_file.read_model`
+    returned (decoded and checked); ``label`` names it in messages.
+
+    Raises:
+        ModelError, UnsupportedOpsError: as :func:`load_model`.
+    """
+    opset = default_opset(model, label)
     graph = model.graph
-    constants = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
+    constants = {init.name: tensor_value(init, label) for init in graph.initializer}
     users: dict[str, list[str]] = {}
     for node in graph.node:
         for name in node.input:
@@ -271,7 +291,7 @@ def load_model(source: str | Path | onnx.ModelProto, simplify: bool = True) -> G
     for name, value in constants.items():
         check_finite(name, value, users.get(name, []))
     inputs = tuple(
-        ValueInfo(info.name, input_shape(info), elem_dtype(info))
+        ValueInfo(info.name, input_shape(info, label), input_dtype(info, label))
         for info in graph.input
         if info.name not in constants
     )

@@ -8,8 +8,9 @@
 
 Exit codes: 0 done (check: no soundness bug found; validate: every planted point confirmed),
 1 check: some tool made an unsound claim, gave an invalid witness or contradicted the ground
-truth; validate: a planted point was not confirmed; 2 usage error, 3 bad input, 130
-interrupted (check keeps its results; the same command resumes).
+truth; validate: a planted point was not confirmed; 2 usage error (a bad option value such as
+``--jobs 0``), 3 bad input, 4 internal error (a bug), 130 interrupted (check keeps its results;
+the same command resumes). Each prints one line on stderr, never a traceback.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pathlib import Path
 
 from verifier.errors import InputError
 
-EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 3, 130
+EXIT_FAILED, EXIT_INTERRUPTED = 1, 130
 _GENERATE_ORDER = ("planted", "hidden", "unsat", "dropped")
 
 
@@ -138,12 +139,10 @@ def _check(argv: Sequence[str]) -> int:
 
 def main(argv: Sequence[str]) -> int:
     """``verify soundness ...``; returns the exit code (see the module docstring)."""
+    from verifier.bench.cli import guarded
+
     commands = {"generate": _generate, "validate": _validate, "check": _check}
     if not argv or argv[0] not in commands:
         print("usage: verify soundness {generate,validate,check} ...", file=sys.stderr)
         return 2
-    try:
-        return commands[argv[0]](argv[1:])
-    except InputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+    return guarded(commands[argv[0]], argv[1:])

@@ -63,7 +63,9 @@ def read_counterexamples(folder: Path) -> list[dict[str, object]]:
     if not path.is_file():
         raise InputError(f"{path}: no such file (is {folder} a generated soundness benchmark?)")
     lines = []
-    for number, text in enumerate(path.read_text().splitlines(), start=1):
+    from verifier.bench.instances import read_utf8
+
+    for number, text in enumerate(read_utf8(path).splitlines(), start=1):
         if not text.strip():
             continue
         try:
@@ -82,8 +84,13 @@ def _architectures(folder: Path) -> dict[tuple[str, str], str]:
     path = folder / "info.csv"
     if not path.is_file():
         return {}
-    with path.open(newline="") as handle:
-        return {(r["onnx"], r["vnnlib"]): f"{r['architecture']} {r['activation']}" for r in csv.DictReader(handle)}
+    from verifier.bench.instances import read_utf8
+
+    try:
+        rows = list(csv.DictReader(read_utf8(path).splitlines()))
+        return {(r["onnx"], r["vnnlib"]): f"{r['architecture']} {r['activation']}" for r in rows}
+    except (KeyError, csv.Error) as exc:
+        raise InputError(f"{path}: not an info.csv of a soundness benchmark ({exc})") from None
 
 
 def validate(folder: Path, seed: int = 0, on_done: Callable[[PlantedCheck], None] | None = None) -> list[PlantedCheck]:

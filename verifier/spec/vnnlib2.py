@@ -8,9 +8,10 @@ tensor elements ``X[0,1]``: arbitrarily nested ``and``/``or`` of ``<=``, ``>=``,
 constants. Everything else, a product of two variables in particular, is refused with an
 error naming the line: the verifier never guesses the meaning of a constraint.
 
-Numbers are read as exact rationals (``Fraction("0.1")`` is one tenth) and constant arithmetic is
-exact; the conversion to float64 happens when the atoms become bounds and rows, which records
-whether it was exact (see :class:`~verifier.spec.types.Clause`).
+Numbers are read as exact rationals (``0.1`` is one tenth) and constant arithmetic is exact
+(``exact.py``, shared with the 1.0 parser); the conversion to float64 happens in the
+normaliser, once the atoms have become bounds and rows. The text is read by the shared
+linear-time lexer (``lexer.py``).
 """
 
 from __future__ import annotations
@@ -18,20 +19,24 @@ from __future__ import annotations
 import itertools
 import math
 import re
-from dataclasses import dataclass
 from fractions import Fraction
-from typing import NamedTuple
 
 from verifier.errors import SpecSyntaxError
+from verifier.spec.exact import NumberRangeError, checked, combine, numeric_literal
+from verifier.spec.lexer import (
+    Dialect,
+    SList,
+    Token,
+    leading_version,
+    read_commands,
+    recursion_headroom,
+)
 from verifier.spec.normalise import MAX_CONJUNCTS
 from verifier.spec.query import REAL, AssertDnf, Atom, NetworkDecl, Query, Role, TensorDecl
 
 SUPPORTED_VERSIONS = ("2.0",)
 
-_TOKEN = re.compile(r';[^\n]*|[()]|"(?:[^"\\]|\\.)*"|\[[^\]]*\]|<[0-9][^>\s]*>|[^\s()\[\];"]+')
-_NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
-_VERSION_HEADER = re.compile(r"\A(?:\s|;[^\n]*\n?)*\(\s*vnnlib-version\s+<([^>]*)>\s*\)")
 _COMPARISONS = frozenset({"<=", ">=", "<", ">", "==", "=", "!="})
 _TERM_OPS = frozenset({"+", "-", "*"})
 _ROLE_OF = {"declare-input": "input", "declare-hidden": "hidden", "declare-output": "output"}
@@ -48,26 +53,14 @@ ELEMENT_TYPES = frozenset({
 
 def vnnlib_version(text: str) -> str | None:
     """The version in a leading ``(vnnlib-version <V>)`` command, or None (a 1.0 file)."""
-    match = _VERSION_HEADER.match(text)
-    return match.group(1).strip() if match else None
+    return leading_version(text)
 
 
-class _Token(NamedTuple):
-    text: str
-    line: int
-    column: int
-
-
-@dataclass
-class _List:
-    """A parenthesised expression and the ``(`` that opened it."""
-
-    items: list[_Token | _List]
-    open: _Token
-
-
-_Node = _Token | _List
+_Node = Token | SList
 _Linear = tuple[dict[tuple[str, int], Fraction], Fraction]  # (coefficient per element, constant)
+_DIMENSIONS = re.compile(r"[0-9]{1,12}")
+MAX_ELEMENTS = 10**9
+"""Largest number of elements a declared tensor may have."""
 
 
 def parse_query_text(text: str, source: str = "<string>") -> Query:
@@ -92,71 +85,38 @@ def parse_query_text(text: str, source: str = "<string>") -> Query:
 class _Parser:
     def __init__(self, text: str, source: str) -> None:
         self.source = source
-        self.tokens = self.tokenise(text)
+        self.text = text
         self.tensors: dict[str, TensorDecl] = {}
 
     # ----------------------------------------------------------------------- reading
 
-    @staticmethod
-    def tokenise(text: str) -> list[_Token]:
-        """The tokens (comments dropped) with their 1-based line and column."""
-        tokens: list[_Token] = []
-        line, position = 1, 0
-        for match in _TOKEN.finditer(text):
-            start = match.start()
-            line += text.count("\n", position, start)
-            position = start
-            if not match.group(0).startswith(";"):
-                tokens.append(_Token(match.group(0), line, start - text.rfind("\n", 0, start)))
-        return tokens
-
     def error(self, where: _Node, reason: str) -> SpecSyntaxError:
-        token = where if isinstance(where, _Token) else self.anchor(where)
+        token = where if isinstance(where, Token) else where.anchor()
         return SpecSyntaxError(self.source, token.line, token.column, token.text, reason)
 
-    @staticmethod
-    def anchor(node: _List) -> _Token:
-        if node.items and isinstance(node.items[0], _Token):
-            return node.items[0]
-        return node.open
+    def anchor(self, node: SList) -> Token:
+        return node.anchor()
 
-    def read(self) -> list[_Node]:
-        stack: list[list[_Node]] = [[]]
-        opens: list[_Token] = []
-        for token in self.tokens:
-            if token.text == "(":
-                stack.append([])
-                opens.append(token)
-            elif token.text == ")":
-                if not opens:
-                    raise self.error(token, "unbalanced ')' without a matching '('")
-                items = stack.pop()
-                stack[-1].append(_List(items, opens.pop()))
-            else:
-                stack[-1].append(token)
-        if opens:
-            raise self.error(opens[0], "unbalanced '(': it is never closed")
-        return stack[0]
-
-    def head(self, node: _List) -> str:
+    def head(self, node: SList) -> str:
         if not node.items:
             raise self.error(node.open, "empty expression ()")
         head = node.items[0]
-        if not isinstance(head, _Token):
+        if not isinstance(head, Token):
             raise self.error(head, "expected an operator or command name, found an expression")
         return head.text
 
     # ----------------------------------------------------------------------- commands
 
     def run(self) -> Query:
-        nodes = self.read()
-        if not nodes:
+        commands = read_commands(self.text, self.source, Dialect.V2)
+        first = next(commands, None)
+        if first is None:
             raise SpecSyntaxError(self.source, 1, 1, "", "empty file: expected (vnnlib-version <2.0>)")
-        version = self.version(nodes[0])
+        version = self.version(first[0])
         networks: list[NetworkDecl] = []
         asserts: list[AssertDnf] = []
-        for node in nodes[1:]:
-            if isinstance(node, _Token):
+        for node, depth in commands:
+            if isinstance(node, Token):
                 raise self.error(node, "expected a command such as (assert ...)")
             command = self.head(node)
             if command == "declare-network":
@@ -168,10 +128,8 @@ class _Parser:
                     raise self.error(node, "assert takes exactly one formula")
                 if not networks:
                     raise self.error(node, "assert before any declare-network")
-                try:
+                with recursion_headroom(depth):
                     asserts.append(self.formula(node.items[1]))
-                except RecursionError:
-                    raise self.error(node, "formula nested too deeply") from None
             elif command in ("declare-const", "declare-fun"):
                 raise self.error(node, f"{command} is VNN-LIB 1.0 syntax; a 2.0 file declares networks")
             elif command == "vnnlib-version":
@@ -179,14 +137,14 @@ class _Parser:
             else:
                 raise self.error(node, f"unknown command {command!r}")
         if not networks:
-            raise self.error(nodes[0], "the query declares no network")
+            raise self.error(first[0], "the query declares no network")
         return Query(version, tuple(networks), tuple(asserts), self.source)
 
     def version(self, node: _Node) -> str:
-        if not (isinstance(node, _List) and node.items and isinstance(node.items[0], _Token)
+        if not (isinstance(node, SList) and node.items and isinstance(node.items[0], Token)
                 and node.items[0].text == "vnnlib-version"):
             raise self.error(node, "a VNN-LIB 2.0 file must start with (vnnlib-version <2.0>)")
-        if len(node.items) != 2 or not isinstance(node.items[1], _Token):
+        if len(node.items) != 2 or not isinstance(node.items[1], Token):
             raise self.error(node, "expected (vnnlib-version <2.0>)")
         text = node.items[1].text
         if not (text.startswith("<") and text.endswith(">")):
@@ -197,9 +155,9 @@ class _Parser:
                                             f"(supported: 1.0, {', '.join(SUPPORTED_VERSIONS)})")
         return version
 
-    def network(self, node: _List, previous: list[NetworkDecl]) -> NetworkDecl:
+    def network(self, node: SList, previous: list[NetworkDecl]) -> NetworkDecl:
         items = node.items
-        if len(items) < 2 or not isinstance(items[1], _Token) or not _NAME.fullmatch(items[1].text):
+        if len(items) < 2 or not isinstance(items[1], Token) or not _NAME.fullmatch(items[1].text):
             raise self.error(node, "expected (declare-network NAME (declare-input ...) ... (declare-output ...))")
         name = items[1].text
         if any(n.name == name for n in previous):
@@ -208,7 +166,7 @@ class _Parser:
         decls: dict[Role, list[TensorDecl]] = {"input": [], "hidden": [], "output": []}
         last_rank = -1
         for item in items[2:]:
-            if not isinstance(item, _List):
+            if not isinstance(item, SList):
                 raise self.error(item, "expected (declare-input ...), (declare-hidden ...), (declare-output ...), "
                                        "(equal-to NET) or (isomorphic-to NET)")
             kind = self.head(item)
@@ -240,8 +198,8 @@ class _Parser:
             self.check_same_shapes(node, network, next(n for n in previous if n.name == related))
         return network
 
-    def relation(self, item: _List, kind: str, name: str, previous: list[NetworkDecl]) -> str:
-        if len(item.items) != 2 or not isinstance(item.items[1], _Token):
+    def relation(self, item: SList, kind: str, name: str, previous: list[NetworkDecl]) -> str:
+        if len(item.items) != 2 or not isinstance(item.items[1], Token):
             raise self.error(item, f"expected ({kind} NETWORK)")
         target = item.items[1].text
         if target == name:
@@ -250,7 +208,7 @@ class _Parser:
             raise self.error(item.items[1], f"{kind} {target}: no network of that name is declared before")
         return target
 
-    def check_same_shapes(self, node: _List, network: NetworkDecl, other: NetworkDecl) -> None:
+    def check_same_shapes(self, node: SList, network: NetworkDecl, other: NetworkDecl) -> None:
         for role in ("inputs", "hidden", "outputs"):
             mine, theirs = getattr(network, role), getattr(other, role)
             if [d.shape for d in mine] != [d.shape for d in theirs]:
@@ -263,14 +221,14 @@ class _Parser:
                 raise self.error(node, f"network {network.name} is equal-to {other.name}: its hidden values must "
                                        "name the same ONNX nodes")
 
-    def tensor(self, item: _List, role: Role) -> TensorDecl:
+    def tensor(self, item: SList, role: Role) -> TensorDecl:
         keyword = self.head(item)
         parts = item.items[1:]
         usage = f"expected ({keyword} NAME TYPE [d0,d1,...]" + (' "onnx-name")' if role == "hidden" else ' ["onnx-name"])')
-        if len(parts) not in (3, 4) or not all(isinstance(p, _Token) for p in parts):
+        if len(parts) not in (3, 4) or not all(isinstance(p, Token) for p in parts):
             raise self.error(item, usage)
         name_tok, type_tok, shape_tok = parts[0], parts[1], parts[2]
-        assert isinstance(name_tok, _Token) and isinstance(type_tok, _Token) and isinstance(shape_tok, _Token)
+        assert isinstance(name_tok, Token) and isinstance(type_tok, Token) and isinstance(shape_tok, Token)
         if not _NAME.fullmatch(name_tok.text):
             raise self.error(name_tok, "variable names start with a letter and contain only letters, digits and _")
         if name_tok.text in self.tensors:
@@ -284,7 +242,7 @@ class _Parser:
         onnx_name = None
         if len(parts) == 4:
             quoted = parts[3]
-            assert isinstance(quoted, _Token)
+            assert isinstance(quoted, Token)
             if not (quoted.text.startswith('"') and quoted.text.endswith('"') and len(quoted.text) >= 2):
                 raise self.error(quoted, usage)
             onnx_name = quoted.text[1:-1]
@@ -294,22 +252,24 @@ class _Parser:
         self.tensors[decl.name] = decl
         return decl
 
-    def shape(self, token: _Token) -> tuple[int, ...]:
+    def shape(self, token: Token) -> tuple[int, ...]:
         if not (token.text.startswith("[") and token.text.endswith("]")):
             raise self.error(token, "expected a shape such as [1,10]")
         fields = [f for f in re.split(r"[\s,]+", token.text[1:-1].strip()) if f]
-        if not all(re.fullmatch(r"[0-9]+", f) for f in fields):
+        if not all(_DIMENSIONS.fullmatch(f) for f in fields):
             raise self.error(token, "shape dimensions must be non-negative integers")
         dims = tuple(int(f) for f in fields)
         if any(d == 0 for d in dims):
             raise self.error(token, "a shape dimension of 0 declares an empty tensor")
+        if math.prod(dims) > MAX_ELEMENTS:
+            raise self.error(token, f"unsupported: a tensor of more than {MAX_ELEMENTS} elements")
         return dims
 
     # ----------------------------------------------------------------------- formulas
 
     def formula(self, node: _Node) -> AssertDnf:
         """The DNF of a formula: a tuple of conjunctions (``()`` is false)."""
-        if isinstance(node, _Token):
+        if isinstance(node, Token):
             if node.text in ("true", "false"):
                 return ((),) if node.text == "true" else ()
             raise self.error(node, "expected a formula such as (<= Y[0] 0.5)")
@@ -335,7 +295,7 @@ class _Parser:
             raise self.error(node, "expected a formula, found a numeric term")
         raise self.error(node, f"unknown operator {op!r}")
 
-    def comparison(self, node: _List, op: str, args: list[_Node]) -> AssertDnf:
+    def comparison(self, node: SList, op: str, args: list[_Node]) -> AssertDnf:
         terms = self.terms(node, args)
         if len(terms) < 2:
             raise self.error(node, f"{op!r} needs at least two arguments")
@@ -354,7 +314,7 @@ class _Parser:
             conjunction.extend(atom)
         return (tuple(conjunction),)
 
-    def atom(self, node: _List, op: str, lhs: _Linear, rhs: _Linear) -> tuple[Atom, ...] | None:
+    def atom(self, node: SList, op: str, lhs: _Linear, rhs: _Linear) -> tuple[Atom, ...] | None:
         """``lhs OP rhs`` as zero or one atom; None when it is a false constant comparison."""
         if op in (">=", ">"):
             lhs, rhs = rhs, lhs
@@ -370,19 +330,19 @@ class _Parser:
         ordered = tuple(sorted(coeffs.items()))
         return (Atom(ordered, constant, kind, self.anchor(node).line),)  # type: ignore[arg-type]
 
-    def terms(self, node: _List, args: list[_Node]) -> list[_Linear]:
+    def terms(self, node: SList, args: list[_Node]) -> list[_Linear]:
         """Arguments of an operator, joining ``NAME [i,j]`` written with a space into one element."""
         terms: list[_Linear] = []
         index = 0
         while index < len(args):
             arg = args[index]
-            if isinstance(arg, _Token) and index + 1 < len(args):
+            if isinstance(arg, Token) and index + 1 < len(args):
                 following = args[index + 1]
-                if isinstance(following, _Token) and following.text.startswith("["):
+                if isinstance(following, Token) and following.text.startswith("["):
                     terms.append(self.element(arg, following))
                     index += 2
                     continue
-            if isinstance(arg, _Token) and arg.text.startswith("["):
+            if isinstance(arg, Token) and arg.text.startswith("["):
                 raise self.error(arg, "an index must follow a variable name")
             terms.append(self.term(arg))
             index += 1
@@ -390,7 +350,7 @@ class _Parser:
         return terms
 
     def term(self, node: _Node) -> _Linear:
-        if isinstance(node, _Token):
+        if isinstance(node, Token):
             return self.leaf(node)
         op = self.head(node)
         args = self.terms(node, node.items[1:])
@@ -402,12 +362,19 @@ class _Parser:
             raise self.error(node, f"unknown operator {op!r}")
         if not args:
             raise self.error(node, f"{op!r} needs at least one argument")
+        try:
+            return self.fold(node, op, args)
+        except NumberRangeError as exc:
+            raise self.error(node, str(exc)) from None
+
+    def fold(self, node: SList, op: str, args: list[_Linear]) -> _Linear:
+        """``+``, ``-`` or ``*`` of linear terms, exactly (sizes checked by ``exact.checked``)."""
         one = Fraction(1)
         if op == "+":
-            return _combine(args, [one] * len(args))
+            return combine(args, [one] * len(args))
         if op == "-":
             signs = [-one] if len(args) == 1 else [one] + [-one] * (len(args) - 1)
-            return _combine(args, signs)
+            return combine(args, signs)
         variable = [t for t in args if t[0]]
         if len(variable) > 1:
             raise self.error(node, "unsupported: a product of variables is polynomial (POLY theory); "
@@ -415,10 +382,10 @@ class _Parser:
         scale = Fraction(1)
         for coeffs, value in args:
             if not coeffs:
-                scale *= value
-        return _combine(variable, [scale]) if variable else ({}, scale)
+                scale = checked(scale * value)
+        return combine(variable, [scale]) if variable else ({}, scale)
 
-    def leaf(self, token: _Token) -> _Linear:
+    def leaf(self, token: Token) -> _Linear:
         text = token.text
         if text in self.tensors:
             decl = self.tensors[text]
@@ -426,19 +393,19 @@ class _Parser:
                 raise self.error(token, f"{text} has shape {list(decl.shape)}: index one element, e.g. "
                                         f"{text}[{','.join('0' * len(decl.shape))}]")
             return {(text, 0): Fraction(1)}, Fraction(0)
-        if _NUMBER.fullmatch(text):
-            if not math.isfinite(float(text)):
-                raise self.error(token, "number out of float64 range")
-            return {}, Fraction(text)
         if text in _TERM_OPS or text in _COMPARISONS or text in ("and", "or"):
             raise self.error(token, f"operator {text!r} used as a value; write ({text} ...)")
-        if text[0] in "0123456789.+-":
-            raise self.error(token, "bad number")
+        try:
+            value = numeric_literal(text)
+        except NumberRangeError as exc:
+            raise self.error(token, str(exc)) from None
+        if value is not None:
+            return {}, value
         if _NAME.fullmatch(text):
             raise self.error(token, f"undeclared variable {text}")
         raise self.error(token, f"unknown symbol {text!r}")
 
-    def element(self, name: _Token, index: _Token) -> _Linear:
+    def element(self, name: Token, index: Token) -> _Linear:
         """``NAME[i,j,...]``: one element of a declared tensor, as a row-major flat index."""
         decl = self.tensors.get(name.text)
         if decl is None:
@@ -459,14 +426,3 @@ class _Parser:
                                         f"(size {dim})")
             flat = flat * dim + k
         return {(name.text, flat): Fraction(1)}, Fraction(0)
-
-
-def _combine(terms: list[_Linear], scales: list[Fraction]) -> _Linear:
-    """``sum(scale * term)`` over linear terms, exactly."""
-    coeffs: dict[tuple[str, int], Fraction] = {}
-    constant = Fraction(0)
-    for (term_coeffs, value), scale in zip(terms, scales, strict=True):
-        for key, a in term_coeffs.items():
-            coeffs[key] = coeffs.get(key, Fraction(0)) + scale * a
-        constant += scale * value
-    return coeffs, constant

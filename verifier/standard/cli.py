@@ -9,7 +9,7 @@
 after ``sat`` the satisfying assignment follows in the standard's command-line format (or is
 written to DIR, one ``NAME.pb`` per variable, with ``--serialise-assignments``). Errors go to
 stderr, never a verdict. Exit codes: 0 a verdict was printed (whatever it is), 2 usage error,
-3 bad input (query, model, mismatch, missing file), 4 internal error.
+3 bad input (query, model, mismatch, missing file), 4 internal error, 130 interrupted.
 
 A VNN-LIB 1.0 file is accepted too, with exactly one ``--network`` (its name is free).
 """
@@ -21,14 +21,21 @@ import os
 import sys
 import threading
 import time
-import traceback
 from collections.abc import Sequence
 from dataclasses import replace
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from verifier.errors import InputError, ModelError
+from verifier.arguments import (
+    EXIT_INTERRUPTED,
+    guarded,
+    output_folder,
+    print_error,
+    seed_value,
+    timeout_seconds,
+)
+from verifier.errors import InputError
 from verifier.result import Result, Status
 
 if TYPE_CHECKING:
@@ -37,7 +44,6 @@ if TYPE_CHECKING:
 EXIT_VERDICT, EXIT_USAGE, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 2, 3, 4
 NAME = "verifier: sound and complete neural-network verifier (bounds, branch and bound, MILP/SMT)"
 VERDICTS = {Status.SAT: "sat", Status.UNSAT: "unsat", Status.UNKNOWN: "unknown", Status.TIMEOUT: "timed-out"}
-MIN_OPSET, MAX_OPSET = 8, 21
 _WATCHDOG_GRACE = 0.8  # seconds past --timeout before the watchdog answers
 
 
@@ -68,6 +74,8 @@ def capabilities() -> dict[str, list[str]]:
     refused). Element types: float32 and float64 are analysed soundly, rounding included;
     ``real`` queries are accepted too.
     """
+    from verifier.graph.validate import MAX_OPSET, MIN_OPSET
+
     return {
         "--vnnlib-versions": ["1.0", "2.0"],
         "--onnx-opset-versions": [str(MIN_OPSET), str(MAX_OPSET)],
@@ -95,11 +103,12 @@ def _verify_parser() -> argparse.ArgumentParser:
     parser.add_argument("query", help="VNN-LIB 2.0 (or 1.0) query file")
     parser.add_argument("--network", action="append", default=[], metavar="NAME=MODEL",
                         help="the ONNX model of a declared network (once per network not equal-to another)")
-    parser.add_argument("--timeout", type=float, default=None, help="seconds; the verdict is timed-out after")
-    parser.add_argument("--serialise-assignments", default=None, metavar="DIR",
+    parser.add_argument("--timeout", type=timeout_seconds, default=None,
+                        help="seconds (positive, finite); the verdict is timed-out after")
+    parser.add_argument("--serialise-assignments", type=output_folder, default=None, metavar="DIR",
                         help="write a satisfying assignment as DIR/NAME.pb (ONNX TensorProto) files")
     parser.add_argument("--device", default="cpu", help="torch device for bound computation (cpu, cuda)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed of the attacks")
+    parser.add_argument("--seed", type=seed_value, default=0, help="random seed of the attacks (0 .. 2**32-1)")
     parser.add_argument("--debug", action="store_true", help="print tracebacks of internal errors")
     return parser
 
@@ -138,16 +147,6 @@ def _networks(pairs: list[str]) -> dict[str, str]:
     return models
 
 
-def _check_opsets(models: dict[str, str]) -> None:
-    from verifier.graph.loader import default_opset, read_model
-
-    for name, path in models.items():
-        opset = default_opset(read_model(path)[0])
-        if not MIN_OPSET <= opset <= MAX_OPSET:
-            raise ModelError(f"network {name}: {path} uses ONNX opset {opset}; supported opsets are "
-                             f"{MIN_OPSET} to {MAX_OPSET}")
-
-
 def _load(query_path: str, models: dict[str, str]) -> Problem:
     from verifier.problem import load_problem, load_query_problem
     from verifier.spec.vnnlib import read_vnnlib_text
@@ -166,11 +165,10 @@ def _run_verify(argv: Sequence[str]) -> int:
     args = _verify_parser().parse_args(argv)
     answer = _Answer()
     watchdog: threading.Timer | None = None
-    try:
-        if args.timeout is not None and args.timeout <= 0:
-            raise InputError("--timeout must be positive")
+
+    def work() -> int:
+        nonlocal watchdog
         models = _networks(args.network)
-        _check_opsets(models)
         if args.timeout is not None:
             def fire() -> None:
                 answer.verdict(Status.TIMEOUT)
@@ -178,20 +176,17 @@ def _run_verify(argv: Sequence[str]) -> int:
             watchdog = threading.Timer(args.timeout + _WATCHDOG_GRACE, fire)
             watchdog.daemon = True
             watchdog.start()
+        problem = _load(args.query, models)  # bad input is found before the costly imports
         from verifier.api import verify_problem
         from verifier.config import default_config
 
-        problem = _load(args.query, models)
         remaining = None if args.timeout is None else max(0.0, args.timeout - (time.monotonic() - start))
         config = replace(default_config(args.device, args.seed))
         result = verify_problem(problem, remaining, config)
         return answer.verdict(result.status, _sat_body(problem, result, args.serialise_assignments))
-    except InputError as exc:
-        return answer.error(str(exc), EXIT_BAD_INPUT)
-    except Exception as exc:  # an internal error: never a verdict
-        if args.debug:
-            traceback.print_exc()
-        return answer.error(f"internal error: {type(exc).__name__}: {exc}", EXIT_INTERNAL)
+
+    try:
+        return guarded(work, answer.error, args.debug)
     finally:
         if watchdog is not None:
             watchdog.cancel()
@@ -243,6 +238,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run_verify(args[1:])
         except SystemExit as exc:  # argparse: usage errors
             return EXIT_USAGE if exc.code else EXIT_VERDICT
+        except KeyboardInterrupt:  # outside the command's own boundary (argument parsing)
+            return print_error("interrupted", EXIT_INTERRUPTED)
     print("usage: verifier --name | --version | supports --CAPABILITY | "
           "verify QUERY --network NAME=MODEL [--timeout N] [--serialise-assignments DIR]", file=sys.stderr)
     return EXIT_USAGE

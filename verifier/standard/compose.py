@@ -27,7 +27,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -36,10 +35,11 @@ import onnxruntime as ort
 from onnx import helper, numpy_helper, version_converter
 
 from verifier.errors import MismatchError, ModelError, SpecError
-from verifier.graph.loader import default_opset, input_shape, read_model
-from verifier.spec.normalise import Bound, Conjunct, Literal, Normaliser, Row
-from verifier.spec.query import REAL, Atom, NetworkDecl, Query, TensorDecl
+from verifier.graph.onnx_file import input_shape, read_model
+from verifier.graph.validate import default_opset
+from verifier.spec.query import REAL, NetworkDecl, Query, TensorDecl
 from verifier.spec.types import Spec
+from verifier.standard.lowering import lower
 
 ANALYSED_TYPES = frozenset({"float32", "float64"})
 """Element types of input-dependent values whose analysis is sound (rounding included)."""
@@ -108,7 +108,7 @@ def compose(query: Query, models: Mapping[str, str | Path | onnx.ModelProto]) ->
             type other than float32/float64, an input without bounds).
     """
     check_network_arguments(query, models)
-    loaded = {name: read_model(source)[0] for name, source in models.items()}
+    loaded = {name: _network_model(name, source) for name, source in models.items()}
     opset = max(default_opset(m) for m in loaded.values())
     builder = _GraphBuilder(opset)
     for network in query.networks:
@@ -117,7 +117,7 @@ def compose(query: Query, models: Mapping[str, str | Path | onnx.ModelProto]) ->
     needs_passthrough = _needs_passthrough(query, builder.input_decls())
     model, by_name = builder.finish(needs_passthrough, max(m.ir_version for m in loaded.values()))
     placements = tuple(by_name[decl.name] for network in query.networks for decl in network.variables)
-    spec, truncated = lower(query, placements)
+    spec, truncated = lower(query, placements)  # (verifier.standard.lowering)
     return Composition(model, spec, query, placements, truncated)
 
 
@@ -381,6 +381,15 @@ def _evaluate_constants(model: onnx.ModelProto, inputs: list[onnx.ValueInfoProto
     return [np.asarray(by_name[n]).reshape(-1) for n in names]
 
 
+def _network_model(name: str, source: str | Path) -> onnx.ModelProto:
+    """The checked model of network ``name`` (:func:`~verifier.graph.onnx_file.read_model`);
+    a ModelError names the network too."""
+    try:
+        return read_model(source)[0]
+    except ModelError as exc:
+        raise ModelError(f"network {name}: {exc}") from None
+
+
 def _needs_passthrough(query: Query, inputs: list[TensorDecl]) -> bool:
     """Whether some atom over input elements is not a plain box bound."""
     input_names = {d.name for d in inputs}
@@ -391,89 +400,3 @@ def _needs_passthrough(query: Query, inputs: list[TensorDecl]) -> bool:
                 if uses_input and (len(atom.coeffs) > 1 or atom.op == "<"):
                     return True
     return False
-
-
-def lower(query: Query, placements: tuple[Placement, ...]) -> tuple[Spec, bool]:
-    """The query's asserts as a :class:`Spec` over the composed model (see the module doc),
-    and whether an unbounded input side had to be cut to the search radius (see
-    :attr:`Composition.truncated`; the radius is twice the largest number of the query, at
-    least 1)."""
-    by_name = {p.decl.name: p for p in placements}
-    num_inputs = sum(p.decl.size for p in placements if p.input_offset is not None)
-    num_outputs = sum(p.decl.size for p in placements if p.output_offset is not None)
-    names = [""] * num_inputs
-    for p in placements:
-        if p.input_offset is not None:
-            for k in range(p.decl.size):
-                names[p.input_offset + k] = _element_name(p.decl, k)
-    asserts: list[list[Conjunct]] = []
-    for dnf in query.asserts:
-        asserts.append([_literals(conjunction, by_name) for conjunction in dnf])
-    radius = 2.0 * max([1.0] + [abs(float(a.constant)) for dnf in query.asserts for c in dnf for a in c])
-    normaliser = Normaliser(query.source, num_inputs, num_outputs, lambda i: names[i], search_radius=radius)
-    regions = normaliser.run(asserts)
-    spec = Spec(num_inputs, num_outputs, regions, source=Path(query.source) if query.source else None)
-    return spec, normaliser.truncated
-
-
-def _element_name(decl: TensorDecl, flat: int) -> str:
-    if not decl.shape:
-        return decl.name
-    index = np.unravel_index(flat, decl.shape)
-    return f"{decl.name}[{','.join(str(int(i)) for i in index)}]"
-
-
-def _literals(conjunction: tuple[Atom, ...], by_name: Mapping[str, Placement]) -> Conjunct:
-    literals: Conjunct = []
-    for atom in conjunction:
-        literals.extend(_atom_literals(atom, by_name))
-    return literals
-
-
-def _as_float(value: Fraction) -> tuple[float, bool]:
-    """The nearest float64 and whether it is exact."""
-    nearest = float(value)
-    return nearest, Fraction(nearest) == value
-
-
-def _atom_literals(atom: Atom, by_name: Mapping[str, Placement]) -> list[Literal]:
-    """``coeffs·v + constant OP 0`` as box bounds, output rows or a constant (exactly folded)."""
-    constant = atom.constant
-    variable: dict[tuple[str, int], Fraction] = {}
-    for (name, flat), a in atom.coeffs:
-        placement = by_name[name]
-        if placement.constant is not None:
-            constant += a * Fraction(placement.constant[flat].item())
-        else:
-            variable[(name, flat)] = a
-    if not variable:
-        holds = {"<=": constant <= 0, "<": constant < 0, "==": constant == 0}[atom.op]
-        return [holds]
-    literals: list[Literal] = []
-    if len(variable) == 1:
-        ((name, flat), a), = variable.items()
-        placement = by_name[name]
-        if placement.input_offset is not None:
-            var, value = placement.input_offset + flat, float(-constant / a)
-            if atom.op == "==":
-                return [Bound(var, value, value)]
-            literals.append(Bound(var, -np.inf, value) if a > 0 else Bound(var, value, np.inf))
-            if atom.op == "<=":
-                return literals
-    row: dict[int, Fraction] = {}
-    for (name, flat), a in variable.items():
-        placement = by_name[name]
-        if placement.output_offset is None:
-            raise SpecError(f"{name} cannot be used in this constraint (line {atom.line}): it has no output copy")
-        index = placement.output_offset + flat
-        row[index] = row.get(index, Fraction(0)) + a
-    converted = {j: _as_float(a) for j, a in row.items()}
-    coeffs = {j: f for j, (f, _) in converted.items()}
-    d, d_exact = _as_float(-constant)
-    exact = d_exact and all(ok for _, ok in converted.values())
-    if atom.op == "==":
-        literals.append(Row(coeffs, d, False, exact))
-        literals.append(Row({j: -f for j, f in coeffs.items()}, -d, False, exact))
-    else:
-        literals.append(Row(coeffs, d, atom.op == "<", exact))
-    return literals
