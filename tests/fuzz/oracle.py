@@ -284,26 +284,31 @@ def check_sat(spec: SpecOracle, model: Path, x: list[float], y: list[float]) -> 
 def _nearest_float_exception(spec: SpecOracle, x: list[Fraction], ys: dict[str, Fraction],
                              dtype: type) -> list[int] | None:
     """README, soundness rules: where an interval of the box holds no value of the input type,
-    the nearest one is used. Returns the coordinates where ``x`` does that (the property holds
-    with each such ``X_i`` moved strictly between ``x_i``'s neighbouring floats, and, the others
-    fixed, the interval of ``X_i`` holds no float), or None when the exception does not
-    explain the miss."""
-    within = {}
-    for i, value in enumerate(x):
-        v = dtype(float(value))
-        within[f"X_{i}"] = (Fraction(float(np.nextafter(v, dtype(-np.inf)))), Fraction(float(np.nextafter(v, dtype(np.inf)))))
-    model = spec.solve(ys, within, {f"X_{i}": value for i, value in enumerate(x)})
+    the nearest one is used. Returns the coordinates where ``x`` does that, or None when the
+    exception does not explain the miss.
+
+    z3 looks for a model with every ``X_i`` strictly between the floats next to ``x_i`` (as
+    many as possible equal to ``x_i``). For each coordinate it moved, the others at the
+    model's values, none of the three floats ``down_i < x_i < up_i`` may be feasible: then the
+    feasible interval around the model's value lies strictly inside ``(down_i, up_i)`` (an
+    interval reaching a float beyond would contain ``down_i`` or ``up_i``), so it holds no
+    float, and ``x_i`` is its nearest one (it is within one ulp). Intervals are the right
+    notion here because a VNN-LIB 1.0 input constraint bounds one input at a time."""
+    point = {f"X_{i}": value for i, value in enumerate(x)}
+    neighbours = {}
+    for i in range(len(x)):
+        v = dtype(float(x[i]))
+        neighbours[f"X_{i}"] = (Fraction(float(np.nextafter(v, dtype(-np.inf)))), Fraction(float(np.nextafter(v, dtype(np.inf)))))
+    model = spec.solve(ys, neighbours, point)
     if model is None:
         return None
-    moved = []
-    for i, value in enumerate(x):
-        if model[f"X_{i}"] == value:
-            continue
-        others = {f"X_{j}": model[f"X_{j}"] for j in range(len(x)) if j != i}
-        extent = spec.extent(f"X_{i}", ys | others)
-        if extent is None or _float32_inside(*extent, dtype) is not None:
-            return None
-        moved.append(i)
+    moved = [i for i in range(len(x)) if model[f"X_{i}"] != x[i]]
+    for i in moved:
+        name = f"X_{i}"
+        others = {n: model[n] for n in point if n != name}
+        for value in (neighbours[name][0], x[i], neighbours[name][1]):
+            if spec.satisfiable(ys | others | {name: value}) is not False:
+                return None
     return moved
 
 

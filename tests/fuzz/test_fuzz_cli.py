@@ -12,15 +12,17 @@ campaign is ``benchmarks/fuzz_campaign.py``; ``pytest -m slow tests/fuzz`` runs 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from fractions import Fraction
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from .cases import CATEGORIES, TINY_BASE_SPECS, Case, describe
 from .harness import Harness, Record
-from .oracle import SpecOracle, check_sat, check_unsat, smt_text
+from .oracle import SpecOracle, _nearest_float_exception, check_sat, check_unsat, smt_text
 from .runner import Expect, Outcome, check_invariants
 from .vnnlib_mutations import balance
 
@@ -133,3 +135,18 @@ def test_balance_scan_ignores_comments_and_finds_cuts() -> None:
     assert balance(text)[0]
     assert not balance(text[:-3])[0]
     assert balance("; (((\n(assert true)")[0]
+
+
+def test_the_nearest_float_exception_needs_an_interval_without_floats() -> None:
+    """A region fixing ``X_1 = 0.1`` (no float32 there) beside another region: the float32
+    nearest to 0.1 is explained by the exception; a point one float32 step inside an interval
+    that does hold floats (``X_0 >= 0.25 + 2**-30``) is not."""
+    text = ("(declare-const X_0 Real)(declare-const X_1 Real)(declare-const Y_0 Real)\n"
+            "(assert (or (and (>= X_0 0.25) (<= X_0 0.5) (= X_1 0.1)) (and (>= X_0 0.75) (<= X_0 1) (>= X_1 0) (<= X_1 1))))\n"
+            "(assert (<= Y_0 100))")
+    spec = SpecOracle(text)
+    ys = {"Y_0": Fraction(0)}
+    near = [Fraction(0.25), Fraction(float(np.float32(0.1)))]
+    assert _nearest_float_exception(spec, near, ys, np.float32) == [1]
+    inside = SpecOracle(text.replace("(>= X_0 0.25)", f"(>= X_0 {0.25 + 2.0**-30!r})"))
+    assert _nearest_float_exception(inside, near, ys, np.float32) is None
