@@ -1,4 +1,5 @@
-"""End to end on every bundled instance: no verdict contradicts expected.csv, every sat re-checks."""
+"""End to end on every bundled instance: every sat re-checks, and every instance that the pipeline
+decides today gets exactly its expected verdict (a verifier that always says unknown fails)."""
 
 from __future__ import annotations
 
@@ -17,14 +18,32 @@ from verifier.witness import OnnxOracle, clause_holds, grid_box
 ZOO = ROOT / "benchmarks" / "zoo"
 CASES = sorted(expected_verdicts(ZOO).items())
 QUICK = VerifierConfig(attack=AttackConfig(rounds=2, time_limit=2.0))
+OPEN_TODAY = frozenset({
+    "eran__mnist_spec_idx_4424_eps_0.01500",
+    "marabou-cifar10__networkcifar10_small_index1783_eps0.012_target9_orig8",
+    "marabou-cifar10__networkcifar10_small_index9409_eps0.012_target0_orig9",
+    "oval21__cifar_deep_kw-img4405-eps0.036732026143790855",
+    "oval21__cifar_deep_kw-img7878-eps0.009934640522875817",
+    "reach_prob_density__robot_0",
+})
+"""Instances the pipeline does not decide within 20 s (measured 2026-12-02 on the 2-core CI
+machine: each times out): they may end unknown/timeout and run only with ``pytest -m slow``.
+Every other instance must be decided."""
 
 
-@pytest.mark.parametrize(("pair", "expected"), CASES, ids=[Path(p[1]).stem for p, _ in CASES])
+def _case(pair: tuple[str, str], expected: str) -> object:
+    stem = Path(pair[1]).stem
+    marks = [pytest.mark.slow] if stem in OPEN_TODAY else []
+    return pytest.param(pair, expected, id=stem, marks=marks)
+
+
+@pytest.mark.parametrize(("pair", "expected"), [_case(pair, expected) for pair, expected in CASES])
 def test_zoo_instance(pair: tuple[str, str], expected: str) -> None:
     problem = load_problem(ZOO / pair[0], ZOO / pair[1])
     result = verify_problem(problem, timeout=20, config=QUICK)
-    if expected in ("sat", "unsat"):
-        assert result.status.value in (expected, "unknown", "timeout")
+    decided = ("sat", "unsat") if expected not in ("sat", "unsat") else (expected,)
+    undecided_ok = ("unknown", "timeout") if Path(pair[1]).stem in OPEN_TODAY else ()
+    assert result.status.value in decided + undecided_ok, (expected, result.status.value)
     if result.status is Status.SAT:
         cex = result.counterexample
         assert cex is not None

@@ -1,4 +1,5 @@
-"""Complete methods cross-checked on 300 random small ReLU networks: input-split and ReLU-split
+"""Complete methods cross-checked on 300 random small ReLU networks (75 in the default run, the
+other 225 with ``pytest -m slow``): input-split and ReLU-split
 (beta-CROWN) branch and bound, MILP (HiGHS) and SMT (z3) must never contradict each other; every ``sat`` is re-run
 through onnxruntime; every ``unsat`` is checked by dense sampling. A deliberately unsound
 relaxation (a ReLU upper line with half the chord's slope) must be caught by the same checks.
@@ -27,6 +28,8 @@ from verifier.witness import OnnxOracle, check_witness, grid_box
 
 NETWORKS = 300
 PER_TEST = 15
+QUICK_CHUNKS = 5
+"""Chunks run by default (75 networks); the other 225 networks run with ``pytest -m slow``."""
 
 
 def _network(seed: int, path: Path) -> tuple[Region, np.ndarray]:
@@ -110,7 +113,8 @@ def _consistent(verdicts: dict[str, str], values: np.ndarray) -> bool:
     return not ("unsat" in said and ("sat" in said or sampled_sat))
 
 
-@pytest.mark.parametrize("chunk", range(NETWORKS // PER_TEST))
+@pytest.mark.parametrize("chunk", [chunk if chunk < QUICK_CHUNKS else pytest.param(chunk, marks=pytest.mark.slow)
+                                   for chunk in range(NETWORKS // PER_TEST)])
 def test_branch_and_bound_milp_and_smt_agree_on_random_networks(tmp_path: Path, chunk: int) -> None:
     decided = 0
     kinds: set[str] = set()
@@ -172,9 +176,11 @@ def test_cross_check_catches_split_multipliers_of_the_wrong_sign(tmp_path: Path,
     assert _caught_within(tmp_path, 60)
 
 
-@pytest.mark.parametrize("config", [InputSplitConfig(pgd_every=0, branching="smear", inherit_bounds=False),
-                                    InputSplitConfig(pgd_every=0, per_domain_rows=False, batch=4)],
-                         ids=["smear", "union-rows"])
+@pytest.mark.parametrize("config", [
+    pytest.param(InputSplitConfig(pgd_every=0, branching="smear", inherit_bounds=False), id="smear",
+                 marks=pytest.mark.slow),
+    pytest.param(InputSplitConfig(pgd_every=0, per_domain_rows=False, batch=4), id="union-rows"),
+])
 def test_branching_and_row_options_agree_with_milp_and_smt(tmp_path: Path, config: InputSplitConfig) -> None:
     """Smear branching without inherited bounds, and CROWN's union rows (small batches): the
     same checks on 30 of the random networks (the test above covers the defaults)."""

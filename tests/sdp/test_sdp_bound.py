@@ -42,7 +42,7 @@ def full_rank_sdp(problem: SdpProblem) -> float:
     return float(result.value)
 
 
-@pytest.mark.parametrize("seed", [0, 2, 5])
+@pytest.mark.parametrize("seed", [0, pytest.param(2, marks=pytest.mark.slow), pytest.param(5, marks=pytest.mark.slow)])
 def test_sdp_bound_is_sound_and_reaches_the_full_sdp(tmp_path: Path, seed: int) -> None:
     tiny = tiny_net(tmp_path, seed)
     clause = tiny.clause
