@@ -53,6 +53,7 @@ def test_scripts_reject_bad_arguments(tmp_path: Path) -> None:
     assert _script("install_tool.sh", "v0").returncode == 1
 
 
+@pytest.mark.slow
 def test_run_instance_is_a_tool_of_the_runner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The template form of another verifier: our own scripts, scored like any tool."""
     monkeypatch.setenv("VERIFIER_PYTHON", sys.executable)

@@ -50,10 +50,10 @@ def test_every_planted_point_is_a_counterexample_on_onnxruntime() -> None:
         assert np.delete(y, label).max() > y[label], entry["vnnlib"]
 
 
-# One planted and one proven instance per activation on MLPs, two CNNs, at a short timeout: the
-# verifier may answer sat, unsat (on the proven ones), unknown or timeout, but never unsat on a
-# planted one.
-SAMPLE = r"(m0[0-5]|m1[59])_.*(planted0|unplanted3)\."
+# A planted and (where the suite has one) a proven instance per activation on the smallest MLP,
+# and on two CNNs, at a short timeout: the verifier may answer sat, unsat (on the proven ones),
+# unknown or timeout, but never unsat on a planted one. The whole suite runs with -m slow.
+SAMPLE = r"(m0[0-2]|m1[59])_.*(planted0|unplanted3)\."
 
 
 def test_our_verifier_is_never_unsound_on_a_sample(tmp_path: Path) -> None:
@@ -61,7 +61,7 @@ def test_our_verifier_is_never_unsound_on_a_sample(tmp_path: Path) -> None:
     code = soundness_main(["check", str(SUITE), "--filter", SAMPLE, "--timeout-scale", "0.1", "--jobs", "2",
                            "--results", str(results), "--quiet"])
     rows = read_results(results)
-    assert len(rows) >= 10
+    assert len(rows) == 8
     table = tally_soundness(rows, planted_keys(SUITE))["verifier"]
     assert code == 0 and not table.failed
     assert table.proven >= 1
