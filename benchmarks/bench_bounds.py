@@ -21,7 +21,8 @@ from verifier.bounds.alpha import alpha_lower_bound
 from verifier.bounds.crown import Crown
 from verifier.bounds.interval import interval_bounds
 from verifier.deadline import Deadline
-from verifier.graph import TorchGraph, load_model
+from verifier.graph.loader import load_model
+from verifier.graph.torch_graph import TorchGraph
 from verifier.problem import proof_box
 from verifier.spec import parse_vnnlib
 

@@ -23,7 +23,8 @@ import torch
 from verifier.bounds.alpha import AlphaConfig, alpha_lower_bound
 from verifier.bounds.crown import Crown
 from verifier.bounds.interval import interval_bounds
-from verifier.graph import TorchGraph, load_model
+from verifier.graph.loader import load_model
+from verifier.graph.torch_graph import TorchGraph
 from verifier.problem import proof_box
 from verifier.spec import parse_vnnlib
 

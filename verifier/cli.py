@@ -200,8 +200,8 @@ def _run_verify(argv: Sequence[str], start: float) -> int:
 
 def _bounds_payload(args: argparse.Namespace) -> dict[str, Any]:
     from verifier.api import numerical_hygiene
-    from verifier.bounds.report import spec_bounds
     from verifier.config import default_config
+    from verifier.output_bounds import spec_bounds
     from verifier.problem import load_problem
 
     start = time.monotonic()

@@ -1,4 +1,5 @@
-"""Certified output and spec-row bounds over each region, for ``verify bounds``."""
+"""Certified output and spec-row bounds over each region, for ``verify bounds`` (api layer: it
+combines the problem, the bound methods and the SDP)."""
 
 from __future__ import annotations
 

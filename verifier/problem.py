@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 import onnx
 
 from verifier.errors import MismatchError
-from verifier.graph.ir import Graph
 from verifier.graph.onnx_file import read_model
+from verifier.ir import Graph
 from verifier.spec import Region, Spec, parse_vnnlib
 from verifier.spec.query import Query
 from verifier.spec.vnnlib import read_vnnlib_text
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     import torch
     from torch import Tensor
 
-    from verifier.standard.compose import Composition
+    from verifier.query.compose import Composition
 
 
 @dataclass(frozen=True, eq=False)
@@ -96,13 +96,13 @@ def load_problem(model: str | Path, spec: str | Path) -> Problem:
 
 def load_query_problem(query: Query, models: Mapping[str, str | Path]) -> Problem:
     """The problem of a VNN-LIB 2.0 query: its networks composed into one model (see
-    :mod:`verifier.standard.compose`).
+    :mod:`verifier.query.compose`).
 
     Raises:
         ModelError, SpecError, MismatchError: bad or mismatched input, with a clear message.
     """
     from verifier.graph.loader import load_model
-    from verifier.standard.compose import compose
+    from verifier.query.compose import compose
 
     composition = compose(query, models)
     graph = load_model(composition.model)

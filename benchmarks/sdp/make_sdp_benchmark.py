@@ -41,9 +41,9 @@ from torch import nn
 
 from verifier.api import RegionProof, numerical_hygiene, region_refuted, verify
 from verifier.bab.relu_split import count_unstable
-from verifier.bounds.report import spec_bounds
 from verifier.config import VerifierConfig, default_config
 from verifier.graph.torch_graph import TorchGraph
+from verifier.output_bounds import spec_bounds
 from verifier.problem import load_problem
 from verifier.soundness.onnx_export import network_to_onnx
 from verifier.soundness.vnnlib_writer import robustness_property

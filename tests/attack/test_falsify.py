@@ -10,7 +10,8 @@ import torch
 from verifier.attack import falsify_region
 from verifier.config import AttackConfig
 from verifier.deadline import Deadline
-from verifier.graph import TorchGraph, load_model
+from verifier.graph.loader import load_model
+from verifier.graph.torch_graph import TorchGraph
 from verifier.spec import parse_vnnlib, parse_vnnlib_text
 from verifier.witness import OnnxOracle, check_witness, grid_box, snap_into_box
 

@@ -15,7 +15,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 from verifier.bab.input_split import _Bounder
 from verifier.config import InputSplitConfig
-from verifier.graph import TorchGraph, load_model
+from verifier.graph.loader import load_model
+from verifier.graph.torch_graph import TorchGraph
 from verifier.spec.types import Clause
 
 

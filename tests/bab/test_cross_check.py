@@ -1,5 +1,5 @@
-"""Complete methods cross-checked on 300 random small ReLU networks (75 in the default run, the
-other 225 with ``pytest -m slow``): input-split and ReLU-split
+"""Complete methods cross-checked on 300 random small ReLU networks (45 in the default run, the
+other 255 with ``pytest -m slow``): input-split and ReLU-split
 (beta-CROWN) branch and bound, MILP (HiGHS) and SMT (z3) must never contradict each other; every ``sat`` is re-run
 through onnxruntime; every ``unsat`` is checked by dense sampling. A deliberately unsound
 relaxation (a ReLU upper line with half the chord's slope) must be caught by the same checks.
@@ -22,14 +22,15 @@ from verifier.config import InputSplitConfig, ReluSplitConfig
 from verifier.deadline import Deadline
 from verifier.exact.milp import MilpConfig, milp_check
 from verifier.exact.smt import SmtConfig, smt_check
-from verifier.graph import TorchGraph, load_model
+from verifier.graph.loader import load_model
+from verifier.graph.torch_graph import TorchGraph
 from verifier.spec.types import Clause, Region
 from verifier.witness import OnnxOracle, check_witness, grid_box
 
 NETWORKS = 300
 PER_TEST = 15
-QUICK_CHUNKS = 5
-"""Chunks run by default (75 networks); the other 225 networks run with ``pytest -m slow``."""
+QUICK_CHUNKS = 3
+"""Chunks run by default (45 networks); the other 255 networks run with ``pytest -m slow``."""
 
 
 def _network(seed: int, path: Path) -> tuple[Region, np.ndarray]:

@@ -12,7 +12,8 @@ from verifier.api import RegionProof
 from verifier.bab import InputSplitSearch, input_split_search
 from verifier.config import InputSplitConfig
 from verifier.deadline import Deadline
-from verifier.graph import TorchGraph, load_model
+from verifier.graph.loader import load_model
+from verifier.graph.torch_graph import TorchGraph
 from verifier.spec import parse_vnnlib
 from verifier.witness import OnnxOracle, check_witness
 

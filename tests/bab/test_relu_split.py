@@ -22,7 +22,8 @@ from verifier.bab import relu_split as rs
 from verifier.config import ReluSplitConfig
 from verifier.deadline import Deadline
 from verifier.exact.milp import MilpConfig, milp_check
-from verifier.graph import TorchGraph, load_model
+from verifier.graph.loader import load_model
+from verifier.graph.torch_graph import TorchGraph
 from verifier.spec import parse_vnnlib
 from verifier.spec.types import Region
 from verifier.witness import OnnxOracle, check_witness

@@ -13,7 +13,8 @@ from tests.bounds.random_dags import random_dag
 from tests.conftest import ROOT
 from verifier.bounds.alpha import AlphaConfig, alpha_lower_bound
 from verifier.bounds.crown import Crown
-from verifier.graph import TorchGraph, load_model
+from verifier.graph.loader import load_model
+from verifier.graph.torch_graph import TorchGraph
 from verifier.problem import proof_box
 from verifier.spec import parse_vnnlib
 from verifier.witness import OnnxOracle, grid_box, snap_into_box

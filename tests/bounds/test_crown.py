@@ -11,7 +11,8 @@ import torch
 from tests.conftest import ROOT, one_spec_per_model
 from verifier.bounds.crown import Crown, CrownConfig
 from verifier.bounds.interval import interval_bounds
-from verifier.graph import TorchGraph, load_model
+from verifier.graph.loader import load_model
+from verifier.graph.torch_graph import TorchGraph
 from verifier.problem import proof_box
 from verifier.spec import parse_vnnlib
 from verifier.witness import OnnxOracle

@@ -10,7 +10,8 @@ import torch
 from tests.conftest import ROOT
 from verifier.bounds.crown import Crown
 from verifier.bounds.interval import interval_bounds
-from verifier.graph import TorchGraph, load_model
+from verifier.graph.loader import load_model
+from verifier.graph.torch_graph import TorchGraph
 
 
 def test_batched_boxes_match_single_boxes() -> None:

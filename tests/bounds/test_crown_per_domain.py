@@ -8,7 +8,8 @@ import torch
 
 from tests.conftest import ROOT
 from verifier.bounds.crown import Crown, CrownConfig
-from verifier.graph import TorchGraph, load_model
+from verifier.graph.loader import load_model
+from verifier.graph.torch_graph import TorchGraph
 
 
 def test_per_domain_rows_match_each_box_alone_and_contain_samples() -> None:

@@ -19,7 +19,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 from verifier.bounds.alpha import AlphaConfig, alpha_lower_bound
 from verifier.bounds.crown import Crown
-from verifier.graph import TorchGraph, load_model
+from verifier.graph.loader import load_model
+from verifier.graph.torch_graph import TorchGraph
 from verifier.ops.relax import RELAXATIONS
 from verifier.witness import OnnxOracle, grid_box, snap_into_box
 

@@ -24,7 +24,8 @@ from onnx import numpy_helper
 
 from tests.conftest import ROOT
 from verifier.bounds.crown import Crown, CrownConfig
-from verifier.graph import TorchGraph, load_model
+from verifier.graph.loader import load_model
+from verifier.graph.torch_graph import TorchGraph
 from verifier.problem import proof_box
 from verifier.spec import parse_vnnlib
 

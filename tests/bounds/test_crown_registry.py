@@ -25,7 +25,8 @@ import tests.ops.elementwise_helpers as eh
 from tests.ops.test_elementwise_ops import CASES as ELEMENTWISE
 from verifier.bounds.alpha import AlphaConfig, alpha_lower_bound
 from verifier.bounds.crown import Crown
-from verifier.graph import TorchGraph, load_model
+from verifier.graph.loader import load_model
+from verifier.graph.torch_graph import TorchGraph
 from verifier.graph.validate import MIN_OPSET
 
 SAMPLES = 1500

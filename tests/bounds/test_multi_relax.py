@@ -22,8 +22,9 @@ from onnx import TensorProto, helper, numpy_helper
 from verifier.bounds.alpha import AlphaConfig, alpha_lower_bound
 from verifier.bounds.crown import Crown
 from verifier.bounds.multi_relax import MULTI_RELAXATIONS, Moved
-from verifier.graph import TorchGraph, load_model
-from verifier.graph.ir import Node
+from verifier.graph.loader import load_model
+from verifier.graph.torch_graph import TorchGraph
+from verifier.ir import Node
 from verifier.ops.base import REGISTRY
 from verifier.witness import OnnxOracle, grid_box, snap_into_box
 

@@ -12,7 +12,8 @@ import torch
 from tests.bounds.random_dags import random_dag
 from verifier.bounds.crown import Crown
 from verifier.bounds.interval import interval_bounds
-from verifier.graph import TorchGraph, load_model
+from verifier.graph.loader import load_model
+from verifier.graph.torch_graph import TorchGraph
 from verifier.witness import OnnxOracle, grid_box, snap_into_box
 
 

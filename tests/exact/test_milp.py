@@ -27,7 +27,8 @@ from verifier.exact import (
     milp_check,
     smt_check,
 )
-from verifier.graph import TorchGraph, load_model
+from verifier.graph.loader import load_model
+from verifier.graph.torch_graph import TorchGraph
 from verifier.problem import proof_box
 from verifier.spec.types import Clause, Region
 from verifier.witness import OnnxOracle, check_witness

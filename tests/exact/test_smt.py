@@ -21,7 +21,7 @@ from tests.exact.test_milp import Net, conv_residual, make_crown, random_instanc
 from verifier.deadline import Deadline
 from verifier.exact import ExactUnsupported, MilpConfig, SmtConfig, encode, milp_check, smt_check
 from verifier.exact.smt import exact
-from verifier.graph import TorchGraph
+from verifier.graph.torch_graph import TorchGraph
 from verifier.spec.types import Clause, Region
 from verifier.witness import OnnxOracle, check_witness
 

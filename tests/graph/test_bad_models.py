@@ -10,7 +10,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from verifier.errors import ModelError, UnsupportedOpsError
-from verifier.graph import load_model
+from verifier.graph.loader import load_model
 
 
 def _save(model: onnx.ModelProto, path: Path) -> Path:

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from tests.conftest import one_spec_per_model
-from verifier.graph import TorchGraph, load_model
+from verifier.graph.loader import load_model
+from verifier.graph.torch_graph import TorchGraph
 from verifier.spec import parse_vnnlib
 from verifier.witness import OnnxOracle
 

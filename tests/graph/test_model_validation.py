@@ -17,7 +17,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from verifier.cli import EXIT_BAD_INPUT, main
 from verifier.errors import ModelError
-from verifier.graph import load_model
+from verifier.graph.loader import load_model
 from verifier.graph.validate import MAX_OPSET, MIN_OPSET, SUPPORTED_OPSETS
 from verifier.standard.cli import capabilities
 from verifier.witness import OnnxOracle

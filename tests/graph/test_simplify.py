@@ -10,8 +10,9 @@ import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from verifier.graph import TorchGraph, load_model
+from verifier.graph.loader import load_model
 from verifier.graph.simplify import RULES, simplify_graph
+from verifier.graph.torch_graph import TorchGraph
 from verifier.witness import OnnxOracle
 
 RNG = np.random.default_rng(0)

@@ -2,7 +2,7 @@
 
 A :class:`Case` describes one node: its op type, attributes, opset and inputs (dynamic inputs
 with a sampling range, constants, omitted ones). From it we build the ONNX model (run with
-onnxruntime as the oracle) and our :class:`~verifier.graph.ir.Node` with attributes as the
+onnxruntime as the oracle) and our :class:`~verifier.ir.Node` with attributes as the
 loader would give them: schema defaults filled in and static inputs moved into attributes.
 """
 
@@ -20,8 +20,8 @@ from onnx import TensorProto, helper, numpy_helper
 import verifier.ops.activation
 import verifier.ops.arith
 import verifier.ops.reduce  # noqa: F401  (fills the registry with our ops)
-from verifier.graph.ir import Node, freeze_attrs
 from verifier.graph.onnx_attrs import as_static, node_attributes
+from verifier.ir import Node, freeze_attrs
 from verifier.ops.base import REGISTRY, Op
 
 

@@ -16,7 +16,7 @@ import onnxruntime as ort
 import torch
 from onnx import helper, numpy_helper
 
-from verifier.graph.ir import Node, freeze_attrs
+from verifier.ir import Node, freeze_attrs
 from verifier.ops import REGISTRY
 
 

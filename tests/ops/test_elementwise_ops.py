@@ -409,7 +409,7 @@ def test_chain_through_loader_and_interval_traversal() -> None:
     """Our ops inside the lead's loader, evaluator and interval traversal."""
     graph_mod = pytest.importorskip("verifier.graph.torch_graph")
     interval_mod = pytest.importorskip("verifier.bounds.interval")
-    from verifier.graph import load_model
+    from verifier.graph.loader import load_model
 
     model = _chain_model()
     tgraph = graph_mod.TorchGraph(load_model(model), dtype=torch.float64)

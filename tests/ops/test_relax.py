@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from tests.ops.elementwise_helpers import Case, Dyn, our_node
-from verifier.graph.ir import Node
+from verifier.ir import Node
 from verifier.ops import relax as relax_mod
 from verifier.ops.base import REGISTRY
 from verifier.ops.relax import LinearBounds, relax, relax_prelu

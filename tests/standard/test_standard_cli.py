@@ -15,7 +15,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from verifier.standard.assignment import read_assignment
+from verifier.query.assignment import read_assignment
 from verifier.standard.cli import capabilities, main
 
 HEADER = "(vnnlib-version <2.0>)\n"

@@ -46,7 +46,6 @@ import torch
 from torch import Tensor
 
 from verifier.bab.common import BabOutcome, BabStats, CandidateSearch, Confirm
-from verifier.bounds.alpha import slope_range
 from verifier.bounds.crown import FINAL, Crown, CrownConfig
 from verifier.bounds.objective import crown_rows, spec_rows, stack_clauses
 from verifier.config import ReluSplitConfig
@@ -344,11 +343,11 @@ def _apply_split(domains: _Domains, layers: Sequence[_Layer], neuron: Tensor, si
 
 
 def splittable_layers(tgraph: TorchGraph) -> list[_Layer]:
-    """The ReLU-like nodes (Relu, LeakyRelu with slope in [0, 1]) on one dynamic input."""
+    """The ReLU-like nodes (a :meth:`~verifier.ops.base.Op.lower_slope_range`) on one dynamic input."""
     layers: list[_Layer] = []
     offset = 0
-    for node in tgraph.graph.nodes:
-        span = slope_range(node)
+    for node, op in zip(tgraph.graph.nodes, tgraph.ops, strict=True):
+        span = op.lower_slope_range(node)
         if span is None or not node.inputs or node.inputs[0] in tgraph.constants:
             continue
         size = int(torch.Size(tgraph.graph.shapes[node.inputs[0]]).numel())

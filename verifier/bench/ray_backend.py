@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from verifier.bench.jobs import BenchConfig, Finished, Job, evaluate
 from verifier.bench.results import ResultRow
-from verifier.bench.run import BenchConfig, Finished, Job, evaluate
 from verifier.errors import InputError
 
 

@@ -20,9 +20,6 @@ from torch import Tensor
 
 from verifier.bounds.crown import FINAL, Crown
 from verifier.deadline import Deadline
-from verifier.graph.ir import Node
-
-_ALPHA_OPS = ("Relu", "LeakyRelu")
 
 
 @dataclass(frozen=True)
@@ -49,17 +46,6 @@ class AlphaConfig:
     stop_above: float | None = None
     intermediate: bool = True
     max_intermediate: int = 4_000_000
-
-
-def slope_range(node: Node) -> tuple[float, float] | None:
-    """The valid range of lower slopes of an unstable neuron of a ReLU-like node, or None
-    (not a node whose slopes are optimised)."""
-    if node.op == "Relu":
-        return 0.0, 1.0
-    if node.op != "LeakyRelu":
-        return None
-    leak = float(node.attr("alpha", 0.01))
-    return (leak, 1.0) if 0.0 <= leak <= 1.0 else None
 
 
 def _start(crown: Crown, name: str, span: tuple[float, float], shape: tuple[int, ...]) -> Tensor:
@@ -91,12 +77,9 @@ def _init(crown: Crown, rows: int, config: AlphaConfig) -> list[tuple[tuple[str,
     order = {node.name: i for i, node in enumerate(crown.graph.nodes)}
     budget = config.max_intermediate
     ancestors = {value: _ancestors(crown, value) for value in crown.refined} if config.intermediate else {}
-    for node in crown.graph.nodes:
-        relaxation = crown.relaxations.get(node.name)
-        if node.op not in _ALPHA_OPS or relaxation is None:
-            continue
-        span = slope_range(node)
-        if span is None:
+    for node, op in zip(crown.graph.nodes, crown.tgraph.ops, strict=True):
+        span = op.lower_slope_range(node)
+        if span is None or crown.relaxations.get(node.name) is None:
             continue
         lo, hi = crown.bounds[node.inputs[0]]
         if not bool(((lo < 0) & (hi > 0)).any()):

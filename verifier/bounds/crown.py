@@ -3,7 +3,7 @@
 For objective rows ``A·v`` on a value ``v``, the traversal walks the graph backwards and keeps
 a linear lower bound ``sum_i <A_i, x_i> + bias`` of the rows in terms of the values reached:
 
-- an affine node (:func:`verifier.bounds.affine.is_affine`) passes coefficients through the
+- an affine node (:meth:`verifier.ops.base.Op.is_affine`) passes coefficients through the
   vector-Jacobian product of its own forward, and adds ``A·f(0)`` to the bias;
 - an elementwise nonlinear node with a linear relaxation ``l_s x + l_b <= f(x) <= u_s x + u_b``
   (:mod:`verifier.ops.relax`, valid on the node's input bounds) passes
@@ -29,13 +29,12 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from verifier.bounds.affine import is_affine
 from verifier.bounds.interval import _widen, model_unit
 from verifier.bounds.multi_relax import MULTI_RELAXATIONS
 from verifier.bounds.rounding import outward, unit_roundoff
-from verifier.graph.ir import Node
 from verifier.graph.torch_graph import TorchGraph
-from verifier.ops.base import gamma
+from verifier.ir import Node
+from verifier.ops.base import Op, gamma
 from verifier.ops.relax import LinearBounds, relax, relax_prelu
 
 Bounds = tuple[Tensor, Tensor]
@@ -184,7 +183,7 @@ class Crown:
         los, his, batched = self._args(node)
         relaxable = sum(batched) == 1 and batched[0] and len(node.outputs) == 1
         multi = MULTI_RELAXATIONS.get(node.op)
-        if self.config.intermediate and not is_affine(node, batched):
+        if self.config.intermediate and not op.is_affine(node, batched):
             if multi is not None:
                 wanted = multi.refine(node, los, his, batched)
                 for position, rows in wanted.items():
@@ -200,16 +199,16 @@ class Crown:
                     self.bounds[source] = self._refine(source, index, self.refined[source][1])
                     los, his, batched = self._args(node)
                 elif source not in self.exact and self._has_relaxation(node, los[0], his[0]):
-                    if self.config.per_domain_rows and node.op in _PIECEWISE_LINEAR and not self.alpha:
+                    if self.config.per_domain_rows and op.kink_at_zero and not self.alpha:
                         self.bounds[source] = self._refine_each(source, index)
                     else:
-                        self.bounds[source] = self._refine(source, index, _rows_to_refine(node, los[0], his[0]))
+                        self.bounds[source] = self._refine(source, index, _rows_to_refine(op, los[0], his[0]))
                     los, his, batched = self._args(node)
         out = op.interval(node, los, his, batched)
         errors = op.fp_error(node, los, his, batched, out, self.unit)
         self.errors[node.name] = errors
         dynamic = [n for n, b in zip(node.inputs, batched, strict=True) if b]
-        if is_affine(node, batched) and len(dynamic) == 1 and dynamic[0] in {v.name for v in self.graph.inputs}:
+        if op.is_affine(node, batched) and len(dynamic) == 1 and dynamic[0] in {v.name for v in self.graph.inputs}:
             self.exact.update(n for n in node.outputs if n)
         limits = op.float_range(node)
         for name, lo, hi, err in zip(node.outputs, out[0], out[1], errors, strict=False):
@@ -314,7 +313,7 @@ class Crown:
               rows_of: RowsOf = None) -> Tensor:
         """Moves the coefficients on the node's outputs to its inputs; returns the bias added."""
         los, his, batched = self._args(node)
-        if is_affine(node, batched):
+        if self.tgraph.ops[index].is_affine(node, batched):
             return self._fp_term(node, coeffs) + self._affine(index, node, coeffs, pending, batched)
         multi = MULTI_RELAXATIONS.get(node.op)
         if multi is not None and coeffs[0] is not None and all(c is None for c in coeffs[1:]):
@@ -399,10 +398,9 @@ class Crown:
         op = self.tgraph.ops[index]
         a0 = next(c for c in coeffs if c is not None)
         if self.config.fast_paths and coeffs[0] is not None and sum(batched) == 1 and len(node.outputs) == 1:
-            if node.op == "Linear" and batched[0]:
-                return self._linear(node, coeffs[0], pending)
-            if node.op in _PASS_THROUGH and self.graph.shapes[node.outputs[0]] == self._dynamic_shape(node, batched):
-                return self._pass_through(index, node, coeffs[0], pending, batched)
+            fast = self._fast_affine(index, node, coeffs[0], pending, batched)
+            if fast is not None:
+                return fast
         n, r = a0.shape[:2]
         args, leaves = self.tgraph.leaf_args(node, batched, n * r, a0.dtype, a0.device)
         with torch.enable_grad():
@@ -425,29 +423,36 @@ class Crown:
                 offset = offset + _rowwise(a * const).sum(dim=2)
         return offset
 
-    def _linear(self, node: Node, a: Tensor, pending: dict[str, Tensor]) -> Tensor:
-        """Fast path of the VJP for ``Linear`` (``y = x W + b`` on the last axis): ``A W^T``."""
-        weight = self.tgraph.constants[node.inputs[1]].to(a.dtype)
-        _accumulate(pending, node.inputs[0], a @ weight.T)
-        if len(node.inputs) > 2 and node.inputs[2]:
-            bias = self.tgraph.constants[node.inputs[2]].to(a.dtype)
-            return _rowwise(a * bias).sum(dim=2)
-        return torch.zeros(a.shape[:2], dtype=a.dtype, device=a.device)
+    def _fast_affine(self, index: int, node: Node, a: Tensor, pending: dict[str, Tensor],
+                     batched: list[bool]) -> Tensor | None:
+        """The op's own transpose rule, or a pass-through (:meth:`Op.pass_through_sign`) when the
+        shapes agree; returns ``A·f(0)``, or None when neither applies."""
+        op = self.tgraph.ops[index]
+        if batched[0]:
+            constants = [self.tgraph.constants.get(n) if n else None for n in node.inputs]
+            moved = op.transpose(node, a, constants)
+            if moved is not None:
+                _accumulate(pending, node.inputs[0], moved[0])
+                return moved[1]
+        position = batched.index(True)
+        sign = op.pass_through_sign(node, position)
+        if sign is None or self.graph.shapes[node.outputs[0]] != self._dynamic_shape(node, batched):
+            return None
+        return self._pass_through(index, node, a, pending, batched, sign)
 
     def _dynamic_shape(self, node: Node, batched: list[bool]) -> tuple[int, ...]:
         name = next(n for n, b in zip(node.inputs, batched, strict=True) if b)
         return tuple(self.graph.shapes[name])
 
     def _pass_through(self, index: int, node: Node, a: Tensor, pending: dict[str, Tensor],
-                      batched: list[bool]) -> Tensor:
+                      batched: list[bool], sign: float) -> Tensor:
         """Fast path for reshapes and for adding/subtracting a constant that does not broadcast
         the dynamic input: the coefficients pass (negated for ``c - x``) with their input's
         shape; the offset is ``A·f(0)``."""
         position = batched.index(True)
         name = node.inputs[position]
-        sign = -1.0 if node.op == "Sub" and position == 1 else 1.0
         _accumulate(pending, name, (sign * a).reshape(*a.shape[:2], *self.graph.shapes[name]))
-        if node.op in _RESHAPES:
+        if self.tgraph.ops[index].copies_input:
             return torch.zeros(a.shape[:2], dtype=a.dtype, device=a.device)
         if node.name not in self._offsets:
             args: list[Tensor | None] = [
@@ -510,16 +515,13 @@ class Crown:
         return both[:, :m], -both[:, m:]
 
 
-_PIECEWISE_LINEAR = frozenset({"Relu", "LeakyRelu", "PRelu"})
-_RESHAPES = frozenset({"Flatten", "Reshape", "Squeeze", "Unsqueeze", "Identity", "Dropout"})
-_PASS_THROUGH = _RESHAPES | {"Add", "Sub"}
 
 
-def _rows_to_refine(node: Node, lower: Tensor | None, upper: Tensor | None) -> Tensor:
+def _rows_to_refine(op: Op, lower: Tensor | None, upper: Tensor | None) -> Tensor:
     """Flat positions worth refining: unstable ones for ReLU-like ops, all for the others."""
     assert lower is not None and upper is not None
     flat_lo, flat_hi = lower.flatten(1), upper.flatten(1)
-    if node.op in _PIECEWISE_LINEAR:
+    if op.kink_at_zero:
         return torch.nonzero(((flat_lo < 0) & (flat_hi > 0)).any(dim=0)).flatten()
     return torch.arange(flat_lo.shape[1], device=lower.device)
 

@@ -18,8 +18,8 @@ import torch
 from torch import Tensor
 
 from verifier.bounds.rounding import outward, unit_roundoff
-from verifier.graph.ir import Node
 from verifier.graph.torch_graph import TorchGraph
+from verifier.ir import Node
 from verifier.ops.base import Op
 
 Bounds = tuple[Tensor, Tensor]

@@ -46,7 +46,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from verifier.bounds.rounding import unit_roundoff
-from verifier.graph.ir import Node
+from verifier.ir import Node
 from verifier.ops.arith import operands, product_hull
 from verifier.ops.base import gamma
 from verifier.ops.conv import torch_pad_list

@@ -6,7 +6,7 @@ of every value is an :class:`Affine` expression of these variables plus a *band*
 (float) value lies within ``expression +- band``. Nothing else is a variable, so stable neurons
 and chains of affine ops cost nothing.
 
-- Affine nodes (:func:`verifier.bounds.affine.is_affine`, any op) compose: the dense matrix
+- Affine nodes (:meth:`verifier.ops.base.Op.is_affine`, any op) compose: the dense matrix
   ``W`` and offset ``c`` of the map come from the op's own forward in float64 (vector-Jacobian
   products with the identity rows, at input 0), so no op needs code of its own here, and the
   outputs are ``W @ inputs + c``. An op whose matrix would exceed ``max_entries`` raises
@@ -55,10 +55,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from verifier.bounds.affine import is_affine
 from verifier.bounds.crown import Crown
-from verifier.graph.ir import Node
 from verifier.graph.torch_graph import TorchGraph
+from verifier.ir import Node
 from verifier.ops.base import gamma
 
 MAX_DENSE_ENTRIES = 20_000_000
@@ -290,7 +289,7 @@ class _Encoder:
 
     def dispatch(self, node: Node) -> None:
         batched = self.batched(node)
-        if is_affine(node, batched):
+        if self.tgraph.ops[self.position].is_affine(node, batched):
             self.affine(node, batched)
         elif node.op in ("Relu", "LeakyRelu", "PRelu", "Abs", "Clip"):
             self.activation(node, batched)

@@ -1,4 +1,4 @@
-"""Loads an ONNX model into the :class:`~verifier.graph.ir.Graph` IR.
+"""Loads an ONNX model into the :class:`~verifier.ir.Graph` IR.
 
 Steps: read and decode the protobuf, check it before any tensor is converted (supported
 opset, tensor data against shapes, external data references: :mod:`verifier.graph.validate`),
@@ -23,7 +23,6 @@ import torch
 from onnx import numpy_helper
 
 from verifier.errors import ModelError, UnsupportedOpsError
-from verifier.graph.ir import Graph, Node, Shape, ValueInfo, freeze_attrs
 from verifier.graph.onnx_attrs import as_static, node_attributes
 from verifier.graph.onnx_file import (
     elem_dtype,
@@ -37,6 +36,7 @@ from verifier.graph.validate import (
     check_size,
     default_opset,
 )
+from verifier.ir import Graph, Node, Shape, ValueInfo, freeze_attrs
 from verifier.ops import REGISTRY, Op
 
 _NO_OP_TYPES = {"Constant"}

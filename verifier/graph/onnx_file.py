@@ -16,7 +16,6 @@ import onnx
 from google.protobuf.message import DecodeError
 
 from verifier.errors import ModelError
-from verifier.graph.ir import Shape
 from verifier.graph.validate import (
     check_opset,
     check_size,
@@ -24,6 +23,7 @@ from verifier.graph.validate import (
     load_external_data,
     uses_external_data,
 )
+from verifier.ir import Shape
 
 
 def decode_model_file(path: Path) -> tuple[onnx.ModelProto, bytes]:

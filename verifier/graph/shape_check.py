@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 import onnx
 
 from verifier.errors import ModelError
-from verifier.graph.ir import Shape, ValueInfo
+from verifier.ir import Shape, ValueInfo
 
 
 def _fixed_inputs(model: onnx.ModelProto, inputs: Sequence[ValueInfo]) -> onnx.ModelProto:

@@ -13,7 +13,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from verifier.graph.ir import Graph, Node, freeze_attrs
+from verifier.ir import Graph, Node, freeze_attrs
 
 Rule = Callable[[Graph], Graph | None]
 _FLOAT_TYPES = {1, 11}  # onnx TensorProto.FLOAT, DOUBLE

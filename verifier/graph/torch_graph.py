@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from verifier.errors import ModelError
-from verifier.graph.ir import Graph, Node
+from verifier.ir import Graph, Node
 from verifier.ops import REGISTRY
 from verifier.ops.base import Op
 

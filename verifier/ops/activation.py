@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from verifier.errors import ModelError
-from verifier.graph.ir import Node
+from verifier.ir import Node
 from verifier.ops.base import (
     Args,
     ElementwiseUnary,
@@ -155,6 +155,10 @@ class Relu(Unary):
     """``max(x, 0)``; exact in floating point."""
 
     exact = True
+    kink_at_zero = True
+
+    def lower_slope_range(self, node: Node) -> tuple[float, float] | None:
+        return 0.0, 1.0
 
     def fn(self, node: Node, x: Tensor) -> Tensor:
         return torch.relu(x)
@@ -290,6 +294,13 @@ class Abs(Piecewise):
 class LeakyRelu(Piecewise):
     """``x`` for ``x >= 0``, ``alpha x`` below; any sign of alpha."""
 
+    kink_at_zero = True
+
+    def lower_slope_range(self, node: Node) -> tuple[float, float] | None:
+        """``[alpha, 1]`` for ``0 <= alpha <= 1`` (convex); None otherwise."""
+        leak = float(node.attr("alpha", 0.01))
+        return (leak, 1.0) if 0.0 <= leak <= 1.0 else None
+
     def fn(self, node: Node, x: Tensor) -> Tensor:
         return torch.where(x < 0, x * node.attrs["alpha"], x)
 
@@ -297,6 +308,8 @@ class LeakyRelu(Piecewise):
 @register("PRelu")
 class PRelu(Piecewise):
     """``x`` for ``x >= 0``, ``slope x`` below; the slope broadcasts to x and must be constant."""
+
+    kink_at_zero = True
 
     def forward(self, node: Node, args: Args, batched: Flags) -> tuple[Tensor, ...]:
         x, slope = args[0], args[1]

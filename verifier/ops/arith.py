@@ -19,9 +19,10 @@ import torch
 from torch import Tensor
 
 from verifier.errors import ModelError
-from verifier.graph.ir import Node
+from verifier.ir import Node
 from verifier.ops.activation import hull, transcendental_error, unary_input
 from verifier.ops.base import (
+    Affinity,
     Args,
     Flags,
     MonotoneOp,
@@ -83,6 +84,11 @@ def _binary(args: Args, batched: Flags) -> tuple[Tensor, Tensor]:
 class Add(MonotoneOp):
     """``a + b``; one rounding."""
 
+    affinity = Affinity.JOINT
+
+    def pass_through_sign(self, node: Node, position: int) -> float | None:
+        return 1.0
+
     monotonicity = (1, 1)
 
     def forward(self, node: Node, args: Args, batched: Flags) -> tuple[Tensor, ...]:
@@ -94,6 +100,11 @@ class Add(MonotoneOp):
 class Sub(MonotoneOp):
     """``a - b``; one rounding."""
 
+    affinity = Affinity.JOINT
+
+    def pass_through_sign(self, node: Node, position: int) -> float | None:
+        return 1.0 if position == 0 else -1.0
+
     monotonicity = (1, -1)
 
     def forward(self, node: Node, args: Args, batched: Flags) -> tuple[Tensor, ...]:
@@ -104,6 +115,8 @@ class Sub(MonotoneOp):
 @register("Mul")
 class Mul(Op):
     """``a * b`` for any mix of dynamic and constant inputs; bounds by the corner rule."""
+
+    affinity = Affinity.ONE_DYNAMIC
 
     def forward(self, node: Node, args: Args, batched: Flags) -> tuple[Tensor, ...]:
         a, b = _binary(args, batched)
@@ -123,6 +136,10 @@ class Div(Op):
     Bounds: the hull of the four corner quotients where the denominator box excludes 0
     (``a / b`` is then monotone in each argument), ``[-inf, inf]`` where it does not.
     """
+
+    def is_affine(self, node: Node, batched: Flags) -> bool:
+        """Affine in ``a`` when the denominator is a constant."""
+        return not batched[1]
 
     def forward(self, node: Node, args: Args, batched: Flags) -> tuple[Tensor, ...]:
         a, b = _binary(args, batched)
@@ -147,6 +164,8 @@ class Div(Op):
 @register("Neg")
 class Neg(MonotoneOp):
     """``-x``; exact, non-increasing."""
+
+    affinity = Affinity.JOINT
 
     exact = True
     monotonicity = (-1,)
@@ -267,6 +286,8 @@ class Min(Variadic):
 class Sum(Variadic):
     """Elementwise sum; error ``gamma(n) sum |x_i|`` for any summation order."""
 
+    affinity = Affinity.JOINT
+
     def combine(self, terms: list[Tensor]) -> Tensor:
         return functools.reduce(torch.add, terms)
 
@@ -280,6 +301,8 @@ class Sum(Variadic):
 @register("Mean")
 class Mean(Variadic):
     """Elementwise mean: the sum divided by n; error ``gamma(n + 2) sum |x_i| / n``."""
+
+    affinity = Affinity.JOINT
 
     def combine(self, terms: list[Tensor]) -> Tensor:
         return functools.reduce(torch.add, terms) / len(terms)

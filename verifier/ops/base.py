@@ -4,7 +4,7 @@ An op class holds only math: a batched concrete ``forward``, a sound ``interval`
 bound on its floating-point evaluation error (``fp_error``). Ops are stateless singletons
 looked up by ONNX op type in :data:`REGISTRY`.
 
-Tensor conventions (see :mod:`verifier.graph.ir`): a *dynamic* argument has shape
+Tensor conventions (see :mod:`verifier.ir`): a *dynamic* argument has shape
 ``(B, *static_shape)``; a *constant* argument has its own shape and no batch dimension.
 ``batched[i]`` tells which is which. ``None`` stands for an omitted optional input.
 Constant inputs that must be known at load time (Reshape's ``shape``, Slice's ``starts``...)
@@ -15,12 +15,13 @@ never sees them as arguments.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from enum import Enum
 from typing import ClassVar
 
 import torch
 from torch import Tensor
 
-from verifier.graph.ir import Node
+from verifier.ir import Node
 
 Args = Sequence[Tensor | None]
 Flags = Sequence[bool]
@@ -50,6 +51,18 @@ def lookup(op_type: str) -> Op:
         raise KeyError(f"no op registered for ONNX op type {op_type!r}") from None
 
 
+class Affinity(Enum):
+    """How an op's outputs depend on its dynamic inputs, the constant inputs fixed."""
+
+    NONE = "none"
+    """Not affine (or only in special cases the op states by overriding :meth:`Op.is_affine`)."""
+    JOINT = "joint"
+    """``f(x_1, ..., x_k) = L(x_1, ..., x_k) + c`` in all dynamic inputs jointly: linear maps,
+    selections, reshapes, sums."""
+    ONE_DYNAMIC = "one dynamic"
+    """Multilinear (products): affine when exactly one operand is dynamic."""
+
+
 class Op:
     """Base class of every operator.
 
@@ -59,10 +72,56 @@ class Op:
             ``node.inputs``; inputs after them keep their relative order).
         exact: True when the float evaluation of the op incurs no rounding (selections,
             reshapes, max, ReLU...), so :meth:`fp_error` is zero.
+        affinity: how the outputs depend on the dynamic inputs (:class:`Affinity`); bound
+            methods pass coefficients through affine nodes with the vector-Jacobian product of
+            :meth:`forward` and the exact engines compose their dense maps, so an affine op
+            needs no rule of its own beyond this trait.
+        copies_input: each output element is an element of the dynamic input, in the same flat
+            order (reshapes, Identity, Dropout's output): bound methods pass coefficients
+            through unchanged when the shapes agree.
+        kink_at_zero: the op is linear on each side of 0 (the ReLU family), so only positions
+            whose input box contains 0 in its interior need tighter input bounds before the op
+            is relaxed; the others are exact.
     """
 
     static_inputs: ClassVar[dict[int, str]] = {}
     exact: ClassVar[bool] = False
+    affinity: ClassVar[Affinity] = Affinity.NONE
+    kink_at_zero: ClassVar[bool] = False
+    copies_input: ClassVar[bool] = False
+
+    def pass_through_sign(self, node: Node, position: int) -> float | None:
+        """``s`` when the output is ``s * x + c`` elementwise in the dynamic input ``x`` at
+        ``position`` (same shape and element order, ``c`` from the constants alone); None when
+        the op is not of this form. Bound methods then pass ``s * A`` on (a fast path)."""
+        return 1.0 if self.copies_input else None
+
+    def transpose(self, node: Node, rows: Tensor, constants: Args) -> tuple[Tensor, Tensor] | None:
+        """A fast vector-Jacobian product for an affine node whose first input is its only
+        dynamic one: for rows ``A`` ``(N, R, *out_shape)``, returns ``A L`` (coefficients on
+        the input, ``(N, R, *in_shape)``) and ``A f(0)`` ``(N, R)``; ``constants`` holds the
+        constant inputs (None at dynamic or omitted positions). None: use the generic
+        vector-Jacobian product of :meth:`forward` (the result must be equal up to rounding)."""
+        return None
+
+    def lower_slope_range(self, node: Node) -> tuple[float, float] | None:
+        """The slopes ``[a, b]`` whose line ``s * x`` (through 0) lies below the op's output on
+        every box around 0 (so alpha-CROWN may optimise the lower slope of an unstable neuron
+        in it, and ReLU splitting applies: the op is ``x`` above 0 and ``a x`` below); None for
+        ops that are not of this kind."""
+        return None
+
+    def is_affine(self, node: Node, batched: Flags) -> bool:
+        """True when the node's outputs are ``L(dynamic inputs) + c`` with its constants fixed.
+
+        Contract (soundness of every backward pass and exact encoding rests on it): for all
+        dynamic inputs, ``forward`` equals a linear map of them plus ``forward`` at zero.
+        """
+        if self.affinity is Affinity.JOINT:
+            return True
+        if self.affinity is Affinity.ONE_DYNAMIC:
+            return sum(batched) == 1
+        return False
 
     def forward(self, node: Node, args: Args, batched: Flags) -> tuple[Tensor, ...]:
         """Concrete batched evaluation; returns one tensor per node output (all batched)."""

@@ -19,8 +19,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from verifier.errors import ModelError
-from verifier.graph.ir import Node
-from verifier.ops.base import Args, Flags, register
+from verifier.ir import Node
+from verifier.ops.base import Affinity, Args, Flags, register
 from verifier.ops.linear import ConstWeightLinear, constant_arg, dynamic_input
 
 Ints = tuple[int, ...]
@@ -167,6 +167,8 @@ class Conv(ConstWeightLinear):
     Dynamic weights raise :class:`ModelError`.
     """
 
+    affinity = Affinity.JOINT
+
     constant_names = ("W", "B")
     channel_axis = 2
 
@@ -254,6 +256,8 @@ class ConvTranspose(ConstWeightLinear):
     Computed as the full transposed convolution (no padding), extended by ``output_padding``
     zeros at the end and cropped by the pads, then the bias is added everywhere.
     """
+
+    affinity = Affinity.JOINT
 
     constant_names = ("W", "B")
     channel_axis = 2

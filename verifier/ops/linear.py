@@ -22,8 +22,9 @@ import torch
 from torch import Tensor
 
 from verifier.errors import ModelError
-from verifier.graph.ir import Node
+from verifier.ir import Node
 from verifier.ops.base import (
+    Affinity,
     Args,
     Flags,
     LinearOp,
@@ -145,6 +146,19 @@ class Linear(ConstWeightLinear):
     axis) describe extra roundings of the original ONNX computation the loader folded here.
     """
 
+    affinity = Affinity.JOINT
+
+    def transpose(self, node: Node, rows: Tensor, constants: Args) -> tuple[Tensor, Tensor] | None:
+        """``A W^T`` and ``<A, b>``."""
+        weight = constants[1]
+        if weight is None:
+            return None
+        coefficients = rows @ weight.to(rows.dtype).T
+        bias = _optional(constants, 2)
+        if bias is None:
+            return coefficients, torch.zeros(rows.shape[:2], dtype=rows.dtype, device=rows.device)
+        return coefficients, (rows * bias.to(rows.dtype)).reshape(*rows.shape[:2], -1).sum(dim=2)
+
     def apply(self, node: Node, args: Args, batched: Flags, absolute: bool) -> Tensor:
         x = dynamic_input(node, args[0], batched[0])
         w = constant_arg(node, args[1], batched[1], "weight").to(x.dtype)
@@ -178,6 +192,8 @@ class BatchNormalization(ConstWeightLinear):
     than one output) raises :class:`ModelError`. The float bound allows 7 roundings after the
     product: onnxruntime forms ``scale/sqrt(var+eps)`` and ``B - mean*scale'`` in float.
     """
+
+    affinity = Affinity.JOINT
 
     default_stages = 7
     constant_names = ("scale", "B", "mean", "var")
@@ -319,6 +335,8 @@ class MatMul(Op):
     Float error: ``gamma(K + fp_stages) * (|A| |B|)`` with ``fp_stages`` default 1.
     """
 
+    affinity = Affinity.ONE_DYNAMIC
+
     def _prod(self, batched: Flags) -> Product:
         def prod(ops: list[Tensor], absolute: bool) -> Tensor:
             return batched_matmul(ops[0], ops[1], batched[0], batched[1])
@@ -352,6 +370,8 @@ class Gemm(Op):
     beta). Float error: ``gamma(K + 3) * (|alpha| |A'| |B'| + |beta C|)`` (product, alpha scaling,
     beta scaling, addition).
     """
+
+    affinity = Affinity.ONE_DYNAMIC
 
     def _prod(self, node: Node, batched: Flags) -> Product:
         alpha = float(node.attr("alpha", 1.0))
@@ -468,6 +488,8 @@ class Einsum(Op):
     Float error: ``gamma(n + k) * einsum(|operands|)`` with ``n`` the number of summed terms per
     output (product of the contracted dimensions) and ``k`` the number of operands.
     """
+
+    affinity = Affinity.ONE_DYNAMIC
 
     def _prod(self, node: Node, batched: Flags) -> Product:
         def prod(ops: list[Tensor], absolute: bool) -> Tensor:

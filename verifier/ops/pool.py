@@ -21,8 +21,18 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from verifier.errors import ModelError
-from verifier.graph.ir import Node
-from verifier.ops.base import Args, Flags, MonotoneOp, Op, Pair, gamma, magnitude, register
+from verifier.ir import Node
+from verifier.ops.base import (
+    Affinity,
+    Args,
+    Flags,
+    MonotoneOp,
+    Op,
+    Pair,
+    gamma,
+    magnitude,
+    register,
+)
 from verifier.ops.conv import Ints, fold_batch, spatial_attr, torch_pad_list, window_pads
 from verifier.ops.linear import dynamic_input
 
@@ -165,6 +175,8 @@ class AveragePool(MonotoneOp):
     as onnxruntime does. Float error: ``gamma(k + 2) * avg(m)`` (k-term sum, division).
     """
 
+    affinity = Affinity.JOINT
+
     def forward(self, node: Node, args: Args, batched: Flags) -> tuple[Tensor, ...]:
         x = dynamic_input(node, args[0], batched[0])
         xb, b, n = fold_batch(x, node)
@@ -269,6 +281,8 @@ class GlobalLpPool(_Norm):
 @register("GlobalAveragePool")
 class GlobalAveragePool(MonotoneOp):
     """ONNX ``GlobalAveragePool``: mean over the spatial axes. Float error ``gamma(n + 2)``."""
+
+    affinity = Affinity.JOINT
 
     def forward(self, node: Node, args: Args, batched: Flags) -> tuple[Tensor, ...]:
         x = dynamic_input(node, args[0], batched[0])

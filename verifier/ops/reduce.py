@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from verifier.errors import ModelError
-from verifier.graph.ir import Node
+from verifier.ir import Node
 from verifier.ops.activation import (
     FLOAT32_UNIT,
     TRANSCENDENTAL_ABS,
@@ -32,7 +32,17 @@ from verifier.ops.activation import (
     transcendental_error,
 )
 from verifier.ops.arith import product_hull
-from verifier.ops.base import Args, Flags, MonotoneOp, Op, Pair, gamma, magnitude, register
+from verifier.ops.base import (
+    Affinity,
+    Args,
+    Flags,
+    MonotoneOp,
+    Op,
+    Pair,
+    gamma,
+    magnitude,
+    register,
+)
 
 Dims = tuple[int, ...]
 
@@ -117,6 +127,8 @@ class MonotoneReduction(Reduction, MonotoneOp):
 class ReduceSum(MonotoneReduction):
     """Sum; error ``gamma(n) sum |x|`` for any summation order."""
 
+    affinity = Affinity.JOINT
+
     def reduce(self, x: Tensor, dims: Dims, keep: bool) -> Tensor:
         return _sum(x, dims, keep)
 
@@ -130,6 +142,8 @@ class ReduceSum(MonotoneReduction):
 @register("ReduceMean")
 class ReduceMean(MonotoneReduction):
     """Mean; error ``gamma(n + 2) sum |x| / n`` (sum, then one division or scaling)."""
+
+    affinity = Affinity.JOINT
 
     def reduce(self, x: Tensor, dims: Dims, keep: bool) -> Tensor:
         return x.mean(dim=dims, keepdim=keep) if dims else x

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from verifier.graph.ir import Node
+from verifier.ir import Node
 from verifier.ops.base import REGISTRY
 
 MARGIN = 1e-12

@@ -20,9 +20,9 @@ import torch
 from torch import Tensor
 
 from verifier.errors import ModelError
-from verifier.graph.ir import Node
+from verifier.ir import Node
 from verifier.ops import spatial as _spatial  # noqa: F401  (registers Resize, Pad, ...)
-from verifier.ops.base import Args, Flags, MonotoneOp, Pair, magnitude, register
+from verifier.ops.base import Affinity, Args, Flags, MonotoneOp, Pair, magnitude, register
 from verifier.ops.linear import constant_arg, dynamic_input, require_constant
 from verifier.ops.spatial import f32
 
@@ -69,6 +69,9 @@ class Selection(MonotoneOp):
 class Identity(Selection):
     """ONNX ``Identity``."""
 
+    affinity = Affinity.JOINT
+    copies_input = True
+
     def select(self, node: Node, x: Tensor, args: Args, batched: Flags) -> Tensor:
         return x
 
@@ -79,6 +82,9 @@ class Dropout(Selection):
 
     ``training_mode=1`` (opset 12 input, moved to attrs) raises :class:`ModelError`.
     """
+
+    affinity = Affinity.JOINT
+    copies_input = True
 
     static_inputs: ClassVar[dict[int, str]] = {1: "ratio", 2: "training_mode"}
 
@@ -98,6 +104,9 @@ class Dropout(Selection):
 class Flatten(Selection):
     """ONNX ``Flatten``: 2-D ``(prod(s[:axis]), prod(s[axis:]))``."""
 
+    affinity = Affinity.JOINT
+    copies_input = True
+
     def select(self, node: Node, x: Tensor, args: Args, batched: Flags) -> Tensor:
         shape = x.shape[1:]
         axis = int(node.attr("axis", 1))
@@ -108,6 +117,9 @@ class Flatten(Selection):
 @register("Reshape")
 class Reshape(Selection):
     """ONNX ``Reshape``: 0 copies the input dim (unless ``allowzero=1``), -1 is inferred."""
+
+    affinity = Affinity.JOINT
+    copies_input = True
 
     static_inputs: ClassVar[dict[int, str]] = {1: "shape"}
 
@@ -130,6 +142,8 @@ class Reshape(Selection):
 class Transpose(Selection):
     """ONNX ``Transpose`` (``perm`` defaults to reversing the axes)."""
 
+    affinity = Affinity.JOINT
+
     def select(self, node: Node, x: Tensor, args: Args, batched: Flags) -> Tensor:
         rank = x.dim() - 1
         perm = _ints(node, "perm") or tuple(reversed(range(rank)))
@@ -139,6 +153,9 @@ class Transpose(Selection):
 @register("Squeeze")
 class Squeeze(Selection):
     """ONNX ``Squeeze``: ``axes`` attribute (opset < 13) or static input; absent = all 1s."""
+
+    affinity = Affinity.JOINT
+    copies_input = True
 
     static_inputs: ClassVar[dict[int, str]] = {1: "axes"}
 
@@ -160,6 +177,9 @@ class Squeeze(Selection):
 class Unsqueeze(Selection):
     """ONNX ``Unsqueeze``: ``axes`` attribute (opset < 13) or static input."""
 
+    affinity = Affinity.JOINT
+    copies_input = True
+
     static_inputs: ClassVar[dict[int, str]] = {1: "axes"}
 
     def select(self, node: Node, x: Tensor, args: Args, batched: Flags) -> Tensor:
@@ -177,6 +197,8 @@ class Unsqueeze(Selection):
 @register("Concat")
 class Concat(MonotoneOp):
     """ONNX ``Concat`` of dynamic and constant inputs (constants are repeated over the batch)."""
+
+    affinity = Affinity.JOINT
 
     exact = True
 
@@ -198,6 +220,8 @@ class Concat(MonotoneOp):
 @register("Split")
 class Split(MonotoneOp):
     """ONNX ``Split``: ``split`` attribute/static input, or equal parts (last smaller, opset 18)."""
+
+    affinity = Affinity.JOINT
 
     exact = True
     static_inputs: ClassVar[dict[int, str]] = {1: "split"}
@@ -240,6 +264,8 @@ def slice_axis(x: Tensor, dim: int, start: int, end: int, step: int) -> Tensor:
 class Slice(Selection):
     """ONNX ``Slice`` (attributes for opset < 10, static inputs after); negative steps."""
 
+    affinity = Affinity.JOINT
+
     static_inputs: ClassVar[dict[int, str]] = {1: "starts", 2: "ends", 3: "axes", 4: "steps"}
 
     def select(self, node: Node, x: Tensor, args: Args, batched: Flags) -> Tensor:
@@ -268,6 +294,8 @@ def _indices(node: Node, args: Args, batched: Flags, size: int) -> Tensor:
 class Gather(Selection):
     """ONNX ``Gather`` with constant indices (scalar indices drop the axis)."""
 
+    affinity = Affinity.JOINT
+
     def select(self, node: Node, x: Tensor, args: Args, batched: Flags) -> Tensor:
         src = x.shape[1:]
         axis = _axis(node, int(node.attr("axis", 0)), len(src))
@@ -283,6 +311,8 @@ class Gather(Selection):
 @register("GatherElements")
 class GatherElements(Gather):
     """ONNX ``GatherElements`` with constant indices."""
+
+    affinity = Affinity.JOINT
 
     def select(self, node: Node, x: Tensor, args: Args, batched: Flags) -> Tensor:
         src = x.shape[1:]
@@ -337,6 +367,10 @@ class Cast(MonotoneOp):
     bounds for a cast of a dynamic value to an integer/bool type raise :class:`ModelError`.
     """
 
+    def is_affine(self, node: Node, batched: Flags) -> bool:
+        """Affine (the identity up to rounding, which :meth:`fp_error` covers) between float types."""
+        return self._to(node, []) in _FLOAT_TYPES
+
     def _to(self, node: Node, args: Args) -> int:
         return int(node.attrs["to"])
 
@@ -363,6 +397,8 @@ _CODES = {t[0]: code for code, t in _FLOAT_TYPES.items()} | {t: c for c, t in _O
 class CastLike(Cast):
     """ONNX ``CastLike``: ``Cast`` to the dtype of the (constant) second input."""
 
+    affinity = Affinity.JOINT
+
     def _to(self, node: Node, args: Args) -> int:
         target = args[1]
         assert target is not None
@@ -372,6 +408,8 @@ class CastLike(Cast):
 @register("Expand")
 class Expand(Selection):
     """ONNX ``Expand``: numpy bidirectional broadcast to the static ``shape``."""
+
+    affinity = Affinity.JOINT
 
     static_inputs: ClassVar[dict[int, str]] = {1: "shape"}
 
@@ -393,6 +431,8 @@ class Expand(Selection):
 @register("Tile")
 class Tile(Selection):
     """ONNX ``Tile`` with static ``repeats``."""
+
+    affinity = Affinity.JOINT
 
     static_inputs: ClassVar[dict[int, str]] = {1: "repeats"}
 

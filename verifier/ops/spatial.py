@@ -28,8 +28,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from verifier.errors import ModelError
-from verifier.graph.ir import Node
-from verifier.ops.base import Args, Flags, MonotoneOp, Pair, gamma, magnitude, register
+from verifier.ir import Node
+from verifier.ops.base import Affinity, Args, Flags, MonotoneOp, Pair, gamma, magnitude, register
 from verifier.ops.conv import torch_pad_list
 from verifier.ops.linear import dynamic_input
 
@@ -214,6 +214,8 @@ _COORDS = {
 class Resize(MonotoneOp):
     """ONNX ``Resize`` (opsets 10-19), nearest and linear; see the module docstring."""
 
+    affinity = Affinity.JOINT
+
     static_inputs: ClassVar[dict[int, str]] = {1: "roi", 2: "scales", 3: "sizes"}
     monotonicity: ClassVar[tuple[int, ...]] = (1,)
 
@@ -250,6 +252,8 @@ class Resize(MonotoneOp):
 class Upsample(Resize):
     """ONNX ``Upsample`` (opset 7 attribute scales, opset 9 static input): asymmetric
     coordinates, onnxruntime's legacy nearest rule, ``floor(in * scale)`` outputs."""
+
+    affinity = Affinity.JOINT
 
     static_inputs: ClassVar[dict[int, str]] = {1: "scales"}
 
@@ -305,6 +309,8 @@ def _pad_index(mode: str, begin: int, end: int, size: int, device: torch.device)
 class Pad(_Rearrange):
     """ONNX ``Pad``: modes constant, reflect, edge, wrap; negative pads crop; opset-18 axes."""
 
+    affinity = Affinity.JOINT
+
     static_inputs: ClassVar[dict[int, str]] = {1: "pads", 2: "constant_value", 3: "axes"}
 
     def rearrange(self, node: Node, x: Tensor) -> Tensor:
@@ -343,6 +349,8 @@ def _four_d(node: Node, x: Tensor) -> tuple[int, int, int, int, int]:
 class DepthToSpace(_Rearrange):
     """ONNX ``DepthToSpace`` (modes DCR and CRD) on ``(N, C, H, W)``."""
 
+    affinity = Affinity.JOINT
+
     def rearrange(self, node: Node, x: Tensor) -> Tensor:
         b, n, c, h, w = _four_d(node, x)
         k = int(node.attrs["blocksize"])
@@ -359,6 +367,8 @@ class DepthToSpace(_Rearrange):
 @register("SpaceToDepth")
 class SpaceToDepth(_Rearrange):
     """ONNX ``SpaceToDepth`` on ``(N, C, H, W)``."""
+
+    affinity = Affinity.JOINT
 
     def rearrange(self, node: Node, x: Tensor) -> Tensor:
         b, n, c, h, w = _four_d(node, x)

@@ -18,9 +18,9 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from verifier.query.compose import Composition, Placement
 from verifier.result import Counterexample
 from verifier.spec.query import REAL
-from verifier.standard.compose import Composition, Placement
 
 
 @dataclass(frozen=True)

@@ -37,9 +37,9 @@ from onnx import helper, numpy_helper, version_converter
 from verifier.errors import MismatchError, ModelError, SpecError
 from verifier.graph.onnx_file import input_shape, read_model
 from verifier.graph.validate import default_opset
+from verifier.query.lowering import lower
 from verifier.spec.query import REAL, NetworkDecl, Query, TensorDecl
 from verifier.spec.types import Spec
-from verifier.standard.lowering import lower
 
 ANALYSED_TYPES = frozenset({"float32", "float64"})
 """Element types of input-dependent values whose analysis is sound (rounding included)."""
@@ -117,7 +117,7 @@ def compose(query: Query, models: Mapping[str, str | Path | onnx.ModelProto]) ->
     needs_passthrough = _needs_passthrough(query, builder.input_decls())
     model, by_name = builder.finish(needs_passthrough, max(m.ir_version for m in loaded.values()))
     placements = tuple(by_name[decl.name] for network in query.networks for decl in network.variables)
-    spec, truncated = lower(query, placements)  # (verifier.standard.lowering)
+    spec, truncated = lower(query, placements)  # (verifier.query.lowering)
     return Composition(model, spec, query, placements, truncated)
 
 

@@ -1,5 +1,5 @@
 """Lowering a VNN-LIB 2.0 query's asserts to a :class:`~verifier.spec.types.Spec` over the
-composed model (:mod:`verifier.standard.compose`): each atom over tensor elements becomes exact
+composed model (:mod:`verifier.query.compose`): each atom over tensor elements becomes exact
 box bounds (input elements), rows over the composed model's flat output (everything else, via
 the output copies the composition made) or a constant (values the model fixes, folded exactly).
 The normaliser then rounds them (:mod:`verifier.spec.normalise`).
@@ -22,7 +22,7 @@ from verifier.spec.query import Atom, Query, TensorDecl
 from verifier.spec.types import Spec
 
 if TYPE_CHECKING:
-    from verifier.standard.compose import Placement
+    from verifier.query.compose import Placement
 
 
 def lower(query: Query, placements: tuple[Placement, ...]) -> tuple[Spec, bool]:

@@ -3,7 +3,7 @@
 A query declares networks (their inputs, hidden values and outputs as typed tensors) and
 asserts linear constraints over single tensor elements. Each assert is kept as a DNF of
 :class:`Atom` conjunctions; turning atoms into input bounds and output rows needs the
-networks' models and happens in :mod:`verifier.standard.compose`.
+networks' models and happens in :mod:`verifier.query.compose`.
 """
 
 from __future__ import annotations

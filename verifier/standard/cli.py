@@ -194,7 +194,7 @@ def _run_verify(argv: Sequence[str]) -> int:
 
 def _sat_body(problem: Problem, result: Result, folder: str | None) -> str:
     """The assignment printed after ``sat`` (empty when it is serialised to ``folder``)."""
-    from verifier.standard.assignment import (
+    from verifier.query.assignment import (
         assignments,
         flat_assignments,
         format_assignments,
