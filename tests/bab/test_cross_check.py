@@ -1,5 +1,5 @@
-"""Complete methods cross-checked on 300 random small ReLU networks (45 in the default run, the
-other 255 with ``pytest -m slow``): input-split and ReLU-split
+"""Complete methods cross-checked on 300 random small ReLU networks (30 in the default run, the
+other 270 with ``pytest -m slow``): input-split and ReLU-split
 (beta-CROWN) branch and bound, MILP (HiGHS) and SMT (z3) must never contradict each other; every ``sat`` is re-run
 through onnxruntime; every ``unsat`` is checked by dense sampling. A deliberately unsound
 relaxation (a ReLU upper line with half the chord's slope) must be caught by the same checks.
@@ -29,8 +29,8 @@ from verifier.witness import OnnxOracle, check_witness, grid_box
 
 NETWORKS = 300
 PER_TEST = 15
-QUICK_CHUNKS = 3
-"""Chunks run by default (45 networks); the other 255 networks run with ``pytest -m slow``."""
+QUICK_CHUNKS = 2
+"""Chunks run by default (30 networks); the other 270 networks run with ``pytest -m slow``."""
 
 
 def _network(seed: int, path: Path) -> tuple[Region, np.ndarray]:
@@ -184,8 +184,8 @@ def test_cross_check_catches_split_multipliers_of_the_wrong_sign(tmp_path: Path,
 ])
 def test_branching_and_row_options_agree_with_milp_and_smt(tmp_path: Path, config: InputSplitConfig) -> None:
     """Smear branching without inherited bounds, and CROWN's union rows (small batches): the
-    same checks on 30 of the random networks (the test above covers the defaults)."""
-    for seed in range(30):
+    same checks on 15 of the random networks (the test above covers the defaults)."""
+    for seed in range(15):
         path = tmp_path / f"net{seed}.onnx"
         region, values = _network(seed, path)
         verdicts = _verdicts(path, region, config)

@@ -17,9 +17,8 @@ import torch
 
 from tests.ops.elementwise_helpers import Case, Dyn, our_node
 from verifier.ir import Node
-from verifier.ops import relax as relax_mod
-from verifier.ops.base import REGISTRY
-from verifier.ops.relax import LinearBounds, relax, relax_prelu
+from verifier.ops.base import REGISTRY, Args
+from verifier.ops.relax import LinearBounds, Relaxation, relax
 
 F = np.float32
 X = Dyn((4,))
@@ -65,8 +64,8 @@ N_POINTS = 2000
 
 def test_every_relaxation_is_tested() -> None:
     tested = {c.op for c in CASES}
-    assert set(relax_mod.RELAXATIONS) <= tested
-    assert "PRelu" not in relax_mod.RELAXATIONS
+    declared = {name for name, op in REGISTRY.items() if op.relaxation is not None}
+    assert declared - {"PRelu"} <= tested  # PRelu (a constant slope input): its own test below
 
 
 def boxes(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -134,7 +133,7 @@ def test_relaxation_holds_by_sampling(case: Case, mode: str) -> None:
     node, _, _ = our_node(case)
     for seed in range(3):
         lo, hi = boxes(seed)
-        out = relax(node, lo, hi, mode)
+        out = relax(REGISTRY[node.op], node, lo, hi, mode)
         assert out is not None
         for t in (out.lower_slope, out.lower_bias, out.upper_slope, out.upper_bias):
             assert t.shape == lo.shape and t.dtype == lo.dtype
@@ -147,7 +146,7 @@ def test_float32_boxes(case: Case) -> None:
     node, _, _ = our_node(case)
     lo, hi = boxes(7)
     lo32, hi32 = lo.float(), torch.maximum(lo.float(), hi.float())
-    out = relax(node, lo32, hi32)
+    out = relax(REGISTRY[node.op], node, lo32, hi32)
     assert out is not None and out.lower_bias.dtype == torch.float32
     wide = LinearBounds(*(t.double() for t in dataclasses.astuple(out)))
     assert violations(node, wide, lo32.double(), hi32.double()) == 0
@@ -162,7 +161,7 @@ def test_relu_family_exact_on_stable_boxes(case: Case, mode: str) -> None:
     lo, hi = boxes(3)
     stable = (lo >= 0) | (hi <= 0)
     stable &= torch.isfinite(lo) & torch.isfinite(hi) & (lo < hi)
-    out = relax(node, lo, hi, mode)
+    out = relax(REGISTRY[node.op], node, lo, hi, mode)
     assert out is not None
     alpha = 0.0 if case.op == "Relu" else node.attrs["alpha"]
     slope = torch.where(lo >= 0, 1.0, alpha).double()
@@ -175,7 +174,7 @@ def test_relu_modes() -> None:
     node, _, _ = our_node(Case("Relu", (X,)))
     lo = torch.tensor([[-1.0, -3.0, -2.0]], dtype=torch.float64)
     hi = torch.tensor([[3.0, 1.0, 2.0]], dtype=torch.float64)
-    adaptive, zero, one = (relax(node, lo, hi, m) for m in ("adaptive", "zero", "one"))
+    adaptive, zero, one = (relax(REGISTRY[node.op], node, lo, hi, m) for m in ("adaptive", "zero", "one"))
     assert adaptive is not None and zero is not None and one is not None
     assert adaptive.lower_slope.tolist() == [[1.0, 0.0, 1.0]]
     assert zero.lower_slope.tolist() == [[0.0, 0.0, 0.0]]
@@ -183,7 +182,7 @@ def test_relu_modes() -> None:
     torch.testing.assert_close(adaptive.upper_slope, hi / (hi - lo))
     torch.testing.assert_close(adaptive.upper_bias, -hi * lo / (hi - lo))
     with pytest.raises(ValueError, match="mode"):
-        relax(node, lo, hi, "bogus")
+        relax(REGISTRY[node.op], node, lo, hi, "bogus")
 
 
 @pytest.mark.parametrize("op", ["Sigmoid", "Tanh", "Erf"])
@@ -192,7 +191,7 @@ def test_s_curves_beat_constant_bounds_at_midpoint(op: str) -> None:
     lo, hi = boxes(11)
     keep = torch.isfinite(lo) & torch.isfinite(hi) & (lo < hi)
     lo, hi = lo[keep].unsqueeze(0), hi[keep].unsqueeze(0)
-    out = relax(node, lo, hi)
+    out = relax(REGISTRY[node.op], node, lo, hi)
     assert out is not None
     mid = lo / 2 + hi / 2
     gap = (out.upper_slope - out.lower_slope) * mid + out.upper_bias - out.lower_bias
@@ -209,7 +208,7 @@ def test_convex_tangent_and_chord() -> None:
     node, _, _ = our_node(Case("Exp", (X,)))
     lo = torch.tensor([[-1.0, 0.0]], dtype=torch.float64)
     hi = torch.tensor([[1.0, 2.0]], dtype=torch.float64)
-    out = relax(node, lo, hi)
+    out = relax(REGISTRY[node.op], node, lo, hi)
     assert out is not None
     torch.testing.assert_close(out.upper_slope, (hi.exp() - lo.exp()) / (hi - lo))
     torch.testing.assert_close(out.lower_slope, (lo / 2 + hi / 2).exp())
@@ -219,12 +218,12 @@ def test_domains_and_unbounded_boxes() -> None:
     lo = torch.tensor([[-1.0, -1.0, 0.5, -np.inf]], dtype=torch.float64)
     hi = torch.tensor([[2.0, 1.0, 2.0, np.inf]], dtype=torch.float64)
     for op in ("Log", "Sqrt", "Reciprocal"):
-        out = relax(our_node(Case(op, (X,)))[0], lo, hi)
+        out = relax(REGISTRY[op], our_node(Case(op, (X,)))[0], lo, hi)
         assert out is not None
         assert out.lower_slope[0, 0] == 0 and out.lower_bias[0, 0] == -np.inf
         assert out.upper_bias[0, 0] == np.inf
         assert torch.isfinite(out.upper_bias[0, 2])
-    out = relax(our_node(Case("Sigmoid", (X,)))[0], lo, hi)
+    out = relax(REGISTRY["Sigmoid"], our_node(Case("Sigmoid", (X,)))[0], lo, hi)
     assert out is not None
     assert out.lower_slope[0, 3] == 0 and out.upper_slope[0, 3] == 0
     assert -1e-9 < out.lower_bias[0, 3] <= 0 and 1 <= out.upper_bias[0, 3] < 1 + 1e-9
@@ -234,7 +233,7 @@ def test_degenerate_boxes_are_exact_constants() -> None:
     x = torch.tensor([[-2.0, 0.0, 0.3]], dtype=torch.float64)
     for case in CASES:
         node, _, _ = our_node(case)
-        out = relax(node, x, x)
+        out = relax(REGISTRY[node.op], node, x, x)
         assert out is not None
         assert (out.lower_slope == 0).all() and (out.upper_slope == 0).all()
         if case.op in ("Log", "Sqrt", "Reciprocal"):
@@ -245,12 +244,9 @@ def test_degenerate_boxes_are_exact_constants() -> None:
         torch.testing.assert_close(out.upper_bias, y, rtol=1e-11, atol=1e-11)
 
 
-def test_unknown_op_gives_none() -> None:
+def test_an_op_without_a_relaxation_gives_none() -> None:
     node = Node("n", "Softmax", ("x",), ("y",))
-    assert relax(node, torch.zeros(1, 2), torch.ones(1, 2)) is None
-    assert (
-        relax(Node("p", "PRelu", ("x", "s"), ("y",)), torch.zeros(1, 2), torch.ones(1, 2)) is None
-    )
+    assert relax(REGISTRY[node.op], node, torch.zeros(1, 2), torch.ones(1, 2)) is None
 
 
 def test_prelu_with_its_slope() -> None:
@@ -260,7 +256,8 @@ def test_prelu_with_its_slope() -> None:
     rng = np.random.default_rng(5)
     a, b = rng.uniform(-4, 4, (2, 3, 2, 3, 4))
     lo, hi = torch.from_numpy(np.minimum(a, b)), torch.from_numpy(np.maximum(a, b))
-    out = relax_prelu(node, lo, hi, slope)
+    out = relax(REGISTRY["PRelu"], node, lo, hi, "adaptive", [None, slope])
+    assert out is not None
     x = points(lo, hi, 0)
     y = REGISTRY["PRelu"].forward(node, [x.reshape(-1, 2, 3, 4), slope], [True, False])[0]
     y = y.reshape(x.shape)
@@ -268,16 +265,20 @@ def test_prelu_with_its_slope() -> None:
     assert (out.upper_slope * x + out.upper_bias >= y).all()
 
 
-def test_sampling_check_catches_a_wrong_relaxation(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sampling_check_catches_a_wrong_relaxation() -> None:
     node, _, _ = our_node(Case("Relu", (X,)))
     lo, hi = boxes(0)
-    right = relax_mod.RELAXATIONS["Relu"]
+    relu = REGISTRY["Relu"]
+    assert relu.relaxation is not None
+    right = relu.relaxation.rule
 
-    def wrong(node: Node, lo: torch.Tensor, hi: torch.Tensor, mode: str) -> LinearBounds:
-        out = right(node, lo, hi, mode)
+    def wrong(node: Node, lo: torch.Tensor, hi: torch.Tensor, mode: str, constants: Args) -> LinearBounds:
+        out = right(node, lo, hi, mode, constants)
         return dataclasses.replace(out, upper_slope=0.9 * out.upper_slope)
 
-    monkeypatch.setitem(relax_mod.RELAXATIONS, "Relu", wrong)
-    out = relax(node, lo, hi)
+    class WrongRelu(type(relu)):  # type: ignore[misc]
+        relaxation = Relaxation(wrong)
+
+    out = relax(WrongRelu(), node, lo, hi)
     assert out is not None
     assert violations(node, out, lo, hi) > 0

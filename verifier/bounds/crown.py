@@ -35,7 +35,7 @@ from verifier.bounds.rounding import outward, unit_roundoff
 from verifier.graph.torch_graph import TorchGraph
 from verifier.ir import Node
 from verifier.ops.base import Op, gamma
-from verifier.ops.relax import LinearBounds, relax, relax_prelu
+from verifier.ops.relax import LinearBounds, relax
 
 Bounds = tuple[Tensor, Tensor]
 RowsOf = tuple[str, int, int] | None
@@ -225,10 +225,10 @@ class Crown:
         return self._relax(node, lo[:1], hi[:1]) is not None
 
     def _relax(self, node: Node, lo: Tensor, hi: Tensor) -> LinearBounds | None:
-        """The elementwise relaxation of a node with one dynamic input (PRelu: constant slope)."""
-        if node.op == "PRelu":
-            return relax_prelu(node, lo, hi, self.tgraph.constants[node.inputs[1]], self.config.relu_mode)
-        return relax(node, lo, hi, self.config.relu_mode)
+        """The elementwise relaxation (``Op.relaxation``) of a node with one dynamic input."""
+        op = self.tgraph.op_of[node.name]
+        constants = [self.tgraph.constants.get(n) if n else None for n in node.inputs]
+        return relax(op, node, lo, hi, self.config.relu_mode, constants)
 
     def _refine(self, value: str, stop: int, wanted: Tensor) -> Bounds:
         """CROWN bounds of the flat positions ``wanted`` of ``value`` (rows ``+I`` and ``-I``),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,11 +45,17 @@ class TorchGraph:
     per-node callback; results live in a side table keyed by value name.
     """
 
-    def __init__(self, graph: Graph, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32):
+    def __init__(self, graph: Graph, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
+                 overrides: Mapping[str, Op] | None = None):
+        """Binds ``graph`` to a device and dtype. ``overrides`` replaces the registry's op for
+        some op types (experiments, and the soundness checker's deliberately buggy builds);
+        every analysis of this graph then uses the replacement."""
         self.graph = graph
         self.place = Placement(torch.device(device), dtype)
         self.constants = constant_tensors(graph, self.place)
-        self.ops: list[Op] = [REGISTRY[node.op] for node in graph.nodes]
+        table = {**REGISTRY, **(overrides or {})}
+        self.ops: list[Op] = [table[node.op] for node in graph.nodes]
+        self.op_of: dict[str, Op] = {node.name: op for node, op in zip(graph.nodes, self.ops, strict=True)}
 
     def run(
         self,

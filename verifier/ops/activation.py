@@ -37,6 +37,27 @@ from verifier.ops.base import (
     magnitude,
     register,
 )
+from verifier.ops.relax import (
+    ABS,
+    CLIP,
+    ELU,
+    ERF,
+    EXP,
+    HARDSIGMOID,
+    HARDSWISH,
+    INTERVAL_ONLY,
+    LEAKY_RELU_FAMILY,
+    LOG,
+    NONNEGATIVE,
+    PRELU_FAMILY,
+    RELU_FAMILY,
+    SELU,
+    SIGMOID,
+    SOFTPLUS,
+    SQRT,
+    TANH,
+    curve_relaxation,
+)
 
 FLOAT32_UNIT = 2.0**-24
 TRANSCENDENTAL_REL = 2.0**-16
@@ -154,6 +175,8 @@ class Piecewise(Unary):
 class Relu(Unary):
     """``max(x, 0)``; exact in floating point."""
 
+    relaxation = RELU_FAMILY
+
     exact = True
     kink_at_zero = True
 
@@ -168,6 +191,8 @@ class Relu(Unary):
 class Sign(Unary):
     """-1, 0 or 1; exact."""
 
+    relaxation = INTERVAL_ONLY
+
     exact = True
 
     def fn(self, node: Node, x: Tensor) -> Tensor:
@@ -177,6 +202,8 @@ class Sign(Unary):
 @register("Floor")
 class Floor(Unary):
     """Rounds down; exact."""
+
+    relaxation = INTERVAL_ONLY
 
     exact = True
 
@@ -188,6 +215,8 @@ class Floor(Unary):
 class Ceil(Unary):
     """Rounds up; exact."""
 
+    relaxation = INTERVAL_ONLY
+
     exact = True
 
     def fn(self, node: Node, x: Tensor) -> Tensor:
@@ -197,6 +226,8 @@ class Ceil(Unary):
 @register("Round")
 class Round(Unary):
     """Rounds half to even (as ONNX and ``torch.round`` do); exact."""
+
+    relaxation = INTERVAL_ONLY
 
     exact = True
 
@@ -210,6 +241,8 @@ class Clip(Unary):
 
     When ``min > max`` every output is ``max``, as ONNX specifies and ``torch.clamp`` does.
     """
+
+    relaxation = curve_relaxation(CLIP)
 
     exact = True
     static_inputs: ClassVar[dict[int, str]] = {1: "min", 2: "max"}
@@ -228,6 +261,8 @@ class Clip(Unary):
 class Sigmoid(SmoothUnary):
     """The logistic function."""
 
+    relaxation = curve_relaxation(SIGMOID)
+
     def fn(self, node: Node, x: Tensor) -> Tensor:
         return torch.sigmoid(x)
 
@@ -235,6 +270,8 @@ class Sigmoid(SmoothUnary):
 @register("Tanh")
 class Tanh(SmoothUnary):
     """Hyperbolic tangent."""
+
+    relaxation = curve_relaxation(TANH)
 
     def fn(self, node: Node, x: Tensor) -> Tensor:
         return torch.tanh(x)
@@ -244,6 +281,8 @@ class Tanh(SmoothUnary):
 class Exp(SmoothUnary):
     """Exponential."""
 
+    relaxation = curve_relaxation(EXP)
+
     def fn(self, node: Node, x: Tensor) -> Tensor:
         return torch.exp(x)
 
@@ -251,6 +290,8 @@ class Exp(SmoothUnary):
 @register("Erf")
 class Erf(SmoothUnary):
     """The error function."""
+
+    relaxation = curve_relaxation(ERF)
 
     def fn(self, node: Node, x: Tensor) -> Tensor:
         return torch.erf(x)
@@ -260,6 +301,8 @@ class Erf(SmoothUnary):
 class Softplus(SmoothUnary):
     """``log(exp(x) + 1)``, computed without torch's linear cut-off."""
 
+    relaxation = curve_relaxation(SOFTPLUS)
+
     def fn(self, node: Node, x: Tensor) -> Tensor:
         return torch.logaddexp(x, torch.zeros_like(x))
 
@@ -267,6 +310,8 @@ class Softplus(SmoothUnary):
 @register("Sqrt")
 class Sqrt(DomainUnary):
     """Square root (NaN below 0; see the module docstring)."""
+
+    relaxation = curve_relaxation(SQRT, NONNEGATIVE)
 
     def fn(self, node: Node, x: Tensor) -> Tensor:
         return torch.sqrt(x)
@@ -276,6 +321,8 @@ class Sqrt(DomainUnary):
 class Log(DomainUnary):
     """Natural logarithm; ``log 0 = -inf`` (NaN below 0; see the module docstring)."""
 
+    relaxation = curve_relaxation(LOG, NONNEGATIVE)
+
     def fn(self, node: Node, x: Tensor) -> Tensor:
         return torch.log(x)
 
@@ -283,6 +330,8 @@ class Log(DomainUnary):
 @register("Abs")
 class Abs(Piecewise):
     """``|x|``; exact."""
+
+    relaxation = curve_relaxation(ABS)
 
     exact = True
 
@@ -293,6 +342,8 @@ class Abs(Piecewise):
 @register("LeakyRelu")
 class LeakyRelu(Piecewise):
     """``x`` for ``x >= 0``, ``alpha x`` below; any sign of alpha."""
+
+    relaxation = LEAKY_RELU_FAMILY
 
     kink_at_zero = True
 
@@ -308,6 +359,8 @@ class LeakyRelu(Piecewise):
 @register("PRelu")
 class PRelu(Piecewise):
     """``x`` for ``x >= 0``, ``slope x`` below; the slope broadcasts to x and must be constant."""
+
+    relaxation = PRELU_FAMILY
 
     kink_at_zero = True
 
@@ -326,6 +379,8 @@ class PRelu(Piecewise):
 class Elu(Piecewise):
     """``x`` for ``x >= 0``, ``alpha (exp(x) - 1)`` below."""
 
+    relaxation = curve_relaxation(ELU)
+
     def fn(self, node: Node, x: Tensor) -> Tensor:
         return torch.where(x < 0, torch.expm1(x) * node.attrs["alpha"], x)
 
@@ -341,6 +396,8 @@ class Elu(Piecewise):
 @register("Selu")
 class Selu(Piecewise):
     """``gamma x`` for ``x > 0``, ``gamma alpha (exp(x) - 1)`` for ``x <= 0``."""
+
+    relaxation = curve_relaxation(SELU)
 
     def fn(self, node: Node, x: Tensor) -> Tensor:
         g, a = node.attrs["gamma"], node.attrs["alpha"]
@@ -358,6 +415,8 @@ class Selu(Piecewise):
 @register("HardSigmoid")
 class HardSigmoid(Piecewise):
     """``max(0, min(1, alpha x + beta))``: monotone for either sign of alpha."""
+
+    relaxation = curve_relaxation(HARDSIGMOID)
 
     def breakpoints(self, node: Node) -> tuple[float, ...]:
         return ()
@@ -378,6 +437,8 @@ class HardSigmoid(Piecewise):
 class HardSwish(Piecewise):
     """``x max(0, min(1, x / 6 + 1 / 2))``: constant, then a parabola with minimum
     ``-0.375`` at ``-1.5``, then the identity."""
+
+    relaxation = curve_relaxation(HARDSWISH)
 
     def breakpoints(self, node: Node) -> tuple[float, ...]:
         return (-3.0, 3.0)
@@ -412,6 +473,8 @@ class Gelu(Piecewise):
     Decreasing then increasing around a single minimum (checked with mpmath on [-60, 60] and
     analytically in the tails).
     """
+
+    relaxation = INTERVAL_ONLY
 
     def _mode(self, node: Node) -> str:
         mode = node.attr("approximate", "none")
@@ -490,6 +553,8 @@ class Periodic(Op):
 class Sin(Periodic):
     """Sine: peaks at π/2 + 2πk, troughs at -π/2 + 2πk."""
 
+    relaxation = INTERVAL_ONLY
+
     peak = math.pi / 2
     trough = -math.pi / 2
 
@@ -500,6 +565,8 @@ class Sin(Periodic):
 @register("Cos")
 class Cos(Periodic):
     """Cosine: peaks at 2πk, troughs at π + 2πk."""
+
+    relaxation = INTERVAL_ONLY
 
     peak = 0.0
     trough = math.pi

@@ -33,6 +33,7 @@ from verifier.ops.base import (
     magnitude,
     register,
 )
+from verifier.ops.relax import NEGATION, ONE_SIGN, RECIPROCAL, curve_relaxation
 
 
 def operands(args: Args, batched: Flags) -> list[Tensor]:
@@ -165,6 +166,8 @@ class Div(Op):
 class Neg(MonotoneOp):
     """``-x``; exact, non-increasing."""
 
+    relaxation = NEGATION
+
     affinity = Affinity.JOINT
 
     exact = True
@@ -177,6 +180,8 @@ class Neg(MonotoneOp):
 @register("Reciprocal")
 class Reciprocal(Op):
     """``1 / x``; unbounded when the box touches 0."""
+
+    relaxation = curve_relaxation(RECIPROCAL, ONE_SIGN)
 
     def forward(self, node: Node, args: Args, batched: Flags) -> tuple[Tensor, ...]:
         return (torch.reciprocal(unary_input(args, batched)),)

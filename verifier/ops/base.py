@@ -16,12 +16,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from enum import Enum
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 from torch import Tensor
 
 from verifier.ir import Node
+
+if TYPE_CHECKING:
+    from verifier.ops.relax import Relaxation
 
 Args = Sequence[Tensor | None]
 Flags = Sequence[bool]
@@ -76,6 +79,9 @@ class Op:
             methods pass coefficients through affine nodes with the vector-Jacobian product of
             :meth:`forward` and the exact engines compose their dense maps, so an affine op
             needs no rule of its own beyond this trait.
+        relaxation: the linear relaxation of a unary elementwise op (:mod:`verifier.ops.relax`:
+            lines valid on every box of the dynamic input); None: bound methods cut the node
+            at its interval bounds.
         copies_input: each output element is an element of the dynamic input, in the same flat
             order (reshapes, Identity, Dropout's output): bound methods pass coefficients
             through unchanged when the shapes agree.
@@ -89,6 +95,7 @@ class Op:
     affinity: ClassVar[Affinity] = Affinity.NONE
     kink_at_zero: ClassVar[bool] = False
     copies_input: ClassVar[bool] = False
+    relaxation: ClassVar[Relaxation | None] = None
 
     def pass_through_sign(self, node: Node, position: int) -> float | None:
         """``s`` when the output is ``s * x + c`` elementwise in the dynamic input ``x`` at

@@ -1,9 +1,10 @@
 """Linear relaxations of the unary elementwise ops: ``a_l x + b_l <= f(x) <= a_u x + b_u``.
 
-A relaxation is data: for each op type, :data:`RELAXATIONS` holds a :class:`Curve` (candidate
-slopes and the points where ``f(x) - a x`` can have an interior extremum) or a dedicated rule
-(the ReLU family, whose lower slope the bound method may choose). :func:`relax` looks the op up
-and returns ``None`` for ops it has no relaxation for; the traversal then uses interval bounds.
+A relaxation is data that each op class declares as ``Op.relaxation`` (a :class:`Relaxation`):
+lines fitted to a :class:`Curve` (candidate slopes and the points where ``f(x) - a x`` can have
+an interior extremum, :func:`curve_relaxation`) or a dedicated rule (the ReLU family, whose
+lower slope the bound method may choose). :func:`relax` applies the op's relaxation and returns
+``None`` for ops without one; the traversal then uses interval bounds.
 
 Soundness does not rest on the slope construction. For any slope ``a`` the bias is computed
 from the extremum of ``g(x) = f(x) - a x`` on ``[l, u]``, which lies at a box end or at one of
@@ -32,7 +33,7 @@ import torch
 from torch import Tensor
 
 from verifier.ir import Node
-from verifier.ops.base import REGISTRY
+from verifier.ops.base import REGISTRY, Args, Op
 
 MARGIN = 1e-12
 BISECTION_STEPS = 40
@@ -52,6 +53,20 @@ class LinearBounds:
 
 Points = Callable[[Node, Tensor], list[Tensor]]
 Slopes = Callable[[Node, Tensor, Tensor], list[Tensor]]
+Rule = Callable[[Node, Tensor, Tensor, str, Args], LinearBounds]
+"""``(node, lower, upper, mode, constants) -> lines`` on safe boxes (finite, ``lower < upper``,
+inside the domain); ``constants`` holds the node's constant inputs (None at the dynamic one)."""
+Domain = Callable[[Tensor, Tensor], Tensor]
+"""``(lower, upper) -> mask`` of the boxes where the rule applies (others get interval bounds)."""
+
+
+@dataclass(frozen=True)
+class Relaxation:
+    """The linear relaxation an elementwise op declares (``Op.relaxation``): its rule and,
+    for ops defined on part of the line only, its domain."""
+
+    rule: Rule
+    domain: Domain | None = None
 
 
 @dataclass(frozen=True)
@@ -121,10 +136,11 @@ def fit(
     return best_a, best_b
 
 
-def constant_bounds(node: Node, lower: Tensor, upper: Tensor) -> LinearBounds:
+def constant_bounds(op: Op, node: Node, lower: Tensor, upper: Tensor, constants: Args = ()) -> LinearBounds:
     """Slope-0 bounds from the op's own interval rule, widened by the margin unless exact."""
-    op = REGISTRY[node.op]
-    (lo,), (hi,) = op.interval(node, [lower], [upper], [True])
+    rest = list(constants[1:])
+    flags = [True] + [False] * len(rest)
+    (lo,), (hi,) = op.interval(node, [lower, *rest], [upper, *rest], flags)
     lo = _nan_to(lo, -math.inf).to(lower.dtype)
     hi = _nan_to(hi, math.inf).to(lower.dtype)
     if not op.exact:
@@ -297,11 +313,11 @@ def relax_leaky(
     return LinearBounds(low_a, low_b, up_a, up_b)
 
 
-def _relu(node: Node, lo: Tensor, hi: Tensor, mode: str) -> LinearBounds:
+def _relu(node: Node, lo: Tensor, hi: Tensor, mode: str, constants: Args) -> LinearBounds:
     return relax_leaky(lo, hi, 0.0, mode)
 
 
-def _leaky(node: Node, lo: Tensor, hi: Tensor, mode: str) -> LinearBounds:
+def _leaky(node: Node, lo: Tensor, hi: Tensor, mode: str, constants: Args) -> LinearBounds:
     return relax_leaky(lo, hi, float(node.attrs["alpha"]), mode)
 
 
@@ -433,71 +449,58 @@ ABS = _pl_curve(lambda n: (0.0,), lambda n: (-1.0, 1.0))
 CLIP = _pl_curve(_clip_breaks, lambda n: (1.0,))
 HARDSIGMOID = _pl_curve(_hsig_breaks, lambda n: (float(n.attrs["alpha"]),))
 
-Rule = Callable[[Node, Tensor, Tensor, str], LinearBounds]
+def curve_relaxation(curve: Curve, domain: Domain | None = None) -> Relaxation:
+    """The relaxation fitted to a :class:`Curve` (see the module docstring)."""
 
-
-def _curve_rule(curve: Curve) -> Rule:
-    def rule(node: Node, lo: Tensor, hi: Tensor, mode: str) -> LinearBounds:
+    def rule(node: Node, lo: Tensor, hi: Tensor, mode: str, constants: Args) -> LinearBounds:
         return relax_curve(node, curve, lo, hi)
 
-    return rule
+    return Relaxation(rule, domain)
 
 
-def _neg(node: Node, lo: Tensor, hi: Tensor, mode: str) -> LinearBounds:
+def _neg(node: Node, lo: Tensor, hi: Tensor, mode: str, constants: Args) -> LinearBounds:
     minus, zero = torch.full_like(lo, -1.0), torch.zeros_like(lo)
     return LinearBounds(minus, zero, minus.clone(), zero.clone())
 
 
-def _constant(node: Node, lo: Tensor, hi: Tensor, mode: str) -> LinearBounds:
-    return constant_bounds(node, lo, hi)
+def _constant(node: Node, lo: Tensor, hi: Tensor, mode: str, constants: Args) -> LinearBounds:
+    return constant_bounds(REGISTRY[node.op], node, lo, hi, constants)
 
 
-RELAXATIONS: dict[str, Rule] = {
-    "Relu": _relu,
-    "LeakyRelu": _leaky,
-    "Sigmoid": _curve_rule(SIGMOID),
-    "Tanh": _curve_rule(TANH),
-    "Erf": _curve_rule(ERF),
-    "Exp": _curve_rule(EXP),
-    "Softplus": _curve_rule(SOFTPLUS),
-    "Log": _curve_rule(LOG),
-    "Sqrt": _curve_rule(SQRT),
-    "Reciprocal": _curve_rule(RECIPROCAL),
-    "Elu": _curve_rule(ELU),
-    "Selu": _curve_rule(SELU),
-    "HardSwish": _curve_rule(HARDSWISH),
-    "HardSigmoid": _curve_rule(HARDSIGMOID),
-    "Abs": _curve_rule(ABS),
-    "Clip": _curve_rule(CLIP),
-    "Neg": _neg,
-    "Sign": _constant,
-    "Floor": _constant,
-    "Ceil": _constant,
-    "Round": _constant,
-    "Sin": _constant,
-    "Cos": _constant,
-    "Gelu": _constant,
-}
-"""Op type -> relaxation rule. PRelu is absent: its slope is a constant input that
-:func:`relax` does not see; the traversal calls :func:`relax_prelu` with it."""
-
-DOMAINS: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
-    "Log": _nonneg,
-    "Sqrt": _nonneg,
-    "Reciprocal": _one_sign,
-}
+def _prelu(node: Node, lo: Tensor, hi: Tensor, mode: str, constants: Args) -> LinearBounds:
+    slope = constants[1] if len(constants) > 1 else None
+    if slope is None:
+        raise ValueError(f"node {node.name} (PRelu): the slope must be a constant input")
+    return relax_prelu(node, lo, hi, slope, mode)
 
 
-def relax(node: Node, lower: Tensor, upper: Tensor, mode: str = "adaptive") -> LinearBounds | None:
-    """Linear bounds of the node's output over the boxes of its single dynamic input.
+RELU_FAMILY = Relaxation(_relu)
+"""Relu: the chord above, a line through 0 below whose slope the bound method picks."""
+LEAKY_RELU_FAMILY = Relaxation(_leaky)
+PRELU_FAMILY = Relaxation(_prelu)
+NEGATION = Relaxation(_neg)
+"""``-x`` exactly."""
+INTERVAL_ONLY = Relaxation(_constant)
+"""Slope 0 and the op's own interval bounds (steps, periodic functions, ...)."""
+NONNEGATIVE: Domain = _nonneg
+ONE_SIGN: Domain = _one_sign
+
+
+def relax(op: Op, node: Node, lower: Tensor, upper: Tensor, mode: str = "adaptive",
+          constants: Args = ()) -> LinearBounds | None:
+    """Linear bounds of the node's output over the boxes of its single dynamic input, from the
+    op's declared :class:`Relaxation` (``op.relaxation``).
 
     Args:
+        op: the node's op (a table override may give another op than the registry's).
         node: a unary elementwise node.
         lower, upper: ``(B, *shape)`` pre-activation bounds (float64 recommended; the lines
             are valid for the exact function, with their bias padded against this module's
             own rounding).
         mode: lower slope of unstable ReLU-family neurons: "adaptive" (area-minimising,
             CROWN), "zero" (the negative piece's slope) or "one".
+        constants: the node's constant inputs by position (None at the dynamic input 0), for
+            rules with constant parameters (PRelu's slope).
 
     Returns:
         the bounds, each ``(B, *shape)`` in ``lower``'s dtype, or ``None`` when the op has no
@@ -505,23 +508,23 @@ def relax(node: Node, lower: Tensor, upper: Tensor, mode: str = "adaptive") -> L
     """
     if mode not in MODES:
         raise ValueError(f"relaxation mode {mode!r} is not one of {MODES}")
-    rule = RELAXATIONS.get(node.op)
-    if rule is None:
+    relaxation = op.relaxation
+    if relaxation is None:
         return None
     dtype = lower.dtype
     lo, hi = lower.to(torch.float64), upper.to(torch.float64)
     fallback = ~(torch.isfinite(lo) & torch.isfinite(hi) & (lo < hi))
-    domain = DOMAINS.get(node.op)
-    if domain is not None:
-        fallback |= ~domain(lo, hi)
+    if relaxation.domain is not None:
+        fallback |= ~relaxation.domain(lo, hi)
     # Safe stand-in boxes where the fallback applies, so the rule never sees inf or NaN.
     safe_lo = torch.where(fallback, torch.ones_like(lo), lo)
     safe_hi = torch.where(fallback, torch.full_like(hi, 2.0), hi)
-    lines = rule(node, safe_lo, safe_hi, mode)
+    lines = relaxation.rule(node, safe_lo, safe_hi, mode, constants)
     bad = fallback.clone()
     for t in (lines.lower_slope, lines.lower_bias, lines.upper_slope, lines.upper_bias):
         bad |= ~torch.isfinite(t)
-    out = _merge(bad, constant_bounds(node, lo, hi), lines)
+    wide = [None if c is None else c.to(torch.float64) for c in constants]
+    out = _merge(bad, constant_bounds(op, node, lo, hi, wide), lines)
     return _to_dtype(out, lo, hi, dtype)
 
 

@@ -38,29 +38,36 @@ BUGS = ("relu-intercept", "smooth-tight", "drop-clause", "unknown-as-sat")
 
 
 def _relu_intercept() -> None:
-    from verifier.ops import relax
+    from verifier.ops import REGISTRY
+    from verifier.ops.relax import LinearBounds, Relaxation
 
-    rule = relax.RELAXATIONS["Relu"]
+    relu = type(REGISTRY["Relu"])
+    assert relu.relaxation is not None
+    rule = relu.relaxation.rule
 
-    def wrong(node: Any, lo: Any, hi: Any, mode: str) -> relax.LinearBounds:
-        lines = rule(node, lo, hi, mode)
+    def wrong(node: Any, lo: Any, hi: Any, mode: str, constants: Any) -> LinearBounds:
+        lines = rule(node, lo, hi, mode, constants)
         return replace(lines, upper_bias=lines.upper_bias * 0.0)
 
-    relax.RELAXATIONS["Relu"] = wrong
+    relu.relaxation = Relaxation(wrong)
 
 
 def _smooth_tight() -> None:
-    from verifier.ops import relax
+    from verifier.ops import REGISTRY
+    from verifier.ops.relax import LinearBounds, Relaxation
 
-    for op in ("Sigmoid", "Tanh"):
-        rule = relax.RELAXATIONS[op]
+    for name in ("Sigmoid", "Tanh"):
+        op = type(REGISTRY[name])
+        assert op.relaxation is not None
+        rule = op.relaxation.rule
 
-        def wrong(node: Any, lo: Any, hi: Any, mode: str, rule: Callable[..., Any] = rule) -> relax.LinearBounds:
-            lines = rule(node, lo, hi, mode)
+        def wrong(node: Any, lo: Any, hi: Any, mode: str, constants: Any,
+                  rule: Callable[..., Any] = rule) -> LinearBounds:
+            lines = rule(node, lo, hi, mode, constants)
             return replace(lines, upper_bias=lines.upper_bias - 0.5 * lines.upper_slope.abs() * (hi - lo),
                            lower_bias=lines.lower_bias + 0.5 * lines.lower_slope.abs() * (hi - lo))
 
-        relax.RELAXATIONS[op] = wrong
+        op.relaxation = Relaxation(wrong)
 
 
 def _drop_clause() -> None:
