@@ -11,8 +11,7 @@ from verifier.ops import REGISTRY
 PACKAGE = Path(__file__).resolve().parents[1] / "verifier"
 ALGORITHMS = ("bounds", "bab", "exact", "sdp")
 KNOWN: frozenset[str] = frozenset({
-    # Still tables keyed by op type; they move into the op classes next (issue 21, in progress).
-    "bounds/multi_relax.py",
+    # Still dispatches on op types; it moves into the op classes next (issue 21, in progress).
     "exact/encoding.py",
 })
 

@@ -2,7 +2,7 @@
 
 For each registered op that declares a relaxation (``Op.relaxation``, so a newly relaxed op is
 covered automatically; PRelu, whose slope is a second input, has its cases in
-``test_crown_registry``), a few ops of :mod:`verifier.bounds.multi_relax` and ops CROWN cuts at their
+``test_crown_registry``), a few ops of :mod:`verifier.ops.multi_relax` and ops CROWN cuts at their
 interval bounds, a network
 Gemm -> OP -> Gemm is bounded over random boxes; onnxruntime's outputs at sampled points
 must lie inside the bounds.

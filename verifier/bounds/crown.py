@@ -30,7 +30,6 @@ import torch
 from torch import Tensor
 
 from verifier.bounds.interval import _widen, model_unit
-from verifier.bounds.multi_relax import MULTI_RELAXATIONS
 from verifier.bounds.rounding import outward, unit_roundoff
 from verifier.graph.torch_graph import TorchGraph
 from verifier.ir import Node
@@ -182,7 +181,7 @@ class Crown:
         op = self.tgraph.ops[index]
         los, his, batched = self._args(node)
         relaxable = sum(batched) == 1 and batched[0] and len(node.outputs) == 1
-        multi = MULTI_RELAXATIONS.get(node.op)
+        multi = op.multi_relaxation
         if self.config.intermediate and not op.is_affine(node, batched):
             if multi is not None:
                 wanted = multi.refine(node, los, his, batched)
@@ -315,7 +314,7 @@ class Crown:
         los, his, batched = self._args(node)
         if self.tgraph.ops[index].is_affine(node, batched):
             return self._fp_term(node, coeffs) + self._affine(index, node, coeffs, pending, batched)
-        multi = MULTI_RELAXATIONS.get(node.op)
+        multi = self.tgraph.ops[index].multi_relaxation
         if multi is not None and coeffs[0] is not None and all(c is None for c in coeffs[1:]):
             moved = multi.backward(node, coeffs[0], los, his, batched)
             if moved is not None:

@@ -6,13 +6,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
-_UNITS = {torch.float16: 2.0**-11, torch.bfloat16: 2.0**-8, torch.float32: 2.0**-24, torch.float64: 2.0**-53}
+from verifier.ops.base import unit_roundoff as torch_unit_roundoff
 
 
 def unit_roundoff(dtype: torch.dtype | np.dtype) -> float:
     """Unit roundoff ``u`` of a floating-point type (half the machine epsilon)."""
     if isinstance(dtype, torch.dtype):
-        return _UNITS[dtype]
+        return torch_unit_roundoff(dtype)
     return float(np.finfo(dtype).eps) / 2
 
 

@@ -28,30 +28,25 @@ from verifier.ops.base import (
     MonotoneOp,
     Op,
     Pair,
-    align,
     gamma,
     magnitude,
+    operands,
     register,
+    unit_roundoff,
+)
+from verifier.ops.multi_relax import (
+    LARGE,
+    MAX_RULE,
+    MIN_RULE,
+    Moved,
+    MultiRule,
+    aligned_bounds,
+    mag,
+    reduce_to,
+    row_bias,
+    safe_div,
 )
 from verifier.ops.relax import NEGATION, ONE_SIGN, RECIPROCAL, curve_relaxation
-
-
-def operands(args: Args, batched: Flags) -> list[Tensor]:
-    """Aligns the arguments for broadcasting (see :func:`align`) and casts floating constants
-    to the floating dtype of the first dynamic argument, so the dynamic dtype is preserved."""
-    dtype = next(
-        (
-            a.dtype
-            for a, b in zip(args, batched, strict=True)
-            if b and a is not None and a.is_floating_point()
-        ),
-        None,
-    )
-    cast = [
-        a.to(dtype) if dtype is not None and a is not None and a.is_floating_point() else a
-        for a in args
-    ]
-    return align(cast, batched)
 
 
 def magnitudes(lower: Args, upper: Args, batched: Flags) -> list[Tensor]:
@@ -79,6 +74,93 @@ def product_hull(a_lo: Tensor, a_hi: Tensor, b_lo: Tensor, b_hi: Tensor) -> tupl
 def _binary(args: Args, batched: Flags) -> tuple[Tensor, Tensor]:
     a, b = operands(args[:2], batched[:2])
     return a, b
+
+
+# ---------------------------------------------------------------------------------------------
+# Mul of two dynamic inputs: McCormick planes (see verifier.ops.multi_relax)
+
+Box = tuple[Tensor, Tensor, Tensor, Tensor]
+"""``(lx, ux, ly, uy)``, broadcastable to the output."""
+
+
+def _sanitise(box: Box) -> tuple[Tensor, Box]:
+    """Mask of elements whose box is infinite or huge, and the box with those set to [0, 1]²."""
+    bad = torch.zeros((), dtype=torch.bool, device=box[0].device)
+    for t in box:
+        bad = bad | ~(t.abs() <= LARGE)
+    stand_in = (0.0, 1.0, 0.0, 1.0)
+    lx, ux, ly, uy = (torch.where(bad, torch.full_like(t, s), t) for t, s in zip(box, stand_in, strict=True))
+    return bad, (lx, ux, ly, uy)
+
+
+def _corner_bias(sx: Tensor, sy: Tensor, box: Box, upper: bool) -> Tensor:
+    """Max (upper) or min over the corners of ``xy - sx x - sy y``: its extrema over the box,
+    since it is bilinear; padded for the rounding of this evaluation."""
+    lx, ux, ly, uy = box
+    gaps = torch.stack([x * y - sx * x - sy * y for x in (lx, ux) for y in (ly, uy)])
+    mx, my = mag(lx, ux), mag(ly, uy)
+    pad = gamma(4, unit_roundoff(sx.dtype)) * (mx * my + sx.abs() * mx + sy.abs() * my)
+    return gaps.amax(0) + pad if upper else gaps.amin(0) - pad
+
+
+def _weight(lo_end: Tensor, hi_end: Tensor, w: Tensor) -> Tensor:
+    """The weight in ``[1 - lo_end / w, hi_end / w] ∩ [0, 1]`` closest to 1/2 (1/2 if w = 0)."""
+    half = torch.full_like(w, 0.5)
+    return torch.minimum(torch.maximum(1 - safe_div(lo_end, w, 0.5), half), safe_div(hi_end, w, 0.5)).clamp(0, 1)
+
+
+def _mul_planes(box: Box) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...]]:
+    """``(sx, sy, c)`` of the lower and upper planes of ``x * y`` (see the module doc)."""
+    bad, safe = _sanitise(box)
+    lx, ux, ly, uy = safe
+    p11, p12, p21, p22 = lx * ly, lx * uy, ux * ly, ux * uy
+    low_end = torch.minimum(torch.minimum(p11, p12), torch.minimum(p21, p22))
+    high_end = torch.maximum(torch.maximum(p11, p12), torch.maximum(p21, p22))
+    w = (ux - lx) * (uy - ly)
+    # Lower gap lam (x - lx)(y - ly) + (1 - lam)(ux - x)(uy - y): 0 at the off-diagonal corners,
+    # lam w at (ux, uy) and (1 - lam) w at (lx, ly); the plane reaches low_end when both
+    # corners stay above it. The upper side mirrors this with the other diagonal.
+    lam = _weight(p11 - low_end, p22 - low_end, w)
+    mu = _weight(high_end - p12, high_end - p21, w)
+    hulls = [t.detach() for t in product_hull(*box)]
+    planes = []
+    for weight, near, far, limit, upper in ((lam, ly, uy, hulls[0], False), (mu, uy, ly, hulls[1], True)):
+        sx = weight * near + (1 - weight) * far
+        sy = weight * lx + (1 - weight) * ux
+        c = _corner_bias(sx, sy, safe, upper)
+        zero = torch.zeros_like(sx)
+        planes.append((torch.where(bad, zero, sx), torch.where(bad, zero, sy), torch.where(bad, limit, c)))
+    return planes[0], planes[1]
+
+
+def _mul_backward(node: Node, a: Tensor, los: Args, his: Args, batched: Flags) -> Moved | None:
+    aligned = aligned_bounds(los, his, batched, a.dtype)
+    if aligned is None or len(batched) != 2 or not all(batched):
+        return None
+    (lx, ly), (ux, uy) = aligned
+    (lsx, lsy, lc), (usx, usy, uc) = _mul_planes((lx, ux, ly, uy))
+    pos, neg = a.clamp(min=0), a.clamp(max=0)
+    cx = pos * lsx.unsqueeze(1) + neg * usx.unsqueeze(1)
+    cy = pos * lsy.unsqueeze(1) + neg * usy.unsqueeze(1)
+    scale = torch.maximum(lsx.abs(), usx.abs()) * mag(lx, ux) + torch.maximum(lsy.abs(), usy.abs()) * mag(ly, uy)
+    coefficients = {}
+    for i, (coeff, value) in enumerate(((cx, lx), (cy, ly))):
+        source = los[i]
+        assert source is not None
+        coefficients[i] = reduce_to(coeff, value, source.shape[1:])
+    return Moved(coefficients, row_bias(a, lc, uc, scale))
+
+
+def _all_positions(node: Node, los: Args, his: Args, batched: Flags) -> dict[int, Tensor]:
+    out: dict[int, Tensor] = {}
+    for i, (lo, dyn) in enumerate(zip(los, batched, strict=True)):
+        if dyn and lo is not None:
+            out[i] = torch.arange(int(lo[0].numel()), device=lo.device)
+    return out
+
+
+MUL_RULE = MultiRule(_mul_backward, _all_positions)
+"""The relaxation of ``x * y`` with both operands dynamic."""
 
 
 @register("Add")
@@ -116,6 +198,8 @@ class Sub(MonotoneOp):
 @register("Mul")
 class Mul(Op):
     """``a * b`` for any mix of dynamic and constant inputs; bounds by the corner rule."""
+
+    multi_relaxation = MUL_RULE
 
     affinity = Affinity.ONE_DYNAMIC
 
@@ -271,6 +355,8 @@ class Variadic(MonotoneOp):
 class Max(Variadic):
     """Elementwise maximum; exact."""
 
+    multi_relaxation = MAX_RULE
+
     exact = True
 
     def combine(self, terms: list[Tensor]) -> Tensor:
@@ -280,6 +366,8 @@ class Max(Variadic):
 @register("Min")
 class Min(Variadic):
     """Elementwise minimum; exact."""
+
+    multi_relaxation = MIN_RULE
 
     exact = True
 

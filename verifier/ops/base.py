@@ -24,6 +24,7 @@ from torch import Tensor
 from verifier.ir import Node
 
 if TYPE_CHECKING:
+    from verifier.ops.multi_relax import MultiRule
     from verifier.ops.relax import Relaxation
 
 Args = Sequence[Tensor | None]
@@ -82,6 +83,9 @@ class Op:
         relaxation: the linear relaxation of a unary elementwise op (:mod:`verifier.ops.relax`:
             lines valid on every box of the dynamic input); None: bound methods cut the node
             at its interval bounds.
+        multi_relaxation: the relaxation of an op with several dynamic inputs or windows
+            (:mod:`verifier.ops.multi_relax`: moves backward coefficients to the inputs); None:
+            cut at interval bounds.
         copies_input: each output element is an element of the dynamic input, in the same flat
             order (reshapes, Identity, Dropout's output): bound methods pass coefficients
             through unchanged when the shapes agree.
@@ -96,6 +100,7 @@ class Op:
     kink_at_zero: ClassVar[bool] = False
     copies_input: ClassVar[bool] = False
     relaxation: ClassVar[Relaxation | None] = None
+    multi_relaxation: ClassVar[MultiRule | None] = None
 
     def pass_through_sign(self, node: Node, position: int) -> float | None:
         """``s`` when the output is ``s * x + c`` elementwise in the dynamic input ``x`` at
@@ -198,6 +203,32 @@ def align(args: Args, batched: Flags) -> list[Tensor]:
         else:
             out.append(a.reshape(*([1] * (top + 1 - a.dim())), *a.shape))
     return out
+
+
+def operands(args: Args, batched: Flags) -> list[Tensor]:
+    """Aligns the arguments for broadcasting (see :func:`align`) and casts floating constants
+    to the floating dtype of the first dynamic argument, so the dynamic dtype is preserved."""
+    dtype = next(
+        (
+            a.dtype
+            for a, b in zip(args, batched, strict=True)
+            if b and a is not None and a.is_floating_point()
+        ),
+        None,
+    )
+    cast = [
+        a.to(dtype) if dtype is not None and a is not None and a.is_floating_point() else a
+        for a in args
+    ]
+    return align(cast, batched)
+
+
+_UNITS = {torch.float16: 2.0**-11, torch.bfloat16: 2.0**-8, torch.float32: 2.0**-24, torch.float64: 2.0**-53}
+
+
+def unit_roundoff(dtype: torch.dtype) -> float:
+    """Unit roundoff ``u`` of a torch floating-point type (half the machine epsilon)."""
+    return _UNITS[dtype]
 
 
 class MonotoneOp(Op):

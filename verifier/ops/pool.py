@@ -35,6 +35,16 @@ from verifier.ops.base import (
 )
 from verifier.ops.conv import Ints, fold_batch, spatial_attr, torch_pad_list, window_pads
 from verifier.ops.linear import dynamic_input
+from verifier.ops.multi_relax import (
+    Moved,
+    MultiRule,
+    WindowPlanes,
+    flat_positions,
+    row_bias,
+    single_input,
+    window_max_rule,
+    window_planes,
+)
 
 _MAX = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}
 _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
@@ -152,9 +162,82 @@ def _window(node: Node, x: Tensor) -> tuple[Window, Tensor, int, int]:
     return Window(node, xb.shape[2:]), xb, b, n
 
 
+class _Pool:
+    """MaxPool geometry on bounds ``(N, B, C, *spatial)``: windows as flat padded positions."""
+
+    def __init__(self, node: Node, shape: Sequence[int], device: torch.device) -> None:
+        self.shape = tuple(shape)
+        self.win = win = Window(node, self.shape[3:])
+        self.padded = [b + n + e for b, n, e in zip(win.begin, win.sizes, win.extent_end, strict=True)]
+        grid = torch.arange(math.prod(self.padded), device=device).reshape(1, 1, *self.padded)
+        for i, (k, s, d) in enumerate(zip(win.kernel, win.strides, win.dilations, strict=True)):
+            grid = grid.unfold(2 + i, (k - 1) * d + 1, s)[..., ::d]
+        self.index = grid.reshape(-1, win.size)  # (L, K) flat padded positions of each window
+
+    def windows(self, t: Tensor) -> Tensor:
+        """``(N, B, C, *spatial)`` -> ``(N, B, C, L, K)`` with ``-inf`` padding."""
+        n, b, c = self.shape[:3]
+        padded = self.win.pad(t.reshape(n * b, c, *self.shape[3:]), -math.inf)
+        return padded.reshape(n, b, c, -1)[..., self.index]
+
+    def to_input(self, values: Tensor, positions: Tensor) -> Tensor:
+        """Sums ``values (N, R, B, C, M)`` into the padded flat ``positions`` (broadcastable)
+        and returns the input's part, ``(N, R, B, C, *spatial)``."""
+        padded = torch.zeros((*values.shape[:-1], math.prod(self.padded)), dtype=values.dtype, device=values.device)
+        padded = padded.scatter_add(-1, positions.expand_as(values), values)
+        padded = padded.reshape(*values.shape[:-1], *self.padded)
+        win, nd = self.win, len(self.padded)
+        missing = []  # input elements after the last window (negative extent_end)
+        for i, (b, n, p) in enumerate(zip(win.begin, win.sizes, self.padded, strict=True)):
+            kept = min(n, p - b)
+            padded = padded.narrow(padded.dim() - nd + i, b, kept)
+            missing.append(n - kept + win.crop[1][i])
+        return F.pad(padded, torch_pad_list(win.crop[0], missing))
+
+    def position(self, slot: Tensor) -> Tensor:
+        """Padded flat position ``(N, 1, B, C, L)`` of the chosen ``slot (N, B, C, L)``."""
+        index = self.index.expand(*slot.shape, -1)
+        return index.gather(-1, slot.unsqueeze(-1)).squeeze(-1).unsqueeze(1)
+
+
+def _pool_planes(node: Node, bounds: tuple[Tensor, Tensor], dtype: torch.dtype) -> tuple[_Pool, WindowPlanes]:
+    lo, hi = (t.to(dtype) for t in bounds)
+    pool = _Pool(node, lo.shape, lo.device)
+    return pool, window_planes(pool.windows(lo), pool.windows(hi), False)
+
+
+def _pool_backward(node: Node, a: Tensor, los: Args, his: Args, batched: Flags) -> Moved | None:
+    bounds = single_input(los, his, batched)
+    if bounds is None:
+        return None
+    pool, planes = _pool_planes(node, bounds, a.dtype)
+    a = a.flatten(-len(pool.win.kernel))  # (N, R, B, C, L)
+    pos, neg = a.clamp(min=0), a.clamp(max=0)
+    values = torch.cat([pos, neg * planes.slope.unsqueeze(1)], dim=-1)
+    positions = torch.cat([pool.position(planes.low), pool.position(planes.up)], dim=-1)
+    bias = row_bias(a, torch.zeros_like(planes.bias), planes.bias, planes.scale)
+    return Moved({0: pool.to_input(values, positions)}, bias)
+
+
+def _pool_refine(node: Node, los: Args, his: Args, batched: Flags) -> dict[int, Tensor]:
+    bounds = single_input(los, his, batched)
+    if bounds is None:
+        return {}
+    pool, planes = _pool_planes(node, bounds, bounds[0].dtype)
+    undecided = (~planes.decided).to(bounds[0].dtype).unsqueeze(1).unsqueeze(-1)  # (N, 1, B, C, L, 1)
+    reads = undecided.expand(*undecided.shape[:-1], pool.win.size).flatten(-2)
+    return {0: flat_positions(pool.to_input(reads, pool.index.flatten())[:, 0] > 0)}
+
+
+MAX_POOL_RULE = MultiRule(_pool_backward, _pool_refine)
+"""The relaxation of MaxPool: window planes (see :mod:`verifier.ops.multi_relax`)."""
+
+
 @register("MaxPool")
 class MaxPool(MonotoneOp):
     """ONNX ``MaxPool`` (values only): monotone, exact; bounds by the corner rule."""
+
+    multi_relaxation = MAX_POOL_RULE
 
     exact = True
 
@@ -300,6 +383,8 @@ class GlobalAveragePool(MonotoneOp):
 @register("GlobalMaxPool")
 class GlobalMaxPool(MonotoneOp):
     """ONNX ``GlobalMaxPool``: max over the spatial axes; exact."""
+
+    multi_relaxation = window_max_rule(lambda node, rank: list(range(3, rank)))
 
     exact = True
     monotonicity: ClassVar[tuple[int, ...]] = (1,)

@@ -43,6 +43,7 @@ from verifier.ops.base import (
     magnitude,
     register,
 )
+from verifier.ops.multi_relax import negated, window_max_rule
 
 Dims = tuple[int, ...]
 
@@ -156,9 +157,15 @@ class ReduceMean(MonotoneReduction):
         return (gamma(n + 2, unit) * _sum(magnitude(lo, hi), dims, keep) / n,)
 
 
+REDUCE_MAX_RULE = window_max_rule(lambda node, rank: list(reduce_dims(node, rank - 1)))
+"""The relaxation of ReduceMax: window planes over the reduced axes."""
+
+
 @register("ReduceMax")
 class ReduceMax(MonotoneReduction):
     """Maximum; exact."""
+
+    multi_relaxation = REDUCE_MAX_RULE
 
     exact = True
 
@@ -169,6 +176,8 @@ class ReduceMax(MonotoneReduction):
 @register("ReduceMin")
 class ReduceMin(MonotoneReduction):
     """Minimum; exact."""
+
+    multi_relaxation = negated(REDUCE_MAX_RULE)
 
     exact = True
 

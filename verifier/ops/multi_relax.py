@@ -5,8 +5,10 @@ to coefficients on its dynamic inputs plus a bias, such that for every input ins
 bounds ``sum <A, f(inputs)> >= sum_i <A_i, input_i> + bias`` (exact real arithmetic; the float
 evaluation error of the node is added by the traversal from the op's ``fp_error``).
 
-The table :data:`MULTI_RELAXATIONS` maps op types to rules; ops not in it are cut at their
-interval bounds by the traversal.
+Each op declares its rule as ``Op.multi_relaxation`` (a :class:`MultiRule`; Mul's McCormick
+planes live with Mul in :mod:`verifier.ops.arith`, MaxPool's windows in :mod:`verifier.ops.pool`);
+ops without one are cut at their interval bounds by the traversal. This module holds the
+shared machinery: the window planes of a maximum, rounding margins, broadcasting helpers.
 
 - **Mul** ``x * y`` (both dynamic, broadcasting). ``xy - a x - b y`` is bilinear, so over a box
   both its extrema lie at corners: for *any* slopes ``(a, b)`` the bias is the min (max) over
@@ -42,16 +44,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from verifier.bounds.rounding import unit_roundoff
 from verifier.ir import Node
-from verifier.ops.arith import operands, product_hull
-from verifier.ops.base import gamma
-from verifier.ops.conv import torch_pad_list
-from verifier.ops.pool import Window
-from verifier.ops.reduce import reduce_dims
+from verifier.ops.base import gamma, operands, unit_roundoff
 
 Args = Sequence[Tensor | None]
 Flags = Sequence[bool]
@@ -88,7 +84,7 @@ class MultiRule:
 # Shared helpers
 
 
-def _rows(t: Tensor) -> Tensor:
+def row_sums(t: Tensor) -> Tensor:
     """Sum of ``(N, R, ...)`` over all but the first two dims."""
     return t.reshape(*t.shape[:2], -1).sum(dim=2)
 
@@ -97,24 +93,24 @@ def _finite(t: Tensor) -> Tensor:
     return torch.where(torch.isfinite(t), t, torch.zeros_like(t))
 
 
-def _mag(lo: Tensor, hi: Tensor) -> Tensor:
+def mag(lo: Tensor, hi: Tensor) -> Tensor:
     """``max(|lo|, |hi|)`` with infinities as 0 (for rounding margins of finite terms)."""
     return _finite(torch.maximum(lo.abs(), hi.abs()))
 
 
-def _safe_div(num: Tensor, den: Tensor, default: float) -> Tensor:
+def safe_div(num: Tensor, den: Tensor, default: float) -> Tensor:
     """``num / den`` where ``den > 0``, else ``default`` (no NaN in values or gradients)."""
     ok = den > 0
     return torch.where(ok, num / torch.where(ok, den, torch.ones_like(den)), torch.full_like(num, default))
 
 
-def _margin(a: Tensor, size: Tensor) -> Tensor:
+def row_margin(a: Tensor, size: Tensor) -> Tensor:
     """Rounding bound ``(N, R)`` of folding ``A`` into terms of magnitude ``|A| * size``."""
     n = int(a[0, 0].numel()) if a.numel() else 0
-    return gamma(n + 4, unit_roundoff(a.dtype)) * _rows(a.abs() * size)
+    return gamma(n + 4, unit_roundoff(a.dtype)) * row_sums(a.abs() * size)
 
 
-def _bias(a: Tensor, lower: Tensor, upper: Tensor, scale: Tensor) -> Tensor:
+def row_bias(a: Tensor, lower: Tensor, upper: Tensor, scale: Tensor) -> Tensor:
     """``sum(A+ lower + A- upper)`` per row ``(N, R)`` with ``0 * inf = 0``, minus its rounding.
 
     ``lower``/``upper`` (``(N, *out)``) are the planes' biases (``-inf``/``+inf`` allowed);
@@ -124,16 +120,16 @@ def _bias(a: Tensor, lower: Tensor, upper: Tensor, scale: Tensor) -> Tensor:
     finite = torch.isfinite(c)
     safe = torch.where(finite, c, torch.zeros_like(c))
     terms = torch.where(finite | (a == 0), a * safe, torch.full_like(safe, -math.inf))
-    total = _rows(terms) - _margin(a, safe.abs() + scale.unsqueeze(1))
+    total = row_sums(terms) - row_margin(a, safe.abs() + scale.unsqueeze(1))
     return torch.nan_to_num(total, nan=-math.inf)
 
 
-def _flat_positions(mask: Tensor) -> Tensor:
+def flat_positions(mask: Tensor) -> Tensor:
     """Flat positions (per batch element) where ``mask (N, *shape)`` holds in any element."""
     return torch.nonzero(mask.reshape(mask.shape[0], -1).any(dim=0)).flatten()
 
 
-def _aligned(los: Args, his: Args, batched: Flags, dtype: torch.dtype) -> tuple[list[Tensor], list[Tensor]] | None:
+def aligned_bounds(los: Args, his: Args, batched: Flags, dtype: torch.dtype) -> tuple[list[Tensor], list[Tensor]] | None:
     """Every input's bounds aligned for broadcasting, or None with an absent input."""
     if not los or any(t is None for t in (*los, *his)):
         return None
@@ -147,7 +143,7 @@ def _broadcast_dims(aligned: Tensor, out: Sequence[int], lead: int) -> list[int]
     return [k + lead for k, (s, o) in enumerate(zip(aligned.shape[1:], out, strict=True)) if s == 1 and o != 1]
 
 
-def _reduce_to(coeff: Tensor, aligned: Tensor, shape: Sequence[int]) -> Tensor:
+def reduce_to(coeff: Tensor, aligned: Tensor, shape: Sequence[int]) -> Tensor:
     """Sums ``(N, R, *out)`` over the dims where the input was broadcast; ``(N, R, *shape)``."""
     dims = _broadcast_dims(aligned, coeff.shape[2:], 2)
     summed = coeff.sum(dim=dims, keepdim=True) if dims else coeff
@@ -161,11 +157,11 @@ def _positions_of_inputs(mask: Tensor, lows: Sequence[Tensor], los: Args, batche
         if dyn and source is not None:
             dims = _broadcast_dims(aligned, mask.shape[1:], 1)
             reduced = mask.any(dim=dims, keepdim=True) if dims else mask
-            out[i] = _flat_positions(reduced.reshape(source.shape[0], *source.shape[1:]))
+            out[i] = flat_positions(reduced.reshape(source.shape[0], *source.shape[1:]))
     return out
 
 
-def _negated(rule: MultiRule) -> MultiRule:
+def negated(rule: MultiRule) -> MultiRule:
     """The rule of ``-g(-inputs)`` from the rule of ``g`` (Min from Max, ReduceMin from ReduceMax):
     ``<A, -g(-x)> = <-A, g(-x)> >= <C, -x> + bias``."""
 
@@ -182,89 +178,6 @@ def _negated(rule: MultiRule) -> MultiRule:
         return rule.refine(node, *flip(los, his), batched)
 
     return MultiRule(backward, refine)
-
-
-# ---------------------------------------------------------------------------------------------
-# Mul of two dynamic inputs
-
-Box = tuple[Tensor, Tensor, Tensor, Tensor]
-"""``(lx, ux, ly, uy)``, broadcastable to the output."""
-
-
-def _sanitise(box: Box) -> tuple[Tensor, Box]:
-    """Mask of elements whose box is infinite or huge, and the box with those set to [0, 1]²."""
-    bad = torch.zeros((), dtype=torch.bool, device=box[0].device)
-    for t in box:
-        bad = bad | ~(t.abs() <= LARGE)
-    stand_in = (0.0, 1.0, 0.0, 1.0)
-    lx, ux, ly, uy = (torch.where(bad, torch.full_like(t, s), t) for t, s in zip(box, stand_in, strict=True))
-    return bad, (lx, ux, ly, uy)
-
-
-def _corner_bias(sx: Tensor, sy: Tensor, box: Box, upper: bool) -> Tensor:
-    """Max (upper) or min over the corners of ``xy - sx x - sy y``: its extrema over the box,
-    since it is bilinear; padded for the rounding of this evaluation."""
-    lx, ux, ly, uy = box
-    gaps = torch.stack([x * y - sx * x - sy * y for x in (lx, ux) for y in (ly, uy)])
-    mx, my = _mag(lx, ux), _mag(ly, uy)
-    pad = gamma(4, unit_roundoff(sx.dtype)) * (mx * my + sx.abs() * mx + sy.abs() * my)
-    return gaps.amax(0) + pad if upper else gaps.amin(0) - pad
-
-
-def _weight(lo_end: Tensor, hi_end: Tensor, w: Tensor) -> Tensor:
-    """The weight in ``[1 - lo_end / w, hi_end / w] ∩ [0, 1]`` closest to 1/2 (1/2 if w = 0)."""
-    half = torch.full_like(w, 0.5)
-    return torch.minimum(torch.maximum(1 - _safe_div(lo_end, w, 0.5), half), _safe_div(hi_end, w, 0.5)).clamp(0, 1)
-
-
-def _mul_planes(box: Box) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...]]:
-    """``(sx, sy, c)`` of the lower and upper planes of ``x * y`` (see the module doc)."""
-    bad, safe = _sanitise(box)
-    lx, ux, ly, uy = safe
-    p11, p12, p21, p22 = lx * ly, lx * uy, ux * ly, ux * uy
-    low_end = torch.minimum(torch.minimum(p11, p12), torch.minimum(p21, p22))
-    high_end = torch.maximum(torch.maximum(p11, p12), torch.maximum(p21, p22))
-    w = (ux - lx) * (uy - ly)
-    # Lower gap lam (x - lx)(y - ly) + (1 - lam)(ux - x)(uy - y): 0 at the off-diagonal corners,
-    # lam w at (ux, uy) and (1 - lam) w at (lx, ly); the plane reaches low_end when both
-    # corners stay above it. The upper side mirrors this with the other diagonal.
-    lam = _weight(p11 - low_end, p22 - low_end, w)
-    mu = _weight(high_end - p12, high_end - p21, w)
-    hulls = [t.detach() for t in product_hull(*box)]
-    planes = []
-    for weight, near, far, hull, upper in ((lam, ly, uy, hulls[0], False), (mu, uy, ly, hulls[1], True)):
-        sx = weight * near + (1 - weight) * far
-        sy = weight * lx + (1 - weight) * ux
-        c = _corner_bias(sx, sy, safe, upper)
-        zero = torch.zeros_like(sx)
-        planes.append((torch.where(bad, zero, sx), torch.where(bad, zero, sy), torch.where(bad, hull, c)))
-    return planes[0], planes[1]
-
-
-def _mul_backward(node: Node, a: Tensor, los: Args, his: Args, batched: Flags) -> Moved | None:
-    aligned = _aligned(los, his, batched, a.dtype)
-    if aligned is None or len(batched) != 2 or not all(batched):
-        return None
-    (lx, ly), (ux, uy) = aligned
-    (lsx, lsy, lc), (usx, usy, uc) = _mul_planes((lx, ux, ly, uy))
-    pos, neg = a.clamp(min=0), a.clamp(max=0)
-    cx = pos * lsx.unsqueeze(1) + neg * usx.unsqueeze(1)
-    cy = pos * lsy.unsqueeze(1) + neg * usy.unsqueeze(1)
-    scale = torch.maximum(lsx.abs(), usx.abs()) * _mag(lx, ux) + torch.maximum(lsy.abs(), usy.abs()) * _mag(ly, uy)
-    coefficients = {}
-    for i, (coeff, value) in enumerate(((cx, lx), (cy, ly))):
-        source = los[i]
-        assert source is not None
-        coefficients[i] = _reduce_to(coeff, value, source.shape[1:])
-    return Moved(coefficients, _bias(a, lc, uc, scale))
-
-
-def _all_positions(node: Node, los: Args, his: Args, batched: Flags) -> dict[int, Tensor]:
-    out: dict[int, Tensor] = {}
-    for i, (lo, dyn) in enumerate(zip(los, batched, strict=True)):
-        if dyn and lo is not None:
-            out[i] = torch.arange(int(lo[0].numel()), device=lo.device)
-    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -290,7 +203,7 @@ class WindowPlanes:
     decided: Tensor
 
 
-def _window_planes(lo_w: Tensor, hi_w: Tensor, by_centre: bool) -> WindowPlanes:
+def window_planes(lo_w: Tensor, hi_w: Tensor, by_centre: bool) -> WindowPlanes:
     """The planes of the maximum over the last dim of ``(..., K)`` boxes; padding slots (upper
     bound ``-inf``) are never chosen. The lower plane's element has the largest box centre
     (``by_centre``) or the largest lower bound."""
@@ -309,14 +222,14 @@ def _window_planes(lo_w: Tensor, hi_w: Tensor, by_centre: bool) -> WindowPlanes:
     finite = (lo.abs() <= LARGE) & (u.abs() <= LARGE)
     l_s, u_s = torch.where(finite, lo, torch.zeros_like(lo)), torch.where(finite, u, torch.ones_like(u))
     start = torch.maximum(l_s, torch.where(finite, second, l_s))  # max(t, U2) at t = l
-    slope = _safe_div(u_s - start, u_s - l_s, 0.0)
+    slope = safe_div(u_s - start, u_s - l_s, 0.0)
     ends = torch.maximum(start - slope * l_s, u_s - slope * u_s)  # max(t, U2) - slope t is convex
-    chord = ends + gamma(3, unit_roundoff(lo.dtype)) * (u_s.abs() + start.abs() + slope * _mag(l_s, u_s))
+    chord = ends + gamma(3, unit_roundoff(lo.dtype)) * (u_s.abs() + start.abs() + slope * mag(l_s, u_s))
     one, zero = torch.ones_like(slope), torch.zeros_like(slope)
     slope = torch.where(decided, one, torch.where(finite, slope, zero))
     bias = torch.where(decided, zero, torch.where(finite, chord, u.detach()))
     low = torch.where(decided, up, low)
-    mags = _mag(lo_w, hi_w)
+    mags = mag(lo_w, hi_w)
     scale = mags.gather(-1, low.unsqueeze(-1)).squeeze(-1) + slope * mags.gather(-1, up.unsqueeze(-1)).squeeze(-1)
     return WindowPlanes(low, up, slope, bias, scale, decided)
 
@@ -329,12 +242,12 @@ def _window_coefficients(a: Tensor, planes: WindowPlanes, slots: int) -> tuple[T
     coeff = coeff.scatter_add(-1, planes.low.unsqueeze(1).unsqueeze(-1).expand(shape), pos.unsqueeze(-1))
     up_values = (neg * planes.slope.unsqueeze(1)).unsqueeze(-1)
     coeff = coeff.scatter_add(-1, planes.up.unsqueeze(1).unsqueeze(-1).expand(shape), up_values)
-    return coeff, _bias(a, torch.zeros_like(planes.bias), planes.bias, planes.scale)
+    return coeff, row_bias(a, torch.zeros_like(planes.bias), planes.bias, planes.scale)
 
 
 def _stacked(los: Args, his: Args, batched: Flags, dtype: torch.dtype) -> tuple[list[Tensor], Tensor, Tensor] | None:
     """The aligned lower bounds of Max's inputs and all bounds stacked ``(N, *out, K)``."""
-    aligned = _aligned(los, his, batched, dtype)
+    aligned = aligned_bounds(los, his, batched, dtype)
     if aligned is None or not any(batched):
         return None
     lows, highs = aligned
@@ -348,16 +261,16 @@ def _max_backward(node: Node, a: Tensor, los: Args, his: Args, batched: Flags) -
     if stacked is None:
         return None
     lows, lo_w, hi_w = stacked
-    coeff, bias = _window_coefficients(a, _window_planes(lo_w, hi_w, True), len(lows))
+    coeff, bias = _window_coefficients(a, window_planes(lo_w, hi_w, True), len(lows))
     coefficients = {}
     for i, (aligned, source, dyn) in enumerate(zip(lows, los, batched, strict=True)):
         part = coeff[..., i]
         if dyn:
             assert source is not None
-            coefficients[i] = _reduce_to(part, aligned, source.shape[1:])
+            coefficients[i] = reduce_to(part, aligned, source.shape[1:])
         else:  # a constant: its term joins the bias
             const = torch.where(part == 0, torch.zeros_like(part), aligned.unsqueeze(1))
-            bias = bias + _rows(part * const) - _margin(part, const.abs())
+            bias = bias + row_sums(part * const) - row_margin(part, const.abs())
     return Moved(coefficients, torch.nan_to_num(bias, nan=-math.inf))
 
 
@@ -368,126 +281,61 @@ def _max_refine(node: Node, los: Args, his: Args, batched: Flags) -> dict[int, T
     if stacked is None:
         return {}
     lows, lo_w, hi_w = stacked
-    return _positions_of_inputs(~_window_planes(lo_w, hi_w, True).decided, lows, los, batched)
+    return _positions_of_inputs(~window_planes(lo_w, hi_w, True).decided, lows, los, batched)
 
 
-class _Pool:
-    """MaxPool geometry on bounds ``(N, B, C, *spatial)``: windows as flat padded positions."""
-
-    def __init__(self, node: Node, shape: Sequence[int], device: torch.device) -> None:
-        self.shape = tuple(shape)
-        self.win = win = Window(node, self.shape[3:])
-        self.padded = [b + n + e for b, n, e in zip(win.begin, win.sizes, win.extent_end, strict=True)]
-        grid = torch.arange(math.prod(self.padded), device=device).reshape(1, 1, *self.padded)
-        for i, (k, s, d) in enumerate(zip(win.kernel, win.strides, win.dilations, strict=True)):
-            grid = grid.unfold(2 + i, (k - 1) * d + 1, s)[..., ::d]
-        self.index = grid.reshape(-1, win.size)  # (L, K) flat padded positions of each window
-
-    def windows(self, t: Tensor) -> Tensor:
-        """``(N, B, C, *spatial)`` -> ``(N, B, C, L, K)`` with ``-inf`` padding."""
-        n, b, c = self.shape[:3]
-        padded = self.win.pad(t.reshape(n * b, c, *self.shape[3:]), -math.inf)
-        return padded.reshape(n, b, c, -1)[..., self.index]
-
-    def to_input(self, values: Tensor, positions: Tensor) -> Tensor:
-        """Sums ``values (N, R, B, C, M)`` into the padded flat ``positions`` (broadcastable)
-        and returns the input's part, ``(N, R, B, C, *spatial)``."""
-        padded = torch.zeros((*values.shape[:-1], math.prod(self.padded)), dtype=values.dtype, device=values.device)
-        padded = padded.scatter_add(-1, positions.expand_as(values), values)
-        padded = padded.reshape(*values.shape[:-1], *self.padded)
-        win, nd = self.win, len(self.padded)
-        missing = []  # input elements after the last window (negative extent_end)
-        for i, (b, n, p) in enumerate(zip(win.begin, win.sizes, self.padded, strict=True)):
-            kept = min(n, p - b)
-            padded = padded.narrow(padded.dim() - nd + i, b, kept)
-            missing.append(n - kept + win.crop[1][i])
-        return F.pad(padded, torch_pad_list(win.crop[0], missing))
-
-    def position(self, slot: Tensor) -> Tensor:
-        """Padded flat position ``(N, 1, B, C, L)`` of the chosen ``slot (N, B, C, L)``."""
-        index = self.index.expand(*slot.shape, -1)
-        return index.gather(-1, slot.unsqueeze(-1)).squeeze(-1).unsqueeze(1)
-
-
-def _single(los: Args, his: Args, batched: Flags) -> tuple[Tensor, Tensor] | None:
+def single_input(los: Args, his: Args, batched: Flags) -> tuple[Tensor, Tensor] | None:
     """The bounds of a window op's one dynamic input."""
     if not batched or not batched[0] or los[0] is None or his[0] is None:
         return None
     return los[0], his[0]
 
 
-def _pool_planes(node: Node, bounds: tuple[Tensor, Tensor], dtype: torch.dtype) -> tuple[_Pool, WindowPlanes]:
-    lo, hi = (t.to(dtype) for t in bounds)
-    pool = _Pool(node, lo.shape, lo.device)
-    return pool, _window_planes(pool.windows(lo), pool.windows(hi), False)
+ReducedDims = Callable[[Node, int], list[int]]
+"""``(node, rank of the (N, *shape) bounds) -> dims`` that a window maximum reduces."""
 
 
-def _pool_backward(node: Node, a: Tensor, los: Args, his: Args, batched: Flags) -> Moved | None:
-    bounds = _single(los, his, batched)
-    if bounds is None:
-        return None
-    pool, planes = _pool_planes(node, bounds, a.dtype)
-    a = a.flatten(-len(pool.win.kernel))  # (N, R, B, C, L)
-    pos, neg = a.clamp(min=0), a.clamp(max=0)
-    values = torch.cat([pos, neg * planes.slope.unsqueeze(1)], dim=-1)
-    positions = torch.cat([pool.position(planes.low), pool.position(planes.up)], dim=-1)
-    bias = _bias(a, torch.zeros_like(planes.bias), planes.bias, planes.scale)
-    return Moved({0: pool.to_input(values, positions)}, bias)
-
-
-def _pool_refine(node: Node, los: Args, his: Args, batched: Flags) -> dict[int, Tensor]:
-    bounds = _single(los, his, batched)
-    if bounds is None:
-        return {}
-    pool, planes = _pool_planes(node, bounds, bounds[0].dtype)
-    undecided = (~planes.decided).to(bounds[0].dtype).unsqueeze(1).unsqueeze(-1)  # (N, 1, B, C, L, 1)
-    reads = undecided.expand(*undecided.shape[:-1], pool.win.size).flatten(-2)
-    return {0: _flat_positions(pool.to_input(reads, pool.index.flatten())[:, 0] > 0)}
-
-
-def _reduction(node: Node, bounds: tuple[Tensor, Tensor], dtype: torch.dtype) -> tuple[list[int], list[int], WindowPlanes]:
+def _reduction(node: Node, bounds: tuple[Tensor, Tensor], dtype: torch.dtype,
+               dims_of: ReducedDims) -> tuple[list[int], list[int], WindowPlanes]:
     """The reduced dims of ``(N, *shape)`` bounds, the kept ones, and the window planes."""
     lo, hi = (t.to(dtype) for t in bounds)
-    dims = list(range(3, lo.dim())) if node.op == "GlobalMaxPool" else list(reduce_dims(node, lo.dim() - 1))
+    dims = dims_of(node, lo.dim())
     kept = [d for d in range(1, lo.dim()) if d not in dims]
     sizes = [lo.shape[d] for d in kept]
     k = math.prod(lo.shape[d] for d in dims)
     windows = [t.permute(0, *kept, *dims).reshape(lo.shape[0], *sizes, k) for t in (lo, hi)]
-    return dims, kept, _window_planes(windows[0], windows[1], False)
+    return dims, kept, window_planes(windows[0], windows[1], False)
 
 
-def _reduce_backward(node: Node, a: Tensor, los: Args, his: Args, batched: Flags) -> Moved | None:
-    bounds = _single(los, his, batched)
-    if bounds is None:
-        return None
-    shape = bounds[0].shape
-    dims, kept, planes = _reduction(node, bounds, a.dtype)
-    sizes = [shape[d] for d in kept]
-    coeff, bias = _window_coefficients(a.reshape(*a.shape[:2], *sizes), planes, math.prod(shape[d] for d in dims))
-    coeff = coeff.reshape(*a.shape[:2], *sizes, *(shape[d] for d in dims))
-    order = [0, 1, *(d + 1 for d in kept), *(d + 1 for d in dims)]
-    return Moved({0: coeff.permute(*sorted(range(len(order)), key=order.__getitem__))}, bias)
+def window_max_rule(dims_of: ReducedDims) -> MultiRule:
+    """The rule of a maximum over the dims ``dims_of`` picks (ReduceMax, GlobalMaxPool)."""
+
+    def backward(node: Node, a: Tensor, los: Args, his: Args, batched: Flags) -> Moved | None:
+        bounds = single_input(los, his, batched)
+        if bounds is None:
+            return None
+        shape = bounds[0].shape
+        dims, kept, planes = _reduction(node, bounds, a.dtype, dims_of)
+        sizes = [shape[d] for d in kept]
+        coeff, bias = _window_coefficients(a.reshape(*a.shape[:2], *sizes), planes, math.prod(shape[d] for d in dims))
+        coeff = coeff.reshape(*a.shape[:2], *sizes, *(shape[d] for d in dims))
+        order = [0, 1, *(d + 1 for d in kept), *(d + 1 for d in dims)]
+        return Moved({0: coeff.permute(*sorted(range(len(order)), key=order.__getitem__))}, bias)
 
 
-def _reduce_refine(node: Node, los: Args, his: Args, batched: Flags) -> dict[int, Tensor]:
-    bounds = _single(los, his, batched)
-    if bounds is None:
-        return {}
-    shape = bounds[0].shape
-    dims, _, planes = _reduction(node, bounds, bounds[0].dtype)
-    undecided = (~planes.decided).reshape(shape[0], *(1 if d in dims else shape[d] for d in range(1, len(shape))))
-    return {0: _flat_positions(undecided.expand(shape))}
+    def refine(node: Node, los: Args, his: Args, batched: Flags) -> dict[int, Tensor]:
+        bounds = single_input(los, his, batched)
+        if bounds is None:
+            return {}
+        shape = bounds[0].shape
+        dims, _, planes = _reduction(node, bounds, bounds[0].dtype, dims_of)
+        undecided = (~planes.decided).reshape(shape[0], *(1 if d in dims else shape[d] for d in range(1, len(shape))))
+        return {0: flat_positions(undecided.expand(shape))}
+
+    return MultiRule(backward, refine)
 
 
-_MAX = MultiRule(_max_backward, _max_refine)
-_REDUCE_MAX = MultiRule(_reduce_backward, _reduce_refine)
-
-MULTI_RELAXATIONS: dict[str, MultiRule] = {
-    "Mul": MultiRule(_mul_backward, _all_positions),
-    "Max": _MAX,
-    "Min": _negated(_MAX),
-    "MaxPool": MultiRule(_pool_backward, _pool_refine),
-    "ReduceMax": _REDUCE_MAX,
-    "ReduceMin": _negated(_REDUCE_MAX),
-    "GlobalMaxPool": _REDUCE_MAX,
-}
+MAX_RULE = MultiRule(_max_backward, _max_refine)
+"""Elementwise Max of broadcast inputs (dynamic or constant)."""
+MIN_RULE = negated(MAX_RULE)
+"""Elementwise Min: ``min(x) = -max(-x)``."""
