@@ -226,7 +226,7 @@ class Crown:
     def _relax(self, node: Node, lo: Tensor, hi: Tensor) -> LinearBounds | None:
         """The elementwise relaxation (``Op.relaxation``) of a node with one dynamic input."""
         op = self.tgraph.op_of[node.name]
-        constants = [self.tgraph.constants.get(n) if n else None for n in node.inputs]
+        constants = self.tgraph.constant_args(node)
         return relax(op, node, lo, hi, self.config.relu_mode, constants)
 
     def _refine(self, value: str, stop: int, wanted: Tensor) -> Bounds:
@@ -428,7 +428,7 @@ class Crown:
         shapes agree; returns ``A·f(0)``, or None when neither applies."""
         op = self.tgraph.ops[index]
         if batched[0]:
-            constants = [self.tgraph.constants.get(n) if n else None for n in node.inputs]
+            constants = self.tgraph.constant_args(node)
             moved = op.transpose(node, a, constants)
             if moved is not None:
                 _accumulate(pending, node.inputs[0], moved[0])

@@ -57,6 +57,10 @@ class TorchGraph:
         self.ops: list[Op] = [table[node.op] for node in graph.nodes]
         self.op_of: dict[str, Op] = {node.name: op for node, op in zip(graph.nodes, self.ops, strict=True)}
 
+    def constant_args(self, node: Node) -> list[Tensor | None]:
+        """The node's constant inputs by position; None at dynamic or omitted inputs."""
+        return [self.constants.get(name) if name else None for name in node.inputs]
+
     def run(
         self,
         seeds: dict[str, object],
