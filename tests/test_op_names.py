@@ -10,10 +10,7 @@ from verifier.ops import REGISTRY
 
 PACKAGE = Path(__file__).resolve().parents[1] / "verifier"
 ALGORITHMS = ("bounds", "bab", "exact", "sdp")
-KNOWN: frozenset[str] = frozenset({
-    # Still dispatches on op types; it moves into the op classes next (issue 21, in progress).
-    "exact/encoding.py",
-})
+KNOWN: frozenset[str] = frozenset()
 
 
 def _op_names(path: Path) -> list[tuple[int, str]]:

@@ -11,13 +11,13 @@ and chains of affine ops cost nothing.
   products with the identity rows, at input 0), so no op needs code of its own here, and the
   outputs are ``W @ inputs + c``. An op whose matrix would exceed ``max_entries`` raises
   :class:`ExactUnsupported`.
-- Piecewise-linear nodes become :class:`MaxRow` relations ``|sign * y - max_i T_i| <= err``
-  with affine terms ``T_i``: Relu ``max(x, 0)``; LeakyRelu and PRelu with constant slope ``a``
-  (``max(x, a x)`` for ``a <= 1``, ``-max(-x, -a x)`` above); Abs ``max(x, -x)``; Clip (a max,
-  then a min); Max and Min of inputs with broadcasting; the window maxima MaxPool,
-  GlobalMaxPool, ReduceMax, ReduceMin (windows read off the op's forward on one-hot inputs).
-  Terms that bounds show can never be the largest are dropped; when one term is left, the
-  output is that term (an expression, no variable).
+- Ops with a max form (:meth:`verifier.ops.base.Op.max_form`, :mod:`verifier.ops.max_form`)
+  become :class:`MaxRow` relations ``|sign * y - max_i T_i| <= err`` with affine terms
+  ``T_i``: elementwise chains of maxima (the ReLU family, Abs, Clip as a max then a min; an
+  inner stage gets interval bounds and no error of its own), maxima and minima of broadcast
+  inputs, and window maxima (windows read off the op's forward on one-hot inputs). Terms that
+  bounds show can never be the largest are dropped; when one term is left, the output is that
+  term (an expression, no variable).
 - Any other op raises :class:`ExactUnsupported` naming the node and the op.
 
 Soundness contract (what makes an infeasible program a proof for the float32 model): every
@@ -58,7 +58,9 @@ import torch
 from verifier.bounds.crown import Crown
 from verifier.graph.torch_graph import TorchGraph
 from verifier.ir import Node
-from verifier.ops.base import gamma
+from verifier.ops import REGISTRY
+from verifier.ops.base import Op, gamma
+from verifier.ops.max_form import MaxForm, MaxShape, Stage
 
 MAX_DENSE_ENTRIES = 20_000_000
 """Largest dense matrix (rows x columns) built for one node."""
@@ -71,9 +73,6 @@ PRUNE_SLACK = 2.0**-40
 UPWARD = 1.0 + 2.0**-30
 """Factor applied to every band so that its own float64 rounding is covered."""
 _U64 = 2.0**-53
-
-_WINDOW_MAX = frozenset({"MaxPool", "GlobalMaxPool", "ReduceMax"})
-_WINDOW_MIN = frozenset({"ReduceMin"})
 
 
 class ExactUnsupported(Exception):
@@ -289,18 +288,22 @@ class _Encoder:
 
     def dispatch(self, node: Node) -> None:
         batched = self.batched(node)
-        if self.tgraph.ops[self.position].is_affine(node, batched):
+        op = self.tgraph.ops[self.position]
+        if op.is_affine(node, batched):
             self.affine(node, batched)
-        elif node.op in ("Relu", "LeakyRelu", "PRelu", "Abs", "Clip"):
-            self.activation(node, batched)
-        elif node.op in ("Max", "Min"):
-            self.variadic(node, batched)
-        elif node.op in _WINDOW_MAX or node.op in _WINDOW_MIN:
-            self.window(node, batched)
-        else:
+            return
+        constants = [None if not name or dyn else self.graph.constants.get(name)
+                     for name, dyn in zip(node.inputs, batched, strict=True)]
+        form = op.max_form(node, constants)
+        if form is None:
             raise self.unsupported(node, "no exact (piecewise-linear) encoding; the MILP and SMT "
-                                   "engines handle affine ops, Relu, LeakyRelu, PRelu, Abs, Clip, "
-                                   "Max, Min, MaxPool, GlobalMaxPool, ReduceMax and ReduceMin")
+                                   "engines handle affine ops and " + ", ".join(_max_form_ops()))
+        if form.shape is MaxShape.ELEMENTWISE:
+            self.elementwise(node, batched, form)
+        elif form.shape is MaxShape.BROADCAST:
+            self.variadic(node, batched, form.sign)
+        else:
+            self.window(node, batched, form.sign)
 
     # ---------------------------------------------------------------- affine
     def affine(self, node: Node, batched: list[bool]) -> None:
@@ -355,61 +358,35 @@ class _Encoder:
         lo, hi = self.bounds(name)
         return _Terms(self.values[name], lo, hi, index, coefs, consts)
 
-    def activation(self, node: Node, batched: list[bool]) -> None:
-        """Relu, LeakyRelu, PRelu, Abs, Clip on one dynamic input (constant parameters)."""
+    def elementwise(self, node: Node, batched: list[bool], form: MaxForm) -> None:
+        """A chain of elementwise maxima on one dynamic input (constant parameters).
+
+        An inner stage's output gets the interval bounds of its pieces and no float error (the
+        op's error is the whole chain's, counted once at its last stage)."""
         if not batched or not batched[0] or any(batched[1:]):
             raise self.unsupported(node, "needs one dynamic input and constant parameters")
         name = node.inputs[0]
-        size = self.values[name].size
+        shape = self.graph.shapes[name]
+        size = math.prod(shape)
         every, ones, zeros = np.arange(size), np.ones(size), np.zeros(size)
-        if node.op == "Relu":
-            terms = [self.terms_of(name, every, ones, zeros), _constant(zeros)]
-            self.values[node.outputs[0]] = self.maxima(node, ones, terms)
-        elif node.op == "Abs":
-            terms = [self.terms_of(name, every, ones, zeros), self.terms_of(name, every, -ones, zeros)]
-            self.values[node.outputs[0]] = self.maxima(node, ones, terms)
-        elif node.op in ("LeakyRelu", "PRelu"):
-            if node.op == "LeakyRelu":
-                slope = np.full(size, float(node.attr("alpha", 0.01)))
-            else:
-                const = np.asarray(self.graph.constants[node.inputs[1]], dtype=np.float64)
-                slope = np.broadcast_to(const, self.graph.shapes[name]).reshape(-1).astype(np.float64)
-            sign = np.where(slope <= 1.0, 1.0, -1.0)
-            terms = [self.terms_of(name, every, sign, zeros), self.terms_of(name, every, sign * slope, zeros)]
-            self.values[node.outputs[0]] = self.maxima(node, sign, terms)
-        else:
-            self.clip(node, name, size)
-
-    def clip(self, node: Node, name: str, size: int) -> None:
-        """``min(max(x, low), high)``; every output is ``high`` when ``low > high`` (ONNX).
-
-        The inner ``m = max(x, low)`` gets the bounds ``max(bounds(x), low)``; Clip's float
-        error is zero (exact op), so it needs none of its own."""
-        low, high = node.attr("min"), node.attr("max")
-        every, ones, zeros = np.arange(size), np.ones(size), np.zeros(size)
-        out = node.outputs[0]
-        if low is not None and high is not None and float(low) > float(high):
-            self.values[out] = Affine(np.zeros(0, dtype=np.int64), np.zeros((size, 0)), np.full(size, float(high)), zeros)
-            return
         current = self.terms_of(name, every, ones, zeros)
-        if low is not None:
-            assert current.lower is not None and current.upper is not None
-            bounds = (np.maximum(current.lower, float(low)), np.maximum(current.upper, float(low)))
-            inner = bounds if high is not None else None
-            mid = self.maxima(node, ones, [current, _constant(np.full(size, float(low)))], inner)
-            current = _Terms(mid, bounds[0], bounds[1], every, ones, zeros)
-        if high is not None:
-            negated = _Terms(current.expr, current.lower, current.upper, every, -ones, zeros)
-            current = _Terms(self.maxima(node, -ones, [negated, _constant(np.full(size, -float(high)))]),
-                             None, None, every, ones, zeros)
+        for number, step in enumerate(form.stages):
+            sign, slopes, offsets = _flat_stage(step, shape)
+            terms = [_Terms(current.expr, current.lower, current.upper, current.index, a, k)
+                     for a, k in zip(slopes, offsets, strict=True)]
+            if number == len(form.stages) - 1:
+                current = _Terms(self.maxima(node, sign, terms), None, None, every, ones, zeros)
+                break
+            lo, hi = _stage_bounds(sign, terms)
+            inner = self.maxima(node, sign, terms, (lo, hi, f"{node.outputs[0]}:stage{number}"))
+            current = _Terms(inner, lo, hi, every, ones, zeros)
         assert current.expr is not None
-        self.values[out] = current.expr
+        self.values[node.outputs[0]] = current.expr
 
-    def variadic(self, node: Node, batched: list[bool]) -> None:
-        """Max or Min of broadcast inputs (dynamic or constant)."""
+    def variadic(self, node: Node, batched: list[bool], sign: float) -> None:
+        """The maximum (``sign = 1``) or minimum (``-1``) of broadcast inputs, dynamic or constant."""
         shape = self.graph.shapes[node.outputs[0]]
         size = math.prod(shape)
-        sign = 1.0 if node.op == "Max" else -1.0
         terms: list[_Terms] = []
         for name, dyn in zip(node.inputs, batched, strict=True):
             if not name:
@@ -423,8 +400,9 @@ class _Encoder:
                 terms.append(_constant(sign * np.broadcast_to(const, shape).reshape(-1)))
         self.values[node.outputs[0]] = self.maxima(node, np.full(size, sign), terms)
 
-    def window(self, node: Node, batched: list[bool]) -> None:
-        """Window maxima (minima): the window of each output read off the forward on one-hots."""
+    def window(self, node: Node, batched: list[bool], sign: float) -> None:
+        """Window maxima (``sign = 1``) or minima (``-1``): each output's window read off the
+        forward on one-hot inputs."""
         if not batched or not batched[0] or any(batched[1:]):
             raise self.unsupported(node, "needs one dynamic input")
         name = node.inputs[0]
@@ -433,7 +411,6 @@ class _Encoder:
         if in_size * out_size > self.max_entries:
             raise self.unsupported(node, f"its window table would have {out_size} x {in_size} entries, "
                                    f"over the cap of {self.max_entries}")
-        sign = 1.0 if node.op in _WINDOW_MAX else -1.0
         op = self.tgraph.ops[self.position]
         basis = sign * torch.eye(in_size, dtype=torch.float64).reshape(in_size, *in_shape)
         rest: list[torch.Tensor | None] = [None] * (len(node.inputs) - 1)
@@ -452,15 +429,16 @@ class _Encoder:
 
     # ---------------------------------------------------------------- max relations
     def maxima(self, node: Node, sign: np.ndarray, terms: list[_Terms],
-               out_bounds: tuple[np.ndarray, np.ndarray] | None = None) -> Affine:
+               inner: tuple[np.ndarray, np.ndarray, str] | None = None) -> Affine:
         """The expression of ``out`` with ``sign * out = max_i terms_i`` elementwise, plus the
-        node's float error (none for an inner relation given its own ``out_bounds``)."""
+        node's float error; an ``inner`` relation (bounds and label of its own) has none."""
         label = node.outputs[0]
-        if out_bounds is None:
+        if inner is None:
             lo, hi = self.bounds(label)
             err = self.error(node, 0)
         else:
-            (lo, hi), err, label = out_bounds, np.zeros(len(sign)), f"{label}:inner"
+            lo, hi, label = inner
+            err = np.zeros(len(sign))
         return stack([self.element(node, (label, i), float(sign[i]), terms, float(err[i]), (float(lo[i]), float(hi[i])))
                       for i in range(len(sign))], self.max_entries)
 
@@ -529,6 +507,34 @@ class _Terms:
 def _constant(values: np.ndarray) -> _Terms:
     zeros = np.zeros(len(values))
     return _Terms(None, None, None, np.zeros(len(values), dtype=np.int64), zeros, values)
+
+
+def _flat_stage(step: Stage, shape: Sequence[int]) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
+    """A stage's sign, slopes and offsets broadcast to ``shape`` and flattened: the terms of
+    ``sign * y = max_i (slopes_i x + offsets_i)``."""
+    def flat(values: np.ndarray) -> np.ndarray:
+        return np.broadcast_to(values, tuple(shape)).reshape(-1).astype(np.float64)
+
+    return flat(step.sign), [flat(a) for a in step.slopes], [flat(k) for k in step.offsets]
+
+
+def _stage_bounds(sign: np.ndarray, terms: list[_Terms]) -> tuple[np.ndarray, np.ndarray]:
+    """Interval bounds of ``sign * max_i terms_i`` from the bounds of the terms' input."""
+    lows, highs = [], []
+    for t in terms:
+        assert t.lower is not None and t.upper is not None
+        x_lo, x_hi = t.lower[t.index], t.upper[t.index]
+        with np.errstate(invalid="ignore"):
+            ends = (t.coefs * x_lo + t.consts, t.coefs * x_hi + t.consts)
+        lows.append(np.where(t.coefs == 0, t.consts, np.minimum(*ends)))
+        highs.append(np.where(t.coefs == 0, t.consts, np.maximum(*ends)))
+    top_lo, top_hi = np.max(lows, axis=0), np.max(highs, axis=0)
+    return np.where(sign > 0, top_lo, -top_hi), np.where(sign > 0, top_hi, -top_lo)
+
+
+def _max_form_ops() -> list[str]:
+    """The registered op types that declare a :class:`MaxForm` (for error messages)."""
+    return sorted(name for name, op in REGISTRY.items() if type(op).max_form is not Op.max_form)
 
 
 def _finite_or(value: float, replacement: float) -> float:

@@ -19,13 +19,16 @@ may turn a NaN into an ordinary number that finite bounds would not cover.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import ClassVar
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from verifier.errors import ModelError
 from verifier.ir import Node
+from verifier.ops import max_form as forms
 from verifier.ops.base import (
     Args,
     ElementwiseUnary,
@@ -37,6 +40,7 @@ from verifier.ops.base import (
     magnitude,
     register,
 )
+from verifier.ops.max_form import MaxForm
 from verifier.ops.relax import (
     ABS,
     CLIP,
@@ -183,6 +187,9 @@ class Relu(Unary):
     def lower_slope_range(self, node: Node) -> tuple[float, float] | None:
         return 0.0, 1.0
 
+    def max_form(self, node: Node, constants: Sequence[np.ndarray | None]) -> MaxForm | None:
+        return forms.RELU
+
     def fn(self, node: Node, x: Tensor) -> Tensor:
         return torch.relu(x)
 
@@ -246,6 +253,9 @@ class Clip(Unary):
 
     exact = True
     static_inputs: ClassVar[dict[int, str]] = {1: "min", 2: "max"}
+
+    def max_form(self, node: Node, constants: Sequence[np.ndarray | None]) -> MaxForm | None:
+        return forms.clip(node.attr("min"), node.attr("max"))
 
     def fn(self, node: Node, x: Tensor) -> Tensor:
         low, high = node.attr("min"), node.attr("max")
@@ -335,6 +345,9 @@ class Abs(Piecewise):
 
     exact = True
 
+    def max_form(self, node: Node, constants: Sequence[np.ndarray | None]) -> MaxForm | None:
+        return forms.ABS
+
     def fn(self, node: Node, x: Tensor) -> Tensor:
         return torch.abs(x)
 
@@ -352,6 +365,9 @@ class LeakyRelu(Piecewise):
         leak = float(node.attr("alpha", 0.01))
         return (leak, 1.0) if 0.0 <= leak <= 1.0 else None
 
+    def max_form(self, node: Node, constants: Sequence[np.ndarray | None]) -> MaxForm | None:
+        return forms.leaky(float(node.attr("alpha", 0.01)))
+
     def fn(self, node: Node, x: Tensor) -> Tensor:
         return torch.where(x < 0, x * node.attrs["alpha"], x)
 
@@ -363,6 +379,10 @@ class PRelu(Piecewise):
     relaxation = PRELU_FAMILY
 
     kink_at_zero = True
+
+    def max_form(self, node: Node, constants: Sequence[np.ndarray | None]) -> MaxForm | None:
+        slope = constants[1] if len(constants) > 1 else None
+        return None if slope is None else forms.leaky(slope)
 
     def forward(self, node: Node, args: Args, batched: Flags) -> tuple[Tensor, ...]:
         x, slope = args[0], args[1]

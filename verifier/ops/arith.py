@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from verifier.errors import ModelError
 from verifier.ir import Node
+from verifier.ops import max_form as forms
 from verifier.ops.activation import hull, transcendental_error, unary_input
 from verifier.ops.base import (
     Affinity,
@@ -34,6 +36,7 @@ from verifier.ops.base import (
     register,
     unit_roundoff,
 )
+from verifier.ops.max_form import MaxForm
 from verifier.ops.multi_relax import (
     LARGE,
     MAX_RULE,
@@ -359,6 +362,9 @@ class Max(Variadic):
 
     exact = True
 
+    def max_form(self, node: Node, constants: Sequence[np.ndarray | None]) -> MaxForm | None:
+        return forms.MAXIMUM
+
     def combine(self, terms: list[Tensor]) -> Tensor:
         return functools.reduce(torch.maximum, terms)
 
@@ -370,6 +376,9 @@ class Min(Variadic):
     multi_relaxation = MIN_RULE
 
     exact = True
+
+    def max_form(self, node: Node, constants: Sequence[np.ndarray | None]) -> MaxForm | None:
+        return forms.MINIMUM
 
     def combine(self, terms: list[Tensor]) -> Tensor:
         return functools.reduce(torch.minimum, terms)

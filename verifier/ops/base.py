@@ -24,6 +24,9 @@ from torch import Tensor
 from verifier.ir import Node
 
 if TYPE_CHECKING:
+    import numpy as np
+
+    from verifier.ops.max_form import MaxForm
     from verifier.ops.multi_relax import MultiRule
     from verifier.ops.relax import Relaxation
 
@@ -121,6 +124,13 @@ class Op:
         every box around 0 (so alpha-CROWN may optimise the lower slope of an unstable neuron
         in it, and ReLU splitting applies: the op is ``x`` above 0 and ``a x`` below); None for
         ops that are not of this kind."""
+        return None
+
+    def max_form(self, node: Node, constants: Sequence[np.ndarray | None]) -> MaxForm | None:
+        """The op as a maximum of affine pieces (:mod:`verifier.ops.max_form`), which the exact
+        engines encode; ``constants`` holds the constant inputs as arrays (None at dynamic or
+        omitted positions). None: the op has no such form (the exact engines refuse it unless
+        it is affine)."""
         return None
 
     def is_affine(self, node: Node, batched: Flags) -> bool:

@@ -16,12 +16,14 @@ import math
 from collections.abc import Sequence
 from typing import ClassVar
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from verifier.errors import ModelError
 from verifier.ir import Node
+from verifier.ops import max_form as forms
 from verifier.ops.base import (
     Affinity,
     Args,
@@ -35,6 +37,7 @@ from verifier.ops.base import (
 )
 from verifier.ops.conv import Ints, fold_batch, spatial_attr, torch_pad_list, window_pads
 from verifier.ops.linear import dynamic_input
+from verifier.ops.max_form import MaxForm
 from verifier.ops.multi_relax import (
     Moved,
     MultiRule,
@@ -241,6 +244,9 @@ class MaxPool(MonotoneOp):
 
     exact = True
 
+    def max_form(self, node: Node, constants: Sequence[np.ndarray | None]) -> MaxForm | None:
+        return forms.WINDOW_MAXIMUM
+
     def forward(self, node: Node, args: Args, batched: Flags) -> tuple[Tensor, ...]:
         x = dynamic_input(node, args[0], batched[0])
         win, xb, b, n = _window(node, x)
@@ -387,6 +393,9 @@ class GlobalMaxPool(MonotoneOp):
     multi_relaxation = window_max_rule(lambda node, rank: list(range(3, rank)))
 
     exact = True
+
+    def max_form(self, node: Node, constants: Sequence[np.ndarray | None]) -> MaxForm | None:
+        return forms.WINDOW_MAXIMUM
     monotonicity: ClassVar[tuple[int, ...]] = (1,)
 
     def forward(self, node: Node, args: Args, batched: Flags) -> tuple[Tensor, ...]:

@@ -18,13 +18,16 @@ one end and every other input at the opposite end.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import ClassVar
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from verifier.errors import ModelError
 from verifier.ir import Node
+from verifier.ops import max_form as forms
 from verifier.ops.activation import (
     FLOAT32_UNIT,
     TRANSCENDENTAL_ABS,
@@ -43,6 +46,7 @@ from verifier.ops.base import (
     magnitude,
     register,
 )
+from verifier.ops.max_form import MaxForm
 from verifier.ops.multi_relax import negated, window_max_rule
 
 Dims = tuple[int, ...]
@@ -169,6 +173,9 @@ class ReduceMax(MonotoneReduction):
 
     exact = True
 
+    def max_form(self, node: Node, constants: Sequence[np.ndarray | None]) -> MaxForm | None:
+        return forms.WINDOW_MAXIMUM
+
     def reduce(self, x: Tensor, dims: Dims, keep: bool) -> Tensor:
         return x.amax(dim=dims, keepdim=keep) if dims else x
 
@@ -180,6 +187,9 @@ class ReduceMin(MonotoneReduction):
     multi_relaxation = negated(REDUCE_MAX_RULE)
 
     exact = True
+
+    def max_form(self, node: Node, constants: Sequence[np.ndarray | None]) -> MaxForm | None:
+        return forms.WINDOW_MINIMUM
 
     def reduce(self, x: Tensor, dims: Dims, keep: bool) -> Tensor:
         return x.amin(dim=dims, keepdim=keep) if dims else x
