@@ -24,11 +24,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
 )
 """Lowest first. A unit is a subpackage or a top-level module of ``verifier``."""
 
-KNOWN_UPWARD: frozenset[tuple[str, str]] = frozenset({
-    # The planted-bug build runs the verify command after patching the product in its own
-    # process; it goes once faults are injected through configuration (issue 21, in progress).
-    ("soundness", "cli"),
-})
+KNOWN_UPWARD: frozenset[tuple[str, str]] = frozenset()
 
 
 def _layer_of(unit: str) -> int:

@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from verifier.bounds.settle import settle_region
 from verifier.config import AttackConfig, SdpConfig, VerifierConfig
 from verifier.deadline import Deadline
 from verifier.graph.torch_graph import TorchGraph
+from verifier.ops.base import Op
 from verifier.problem import Problem, load_problem, proof_box
 from verifier.result import Counterexample, Result, Status
 from verifier.spec.types import Region
@@ -131,11 +132,12 @@ _FIRST_BAB_SHARE_RELU = 0.8  # for ReLU splitting: dense sampling in hundreds of
 class _Run:
     """One verification run: the problem, the bound models, the oracle and the statistics."""
 
-    def __init__(self, problem: Problem, config: VerifierConfig, deadline: Deadline) -> None:
+    def __init__(self, problem: Problem, config: VerifierConfig, deadline: Deadline,
+                 ops: Mapping[str, Op] | None = None) -> None:
         dev = config.device
         self.config, self.deadline = config, deadline
-        self.attack_graph = TorchGraph(problem.graph, dev.torch_device, dev.attack_torch_dtype)
-        self.bounds_graph = TorchGraph(problem.graph, dev.torch_device, dev.bounds_torch_dtype)
+        self.attack_graph = TorchGraph(problem.graph, dev.torch_device, dev.attack_torch_dtype, ops)
+        self.bounds_graph = TorchGraph(problem.graph, dev.torch_device, dev.bounds_torch_dtype, ops)
         self.problem = settled_problem(problem, self.bounds_graph)
         self.oracle = OnnxOracle(problem.oracle_model)
         self.stats: dict[str, Any] = {"regions": len(problem.spec.regions), "regions_proven": 0,
@@ -365,13 +367,17 @@ def numerical_hygiene(seed: int) -> None:
     torch.backends.cudnn.allow_tf32 = False
 
 
-def verify_problem(problem: Problem, timeout: float | None = None, config: VerifierConfig | None = None) -> Result:
-    """Verifies an already loaded problem; see :func:`verify`."""
+def verify_problem(problem: Problem, timeout: float | None = None, config: VerifierConfig | None = None,
+                   ops: Mapping[str, Op] | None = None) -> Result:
+    """Verifies an already loaded problem; see :func:`verify`. ``ops`` replaces the registry's
+    op for some op types in every analysis of this run (experiments, and the soundness
+    checker's deliberately faulty builds: :mod:`verifier.soundness.faults`); the answers are
+    only as sound as the replacements."""
     start = time.monotonic()
     config = config or VerifierConfig()
     deadline = Deadline.after(timeout)
     numerical_hygiene(config.seed)
-    run = _Run(problem, config, deadline)
+    run = _Run(problem, config, deadline, ops)
     status = run.decide() if config.method in ("auto", "sdp") else run.decide_exactly(config.method)
     if status is Status.UNSAT and problem.composition is not None and problem.composition.truncated:
         status = Status.UNKNOWN  # proven on a finite part of an unbounded input space only

@@ -19,6 +19,8 @@ from pathlib import Path
 from verifier.errors import InputError
 
 EXIT_USAGE, EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED = 2, 3, 4, 130
+EXIT_CODES = {"unsat": 0, "sat": 10, "unknown": 20, "timeout": 30}
+"""Exit code per verdict (``Status.value``) of the commands that give one."""
 
 MAX_TIMEOUT = 1e8
 """Largest ``--timeout`` in seconds (about three years); leave the option out for no limit."""

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from verifier.arguments import (
     EXIT_BAD_INPUT,
+    EXIT_CODES,
     EXIT_INTERNAL,
     EXIT_INTERRUPTED,
     EXIT_USAGE,
@@ -36,8 +37,6 @@ from verifier.errors import InputError
 if TYPE_CHECKING:  # imported where used: Ctrl-C during start-up must reach main()'s boundary
     from verifier.result import Result
 
-EXIT_CODES = {"unsat": 0, "sat": 10, "unknown": 20, "timeout": 30}
-"""Exit code per verdict (``Status.value``)."""
 __all__ = ["EXIT_BAD_INPUT", "EXIT_CODES", "EXIT_INTERNAL", "EXIT_USAGE", "main"]
 _WATCHDOG_GRACE = 0.8
 

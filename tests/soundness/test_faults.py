@@ -46,3 +46,15 @@ def test_every_synthetic_bug_is_caught(tmp_path: Path) -> None:
 def test_faults_entry_point_rejects_an_unknown_bug() -> None:
     assert faults_main(["--bug", "no-such-bug", "m.onnx", "s.vnnlib"]) == 2
     assert faults_main([]) == 2
+
+
+def test_faults_leave_the_registry_alone() -> None:
+    """A fault is an op-table override for one run: the registry's ops keep their rules."""
+    from verifier.ops import REGISTRY
+    from verifier.soundness.faults import FAULTS
+
+    before = {name: REGISTRY[name].relaxation for name in ("Relu", "Sigmoid", "Tanh")}
+    for fault in FAULTS.values():
+        for op_type, op in fault.ops().items():
+            assert op is not REGISTRY[op_type] and op.relaxation is not REGISTRY[op_type].relaxation
+    assert {name: REGISTRY[name].relaxation for name in before} == before

@@ -243,7 +243,8 @@ class _Encoder:
         self.crown = crown
         self.graph = crown.graph
         self.max_entries = max_entries
-        self.tgraph = TorchGraph(crown.graph, "cpu", torch.float64)
+        ops = {node.op: op for node, op in zip(crown.graph.nodes, crown.tgraph.ops, strict=True)}
+        self.tgraph = TorchGraph(crown.graph, "cpu", torch.float64, ops)  # CROWN's ops (overrides kept)
         self.enc = Encoding()
         self.values: dict[str, Affine] = {}
         self.position = 0
