@@ -100,7 +100,7 @@ def clause_figures(tgraph: TorchGraph, lower: torch.Tensor, upper: torch.Tensor,
         start = time.monotonic()
         best, dual, status = -math.inf, -math.inf, "optimal"
         for r in range(clause.num_rows):
-            found = milp_row_minimum(crown, np.asarray(clause.C[r], dtype=np.float64), float(clause.d[r]), milp,
+            found = milp_row_minimum(crown.table, np.asarray(clause.C[r], dtype=np.float64), float(clause.d[r]), milp,
                                      relax=relax)
             value = found.lower if relax else (found.value if found.value is not None else math.inf)
             best, dual = max(best, value), max(dual, found.lower)
@@ -110,7 +110,7 @@ def clause_figures(tgraph: TorchGraph, lower: torch.Tensor, upper: torch.Tensor,
         if not relax:
             out.milp_dual, out.milp_status = dual, status
     start = time.monotonic()
-    sdp = sdp_clause_rows(crown, clause, config.sdp, seed=config.seed, encoding=encode_for_sdp(crown))
+    sdp = sdp_clause_rows(crown.table, clause, config.sdp, seed=config.seed, encoding=encode_for_sdp(crown.table))
     out.bound["sdp"], out.seconds["sdp"] = float(sdp.lower.max()), time.monotonic() - start
     return out
 

@@ -74,13 +74,13 @@ class RegionProof:
         record = stats.setdefault("sdp", {"clauses": 0, "refuted": 0, "rows": 0, "seconds": 0.0, "best_rows": []})
         began = time.monotonic()
         try:
-            encoding = encode_for_sdp(self.crown)
+            encoding = encode_for_sdp(self.crown.table)
             still_open = []
             for clause in self.open:
                 if deadline.expired():
                     still_open.append(clause)
                     continue
-                rows = sdp_clause_rows(self.crown, clause, config, deadline, seed, encoding, stop_above=0.0)
+                rows = sdp_clause_rows(self.crown.table, clause, config, deadline, seed, encoding, stop_above=0.0)
                 record["clauses"] += 1
                 record["rows"] += sum(result is not None for result in rows.results)
                 best = float(rows.lower.max())
@@ -223,7 +223,7 @@ class _Run:
 
         assert proof.crown is not None
         try:
-            outcome = milp_check(proof.crown, proof.open, MilpConfig(time_limit=deadline.remaining()), deadline)
+            outcome = milp_check(proof.crown.table, proof.open, MilpConfig(time_limit=deadline.remaining()), deadline)
         except ExactUnsupported as exc:
             self.stats["exact_error"] = str(exc)
             return Status.UNKNOWN
@@ -252,9 +252,9 @@ class _Run:
             limit = max(0.0, self.deadline.remaining())
             try:
                 if method == "milp":
-                    outcome = milp_check(proof.crown, proof.open, MilpConfig(time_limit=min(limit, 1e6)), self.deadline)
+                    outcome = milp_check(proof.crown.table, proof.open, MilpConfig(time_limit=min(limit, 1e6)), self.deadline)
                 else:
-                    outcome = smt_check(proof.crown, proof.open, SmtConfig(time_limit=min(limit, 1e6)), self.deadline)
+                    outcome = smt_check(proof.crown.table, proof.open, SmtConfig(time_limit=min(limit, 1e6)), self.deadline)
             except ExactUnsupported as exc:
                 self.stats["exact_error"] = str(exc)
                 status = Status.UNKNOWN

@@ -62,9 +62,9 @@ def spec_bounds(problem: Problem, method: str, config: VerifierConfig) -> list[d
                     from verifier.sdp import sdp_clause_rows
                     from verifier.sdp.bound import encode_for_sdp
 
-                    enc = encode_for_sdp(crown)
+                    enc = encode_for_sdp(crown.table)
                     clauses = [torch.maximum(crown_rows(crown, c)[0].cpu(),
-                                             sdp_clause_rows(crown, c, config.sdp, seed=config.seed, encoding=enc).lower
+                                             sdp_clause_rows(crown.table, c, config.sdp, seed=config.seed, encoding=enc).lower
                                              ).tolist() for c in region.clauses]
                 else:
                     clauses = [crown_rows(crown, c, optimise=optimise)[0].tolist() for c in region.clauses]

@@ -96,8 +96,8 @@ def _verdicts(path: Path, region: Region, config: InputSplitConfig | None = None
         relu = relu_split_search(bounds, attack, region, proof.open, proof.crown, confirm, Deadline.after(20),
                                  ReluSplitConfig(pgd_every=0))
         verdicts["bab_relu"] = relu.status
-    for name, result in (("milp", milp_check(crown, region.clauses, MilpConfig(time_limit=20))),
-                         ("smt", smt_check(crown, region.clauses, SmtConfig(time_limit=20)))):
+    for name, result in (("milp", milp_check(crown.table, region.clauses, MilpConfig(time_limit=20))),
+                         ("smt", smt_check(crown.table, region.clauses, SmtConfig(time_limit=20)))):
         status = result.status
         if status == "sat":
             assert result.x is not None

@@ -165,7 +165,7 @@ def test_leaves_go_to_the_exact_engine_with_their_splits(tmp_path: Path) -> None
         attack = TorchGraph(bounds.graph, "cpu", torch.float32)
         config = ReluSplitConfig(iterations=1, root_iterations=1, pgd_every=0, candidates_per_round=0)
         outcome = relu_split_search(bounds, attack, region, proof.open, proof.crown, confirm, Deadline.after(30), config)
-        reference = milp_check(proof.crown, proof.open, MilpConfig(time_limit=30))
+        reference = milp_check(proof.crown.table, proof.open, MilpConfig(time_limit=30))
         if outcome.status in ("sat", "unsat"):
             decided += 1
             assert outcome.status == reference.status, (seed, outcome.status, reference.status)

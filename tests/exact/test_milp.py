@@ -189,9 +189,9 @@ def sampled_violation(instance: Instance, seed: int) -> bool:
 def check_agreement(instance: Instance, seed: int) -> str:
     """Runs the three engines; asserts that they agree and that every answer checks out."""
     outcomes: dict[str, ExactOutcome] = {
-        "highs": milp_check(instance.crown, instance.region.clauses, MilpConfig("highs", time_limit=30)),
-        "cbc": milp_check(instance.crown, instance.region.clauses, MilpConfig("cbc", time_limit=30)),
-        "smt": smt_check(instance.crown, instance.region.clauses, SmtConfig(time_limit=30)),
+        "highs": milp_check(instance.crown.table, instance.region.clauses, MilpConfig("highs", time_limit=30)),
+        "cbc": milp_check(instance.crown.table, instance.region.clauses, MilpConfig("cbc", time_limit=30)),
+        "smt": smt_check(instance.crown.table, instance.region.clauses, SmtConfig(time_limit=30)),
     }
     statuses = {name: o.status for name, o in outcomes.items()}
     assert len(set(statuses.values())) == 1 and "unknown" not in statuses.values(), (statuses, outcomes)
@@ -239,7 +239,7 @@ def test_bounds_alone_refute_without_a_solve(tmp_path: Path) -> None:
     instance = random_instance(tmp_path, relu_mlp(3), 3)
     y_hi = instance.crown.output_bounds()[1][0].numpy()
     clause = Clause(np.eye(len(y_hi))[:1] * -1.0, np.array([-y_hi[0] - 1.0]), np.array([False]))  # y0 >= hi + 1
-    outcome = milp_check(instance.crown, [clause], MilpConfig())
+    outcome = milp_check(instance.crown.table, [clause], MilpConfig())
     assert outcome.status == "unsat" and outcome.stats["solve_seconds"] == 0.0
 
 
@@ -250,13 +250,13 @@ def test_unsupported_op_is_named(tmp_path: Path) -> None:
     instance = random_instance(tmp_path, models, 0)
     sigmoid = next(n for n in instance.crown.graph.nodes if n.op == "Sigmoid")
     with pytest.raises(ExactUnsupported, match=f"{sigmoid.name}.*Sigmoid"):
-        milp_check(instance.crown, instance.region.clauses, MilpConfig())
+        milp_check(instance.crown.table, instance.region.clauses, MilpConfig())
 
 
 def test_dense_matrix_cap(tmp_path: Path) -> None:
     instance = random_instance(tmp_path, relu_mlp(1), 1)
     with pytest.raises(ExactUnsupported, match="over the cap"):
-        encode(instance.crown, max_entries=3)
+        encode(instance.crown.table, max_entries=3)
 
 
 def wrong_bounds_case(tmp_path: Path, seed: int) -> tuple[Instance, str, tuple[torch.Tensor, torch.Tensor]]:
@@ -292,12 +292,12 @@ def test_wrong_big_m_bounds_break_the_cross_check(tmp_path: Path, monkeypatch: p
     instance, first, tight = wrong_bounds_case(tmp_path, 7)
     clauses = instance.region.clauses
     assert sampled_violation(instance, 7)
-    assert milp_check(instance.crown, clauses, MilpConfig()).status == "sat"
+    assert milp_check(instance.crown.table, clauses, MilpConfig()).status == "sat"
     monkeypatch.setitem(instance.crown.bounds, first, tight)
     # with the wrong bounds both engines "prove" a property that sampling refutes
-    assert milp_check(instance.crown, clauses, MilpConfig()).status == "unsat"
-    assert milp_check(instance.crown, clauses, MilpConfig("cbc")).status == "unsat"
-    assert smt_check(instance.crown, clauses, SmtConfig()).status == "unsat"
+    assert milp_check(instance.crown.table, clauses, MilpConfig()).status == "unsat"
+    assert milp_check(instance.crown.table, clauses, MilpConfig("cbc")).status == "unsat"
+    assert smt_check(instance.crown.table, clauses, SmtConfig()).status == "unsat"
 
 
 def test_config_checks_margin_against_tolerance() -> None:

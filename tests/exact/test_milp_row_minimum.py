@@ -53,8 +53,8 @@ def case(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
     rows = range(clause.num_rows)
     return Case(
         tiny,
-        exact=[milp_row_minimum(tiny.crown, clause.C[r], float(clause.d[r]), config) for r in rows],
-        relaxed=[milp_row_minimum(tiny.crown, clause.C[r], float(clause.d[r]), config, relax=True) for r in rows],
+        exact=[milp_row_minimum(tiny.crown.table, clause.C[r], float(clause.d[r]), config) for r in rows],
+        relaxed=[milp_row_minimum(tiny.crown.table, clause.C[r], float(clause.d[r]), config, relax=True) for r in rows],
         oracle=[milp_minimum(tiny.network, tiny.lower, tiny.upper, clause.C[r], float(clause.d[r])) for r in rows],
         sampled=[float((outputs @ clause.C[r] - clause.d[r]).min()) for r in rows],
         crown=[float(crown[r]) for r in rows],
@@ -86,8 +86,8 @@ def test_no_time_left_gives_no_bound(tmp_path: Path) -> None:
     tiny = tiny_net(tmp_path, 0)
     c, d = tiny.clause.C[0], float(tiny.clause.d[0])
     for relax in (False, True):
-        expired = milp_row_minimum(tiny.crown, c, d, MilpConfig(), Deadline(time.monotonic() - 1.0), relax)
-        no_time = milp_row_minimum(tiny.crown, c, d, MilpConfig(time_limit=0.0), relax=relax)
+        expired = milp_row_minimum(tiny.crown.table, c, d, MilpConfig(), Deadline(time.monotonic() - 1.0), relax)
+        no_time = milp_row_minimum(tiny.crown.table, c, d, MilpConfig(time_limit=0.0), relax=relax)
         for result in (expired, no_time):
             assert result.status != "optimal" and result.lower == -math.inf and result.value is None
 
@@ -99,7 +99,7 @@ def test_solver_time_limit_gives_the_dual_bound_or_nothing(tmp_path: Path) -> No
     c, d = tiny.clause.C[0].astype(np.float64), float(tiny.clause.d[0])
     oracle = milp_minimum(tiny.network, tiny.lower, tiny.upper, c, d)
     for relax in (False, True):
-        model = _Milp(encode(tiny.crown), MilpConfig(), relax)
+        model = _Milp(encode(tiny.crown.table), MilpConfig(), relax)
         lower, _, status = model.minimum(0.0, model.set_row_objective(c, d))
         assert status == "time_limit"
         assert lower == -math.inf if relax else lower <= oracle + 1e-6
@@ -109,6 +109,6 @@ def test_cbc_and_misshapen_rows_are_refused(tmp_path: Path) -> None:
     tiny = tiny_net(tmp_path, 0)
     c, d = tiny.clause.C[0], float(tiny.clause.d[0])
     with pytest.raises(ValueError, match="highs"):
-        milp_row_minimum(tiny.crown, c, d, MilpConfig(solver="cbc"))
+        milp_row_minimum(tiny.crown.table, c, d, MilpConfig(solver="cbc"))
     with pytest.raises(ValueError, match="network outputs"):
-        milp_row_minimum(tiny.crown, np.ones(c.size + 1), d, MilpConfig())
+        milp_row_minimum(tiny.crown.table, np.ones(c.size + 1), d, MilpConfig())

@@ -42,7 +42,7 @@ def test_float_executions_satisfy_the_program(tmp_path: Path, builder: object) -
     lie in their bounds, every max relation holds and the outputs lie within their bands."""
     for seed in range(3):
         instance = random_instance(tmp_path, builder(seed), seed)  # type: ignore[operator]
-        enc = encode(instance.crown)
+        enc = encode(instance.crown.table)
         tg = TorchGraph(instance.crown.graph, "cpu", torch.float32)
         x, _ = instance.samples(200, seed)
         shape = tg.graph.inputs[0].shape
@@ -81,14 +81,14 @@ def test_float_error_terms_find_a_float_only_violation(tmp_path: Path, monkeypat
     oracle = OnnxOracle(path)
     assert oracle.run(region.lower)[0] == 1.0  # float32 rounds 1 + 1e-8 to 1
     crown = make_crown(path, region)
-    for outcome in (smt_check(crown, region.clauses, SmtConfig()), milp_check(crown, region.clauses, MilpConfig())):
+    for outcome in (smt_check(crown.table, region.clauses, SmtConfig()), milp_check(crown.table, region.clauses, MilpConfig())):
         assert outcome.status == "sat" and outcome.x is not None
         assert check_witness(oracle, region, outcome.x).valid
     # Without the float-error terms the exact engine proves the real network safe: wrong for
     # the float model, which onnxruntime shows violating the property.
     node = crown.graph.nodes[0].name
     monkeypatch.setitem(crown.errors, node, (None,))
-    assert smt_check(crown, region.clauses, SmtConfig()).status == "unsat"
+    assert smt_check(crown.table, region.clauses, SmtConfig()).status == "unsat"
 
 
 def test_unsupported_product_is_named(tmp_path: Path) -> None:
@@ -97,7 +97,7 @@ def test_unsupported_product_is_named(tmp_path: Path) -> None:
     instance = random_instance(tmp_path, b.models(b.dense(product, 3, 2), 2), 0)
     mul = next(n for n in instance.crown.graph.nodes if n.op == "Mul")
     with pytest.raises(ExactUnsupported, match=f"{mul.name}.*Mul"):
-        smt_check(instance.crown, instance.region.clauses, SmtConfig())
+        smt_check(instance.crown.table, instance.region.clauses, SmtConfig())
 
 
 def test_numbers_are_exact_rationals() -> None:
@@ -109,9 +109,9 @@ def test_numbers_are_exact_rationals() -> None:
 def test_expired_deadline_gives_unknown(tmp_path: Path) -> None:
     instance = random_instance(tmp_path, relu_mlp(2), 2)
     start = time.monotonic()
-    outcome = smt_check(instance.crown, instance.region.clauses, SmtConfig(), Deadline(time.monotonic() - 1))
+    outcome = smt_check(instance.crown.table, instance.region.clauses, SmtConfig(), Deadline(time.monotonic() - 1))
     assert outcome.status == "unknown" and time.monotonic() - start < 1.0
-    outcome = milp_check(instance.crown, instance.region.clauses, MilpConfig(), Deadline(time.monotonic() - 1))
+    outcome = milp_check(instance.crown.table, instance.region.clauses, MilpConfig(), Deadline(time.monotonic() - 1))
     assert outcome.status == "unknown"
 
 
@@ -119,7 +119,7 @@ def test_sat_candidate_is_deep(tmp_path: Path) -> None:
     """The candidate violates its clause by a margin that float rounding cannot undo."""
     for seed in range(40):
         instance = random_instance(tmp_path, relu_mlp(seed), seed)
-        outcome = smt_check(instance.crown, instance.region.clauses, SmtConfig())
+        outcome = smt_check(instance.crown.table, instance.region.clauses, SmtConfig())
         if outcome.status == "sat":
             assert float(outcome.stats["depth"]) > 1e-6
             return

@@ -45,7 +45,7 @@ def test_lambda_min_lower_is_below_the_eigenvalue_and_close(shift: float) -> Non
 def test_any_non_negative_multipliers_give_a_sound_bound(tmp_path: Path, seed: int) -> None:
     tiny = tiny_net(tmp_path, seed)
     clause = tiny.clause
-    problem = build_problem(encode_for_sdp(tiny.crown), clause.C[0], float(clause.d[0]))
+    problem = build_problem(encode_for_sdp(tiny.crown.table), clause.C[0], float(clause.d[0]))
     session = onnxruntime.InferenceSession(str(tiny.onnx))
     name = session.get_inputs()[0].name
     rng = np.random.default_rng(seed)

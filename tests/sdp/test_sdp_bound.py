@@ -46,8 +46,8 @@ def full_rank_sdp(problem: SdpProblem) -> float:
 def test_sdp_bound_is_sound_and_reaches_the_full_sdp(tmp_path: Path, seed: int) -> None:
     tiny = tiny_net(tmp_path, seed)
     clause = tiny.clause
-    rows = sdp_clause_rows(tiny.crown, clause, UNTIMED, seed=seed)
-    enc = encode_for_sdp(tiny.crown)
+    rows = sdp_clause_rows(tiny.crown.table, clause, UNTIMED, seed=seed)
+    enc = encode_for_sdp(tiny.crown.table)
     session = onnxruntime.InferenceSession(str(tiny.onnx))
     name = session.get_inputs()[0].name
     samples = np.random.default_rng(seed).uniform(tiny.lower, tiny.upper, (5000, tiny.lower.size))

@@ -216,11 +216,12 @@ class _BetaBounder:
                         alpha[layer.node].clamp_(*layer.span)
                         beta[layer.node].clamp_(min=0.0)
         with torch.no_grad():  # the kept iterate once more: its coefficients guide branching
-            crown.record_relu = True
+            crown.record.relu = True
             self._set(crown, domains, keep_alpha, keep_beta)
             best = torch.maximum(best, self.spec_rows(crown))
-            coefficients = {layer.node: crown.relu_coefficients[layer.node].reshape(domains.size, self.k * self.r, -1)
-                            for layer in self.layers if layer.node in crown.relu_coefficients}
+            relaxed = crown.record.relaxed
+            coefficients = {layer.node: relaxed[layer.node].reshape(domains.size, self.k * self.r, -1)
+                            for layer in self.layers if layer.node in relaxed}
             a = crown.input_coefficients[self.input.name].reshape(domains.size, self.k * self.r, -1)
             corners = torch.where(a > 0, self.lower.reshape(1, 1, -1), self.upper.reshape(1, 1, -1))
             bounds = {name: (crown.bounds[name][0].reshape(domains.size, -1), crown.bounds[name][1].reshape(domains.size, -1))
@@ -587,7 +588,7 @@ class _ClauseSearch:
                           CrownConfig(intermediate=False), prior=prior)
             signs = {layer.value: leaves.split[layer.node][i].cpu().numpy() for layer in self.layers}
             try:
-                outcome = milp_check(crown, [self.clause], MilpConfig(time_limit=deadline.remaining()), deadline, signs)
+                outcome = milp_check(crown.table, [self.clause], MilpConfig(time_limit=deadline.remaining()), deadline, signs)
             except ExactUnsupported:
                 self.unresolved += 1
                 continue

@@ -38,8 +38,8 @@ the program. The pieces:
    float64 cannot hold, with 256 float64 ulps to spare), ``2**-50 * (|a| m + |k|)`` for a term
    ``a x + k``; a pure copy or negation (an exact op, one coefficient +-1 per row) adds nothing.
    Bands are computed with a relative ``2**-30`` upward, and ``inf``/NaN stays ``inf``.
-4. *Bounds.* Variables are bounded by ``crown.bounds`` of their value, and term bounds (for
-   pruning and big-M) come from ``crown.bounds`` of the term's input widened by its band.
+4. *Bounds.* Variables are bounded by ``table.bounds`` of their value, and term bounds (for
+   pruning and big-M) come from ``table.bounds`` of the term's input widened by its band.
    CROWN derives these for the perturbed network (any error within ``errors`` at every node),
    which contains every float execution, so they cut off none; pruning compares them with a
    relative slack of ``2**-40``. Bounds that are too tight would make the program unsound: the
@@ -55,7 +55,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from verifier.bounds.crown import Crown
+from verifier.bounds.table import BoundTable
 from verifier.graph.torch_graph import TorchGraph
 from verifier.ir import Node
 from verifier.ops import REGISTRY
@@ -206,11 +206,11 @@ def stack(parts: list[Affine], max_entries: int = MAX_DENSE_ENTRIES) -> Affine:
                   np.concatenate([p.consts for p in parts]), np.concatenate([p.bands for p in parts]))
 
 
-def encode(crown: Crown, max_entries: int = MAX_DENSE_ENTRIES, keep: Collection[str] = ()) -> Encoding:
-    """Encodes the graph of ``crown`` over its single input box (see the module docstring).
+def encode(table: BoundTable, max_entries: int = MAX_DENSE_ENTRIES, keep: Collection[str] = ()) -> Encoding:
+    """Encodes the graph of ``table`` over its single input box (see the module docstring).
 
     Args:
-        crown: CROWN bounds over one box (batch size 1); its bounds and float-error bounds
+        table: the bound table (CROWN) over one box (batch size 1); its bounds and float-error bounds
             must hold for the perturbed network (any error within ``errors`` at every node).
         max_entries: largest dense matrix built for one node.
         keep: values whose expressions go to ``Encoding.values`` (e.g. to constrain them).
@@ -221,15 +221,15 @@ def encode(crown: Crown, max_entries: int = MAX_DENSE_ENTRIES, keep: Collection[
     Raises:
         ExactUnsupported: an op without an exact encoding, or a matrix over ``max_entries``.
     """
-    if crown.batch != 1:
-        raise ValueError(f"the exact engines take a Crown over one box, got {crown.batch}")
-    encoder = _Encoder(crown, max_entries)
-    for position, node in enumerate(crown.graph.nodes):
+    if table.batch != 1:
+        raise ValueError(f"the exact engines take a bound table over one box, got {table.batch}")
+    encoder = _Encoder(table, max_entries)
+    for position, node in enumerate(table.graph.nodes):
         encoder.node(position, node)
     enc = encoder.enc
-    enc.inputs = np.concatenate([encoder.values[v.name].vars for v in crown.graph.inputs])
-    enc.outputs = stack([encoder.values[v.name] for v in crown.graph.outputs])
-    bounds = [encoder.bounds(v.name) for v in crown.graph.outputs]
+    enc.inputs = np.concatenate([encoder.values[v.name].vars for v in table.graph.inputs])
+    enc.outputs = stack([encoder.values[v.name] for v in table.graph.outputs])
+    bounds = [encoder.bounds(v.name) for v in table.graph.outputs]
     enc.output_lower = np.concatenate([b[0] for b in bounds])
     enc.output_upper = np.concatenate([b[1] for b in bounds])
     enc.values = {name: encoder.values[name] for name in keep if name in encoder.values}
@@ -239,12 +239,12 @@ def encode(crown: Crown, max_entries: int = MAX_DENSE_ENTRIES, keep: Collection[
 class _Encoder:
     """The traversal: ``values`` maps each dynamic value to its expression."""
 
-    def __init__(self, crown: Crown, max_entries: int) -> None:
-        self.crown = crown
-        self.graph = crown.graph
+    def __init__(self, table: BoundTable, max_entries: int) -> None:
+        self.table = table
+        self.graph = table.graph
         self.max_entries = max_entries
-        ops = {node.op: op for node, op in zip(crown.graph.nodes, crown.tgraph.ops, strict=True)}
-        self.tgraph = TorchGraph(crown.graph, "cpu", torch.float64, ops)  # CROWN's ops (overrides kept)
+        ops = {node.op: op for node, op in zip(table.graph.nodes, table.tgraph.ops, strict=True)}
+        self.tgraph = TorchGraph(table.graph, "cpu", torch.float64, ops)  # CROWN's ops (overrides kept)
         self.enc = Encoding()
         self.values: dict[str, Affine] = {}
         self.position = 0
@@ -256,14 +256,14 @@ class _Encoder:
     # ---------------------------------------------------------------- helpers
     def bounds(self, value: str) -> tuple[np.ndarray, np.ndarray]:
         """CROWN's bounds of ``value``, flattened float64."""
-        lo, hi = self.crown.bounds[value]
+        lo, hi = self.table.bounds[value]
         return (lo.detach().to("cpu", torch.float64).reshape(-1).numpy(),
                 hi.detach().to("cpu", torch.float64).reshape(-1).numpy())
 
     def error(self, node: Node, position: int) -> np.ndarray:
         """The float-error bound of output ``position`` per element (0 where exact)."""
         shape = self.graph.shapes[node.outputs[position]]
-        errors = self.crown.errors.get(node.name)
+        errors = self.table.errors.get(node.name)
         err = None if errors is None or position >= len(errors) else errors[position]
         if err is None:
             return np.zeros(math.prod(shape))
@@ -312,7 +312,7 @@ class _Encoder:
         dynamic = [name for name, b in zip(node.inputs, batched, strict=True) if b]
         inputs = stack([self.values[name] for name in dynamic], self.max_entries)
         magnitudes = self.enc.size_of(inputs)
-        exact_op = all(e is None for e in self.crown.errors.get(node.name, (None,)))
+        exact_op = all(e is None for e in self.table.errors.get(node.name, (None,)))
         for position, out in enumerate(node.outputs):
             if not out or out not in self.graph.shapes:
                 continue

@@ -55,7 +55,7 @@ from typing import Any
 import numpy as np
 import pulp
 
-from verifier.bounds.crown import Crown
+from verifier.bounds.table import BoundTable
 from verifier.deadline import Deadline
 from verifier.exact.encoding import Encoding, ExactOutcome, ExactUnsupported, MaxRow, encode
 from verifier.spec.types import Clause
@@ -102,12 +102,12 @@ def _interval(coefs: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> tuple[
     return (-math.inf if math.isnan(lo) else lo), (math.inf if math.isnan(hi) else hi)
 
 
-def milp_check(crown: Crown, clauses: Sequence[Clause], config: MilpConfig,
+def milp_check(table: BoundTable, clauses: Sequence[Clause], config: MilpConfig,
                deadline: Deadline | None = None, signs: Mapping[str, np.ndarray] | None = None) -> ExactOutcome:
-    """Decides whether some input of ``crown``'s box makes every row of some clause hold.
+    """Decides whether some input of ``table``'s box makes every row of some clause hold.
 
     Args:
-        crown: CROWN over the single input box (batch 1): the graph, the box, the bounds used
+        table: the bound table (CROWN) over the single input box (batch 1): the graph, the box, the bounds used
             for big-M constants and the float-error bounds.
         clauses: the disjunction ``C y <= d`` over the flattened outputs ``y``.
         config: solver, time limit, threads, margin and tolerance.
@@ -115,7 +115,7 @@ def milp_check(crown: Crown, clauses: Sequence[Clause], config: MilpConfig,
         signs: sign constraints on intermediate values (name -> flat array of +1: ``v >= 0``,
             -1: ``v <= 0``, 0: none), e.g. the splits of a branch-and-bound domain. The check is
             then over the inputs of the box whose float execution satisfies them, and
-            ``crown``'s bounds need only hold there. Each is added as ``s * E v + band >= 0``
+            ``table``'s bounds need only hold there. Each is added as ``s * E v + band >= 0``
             on the value's expression ``E v`` and float band: implied by ``s * v >= 0``.
 
     Returns:
@@ -132,7 +132,7 @@ def milp_check(crown: Crown, clauses: Sequence[Clause], config: MilpConfig,
     limit = (deadline or Deadline(None)).sooner(config.time_limit)
     if limit.expired():
         return ExactOutcome("unknown", None, {"reason": "deadline"})
-    enc = encode(crown, keep=tuple(signs or ()))
+    enc = encode(table, keep=tuple(signs or ()))
     model = _Milp(enc, config)
     for name, sign in (signs or {}).items():
         model.add_signs(name, np.asarray(sign))
@@ -172,9 +172,9 @@ class RowMinimum:
     binaries: int
 
 
-def milp_row_minimum(crown: Crown, c: np.ndarray, d: float, config: MilpConfig,
+def milp_row_minimum(table: BoundTable, c: np.ndarray, d: float, config: MilpConfig,
                      deadline: Deadline | None = None, relax: bool = False) -> RowMinimum:
-    """Minimises one spec row ``c @ y - d`` over the encoding of ``crown``'s box, exactly (MILP)
+    """Minimises one spec row ``c @ y - d`` over the encoding of ``table``'s box, exactly (MILP)
     or over the LP relaxation (``relax``), for tables that compare bounds.
 
     The objective is ``c @ (E v + e) - d - |c| @ band`` on the outputs' expression ``E v + e``
@@ -192,7 +192,7 @@ def milp_row_minimum(crown: Crown, c: np.ndarray, d: float, config: MilpConfig,
     by infeasibility with a margin).
 
     Args:
-        crown: CROWN over the single input box (batch 1), as for :func:`milp_check`.
+        table: the bound table (CROWN) over the single input box (batch 1), as for :func:`milp_check`.
         c: ``(outputs,)`` row coefficients over the flattened outputs.
         d: the row's right-hand side.
         config: time limit, threads and tolerance; the solver must be ``"highs"`` (the dual
@@ -215,7 +215,7 @@ def milp_row_minimum(crown: Crown, c: np.ndarray, d: float, config: MilpConfig,
     limit = (deadline or Deadline(None)).sooner(config.time_limit)
     if limit.expired():
         return RowMinimum(-math.inf, None, "deadline", time.monotonic() - start, 0)
-    model = _Milp(encode(crown), config, relax)
+    model = _Milp(encode(table), config, relax)
     constant = model.set_row_objective(np.asarray(c, dtype=np.float64), float(d))
     lower: float
     value: float | None

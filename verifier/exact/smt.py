@@ -36,7 +36,7 @@ from fractions import Fraction
 import numpy as np
 import z3
 
-from verifier.bounds.crown import Crown
+from verifier.bounds.table import BoundTable
 from verifier.deadline import Deadline
 from verifier.exact.encoding import Encoding, ExactOutcome, MaxRow, encode
 from verifier.spec.types import Clause
@@ -67,12 +67,12 @@ def _rational(q: Fraction) -> z3.ArithRef:
     return z3.RealVal(f"{q.numerator}/{q.denominator}")
 
 
-def smt_check(crown: Crown, clauses: Sequence[Clause], config: SmtConfig,
+def smt_check(table: BoundTable, clauses: Sequence[Clause], config: SmtConfig,
               deadline: Deadline | None = None) -> ExactOutcome:
-    """Decides whether some input of ``crown``'s box makes every row of some clause hold.
+    """Decides whether some input of ``table``'s box makes every row of some clause hold.
 
     Args:
-        crown: CROWN over the single input box (batch 1): the graph, the box, the bounds of
+        table: the bound table (CROWN) over the single input box (batch 1): the graph, the box, the bounds of
             every value and the float-error bounds.
         clauses: the disjunction ``C y <= d`` (``<`` for strict rows) over the flattened
             outputs ``y``.
@@ -92,7 +92,7 @@ def smt_check(crown: Crown, clauses: Sequence[Clause], config: SmtConfig,
     limit = (deadline or Deadline(None)).sooner(config.time_limit)
     if limit.expired():
         return ExactOutcome("unknown", None, {"reason": "deadline"})
-    enc = encode(crown)
+    enc = encode(table)
     query = _Query(enc)
     query.solver.add(query.disjunction(clauses))
     stats: dict[str, float | int | str] = {"engine": "smt-z3", "variables": enc.num_vars,

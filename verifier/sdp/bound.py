@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from verifier.bounds.crown import Crown
+from verifier.bounds.table import BoundTable
 from verifier.config import SdpConfig
 from verifier.deadline import Deadline
 from verifier.exact.encoding import Encoding, ExactUnsupported, encode
@@ -33,21 +33,21 @@ class SdpRows:
     results: list[SdpResult | None] = field(default_factory=list)
 
 
-def encode_for_sdp(crown: Crown) -> Encoding:
-    """The exact encoding of ``crown``'s network over its box.
+def encode_for_sdp(table: BoundTable) -> Encoding:
+    """The exact encoding of ``table``'s network over its box.
 
     Raises:
         SdpUnsupported: an op without an exact encoding (named with its node).
     """
     try:
-        return encode(crown)
+        return encode(table)
     except ExactUnsupported as exc:
         raise SdpUnsupported(str(exc)) from None
 
 
-def sdp_clause_rows(crown: Crown, clause: Clause, config: SdpConfig, deadline: Deadline | None = None,
+def sdp_clause_rows(table: BoundTable, clause: Clause, config: SdpConfig, deadline: Deadline | None = None,
                     seed: int = 0, encoding: Encoding | None = None, stop_above: float | None = None) -> SdpRows:
-    """Certified lower bounds ``(rows,)`` (float64) of ``C_r y - d_r`` over ``crown``'s box
+    """Certified lower bounds ``(rows,)`` (float64) of ``C_r y - d_r`` over ``table``'s box
     (batch 1). A row whose time ran out gets ``-inf``. With ``stop_above``, the rows after
     the first whose bound exceeds it are skipped (``-inf``): the clause is refuted already;
     each row's solve stops once its bound exceeds it, or gives up once it cannot (see
@@ -56,8 +56,8 @@ def sdp_clause_rows(crown: Crown, clause: Clause, config: SdpConfig, deadline: D
     Raises:
         SdpUnsupported: the network has an op or relation the SDP bound cannot express.
     """
-    enc = encoding if encoding is not None else encode_for_sdp(crown)
-    device = crown.tgraph.place.device
+    enc = encoding if encoding is not None else encode_for_sdp(table)
+    device = table.tgraph.place.device
     lower = torch.full((clause.num_rows,), -torch.inf, dtype=torch.float64)
     results: list[SdpResult | None] = []
     for r in range(clause.num_rows):

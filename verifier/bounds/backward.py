@@ -1,0 +1,280 @@
+"""The CROWN backward traversal: a function of the bound table, the seed rows and the
+optional alpha slopes and beta multipliers.
+
+For objective rows ``A·v`` on values ``v``, :func:`backward` walks the graph backwards and
+keeps a linear lower bound ``sum_i <A_i, x_i> + bias`` of the rows in terms of the values
+reached:
+
+- an affine node (:meth:`verifier.ops.base.Op.is_affine`) passes coefficients through the
+  vector-Jacobian product of its own forward (or the op's :meth:`~verifier.ops.base.Op.transpose`
+  or pass-through fast path), and adds ``A·f(0)`` to the bias;
+- a node with a multi-input rule (:attr:`~verifier.ops.base.Op.multi_relaxation`) moves the
+  coefficients to its inputs by that rule;
+- an elementwise node with a linear relaxation ``l_s x + l_b <= f(x) <= u_s x + u_b`` passes
+  ``A+ l_s + A- u_s`` and adds ``A+ l_b + A- u_b``; an alpha slope replaces ``l_s`` at the
+  unstable positions (any slope in the op's :meth:`~verifier.ops.base.Op.lower_slope_range` is
+  sound); a beta multiplier adds ``-beta * s * x`` on the node's input (``<= 0`` wherever the
+  split constraints hold, so the bound stays valid on the split domain);
+- any other node is cut: its output bounds concretise its rows (``A+ lo + A- hi``).
+
+Every node passed subtracts ``|A|·err`` (its float error from the table), and the final
+concretisation over the input boxes subtracts its own float64 rounding bound.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from verifier.bounds.rounding import unit_roundoff
+from verifier.bounds.table import BoundTable
+from verifier.ir import Node
+from verifier.ops.base import gamma
+from verifier.ops.relax import LinearBounds
+
+
+@dataclass(frozen=True)
+class Traversal:
+    """What one backward pass is given besides the table and the rows.
+
+    Attributes:
+        stop: only nodes before this index are traversed (the seeds' producers come before).
+        relu_mode: the relaxation mode of unstable ReLU-family neurons (see
+            :func:`verifier.ops.relax.relax`).
+        slopes: alpha slopes ``(N, R, *shape)`` per node for these rows (optional).
+        betas: ``beta * s`` ``(N, R, *shape)`` per split node (optional; final rows only).
+        fast_paths: use the ops' transpose and pass-through rules (same result).
+        create_graph: keep the autograd graph of vector-Jacobian products (alpha-CROWN
+            differentiates through them).
+    """
+
+    stop: int
+    relu_mode: str = "adaptive"
+    slopes: Mapping[str, Tensor] = field(default_factory=dict)
+    betas: Mapping[str, Tensor] = field(default_factory=dict)
+    fast_paths: bool = True
+    create_graph: bool = False
+
+
+@dataclass
+class Record:
+    """What a traversal may report besides the bound (for branching heuristics).
+
+    Attributes:
+        relu: also record the coefficients on each relaxed node's output.
+        inputs: the coefficients ``(N, R, *shape)`` of the graph inputs in the final form.
+        relaxed: the coefficients ``(N, R, *shape)`` on the output of each relaxed node.
+    """
+
+    relu: bool = False
+    inputs: dict[str, Tensor] = field(default_factory=dict)
+    relaxed: dict[str, Tensor] = field(default_factory=dict)
+
+
+@dataclass
+class Cache:
+    """Values a traversal may keep between passes over the same graph and dtype: ``f(0)`` of
+    the nodes on the pass-through fast path, and per relaxation whether its bias is only the
+    upper one (keyed by node; cleared with the table's relaxations)."""
+
+    offsets: dict[str, Tensor] = field(default_factory=dict)
+    upper_bias_only: dict[str, bool] = field(default_factory=dict)
+
+
+def backward(table: BoundTable, seeds: dict[str, Tensor], plan: Traversal,
+             record: Record | None = None, cache: Cache | None = None) -> Tensor:
+    """Certified lower bounds ``(N, R)`` of the rows ``sum_v <seeds[v], v>`` over the table's
+    boxes, for the float model (see the module docstring)."""
+    cache = cache if cache is not None else Cache()
+    pending = dict(seeds)
+    rows = next(iter(seeds.values())).shape[1]
+    place = table.tgraph.place
+    bias = torch.zeros(table.batch, rows, dtype=place.dtype, device=place.device)
+    for index in range(plan.stop - 1, -1, -1):
+        node = table.graph.nodes[index]
+        coeffs = [pending.pop(name, None) if name else None for name in node.outputs]
+        if all(c is None for c in coeffs):
+            continue
+        bias = bias + _step(table, index, coeffs, pending, plan, record, cache)
+        beta = plan.betas.get(node.name)
+        if beta is not None:
+            accumulate(pending, node.inputs[0], -beta.to(bias.dtype))
+    if record is not None:
+        record.inputs = {name: pending[name] for name in table.input_bounds if name in pending}
+    return _concretise(table, pending, bias)
+
+
+def _step(table: BoundTable, index: int, coeffs: list[Tensor | None], pending: dict[str, Tensor],
+          plan: Traversal, record: Record | None, cache: Cache) -> Tensor:
+    """Moves the coefficients on node ``index``'s outputs to its inputs; returns the bias added."""
+    node, op = table.graph.nodes[index], table.tgraph.ops[index]
+    los, his, batched = table.args(node)
+    if op.is_affine(node, batched):
+        return _fp_term(table, node, coeffs) + _affine(table, index, coeffs, pending, plan, cache)
+    multi = op.multi_relaxation
+    if multi is not None and coeffs[0] is not None and all(c is None for c in coeffs[1:]):
+        moved = multi.backward(node, coeffs[0], los, his, batched)
+        if moved is not None:
+            for position, moved_coeff in moved.coefficients.items():
+                accumulate(pending, node.inputs[position], moved_coeff)
+            return _fp_term(table, node, coeffs) + moved.bias
+    relaxation = table.relaxation(node, plan.relu_mode)
+    if relaxation is not None and coeffs[0] is not None:
+        lo, hi = los[0], his[0]
+        assert lo is not None and hi is not None
+        bias = _relaxed(table, node, coeffs[0], relaxation, (lo, hi), pending, plan, cache)
+        if record is not None and record.relu:
+            record.relaxed[node.name] = coeffs[0]
+        return _fp_term(table, node, coeffs) + bias
+    first = next(c for c in coeffs if c is not None)
+    total = torch.zeros(first.shape[:2], dtype=first.dtype, device=first.device)
+    for name, coeff in zip(node.outputs, coeffs, strict=False):
+        if coeff is not None:
+            out_lo, out_hi = table.bounds[name]
+            total = total + dot(coeff, out_lo, out_hi)
+    return total
+
+
+def _relaxed(table: BoundTable, node: Node, a: Tensor, relaxation: LinearBounds, box: tuple[Tensor, Tensor],
+             pending: dict[str, Tensor], plan: Traversal, cache: Cache) -> Tensor:
+    """Passes ``a`` through the node's lines (alpha slopes at unstable positions); returns the
+    bias ``A+ l_b + A- u_b``."""
+    lower_slope = relaxation.lower_slope.unsqueeze(1)
+    alpha = plan.slopes.get(node.name)
+    if alpha is not None:
+        unstable = ((box[0] < 0) & (box[1] > 0)).unsqueeze(1)
+        lower_slope = torch.where(unstable, alpha, lower_slope)
+    accumulate(pending, node.inputs[0], a * torch.where(a > 0, lower_slope, relaxation.upper_slope.unsqueeze(1)))
+    if node.name not in cache.upper_bias_only:
+        cache.upper_bias_only[node.name] = (not bool(relaxation.lower_bias.any())
+                                            and bool(torch.isfinite(relaxation.upper_bias).all()))
+    if cache.upper_bias_only[node.name]:  # A+ · 0 adds nothing: one product (e.g. ReLU)
+        n = a.shape[0]
+        upper_bias = relaxation.upper_bias.expand(n, *relaxation.upper_bias.shape[1:]).reshape(n, -1, 1)
+        return torch.bmm(rowwise(a.clamp(max=0)), upper_bias.to(a.dtype)).squeeze(2)
+    return dot(a, relaxation.lower_bias, relaxation.upper_bias)
+
+
+def _fp_term(table: BoundTable, node: Node, coeffs: list[Tensor | None]) -> Tensor:
+    """``-sum |A|·err`` over the node's outputs: the float evaluation error of the node."""
+    total: Tensor | float = 0.0
+    for a, err in zip(coeffs, table.errors[node.name], strict=False):
+        if a is None or err is None:
+            continue
+        e = torch.broadcast_to(err, (a.shape[0], *a.shape[2:])).reshape(a.shape[0], -1, 1).to(a.dtype)
+        total = total + torch.bmm(rowwise(a.abs()), e).squeeze(2)
+    if isinstance(total, float):
+        a0 = next(c for c in coeffs if c is not None)
+        return torch.zeros(a0.shape[:2], dtype=a0.dtype, device=a0.device)
+    return -torch.nan_to_num(total, nan=torch.inf)
+
+
+def _affine(table: BoundTable, index: int, coeffs: list[Tensor | None], pending: dict[str, Tensor],
+            plan: Traversal, cache: Cache) -> Tensor:
+    """Vector-Jacobian product through an affine node; returns ``A·f(0)``."""
+    node, op = table.graph.nodes[index], table.tgraph.ops[index]
+    _, _, batched = table.args(node)
+    a0 = next(c for c in coeffs if c is not None)
+    if plan.fast_paths and coeffs[0] is not None and sum(batched) == 1 and len(node.outputs) == 1:
+        fast = _fast_affine(table, index, coeffs[0], pending, batched, cache)
+        if fast is not None:
+            return fast
+    n, r = a0.shape[:2]
+    args, leaves = table.tgraph.leaf_args(node, batched, n * r, a0.dtype, a0.device)
+    with torch.enable_grad():
+        outs = op.forward(node, args, batched)
+        # outputs that do not depend on the inputs (e.g. Dropout's mask) only add A·f(0)
+        pairs = [(o, a.reshape(n * r, *o.shape[1:])) for o, a in zip(outs, coeffs, strict=False)
+                 if a is not None and o.requires_grad]
+        grads: tuple[Tensor | None, ...] = (None,) * len(leaves)
+        if pairs:
+            grads = torch.autograd.grad([o for o, _ in pairs], leaves, [g for _, g in pairs], allow_unused=True,
+                                        create_graph=plan.create_graph)
+    dyn_names = [name for name, is_dyn in zip(node.inputs, batched, strict=True) if name and is_dyn]
+    for name, grad in zip(dyn_names, grads, strict=True):
+        if grad is not None:
+            accumulate(pending, name, grad.reshape(n, r, *grad.shape[1:]))
+    offset = torch.zeros((n, r), dtype=a0.dtype, device=a0.device)
+    for out, a in zip(outs, coeffs, strict=False):
+        if a is not None:
+            offset = offset + rowwise(a * out.detach()[:1].unsqueeze(1)).sum(dim=2)
+    return offset
+
+
+def _fast_affine(table: BoundTable, index: int, a: Tensor, pending: dict[str, Tensor], batched: list[bool],
+                 cache: Cache) -> Tensor | None:
+    """The op's own transpose rule, or a pass-through (:meth:`Op.pass_through_sign`) when the
+    shapes agree; returns ``A·f(0)``, or None when neither applies."""
+    node, op = table.graph.nodes[index], table.tgraph.ops[index]
+    if batched[0]:
+        moved = op.transpose(node, a, table.tgraph.constant_args(node))
+        if moved is not None:
+            accumulate(pending, node.inputs[0], moved[0])
+            return moved[1]
+    position = batched.index(True)
+    sign = op.pass_through_sign(node, position)
+    source = node.inputs[position]
+    if sign is None or table.graph.shapes[node.outputs[0]] != table.graph.shapes[source]:
+        return None
+    accumulate(pending, source, (sign * a).reshape(*a.shape[:2], *table.graph.shapes[source]))
+    if op.copies_input:
+        return torch.zeros(a.shape[:2], dtype=a.dtype, device=a.device)
+    offset = _offset(table, node, batched, a, cache).reshape(1, 1, -1).expand(a.shape[0], 1, -1)
+    return torch.bmm(rowwise(a), offset.transpose(1, 2)).squeeze(2)
+
+
+def _offset(table: BoundTable, node: Node, batched: list[bool], a: Tensor, cache: Cache) -> Tensor:
+    """``f(0)`` of a pass-through node (its dynamic input at zero), cached per node."""
+    if node.name not in cache.offsets:
+        args: list[Tensor | None] = [
+            None if not n else (torch.zeros((1, *table.graph.shapes[n]), dtype=a.dtype, device=a.device)
+                                if b else table.tgraph.constants[n])
+            for n, b in zip(node.inputs, batched, strict=True)
+        ]
+        with torch.no_grad():
+            cache.offsets[node.name] = table.tgraph.op_of[node.name].forward(node, args, batched)[0].to(a.dtype)
+    return cache.offsets[node.name]
+
+
+def _concretise(table: BoundTable, pending: dict[str, Tensor], bias: Tensor) -> Tensor:
+    """Minimises the linear form over the input boxes, minus a float64 rounding margin."""
+    total = bias
+    scale = bias.abs()
+    terms = 0
+    for info in table.graph.inputs:
+        a = pending.get(info.name)
+        if a is None:
+            continue
+        lo, hi = table.bounds[info.name]
+        total = total + dot(a, lo, hi)
+        mag = torch.maximum(lo.abs(), hi.abs())
+        scale = scale + rowwise(a.abs() * mag.unsqueeze(1)).sum(dim=2)
+        terms += info.size
+    margin = gamma(terms + 2, unit_roundoff(torch.float64)) * scale
+    return torch.nan_to_num(total - margin, nan=-torch.inf)
+
+
+def rowwise(t: Tensor) -> Tensor:
+    """``(N, R, *shape)`` as ``(N, R, size)`` (also for 0-d values: size 1)."""
+    return t.reshape(t.shape[0], t.shape[1], -1)
+
+
+def dot(a: Tensor, lower: Tensor, upper: Tensor) -> Tensor:
+    """``sum(A+ lower + A- upper)`` over all but the first two dims; 0 * inf counts as 0."""
+    pos, neg = a.clamp(min=0), a.clamp(max=0)
+    if bool(torch.isfinite(lower).all()) and bool(torch.isfinite(upper).all()):
+        n = a.shape[0]
+        lo = lower.expand(n, *lower.shape[1:]).reshape(n, -1, 1).to(a.dtype)
+        hi = upper.expand(n, *upper.shape[1:]).reshape(n, -1, 1).to(a.dtype)
+        return (torch.bmm(rowwise(pos), lo) + torch.bmm(rowwise(neg), hi)).squeeze(2)
+    lo, hi = lower.unsqueeze(1), upper.unsqueeze(1)
+    terms = torch.where(pos > 0, pos * lo, 0.0) + torch.where(neg < 0, neg * hi, 0.0)
+    return rowwise(terms).sum(dim=2)
+
+
+def accumulate(pending: dict[str, Tensor], name: str, value: Tensor) -> None:
+    """Adds ``value`` to the coefficients pending on ``name``."""
+    pending[name] = pending[name] + value if name in pending else value
