@@ -17,12 +17,9 @@ import onnxruntime as ort
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-import verifier.ops.activation
-import verifier.ops.arith
-import verifier.ops.reduce  # noqa: F401  (fills the registry with our ops)
 from verifier.graph.onnx_attrs import as_static, node_attributes
 from verifier.ir import Node, freeze_attrs
-from verifier.ops.base import REGISTRY, Op
+from verifier.ops import REGISTRY, Op
 
 
 @dataclass(frozen=True)

@@ -301,17 +301,6 @@ def test_interval_is_sound(case: Case) -> None:
             torch.testing.assert_close(hi_out.expand_as(vals[:1]), vals[:1], rtol=1e-9, atol=1e-12, equal_nan=True)
 
 
-def test_every_registered_op_has_a_case() -> None:
-    """Each op type registered by our three modules is exercised above."""
-    import verifier.ops.activation as act
-    import verifier.ops.arith as ari
-    import verifier.ops.reduce as red
-    from verifier.ops.base import REGISTRY
-
-    ours = {name for name, op in REGISTRY.items() if type(op).__module__ in {act.__name__, ari.__name__, red.__name__}}
-    assert ours <= {c.op for c in CASES}, sorted(ours - {c.op for c in CASES})
-
-
 EXTREMA = [
     (_unary("Sin", Dyn((1,))), math.pi / 2 + 6 * math.pi, 1.0),
     (_unary("Sin", Dyn((1,))), -math.pi / 2 - 10 * math.pi, -1.0),

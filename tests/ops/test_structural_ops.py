@@ -13,7 +13,8 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
-from structural_cases import CASES, FOLDING, FP_ONLY
+from folding_cases import FOLDING
+from structural_cases import CASES, FP_ONLY
 from structural_helpers import NONE, Case, const, dyn, folded, forward, our_args, our_node, run_ort
 
 from verifier.errors import ModelError

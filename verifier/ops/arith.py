@@ -36,6 +36,7 @@ from verifier.ops.base import (
     register,
     unit_roundoff,
 )
+from verifier.ops.curves import RECIPROCAL, curve_relaxation
 from verifier.ops.max_form import MaxForm
 from verifier.ops.multi_relax import (
     LARGE,
@@ -49,7 +50,7 @@ from verifier.ops.multi_relax import (
     row_bias,
     safe_div,
 )
-from verifier.ops.relax import NEGATION, ONE_SIGN, RECIPROCAL, curve_relaxation
+from verifier.ops.relax import NEGATION, ONE_SIGN
 
 
 def magnitudes(lower: Args, upper: Args, batched: Flags) -> list[Tensor]:

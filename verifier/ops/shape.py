@@ -1,37 +1,38 @@
 """Shape, selection and data-movement ops.
 
-Every op here is monotone non-decreasing in its data input(s) and, except the float casts and
-linear ``Resize``, exact: outputs are copies of input elements (or constants), so the
-:class:`~verifier.ops.base.MonotoneOp` corner rule gives exact interval bounds.
+Every op here is monotone non-decreasing in its data input(s) and exact: outputs are copies of
+input elements, so the :class:`~verifier.ops.base.MonotoneOp` corner rule gives exact interval
+bounds.
 
 All ops preserve the dtype they are given: constant folding runs them on int64 shape tensors.
-A data input that arrives unbatched (a constant) is given a batch of 1. ``Resize``,
-``Upsample``, ``Pad``, ``DepthToSpace`` and ``SpaceToDepth`` live in
-:mod:`verifier.ops.spatial`, imported here so that importing this module registers them.
+A data input that arrives unbatched (a constant) is given a batch of 1. Related ops live in
+their own modules: casts in :mod:`verifier.ops.cast`, ops computed from static information
+(``Shape``, ``Size``, ``ConstantOfShape``, ``Range``) in :mod:`verifier.ops.constant`, and
+``Resize``, ``Upsample``, ``Pad``, ``DepthToSpace`` and ``SpaceToDepth`` in
+:mod:`verifier.ops.spatial`.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 from torch import Tensor
 
 from verifier.errors import ModelError
 from verifier.ir import Node
-from verifier.ops import spatial as _spatial  # noqa: F401  (registers Resize, Pad, ...)
-from verifier.ops.base import Affinity, Args, Flags, MonotoneOp, Pair, magnitude, register
+from verifier.ops.base import Affinity, Args, Flags, MonotoneOp, Pair, register
 from verifier.ops.linear import constant_arg, dynamic_input, require_constant
-from verifier.ops.spatial import f32
 
 
-def _data(node: Node, args: Args, batched: Flags) -> Tensor:
+def data_input(node: Node, args: Args, batched: Flags) -> Tensor:
+    """The data input (input 0) as a batched tensor (a constant gets a batch of 1)."""
     return dynamic_input(node, args[0], batched[0])
 
 
-def _ints(node: Node, key: str) -> tuple[int, ...] | None:
+def int_attr(node: Node, key: str) -> tuple[int, ...] | None:
     """An int-list attribute as a tuple (``None`` when absent)."""
     value = node.attr(key)
     if value is None:
@@ -62,7 +63,7 @@ class Selection(MonotoneOp):
         raise NotImplementedError(type(self).__name__)
 
     def forward(self, node: Node, args: Args, batched: Flags) -> tuple[Tensor, ...]:
-        return (self.select(node, _data(node, args, batched), args, batched),)
+        return (self.select(node, data_input(node, args, batched), args, batched),)
 
 
 @register("Identity")
@@ -94,7 +95,7 @@ class Dropout(Selection):
             training if not isinstance(training, tuple) else training[0]
         ):
             raise ModelError(f"Dropout node {node.name!r}: training_mode=1 is unsupported")
-        x = _data(node, args, batched)
+        x = data_input(node, args, batched)
         if len(node.outputs) > 1 and node.outputs[1]:
             return x, torch.ones_like(x, dtype=torch.bool)
         return (x,)
@@ -124,7 +125,7 @@ class Reshape(Selection):
     static_inputs: ClassVar[dict[int, str]] = {1: "shape"}
 
     def select(self, node: Node, x: Tensor, args: Args, batched: Flags) -> Tensor:
-        target = _ints(node, "shape")
+        target = int_attr(node, "shape")
         if target is None:
             raise ModelError(f"Reshape node {node.name!r}: the target shape must be constant")
         src = x.shape[1:]
@@ -146,7 +147,7 @@ class Transpose(Selection):
 
     def select(self, node: Node, x: Tensor, args: Args, batched: Flags) -> Tensor:
         rank = x.dim() - 1
-        perm = _ints(node, "perm") or tuple(reversed(range(rank)))
+        perm = int_attr(node, "perm") or tuple(reversed(range(rank)))
         return x.permute(0, *[_axis(node, p, rank) + 1 for p in perm])
 
 
@@ -161,7 +162,7 @@ class Squeeze(Selection):
 
     def select(self, node: Node, x: Tensor, args: Args, batched: Flags) -> Tensor:
         src = x.shape[1:]
-        axes = _ints(node, "axes")
+        axes = int_attr(node, "axes")
         if axes is None:
             drop = {i for i, d in enumerate(src) if d == 1}
         else:
@@ -183,7 +184,7 @@ class Unsqueeze(Selection):
     static_inputs: ClassVar[dict[int, str]] = {1: "axes"}
 
     def select(self, node: Node, x: Tensor, args: Args, batched: Flags) -> Tensor:
-        axes = _ints(node, "axes")
+        axes = int_attr(node, "axes")
         if axes is None:
             raise ModelError(f"Unsqueeze node {node.name!r}: axes must be constant")
         src = list(x.shape[1:])
@@ -227,10 +228,10 @@ class Split(MonotoneOp):
     static_inputs: ClassVar[dict[int, str]] = {1: "split"}
 
     def forward(self, node: Node, args: Args, batched: Flags) -> tuple[Tensor, ...]:
-        x = _data(node, args, batched)
+        x = data_input(node, args, batched)
         axis = _axis(node, int(node.attr("axis", 0)), x.dim() - 1)
         dim = x.shape[axis + 1]
-        sizes = _ints(node, "split")
+        sizes = int_attr(node, "split")
         count = len(node.outputs)
         if not sizes:
             chunk = -(-dim // count)
@@ -269,12 +270,12 @@ class Slice(Selection):
     static_inputs: ClassVar[dict[int, str]] = {1: "starts", 2: "ends", 3: "axes", 4: "steps"}
 
     def select(self, node: Node, x: Tensor, args: Args, batched: Flags) -> Tensor:
-        starts, ends = _ints(node, "starts"), _ints(node, "ends")
+        starts, ends = int_attr(node, "starts"), int_attr(node, "ends")
         if starts is None or ends is None:
             raise ModelError(f"Slice node {node.name!r}: starts and ends must be constant")
         rank = x.dim() - 1
-        axes = _ints(node, "axes") or tuple(range(len(starts)))
-        steps = _ints(node, "steps") or (1,) * len(starts)
+        axes = int_attr(node, "axes") or tuple(range(len(starts)))
+        steps = int_attr(node, "steps") or (1,) * len(starts)
         if not len(starts) == len(ends) == len(axes) == len(steps) or 0 in steps:
             raise ModelError(f"Slice node {node.name!r}: inconsistent starts/ends/axes/steps")
         for start, end, axis, step in zip(starts, ends, axes, steps, strict=True):
@@ -321,90 +322,6 @@ class GatherElements(Gather):
         return torch.gather(x, axis + 1, idx.unsqueeze(0).expand(x.shape[0], *idx.shape))
 
 
-_FLOAT_TYPES = {
-    1: (torch.float32, 2.0**-24, 2.0**-150),
-    10: (torch.float16, 2.0**-11, 2.0**-25),
-    11: (torch.float64, 2.0**-53, 0.0),
-    16: (torch.bfloat16, 2.0**-8, 2.0**-134),
-}
-_OTHER_TYPES = {
-    2: torch.uint8,
-    3: torch.int8,
-    4: torch.uint16,
-    5: torch.int16,
-    6: torch.int32,
-    7: torch.int64,
-    9: torch.bool,
-    12: torch.uint32,
-    13: torch.uint64,
-}
-
-
-def _cast(node: Node, x: Tensor, to: int) -> Tensor:
-    if to in _FLOAT_TYPES:
-        return x if x.is_floating_point() else x.to(_FLOAT_TYPES[to][0])
-    if to in _OTHER_TYPES:
-        return x.to(_OTHER_TYPES[to])
-    raise ModelError(f"{node.op} node {node.name!r}: cast to ONNX type {to} is unsupported")
-
-
-def _cast_error(to: int, mag: Tensor, unit: float) -> Tensor | None:
-    """Rounding of a cast to a float type coarser than the working precision."""
-    if to not in _FLOAT_TYPES:
-        return None
-    _, target_unit, tiny = _FLOAT_TYPES[to]
-    if target_unit <= unit:
-        return None
-    return target_unit * mag + tiny
-
-
-@register("Cast")
-class Cast(MonotoneOp):
-    """ONNX ``Cast``. Between float types it is the identity on our tensors (the working dtype
-    is the configuration's); the rounding of a cast to a coarser float type (float16,
-    bfloat16, or float32 under a float64 evaluation) goes into :meth:`fp_error`. Casts of
-    constants to or from integer types are real casts (truncation toward zero, like numpy);
-    bounds for a cast of a dynamic value to an integer/bool type raise :class:`ModelError`.
-    """
-
-    def is_affine(self, node: Node, batched: Flags) -> bool:
-        """Affine (the identity up to rounding, which :meth:`fp_error` covers) between float types."""
-        return self._to(node, []) in _FLOAT_TYPES
-
-    def _to(self, node: Node, args: Args) -> int:
-        return int(node.attrs["to"])
-
-    def forward(self, node: Node, args: Args, batched: Flags) -> tuple[Tensor, ...]:
-        return (_cast(node, _data(node, args, batched), self._to(node, args)),)
-
-    def interval(self, node: Node, lower: Args, upper: Args, batched: Flags) -> Pair:
-        if self._to(node, lower) not in _FLOAT_TYPES:
-            raise ModelError(
-                f"{node.op} node {node.name!r}: cast of a dynamic value to a non-float type is unsupported"
-            )
-        return super().interval(node, lower, upper, batched)
-
-    def fp_error(
-        self, node: Node, lower: Args, upper: Args, batched: Flags, out: Pair, unit: float
-    ) -> tuple[Tensor | None, ...]:
-        return (_cast_error(self._to(node, lower), magnitude(out[0][0], out[1][0]), unit),)
-
-
-_CODES = {t[0]: code for code, t in _FLOAT_TYPES.items()} | {t: c for c, t in _OTHER_TYPES.items()}
-
-
-@register("CastLike")
-class CastLike(Cast):
-    """ONNX ``CastLike``: ``Cast`` to the dtype of the (constant) second input."""
-
-    affinity = Affinity.JOINT
-
-    def _to(self, node: Node, args: Args) -> int:
-        target = args[1]
-        assert target is not None
-        return _CODES.get(target.dtype, 1)
-
-
 @register("Expand")
 class Expand(Selection):
     """ONNX ``Expand``: numpy bidirectional broadcast to the static ``shape``."""
@@ -414,7 +331,7 @@ class Expand(Selection):
     static_inputs: ClassVar[dict[int, str]] = {1: "shape"}
 
     def select(self, node: Node, x: Tensor, args: Args, batched: Flags) -> Tensor:
-        shape = _ints(node, "shape")
+        shape = int_attr(node, "shape")
         if shape is None:
             raise ModelError(f"Expand node {node.name!r}: shape must be constant")
         src = tuple(x.shape[1:])
@@ -437,98 +354,9 @@ class Tile(Selection):
     static_inputs: ClassVar[dict[int, str]] = {1: "repeats"}
 
     def select(self, node: Node, x: Tensor, args: Args, batched: Flags) -> Tensor:
-        repeats = _ints(node, "repeats")
+        repeats = int_attr(node, "repeats")
         if repeats is None or len(repeats) != x.dim() - 1:
             raise ModelError(
                 f"Tile node {node.name!r}: repeats={repeats} do not fit rank {x.dim() - 1}"
             )
         return x.repeat(1, *repeats)
-
-
-class _Constant(MonotoneOp):
-    """Ops whose output is determined by static information only (used in folding)."""
-
-    exact = True
-
-
-@register("Shape")
-class Shape(_Constant):
-    """ONNX ``Shape``: the static shape (no batch) as int64, with opset-15 ``start``/``end``,
-    repeated over the input's batch (a batch of 1 in constant folding)."""
-
-    def forward(self, node: Node, args: Args, batched: Flags) -> tuple[Tensor, ...]:
-        x = _data(node, args, batched)
-        start, end = node.attr("start"), node.attr("end")
-        dims = list(x.shape[1:])[slice(start, end)]
-        out = torch.tensor(dims, dtype=torch.int64, device=x.device)
-        return (out.unsqueeze(0).expand(x.shape[0], -1),)
-
-
-@register("Size")
-class Size(_Constant):
-    """ONNX ``Size``: the number of elements (int64 scalar), repeated over the batch."""
-
-    def forward(self, node: Node, args: Args, batched: Flags) -> tuple[Tensor, ...]:
-        x = _data(node, args, batched)
-        count = math.prod(x.shape[1:])
-        return (torch.full((x.shape[0],), count, dtype=torch.int64, device=x.device),)
-
-
-def _scalar(value: Any) -> Any:
-    """A static scalar as given by the loader (python number, 1-tuple or numpy value)."""
-    if isinstance(value, (tuple, list)):
-        value = value[0]
-    return value.item() if hasattr(value, "item") else value
-
-
-def _scalar_dtype(values: Sequence[Any]) -> torch.dtype:
-    for v in values:
-        if hasattr(v, "dtype"):
-            return torch.as_tensor(v).dtype
-    return torch.int64 if all(isinstance(_scalar(v), int) for v in values) else torch.float32
-
-
-@register("ConstantOfShape")
-class ConstantOfShape(_Constant):
-    """ONNX ``ConstantOfShape`` with a static ``shape``; the ``value`` tensor sets the dtype."""
-
-    static_inputs: ClassVar[dict[int, str]] = {0: "shape"}
-
-    def forward(self, node: Node, args: Args, batched: Flags) -> tuple[Tensor, ...]:
-        shape = _ints(node, "shape") or ()
-        value = node.attr("value")
-        if value is None:
-            return (torch.zeros(1, *shape, dtype=torch.float32),)
-        fill = torch.as_tensor(value).reshape(-1)
-        return (fill[0].expand(1, *shape).clone(),)
-
-
-@register("Range")
-class Range(_Constant):
-    """ONNX ``Range`` with static start/limit/delta: ``max(ceil((limit - start) / delta), 0)``
-    elements. Integers: ``start + i * delta`` (int64 unless numpy scalars say otherwise).
-    Floats: accumulated ``x += delta`` in the output precision, as onnxruntime does (float32
-    unless numpy scalars say otherwise); only constant folding runs this, once per model.
-    """
-
-    static_inputs: ClassVar[dict[int, str]] = {0: "start", 1: "limit", 2: "delta"}
-
-    def forward(self, node: Node, args: Args, batched: Flags) -> tuple[Tensor, ...]:
-        raw = [node.attr(k) for k in ("start", "limit", "delta")]
-        if any(v is None for v in raw):
-            raise ModelError(f"Range node {node.name!r}: start, limit and delta must be constant")
-        start, limit, delta = (_scalar(v) for v in raw)
-        if delta == 0:
-            raise ModelError(f"Range node {node.name!r}: delta is 0")
-        count = max(math.ceil((limit - start) / delta), 0)
-        dtype = _scalar_dtype(raw)
-        if not dtype.is_floating_point:
-            return (
-                (torch.arange(count, dtype=torch.int64) * delta + start).to(dtype).unsqueeze(0),
-            )
-        rounding = f32 if dtype == torch.float32 else lambda v: torch.tensor(v, dtype=dtype).item()
-        values, acc, step = [], rounding(start), rounding(delta)
-        for _ in range(count):
-            values.append(acc)
-            acc = rounding(acc + step)
-        return (torch.tensor(values, dtype=dtype).unsqueeze(0),)
