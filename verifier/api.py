@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import enum
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
@@ -25,7 +26,7 @@ from verifier.bounds.crown import Crown
 from verifier.bounds.interval import interval_bounds
 from verifier.bounds.objective import clause_refuted, crown_rows
 from verifier.bounds.settle import settle_region
-from verifier.config import AttackConfig, SdpConfig, VerifierConfig
+from verifier.config import SdpConfig, VerifierConfig
 from verifier.deadline import Deadline
 from verifier.graph.torch_graph import TorchGraph
 from verifier.ops.base import Op
@@ -118,15 +119,43 @@ def region_refuted(tgraph: TorchGraph, region: Region, deadline: Deadline | None
     return proof.proven or (optimise and proof.optimise(deadline))
 
 
-_QUICK_ROUNDS = 3  # sampling/PGD rounds tried before the costlier bound computations
-_ALPHA_SECONDS = 1.0  # alpha-CROWN time per region in the pipeline (more belongs to BaB)
 _LATEST_STATS = frozenset({"batch", "lowest_open_bound"})  # search statistics that are not summed
-_ALPHA_SHARE_RELU = 0.05  # before ReLU splitting: this share of the time left, if more
-_SDP_SHARE = 0.5  # before branch and bound: the SDP bound gets at most this share of the time left
-_FIRST_BAB_SECONDS = 5.0  # the first branch-and-bound slice: at least this long,
-_FIRST_BAB_SHARE = 0.3  # or this share of the time left
-_FIRST_BAB_SHARE_RELU = 0.8  # for ReLU splitting: dense sampling in hundreds of input dimensions
-# rarely finds what the quick attack missed, so the later attack rounds wait longer
+
+
+class Step(enum.Enum):
+    """The pipeline's steps, in the order :func:`pipeline` lists them."""
+
+    BOUNDS = "bounds"
+    QUICK_ATTACK = "quick attack"
+    ALPHA = "alpha"
+    SDP = "sdp"
+    FIRST_SEARCH = "first search"
+    ATTACK = "attack"
+    SEARCH = "search"
+    EXACT = "exact"
+
+
+def pipeline(config: VerifierConfig) -> tuple[Step, ...]:
+    """The steps of a run, cheapest first; each runs on the regions still open.
+
+    1. ``BOUNDS``: intervals, then CROWN on the clauses intervals leave open (:class:`RegionProof`);
+    2. ``QUICK_ATTACK``: the first sampling/PGD rounds (``schedule.quick_rounds``);
+    3. ``ALPHA``: alpha-CROWN on the clauses still open (``schedule.alpha_seconds``);
+    4. ``SDP`` (``--method sdp`` or ``sdp_before_bab``): the certified low-rank SDP bound;
+    5. ``FIRST_SEARCH``: a first slice of branch and bound (``schedule.first_search_*``);
+    6. ``ATTACK``: the remaining attack rounds, which find counterexamples in tiny pockets;
+    7. ``SEARCH``: branch and bound for the rest of the time, resuming the first slice (ReLU
+       splitting hands a region with few unstable neurons to the exact engine).
+
+    ``--method milp|smt`` is ``BOUNDS`` then ``EXACT`` (the engine alone on the open clauses);
+    ``--method sdp`` stops after the SDP and the attack (an incomplete method).
+    """
+    if config.method in ("milp", "smt"):
+        return (Step.BOUNDS, Step.EXACT)
+    if config.method == "sdp":
+        return (Step.BOUNDS, Step.QUICK_ATTACK, Step.ALPHA, Step.SDP, Step.ATTACK)
+    sdp = (Step.SDP,) if config.sdp_before_bab else ()
+    return (Step.BOUNDS, Step.QUICK_ATTACK, Step.ALPHA, *sdp, Step.FIRST_SEARCH, Step.ATTACK, Step.SEARCH)
 
 
 class _Run:
@@ -135,7 +164,7 @@ class _Run:
     def __init__(self, problem: Problem, config: VerifierConfig, deadline: Deadline,
                  ops: Mapping[str, Op] | None = None) -> None:
         dev = config.device
-        self.config, self.deadline = config, deadline
+        self.config, self.schedule, self.deadline = config, config.schedule, deadline
         self.attack_graph = TorchGraph(problem.graph, dev.torch_device, dev.attack_torch_dtype, ops)
         self.bounds_graph = TorchGraph(problem.graph, dev.torch_device, dev.bounds_torch_dtype, ops)
         self.problem = settled_problem(problem, self.bounds_graph)
@@ -143,10 +172,70 @@ class _Run:
         self.stats: dict[str, Any] = {"regions": len(problem.spec.regions), "regions_proven": 0,
                                       "attack_evaluations": 0, "pgd_steps": 0, "candidates_checked": 0}
         self.found: Counterexample | None = None
+        self.proofs: dict[int, RegionProof] = {}
         self.bab_exhausted: set[int] = set()  # regions whose branch and bound gave up
         self.searches: dict[int, InputSplitSearch | ReluSplitSearch] = {}  # per region, resumed
         self.streams: dict[int, torch.Generator] = {}
 
+    def decide(self) -> Status:
+        """Runs the :func:`pipeline`'s steps one after another on the regions still open: SAT
+        as soon as one region has a confirmed counterexample, UNSAT once every region is
+        proven, else TIMEOUT or UNKNOWN at the end."""
+        open_regions = list(range(len(self.problem.spec.regions)))
+        for step in pipeline(self.config):
+            still_open: list[int] = []
+            for index in open_regions:
+                if self.deadline.expired():
+                    return Status.TIMEOUT
+                status = self.run_step(step, index, self.problem.spec.regions[index])
+                if status in (Status.SAT, Status.TIMEOUT):
+                    return status
+                if status is Status.UNSAT:
+                    self.stats["regions_proven"] += 1
+                else:
+                    still_open.append(index)
+            open_regions = still_open
+            if not open_regions:
+                return Status.UNSAT
+        return Status.TIMEOUT if self.deadline.expired() else Status.UNKNOWN
+
+    def run_step(self, step: Step, index: int, region: Region) -> Status:
+        """One step on one region: SAT (confirmed), UNSAT (region proven), TIMEOUT (the whole
+        run must stop) or UNKNOWN (still open)."""
+        if step is Step.BOUNDS:
+            self.proofs[index] = RegionProof(self.bounds_graph, region)
+        proof = self.proofs[index]
+        if step in (Step.BOUNDS, Step.ALPHA, Step.SDP):
+            return Status.UNSAT if self.bound_step(step, proof) else Status.UNKNOWN
+        if step in (Step.QUICK_ATTACK, Step.ATTACK):
+            return Status.SAT if self.falsify(index, region, quick=step is Step.QUICK_ATTACK) else Status.UNKNOWN
+        if step is Step.EXACT:
+            return self.exact(index, region, proof, self.deadline, self.config.method)
+        return self.search_step(index, region, proof, first=step is Step.FIRST_SEARCH)
+
+    # ---------------------------------------------------------------- bounds
+    def bound_step(self, step: Step, proof: RegionProof) -> bool:
+        """A certified-bound step (``BOUNDS``: done when the proof was made; ``ALPHA``:
+        alpha-CROWN for :meth:`alpha_seconds`; ``SDP``: the low-rank SDP on the clauses still
+        open, for the rest of the time with ``--method sdp``, else ``schedule.sdp_share`` of
+        it); True when the region is proven."""
+        if proof.proven or step is Step.BOUNDS:
+            return proof.proven
+        if step is Step.ALPHA:
+            return proof.optimise(self.deadline.sooner(self.alpha_seconds(proof)))
+        deadline = self.deadline if self.config.method == "sdp" else \
+            self.deadline.sooner(self.schedule.sdp_share * self.deadline.remaining())
+        return proof.sdp(self.config.sdp, deadline, self.config.seed, self.stats)
+
+    def alpha_seconds(self, proof: RegionProof) -> float:
+        """alpha-CROWN time for a region: ``schedule.alpha_seconds``, or for ReLU splitting
+        (whose root domain keeps the intermediate bounds alpha-CROWN tightens) a share of the
+        time left when that is more."""
+        if self.bab_mode(proof) == "relu":
+            return max(self.schedule.alpha_seconds, self.schedule.alpha_share_relu * self.deadline.remaining())
+        return self.schedule.alpha_seconds
+
+    # ---------------------------------------------------------------- attacks
     def confirmer(self, index: int, region: Region) -> Callable[[np.ndarray], bool]:
         """The onnxruntime re-check of a candidate in region ``index``; records a confirmed one."""
         def confirm(x: np.ndarray) -> bool:
@@ -157,18 +246,21 @@ class _Run:
 
         return confirm
 
-    def falsify(self, index: int, region: Region, attack: AttackConfig, first_round: int = 0) -> bool:
-        """Runs falsification on one region; records a confirmed counterexample."""
-        confirm = self.confirmer(index, region)
+    def falsify(self, index: int, region: Region, quick: bool) -> bool:
+        """The quick attack (its first rounds) or the rest of the rounds on one region;
+        records a confirmed counterexample."""
+        rounds = min(self.config.attack.rounds, self.schedule.quick_rounds)
+        attack = replace(self.config.attack, rounds=rounds) if quick else self.config.attack
         if index not in self.streams:  # one random stream per region, continued across calls
             self.streams[index] = torch.Generator().manual_seed(self.config.seed * 1000003 + index)
-        _, stats = falsify_region(self.attack_graph, region, attack, self.deadline, confirm,
-                                  self.streams[index], first_round)
+        _, stats = falsify_region(self.attack_graph, region, attack, self.deadline, self.confirmer(index, region),
+                                  self.streams[index], 0 if quick else rounds)
         self.stats["attack_evaluations"] += stats.evaluated
         self.stats["pgd_steps"] += stats.pgd_steps
         self.stats["candidates_checked"] += stats.candidates_checked
         return self.found is not None
 
+    # ---------------------------------------------------------------- search
     def bab_mode(self, proof: RegionProof) -> str:
         """The branch-and-bound mode for a region: the configured one, or for ``auto`` input
         splitting on few free input dimensions and ReLU splitting otherwise."""
@@ -177,12 +269,24 @@ class _Run:
         dims = int((proof.upper > proof.lower).sum())
         return "input" if dims <= self.config.input_split_max_dims else "relu"
 
-    def alpha_seconds(self, proof: RegionProof) -> float:
-        """alpha-CROWN time for a region: a second, or for ReLU splitting (whose root domain
-        keeps the intermediate bounds alpha-CROWN tightens) a share of the time left."""
-        if self.bab_mode(proof) == "relu":
-            return max(_ALPHA_SECONDS, _ALPHA_SHARE_RELU * self.deadline.remaining())
-        return _ALPHA_SECONDS
+    def search_step(self, index: int, region: Region, proof: RegionProof, first: bool) -> Status:
+        """Branch and bound in two parts: a first slice (at least a few seconds, or a share of
+        the time left), so that the later attack rounds keep time; then, after them, the rest
+        of the time, resuming the first slice's search. A search that gave up (UNKNOWN) is not
+        repeated; a first slice that ran out is UNKNOWN (the run goes on)."""
+        if index in self.bab_exhausted:
+            return Status.UNKNOWN
+        deadline = self.deadline
+        if first:
+            relu = self.bab_mode(proof) == "relu"
+            share = self.schedule.first_search_share_relu if relu else self.schedule.first_search_share
+            deadline = deadline.sooner(max(self.schedule.first_search_seconds, share * deadline.remaining()))
+        status = self.branch_and_bound(index, region, proof, deadline, first)
+        if status is Status.UNKNOWN:
+            self.bab_exhausted.add(index)
+        if status is Status.TIMEOUT and first and not self.deadline.expired():
+            return Status.UNKNOWN
+        return status
 
     def branch_and_bound(self, index: int, region: Region, proof: RegionProof, deadline: Deadline,
                          first: bool = True) -> Status:
@@ -194,159 +298,50 @@ class _Run:
         unstable = count_unstable(proof.crown.bounds, self.bounds_graph) if proof.crown is not None else 0
         self.stats["bab_mode"] = mode
         if mode == "relu" and proof.crown is not None and not first and unstable <= self.config.milp_max_unstable:
-            status = self.exact_fallback(index, region, proof, deadline)
+            status = self.exact(index, region, proof, deadline, "milp")
             if status is not Status.UNKNOWN:
                 return status
-        search = self.searches.get(index)  # the first slice's domains are kept for the later ones
+        search = self.searches.get(index) or self.new_search(mode, region, proof, self.confirmer(index, region))
         if search is None:
-            confirm = self.confirmer(index, region)
-            if mode == "input":
-                search = InputSplitSearch(self.bounds_graph, self.attack_graph, region, proof.open, proof.lower,
-                                          proof.upper, confirm, self.config.input_split)
-            elif mode == "relu" and proof.crown is not None:
-                search = ReluSplitSearch(self.bounds_graph, self.attack_graph, region, proof.open, proof.crown,
-                                         confirm, self.config.relu_split)
-            else:
-                return Status.UNKNOWN
-            self.searches[index] = search
+            return Status.UNKNOWN
+        self.searches[index] = search  # the first slice's domains are kept for the later ones
         outcome = search.run(deadline)
         totals = self.stats.setdefault("bab", {})
         for key, value in outcome.stats.as_dict().items():
             additive = key not in _LATEST_STATS
             totals[key] = totals.get(key, 0) + value if additive else value
-        return Status(outcome.status)
+        return outcome.status
 
-    def exact_fallback(self, index: int, region: Region, proof: RegionProof, deadline: Deadline) -> Status:
-        """MILP on a region with few unstable neurons (a small mixed-integer program): SAT
-        (confirmed by onnxruntime), UNSAT, or UNKNOWN (undecided in time, or not encodable)."""
-        from verifier.exact import ExactUnsupported, MilpConfig, milp_check
+    def new_search(self, mode: str, region: Region, proof: RegionProof,
+                   confirm: Callable[[np.ndarray], bool]) -> InputSplitSearch | ReluSplitSearch | None:
+        """The branch-and-bound search of ``mode`` on the region's open clauses (None: none applies)."""
+        if mode == "input":
+            return InputSplitSearch(self.bounds_graph, self.attack_graph, region, proof.open, proof.lower,
+                                    proof.upper, confirm, self.config.input_split)
+        if mode == "relu" and proof.crown is not None:
+            return ReluSplitSearch(self.bounds_graph, self.attack_graph, region, proof.open, proof.crown,
+                                   confirm, self.config.relu_split)
+        return None
 
-        assert proof.crown is not None
+    # ---------------------------------------------------------------- exact
+    def exact(self, index: int, region: Region, proof: RegionProof, deadline: Deadline, method: str) -> Status:
+        """The exact engine (``milp`` or ``smt``) on the region's open clauses until ``deadline``:
+        SAT (confirmed by onnxruntime), UNSAT, or UNKNOWN (undecided in time, not encodable)."""
+        from verifier.exact import ExactUnsupported, exact_check
+
+        if proof.crown is None:
+            self.stats["exact_error"] = "the exact engines need one graph input and a clause with rows"
+            return Status.UNKNOWN
         try:
-            outcome = milp_check(proof.crown.table, proof.open, MilpConfig(time_limit=deadline.remaining()), deadline)
+            engine = self.config.milp if method == "milp" else self.config.smt
+            outcome = exact_check(proof.crown.table, proof.open, engine, deadline)
         except ExactUnsupported as exc:
             self.stats["exact_error"] = str(exc)
             return Status.UNKNOWN
         self.stats.setdefault("exact", []).append(outcome.stats)
-        if outcome.status == "sat" and outcome.x is not None and self.confirmer(index, region)(outcome.x):
+        if outcome.status is Status.SAT and outcome.x is not None and self.confirmer(index, region)(outcome.x):
             return Status.SAT
-        return Status.UNSAT if outcome.status == "unsat" else Status.UNKNOWN
-
-    def decide_exactly(self, method: str) -> Status:
-        """``--method milp|smt``: per region, intervals and CROWN, then the exact engine on the
-        clauses left open; a candidate counts only once onnxruntime confirms it."""
-        from verifier.exact import ExactUnsupported, MilpConfig, SmtConfig, milp_check, smt_check
-
-        status = Status.UNSAT
-        for index, region in enumerate(self.problem.spec.regions):
-            if self.deadline.expired():
-                return Status.TIMEOUT
-            proof = RegionProof(self.bounds_graph, region)
-            if proof.proven:
-                self.stats["regions_proven"] += 1
-                continue
-            if proof.crown is None:
-                self.stats["exact_error"] = "the exact engines need one graph input and a clause with rows"
-                status = Status.UNKNOWN
-                continue
-            limit = max(0.0, self.deadline.remaining())
-            try:
-                if method == "milp":
-                    outcome = milp_check(proof.crown.table, proof.open, MilpConfig(time_limit=min(limit, 1e6)), self.deadline)
-                else:
-                    outcome = smt_check(proof.crown.table, proof.open, SmtConfig(time_limit=min(limit, 1e6)), self.deadline)
-            except ExactUnsupported as exc:
-                self.stats["exact_error"] = str(exc)
-                status = Status.UNKNOWN
-                continue
-            self.stats.setdefault("exact", []).append(outcome.stats)
-            if outcome.status == "sat" and outcome.x is not None and self.confirmer(index, region)(outcome.x):
-                return Status.SAT
-            if outcome.status == "unsat":
-                self.stats["regions_proven"] += 1
-            else:
-                status = Status.TIMEOUT if self.deadline.expired() else Status.UNKNOWN
-        return status
-
-    def bab_step(self, index: int, region: Region, proof: RegionProof, first: bool) -> Status:
-        """Branch and bound in two parts: a first slice (at least a few seconds, or a share of
-        the time left), so that the later attack rounds, which find counterexamples hidden in
-        tiny pockets, keep time; then, after them, the rest of the time, resuming the first
-        slice's search where it stopped. A search that gave up (UNKNOWN) is not repeated; a
-        slice that ran out is reported as UNKNOWN."""
-        if index in self.bab_exhausted:
-            return Status.UNKNOWN
-        deadline = self.deadline
-        if first:
-            share = _FIRST_BAB_SHARE_RELU if self.bab_mode(proof) == "relu" else _FIRST_BAB_SHARE
-            deadline = deadline.sooner(max(_FIRST_BAB_SECONDS, share * deadline.remaining()))
-        status = self.branch_and_bound(index, region, proof, deadline, first)
-        if status is Status.UNKNOWN:
-            self.bab_exhausted.add(index)
-        if status is Status.TIMEOUT and first and not self.deadline.expired():
-            return Status.UNKNOWN
-        return status
-
-    def steps(self) -> tuple[str, ...]:
-        """The pipeline's steps: see :meth:`decide`."""
-        if self.config.method == "sdp":
-            return ("bounds", "quick attack", "alpha", "sdp", "attack")
-        if self.config.sdp_before_bab:
-            return ("bounds", "quick attack", "alpha", "sdp", "first bab", "attack", "bab")
-        return ("bounds", "quick attack", "alpha", "first bab", "attack", "bab")
-
-    def bound_step(self, step: str, proof: RegionProof) -> bool:
-        """One certified-bound step on a region (``bounds``: already done when the proof was
-        made; ``alpha``: alpha-CROWN for :meth:`alpha_seconds`; ``sdp``: the low-rank SDP on
-        the clauses still open, for the rest of the time with ``--method sdp``, else for
-        :data:`_SDP_SHARE` of it); True when the region is proven."""
-        if proof.proven or step == "bounds":
-            return proof.proven
-        if step == "alpha":
-            return proof.optimise(self.deadline.sooner(self.alpha_seconds(proof)))
-        deadline = self.deadline if self.config.method == "sdp" else \
-            self.deadline.sooner(_SDP_SHARE * self.deadline.remaining())
-        return proof.sdp(self.config.sdp, deadline, self.config.seed, self.stats)
-
-    def decide(self) -> Status:
-        """The pipeline, cheapest steps first: intervals and CROWN, a quick attack, alpha-CROWN
-        (a time budget per region), a first slice of branch and bound, the remaining attack
-        rounds, then branch and bound for the rest of the time, on the regions still open.
-
-        With ``sdp_before_bab`` the low-rank SDP bound runs on the clauses alpha-CROWN left
-        open before the branch and bound starts; ``--method sdp`` stops after the SDP and the
-        remaining attack rounds (an incomplete method: ``unknown`` when neither decides)."""
-        regions = self.problem.spec.regions
-        quick = replace(self.config.attack, rounds=min(self.config.attack.rounds, _QUICK_ROUNDS))
-        open_regions = list(range(len(regions)))
-        proofs: dict[int, RegionProof] = {}
-        for step in self.steps():
-            still_open: list[int] = []
-            for index in open_regions:
-                if self.deadline.expired():
-                    return Status.TIMEOUT
-                region = regions[index]
-                if step == "bounds":
-                    proofs[index] = RegionProof(self.bounds_graph, region)
-                if step in ("first bab", "bab"):
-                    status = self.bab_step(index, region, proofs[index], first=step == "first bab")
-                    if status in (Status.SAT, Status.TIMEOUT):
-                        return status
-                    if status is Status.UNSAT:
-                        self.stats["regions_proven"] += 1
-                        continue
-                elif step in ("bounds", "alpha", "sdp"):
-                    if self.bound_step(step, proofs[index]):
-                        self.stats["regions_proven"] += 1
-                        continue
-                elif self.falsify(index, region, quick if step == "quick attack" else self.config.attack,
-                                  first_round=0 if step == "quick attack" else quick.rounds):
-                    return Status.SAT
-                still_open.append(index)
-            open_regions = still_open
-            if not open_regions:
-                return Status.UNSAT
-        return Status.TIMEOUT if self.deadline.expired() else Status.UNKNOWN
+        return Status.UNSAT if outcome.status is Status.UNSAT else Status.UNKNOWN
 
 
 def settled_problem(problem: Problem, tgraph: TorchGraph) -> Problem:
@@ -378,7 +373,7 @@ def verify_problem(problem: Problem, timeout: float | None = None, config: Verif
     deadline = Deadline.after(timeout)
     numerical_hygiene(config.seed)
     run = _Run(problem, config, deadline, ops)
-    status = run.decide() if config.method in ("auto", "sdp") else run.decide_exactly(config.method)
+    status = run.decide()
     if status is Status.UNSAT and problem.composition is not None and problem.composition.truncated:
         status = Status.UNKNOWN  # proven on a finite part of an unbounded input space only
         run.stats["unbounded_inputs"] = True

@@ -6,6 +6,7 @@ here is global or mutated during a run.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -211,6 +212,74 @@ class SdpConfig:
     gap_tolerance: float = 1e-4
 
 
+@dataclass(frozen=True)
+class ScheduleConfig:
+    """How the pipeline (:func:`verifier.api.verify_problem`) shares its time between steps.
+
+    Attributes:
+        quick_rounds: sampling/PGD rounds of the quick attack, before the costlier bounds.
+        alpha_seconds: alpha-CROWN time per region (more belongs to branch and bound).
+        alpha_share_relu: before ReLU splitting, alpha-CROWN gets this share of the time
+            left when that is more (the root domain keeps the bounds it tightens).
+        sdp_share: the SDP bound before branch and bound gets at most this share of the time
+            left.
+        first_search_seconds: the first branch-and-bound slice runs at least this long,
+        first_search_share: or this share of the time left,
+        first_search_share_relu: or, for ReLU splitting, this share (dense sampling in
+            hundreds of input dimensions rarely finds what the quick attack missed, so the
+            later attack rounds wait longer).
+    """
+
+    quick_rounds: int = 3
+    alpha_seconds: float = 1.0
+    alpha_share_relu: float = 0.05
+    sdp_share: float = 0.5
+    first_search_seconds: float = 5.0
+    first_search_share: float = 0.3
+    first_search_share_relu: float = 0.8
+
+
+MILP_SOLVERS = ("highs", "cbc")
+
+
+@dataclass(frozen=True)
+class MilpConfig:
+    """Options of the MILP engine.
+
+    Attributes:
+        solver: ``"highs"`` (in-process, highspy) or ``"cbc"`` (pulp's bundled binary).
+        time_limit: seconds for one solve (the deadline, if sooner, wins).
+        threads: solver threads.
+        margin: relaxation of the clause rows, relative to each row's scale (see the module
+            docstring); at least 100 times ``tolerance``.
+        tolerance: the solver's primal feasibility and integrality tolerances.
+    """
+
+    solver: str = "highs"
+    time_limit: float = 60.0
+    threads: int = 1
+    margin: float = 1e-6
+    tolerance: float = 1e-9
+
+    def __post_init__(self) -> None:
+        if self.solver not in MILP_SOLVERS:
+            raise ValueError(f"unknown MILP solver {self.solver!r}; use one of {MILP_SOLVERS}")
+        if not self.margin >= 100 * self.tolerance > 0:
+            raise ValueError(f"the margin ({self.margin}) must be at least 100 times the solver "
+                             f"tolerance ({self.tolerance}), which must be positive")
+
+
+@dataclass(frozen=True)
+class SmtConfig:
+    """Options of the SMT engine.
+
+    Attributes:
+        time_limit: seconds for the main query (the deadline, if sooner, wins).
+    """
+
+    time_limit: float = 60.0
+
+
 BAB_MODES = ("auto", "input", "relu", "none")
 METHODS = ("auto", "milp", "smt", "sdp")
 
@@ -234,6 +303,10 @@ class VerifierConfig:
             alpha-CROWN and no branch and bound (incomplete: ``unknown`` when neither decides).
         sdp_before_bab: in the ``auto`` pipeline, run the low-rank SDP bound on the clauses
             alpha-CROWN left open before branch and bound (at most half the time left).
+        device, attack, input_split, relu_split, sdp: the options of each part.
+        schedule: the time shares of the pipeline's steps.
+        milp, smt: the exact engines (``--method milp|smt`` and the fallback of ReLU
+            splitting); their time limit is capped by the run's deadline.
     """
 
     device: DeviceConfig = field(default_factory=DeviceConfig)
@@ -241,6 +314,9 @@ class VerifierConfig:
     input_split: InputSplitConfig = field(default_factory=InputSplitConfig)
     relu_split: ReluSplitConfig = field(default_factory=ReluSplitConfig)
     sdp: SdpConfig = field(default_factory=SdpConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    milp: MilpConfig = field(default_factory=lambda: MilpConfig(time_limit=math.inf))
+    smt: SmtConfig = field(default_factory=lambda: SmtConfig(time_limit=math.inf))
     bab: str = "auto"
     input_split_max_dims: int = 16
     milp_max_unstable: int = 32

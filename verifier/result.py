@@ -9,8 +9,9 @@ from typing import Any
 import numpy as np
 
 
-class Status(enum.Enum):
-    """Outcome of a verification run.
+class Status(enum.StrEnum):
+    """Outcome of a verification run (and of branch and bound and the exact engines on one
+    region); a member equals its VNN-COMP string (``Status.SAT == "sat"``).
 
     SAT: a counterexample was found and re-checked with onnxruntime (property violated).
     UNSAT: the property was proven for every input of every region (property holds).

@@ -13,6 +13,7 @@ from torch import Tensor
 
 from verifier.attack.pgd import MarginObjective
 from verifier.graph.torch_graph import TorchGraph
+from verifier.result import Status
 from verifier.spec.types import Region
 
 Confirm = Callable[[np.ndarray], bool]
@@ -40,10 +41,10 @@ class BabStats:
 
 @dataclass(frozen=True)
 class BabOutcome:
-    """``status`` is ``unsat`` (every sub-box refuted), ``sat`` (a point was confirmed),
-    ``unknown`` (gave up: stack limit or unsplittable boxes) or ``timeout``."""
+    """``status`` is UNSAT (every sub-box refuted), SAT (a point was confirmed by onnxruntime),
+    UNKNOWN (gave up: stack limit or unsplittable boxes) or TIMEOUT."""
 
-    status: str
+    status: Status
     stats: BabStats
 
 

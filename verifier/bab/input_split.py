@@ -41,6 +41,7 @@ from verifier.bounds.objective import spec_rows, stack_clauses
 from verifier.config import InputSplitConfig
 from verifier.deadline import Deadline
 from verifier.graph.torch_graph import TorchGraph
+from verifier.result import Status
 from verifier.spec.types import Clause, Region
 
 
@@ -145,7 +146,7 @@ class InputSplitSearch:
         self.aside_count = 0
         self.rounds = 0
         self.unsplittable = 0  # boxes that could not be halved (the search cannot end unsat)
-        self.final: str | None = None  # the outcome once decided (sat, unsat, unknown)
+        self.final: Status | None = None  # the outcome once decided (sat, unsat, unknown)
 
     def run(self, deadline: Deadline) -> BabOutcome:
         """Searches until the outcome is decided or ``deadline`` expires (``timeout``; a later
@@ -154,15 +155,15 @@ class InputSplitSearch:
         stats = BabStats()
         if self.final is None:
             self.final = self._search(deadline, stats)
-        return BabOutcome(self.final or "timeout", stats)
+        return BabOutcome(self.final or Status.TIMEOUT, stats)
 
-    def _search(self, deadline: Deadline, stats: BabStats) -> str | None:
+    def _search(self, deadline: Deadline, stats: BabStats) -> Status | None:
         """The search loop; returns the outcome, or None on timeout."""
         config, device = self.config, self.device
         if not self.clauses:
-            return "unsat"
+            return Status.UNSAT
         if len(self.bounds_graph.graph.inputs) != 1 or any(c.num_rows == 0 for c in self.clauses):
-            return "unknown"
+            return Status.UNKNOWN
         root_width = (self.upper - self.lower).reshape(-1)
         bound = _Bounder(self.bounds_graph, self.clauses, root_width, config)
         search = CandidateSearch(self.attack_graph, self.region, self.confirm, stats, config.candidates_per_round,
@@ -181,7 +182,7 @@ class InputSplitSearch:
                                   keep)]
             self.queued = int(keep.sum())
             if search.offer(torch.cat([root.corner, (root.lower + root.upper) / 2])):
-                return "sat"
+                return Status.SAT
         stack = self.stack
         while self.queued or self.aside_count:
             if deadline.expired():
@@ -191,7 +192,7 @@ class InputSplitSearch:
                 continue
             if self.queued > config.max_domains:
                 stats.extra["gave_up_queue"] = self.queued
-                return "unknown"
+                return Status.UNKNOWN
             batch = _pop(stack, config.batch)
             self.queued -= batch.size
             split = self._split_all if config.branching == "strong" else self._split_one
@@ -224,11 +225,11 @@ class InputSplitSearch:
                                    keep)
                 centres = (children.lower + children.upper) / 2
                 if search.offer(torch.cat([corner[keep], centres])):
-                    return "sat"
+                    return Status.SAT
                 if config.pgd_every and self.rounds % config.pgd_every == 0:
                     worst = torch.argsort(hardness[keep])[: config.pgd_domains]
                     if search.pgd(children.lower[worst], children.upper[worst], corner[keep][worst]):
-                        return "sat"
+                        return Status.SAT
                 if config.alpha_after_stall:  # stalled children wait for a batched alpha-CROWN pass
                     stalled = children.stall >= config.alpha_after_stall
                     if bool(stalled.any()):
@@ -239,8 +240,8 @@ class InputSplitSearch:
                 self.queued += children.size
                 stats.max_queue = max(stats.max_queue, self.queued + self.aside_count)
         if self.unsplittable:
-            return "unknown"
-        return "unsat"
+            return Status.UNKNOWN
+        return Status.UNSAT
 
     def _tighten_aside(self, bound: _Bounder, stats: BabStats) -> None:
         """Bounds the stalled domains set aside with alpha-CROWN and puts those still open back

@@ -52,6 +52,7 @@ from verifier.config import ReluSplitConfig
 from verifier.deadline import Deadline
 from verifier.graph.torch_graph import TorchGraph
 from verifier.ops.relax import relax_leaky
+from verifier.result import Status
 from verifier.spec.types import Clause, Region
 
 Bounds = tuple[Tensor, Tensor]
@@ -421,14 +422,14 @@ class ReluSplitSearch:
         self.config = config or ReluSplitConfig()
         self.clauses = tuple(clauses)
         self.layers = splittable_layers(bounds_graph)
-        self.final: str | None = None  # the outcome once decided (sat, unsat, unknown)
-        self.verdict = "unsat"  # unknown once a clause's search ended unknown
+        self.final: Status | None = None  # the outcome once decided (sat, unsat, unknown)
+        self.verdict = Status.UNSAT  # unknown once a clause's search ended unknown
         self.unresolved = 0  # leaves the exact engine could not decide, over every clause
         self.searches: list[_ClauseSearch] = []  # the clauses not finished, the current one first
         if not self.clauses:
-            self.final = "unsat"
+            self.final = Status.UNSAT
         elif len(bounds_graph.graph.inputs) != 1 or any(c.num_rows == 0 for c in self.clauses) or not self.layers:
-            self.final = "unknown"
+            self.final = Status.UNKNOWN
         else:
             # one search per clause (each bounds its own rows only); the clause furthest from
             # refuted first, where a counterexample is likeliest
@@ -451,16 +452,16 @@ class ReluSplitSearch:
                 self.unresolved += current.unresolved - before
                 if status is None:
                     break
-                if status == "sat":
-                    self.final = "sat"
+                if status == Status.SAT:
+                    self.final = Status.SAT
                     break
-                if status == "unknown":
-                    self.verdict = "unknown"
+                if status == Status.UNKNOWN:
+                    self.verdict = Status.UNKNOWN
                 self.searches.pop(0)
             else:
                 self.final = self.verdict
         stats.extra["unresolved_leaves"] = self.unresolved
-        return BabOutcome(self.final or "timeout", stats)
+        return BabOutcome(self.final or Status.TIMEOUT, stats)
 
 
 def relu_split_search(bounds_graph: TorchGraph, attack_graph: TorchGraph, region: Region, clauses: Sequence[Clause],
@@ -495,7 +496,7 @@ class _ClauseSearch:
         self.unresolved = 0
         self.rounds = 0
 
-    def run(self, search: CandidateSearch, deadline: Deadline, stats: BabStats) -> str | None:
+    def run(self, search: CandidateSearch, deadline: Deadline, stats: BabStats) -> Status | None:
         """Continues the search until it ends (``sat``, ``unsat``, ``unknown``) or ``deadline``
         expires (None)."""
         config, bounder = self.config, self.bounder
@@ -506,12 +507,12 @@ class _ClauseSearch:
             self.pending, corners, self.row = _bound(bounder, domains, config.root_iterations, deadline, stats)
             stats.seconds_bounding += time.monotonic() - start
             if self.pending.size and search.offer(corners):
-                return "sat"
+                return Status.SAT
         while True:
             if self.leaves is not None:
                 found, self.leaves = self._solve_leaves(self.leaves, search, deadline, stats)
                 if found:
-                    return "sat"
+                    return Status.SAT
                 if self.leaves is not None:
                     return None
             if self.pending.size:
@@ -526,7 +527,7 @@ class _ClauseSearch:
                 return None
             if size > config.max_domains:
                 stats.extra["gave_up_queue"] = size
-                return "unknown"
+                return Status.UNKNOWN
             order = torch.argsort(self.store.hardness)
             stats.extra["lowest_open_bound"] = float(self.store.hardness[order[0]])  # the clause's certified bound
             popped, rest = self.store.take(order[: 2 * self.batch]), self.store.take(order[2 * self.batch:])
@@ -537,15 +538,15 @@ class _ClauseSearch:
             stats.rounds += 1
             self.rounds += 1
             if self.pending.size and search.offer(corners):
-                return "sat"
+                return Status.SAT
             if config.pgd_every and self.rounds % config.pgd_every == 0 and self.pending.size:
                 worst = torch.argsort(self.pending.domains.hardness)[: config.candidates_per_round * 4]
                 starts = corners[worst]
                 box_lo = bounder.lower.expand(starts.shape[0], -1)
                 box_hi = bounder.upper.expand(starts.shape[0], -1)
                 if search.pgd(box_lo, box_hi, starts):
-                    return "sat"
-        return "unknown" if self.unresolved else "unsat"
+                    return Status.SAT
+        return Status.UNKNOWN if self.unresolved else Status.UNSAT
 
     def _split_pending(self, stats: BabStats) -> None:
         """Moves the bounded domains still open into the store as children (and those with no
@@ -593,11 +594,11 @@ class _ClauseSearch:
                 self.unresolved += 1
                 continue
             stats.extra["leaves_exact"] = stats.extra.get("leaves_exact", 0) + 1
-            if outcome.status == "sat" and outcome.x is not None:
+            if outcome.status == Status.SAT and outcome.x is not None:
                 stats.candidates_checked += 1
                 if search.confirm(outcome.x):
                     return True, None
-            if outcome.status != "unsat":
+            if outcome.status != Status.UNSAT:
                 self.unresolved += 1
         return False, None
 

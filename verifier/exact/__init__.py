@@ -7,9 +7,10 @@ caller must re-check with onnxruntime before reporting it. :func:`milp_row_minim
 spec row (exactly or over the LP relaxation) for comparison tables; its figures are not certified.
 """
 
+from verifier.exact.check import exact_check
 from verifier.exact.encoding import ExactOutcome, ExactUnsupported, encode
 from verifier.exact.milp import MilpConfig, RowMinimum, milp_check, milp_row_minimum
 from verifier.exact.smt import SmtConfig, smt_check
 
-__all__ = ["ExactOutcome", "ExactUnsupported", "MilpConfig", "RowMinimum", "SmtConfig", "encode", "milp_check",
+__all__ = ["ExactOutcome", "ExactUnsupported", "MilpConfig", "RowMinimum", "SmtConfig", "encode", "exact_check", "milp_check",
            "milp_row_minimum", "smt_check"]

@@ -61,6 +61,7 @@ from verifier.ir import Node
 from verifier.ops import REGISTRY
 from verifier.ops.base import Op, gamma
 from verifier.ops.max_form import MaxForm, MaxShape, Stage
+from verifier.result import Status
 
 MAX_DENSE_ENTRIES = 20_000_000
 """Largest dense matrix (rows x columns) built for one node."""
@@ -85,14 +86,14 @@ class ExactOutcome:
     """Result of an exact engine on one input region.
 
     Attributes:
-        status: ``"unsat"`` (no input of the box violates a clause: a proof for the float
-            model), ``"sat"`` (``x`` is a candidate counterexample, NOT yet validated: the
-            caller must re-check it with onnxruntime) or ``"unknown"``.
-        x: the candidate (flattened, concatenated inputs, float64) when ``status == "sat"``.
+        status: UNSAT (no input of the box violates a clause: a proof for the float model),
+            SAT (``x`` is a candidate counterexample, NOT yet validated: the caller must
+            re-check it with onnxruntime) or UNKNOWN.
+        x: the candidate (flattened, concatenated inputs, float64) when the status is SAT.
         stats: sizes, times and the solver's own status.
     """
 
-    status: str
+    status: Status
     x: np.ndarray | None
     stats: dict[str, float | int | str] = field(default_factory=dict)
 

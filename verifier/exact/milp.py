@@ -56,40 +56,14 @@ import numpy as np
 import pulp
 
 from verifier.bounds.table import BoundTable
+from verifier.config import MilpConfig
 from verifier.deadline import Deadline
 from verifier.exact.encoding import Encoding, ExactOutcome, ExactUnsupported, MaxRow, encode
+from verifier.result import Status
 from verifier.spec.types import Clause
 
-_SOLVERS = ("highs", "cbc")
 _BIG_M_SLACK = 1e-9
 """Relative widening of every big-M constant (they are computed in float64)."""
-
-
-@dataclass(frozen=True)
-class MilpConfig:
-    """Options of the MILP engine.
-
-    Attributes:
-        solver: ``"highs"`` (in-process, highspy) or ``"cbc"`` (pulp's bundled binary).
-        time_limit: seconds for one solve (the deadline, if sooner, wins).
-        threads: solver threads.
-        margin: relaxation of the clause rows, relative to each row's scale (see the module
-            docstring); at least 100 times ``tolerance``.
-        tolerance: the solver's primal feasibility and integrality tolerances.
-    """
-
-    solver: str = "highs"
-    time_limit: float = 60.0
-    threads: int = 1
-    margin: float = 1e-6
-    tolerance: float = 1e-9
-
-    def __post_init__(self) -> None:
-        if self.solver not in _SOLVERS:
-            raise ValueError(f"unknown MILP solver {self.solver!r}; use one of {_SOLVERS}")
-        if not self.margin >= 100 * self.tolerance > 0:
-            raise ValueError(f"the margin ({self.margin}) must be at least 100 times the solver "
-                             f"tolerance ({self.tolerance}), which must be positive")
 
 
 def _interval(coefs: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> tuple[float, float]:
@@ -131,16 +105,16 @@ def milp_check(table: BoundTable, clauses: Sequence[Clause], config: MilpConfig,
     start = time.monotonic()
     limit = (deadline or Deadline(None)).sooner(config.time_limit)
     if limit.expired():
-        return ExactOutcome("unknown", None, {"reason": "deadline"})
+        return ExactOutcome(Status.UNKNOWN, None, {"reason": "deadline"})
     enc = encode(table, keep=tuple(signs or ()))
     model = _Milp(enc, config)
     for name, sign in (signs or {}).items():
         model.add_signs(name, np.asarray(sign))
     if not model.add_clauses(clauses):
         stats = model.stats("bounds refute every clause", time.monotonic() - start, 0.0)
-        return ExactOutcome("unsat", None, stats)
+        return ExactOutcome(Status.UNSAT, None, stats)
     if limit.expired():
-        return ExactOutcome("unknown", None, model.stats("deadline", time.monotonic() - start, 0.0))
+        return ExactOutcome(Status.UNKNOWN, None, model.stats("deadline", time.monotonic() - start, 0.0))
     return model.solve(limit.remaining(), start)
 
 
@@ -409,15 +383,15 @@ class _Milp:
             infeasible, has_point, status = self._cbc(seconds)
         stats = self.stats(status, time.monotonic() - start, time.monotonic() - began)
         if infeasible:
-            return ExactOutcome("unsat", None, stats)
+            return ExactOutcome(Status.UNSAT, None, stats)
         if not has_point:
-            return ExactOutcome("unknown", None, stats)
+            return ExactOutcome(Status.UNKNOWN, None, stats)
         t = self.t.value()
         stats["objective"] = float("nan") if t is None else float(t)
         if t is None or t >= 0:
             stats["reason"] = "best point violates no clause outside the margin"
-            return ExactOutcome("unknown", None, stats)
-        return ExactOutcome("sat", self.candidate(), stats)
+            return ExactOutcome(Status.UNKNOWN, None, stats)
+        return ExactOutcome(Status.SAT, self.candidate(), stats)
 
     def run_highs(self, seconds: float, **options: float) -> Any:
         """Solves the problem with HiGHS (in-process) and returns the ``highspy.Highs`` model;

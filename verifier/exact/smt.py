@@ -30,32 +30,22 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from fractions import Fraction
 
 import numpy as np
 import z3
 
 from verifier.bounds.table import BoundTable
+from verifier.config import SmtConfig
 from verifier.deadline import Deadline
 from verifier.exact.encoding import Encoding, ExactOutcome, MaxRow, encode
+from verifier.result import Status
 from verifier.spec.types import Clause
 
 SHALLOW = 1e-5
 """Depth (relative to the row scale) below which a counterexample is searched for again."""
 _DEEPEN_SHARE = 0.2
 """Share of the remaining time the search for the deepest counterexample may use."""
-
-
-@dataclass(frozen=True)
-class SmtConfig:
-    """Options of the SMT engine.
-
-    Attributes:
-        time_limit: seconds for the main query (the deadline, if sooner, wins).
-    """
-
-    time_limit: float = 60.0
 
 
 def exact(value: float) -> z3.ArithRef:
@@ -91,7 +81,7 @@ def smt_check(table: BoundTable, clauses: Sequence[Clause], config: SmtConfig,
     start = time.monotonic()
     limit = (deadline or Deadline(None)).sooner(config.time_limit)
     if limit.expired():
-        return ExactOutcome("unknown", None, {"reason": "deadline"})
+        return ExactOutcome(Status.UNKNOWN, None, {"reason": "deadline"})
     enc = encode(table)
     query = _Query(enc)
     query.solver.add(query.disjunction(clauses))
@@ -99,7 +89,7 @@ def smt_check(table: BoundTable, clauses: Sequence[Clause], config: SmtConfig,
                                            "disjunctions": len(enc.maxes) + (len(clauses) > 1),
                                            "constraints": len(query.solver.assertions())}
     if limit.expired():
-        return ExactOutcome("unknown", None, {**stats, "reason": "deadline"})
+        return ExactOutcome(Status.UNKNOWN, None, {**stats, "reason": "deadline"})
     began = time.monotonic()
     result = query.check(limit.remaining())
     stats["solve_seconds"] = time.monotonic() - began
@@ -110,7 +100,7 @@ def smt_check(table: BoundTable, clauses: Sequence[Clause], config: SmtConfig,
     elif result != z3.sat and result != z3.unsat:
         stats["reason"] = query.solver.reason_unknown()
     stats["seconds"] = time.monotonic() - start
-    status = "unsat" if result == z3.unsat else "sat" if result == z3.sat else "unknown"
+    status = Status.UNSAT if result == z3.unsat else Status.SAT if result == z3.sat else Status.UNKNOWN
     return ExactOutcome(status, x, stats)
 
 
