@@ -23,7 +23,7 @@ from verifier.ops.relax import LinearBounds, Relaxation, relax
 F = np.float32
 X = Dyn((4,))
 
-CASES = [
+EXPLICIT = [
     Case("Relu", (X,)),
     Case("LeakyRelu", (X,), attrs={"alpha": 0.1}),
     Case("LeakyRelu", (X,), attrs={"alpha": -0.5}, label="neg"),
@@ -59,6 +59,17 @@ CASES = [
     Case("Gelu", (X,), opset=20, attrs={"approximate": "tanh"}, label="tanh"),
 ]
 
+
+def _from_op_tables() -> list[Case]:
+    """The elementwise op tests' one-input cases of ops with a relaxation and no case above, so
+    a new op's one test case covers its relaxation too (PRelu's slope input: its own test)."""
+    from tests.ops.test_elementwise_ops import UNARY
+
+    explicit = {c.op for c in EXPLICIT}
+    return [c for c in UNARY if c.op not in explicit and len(c.inputs) == 1 and REGISTRY[c.op].relaxation is not None]
+
+
+CASES = EXPLICIT + _from_op_tables()
 N_POINTS = 2000
 
 

@@ -17,6 +17,10 @@ end for S-shaped functions, found by vectorised bisection) only decides tightnes
 candidate slopes each side keeps the line with the smallest area between line and function,
 i.e. the best value at the box midpoint. Slope 0 is always a candidate, so every line is at
 least as tight at the midpoint as the constant bounds ``[min f, max f]``.
+
+A new op builds its curve from the public pieces: ``Curve(critical, s_slopes(df))`` for an
+S-shaped function, ``smooth_slopes(df)`` for a convex or concave one, :func:`pl_curve` for a
+piecewise-linear one; then ``relaxation = curve_relaxation(curve)`` in its class.
 """
 
 from __future__ import annotations
@@ -151,7 +155,7 @@ def tangent_through(
     return hi
 
 
-def _s_slopes(df: Callable[[Tensor], Tensor]) -> Slopes:
+def s_slopes(df: Callable[[Tensor], Tensor]) -> Slopes:
     """Candidates for an S-shaped ``f`` (convex below 0, concave above): chord, tangent at the
     midpoint, and the CROWN tangents through each box end (upper through ``l``, lower through
     ``u``, the latter by reflecting ``f`` to ``-f(-x)``)."""
@@ -174,7 +178,7 @@ def _s_slopes(df: Callable[[Tensor], Tensor]) -> Slopes:
     return slopes
 
 
-def _smooth_slopes(
+def smooth_slopes(
     df: Callable[[Node, Tensor], Tensor], breaks: Callable[[Node], tuple[float, ...]] = lambda n: ()
 ) -> Slopes:
     """Chord, tangent at the midpoint and chords between the box ends and breakpoints."""
@@ -197,7 +201,7 @@ def _break_chords(node: Node, lo: Tensor, hi: Tensor, breaks: tuple[float, ...])
     ]
 
 
-def _pl_curve(
+def pl_curve(
     breaks: Callable[[Node], tuple[float, ...]], pieces: Callable[[Node], tuple[float, ...]]
 ) -> Curve:
     """A piecewise-linear function: extrema of ``f - a x`` only at breakpoints."""
@@ -299,25 +303,25 @@ def _const(value: float) -> Callable[[Node], float]:
     return lambda node: value
 
 
-SIGMOID = Curve(_sig_critical, _s_slopes(_d_sigmoid))
-TANH = Curve(_tanh_critical, _s_slopes(_d_tanh))
-ERF = Curve(_erf_critical, _s_slopes(_d_erf))
-EXP = Curve(_exp_like_critical(_const(1.0)), _smooth_slopes(lambda n, x: torch.exp(x)))
+SIGMOID = Curve(_sig_critical, s_slopes(_d_sigmoid))
+TANH = Curve(_tanh_critical, s_slopes(_d_tanh))
+ERF = Curve(_erf_critical, s_slopes(_d_erf))
+EXP = Curve(_exp_like_critical(_const(1.0)), smooth_slopes(lambda n, x: torch.exp(x)))
 SOFTPLUS = Curve(
-    lambda n, a: [torch.log(a / (1 - a))], _smooth_slopes(lambda n, x: torch.sigmoid(x))
+    lambda n, a: [torch.log(a / (1 - a))], smooth_slopes(lambda n, x: torch.sigmoid(x))
 )
-LOG = Curve(lambda n, a: [1 / a], _smooth_slopes(lambda n, x: 1 / x))
-SQRT = Curve(lambda n, a: [0.25 / (a * a)], _smooth_slopes(lambda n, x: 0.5 / torch.sqrt(x)))
+LOG = Curve(lambda n, a: [1 / a], smooth_slopes(lambda n, x: 1 / x))
+SQRT = Curve(lambda n, a: [0.25 / (a * a)], smooth_slopes(lambda n, x: 0.5 / torch.sqrt(x)))
 RECIPROCAL = Curve(
     lambda n, a: [1 / torch.sqrt(-a), -1 / torch.sqrt(-a)],
-    _smooth_slopes(lambda n, x: -1 / (x * x)),
+    smooth_slopes(lambda n, x: -1 / (x * x)),
 )
-ELU = Curve(_exp_like_critical(_elu_scale, (0.0,)), _smooth_slopes(_d_elu, lambda n: (0.0,)))
-SELU = Curve(_exp_like_critical(_selu_scale, (0.0,)), _smooth_slopes(_d_selu, lambda n: (0.0,)))
-HARDSWISH = Curve(_hswish_critical, _smooth_slopes(_d_hswish, lambda n: (-3.0, 3.0)))
-ABS = _pl_curve(lambda n: (0.0,), lambda n: (-1.0, 1.0))
-CLIP = _pl_curve(_clip_breaks, lambda n: (1.0,))
-HARDSIGMOID = _pl_curve(_hsig_breaks, lambda n: (float(n.attrs["alpha"]),))
+ELU = Curve(_exp_like_critical(_elu_scale, (0.0,)), smooth_slopes(_d_elu, lambda n: (0.0,)))
+SELU = Curve(_exp_like_critical(_selu_scale, (0.0,)), smooth_slopes(_d_selu, lambda n: (0.0,)))
+HARDSWISH = Curve(_hswish_critical, smooth_slopes(_d_hswish, lambda n: (-3.0, 3.0)))
+ABS = pl_curve(lambda n: (0.0,), lambda n: (-1.0, 1.0))
+CLIP = pl_curve(_clip_breaks, lambda n: (1.0,))
+HARDSIGMOID = pl_curve(_hsig_breaks, lambda n: (float(n.attrs["alpha"]),))
 
 
 def curve_relaxation(curve: Curve, domain: Domain | None = None) -> Relaxation:
