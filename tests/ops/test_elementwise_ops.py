@@ -41,6 +41,7 @@ UNARY = [
     _unary("Exp", Dyn((3, 4), -10, 10)),
     _unary("Erf"),
     _unary("Softplus", Dyn((3, 4), -25, 25)),
+    _unary("Softsign", Dyn((3, 4), -20, 20)),
     _unary("Sqrt", Dyn((3, 4), 0, 50)),
     _unary("Log", POS),
     _unary("Abs"),
