@@ -159,7 +159,7 @@ class InputSplitSearch:
 
     def _search(self, deadline: Deadline, stats: BabStats) -> Status | None:
         """The search loop; returns the outcome, or None on timeout."""
-        config, device = self.config, self.device
+        config = self.config
         if not self.clauses:
             return Status.UNSAT
         if len(self.bounds_graph.graph.inputs) != 1 or any(c.num_rows == 0 for c in self.clauses):
@@ -168,21 +168,9 @@ class InputSplitSearch:
         bound = _Bounder(self.bounds_graph, self.clauses, root_width, config)
         search = CandidateSearch(self.attack_graph, self.region, self.confirm, stats, config.candidates_per_round,
                                  config.pgd_steps)
-        if self.stack is None:
-            lower, upper = self.lower, self.upper
-            open_ = torch.ones(1, bound.k, dtype=torch.bool, device=device)
-            start = time.monotonic()
-            unknown = torch.full((1, bound.k, bound.r), -torch.inf, dtype=torch.float64, device=device)
-            root = bound(lower, upper, open_, {}, unknown)
-            stats.seconds_bounding += time.monotonic() - start
-            stats.domains_bounded += 1
-            keep = root.open.any(dim=1)
-            stall = torch.zeros(1, dtype=torch.long, device=device)
-            self.stack = [_select(Domains(root.lower, root.upper, root.open, root.dim, root.prior, root.rows, stall),
-                                  keep)]
-            self.queued = int(keep.sum())
-            if search.offer(torch.cat([root.corner, (root.lower + root.upper) / 2])):
-                return Status.SAT
+        if self.stack is None and self._bound_root(bound, search, stats):
+            return Status.SAT
+        assert self.stack is not None
         stack = self.stack
         while self.queued or self.aside_count:
             if deadline.expired():
@@ -195,53 +183,88 @@ class InputSplitSearch:
                 return Status.UNKNOWN
             batch = _pop(stack, config.batch)
             self.queued -= batch.size
-            split = self._split_all if config.branching == "strong" else self._split_one
-            children_of = split(batch, stats)
-            if children_of is None:
-                continue
-            child_lo, child_hi, child_open, child_prior, child_rows, child_stall, pick = children_of
-            parent_hardness = _hardness(child_rows, child_open)
-            start = time.monotonic()
-            done = bound(child_lo, child_hi, child_open, child_prior, child_rows)
-            child_lo, child_hi, child_open, corner = done.lower, done.upper, done.open, done.corner
-            child_dim, hardness, found, child_rows = done.dim, done.hardness, done.prior, done.rows
-            stats.domains_bounded += child_lo.shape[0]
-            if pick is not None:  # strong branching: each box keeps the halves of its best dimension
-                chosen = pick(hardness)
-                child_lo, child_hi, child_open, corner = child_lo[chosen], child_hi[chosen], child_open[chosen], corner[chosen]
-                child_dim, hardness, child_rows = child_dim[chosen], hardness[chosen], child_rows[chosen]
-                found = {k: (v[0][chosen], v[1][chosen]) for k, v in found.items()}
-                parent_hardness, child_stall = parent_hardness[chosen], child_stall[chosen]
-            # a child whose gap did not shrink by a tenth is stalled one more generation
-            progressed = hardness > parent_hardness * (1 - config.stall_progress)
-            child_stall = torch.where(progressed, 0, child_stall + 1)
-            stats.seconds_bounding += time.monotonic() - start
-            stats.rounds += 1
-            self.rounds += 1
-            keep = child_open.any(dim=1)
-            stats.domains_proven += int((~keep).sum())
-            if bool(keep.any()):
-                children = _select(Domains(child_lo, child_hi, child_open, child_dim, found, child_rows, child_stall),
-                                   keep)
-                centres = (children.lower + children.upper) / 2
-                if search.offer(torch.cat([corner[keep], centres])):
-                    return Status.SAT
-                if config.pgd_every and self.rounds % config.pgd_every == 0:
-                    worst = torch.argsort(hardness[keep])[: config.pgd_domains]
-                    if search.pgd(children.lower[worst], children.upper[worst], corner[keep][worst]):
-                        return Status.SAT
-                if config.alpha_after_stall:  # stalled children wait for a batched alpha-CROWN pass
-                    stalled = children.stall >= config.alpha_after_stall
-                    if bool(stalled.any()):
-                        self.aside.append(_select(children, stalled))
-                        self.aside_count += int(stalled.sum())
-                        children = _select(children, ~stalled)
-                stack.append(children)
-                self.queued += children.size
-                stats.max_queue = max(stats.max_queue, self.queued + self.aside_count)
+            if self._round(batch, bound, search, stats):
+                return Status.SAT
         if self.unsplittable:
             return Status.UNKNOWN
         return Status.UNSAT
+
+    def _bound_root(self, bound: _Bounder, search: CandidateSearch, stats: BabStats) -> bool:
+        """Bounds the whole proof box and starts the stack with it (when a clause is still
+        open); True when its corner or centre is a confirmed counterexample."""
+        device = self.device
+        lower, upper = self.lower, self.upper
+        open_ = torch.ones(1, bound.k, dtype=torch.bool, device=device)
+        start = time.monotonic()
+        unknown = torch.full((1, bound.k, bound.r), -torch.inf, dtype=torch.float64, device=device)
+        root = bound(lower, upper, open_, {}, unknown)
+        stats.seconds_bounding += time.monotonic() - start
+        stats.domains_bounded += 1
+        keep = root.open.any(dim=1)
+        stall = torch.zeros(1, dtype=torch.long, device=device)
+        self.stack = [_select(Domains(root.lower, root.upper, root.open, root.dim, root.prior, root.rows, stall),
+                              keep)]
+        self.queued = int(keep.sum())
+        return search.offer(torch.cat([root.corner, (root.lower + root.upper) / 2]))
+
+    def _round(self, batch: Domains, bound: _Bounder, search: CandidateSearch, stats: BabStats) -> bool:
+        """Splits a popped batch, bounds the children in one pass and stores those still open
+        (:meth:`_store`); True when a counterexample is confirmed."""
+        config = self.config
+        split = self._split_all if config.branching == "strong" else self._split_one
+        children_of = split(batch, stats)
+        if children_of is None:
+            return False
+        child_lo, child_hi, child_open, child_prior, child_rows, child_stall, pick = children_of
+        parent_hardness = _hardness(child_rows, child_open)
+        start = time.monotonic()
+        done = bound(child_lo, child_hi, child_open, child_prior, child_rows)
+        child_lo, child_hi, child_open, corner = done.lower, done.upper, done.open, done.corner
+        child_dim, hardness, found, child_rows = done.dim, done.hardness, done.prior, done.rows
+        stats.domains_bounded += child_lo.shape[0]
+        if pick is not None:  # strong branching: each box keeps the halves of its best dimension
+            chosen = pick(hardness)
+            child_lo, child_hi, child_open, corner = child_lo[chosen], child_hi[chosen], child_open[chosen], corner[chosen]
+            child_dim, hardness, child_rows = child_dim[chosen], hardness[chosen], child_rows[chosen]
+            found = {k: (v[0][chosen], v[1][chosen]) for k, v in found.items()}
+            parent_hardness, child_stall = parent_hardness[chosen], child_stall[chosen]
+        # a child whose gap did not shrink by a tenth is stalled one more generation
+        progressed = hardness > parent_hardness * (1 - config.stall_progress)
+        child_stall = torch.where(progressed, 0, child_stall + 1)
+        stats.seconds_bounding += time.monotonic() - start
+        stats.rounds += 1
+        self.rounds += 1
+        keep = child_open.any(dim=1)
+        stats.domains_proven += int((~keep).sum())
+        if not bool(keep.any()):
+            return False
+        children = _select(Domains(child_lo, child_hi, child_open, child_dim, found, child_rows, child_stall), keep)
+        return self._store(children, corner[keep], hardness[keep], search, stats)
+
+    def _store(self, children: Domains, corner: Tensor, hardness: Tensor, search: CandidateSearch,
+               stats: BabStats) -> bool:
+        """Offers the open children's corners (``corner``) and centres, runs PGD inside the
+        hardest ones every ``pgd_every`` rounds, sets the stalled ones aside for alpha-CROWN
+        and pushes the rest on the stack; True when a counterexample is confirmed."""
+        config = self.config
+        centres = (children.lower + children.upper) / 2
+        if search.offer(torch.cat([corner, centres])):
+            return True
+        if config.pgd_every and self.rounds % config.pgd_every == 0:
+            worst = torch.argsort(hardness)[: config.pgd_domains]
+            if search.pgd(children.lower[worst], children.upper[worst], corner[worst]):
+                return True
+        if config.alpha_after_stall:  # stalled children wait for a batched alpha-CROWN pass
+            stalled = children.stall >= config.alpha_after_stall
+            if bool(stalled.any()):
+                self.aside.append(_select(children, stalled))
+                self.aside_count += int(stalled.sum())
+                children = _select(children, ~stalled)
+        assert self.stack is not None
+        self.stack.append(children)
+        self.queued += children.size
+        stats.max_queue = max(stats.max_queue, self.queued + self.aside_count)
+        return False
 
     def _tighten_aside(self, bound: _Bounder, stats: BabStats) -> None:
         """Bounds the stalled domains set aside with alpha-CROWN and puts those still open back

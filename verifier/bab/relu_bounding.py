@@ -1,0 +1,181 @@
+"""Bounding a batch of ReLU-split domains with beta-CROWN (:mod:`verifier.bab.relu_split`):
+Adam steps on the slopes ``alpha`` and the split multipliers ``beta`` jointly, keeping the
+best certified iterate, and the domains left open afterwards."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from verifier.bab.common import BabStats
+from verifier.bab.relu_domains import Bounds, _Domains, _Layer
+from verifier.bounds.crown import FINAL, Crown, CrownConfig
+from verifier.bounds.objective import spec_rows, stack_clauses
+from verifier.config import ReluSplitConfig
+from verifier.deadline import Deadline
+from verifier.graph.torch_graph import TorchGraph
+from verifier.spec.types import Clause
+
+
+@dataclass(frozen=True)
+class _Bounded:
+    """What bounding a batch gives: best row bounds ``(M, K, R)``, the slopes and multipliers
+    of the best iterate, the stored values' bounds, the final rows' coefficients on each
+    splittable node's output ``(M, K*R, size)`` and the input corner minimising each row's
+    linear bound ``(M, K*R, n)``."""
+
+    rows: Tensor
+    alpha: dict[str, Tensor]
+    beta: dict[str, Tensor]
+    bounds: dict[str, Bounds]
+    coefficients: dict[str, Tensor]
+    corners: Tensor
+
+
+class _BetaBounder:
+    """beta-CROWN on batches of domains of one region."""
+
+    def __init__(self, tgraph: TorchGraph, layers: Sequence[_Layer], lower: Tensor, upper: Tensor,
+                 clauses: Sequence[Clause], config: ReluSplitConfig) -> None:
+        self.tgraph, self.layers, self.config = tgraph, tuple(layers), config
+        place = tgraph.place
+        self.lower, self.upper = lower.to(place.device, place.dtype), upper.to(place.device, place.dtype)
+        self.c, self.d, self.mask, self.strict = stack_clauses(tuple(clauses), place.device, place.dtype)
+        self.k, self.r = self.d.shape
+        self.rows = self.c.reshape(self.k * self.r, -1)
+        self.input = tgraph.graph.inputs[0]
+
+    def crown(self, domains: _Domains, refine: bool) -> Crown:
+        """CROWN over ``domains.size`` copies of the box with the domains' intermediate bounds
+        (recomputed by CROWN from them with ``refine``)."""
+        m = domains.size
+        shape = self.input.shape
+        lo = self.lower.reshape(1, *shape).expand(m, *shape)
+        hi = self.upper.reshape(1, *shape).expand(m, *shape)
+        return Crown(self.tgraph, [lo], [hi], CrownConfig(intermediate=refine), prior=domains.bounds)
+
+    def _set(self, crown: Crown, domains: _Domains, alpha: Mapping[str, Tensor], beta: Mapping[str, Tensor]) -> None:
+        for layer in self.layers:
+            shape = self.tgraph.graph.shapes[layer.value]
+            m = domains.size
+            crown.alpha[(layer.node, FINAL)] = alpha[layer.node].reshape(m, -1, *shape)
+            sign = domains.split[layer.node].to(crown.tgraph.place.dtype).unsqueeze(1)
+            crown.beta[layer.node] = (beta[layer.node] * sign).reshape(m, -1, *shape)
+
+    def spec_rows(self, crown: Crown) -> Tensor:
+        """Certified lower bounds ``(M, K, R)`` of the spec rows ``C y - d`` (padding -inf)."""
+        raw = crown.lower_bound(self.rows).reshape(-1, self.k, self.r)
+        return spec_rows(raw, self.d, self.mask, self.strict)
+
+    def quick(self, domains: _Domains) -> Tensor:
+        """Row bounds ``(M, K, R)`` with the domains' own slopes and multipliers, no optimisation."""
+        with torch.no_grad():
+            crown = self.crown(domains, refine=False)
+            dtype = self.tgraph.place.dtype
+            self._set(crown, domains, {k: v.to(dtype) for k, v in domains.alpha.items()},
+                      {k: v.to(dtype) for k, v in domains.beta.items()})
+            return self.spec_rows(crown)
+
+    def __call__(self, domains: _Domains, iterations: int, deadline: Deadline) -> _Bounded:
+        """Optimises ``alpha`` and ``beta`` of every domain for ``iterations`` Adam steps (fewer
+        once every domain is refuted, or at ``deadline``); every iterate's bound is certified
+        and the best per row is kept."""
+        dtype = self.tgraph.place.dtype
+        crown = self.crown(domains, refine=self.config.refine_intermediate)
+        alpha = {k: v.detach().to(dtype).clone().requires_grad_(True) for k, v in domains.alpha.items()}
+        beta = {k: v.detach().to(dtype).clone().requires_grad_(True) for k, v in domains.beta.items()}
+        optimiser = torch.optim.Adam([{"params": list(alpha.values()), "lr": self.config.learning_rate_alpha},
+                                      {"params": list(beta.values()), "lr": self.config.learning_rate_beta}])
+        best = torch.full((domains.size, self.k, self.r), -torch.inf, dtype=dtype, device=self.lower.device)
+        keep_alpha = {k: v.detach().clone() for k, v in alpha.items()}
+        keep_beta = {k: v.detach().clone() for k, v in beta.items()}
+        best_score = torch.full((domains.size,), -torch.inf, dtype=dtype, device=self.lower.device)
+        with torch.enable_grad():
+            for step in range(iterations):
+                self._set(crown, domains, alpha, beta)
+                rows = self.spec_rows(crown)
+                best = torch.maximum(best, rows.detach())
+                score = _score(rows.detach(), domains.open)
+                better = score > best_score
+                best_score = torch.where(better, score, best_score)
+                for store, source in ((keep_alpha, alpha), (keep_beta, beta)):
+                    for key, value in source.items():
+                        where = better.reshape(-1, *([1] * (value.dim() - 1)))
+                        store[key] = torch.where(where, value.detach(), store[key])
+                active = domains.open & ~(best > 0).any(dim=2)
+                if not bool(active.any()) or deadline.expired() or step == iterations - 1:
+                    break
+                objective = torch.where(active.unsqueeze(2) & self.mask, rows, 0.0).sum()
+                if not objective.requires_grad:
+                    break
+                optimiser.zero_grad()
+                (-objective).backward()
+                optimiser.step()
+                with torch.no_grad():
+                    for layer in self.layers:
+                        alpha[layer.node].clamp_(*layer.span)
+                        beta[layer.node].clamp_(min=0.0)
+        with torch.no_grad():  # the kept iterate once more: its coefficients guide branching
+            crown.record.relu = True
+            self._set(crown, domains, keep_alpha, keep_beta)
+            best = torch.maximum(best, self.spec_rows(crown))
+            relaxed = crown.record.relaxed
+            coefficients = {layer.node: relaxed[layer.node].reshape(domains.size, self.k * self.r, -1)
+                            for layer in self.layers if layer.node in relaxed}
+            a = crown.input_coefficients[self.input.name].reshape(domains.size, self.k * self.r, -1)
+            corners = torch.where(a > 0, self.lower.reshape(1, 1, -1), self.upper.reshape(1, 1, -1))
+            bounds = {name: (crown.bounds[name][0].reshape(domains.size, -1), crown.bounds[name][1].reshape(domains.size, -1))
+                      for name in domains.bounds}
+        return _Bounded(best, {k: v.float() for k, v in keep_alpha.items()}, {k: v.float() for k, v in keep_beta.items()},
+                        bounds, coefficients, corners)
+
+
+def _score(rows: Tensor, open_: Tensor) -> Tensor:
+    """Per domain, the sum over open clauses of their best row, capped at 0 (a refuted clause
+    counts as 0): the quantity whose best iterate is kept."""
+    best_row = rows.amax(dim=2).clamp(max=0.0)
+    return torch.where(open_, best_row, 0.0).sum(dim=1)
+
+
+def _hardest(rows: Tensor, open_: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """For row bounds ``(M, K, R)``: the clauses still open ``(M, K)``, the hardness ``(M,)``
+    (the hardest open clause's best row; +inf when none is open) and that row's flat index
+    ``k * R + r`` ``(M,)``."""
+    still_open = open_ & ~(rows > 0).any(dim=2)
+    best_row, row_index = rows.max(dim=2)
+    best_row = torch.where(still_open, best_row, torch.inf)
+    hardness, clause = best_row.min(dim=1)
+    row = row_index.gather(1, clause.unsqueeze(1)).squeeze(1)
+    return still_open, hardness, clause * rows.shape[2] + row
+
+@dataclass(frozen=True)
+class _Pending:
+    """Bounded domains not refuted, with their coefficients for branching."""
+
+    domains: _Domains
+    coefficients: dict[str, Tensor]
+
+    @property
+    def size(self) -> int:
+        return self.domains.size
+
+
+def _bound(bounder: _BetaBounder, domains: _Domains, iterations: int, deadline: Deadline,
+           stats: BabStats) -> tuple[_Pending, Tensor, Tensor]:
+    """Bounds a batch; returns the domains not refuted (with their new bounds, slopes,
+    multipliers, open clauses and hardness), the corner of each one's hardest row ``(P, n)``
+    and that row's index ``(P,)``."""
+    bounded = bounder(domains, iterations, deadline)
+    still_open, hardness, row = _hardest(bounded.rows, domains.open)
+    stats.domains_bounded += domains.size
+    keep = still_open.any(dim=1)
+    stats.domains_proven += int((~keep).sum())
+    updated = _Domains(bounded.bounds, domains.split, bounded.alpha, bounded.beta, still_open, hardness).take(keep)
+    coefficients = {k: v[keep] for k, v in bounded.coefficients.items()}
+    row = row[keep]
+    corners = bounded.corners[keep]
+    corner = corners[torch.arange(corners.shape[0], device=corners.device), row]
+    return _Pending(updated, coefficients), corner, row
