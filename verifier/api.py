@@ -26,7 +26,7 @@ from verifier.bounds.crown import Crown
 from verifier.bounds.interval import interval_bounds
 from verifier.bounds.objective import clause_refuted, crown_rows
 from verifier.bounds.settle import settle_region
-from verifier.config import SdpConfig, VerifierConfig
+from verifier.config import AlphaConfig, CrownConfig, SdpConfig, VerifierConfig
 from verifier.deadline import Deadline
 from verifier.graph.torch_graph import TorchGraph
 from verifier.ops.base import Op
@@ -44,9 +44,11 @@ class RegionProof:
     the region is proven when every clause is refuted.
     """
 
-    def __init__(self, tgraph: TorchGraph, region: Region) -> None:
+    def __init__(self, tgraph: TorchGraph, region: Region, crown: CrownConfig | None = None,
+                 alpha: AlphaConfig | None = None) -> None:
         lower, upper = proof_box(tgraph.graph, region, tgraph.place.device)
         self.lower, self.upper = lower, upper
+        self.alpha = alpha
         self.crown: Crown | None = None
         with torch.no_grad():
             y_lo, y_hi = interval_bounds(tgraph, lower, upper)
@@ -54,7 +56,7 @@ class RegionProof:
             trivial = any(c.num_rows == 0 for c in self.open)
             if self.open and not trivial and len(tgraph.graph.inputs) == 1:
                 shape = tgraph.graph.inputs[0].shape
-                self.crown = Crown(tgraph, [lower.reshape(1, *shape)], [upper.reshape(1, *shape)])
+                self.crown = Crown(tgraph, [lower.reshape(1, *shape)], [upper.reshape(1, *shape)], crown)
                 self.open = [c for c in self.open if not bool((crown_rows(self.crown, c) > 0).any())]
 
     @property
@@ -103,7 +105,8 @@ class RegionProof:
         still_open = []
         for clause in self.open:
             expired = deadline is not None and deadline.expired()
-            if expired or not bool((crown_rows(self.crown, clause, optimise=True, deadline=deadline) > 0).any()):
+            refuted = not expired and bool((crown_rows(self.crown, clause, True, deadline, self.alpha) > 0).any())
+            if not refuted:
                 still_open.append(clause)
         self.open = still_open
         return self.proven
@@ -203,7 +206,7 @@ class _Run:
         """One step on one region: SAT (confirmed), UNSAT (region proven), TIMEOUT (the whole
         run must stop) or UNKNOWN (still open)."""
         if step is Step.BOUNDS:
-            self.proofs[index] = RegionProof(self.bounds_graph, region)
+            self.proofs[index] = RegionProof(self.bounds_graph, region, self.config.crown, self.config.alpha)
         proof = self.proofs[index]
         if step in (Step.BOUNDS, Step.ALPHA, Step.SDP):
             return Status.UNSAT if self.bound_step(step, proof) else Status.UNKNOWN

@@ -32,6 +32,7 @@ from verifier.arguments import (
     seed_value,
     timeout_seconds,
 )
+from verifier.config import BAB_MODES, BOUND_METHODS, METHODS  # choices only: no torch import
 from verifier.errors import InputError
 
 if TYPE_CHECKING:  # imported where used: Ctrl-C during start-up must reach main()'s boundary
@@ -57,11 +58,11 @@ def _main_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=output_file, default=None,
                         help="write the VNN-COMP result file here (its folder must exist)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
-    parser.add_argument("--bab", default="auto", choices=["auto", "input", "relu", "none"],
+    parser.add_argument("--bab", default="auto", choices=BAB_MODES,
                         help="branch and bound after the incomplete methods: auto (input splitting for "
                              "at most 16 free input dimensions, else ReLU splitting), input, relu "
                              "(beta-CROWN), none")
-    parser.add_argument("--method", default="auto", choices=["auto", "milp", "smt", "sdp"],
+    parser.add_argument("--method", default="auto", choices=METHODS,
                         help="auto: the full pipeline (default); milp (HiGHS) or smt (z3): an exact engine "
                              "after intervals and CROWN, for small networks; sdp: bounds, attacks, "
                              "alpha-CROWN, then the certified low-rank SDP bound, no branch and bound "
@@ -83,7 +84,7 @@ def _bounds_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="verify bounds", description="Print certified output bounds.")
     parser.add_argument("model")
     parser.add_argument("spec")
-    parser.add_argument("--method", default="crown", choices=["ibp", "crown", "alpha-crown", "sdp"],
+    parser.add_argument("--method", default="crown", choices=BOUND_METHODS,
                         help="bound method (default crown; sdp: low-rank SDP relaxation for the spec rows)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     _common(parser)

@@ -8,10 +8,40 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal, get_args
 
-import torch
+if TYPE_CHECKING:  # torch is imported where a device or dtype is asked for: the command line
+    import torch  # reads this module (its choices) before any costly import
 
-_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+Dtype = Literal["float32", "float64"]
+BabMode = Literal["auto", "input", "relu", "none"]
+"""Branch and bound after the incomplete methods (see :attr:`VerifierConfig.bab`)."""
+Method = Literal["auto", "milp", "smt", "sdp"]
+"""What a run does (see :attr:`VerifierConfig.method`)."""
+ReluMode = Literal["adaptive", "zero", "one"]
+"""Lower slope of unstable ReLU-family neurons: CROWN's area-minimising choice, 0 or 1."""
+InputBranching = Literal["strong", "smear"]
+ReluBranching = Literal["fsb", "babsr"]
+MilpSolver = Literal["highs", "cbc"]
+BoundMethod = Literal["ibp", "crown", "alpha-crown", "sdp"]
+"""The bound methods of ``verify bounds``."""
+
+BAB_MODES: tuple[str, ...] = get_args(BabMode)
+METHODS: tuple[str, ...] = get_args(Method)
+BOUND_METHODS: tuple[str, ...] = get_args(BoundMethod)
+MILP_SOLVERS: tuple[str, ...] = get_args(MilpSolver)
+
+
+def _check(value: str, mode: object, what: str) -> None:
+    """Raises ValueError when ``value`` is not one of the Literal ``mode``'s choices."""
+    if value not in get_args(mode):
+        raise ValueError(f"unknown {what} {value!r}; use one of {get_args(mode)}")
+
+
+def _torch_dtype(name: str) -> torch.dtype:
+    import torch
+
+    return {"float32": torch.float32, "float64": torch.float64}[name]
 
 
 @dataclass(frozen=True)
@@ -26,25 +56,29 @@ class DeviceConfig:
     """
 
     device: str = "cpu"
-    attack_dtype: str = "float32"
-    bounds_dtype: str = "float64"
+    attack_dtype: Dtype = "float32"
+    bounds_dtype: Dtype = "float64"
 
     def __post_init__(self) -> None:
         for name in (self.attack_dtype, self.bounds_dtype):
-            if name not in _DTYPES:
-                raise ValueError(f"unknown dtype {name!r}; use one of {sorted(_DTYPES)}")
+            _check(name, Dtype, "dtype")
 
     @property
     def torch_device(self) -> torch.device:
+        """The device as a torch object."""
+        import torch
+
         return torch.device(self.device)
 
     @property
     def attack_torch_dtype(self) -> torch.dtype:
-        return _DTYPES[self.attack_dtype]
+        """The attacks' precision as a torch dtype."""
+        return _torch_dtype(self.attack_dtype)
 
     @property
     def bounds_torch_dtype(self) -> torch.dtype:
-        return _DTYPES[self.bounds_dtype]
+        """The bound computation's precision as a torch dtype."""
+        return _torch_dtype(self.bounds_dtype)
 
 
 @dataclass(frozen=True)
@@ -116,7 +150,7 @@ class InputSplitConfig:
     candidates_per_round: int = 4
     inherit_bounds: bool = True
     per_domain_rows: bool = True
-    branching: str = "strong"
+    branching: InputBranching = "strong"
     clip_domains: bool = True
     stall_progress: float = 0.1
     alpha_after_stall: int = 2
@@ -124,8 +158,7 @@ class InputSplitConfig:
     alpha_batch: int = 256
 
     def __post_init__(self) -> None:
-        if self.branching not in ("strong", "smear"):
-            raise ValueError(f"unknown branching {self.branching!r}; use strong or smear")
+        _check(self.branching, InputBranching, "branching")
 
 
 @dataclass(frozen=True)
@@ -161,7 +194,7 @@ class ReluSplitConfig:
     root_iterations: int = 60
     learning_rate_alpha: float = 0.1
     learning_rate_beta: float = 0.05
-    branching: str = "fsb"
+    branching: ReluBranching = "fsb"
     candidates: int = 4
     candidates_per_round: int = 4
     pgd_every: int = 10
@@ -169,8 +202,7 @@ class ReluSplitConfig:
     refine_intermediate: bool = False
 
     def __post_init__(self) -> None:
-        if self.branching not in ("fsb", "babsr"):
-            raise ValueError(f"unknown ReLU branching heuristic {self.branching!r}; use fsb or babsr")
+        _check(self.branching, ReluBranching, "ReLU branching heuristic")
 
 
 @dataclass(frozen=True)
@@ -239,9 +271,6 @@ class ScheduleConfig:
     first_search_share_relu: float = 0.8
 
 
-MILP_SOLVERS = ("highs", "cbc")
-
-
 @dataclass(frozen=True)
 class MilpConfig:
     """Options of the MILP engine.
@@ -255,15 +284,14 @@ class MilpConfig:
         tolerance: the solver's primal feasibility and integrality tolerances.
     """
 
-    solver: str = "highs"
+    solver: MilpSolver = "highs"
     time_limit: float = 60.0
     threads: int = 1
     margin: float = 1e-6
     tolerance: float = 1e-9
 
     def __post_init__(self) -> None:
-        if self.solver not in MILP_SOLVERS:
-            raise ValueError(f"unknown MILP solver {self.solver!r}; use one of {MILP_SOLVERS}")
+        _check(self.solver, MilpSolver, "MILP solver")
         if not self.margin >= 100 * self.tolerance > 0:
             raise ValueError(f"the margin ({self.margin}) must be at least 100 times the solver "
                              f"tolerance ({self.tolerance}), which must be positive")
@@ -280,8 +308,58 @@ class SmtConfig:
     time_limit: float = 60.0
 
 
-BAB_MODES = ("auto", "input", "relu", "none")
-METHODS = ("auto", "milp", "smt", "sdp")
+@dataclass(frozen=True)
+class CrownConfig:
+    """Options of CROWN.
+
+    Attributes:
+        relu_mode: lower slope of unstable ReLUs: ``adaptive`` (CROWN), ``zero`` or ``one``.
+        intermediate: bound the inputs of relaxed nodes with CROWN (else intervals only).
+        max_rows: rows bounded per backward pass when refining intermediate bounds.
+        real_arithmetic: bound the network in exact real arithmetic, without the float-error
+            terms. NOT sound for the float32 model: only for comparing with references and
+            other tools that bound the real-valued network.
+        fast_paths: hand-written backward rules for common affine ops (``Linear``) instead of
+            the generic vector-Jacobian product (same result; tested against it).
+        per_domain_rows: refine the inputs of ReLU-like nodes with each batch element's own
+            unstable positions (rows padded to the largest count in the batch) instead of the
+            union over the batch: cheaper for large batches of small boxes (input splitting),
+            where each box has few unstable neurons. Not used while alpha slopes are set
+            (their shapes follow the union rows).
+    """
+
+    relu_mode: ReluMode = "adaptive"
+    intermediate: bool = True
+    max_rows: int = 256
+    real_arithmetic: bool = False
+    fast_paths: bool = True
+    per_domain_rows: bool = False
+
+
+@dataclass(frozen=True)
+class AlphaConfig:
+    """Options of the slope optimisation.
+
+    Attributes:
+        iterations: Adam steps at most.
+        learning_rate: Adam step size on the slopes.
+        patience: stop after this many steps without improving the summed bound by ``1e-6``
+            relative.
+        stop_above: stop early once, in every batch element, some row's bound exceeds this
+            value (0 for the rows of a spec clause: one positive row refutes the clause);
+            None to never stop early.
+        intermediate: also optimise the slopes used for intermediate bounds (each pass
+            recomputes them, so a pass costs a full CROWN run).
+        max_intermediate: cap on the number of intermediate slope entries; pairs (node,
+            intermediate value) beyond it keep CROWN's slopes.
+    """
+
+    iterations: int = 40
+    learning_rate: float = 0.1
+    patience: int = 8
+    stop_above: float | None = None
+    intermediate: bool = True
+    max_intermediate: int = 4_000_000
 
 
 @dataclass(frozen=True)
@@ -304,6 +382,8 @@ class VerifierConfig:
         sdp_before_bab: in the ``auto`` pipeline, run the low-rank SDP bound on the clauses
             alpha-CROWN left open before branch and bound (at most half the time left).
         device, attack, input_split, relu_split, sdp: the options of each part.
+        crown, alpha: CROWN and alpha-CROWN in the pipeline's bound steps (branch and bound
+            derives its own from ``input_split`` and ``relu_split``).
         schedule: the time shares of the pipeline's steps.
         milp, smt: the exact engines (``--method milp|smt`` and the fallback of ReLU
             splitting); their time limit is capped by the run's deadline.
@@ -315,20 +395,20 @@ class VerifierConfig:
     relu_split: ReluSplitConfig = field(default_factory=ReluSplitConfig)
     sdp: SdpConfig = field(default_factory=SdpConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    crown: CrownConfig = field(default_factory=CrownConfig)
+    alpha: AlphaConfig = field(default_factory=AlphaConfig)
     milp: MilpConfig = field(default_factory=lambda: MilpConfig(time_limit=math.inf))
     smt: SmtConfig = field(default_factory=lambda: SmtConfig(time_limit=math.inf))
-    bab: str = "auto"
+    bab: BabMode = "auto"
     input_split_max_dims: int = 16
     milp_max_unstable: int = 32
-    method: str = "auto"
+    method: Method = "auto"
     sdp_before_bab: bool = False
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.bab not in BAB_MODES:
-            raise ValueError(f"unknown branch-and-bound mode {self.bab!r}; use one of {BAB_MODES}")
-        if self.method not in METHODS:
-            raise ValueError(f"unknown method {self.method!r}; use one of {METHODS}")
+        _check(self.bab, BabMode, "branch-and-bound mode")
+        _check(self.method, Method, "method")
 
 
 def default_config(device: str = "cpu", seed: int = 0) -> VerifierConfig:

@@ -12,11 +12,11 @@ from verifier.bounds.crown import Crown
 from verifier.bounds.interval import interval_bounds
 from verifier.bounds.objective import clause_row_lower, crown_rows
 from verifier.bounds.settle import output_magnitude
-from verifier.config import VerifierConfig
+from verifier.config import BOUND_METHODS, VerifierConfig
 from verifier.graph.torch_graph import TorchGraph
 from verifier.problem import Problem, proof_box
 
-METHODS = ("ibp", "crown", "alpha-crown", "sdp")
+METHODS = BOUND_METHODS
 
 
 def spec_bounds(problem: Problem, method: str, config: VerifierConfig) -> list[dict[str, Any]]:

@@ -13,39 +13,12 @@ CROWN's), and each intermediate bound is intersected with the best one found bef
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import Tensor
 
 from verifier.bounds.crown import FINAL, Crown
+from verifier.config import AlphaConfig
 from verifier.deadline import Deadline
-
-
-@dataclass(frozen=True)
-class AlphaConfig:
-    """Options of the slope optimisation.
-
-    Attributes:
-        iterations: Adam steps at most.
-        learning_rate: Adam step size on the slopes.
-        patience: stop after this many steps without improving the summed bound by ``1e-6``
-            relative.
-        stop_above: stop early once, in every batch element, some row's bound exceeds this
-            value (0 for the rows of a spec clause: one positive row refutes the clause);
-            None to never stop early.
-        intermediate: also optimise the slopes used for intermediate bounds (each pass
-            recomputes them, so a pass costs a full CROWN run).
-        max_intermediate: cap on the number of intermediate slope entries; pairs (node,
-            intermediate value) beyond it keep CROWN's slopes.
-    """
-
-    iterations: int = 40
-    learning_rate: float = 0.1
-    patience: int = 8
-    stop_above: float | None = None
-    intermediate: bool = True
-    max_intermediate: int = 4_000_000
 
 
 def _start(crown: Crown, name: str, span: tuple[float, float], shape: tuple[int, ...]) -> Tensor:

@@ -22,7 +22,6 @@ own rounding bound.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -31,6 +30,7 @@ from verifier.bounds.backward import Cache, Record, Traversal, backward
 from verifier.bounds.interval import _widen, model_unit
 from verifier.bounds.rounding import outward, unit_roundoff
 from verifier.bounds.table import Bounds, BoundTable
+from verifier.config import CrownConfig
 from verifier.graph.torch_graph import TorchGraph
 from verifier.ops.base import Op
 from verifier.ops.relax import LinearBounds
@@ -38,34 +38,6 @@ from verifier.ops.relax import LinearBounds
 RowsOf = tuple[str, int, int] | None
 FINAL = ""
 """The alpha key of the final objective rows (no value is named ``""``)."""
-
-
-@dataclass(frozen=True)
-class CrownConfig:
-    """Options of CROWN.
-
-    Attributes:
-        relu_mode: lower slope of unstable ReLUs: ``adaptive`` (CROWN), ``zero`` or ``one``.
-        intermediate: bound the inputs of relaxed nodes with CROWN (else intervals only).
-        max_rows: rows bounded per backward pass when refining intermediate bounds.
-        real_arithmetic: bound the network in exact real arithmetic, without the float-error
-            terms. NOT sound for the float32 model: only for comparing with references and
-            other tools that bound the real-valued network.
-        fast_paths: hand-written backward rules for common affine ops (``Linear``) instead of
-            the generic vector-Jacobian product (same result; tested against it).
-        per_domain_rows: refine the inputs of ReLU-like nodes with each batch element's own
-            unstable positions (rows padded to the largest count in the batch) instead of the
-            union over the batch: cheaper for large batches of small boxes (input splitting),
-            where each box has few unstable neurons. Not used while alpha slopes are set
-            (their shapes follow the union rows).
-    """
-
-    relu_mode: str = "adaptive"
-    intermediate: bool = True
-    max_rows: int = 256
-    real_arithmetic: bool = False
-    fast_paths: bool = True
-    per_domain_rows: bool = False
 
 
 class Crown:

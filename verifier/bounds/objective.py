@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -121,13 +123,16 @@ def spec_rows(raw: Tensor, d: Tensor, mask: Tensor | None = None, strict: Tensor
     return rows if mask is None else torch.where(mask, rows, -torch.inf)
 
 
-def crown_rows(crown: Crown, clause: Clause, optimise: bool = False, deadline: Deadline | None = None) -> torch.Tensor:
+def crown_rows(crown: Crown, clause: Clause, optimise: bool = False, deadline: Deadline | None = None,
+               alpha: AlphaConfig | None = None) -> torch.Tensor:
     """Certified lower bounds ``(N, rows)`` of ``C_r y - d_r`` by CROWN, or by alpha-CROWN with
-    ``optimise`` (stopping once a row is positive); the rounding of ``- d`` is included."""
+    ``optimise`` (options ``alpha``, stopping once a row is positive); the rounding of ``- d``
+    is included."""
     c = torch.as_tensor(clause.C)
     d = torch.as_tensor(clause.d)
     if optimise:
-        lower = alpha_lower_bound(crown, c, AlphaConfig(stop_above=0.0), deadline, offset=-d.to(crown.tgraph.place.device))
+        options = replace(alpha or AlphaConfig(), stop_above=0.0)
+        lower = alpha_lower_bound(crown, c, options, deadline, offset=-d.to(crown.tgraph.place.device))
     else:
         with torch.no_grad():
             lower = crown.lower_bound(c)

@@ -18,15 +18,18 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import get_args
 
 import torch
 from torch import Tensor
 
+from verifier.config import ReluMode
 from verifier.ir import Node
 from verifier.ops.base import REGISTRY, Args, Op
 
 MARGIN = 1e-12
-MODES = ("adaptive", "zero", "one")
+MODES: tuple[str, ...] = get_args(ReluMode)
+"""The relaxation modes of unstable ReLU-family neurons (:data:`verifier.config.ReluMode`)."""
 
 
 @dataclass(frozen=True)
