@@ -19,7 +19,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     ("bounds", frozenset({"bounds"})),
     ("engines", frozenset({"attack", "exact", "sdp"})),
     ("search", frozenset({"bab"})),
-    ("api", frozenset({"api", "output_bounds"})),
+    ("api", frozenset({"api", "ladder", "output_bounds"})),
     ("front ends", frozenset({"report", "arguments", "bench", "soundness", "standard", "cli", "__init__"})),
 )
 """Lowest first. A unit is a subpackage or a top-level module of ``verifier``."""

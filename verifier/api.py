@@ -23,12 +23,11 @@ from verifier.attack import falsify_region
 from verifier.bab import InputSplitSearch, ReluSplitSearch
 from verifier.bab.relu_split import count_unstable
 from verifier.bounds.crown import Crown
-from verifier.bounds.interval import interval_bounds
-from verifier.bounds.objective import clause_refuted, crown_rows
 from verifier.bounds.settle import settle_region
 from verifier.config import AlphaConfig, CrownConfig, SdpConfig, VerifierConfig
 from verifier.deadline import Deadline
 from verifier.graph.torch_graph import TorchGraph
+from verifier.ladder import Ladder, Rung
 from verifier.ops.base import Op
 from verifier.problem import Problem, load_problem, proof_box
 from verifier.result import Counterexample, Result, Status
@@ -37,27 +36,25 @@ from verifier.witness import OnnxOracle, check_witness
 
 
 class RegionProof:
-    """Certified bounds of one region, computed once: intervals, then CROWN on the clauses that
-    intervals leave open; :meth:`optimise` adds alpha-CROWN on the clauses still open.
+    """Certified bounds of one region, climbing its :class:`~verifier.ladder.Ladder`: intervals,
+    then CROWN on the clauses that intervals leave open; :meth:`optimise` adds alpha-CROWN and
+    :meth:`sdp` the low-rank SDP on the clauses still open.
 
     A clause is refuted when some row ``C_r y - d_r`` has a positive certified lower bound;
-    the region is proven when every clause is refuted.
+    the region is proven when every clause is refuted. :attr:`crown` is None when intervals
+    decided every clause, a clause has no rows or the graph has several inputs.
     """
 
     def __init__(self, tgraph: TorchGraph, region: Region, crown: CrownConfig | None = None,
                  alpha: AlphaConfig | None = None) -> None:
-        lower, upper = proof_box(tgraph.graph, region, tgraph.place.device)
-        self.lower, self.upper = lower, upper
-        self.alpha = alpha
+        self.ladder = Ladder(tgraph, region, crown, alpha)
+        self.lower, self.upper = self.ladder.lower, self.ladder.upper
         self.crown: Crown | None = None
-        with torch.no_grad():
-            y_lo, y_hi = interval_bounds(tgraph, lower, upper)
-            self.open = [c for c in region.clauses if not bool(clause_refuted(c, y_lo, y_hi).all())]
-            trivial = any(c.num_rows == 0 for c in self.open)
-            if self.open and not trivial and len(tgraph.graph.inputs) == 1:
-                shape = tgraph.graph.inputs[0].shape
-                self.crown = Crown(tgraph, [lower.reshape(1, *shape)], [upper.reshape(1, *shape)], crown)
-                self.open = [c for c in self.open if not bool((crown_rows(self.crown, c) > 0).any())]
+        self.open = [c for c in region.clauses if not self.ladder.interval_refutes(c)]
+        trivial = any(c.num_rows == 0 for c in self.open)
+        if self.open and not trivial and len(tgraph.graph.inputs) == 1:
+            self.crown = self.ladder.crown()
+            self.open = [c for c in self.open if not bool((self.ladder.rows(c, Rung.CROWN) > 0).any())]
 
     @property
     def proven(self) -> bool:
@@ -69,21 +66,19 @@ class RegionProof:
         ``deadline``; returns :attr:`proven`. A clause is refuted only by a *certified* SDP row
         bound above zero (see :mod:`verifier.sdp.certificate`). A network the SDP cannot
         express leaves the clauses open and records why in ``stats["sdp_error"]``."""
-        from verifier.sdp import SdpUnsupported, sdp_clause_rows
-        from verifier.sdp.bound import encode_for_sdp
+        from verifier.sdp import SdpUnsupported
 
         if self.crown is None or not self.open:
             return self.proven
         record = stats.setdefault("sdp", {"clauses": 0, "refuted": 0, "rows": 0, "seconds": 0.0, "best_rows": []})
         began = time.monotonic()
         try:
-            encoding = encode_for_sdp(self.crown.table)
             still_open = []
             for clause in self.open:
                 if deadline.expired():
                     still_open.append(clause)
                     continue
-                rows = sdp_clause_rows(self.crown.table, clause, config, deadline, seed, encoding, stop_above=0.0)
+                rows = self.ladder.sdp_rows(clause, deadline, config, seed, stop_above=0.0)
                 record["clauses"] += 1
                 record["rows"] += sum(result is not None for result in rows.results)
                 best = float(rows.lower.max())
@@ -105,8 +100,7 @@ class RegionProof:
         still_open = []
         for clause in self.open:
             expired = deadline is not None and deadline.expired()
-            refuted = not expired and bool((crown_rows(self.crown, clause, True, deadline, self.alpha) > 0).any())
-            if not refuted:
+            if expired or not bool((self.ladder.rows(clause, Rung.ALPHA, deadline) > 0).any()):
                 still_open.append(clause)
         self.open = still_open
         return self.proven

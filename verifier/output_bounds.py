@@ -1,5 +1,5 @@
-"""Certified output and spec-row bounds over each region, for ``verify bounds`` (api layer: it
-combines the problem, the bound methods and the SDP)."""
+"""Certified output and spec-row bounds over each region, for ``verify bounds``: the rung of the
+region's bound ladder (:mod:`verifier.ladder`, the one the pipeline climbs) that was asked for."""
 
 from __future__ import annotations
 
@@ -7,14 +7,11 @@ from typing import Any
 
 import torch
 
-from verifier.bounds.alpha import alpha_lower_bound
-from verifier.bounds.crown import Crown
-from verifier.bounds.interval import interval_bounds
-from verifier.bounds.objective import clause_row_lower, crown_rows
 from verifier.bounds.settle import output_magnitude
 from verifier.config import BOUND_METHODS, VerifierConfig
 from verifier.graph.torch_graph import TorchGraph
-from verifier.problem import Problem, proof_box
+from verifier.ladder import Ladder, Rung
+from verifier.problem import Problem
 
 METHODS = BOUND_METHODS
 
@@ -37,36 +34,19 @@ def spec_bounds(problem: Problem, method: str, config: VerifierConfig) -> list[d
     """
     if method not in METHODS:
         raise ValueError(f"unknown bound method {method!r}")
+    rung = Rung(method)
     dev = config.device
     tgraph = TorchGraph(problem.graph, dev.torch_device, dev.bounds_torch_dtype)
     out: list[dict[str, Any]] = []
     for region in problem.spec.regions:
-        lower, upper = proof_box(problem.graph, region, dev.torch_device)
-        with torch.no_grad():
-            y_lo, y_hi = interval_bounds(tgraph, lower, upper)
-            region = region.settled(output_magnitude(y_lo, y_hi))
-            if method == "ibp":
-                clauses = [clause_row_lower(c, y_lo, y_hi)[0].tolist() for c in region.clauses]
-            else:
-                shape = problem.graph.inputs[0].shape
-                crown = Crown(tgraph, [lower.reshape(1, *shape)], [upper.reshape(1, *shape)])
-                c_lo, c_hi = crown.output_bounds()
-                y_lo, y_hi = torch.maximum(y_lo, c_lo), torch.minimum(y_hi, c_hi)
-                optimise = method == "alpha-crown"
-                if optimise:
-                    m = problem.graph.output_size
-                    eye = torch.eye(m, dtype=torch.float64)
-                    both = alpha_lower_bound(crown, torch.cat([eye, -eye]))
-                    y_lo, y_hi = torch.maximum(y_lo, both[:, :m]), torch.minimum(y_hi, -both[:, m:])
-                if method == "sdp":
-                    from verifier.sdp import sdp_clause_rows
-                    from verifier.sdp.bound import encode_for_sdp
-
-                    enc = encode_for_sdp(crown.table)
-                    clauses = [torch.maximum(crown_rows(crown, c)[0].cpu(),
-                                             sdp_clause_rows(crown.table, c, config.sdp, seed=config.seed, encoding=enc).lower
-                                             ).tolist() for c in region.clauses]
-                else:
-                    clauses = [crown_rows(crown, c, optimise=optimise)[0].tolist() for c in region.clauses]
+        ladder = Ladder(tgraph, region)
+        settled = region.settled(output_magnitude(ladder.y_lower, ladder.y_upper))
+        y_lo, y_hi = ladder.output_bounds(Rung.CROWN if rung is Rung.SDP else rung)
+        if rung is Rung.SDP:
+            clauses = [torch.maximum(ladder.rows(c, Rung.CROWN).cpu(),
+                                     ladder.rows(c, Rung.SDP, sdp=config.sdp, seed=config.seed)).tolist()
+                       for c in settled.clauses]
+        else:
+            clauses = [ladder.rows(c, rung).tolist() for c in settled.clauses]
         out.append({"output_lower": y_lo[0].tolist(), "output_upper": y_hi[0].tolist(), "clause_lower": clauses})
     return out
