@@ -4,8 +4,9 @@ Usage:
     python benchmarks/bench_bounds.py [--repeats 5] [--batch 1] [--device cpu]
 
 For each network and property: the median wall time of one full pass (all intermediate bounds
-and the spec rows) and the mean width of the output bounds, for ``ibp``, ``crown`` and ``alpha`` (alpha-CROWN on the first clause's rows, then on the outputs, each call at most 30 s);
-``--batch N`` bounds N copies of the input box at once (as branch and bound will).
+and the spec rows) and the mean width of the output bounds, for ``ibp``, ``crown`` and
+``alpha`` (alpha-CROWN on the first clause's rows, then on the outputs, each call at most
+30 s); ``--batch N`` bounds N copies of the input box at once (as branch and bound will).
 """
 
 from __future__ import annotations

@@ -215,7 +215,8 @@ def table(rows: list[InstanceFigures], machine: str) -> str:
             proven = sum(r.verdicts.get(name, ("",))[0] == "unsat" for r in rows)
             lines.append(f"- `verify {'--bab none' if name == 'alpha' else '--method sdp'}` unsat: {proven}")
     bad = [f"{r.instance.vnnlib}: {v}" for r in rows for v in r.violations()]
-    lines.append(f"- certified bounds above the exact optimum: {len(bad)}" + "".join(f"\n  - VIOLATION {b}" for b in bad))
+    lines.append(f"- certified bounds above the exact optimum: {len(bad)}"
+                 + "".join(f"\n  - VIOLATION {b}" for b in bad))
     return "\n".join(lines) + "\n"
 
 

@@ -59,7 +59,8 @@ def widths(tgraph: TorchGraph, lower: torch.Tensor, upper: torch.Tensor,
     return out
 
 
-def run_suite(suite: str, limit: int | None, alpha: AlphaConfig) -> list[tuple[str, int, dict[str, tuple[float, float]]]]:
+def run_suite(suite: str, limit: int | None,
+              alpha: AlphaConfig) -> list[tuple[str, int, dict[str, tuple[float, float]]]]:
     """Rows (group, instances, method -> (mean width, mean seconds))."""
     folder = ROOT / suite
     with open(folder / "instances.csv") as handle:
@@ -81,7 +82,8 @@ def run_suite(suite: str, limit: int | None, alpha: AlphaConfig) -> list[tuple[s
                 results[method].append(value)
         summary = {m: (statistics.mean(w for w, _ in v), statistics.mean(t for _, t in v)) for m, v in results.items()}
         count = len(results["ibp"])
-        print(f"{suite} {group}: n={count} " + " ".join(f"{m} {w:.4g} ({t * 1000:.0f} ms)" for m, (w, t) in summary.items()),
+        print(f"{suite} {group}: n={count} "
+              + " ".join(f"{m} {w:.4g} ({t * 1000:.0f} ms)" for m, (w, t) in summary.items()),
               flush=True)
         table.append((group, count, summary))
     return table

@@ -21,7 +21,8 @@ def _model(nodes: list[onnx.NodeProto], inputs: list[onnx.ValueInfoProto], outpu
            inits: dict[str, np.ndarray], name: str) -> onnx.ModelProto:
     initializers = [numpy_helper.from_array(v.astype(np.float32), k) for k, v in inits.items()]
     graph = helper.make_graph(nodes, name, inputs, outputs, initializers)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="specs/make_examples.py")
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
+                              producer_name="specs/make_examples.py")
     onnx.checker.check_model(model, full_check=True)
     return model
 
@@ -95,9 +96,11 @@ PROPERTIES: dict[str, tuple[str, str, str]] = {
                      + _box([(0, 1), (0, 1)]) + "\n" + _outputs(1) + "\n(assert (>= Y_0 3.0))\n"),
     "affine_sat": ("affine.onnx", "sat", "; x = (1, 0) gives y = 2.5 >= 2\n"
                    + _box([(0, 1), (0, 1)]) + "\n" + _outputs(1) + "\n(assert (>= Y_0 2.0))\n"),
-    "relu_unsat": ("relu_net.onnx", "unsat", "; y0 = relu(x0+x1) + relu(x0-x1) >= 0 always, so y0 <= -0.1 is impossible\n"
+    "relu_unsat": ("relu_net.onnx", "unsat",
+                   "; y0 = relu(x0+x1) + relu(x0-x1) >= 0 always, so y0 <= -0.1 is impossible\n"
                    + _box([(-1, 1), (-1, 1)]) + "\n" + _outputs(2) + "\n(assert (<= Y_0 -0.1))\n"),
-    "relu_sat_or": ("relu_net.onnx", "sat", "; first disjunct impossible (y0 >= 0); second: x = (0.5, 0) gives y0 = 1 >= y1 + 0.4\n"
+    "relu_sat_or": ("relu_net.onnx", "sat",
+                    "; first disjunct impossible (y0 >= 0); second: x = (0.5, 0) gives y0 = 1 >= y1 + 0.4\n"
                     + _box([(0, 1), (-1, 1)]) + "\n" + _outputs(2)
                     + "\n(assert (or (and (<= Y_0 -1.0)) (and (>= Y_0 (+ Y_1 0.4)) (>= Y_1 0.25))))\n"),
     "sigmoid_unsat": ("sigmoid_net.onnx", "unsat", "; sigmoid(x) <= sigmoid(1) = 0.7310586 < 0.75 on [-1, 1]\n"
@@ -110,7 +113,8 @@ PROPERTIES: dict[str, tuple[str, str, str]] = {
 def main() -> None:
     (HERE / "onnx").mkdir(exist_ok=True)
     (HERE / "vnnlib").mkdir(exist_ok=True)
-    for name, make in {"affine": affine, "relu_net": relu_net, "sigmoid_net": sigmoid_net, "conv_net": conv_net}.items():
+    for name, make in {"affine": affine, "relu_net": relu_net, "sigmoid_net": sigmoid_net,
+                       "conv_net": conv_net}.items():
         onnx.save(make(), HERE / "onnx" / f"{name}.onnx")
     rows, expected = [], ["onnx,vnnlib,expected"]
     for name, (model, verdict, text) in PROPERTIES.items():

@@ -30,7 +30,8 @@ def _run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, dict
 
 
 @pytest.mark.parametrize(("pair", "verdict"), EXPECTED, ids=[p[1] for p, _ in EXPECTED])
-def test_bundled_examples_give_the_known_verdict(capsys: pytest.CaptureFixture[str], pair: tuple[str, str], verdict: str) -> None:
+def test_bundled_examples_give_the_known_verdict(capsys: pytest.CaptureFixture[str], pair: tuple[str, str],
+                                                 verdict: str) -> None:
     code, payload = _run_json(capsys, str(SPECS / pair[0]), str(SPECS / pair[1]), "--timeout", "20")
     assert payload["status"] == verdict
     assert code == CODES[verdict]
@@ -136,8 +137,10 @@ def _big_model(path: Path, width: int = 1536, depth: int = 10) -> None:
     rng = np.random.default_rng(0)
     nodes, inits, last = [], [], "x"
     for i in range(depth):
-        inits.append(numpy_helper.from_array((rng.normal(size=(width if i else 64, width)) / np.sqrt(width)).astype(np.float32), f"W{i}"))
-        nodes += [helper.make_node("MatMul", [last, f"W{i}"], [f"h{i}"]), helper.make_node("Relu", [f"h{i}"], [f"a{i}"])]
+        inits.append(numpy_helper.from_array(
+            (rng.normal(size=(width if i else 64, width)) / np.sqrt(width)).astype(np.float32), f"W{i}"))
+        nodes += [helper.make_node("MatMul", [last, f"W{i}"], [f"h{i}"]),
+                  helper.make_node("Relu", [f"h{i}"], [f"a{i}"])]
         last = f"a{i}"
     inits.append(numpy_helper.from_array(np.ones((width, 1), np.float32), "Wout"))
     nodes.append(helper.make_node("MatMul", [last, "Wout"], ["y"]))

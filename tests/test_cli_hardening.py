@@ -75,7 +75,8 @@ def test_rows_scaled_below_float64_keep_their_meaning(capsys: pytest.CaptureFixt
     output bounds, and the proof goes through as for prop_3 itself."""
     scaled = PROP_3
     for j in range(1, 5):
-        scaled = scaled.replace(f"(assert (<= Y_0 Y_{j}))", f"(assert (<= (* 1e-200 1e-200 Y_0) (* 1e-200 Y_{j} 1e-200)))")
+        scaled = scaled.replace(f"(assert (<= Y_0 Y_{j}))",
+                                f"(assert (<= (* 1e-200 1e-200 Y_0) (* 1e-200 Y_{j} 1e-200)))")
     assert scaled.count("1e-200") == 16
     code, out, _ = run(capsys, str(MODEL), spec_file(tmp_path, scaled), "--timeout", "30", "--json")
     assert (code, json.loads(out)["status"]) == (0, "unsat")

@@ -17,7 +17,8 @@ from verifier.spec import parse_vnnlib_text
 from verifier.spec.exact import round_down
 from verifier.witness import OnnxOracle, check_witness, clause_holds
 
-HEAD = "".join(f"(declare-const X_{i} Real)\n" for i in range(2)) + "(declare-const Y_0 Real)\n(declare-const Y_1 Real)\n"
+HEAD = ("".join(f"(declare-const X_{i} Real)\n" for i in range(2))
+        + "(declare-const Y_0 Real)\n(declare-const Y_1 Real)\n")
 
 
 @pytest.fixture(scope="module")

@@ -496,8 +496,10 @@ def readme(cfg: BenchmarkConfig, nets: Sequence[NetRecord], images: Sequence[Ima
         "  eps around the image, clipped to [0, 1]; the violation is some other logit >= the true one.",
         f"- Radii, per correctly classified image ({cfg.images_per_net} per net, seeded choice, distinct labels):",
         "  `eps_pgd` is where PGD first succeeds (bisection to 1 %); `eps*` is the largest radius the",
-        f"  MILP engine (`verify --method milp`) proved robust in {cfg.bisection_steps} bisection steps on [0, eps_pgd];",
-        f"  `eps_a` the largest that alpha-CROWN (run to convergence) proved in {cfg.bisection_steps} steps on [0, eps*].",
+        f"  MILP engine (`verify --method milp`) proved robust in {cfg.bisection_steps} bisection steps "
+        "on [0, eps_pgd];",
+        f"  `eps_a` the largest that alpha-CROWN (run to convergence) proved in {cfg.bisection_steps} "
+        "steps on [0, eps*].",
         "  Robust instances lie in the gap: eps = eps_a + f (eps* - eps_a) for f in "
         f"{', '.join(map(str, cfg.gap_fractions))};",
         f"  the first image of each net also gets a non-robust instance at {cfg.sat_factor} eps*.",

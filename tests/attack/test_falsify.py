@@ -27,7 +27,8 @@ def test_pgd_finds_a_narrow_counterexample() -> None:
     graph = TorchGraph(load_model(model), "cpu", torch.float32)
     oracle = OnnxOracle(model)
     cfg = AttackConfig(samples=8, restarts=8, steps=100, rounds=1)
-    found, stats = falsify_region(graph, region, cfg, Deadline.after(30), lambda x: check_witness(oracle, region, x).valid, 0)
+    found, stats = falsify_region(graph, region, cfg, Deadline.after(30),
+                                  lambda x: check_witness(oracle, region, x).valid, 0)
     assert found is not None and stats.candidates_checked >= 1
     assert 2 * found[0] - found[1] + 0.5 >= 2.49
 

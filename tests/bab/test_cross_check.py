@@ -148,7 +148,8 @@ def test_cross_check_catches_an_unsound_relu_relaxation(tmp_path: Path, monkeypa
 
     original = relax_module.relax_leaky
 
-    def broken(lower: torch.Tensor, upper: torch.Tensor, alpha: torch.Tensor | float, mode: str = "adaptive") -> relax_module.LinearBounds:
+    def broken(lower: torch.Tensor, upper: torch.Tensor, alpha: torch.Tensor | float,
+               mode: str = "adaptive") -> relax_module.LinearBounds:
         good = original(lower, upper, alpha, mode)
         unstable = (lower < 0) & (upper > 0)
         return relax_module.LinearBounds(good.lower_slope, good.lower_bias,
@@ -159,7 +160,8 @@ def test_cross_check_catches_an_unsound_relu_relaxation(tmp_path: Path, monkeypa
     assert _caught_within(tmp_path, 40)
 
 
-def test_cross_check_catches_split_multipliers_of_the_wrong_sign(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cross_check_catches_split_multipliers_of_the_wrong_sign(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     """With the beta-CROWN term added with the wrong sign (``+beta s x``, which is >= 0 on the
     split domain, so maximising beta inflates the bound), ReLU-split branch and bound claims
     unsat where MILP, SMT or sampling show a violation."""

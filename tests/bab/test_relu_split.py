@@ -38,8 +38,9 @@ def _setup(path: Path, region: Region) -> tuple[TorchGraph, RegionProof]:
 
 @pytest.mark.parametrize("seed", range(8))
 def test_beta_bounds_of_split_domains_hold_on_samples_satisfying_the_splits(tmp_path: Path, seed: int) -> None:
-    """Splits of random unstable neurons (on the side of a random point); alpha and beta optimised; every sampled input whose
-    float32 pre-activations satisfy the splits has spec rows above the certified bound."""
+    """Splits of random unstable neurons (on the side of a random point); alpha and beta optimised;
+    every sampled input whose float32 pre-activations satisfy the splits has spec rows above the
+    certified bound."""
     path = tmp_path / "net.onnx"
     region, _ = _network(seed, path)
     bounds, proof = _setup(path, region)
@@ -96,7 +97,8 @@ def _mnist(net: str, prop: str, seconds: float, config: ReluSplitConfig) -> tupl
     confirm, confirmed = recording_confirm(path, region)
 
     assert proof.crown is not None
-    outcome = relu_split_search(bounds, attack, region, proof.open, proof.crown, confirm, Deadline.after(seconds), config)
+    outcome = relu_split_search(bounds, attack, region, proof.open, proof.crown, confirm,
+                                Deadline.after(seconds), config)
     return outcome.status, confirmed, optimised
 
 
@@ -164,7 +166,8 @@ def test_leaves_go_to_the_exact_engine_with_their_splits(tmp_path: Path) -> None
 
         attack = TorchGraph(bounds.graph, "cpu", torch.float32)
         config = ReluSplitConfig(iterations=1, root_iterations=1, pgd_every=0, candidates_per_round=0)
-        outcome = relu_split_search(bounds, attack, region, proof.open, proof.crown, confirm, Deadline.after(30), config)
+        outcome = relu_split_search(bounds, attack, region, proof.open, proof.crown, confirm,
+                                    Deadline.after(30), config)
         reference = milp_check(proof.crown.table, proof.open, MilpConfig(time_limit=30))
         if outcome.status in ("sat", "unsat"):
             decided += 1

@@ -10,7 +10,8 @@ import onnx
 from onnx import TensorProto, helper
 
 FAKE = Path(__file__).with_name("fake_tool.py")
-SAT = "(declare-const X_0 Real)\n(declare-const Y_0 Real)\n(assert (>= X_0 0.0))\n(assert (<= X_0 1.0))\n(assert (>= Y_0 0.5))\n"
+SAT = ("(declare-const X_0 Real)\n(declare-const Y_0 Real)\n"
+       "(assert (>= X_0 0.0))\n(assert (<= X_0 1.0))\n(assert (>= Y_0 0.5))\n")
 UNSAT = SAT.replace("(>= Y_0 0.5)", "(>= Y_0 2.0)")
 
 

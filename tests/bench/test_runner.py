@@ -27,7 +27,8 @@ def test_every_behaviour_is_recorded_and_the_run_goes_on(tmp_path: Path, fake_lo
     rows = {Path(r.vnnlib).stem: r for r in read_results(results)}
     assert set(rows) == set(BEHAVIOURS)
     assert (rows["sat_valid"].status, rows["sat_valid"].witness, rows["sat_valid"].correct) == ("sat", "valid", "yes")
-    assert (rows["sat_forged"].status, rows["sat_forged"].witness, rows["sat_forged"].correct) == ("sat", "invalid", "no")
+    assert (rows["sat_forged"].status, rows["sat_forged"].witness,
+            rows["sat_forged"].correct) == ("sat", "invalid", "no")
     assert (rows["unsat"].status, rows["unsat"].correct) == ("unsat", "yes")
     assert (rows["unknown"].status, rows["unknown"].correct) == ("unknown", "")
     assert rows["hang"].status == "timeout" and rows["hang"].time < 2.0 + 1 + 15

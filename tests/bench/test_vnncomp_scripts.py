@@ -43,7 +43,8 @@ def test_prepare_and_run_instance_write_the_verdict(tmp_path: Path, net: str, pr
 
 def test_scripts_reject_bad_arguments(tmp_path: Path) -> None:
     assert _script("prepare_instance.sh", "v2", "x", "a", "b").returncode == 1
-    assert _script("prepare_instance.sh", "v1", "acasxu", str(tmp_path / "no.onnx"), str(tmp_path / "no.vnnlib")).returncode == 1
+    assert _script("prepare_instance.sh", "v1", "acasxu", str(tmp_path / "no.onnx"),
+                   str(tmp_path / "no.vnnlib")).returncode == 1
     assert _script("run_instance.sh", "v1", "acasxu").returncode == 1
     no_python = subprocess.run(["bash", str(SCRIPTS / "run_instance.sh"), "v1", "acasxu", "a.onnx", "b.vnnlib",
                                 str(tmp_path / "r.txt"), "10"], capture_output=True, text=True, timeout=60,
@@ -79,7 +80,8 @@ def test_install_tool_into_a_fresh_environment(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-2000:]
     result = tmp_path / "out.txt"
     run = subprocess.run(["bash", str(SCRIPTS / "run_instance.sh"), "v1", "acasxu",
-                          str(ACAS / "onnx" / "ACASXU_run2a_1_1_batch_2000.onnx"), str(ACAS / "vnnlib" / "prop_1.vnnlib"),
+                          str(ACAS / "onnx" / "ACASXU_run2a_1_1_batch_2000.onnx"),
+                          str(ACAS / "vnnlib" / "prop_1.vnnlib"),
                           str(result), "60"], capture_output=True, text=True,
                          env={**env, "VERIFIER_PYTHON": str(venv / "bin" / "python")}, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]

@@ -57,7 +57,8 @@ def test_alpha_bounds_contain_onnxruntime_outputs_on_random_dags(tmp_path: Path,
     bound = alpha_lower_bound(crown, c, AlphaConfig(iterations=15))
     points = box[0] + rng.random((800, size)) * (box[1] - box[0])
     oracle = OnnxOracle(path)
-    outs = torch.from_numpy(np.stack([oracle.run(snap_into_box(p, box[0], box[1], np.dtype(np.float32))) for p in points]))
+    outs = torch.from_numpy(np.stack([oracle.run(snap_into_box(p, box[0], box[1], np.dtype(np.float32)))
+                                      for p in points]))
     assert ((outs @ c.T) >= bound).all()
 
 

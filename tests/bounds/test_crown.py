@@ -21,7 +21,8 @@ CASES = one_spec_per_model()
 ACAS = ROOT / "benchmarks" / "acasxu"
 
 
-def _crown(graph_path: Path, lower: torch.Tensor, upper: torch.Tensor, mode: str = "adaptive") -> tuple[Crown, TorchGraph]:
+def _crown(graph_path: Path, lower: torch.Tensor, upper: torch.Tensor,
+           mode: str = "adaptive") -> tuple[Crown, TorchGraph]:
     graph = load_model(graph_path)
     tgraph = TorchGraph(graph, "cpu", torch.float64)
     shape = graph.inputs[0].shape

@@ -82,7 +82,8 @@ def test_crown_and_alpha_through_op(tmp_path: Path, op: str) -> None:
         points = box[0] + rng.random((400, 3)) * (box[1] - box[0])
         corners = box[0] + rng.integers(0, 2, size=(16, 3)) * (box[1] - box[0])
         outs = torch.from_numpy(np.stack([
-            oracle.run(snap_into_box(p, box[0], box[1], np.dtype(np.float32))) for p in np.concatenate([points, corners])
+            oracle.run(snap_into_box(p, box[0], box[1], np.dtype(np.float32)))
+            for p in np.concatenate([points, corners])
         ]))
         assert (outs >= y_lo).all() and (outs <= y_hi).all(), op
         assert ((outs @ c.T) >= optimised).all(), op

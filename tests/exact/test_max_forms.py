@@ -100,7 +100,8 @@ FORM_NODES: list[tuple[str, Node, list[np.ndarray | None]]] = [
 ]
 
 
-@pytest.mark.parametrize(("op_type", "node", "constants"), FORM_NODES, ids=[f"{c[0]}-{i}" for i, c in enumerate(FORM_NODES)])
+@pytest.mark.parametrize(("op_type", "node", "constants"), FORM_NODES,
+                         ids=[f"{c[0]}-{i}" for i, c in enumerate(FORM_NODES)])
 def test_form_equals_forward(op_type: str, node: Node, constants: list[np.ndarray | None]) -> None:
     op = REGISTRY[op_type]
     form = op.max_form(node, constants)

@@ -81,7 +81,8 @@ def test_float_error_terms_find_a_float_only_violation(tmp_path: Path, monkeypat
     oracle = OnnxOracle(path)
     assert oracle.run(region.lower)[0] == 1.0  # float32 rounds 1 + 1e-8 to 1
     crown = make_crown(path, region)
-    for outcome in (smt_check(crown.table, region.clauses, SmtConfig()), milp_check(crown.table, region.clauses, MilpConfig())):
+    for outcome in (smt_check(crown.table, region.clauses, SmtConfig()),
+                    milp_check(crown.table, region.clauses, MilpConfig())):
         assert outcome.status == "sat" and outcome.x is not None
         assert check_witness(oracle, region, outcome.x).valid
     # Without the float-error terms the exact engine proves the real network safe: wrong for

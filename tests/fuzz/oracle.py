@@ -298,7 +298,8 @@ def _nearest_float_exception(spec: SpecOracle, x: list[Fraction], ys: dict[str, 
     neighbours = {}
     for i in range(len(x)):
         v = dtype(float(x[i]))
-        neighbours[f"X_{i}"] = (Fraction(float(np.nextafter(v, dtype(-np.inf)))), Fraction(float(np.nextafter(v, dtype(np.inf)))))
+        neighbours[f"X_{i}"] = (Fraction(float(np.nextafter(v, dtype(-np.inf)))),
+                                Fraction(float(np.nextafter(v, dtype(np.inf)))))
     model = spec.solve(ys, neighbours, point)
     if model is None:
         return None

@@ -102,7 +102,8 @@ def test_invariants_flag_each_broken_rule() -> None:
     assert check_invariants(ok, Expect.VALID, 1.0) == []
     broken = {
         "exit 4": Outcome(("m", "s"), 4, None, 0.1, "", "error: internal error: X\n", False, "fork"),
-        "traceback": Outcome(("m", "s"), 3, None, 0.1, "", "Traceback (most recent call last):\nerror: x\n", False, "fork"),
+        "traceback": Outcome(("m", "s"), 3, None, 0.1, "", "Traceback (most recent call last):\nerror: x\n",
+                             False, "fork"),
         "verdict with exit 3": Outcome(("m", "s"), 3, None, 0.1, "sat\n", "error: x\n", False, "fork"),
         "late": Outcome(("m", "s"), 30, None, 2.2, "timeout\n", "", False, "fork"),
         "hung": Outcome(("m", "s"), None, 9, 5.0, "", "", True, "fork"),
@@ -142,7 +143,8 @@ def test_the_nearest_float_exception_needs_an_interval_without_floats() -> None:
     nearest to 0.1 is explained by the exception; a point one float32 step inside an interval
     that does hold floats (``X_0 >= 0.25 + 2**-30``) is not."""
     text = ("(declare-const X_0 Real)(declare-const X_1 Real)(declare-const Y_0 Real)\n"
-            "(assert (or (and (>= X_0 0.25) (<= X_0 0.5) (= X_1 0.1)) (and (>= X_0 0.75) (<= X_0 1) (>= X_1 0) (<= X_1 1))))\n"
+            "(assert (or (and (>= X_0 0.25) (<= X_0 0.5) (= X_1 0.1)) "
+            "(and (>= X_0 0.75) (<= X_0 1) (>= X_1 0) (<= X_1 1))))\n"
             "(assert (<= Y_0 100))")
     spec = SpecOracle(text)
     ys = {"Y_0": Fraction(0)}

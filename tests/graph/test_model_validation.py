@@ -79,7 +79,8 @@ def _save(model: onnx.ModelProto, path: Path) -> Path:
 @pytest.mark.parametrize(("raw", "held"), [(b"\0" * 20, 20), (b"\0" * 28, 28), (b"\0" * 23, 23), (b"", 0)])
 def test_raw_data_length_must_match_the_shape(tmp_path: Path, raw: bytes, held: int) -> None:
     path = _save(_replace_initializer(_relu_net(), _tensor("W1", [2, 3], raw_data=raw)), tmp_path / "raw.onnx")
-    with pytest.raises(ModelError, match=rf"raw\.onnx.*initializer 'W1' has shape \[2, 3\].*24 bytes.*holds {held} bytes"):
+    with pytest.raises(ModelError,
+                       match=rf"raw\.onnx.*initializer 'W1' has shape \[2, 3\].*24 bytes.*holds {held} bytes"):
         load_model(path)
 
 

@@ -28,7 +28,8 @@ def _counts(tiny: Path) -> tuple[int, int]:
 
 def test_unsat_everywhere_is_caught_on_every_planted_instance(tiny: Path, tmp_path: Path) -> None:
     results = tmp_path / "r.csv"
-    code = soundness_main(["check", str(tiny), "--tool", _tool("yes-man", "unsat"), "--results", str(results), "--quiet"])
+    code = soundness_main(["check", str(tiny), "--tool", _tool("yes-man", "unsat"),
+                           "--results", str(results), "--quiet"])
     assert code == 1
     table = tally_soundness(read_results(results), planted_keys(tiny))["yes-man"]
     planted, unsat = _counts(tiny)
@@ -37,7 +38,8 @@ def test_unsat_everywhere_is_caught_on_every_planted_instance(tiny: Path, tmp_pa
 
 def test_forged_witnesses_are_caught(tiny: Path, tmp_path: Path) -> None:
     results = tmp_path / "r.csv"
-    code = soundness_main(["check", str(tiny), "--tool", _tool("forger", "forged"), "--results", str(results), "--quiet"])
+    code = soundness_main(["check", str(tiny), "--tool", _tool("forger", "forged"),
+                           "--results", str(results), "--quiet"])
     assert code == 1
     table = tally_soundness(read_results(results), planted_keys(tiny))["forger"]
     assert table.invalid_witnesses == sum(_counts(tiny)) and table.unsound_claims == 0
@@ -45,7 +47,8 @@ def test_forged_witnesses_are_caught(tiny: Path, tmp_path: Path) -> None:
 
 def test_planted_points_are_accepted_as_valid_counterexamples(tiny: Path, tmp_path: Path) -> None:
     results = tmp_path / "r.csv"
-    code = soundness_main(["check", str(tiny), "--tool", _tool("oracle", "oracle"), "--results", str(results), "--quiet"])
+    code = soundness_main(["check", str(tiny), "--tool", _tool("oracle", "oracle"),
+                           "--results", str(results), "--quiet"])
     assert code == 0
     table = tally_soundness(read_results(results), planted_keys(tiny))["oracle"]
     planted, unsat = _counts(tiny)

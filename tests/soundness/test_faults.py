@@ -23,7 +23,8 @@ def _buggy(bug: str) -> str:
     that its runs end undecided (and report the box centre) however fast the machine is."""
     python = shlex.quote(sys.executable)
     timeout = "1" if bug == "unknown-as-sat" else "{timeout}"
-    return f"{bug}={python} -m verifier.soundness.faults --bug {bug} {{onnx}} {{vnnlib}} --timeout {timeout} --out {{result}}"
+    return (f"{bug}={python} -m verifier.soundness.faults --bug {bug} {{onnx}} {{vnnlib}} "
+            f"--timeout {timeout} --out {{result}}")
 
 
 def test_every_synthetic_bug_is_caught(tmp_path: Path) -> None:

@@ -32,7 +32,8 @@ decimals = st.builds(
     st.sampled_from(["", "-", "+"]),
     st.from_regex(r"[0-9]{1,30}", fullmatch=True),
     st.one_of(st.none(), st.from_regex(r"[0-9]{0,30}", fullmatch=True)),
-    st.one_of(st.just(""), st.integers(-400, 400).map(lambda e: f"e{e}"), st.integers(-400, 400).map(lambda e: f"E{e:+d}")),
+    st.one_of(st.just(""), st.integers(-400, 400).map(lambda e: f"e{e}"),
+              st.integers(-400, 400).map(lambda e: f"E{e:+d}")),
 )
 
 
@@ -100,7 +101,8 @@ def test_a_single_variable_row_is_divided_by_its_coefficient() -> None:
     assert row.d == round_up(Fraction("-3.991125645861615"))
 
 
-coefficients = st.one_of(rationals, st.integers(-5, 5).map(Fraction), st.sampled_from([Fraction(1, 10**400), Fraction(10**300)]))
+coefficients = st.one_of(rationals, st.integers(-5, 5).map(Fraction),
+                         st.sampled_from([Fraction(1, 10**400), Fraction(10**300)]))
 
 
 @settings(max_examples=300, deadline=None)

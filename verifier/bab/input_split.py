@@ -224,7 +224,8 @@ class InputSplitSearch:
         stats.domains_bounded += child_lo.shape[0]
         if pick is not None:  # strong branching: each box keeps the halves of its best dimension
             chosen = pick(hardness)
-            child_lo, child_hi, child_open, corner = child_lo[chosen], child_hi[chosen], child_open[chosen], corner[chosen]
+            child_lo, child_hi, child_open, corner = (child_lo[chosen], child_hi[chosen], child_open[chosen],
+                                                      corner[chosen])
             child_dim, hardness, child_rows = child_dim[chosen], hardness[chosen], child_rows[chosen]
             found = {k: (v[0][chosen], v[1][chosen]) for k, v in found.items()}
             parent_hardness, child_stall = parent_hardness[chosen], child_stall[chosen]

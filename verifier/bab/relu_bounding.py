@@ -127,10 +127,11 @@ class _BetaBounder:
                             for layer in self.layers if layer.node in relaxed}
             a = crown.input_coefficients[self.input.name].reshape(domains.size, self.k * self.r, -1)
             corners = torch.where(a > 0, self.lower.reshape(1, 1, -1), self.upper.reshape(1, 1, -1))
-            bounds = {name: (crown.bounds[name][0].reshape(domains.size, -1), crown.bounds[name][1].reshape(domains.size, -1))
+            bounds = {name: (crown.bounds[name][0].reshape(domains.size, -1),
+                             crown.bounds[name][1].reshape(domains.size, -1))
                       for name in domains.bounds}
-        return _Bounded(best, {k: v.float() for k, v in keep_alpha.items()}, {k: v.float() for k, v in keep_beta.items()},
-                        bounds, coefficients, corners)
+        return _Bounded(best, {k: v.float() for k, v in keep_alpha.items()},
+                        {k: v.float() for k, v in keep_beta.items()}, bounds, coefficients, corners)
 
 
 def _score(rows: Tensor, open_: Tensor) -> Tensor:

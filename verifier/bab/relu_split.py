@@ -255,7 +255,8 @@ class _ClauseSearch:
                           CrownConfig(intermediate=False), prior=prior)
             signs = {layer.value: leaves.split[layer.node][i].cpu().numpy() for layer in self.layers}
             try:
-                outcome = milp_check(crown.table, [self.clause], MilpConfig(time_limit=deadline.remaining()), deadline, signs)
+                outcome = milp_check(crown.table, [self.clause], MilpConfig(time_limit=deadline.remaining()),
+                                     deadline, signs)
             except ExactUnsupported:
                 self.unresolved += 1
                 continue

@@ -53,7 +53,8 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--jobs", type=positive_int, default=1, help="instances at once on this machine (default 1)")
     parser.add_argument("--timeout-scale", type=positive_finite_float, default=1.0,
                         help="multiply every instances.csv timeout (positive)")
-    parser.add_argument("--filter", default=None, metavar="REGEX", help="only instances whose benchmark/onnx/vnnlib matches")
+    parser.add_argument("--filter", default=None, metavar="REGEX",
+                        help="only instances whose benchmark/onnx/vnnlib matches")
     parser.add_argument("--limit", type=non_negative_int, default=None, help="at most this many instances")
     parser.add_argument("--grace", type=non_negative_finite_float, default=15.0,
                         help="seconds past the timeout before a tool is killed")
@@ -78,7 +79,8 @@ def _run_parser() -> argparse.ArgumentParser:
     parser.add_argument("paths", nargs="+", type=Path, help="benchmark folders (with instances.csv) or trees of them")
     add_run_options(parser)
     parser.add_argument("--results", type=Path, default=None,
-                        help="results CSV (default bench-results/<benchmarks>.csv); a .jsonl file beside it gets details")
+                        help="results CSV (default bench-results/<benchmarks>.csv); "
+                             "a .jsonl file beside it gets details")
     parser.add_argument("--ray", default=None, metavar="auto|ADDRESS", help="run the instances on a Ray cluster")
     parser.add_argument("--memory-mb", type=positive_int, default=None, help="address-space limit per instance")
     parser.add_argument("--threads", type=positive_int, default=None,

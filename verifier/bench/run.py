@@ -31,7 +31,8 @@ def pending_jobs(tools: Sequence[Tool], instances: Sequence[Instance], results: 
     return [(tool, inst) for tool in tools for inst in instances if (tool.name, *inst.key) not in done]
 
 
-def run_bench(jobs: Sequence[Job], config: BenchConfig, results: ResultsFile, progress: Progress | None = None) -> list[ResultRow]:
+def run_bench(jobs: Sequence[Job], config: BenchConfig, results: ResultsFile,
+              progress: Progress | None = None) -> list[ResultRow]:
     """Runs ``jobs`` and appends each result as it arrives; returns the new rows. On Ctrl-C
     the running tools are killed and the rows written so far stay (a later run resumes)."""
     backend: Callable[[Sequence[Job], BenchConfig], Iterator[Finished]]

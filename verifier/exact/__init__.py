@@ -12,5 +12,5 @@ from verifier.exact.encoding import ExactOutcome, ExactUnsupported, encode
 from verifier.exact.milp import MilpConfig, RowMinimum, milp_check, milp_row_minimum
 from verifier.exact.smt import SmtConfig, smt_check
 
-__all__ = ["ExactOutcome", "ExactUnsupported", "MilpConfig", "RowMinimum", "SmtConfig", "encode", "exact_check", "milp_check",
-           "milp_row_minimum", "smt_check"]
+__all__ = ["ExactOutcome", "ExactUnsupported", "MilpConfig", "RowMinimum", "SmtConfig", "encode", "exact_check",
+           "milp_check", "milp_row_minimum", "smt_check"]

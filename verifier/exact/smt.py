@@ -160,10 +160,11 @@ class _Query:
             bands = self.outputs.bands[nz]
             if not np.all(np.isfinite(bands)):
                 continue
-            expr = z3.Sum([exact(c) * self.y[int(j)] for j, c in zip(nz, coefs, strict=True)]) if nz.size else z3.RealVal(0)
+            expr = (z3.Sum([exact(c) * self.y[int(j)] for j, c in zip(nz, coefs, strict=True)]) if nz.size
+                    else z3.RealVal(0))
             d = float(clause.d[r])
-            rhs = Fraction(d) + sum((Fraction(abs(float(c))) * Fraction(float(b)) for c, b in zip(coefs, bands, strict=True)),
-                                    Fraction(0))
+            rhs = Fraction(d) + sum((Fraction(abs(float(c))) * Fraction(float(b))
+                                     for c, b in zip(coefs, bands, strict=True)), Fraction(0))
             if depth is not None:
                 scale = 1.0 + abs(d) + float(np.abs(coefs) @ y_mag[nz])
                 rows.append(expr + (exact(scale) if math.isfinite(scale) else 1) * depth <= _rational(rhs))

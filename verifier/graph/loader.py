@@ -163,7 +163,8 @@ class _Builder:
         end = rank if end is None else end
         self.constants[node.output[0]] = np.array(shape[slice(start, end)], dtype=np.int64)
 
-    def run_op(self, op: Op, node: Node, args: list[torch.Tensor | None], batched: list[bool]) -> tuple[torch.Tensor, ...]:
+    def run_op(self, op: Op, node: Node, args: list[torch.Tensor | None],
+               batched: list[bool]) -> tuple[torch.Tensor, ...]:
         """Runs ``op.forward``, rewriting failures as errors that name the node."""
         try:
             with torch.no_grad():
@@ -306,7 +307,8 @@ def build_graph(model: onnx.ModelProto, label: str, simplify: bool = True) -> Gr
         if info.name not in builder.shapes:
             raise ModelError(f"{label}: output {info.name!r} is produced by no node")
         # an output declared without an element type takes the type the dry run produced
-        dtype = elem_dtype(info) if info.type.tensor_type.elem_type else builder.dtypes.get(info.name, np.dtype(np.float32))
+        dtype = (elem_dtype(info) if info.type.tensor_type.elem_type
+                 else builder.dtypes.get(info.name, np.dtype(np.float32)))
         outputs.append(ValueInfo(info.name, builder.shapes[info.name], dtype))
     check_against_onnx_inference(model, inputs, builder.shapes, label)
     result = Graph(

@@ -124,7 +124,8 @@ class DomainUnary(SmoothUnary):
     def interval(self, node: Node, lower: Args, upper: Args, batched: Flags) -> Pair:
         lo, hi = lower[0], upper[0]
         assert lo is not None and hi is not None
-        (out_lo,), (out_hi,) = self.forward(node, [lo.clamp(min=0)], batched), self.forward(node, [hi.clamp(min=0)], batched)
+        (out_lo,), (out_hi,) = (self.forward(node, [lo.clamp(min=0)], batched),
+                                self.forward(node, [hi.clamp(min=0)], batched))
         outside = lo < 0
         return (out_lo.masked_fill(outside, -torch.inf),), (out_hi.masked_fill(outside, torch.inf),)
 

@@ -129,7 +129,8 @@ def flat_positions(mask: Tensor) -> Tensor:
     return torch.nonzero(mask.reshape(mask.shape[0], -1).any(dim=0)).flatten()
 
 
-def aligned_bounds(los: Args, his: Args, batched: Flags, dtype: torch.dtype) -> tuple[list[Tensor], list[Tensor]] | None:
+def aligned_bounds(los: Args, his: Args, batched: Flags,
+                   dtype: torch.dtype) -> tuple[list[Tensor], list[Tensor]] | None:
     """Every input's bounds aligned for broadcasting, or None with an absent input."""
     if not los or any(t is None for t in (*los, *his)):
         return None

@@ -109,8 +109,10 @@ def relax_leaky(
     pos, neg = lower >= 0, upper <= 0
     if mode == "adaptive":
         pick = torch.where(upper >= -lower, one, alpha_t)
+    elif mode == "zero":
+        pick = alpha_t
     else:
-        pick = alpha_t if mode == "zero" else one
+        pick = one
     pick = torch.where(pos, one, torch.where(neg, alpha_t, pick))
     f_lo, f_hi = torch.where(pos, lower, alpha_t * lower), torch.where(neg, alpha_t * upper, upper)
     k = torch.where(pos, one, torch.where(neg, alpha_t, (f_hi - f_lo) / (upper - lower)))

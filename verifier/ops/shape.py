@@ -163,10 +163,8 @@ class Squeeze(Selection):
     def select(self, node: Node, x: Tensor, args: Args, batched: Flags) -> Tensor:
         src = x.shape[1:]
         axes = int_attr(node, "axes")
-        if axes is None:
-            drop = {i for i, d in enumerate(src) if d == 1}
-        else:
-            drop = {_axis(node, a, len(src)) for a in axes}
+        drop = ({i for i, d in enumerate(src) if d == 1} if axes is None
+                else {_axis(node, a, len(src)) for a in axes})
         if any(src[a] != 1 for a in drop):
             raise ModelError(
                 f"Squeeze node {node.name!r}: axes {axes} of shape {tuple(src)} are not 1"

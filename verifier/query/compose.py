@@ -270,7 +270,8 @@ class _GraphBuilder:
             sliced = f"{tag}{_SEPARATOR}flat"
             nodes.insert(0, helper.make_node("Reshape", [sliced, f"{tag}{_SEPARATOR}shape"], [info.name],
                                              name=f"{tag}{_SEPARATOR}reshape"))
-            nodes.insert(0, helper.make_node("Slice", [flat] + [f"{tag}{_SEPARATOR}{k}" for k in ("starts", "ends", "axes")],
+            nodes.insert(0, helper.make_node("Slice",
+                                             [flat] + [f"{tag}{_SEPARATOR}{k}" for k in ("starts", "ends", "axes")],
                                              [sliced], name=tag))
             offset += decl.size
         return [joined], nodes, initializers

@@ -61,7 +61,8 @@ def sdp_clause_rows(table: BoundTable, clause: Clause, config: SdpConfig, deadli
     lower = torch.full((clause.num_rows,), -torch.inf, dtype=torch.float64)
     results: list[SdpResult | None] = []
     for r in range(clause.num_rows):
-        if (deadline is not None and deadline.expired()) or (stop_above is not None and bool((lower > stop_above).any())):
+        if ((deadline is not None and deadline.expired())
+                or (stop_above is not None and bool((lower > stop_above).any()))):
             results.append(None)
             continue
         problem = build_problem(enc, np.asarray(clause.C[r], dtype=np.float64), float(clause.d[r]))

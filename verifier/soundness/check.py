@@ -92,6 +92,7 @@ def unsound_rows(rows: Sequence[ResultRow], planted: set[tuple[str, str]]) -> li
     """The rows that make a run fail, for listing after the table."""
     bad = []
     for row in rows:
-        if (row.status == "unsat" and (row.onnx, row.vnnlib) in planted) or (row.status == "sat" and (row.witness != "valid" or row.expected == "unsat")):
+        if ((row.status == "unsat" and (row.onnx, row.vnnlib) in planted)
+                or (row.status == "sat" and (row.witness != "valid" or row.expected == "unsat"))):
             bad.append(row)
     return bad

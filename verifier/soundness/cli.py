@@ -116,7 +116,8 @@ def _check(argv: Sequence[str]) -> int:
     planted = planted_keys(args.folder)
     instances = select_instances([args.folder], args.timeout_scale, args.filter, args.limit)
     limits = Limits(grace=args.grace, threads=max(1, (os.cpu_count() or 1) // args.jobs))
-    path = args.results or Path("bench-results") / "soundness" / (re.sub(r"[^\w.+-]", "_", args.folder.resolve().name) + ".csv")
+    path = args.results or (Path("bench-results") / "soundness"
+                            / (re.sub(r"[^\w.+-]", "_", args.folder.resolve().name) + ".csv"))
     results = ResultsFile(path)
     jobs = pending_jobs(tools, instances, results)
     print(f"{len(instances)} instances x {len(tools)} tool(s); {len(jobs)} to run; results in {path}", file=sys.stderr)

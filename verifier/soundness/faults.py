@@ -21,7 +21,7 @@ reports *unsound claims*), the last one makes it give witnesses that onnxruntime
 (*invalid witnesses*). Use it as a checker tool, for example::
 
     verify soundness check benchmarks/soundness --tool \\
-        "buggy=python -m verifier.soundness.faults --bug relu-intercept {onnx} {vnnlib} --timeout {timeout} --out {result}"
+    "buggy=python -m verifier.soundness.faults --bug relu-intercept {onnx} {vnnlib} --timeout {timeout} --out {result}"
 """
 
 from __future__ import annotations

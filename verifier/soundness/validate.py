@@ -132,7 +132,8 @@ def validation_table(checks: list[PlantedCheck]) -> str:
     for check in checks:
         groups[check.architecture].append(check)
         groups["**all**"].append(check)
-    lines = ["| architecture | planted | confirmed by onnxruntime | found by our PGD | PGD rate |", "|---|---|---|---|---|"]
+    lines = ["| architecture | planted | confirmed by onnxruntime | found by our PGD | PGD rate |",
+             "|---|---|---|---|---|"]
     for name in sorted(groups, key=lambda n: (n == "**all**", n)):
         group = groups[name]
         found = sum(c.found_by_pgd for c in group)

@@ -6,10 +6,11 @@ untrusted, so nothing here may backtrack: the scanner is one regular expression,
 taken, characters are never given back) and whose alternatives start with distinct
 characters, so each character is examined a bounded number of times; a character no token
 can start with (or the opening quote of a string that is never closed) is a *bad* token and
-ends the scan with an error naming its line and column. Comments (``;`` to the end of the line) and whitespace (spaces, tabs, CR,
-LF, form feeds...) are skipped; a UTF-8 byte-order mark at the start of the text is skipped
-too. Nesting deeper than :data:`MAX_DEPTH` is refused while reading, so the recursive
-evaluation of a formula is bounded (see :func:`recursion_headroom`).
+ends the scan with an error naming its line and column. Comments (``;`` to the end of the
+line) and whitespace (spaces, tabs, CR, LF, form feeds...) are skipped; a UTF-8 byte-order
+mark at the start of the text is skipped too. Nesting deeper than :data:`MAX_DEPTH` is
+refused while reading, so the recursive evaluation of a formula is bounded (see
+:func:`recursion_headroom`).
 """
 
 from __future__ import annotations

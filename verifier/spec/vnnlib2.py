@@ -224,7 +224,8 @@ class _Parser:
     def tensor(self, item: SList, role: Role) -> TensorDecl:
         keyword = self.head(item)
         parts = item.items[1:]
-        usage = f"expected ({keyword} NAME TYPE [d0,d1,...]" + (' "onnx-name")' if role == "hidden" else ' ["onnx-name"])')
+        usage = (f"expected ({keyword} NAME TYPE [d0,d1,...]"
+                 + (' "onnx-name")' if role == "hidden" else ' ["onnx-name"])'))
         if len(parts) not in (3, 4) or not all(isinstance(p, Token) for p in parts):
             raise self.error(item, usage)
         name_tok, type_tok, shape_tok = parts[0], parts[1], parts[2]
