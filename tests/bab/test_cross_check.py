@@ -17,6 +17,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from verifier.api import RegionProof
 from verifier.bab import input_split_search, relu_split_search
+from verifier.bounds.backward import Multipliers
 from verifier.bounds.crown import Crown
 from verifier.config import InputSplitConfig, ReluSplitConfig
 from verifier.deadline import Deadline
@@ -170,10 +171,9 @@ def test_cross_check_catches_split_multipliers_of_the_wrong_sign(tmp_path: Path,
     original = relu_module._BetaBounder._set
 
     def flipped(self: relu_module._BetaBounder, crown: Crown, domains: relu_module._Domains,
-                alpha: dict[str, torch.Tensor], beta: dict[str, torch.Tensor]) -> None:
-        original(self, crown, domains, alpha, beta)
-        for key in list(crown.beta):
-            crown.beta[key] = -crown.beta[key]
+                alpha: dict[str, torch.Tensor], beta: dict[str, torch.Tensor]) -> Multipliers:
+        mult = original(self, crown, domains, alpha, beta)
+        return Multipliers(mult.slopes, {key: -value for key, value in mult.betas.items()})
 
     monkeypatch.setattr(relu_module._BetaBounder, "_set", flipped)
     assert _caught_within(tmp_path, 60)

@@ -12,6 +12,7 @@ from torch import Tensor
 
 from verifier.bab.common import BabStats
 from verifier.bab.relu_domains import Bounds, _Domains, _Layer
+from verifier.bounds.backward import Multipliers
 from verifier.bounds.crown import FINAL, Crown, CrownConfig
 from verifier.bounds.objective import spec_rows, stack_clauses
 from verifier.config import ReluSplitConfig
@@ -57,17 +58,21 @@ class _BetaBounder:
         hi = self.upper.reshape(1, *shape).expand(m, *shape)
         return Crown(self.tgraph, [lo], [hi], CrownConfig(intermediate=refine), prior=domains.bounds)
 
-    def _set(self, crown: Crown, domains: _Domains, alpha: Mapping[str, Tensor], beta: Mapping[str, Tensor]) -> None:
+    def _set(self, crown: Crown, domains: _Domains, alpha: Mapping[str, Tensor],
+             beta: Mapping[str, Tensor]) -> Multipliers:
+        """The domains' slopes and split multipliers (``beta * s``) in the shapes CROWN takes."""
+        mult = Multipliers()
         for layer in self.layers:
             shape = self.tgraph.graph.shapes[layer.value]
             m = domains.size
-            crown.alpha[(layer.node, FINAL)] = alpha[layer.node].reshape(m, -1, *shape)
+            mult.slopes[(layer.node, FINAL)] = alpha[layer.node].reshape(m, -1, *shape)
             sign = domains.split[layer.node].to(crown.tgraph.place.dtype).unsqueeze(1)
-            crown.beta[layer.node] = (beta[layer.node] * sign).reshape(m, -1, *shape)
+            mult.betas[layer.node] = (beta[layer.node] * sign).reshape(m, -1, *shape)
+        return mult
 
-    def spec_rows(self, crown: Crown) -> Tensor:
+    def spec_rows(self, crown: Crown, mult: Multipliers) -> Tensor:
         """Certified lower bounds ``(M, K, R)`` of the spec rows ``C y - d`` (padding -inf)."""
-        raw = crown.lower_bound(self.rows).reshape(-1, self.k, self.r)
+        raw = crown.lower_bound(self.rows, mult).reshape(-1, self.k, self.r)
         return spec_rows(raw, self.d, self.mask, self.strict)
 
     def quick(self, domains: _Domains) -> Tensor:
@@ -75,9 +80,9 @@ class _BetaBounder:
         with torch.no_grad():
             crown = self.crown(domains, refine=False)
             dtype = self.tgraph.place.dtype
-            self._set(crown, domains, {k: v.to(dtype) for k, v in domains.alpha.items()},
-                      {k: v.to(dtype) for k, v in domains.beta.items()})
-            return self.spec_rows(crown)
+            mult = self._set(crown, domains, {k: v.to(dtype) for k, v in domains.alpha.items()},
+                             {k: v.to(dtype) for k, v in domains.beta.items()})
+            return self.spec_rows(crown, mult)
 
     def __call__(self, domains: _Domains, iterations: int, deadline: Deadline) -> _Bounded:
         """Optimises ``alpha`` and ``beta`` of every domain for ``iterations`` Adam steps (fewer
@@ -95,8 +100,7 @@ class _BetaBounder:
         best_score = torch.full((domains.size,), -torch.inf, dtype=dtype, device=self.lower.device)
         with torch.enable_grad():
             for step in range(iterations):
-                self._set(crown, domains, alpha, beta)
-                rows = self.spec_rows(crown)
+                rows = self.spec_rows(crown, self._set(crown, domains, alpha, beta))
                 best = torch.maximum(best, rows.detach())
                 score = _score(rows.detach(), domains.open)
                 better = score > best_score
@@ -120,8 +124,7 @@ class _BetaBounder:
                         beta[layer.node].clamp_(min=0.0)
         with torch.no_grad():  # the kept iterate once more: its coefficients guide branching
             crown.record.relu = True
-            self._set(crown, domains, keep_alpha, keep_beta)
-            best = torch.maximum(best, self.spec_rows(crown))
+            best = torch.maximum(best, self.spec_rows(crown, self._set(crown, domains, keep_alpha, keep_beta)))
             relaxed = crown.record.relaxed
             coefficients = {layer.node: relaxed[layer.node].reshape(domains.size, self.k * self.r, -1)
                             for layer in self.layers if layer.node in relaxed}

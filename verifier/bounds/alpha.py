@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from verifier.bounds.backward import Multipliers
 from verifier.bounds.crown import FINAL, Crown
 from verifier.config import AlphaConfig
 from verifier.deadline import Deadline
@@ -43,9 +44,10 @@ def _ancestors(crown: Crown, value: str) -> set[str]:
     return seen
 
 
-def _init(crown: Crown, rows: int, config: AlphaConfig) -> list[tuple[tuple[str, str], float, float]]:
-    """Creates the slope tensors (final rows, and intermediate rows within the cap) of every
-    ReLU-like node with unstable neurons; returns their keys and ranges."""
+def _init(crown: Crown, slopes: dict[tuple[str, str], Tensor], rows: int,
+          config: AlphaConfig) -> list[tuple[tuple[str, str], float, float]]:
+    """Creates the slope tensors in ``slopes`` (final rows, and intermediate rows within the
+    cap) of every ReLU-like node with unstable neurons; returns their keys and ranges."""
     ranges = []
     order = {node.name: i for i, node in enumerate(crown.graph.nodes)}
     budget = config.max_intermediate
@@ -58,7 +60,7 @@ def _init(crown: Crown, rows: int, config: AlphaConfig) -> list[tuple[tuple[str,
         if not bool(((lo < 0) & (hi > 0)).any()):
             continue
         n, shape = lo.shape[0], tuple(lo.shape[1:])
-        crown.alpha[(node.name, FINAL)] = _start(crown, node.name, span, (n, rows, *shape)).requires_grad_(True)
+        slopes[(node.name, FINAL)] = _start(crown, node.name, span, (n, rows, *shape)).requires_grad_(True)
         ranges.append(((node.name, FINAL), *span))
         if not config.intermediate:
             continue
@@ -68,7 +70,7 @@ def _init(crown: Crown, rows: int, config: AlphaConfig) -> list[tuple[tuple[str,
                 continue
             budget -= size
             full = (n, 2, wanted.numel(), *shape)
-            crown.alpha[(node.name, value)] = _start(crown, node.name, span, full).requires_grad_(True)
+            slopes[(node.name, value)] = _start(crown, node.name, span, full).requires_grad_(True)
             ranges.append(((node.name, value), *span))
     return ranges
 
@@ -84,11 +86,12 @@ def alpha_lower_bound(crown: Crown, coefficients: Tensor, config: AlphaConfig | 
     config = config or AlphaConfig()
     best = crown.lower_bound(coefficients).detach()
     rows = best.shape[1]
-    ranges = _init(crown, rows, config)
+    mult = Multipliers()  # the slopes live here, for this call only
+    ranges = _init(crown, mult.slopes, rows, config)
     if not ranges:
         return best
     joint = any(key[1] != FINAL for key, _, _ in ranges)
-    optimiser = torch.optim.Adam([crown.alpha[key] for key, _, _ in ranges], lr=config.learning_rate)
+    optimiser = torch.optim.Adam([mult.slopes[key] for key, _, _ in ranges], lr=config.learning_rate)
     stale, last = 0, float(best.sum())
     try:
         with torch.enable_grad():
@@ -98,8 +101,8 @@ def alpha_lower_bound(crown: Crown, coefficients: Tensor, config: AlphaConfig | 
                 if deadline is not None and deadline.expired():
                     break
                 if joint:
-                    crown.compute()
-                bound = crown.lower_bound(coefficients)
+                    crown.compute(mult)
+                bound = crown.lower_bound(coefficients, mult)
                 best = torch.maximum(best, bound.detach())
                 if not bound.requires_grad:  # the rows do not reach any optimisable slope
                     break
@@ -108,7 +111,7 @@ def alpha_lower_bound(crown: Crown, coefficients: Tensor, config: AlphaConfig | 
                 optimiser.step()
                 with torch.no_grad():
                     for key, low, high in ranges:
-                        crown.alpha[key].clamp_(low, high)
+                        mult.slopes[key].clamp_(low, high)
                 total = float(best.sum())
                 stale = 0 if total > last + 1e-6 * (1 + abs(last)) else stale + 1
                 last = max(last, total)
@@ -116,10 +119,9 @@ def alpha_lower_bound(crown: Crown, coefficients: Tensor, config: AlphaConfig | 
                     break
             with torch.no_grad():
                 if joint:
-                    crown.compute()
-                best = torch.maximum(best, crown.lower_bound(coefficients))
+                    crown.compute(mult)
+                best = torch.maximum(best, crown.lower_bound(coefficients, mult))
     finally:
-        crown.alpha.clear()
         if joint:  # CROWN slopes again, on the best intermediate bounds found
             with torch.no_grad():
                 crown.compute()

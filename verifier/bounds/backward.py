@@ -60,6 +60,26 @@ class Traversal:
 
 
 @dataclass
+class Multipliers:
+    """The optimisable parts of a bound pass, owned by the optimiser that creates them and
+    passed to :meth:`verifier.bounds.crown.Crown.compute` and ``lower_bound``.
+
+    Attributes:
+        slopes: alpha-CROWN's lower slopes of unstable ReLU-like neurons, keyed by (node,
+            start): start ``FINAL`` (``""``) for the objective rows, shape ``(N, R, *shape)``;
+            start = a refined value for its intermediate rows, shape ``(N, 2, W, *shape)``
+            over its ``W`` refined positions (+I rows, then -I rows). Any slope in the op's
+            :meth:`~verifier.ops.base.Op.lower_slope_range` is sound.
+        betas: beta-CROWN's ``beta * s`` ``(N, R, *shape)`` per split node, for the objective
+            rows (``s = +1`` for a neuron split active, ``-1`` inactive, 0 elsewhere;
+            ``beta >= 0``).
+    """
+
+    slopes: dict[tuple[str, str], Tensor] = field(default_factory=dict)
+    betas: dict[str, Tensor] = field(default_factory=dict)
+
+
+@dataclass
 class Record:
     """What a traversal may report besides the bound (for branching heuristics).
 

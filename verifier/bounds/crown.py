@@ -6,10 +6,10 @@ multi-input rule) CROWN bounds of its input (rows ``±I``) from the backward tra
 (:func:`verifier.bounds.backward.backward`), intersected with the interval ones. Objective
 rows are then bounded by the same traversal (:meth:`Crown.lower_bound`).
 
-State it keeps between passes, for the optimisers that own it: alpha slopes
-(:mod:`verifier.bounds.alpha` sets them and recomputes), beta multipliers (set by ReLU
-splitting, :mod:`verifier.bab.relu_split`), the refined rows of the first pass and the best
-bounds found so far (every pass's bounds are valid, so they are intersected).
+State it keeps between passes: the refined rows of the first pass and the best bounds found so
+far (every pass's bounds are valid, so they are intersected). Alpha slopes and beta multipliers
+are not its state: the optimisers own them (:mod:`verifier.bounds.alpha`,
+:mod:`verifier.bab.relu_bounding`) and pass them in as :class:`~verifier.bounds.backward.Multipliers`.
 
 Floating point: the model computes each node in float32. Its float output equals the exact
 op applied to the (float) inputs plus an error bounded by the op's ``fp_error``; every node
@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor
 
-from verifier.bounds.backward import Cache, Record, Traversal, backward
+from verifier.bounds.backward import Cache, Multipliers, Record, Traversal, backward
 from verifier.bounds.interval import _widen, model_unit
 from verifier.bounds.rounding import outward, unit_roundoff
 from verifier.bounds.table import Bounds, BoundTable
@@ -64,19 +64,11 @@ class Crown:
             for info, lo, hi in zip(self.graph.inputs, lower, upper, strict=True)
         }
         self.table = BoundTable(tgraph, self.unit, self.batch, self.input_bounds)
-        # alpha-CROWN: optimisable lower slopes of unstable ReLU-like neurons, keyed by
-        # (node, start): start FINAL for the objective rows of lower_bound, shape (N, R, *shape);
-        # start = a refined value for its intermediate rows, shape (N, 2, W, *shape) over the
-        # W refined positions (+I rows, then -I rows). Any slope in the valid range is sound.
-        self.alpha: dict[tuple[str, str], Tensor] = {}
         # refined value -> (index of the node it feeds, flat positions refined); fixed at the
         # first pass so that recomputing reuses the same rows (and the same alpha shapes).
         self.refined: dict[str, tuple[int, Tensor]] = {}
         # best bounds found so far for each refined value (every pass's bounds are valid)
         self.best: dict[str, Bounds] = dict(prior or {})
-        # beta-CROWN: ``beta * s`` (N, R, *shape) per split ReLU-like node, for the final rows
-        # (see verifier.bounds.backward)
-        self.beta: dict[str, Tensor] = {}
         # what the last lower_bound recorded: input coefficients always, the coefficients on
         # the relaxed nodes' outputs when ``record.relu`` (branching heuristics)
         self.record = Record()
@@ -103,26 +95,28 @@ class Crown:
         """The graph inputs' coefficients ``(N, R, *shape)`` in the last :meth:`lower_bound`."""
         return self.record.inputs
 
-    def compute(self) -> None:
+    def compute(self, multipliers: Multipliers | None = None) -> None:
         """(Re)computes the bounds of every value: intervals, refined by CROWN at the inputs of
-        relaxed nodes with the current alpha slopes, intersected with the best found before.
+        relaxed nodes (with the intermediate-row slopes of ``multipliers``), intersected with
+        the best found before.
 
-        Differentiable with respect to :attr:`alpha` (alpha-CROWN optimises intermediate
-        bounds through it)."""
+        Differentiable with respect to those slopes (alpha-CROWN optimises intermediate
+        bounds through them)."""
+        mult = multipliers or Multipliers()
         self.table = BoundTable(self.tgraph, self.unit, self.batch, self.input_bounds, dict(self.input_bounds))
         self._cache.upper_bias_only.clear()
         # values whose interval bounds are already exact: the inputs, and one affine op of one input
         self.table.exact = {v.name for v in self.graph.inputs}
         for index in range(len(self.graph.nodes)):
-            self._forward_node(index)
+            self._forward_node(index, mult)
 
     # ---------------------------------------------------------------- forward pass
-    def _forward_node(self, index: int) -> None:
+    def _forward_node(self, index: int, mult: Multipliers) -> None:
         """Bounds the node's outputs, first refining its inputs with CROWN if it is relaxed."""
         node, op = self.graph.nodes[index], self.tgraph.ops[index]
         los, his, batched = self.table.args(node)
         refine = self.config.intermediate and not op.is_affine(node, batched)
-        if refine and self._refine_inputs(index, los, his, batched):
+        if refine and self._refine_inputs(index, los, his, batched, mult):
             los, his, batched = self.table.args(node)
         out = op.interval(node, los, his, batched)
         errors = op.fp_error(node, los, his, batched, out, self.unit)
@@ -141,7 +135,7 @@ class Crown:
                 self.table.bounds[name] = lo, hi
 
     def _refine_inputs(self, index: int, los: list[Tensor | None], his: list[Tensor | None],
-                       batched: list[bool]) -> bool:
+                       batched: list[bool], mult: Multipliers) -> bool:
         """CROWN bounds of the inputs of a relaxed node; True when some were refined."""
         node, op = self.graph.nodes[index], self.tgraph.ops[index]
         bounds, exact = self.table.bounds, self.table.exact
@@ -152,25 +146,25 @@ class Crown:
                 if source in self.refined:  # the rows of the first pass (alpha slopes match them)
                     rows = self.refined[source][1]
                 if source not in exact and rows.numel() > 0:
-                    bounds[source] = self._refine(source, index, rows)
+                    bounds[source] = self._refine(source, index, rows, mult)
             return True
         if not (sum(batched) == 1 and batched[0] and len(node.outputs) == 1):
             return False
         source = node.inputs[0]
         if source in self.refined:
-            bounds[source] = self._refine(source, index, self.refined[source][1])
+            bounds[source] = self._refine(source, index, self.refined[source][1], mult)
             return True
         lo, hi = los[0], his[0]
         assert lo is not None and hi is not None
         if source in exact or self.table.relax(node, lo[:1], hi[:1], self.config.relu_mode) is None:
             return False
-        if self.config.per_domain_rows and op.kink_at_zero and not self.alpha:
+        if self.config.per_domain_rows and op.kink_at_zero and not mult.slopes:
             bounds[source] = self._refine_each(source, index)
         else:
-            bounds[source] = self._refine(source, index, _rows_to_refine(op, lo, hi))
+            bounds[source] = self._refine(source, index, _rows_to_refine(op, lo, hi), mult)
         return True
 
-    def _refine(self, value: str, stop: int, wanted: Tensor) -> Bounds:
+    def _refine(self, value: str, stop: int, wanted: Tensor, mult: Multipliers) -> Bounds:
         """CROWN bounds of the flat positions ``wanted`` of ``value`` (rows ``+I`` and ``-I``),
         intersected with the current bounds and the best earlier ones; other positions keep
         theirs."""
@@ -187,7 +181,7 @@ class Crown:
             eye = torch.zeros(rows, size, dtype=lo.dtype, device=lo.device)
             eye[torch.arange(rows, device=lo.device), chunk] = 1.0
             seed = torch.cat([eye, -eye]).reshape(1, 2 * rows, *shape).expand(self.batch, -1, *shape)
-            bound = self._lower({value: seed}, stop, (value, start, start + rows))
+            bound = self._lower({value: seed}, stop, mult, (value, start, start + rows))
             flat_lo[:, chunk] = torch.maximum(flat_lo[:, chunk], bound[:, :rows])
             flat_hi[:, chunk] = torch.minimum(flat_hi[:, chunk], -bound[:, rows:])
             start += rows
@@ -215,7 +209,7 @@ class Crown:
             eye = torch.zeros(self.batch, rows, size, dtype=lo.dtype, device=lo.device)
             eye.scatter_(2, position.unsqueeze(2), valid.unsqueeze(2).to(lo.dtype))
             seed = torch.cat([eye, -eye], dim=1).reshape(self.batch, 2 * rows, *lo.shape[1:])
-            bound = self._lower({value: seed}, stop, (value, 0, 2 * rows))
+            bound = self._lower({value: seed}, stop, Multipliers(), (value, 0, 2 * rows))
             found_lo = torch.where(valid, bound[:, :rows], -torch.inf)
             found_hi = torch.where(valid, -bound[:, rows:], torch.inf)
             flat_lo = torch.maximum(flat_lo, torch.full_like(flat_lo, -torch.inf).scatter(1, position, found_lo))
@@ -227,7 +221,7 @@ class Crown:
         return flat_lo.reshape(lo.shape), flat_hi.reshape(hi.shape)
 
     # ---------------------------------------------------------------- backward pass
-    def _lower(self, seeds: dict[str, Tensor], stop: int, rows_of: RowsOf = None) -> Tensor:
+    def _lower(self, seeds: dict[str, Tensor], stop: int, mult: Multipliers, rows_of: RowsOf = None) -> Tensor:
         """Certified lower bounds ``(N, R)`` of the rows ``sum_v <seeds[v], v>``.
 
         Only nodes before index ``stop`` are traversed (the seeds' producers come before it).
@@ -235,23 +229,16 @@ class Crown:
         ``(value, first, end)`` for the refined positions ``first:end`` of ``value``.
         """
         final = rows_of is None
-        plan = Traversal(stop, self.config.relu_mode, self._slopes(rows_of), self.beta if final else {},
-                         self.config.fast_paths, create_graph=bool(self.alpha))
+        plan = Traversal(stop, self.config.relu_mode, _slopes(mult, rows_of), mult.betas if final else {},
+                         self.config.fast_paths, create_graph=bool(mult.slopes))
         return backward(self.table, seeds, plan, self.record if final else None, self._cache)
 
-    def _slopes(self, rows_of: RowsOf) -> dict[str, Tensor]:
-        """The alpha slopes ``(N, R, *shape)`` per node for the rows being bounded."""
-        if rows_of is None:
-            return {name: alpha for (name, start), alpha in self.alpha.items() if start == FINAL}
-        value, first, end = rows_of
-        return {name: alpha[:, :, first:end].flatten(1, 2)
-                for (name, start), alpha in self.alpha.items() if start == value}
-
     # ---------------------------------------------------------------- public
-    def lower_bound(self, coefficients: Tensor) -> Tensor:
+    def lower_bound(self, coefficients: Tensor, multipliers: Multipliers | None = None) -> Tensor:
         """Certified lower bounds ``(N, R)`` of ``coefficients @ y`` for the flattened output ``y``.
 
-        ``coefficients`` is ``(R, m)`` or ``(N, R, m)`` with ``m`` the output size.
+        ``coefficients`` is ``(R, m)`` or ``(N, R, m)`` with ``m`` the output size;
+        ``multipliers`` gives the objective rows' alpha slopes and beta multipliers.
 
         Raises:
             ValueError: a coefficient is not representable in the bound arithmetic's dtype
@@ -270,7 +257,7 @@ class Crown:
             part = c[:, :, start : start + info.size].reshape(self.batch, c.shape[1], *info.shape)
             seeds[info.name] = seeds[info.name] + part if info.name in seeds else part
             start += info.size
-        return self._lower(seeds, len(self.graph.nodes))
+        return self._lower(seeds, len(self.graph.nodes), multipliers or Multipliers())
 
     def output_bounds(self) -> Bounds:
         """Certified lower and upper bounds ``(N, m)`` of every flattened output."""
@@ -289,3 +276,12 @@ def _rows_to_refine(op: Op, lower: Tensor | None, upper: Tensor | None) -> Tenso
     if op.kink_at_zero:
         return torch.nonzero(((flat_lo < 0) & (flat_hi > 0)).any(dim=0)).flatten()
     return torch.arange(flat_lo.shape[1], device=lower.device)
+
+
+def _slopes(mult: Multipliers, rows_of: RowsOf) -> dict[str, Tensor]:
+    """The alpha slopes ``(N, R, *shape)`` per node for the rows being bounded."""
+    if rows_of is None:
+        return {name: alpha for (name, start), alpha in mult.slopes.items() if start == FINAL}
+    value, first, end = rows_of
+    return {name: alpha[:, :, first:end].flatten(1, 2)
+            for (name, start), alpha in mult.slopes.items() if start == value}
