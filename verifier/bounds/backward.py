@@ -133,7 +133,7 @@ def _step(table: BoundTable, index: int, coeffs: list[Tensor | None], pending: d
     node, op = table.graph.nodes[index], table.tgraph.ops[index]
     los, his, batched = table.args(node)
     if op.is_affine(node, batched):
-        return _fp_term(table, node, coeffs) + _affine(table, index, coeffs, pending, plan, cache)
+        return _fp_term(table, node, coeffs) + _affine(table, index, coeffs, pending, plan, cache, batched)
     multi = op.multi_relaxation
     if multi is not None and coeffs[0] is not None and all(c is None for c in coeffs[1:]):
         moved = multi.backward(node, coeffs[0], los, his, batched)
@@ -141,7 +141,7 @@ def _step(table: BoundTable, index: int, coeffs: list[Tensor | None], pending: d
             for position, moved_coeff in moved.coefficients.items():
                 accumulate(pending, node.inputs[position], moved_coeff)
             return _fp_term(table, node, coeffs) + moved.bias
-    relaxation = table.relaxation(node, plan.relu_mode)
+    relaxation = table.relaxation(node, plan.relu_mode, (los, his, batched))
     if relaxation is not None and coeffs[0] is not None:
         lo, hi = los[0], his[0]
         assert lo is not None and hi is not None
@@ -193,10 +193,9 @@ def _fp_term(table: BoundTable, node: Node, coeffs: list[Tensor | None]) -> Tens
 
 
 def _affine(table: BoundTable, index: int, coeffs: list[Tensor | None], pending: dict[str, Tensor],
-            plan: Traversal, cache: Cache) -> Tensor:
+            plan: Traversal, cache: Cache, batched: list[bool]) -> Tensor:
     """Vector-Jacobian product through an affine node; returns ``A·f(0)``."""
     node, op = table.graph.nodes[index], table.tgraph.ops[index]
-    _, _, batched = table.args(node)
     a0 = next(c for c in coeffs if c is not None)
     if plan.fast_paths and coeffs[0] is not None and sum(batched) == 1 and len(node.outputs) == 1:
         fast = _fast_affine(table, index, coeffs[0], pending, batched, cache)

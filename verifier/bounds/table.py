@@ -19,6 +19,7 @@ from verifier.ir import Graph, Node
 from verifier.ops.relax import LinearBounds, relax
 
 Bounds = tuple[Tensor, Tensor]
+Args = tuple[list[Tensor | None], list[Tensor | None], list[bool]]
 
 
 @dataclass
@@ -76,10 +77,11 @@ class BoundTable:
         op = self.tgraph.op_of[node.name]
         return relax(op, node, lo, hi, mode, self.tgraph.constant_args(node))
 
-    def relaxation(self, node: Node, mode: str) -> LinearBounds | None:
+    def relaxation(self, node: Node, mode: str, args: Args | None = None) -> LinearBounds | None:
         """The node's relaxation on its input's current bounds, cached in :attr:`relaxations`;
-        None for nodes that are not single-input elementwise or have no relaxation."""
-        los, his, batched = self.args(node)
+        None for nodes that are not single-input elementwise or have no relaxation. ``args``:
+        :meth:`args` of the node when the caller has them."""
+        los, his, batched = args if args is not None else self.args(node)
         if not (sum(batched) == 1 and batched[0] and len(node.outputs) == 1):
             return None
         if node.name not in self.relaxations:
