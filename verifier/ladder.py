@@ -56,11 +56,6 @@ class Ladder:
         self._crown: Crown | None = None
         self._encoding: Encoding | None = None
 
-    @property
-    def has_crown(self) -> bool:
-        """True once the CROWN rung was computed."""
-        return self._crown is not None
-
     def crown(self) -> Crown:
         """CROWN over the box (computed on first use; the graph must have one input)."""
         if self._crown is None:
