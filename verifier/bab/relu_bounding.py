@@ -12,6 +12,7 @@ from torch import Tensor
 
 from verifier.bab.common import BabStats
 from verifier.bab.relu_domains import Bounds, _Domains, _Layer
+from verifier.bounds.ascent import Adam
 from verifier.bounds.backward import Multipliers
 from verifier.bounds.crown import FINAL, Crown, CrownConfig
 from verifier.bounds.objective import spec_rows, stack_clauses
@@ -92,8 +93,8 @@ class _BetaBounder:
         crown = self.crown(domains, refine=self.config.refine_intermediate)
         alpha = {k: v.detach().to(dtype).clone().requires_grad_(True) for k, v in domains.alpha.items()}
         beta = {k: v.detach().to(dtype).clone().requires_grad_(True) for k, v in domains.beta.items()}
-        optimiser = torch.optim.Adam([{"params": list(alpha.values()), "lr": self.config.learning_rate_alpha},
-                                      {"params": list(beta.values()), "lr": self.config.learning_rate_beta}])
+        optimiser = Adam([(list(alpha.values()), self.config.learning_rate_alpha),
+                          (list(beta.values()), self.config.learning_rate_beta)])
         best = torch.full((domains.size, self.k, self.r), -torch.inf, dtype=dtype, device=self.lower.device)
         keep_alpha = {k: v.detach().clone() for k, v in alpha.items()}
         keep_beta = {k: v.detach().clone() for k, v in beta.items()}

@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from verifier.bounds.ascent import Adam
 from verifier.bounds.backward import Multipliers
 from verifier.bounds.crown import FINAL, Crown
 from verifier.config import AlphaConfig
@@ -91,7 +92,7 @@ def alpha_lower_bound(crown: Crown, coefficients: Tensor, config: AlphaConfig | 
     if not ranges:
         return best
     joint = any(key[1] != FINAL for key, _, _ in ranges)
-    optimiser = torch.optim.Adam([mult.slopes[key] for key, _, _ in ranges], lr=config.learning_rate)
+    optimiser = Adam([([mult.slopes[key] for key, _, _ in ranges], config.learning_rate)])
     stale, last = 0, float(best.sum())
     try:
         with torch.enable_grad():

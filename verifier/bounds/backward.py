@@ -210,8 +210,10 @@ def _affine(table: BoundTable, index: int, coeffs: list[Tensor | None], pending:
                  if a is not None and o.requires_grad]
         grads: tuple[Tensor | None, ...] = (None,) * len(leaves)
         if pairs:
-            grads = torch.autograd.grad([o for o, _ in pairs], leaves, [g for _, g in pairs], allow_unused=True,
-                                        create_graph=plan.create_graph)
+            # the gradient of one scalar, sum <o, g>: the same vector-Jacobian products as g given as
+            # grad_outputs, without the first such call's import of torch's symbolic shapes (~1 s)
+            total = torch.stack([(o * g).sum() for o, g in pairs]).sum()
+            grads = torch.autograd.grad(total, leaves, allow_unused=True, create_graph=plan.create_graph)
     dyn_names = [name for name, is_dyn in zip(node.inputs, batched, strict=True) if name and is_dyn]
     for name, grad in zip(dyn_names, grads, strict=True):
         if grad is not None:

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from verifier.bounds.ascent import Adam
 from verifier.config import SdpConfig
 from verifier.deadline import Deadline
 from verifier.sdp.certificate import Certificate, Multipliers, certify, scaling
@@ -268,7 +269,7 @@ def _polish(problem: SdpProblem, sp: _Scaled, y: Tensor, nu: float, config: SdpC
     trace = 1.0 + problem.size
     mult = y.clone().requires_grad_(True)
     corner = torch.tensor(nu if np.isfinite(nu) else 0.0, dtype=torch.float64, device=device, requires_grad=True)
-    optimiser = torch.optim.Adam([mult, corner], lr=config.polish_rate)
+    optimiser = Adam([([mult, corner], config.polish_rate)])
     e00 = torch.zeros((problem.size + 1, problem.size + 1), dtype=torch.float64, device=device)
     e00[0, 0] = 1.0
     best: Certificate | None = None
