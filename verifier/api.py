@@ -24,7 +24,7 @@ from verifier.bab import InputSplitSearch, ReluSplitSearch
 from verifier.bab.relu_split import count_unstable
 from verifier.bounds.crown import Crown
 from verifier.bounds.settle import settle_region
-from verifier.config import AlphaConfig, CrownConfig, SdpConfig, VerifierConfig
+from verifier.config import AlphaConfig, AttackConfig, CrownConfig, SdpConfig, StepBudget, VerifierConfig
 from verifier.deadline import Deadline
 from verifier.graph.torch_graph import TorchGraph
 from verifier.ladder import Ladder, Rung
@@ -136,10 +136,10 @@ def pipeline(config: VerifierConfig) -> tuple[Step, ...]:
     """The steps of a run, cheapest first; each runs on the regions still open.
 
     1. ``BOUNDS``: intervals, then CROWN on the clauses intervals leave open (:class:`RegionProof`);
-    2. ``QUICK_ATTACK``: the first sampling/PGD rounds (``schedule.quick_rounds``);
-    3. ``ALPHA``: alpha-CROWN on the clauses still open (``schedule.alpha_seconds``);
+    2. ``QUICK_ATTACK``: the first sampling/PGD rounds (the region's :class:`StepBudget`);
+    3. ``ALPHA``: alpha-CROWN on the clauses still open (its budget's ``alpha_seconds``);
     4. ``SDP`` (``--method sdp`` or ``sdp_before_bab``): the certified low-rank SDP bound;
-    5. ``FIRST_SEARCH``: a first slice of branch and bound (``schedule.first_search_*``);
+    5. ``FIRST_SEARCH``: a first slice of branch and bound (its budget's ``first_search_*``);
     6. ``ATTACK``: the remaining attack rounds, which find counterexamples in tiny pockets;
     7. ``SEARCH``: branch and bound for the rest of the time, resuming the first slice (ReLU
        splitting hands a region with few unstable neurons to the exact engine).
@@ -167,12 +167,14 @@ class _Run:
         self.problem = settled_problem(problem, self.bounds_graph)
         self.oracle = OnnxOracle(problem.oracle_model)
         self.stats: dict[str, Any] = {"regions": len(problem.spec.regions), "regions_proven": 0,
-                                      "attack_evaluations": 0, "pgd_steps": 0, "candidates_checked": 0}
+                                      "attack_evaluations": 0, "pgd_steps": 0, "candidates_checked": 0,
+                                      "seconds": {}}
         self.found: Counterexample | None = None
         self.proofs: dict[int, RegionProof] = {}
         self.bab_exhausted: set[int] = set()  # regions whose branch and bound gave up
         self.searches: dict[int, InputSplitSearch | ReluSplitSearch] = {}  # per region, resumed
         self.streams: dict[int, torch.Generator] = {}
+        self.searched: dict[int, float] = {}  # seconds of branch and bound per region so far
 
     def decide(self) -> Status:
         """Runs the :func:`pipeline`'s steps one after another on the regions still open: SAT
@@ -184,7 +186,10 @@ class _Run:
             for index in open_regions:
                 if self.deadline.expired():
                     return Status.TIMEOUT
+                began = time.monotonic()
                 status = self.run_step(step, index, self.problem.spec.regions[index])
+                seconds = self.stats["seconds"]
+                seconds[step.value] = round(seconds.get(step.value, 0.0) + time.monotonic() - began, 6)
                 if status in (Status.SAT, Status.TIMEOUT):
                     return status
                 if status is Status.UNSAT:
@@ -219,18 +224,24 @@ class _Run:
         if proof.proven or step is Step.BOUNDS:
             return proof.proven
         if step is Step.ALPHA:
-            return proof.optimise(self.deadline.sooner(self.alpha_seconds(proof)))
+            seconds = self.alpha_seconds(proof)
+            return seconds > 0 and proof.optimise(self.deadline.sooner(seconds))
         deadline = self.deadline if self.config.method == "sdp" else \
             self.deadline.sooner(self.schedule.sdp_share * self.deadline.remaining())
         return proof.sdp(self.config.sdp, deadline, self.config.seed, self.stats)
 
+    def budget(self, proof: RegionProof) -> StepBudget:
+        """The step budgets of a region: ``schedule.input`` when the full pipeline searches it
+        by input splitting, else ``schedule.relu``."""
+        searched_by_input = self.config.method == "auto" and self.bab_mode(proof) == "input"
+        return self.schedule.input if searched_by_input else self.schedule.relu
+
     def alpha_seconds(self, proof: RegionProof) -> float:
-        """alpha-CROWN time for a region: ``schedule.alpha_seconds``, or for ReLU splitting
-        (whose root domain keeps the intermediate bounds alpha-CROWN tightens) a share of the
-        time left when that is more."""
-        if self.bab_mode(proof) == "relu":
-            return max(self.schedule.alpha_seconds, self.schedule.alpha_share_relu * self.deadline.remaining())
-        return self.schedule.alpha_seconds
+        """alpha-CROWN time for a region: its budget's ``alpha_seconds``, or its share of the
+        time left when that is more (the root domain of ReLU splitting keeps the intermediate
+        bounds alpha-CROWN tightens)."""
+        budget = self.budget(proof)
+        return max(budget.alpha_seconds, budget.alpha_share * self.deadline.remaining())
 
     # ---------------------------------------------------------------- attacks
     def confirmer(self, index: int, region: Region) -> Callable[[np.ndarray], bool]:
@@ -246,8 +257,8 @@ class _Run:
     def falsify(self, index: int, region: Region, quick: bool) -> bool:
         """The quick attack (its first rounds) or the rest of the rounds on one region;
         records a confirmed counterexample."""
-        rounds = min(self.config.attack.rounds, self.schedule.quick_rounds)
-        attack = replace(self.config.attack, rounds=rounds) if quick else self.config.attack
+        rounds = min(self.config.attack.rounds, self.budget(self.proofs[index]).quick_rounds)
+        attack = replace(self.config.attack, rounds=rounds) if quick else self.later_attack(index)
         if index not in self.streams:  # one random stream per region, continued across calls
             self.streams[index] = torch.Generator().manual_seed(self.config.seed * 1000003 + index)
         _, stats = falsify_region(self.attack_graph, region, attack, self.deadline, self.confirmer(index, region),
@@ -256,6 +267,15 @@ class _Run:
         self.stats["pgd_steps"] += stats.pgd_steps
         self.stats["candidates_checked"] += stats.candidates_checked
         return self.found is not None
+
+    def later_attack(self, index: int) -> AttackConfig:
+        """The attack budget after the first search slice: the configured one, its time limit
+        capped at ``attack_per_search`` times the seconds that slice searched."""
+        per_search = self.budget(self.proofs[index]).attack_per_search
+        if per_search is None:
+            return self.config.attack
+        limit = min(self.config.attack.time_limit, per_search * self.searched.get(index, 0.0))
+        return replace(self.config.attack, time_limit=limit)
 
     # ---------------------------------------------------------------- search
     def bab_mode(self, proof: RegionProof) -> str:
@@ -275,10 +295,12 @@ class _Run:
             return Status.UNKNOWN
         deadline = self.deadline
         if first:
-            relu = self.bab_mode(proof) == "relu"
-            share = self.schedule.first_search_share_relu if relu else self.schedule.first_search_share
-            deadline = deadline.sooner(max(self.schedule.first_search_seconds, share * deadline.remaining()))
+            budget = self.budget(proof)
+            share = budget.first_search_share * deadline.remaining()
+            deadline = deadline.sooner(max(budget.first_search_seconds, share))
+        began = time.monotonic()
         status = self.branch_and_bound(index, region, proof, deadline, first)
+        self.searched[index] = self.searched.get(index, 0.0) + time.monotonic() - began
         if status is Status.UNKNOWN:
             self.bab_exhausted.add(index)
         if status is Status.TIMEOUT and first and not self.deadline.expired():
@@ -370,6 +392,7 @@ def verify_problem(problem: Problem, timeout: float | None = None, config: Verif
     deadline = Deadline.after(timeout)
     numerical_hygiene(config.seed)
     run = _Run(problem, config, deadline, ops)
+    run.stats["seconds"]["setup"] = round(time.monotonic() - start, 6)
     status = run.decide()
     if status is Status.UNSAT and problem.composition is not None and problem.composition.truncated:
         status = Status.UNKNOWN  # proven on a finite part of an unbounded input space only

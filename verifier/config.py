@@ -245,30 +245,54 @@ class SdpConfig:
 
 
 @dataclass(frozen=True)
-class ScheduleConfig:
-    """How the pipeline (:func:`verifier.api.verify_problem`) shares its time between steps.
+class StepBudget:
+    """The time of the steps before and between branch and bound, for one kind of search.
 
     Attributes:
         quick_rounds: sampling/PGD rounds of the quick attack, before the costlier bounds.
-        alpha_seconds: alpha-CROWN time per region (more belongs to branch and bound).
-        alpha_share_relu: before ReLU splitting, alpha-CROWN gets this share of the time
-            left when that is more (the root domain keeps the bounds it tightens).
-        sdp_share: the SDP bound before branch and bound gets at most this share of the time
-            left.
+        alpha_seconds: alpha-CROWN time per region (0: no alpha-CROWN step),
+        alpha_share: or this share of the time left when that is more.
         first_search_seconds: the first branch-and-bound slice runs at least this long,
-        first_search_share: or this share of the time left,
-        first_search_share_relu: or, for ReLU splitting, this share (dense sampling in
-            hundreds of input dimensions rarely finds what the quick attack missed, so the
-            later attack rounds wait longer).
+        first_search_share: or this share of the time left; the remaining attack rounds
+            run after it, then the search resumes.
+        attack_per_search: the remaining attack rounds get at most this many seconds per
+            second the first slice searched (None: only the attack's own ``time_limit``), so
+            that neither a proof nor a counterexample waits much longer than the other.
     """
 
     quick_rounds: int = 3
     alpha_seconds: float = 1.0
-    alpha_share_relu: float = 0.05
-    sdp_share: float = 0.5
+    alpha_share: float = 0.0
     first_search_seconds: float = 5.0
     first_search_share: float = 0.3
-    first_search_share_relu: float = 0.8
+    attack_per_search: float | None = None
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    """How the pipeline (:func:`verifier.api.verify_problem`) shares its time between steps.
+
+    Attributes:
+        input: budgets of regions searched by input splitting. An input-split search bounds
+            thousands of boxes a second, needs no optimised root bound (it does not start from
+            it) and the easy instances end in its first second; so one quick attack round, no
+            alpha-CROWN and a short first slice, then the remaining attack rounds for at most
+            as long (they find the counterexamples that lie in small pockets), and the rest of
+            the search
+            (measured on ACAS Xu: ``benchmarks/acasxu_side_by_side.py``).
+        relu: budgets of regions searched by ReLU splitting (or not searched): alpha-CROWN's
+            intermediate bounds are the root domain's, so it gets a share of the time; dense
+            sampling in hundreds of input dimensions rarely finds what the quick attack
+            missed, so the later attack rounds wait for most of the search.
+        sdp_share: the SDP bound before branch and bound gets at most this share of the time
+            left.
+    """
+
+    input: StepBudget = field(default_factory=lambda: StepBudget(
+        quick_rounds=1, alpha_seconds=0.0, first_search_seconds=1.0, first_search_share=0.05, attack_per_search=1.0))
+    relu: StepBudget = field(default_factory=lambda: StepBudget(
+        quick_rounds=3, alpha_seconds=1.0, alpha_share=0.05, first_search_seconds=5.0, first_search_share=0.8))
+    sdp_share: float = 0.5
 
 
 @dataclass(frozen=True)
