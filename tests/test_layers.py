@@ -20,7 +20,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     ("engines", frozenset({"attack", "exact", "sdp"})),
     ("search", frozenset({"bab"})),
     ("api", frozenset({"api", "ladder", "output_bounds"})),
-    ("front ends", frozenset({"report", "arguments", "bench", "soundness", "standard", "cli", "__init__"})),
+    ("front ends", frozenset({"report", "arguments", "bench", "soundness", "standard", "cli", "warm", "__init__"})),
 )
 """Lowest first. A unit is a subpackage or a top-level module of ``verifier``."""
 

@@ -75,7 +75,8 @@ def _main_parser() -> argparse.ArgumentParser:
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (cuda when torch sees a GPU; "
+                        "default cpu)")
     parser.add_argument("--seed", type=seed_value, default=0, help="random seed, 0 .. 2**32-1 (default 0)")
     parser.add_argument("--debug", action="store_true", help="print tracebacks of internal errors")
 
@@ -133,15 +134,23 @@ class _Emitter:
             return code
 
 
-def _check_device(device: str) -> None:
+def _check_device(device: str) -> str:
+    """The torch device of ``--device`` (``auto``: ``cuda`` when torch sees a GPU, else ``cpu``).
+
+    Raises:
+        InputError: CUDA asked for but absent, or not a device name.
+    """
     import torch
 
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise InputError(f"--device {device}: CUDA is not available on this machine")
     try:
         torch.device(device)
     except RuntimeError:
         raise InputError(f"--device {device}: not a torch device name") from None
+    return device
 
 
 def _start_watchdog(emitter: _Emitter, timeout: float, start: float) -> threading.Timer:
@@ -178,15 +187,19 @@ def _run_verify(argv: Sequence[str], start: float) -> int:
         from verifier.problem import load_problem
 
         problem = load_problem(args.model, args.spec)  # bad input is found before the costly imports
-        _check_device(args.device)
+        loaded = time.monotonic()
+        device = _check_device(args.device)
         from verifier.api import verify_problem
         from verifier.config import default_config
         from verifier.result import Result
 
-        remaining = None if args.timeout is None else max(0.0, args.timeout - (time.monotonic() - start))
-        config = replace(default_config(args.device, args.seed), bab=args.bab, method=args.method,
+        imported = time.monotonic()
+        remaining = None if args.timeout is None else max(0.0, args.timeout - (imported - start))
+        config = replace(default_config(device, args.seed), bab=args.bab, method=args.method,
                          sdp_before_bab=args.sdp_before_bab)
         result = verify_problem(problem, remaining, config)
+        seconds = result.stats.setdefault("seconds", {})
+        seconds.update(load=round(loaded - start, 6), imports=round(imported - loaded, 6))
         result = Result(result.status, time.monotonic() - start, result.counterexample, result.stats)
         return emitter.result(result)
 
@@ -198,7 +211,7 @@ def _run_verify(argv: Sequence[str], start: float) -> int:
             watchdog.cancel()
 
 
-def _bounds_payload(args: argparse.Namespace) -> dict[str, Any]:
+def _bounds_payload(args: argparse.Namespace, device: str) -> dict[str, Any]:
     from verifier.api import numerical_hygiene
     from verifier.config import default_config
     from verifier.output_bounds import spec_bounds
@@ -207,7 +220,7 @@ def _bounds_payload(args: argparse.Namespace) -> dict[str, Any]:
     start = time.monotonic()
     numerical_hygiene(args.seed)
     problem = load_problem(args.model, args.spec)
-    regions = spec_bounds(problem, args.method, default_config(args.device, args.seed))
+    regions = spec_bounds(problem, args.method, default_config(device, args.seed))
     return {"method": args.method, "regions": regions, "time": round(time.monotonic() - start, 6)}
 
 
@@ -216,8 +229,7 @@ def _run_bounds(argv: Sequence[str], start: float) -> int:
     emitter = _Emitter(args)
 
     def work() -> int:
-        _check_device(args.device)
-        payload = _bounds_payload(args)
+        payload = _bounds_payload(args, _check_device(args.device))
         if args.json:
             print(json.dumps(payload))
             return 0
@@ -232,11 +244,45 @@ def _run_bounds(argv: Sequence[str], start: float) -> int:
     return guarded(work, lambda message, code: emitter.error(message, code, time.monotonic() - start), args.debug)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``verify`` command; returns the process exit code."""
-    start = time.monotonic()
+def _run_worker(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(prog="verify worker", description="A warm worker: imports the verifier once "
+                                     "and runs each 'verify --worker SOCKET ...' command in a forked process.")
+    parser.add_argument("socket", help="the Unix socket to serve (created owner-only; removed on exit)")
+    parser.add_argument("--detach", action="store_true",
+                        help="start the worker in a session of its own (stderr to SOCKET.log), wait until it is "
+                             "ready, print 'ready' and exit")
+    args = parser.parse_args(argv)
+    from pathlib import Path
+
+    from verifier.warm.launch import start_detached
+    from verifier.warm.server import serve
+
+    def work() -> int:
+        if not args.detach:
+            return serve(Path(args.socket), lambda argv, started: main(argv, started))
+        start_detached(Path(args.socket))
+        print("ready")
+        return 0
+
+    return guarded(work, print_error)
+
+
+def main(argv: Sequence[str] | None = None, started: float | None = None) -> int:
+    """Entry point of the ``verify`` command; returns the process exit code. ``started``: the
+    ``time.monotonic()`` the run's clock starts from (a warm worker passes its client's)."""
+    start = time.monotonic() if started is None else started
     argv = list(sys.argv[1:] if argv is None else argv)
+    from verifier.warm.client import forward, worker_option
+
+    worker, argv = worker_option(argv)
+    if worker is not None:
+        code = forward(worker, argv, start)
+        if code is not None:
+            return code
+        print(f"# no warm worker answers at {worker}: running in this process", file=sys.stderr)
     try:
+        if argv and argv[0] == "worker":
+            return _run_worker(argv[1:])
         if argv and argv[0] == "bounds":
             return _run_bounds(argv[1:], start)
         if argv and argv[0] == "bench":

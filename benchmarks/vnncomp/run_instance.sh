@@ -1,6 +1,7 @@
 #!/bin/bash
 # VNN-COMP: run_instance.sh v1 CATEGORY ONNX_FILE VNNLIB_FILE RESULTS_FILE TIMEOUT
-# Runs the verifier (on the GPU when torch sees one) and leaves the VNN-COMP result file at
+# Runs the verifier (on the GPU when torch sees one; in prepare_instance.sh's warm worker when
+# one answers) and leaves the VNN-COMP result file at
 # RESULTS_FILE: sat with the counterexample, unsat, unknown, timeout or error. The Python of
 # install_tool.sh's environment is used, or VERIFIER_PYTHON when set.
 set -uo pipefail
@@ -24,8 +25,13 @@ for f in ONNX VNNLIB; do  # the competition may hand over gzipped files
         printf -v "$f" '%s' "$tmp"
     fi
 done
-DEVICE="$("$PY" -c 'import torch; print("cuda" if torch.cuda.is_available() else "cpu")' 2>/dev/null || echo cpu)"
-"$PY" -m verifier.cli "$ONNX" "$VNNLIB" --timeout "$TIMEOUT" --out "$RESULTS" --device "$DEVICE"
+# shellcheck source=worker.sh
+source "$ROOT/benchmarks/vnncomp/worker.sh"
+WARM=()
+if [ "${VERIFIER_WORKER:-on}" != "off" ] && [ -S "$WORKER_SOCKET" ]; then
+    WARM=(--worker "$WORKER_SOCKET")  # prepare_instance.sh's worker (a cold run if it does not answer)
+fi
+"$PY" -m verifier.cli "${WARM[@]}" "$ONNX" "$VNNLIB" --timeout "$TIMEOUT" --out "$RESULTS" --device auto
 code=$?
 # the verdict is in the file (exit codes 0, 10, 20, 30); anything else also wrote 'error' there
 if [ ! -s "$RESULTS" ]; then

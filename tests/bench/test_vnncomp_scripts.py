@@ -5,8 +5,11 @@ also as a tool of the benchmark runner; install_tool.sh into a fresh environment
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,15 +26,34 @@ ACAS = ROOT / "benchmarks" / "acasxu"
 ENV = {**os.environ, "VERIFIER_PYTHON": sys.executable, "OMP_NUM_THREADS": "1"}
 
 
+@pytest.fixture(autouse=True)
+def private_worker_folder(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """prepare_instance.sh's warm worker lives under TMPDIR: a folder of this test's own (short,
+    for the socket path), and the worker is stopped afterwards."""
+    folder = Path(tempfile.mkdtemp(prefix="vw", dir="/tmp"))
+    monkeypatch.setitem(ENV, "TMPDIR", str(folder))
+    yield folder
+    subprocess.run(["pkill", "-f", f"verifier.cli worker {folder}"], check=False)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 def _script(name: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["bash", str(SCRIPTS / name), *args], capture_output=True, text=True, env=ENV, timeout=300)
 
 
+@pytest.mark.parametrize("worker", ["on", "off"])
 @pytest.mark.parametrize("net, prop, expected", [("1_1", "prop_1", "unsat"), ("2_9", "prop_8", "sat")])
-def test_prepare_and_run_instance_write_the_verdict(tmp_path: Path, net: str, prop: str, expected: str) -> None:
+def test_prepare_and_run_instance_write_the_verdict(tmp_path: Path, private_worker_folder: Path, net: str,
+                                                    prop: str, expected: str, worker: str,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the warm worker (prepare_instance.sh starts it; run_instance.sh's run is forked
+    from it) and without (VERIFIER_WORKER=off: a fresh interpreter per instance)."""
+    monkeypatch.setitem(ENV, "VERIFIER_WORKER", worker)
     onnx = ACAS / "onnx" / f"ACASXU_run2a_{net}_batch_2000.onnx"
     vnnlib = ACAS / "vnnlib" / f"{prop}.vnnlib"
     assert _script("prepare_instance.sh", "v1", "acasxu", str(onnx), str(vnnlib)).returncode == 0
+    sockets = list(private_worker_folder.glob("verifier-worker-*/worker.sock"))
+    assert len(sockets) == (1 if worker == "on" else 0)
     result = tmp_path / "out.txt"
     run = _script("run_instance.sh", "v1", "acasxu", str(onnx), str(vnnlib), str(result), "60")
     assert run.returncode == 0, run.stderr

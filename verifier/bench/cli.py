@@ -17,9 +17,11 @@ stderr, never a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import re
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from verifier.arguments import (
@@ -35,7 +37,7 @@ from verifier.bench.instances import benchmark_folders, select_instances
 from verifier.bench.isolation import Limits
 from verifier.bench.progress import Progress
 from verifier.bench.results import ResultRow, ResultsFile, read_results
-from verifier.bench.run import BenchConfig, pending_jobs, run_bench
+from verifier.bench.run import BenchConfig, Job, pending_jobs, run_bench
 from verifier.bench.score import rescore, score_table
 from verifier.bench.tools import Tool, default_tool, parse_tool
 from verifier.errors import InputError
@@ -59,6 +61,9 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--grace", type=non_negative_finite_float, default=15.0,
                         help="seconds past the timeout before a tool is killed")
     parser.add_argument("--quiet", action="store_true", help="no progress line")
+    parser.add_argument("--cold", action="store_true",
+                        help="run our verifier as a fresh process per instance (default: a warm worker that has "
+                             "imported everything forks one per instance; times still run from launch to exit)")
 
 
 def chosen_tools(args: argparse.Namespace) -> tuple[Tool, ...]:
@@ -71,6 +76,23 @@ def chosen_tools(args: argparse.Namespace) -> tuple[Tool, ...]:
     if len({t.name for t in tools}) != len(tools):
         raise InputError("--tool names must differ")
     return tools
+
+
+@contextlib.contextmanager
+def warm_jobs(args: argparse.Namespace, jobs: list[Job], threads: int) -> Iterator[list[Job]]:
+    """``jobs``, with our verifier served by a warm worker (:mod:`verifier.warm`) for the
+    duration of the ``with`` block, unless ``--cold``, ``--ray`` (other machines) or none of
+    the jobs is ours."""
+    ours = default_tool(args.verifier_options)
+    if args.cold or getattr(args, "ray", None) or not any(tool == ours for tool, _ in jobs):
+        yield jobs
+        return
+    from verifier.warm.launch import running_worker
+
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    with running_worker(env) as socket:
+        warm = default_tool(args.verifier_options, socket)
+        yield [(warm if tool == ours else tool, instance) for tool, instance in jobs]
 
 
 def _run_parser() -> argparse.ArgumentParser:
@@ -96,23 +118,21 @@ def default_results_path(paths: Sequence[Path]) -> Path:
 
 
 def _run(argv: Sequence[str]) -> int:
-    import os
-
     args = _run_parser().parse_args(argv)
     tools = chosen_tools(args)
     instances = select_instances(args.paths, args.timeout_scale, args.filter, args.limit)
     threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)
     limits = Limits(grace=args.grace, memory_mb=args.memory_mb, threads=threads)
-    config = BenchConfig(tools, limits, args.jobs, args.ray)
     path = args.results or default_results_path(args.paths)
     results = ResultsFile(path)
     jobs = pending_jobs(tools, instances, results)
     skipped = len(tools) * len(instances) - len(jobs)
     print(f"{len(instances)} instances x {len(tools)} tool(s); {skipped} already in {path}, {len(jobs)} to run",
           file=sys.stderr)
-    progress = None if args.quiet else Progress(len(jobs))
     try:
-        run_bench(jobs, config, results, progress)
+        with warm_jobs(args, jobs, threads) as runnable:
+            run_bench(runnable, BenchConfig(tools, limits, args.jobs, args.ray), results,
+                      None if args.quiet else Progress(len(jobs)))
     except KeyboardInterrupt:
         print(f"\ninterrupted: {len(results.done)} rows kept in {path}; run the same command to resume",
               file=sys.stderr)

@@ -71,8 +71,12 @@ def parse_tool(text: str, verifier_options: str = "") -> Tool:
     return Tool(name.strip(), template.strip())
 
 
-def default_tool(extra: str = "") -> Tool:
-    """Our verifier, in the interpreter running this (``extra``: more options for it)."""
+def default_tool(extra: str = "", worker: Path | None = None) -> Tool:
+    """Our verifier, in the interpreter running this (``extra``: more options for it); with
+    ``worker``, each instance is a client of the warm worker at that socket
+    (:mod:`verifier.warm`), which forks the run from a process that has imported everything."""
     python = shlex.quote(sys.executable)
-    template = f"{python} -m verifier.cli {{onnx}} {{vnnlib}} --timeout {{timeout}} --out {{result}} --json {extra}"
+    warm = f"--worker {shlex.quote(str(worker))} " if worker is not None else ""
+    template = (f"{python} -m verifier.cli {warm}{{onnx}} {{vnnlib}} --timeout {{timeout}} --out {{result}} "
+                f"--json {extra}")
     return Tool(DEFAULT_TOOL, template.strip(), json_stats=True)

@@ -91,7 +91,7 @@ def _validate(argv: Sequence[str]) -> int:
 def _check(argv: Sequence[str]) -> int:
     import os
 
-    from verifier.bench.cli import add_run_options, chosen_tools
+    from verifier.bench.cli import add_run_options, chosen_tools, warm_jobs
     from verifier.bench.instances import select_instances
     from verifier.bench.isolation import Limits
     from verifier.bench.progress import Progress
@@ -122,7 +122,9 @@ def _check(argv: Sequence[str]) -> int:
     jobs = pending_jobs(tools, instances, results)
     print(f"{len(instances)} instances x {len(tools)} tool(s); {len(jobs)} to run; results in {path}", file=sys.stderr)
     try:
-        run_bench(jobs, BenchConfig(tools, limits, args.jobs), results, None if args.quiet else Progress(len(jobs)))
+        with warm_jobs(args, jobs, limits.threads or 1) as runnable:
+            run_bench(runnable, BenchConfig(tools, limits, args.jobs), results,
+                      None if args.quiet else Progress(len(jobs)))
     except KeyboardInterrupt:
         print(f"\ninterrupted: rows kept in {path}; run the same command to resume", file=sys.stderr)
         return EXIT_INTERRUPTED
