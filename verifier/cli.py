@@ -259,7 +259,7 @@ def _run_worker(argv: Sequence[str]) -> int:
 
     def work() -> int:
         if not args.detach:
-            return serve(Path(args.socket), lambda argv, started: main(argv, started))
+            return serve(Path(args.socket), main)
         start_detached(Path(args.socket))
         print("ready")
         return 0

@@ -16,6 +16,11 @@ from verifier.errors import InputError
 READY_SECONDS = 300.0
 
 
+def _command(path: Path) -> list[str]:
+    """The worker's command line, in the interpreter running this."""
+    return [sys.executable, "-m", "verifier.cli", "worker", str(path)]
+
+
 @contextlib.contextmanager
 def running_worker(env: Mapping[str, str] | None = None) -> Iterator[Path]:
     """A worker (``python -m verifier.cli worker SOCKET`` in this interpreter) serving a socket
@@ -28,8 +33,7 @@ def running_worker(env: Mapping[str, str] | None = None) -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix="verify-worker-") as folder:
         path, log = Path(folder) / "worker.sock", Path(folder) / "worker.log"
         with log.open("w") as errors:
-            proc = subprocess.Popen([sys.executable, "-m", "verifier.cli", "worker", str(path)],
-                                    stdout=subprocess.PIPE, stderr=errors, stdin=subprocess.DEVNULL,
+            proc = subprocess.Popen(_command(path), stdout=subprocess.PIPE, stderr=errors, stdin=subprocess.DEVNULL,
                                     env=dict(os.environ if env is None else env), text=True)
         try:
             _await_ready(proc, log)
@@ -68,9 +72,8 @@ def start_detached(path: Path) -> None:
     """
     log = Path(f"{path}.log")
     with log.open("a") as errors:
-        proc = subprocess.Popen([sys.executable, "-m", "verifier.cli", "worker", str(path)], stdout=subprocess.PIPE,
-                                stderr=errors, stdin=subprocess.DEVNULL, start_new_session=True, close_fds=True,
-                                text=True)
+        proc = subprocess.Popen(_command(path), stdout=subprocess.PIPE, stderr=errors, stdin=subprocess.DEVNULL,
+                                start_new_session=True, close_fds=True, text=True)
     try:
         _await_ready(proc, log)
     finally:
