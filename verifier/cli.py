@@ -114,14 +114,15 @@ class _Emitter:
 
     def error(self, message: str, code: int, elapsed: float) -> int:
         """Prints the error (never a verdict); the result file says ``error`` unless the run
-        was interrupted."""
-        from verifier.report import write_vnncomp
-
+        was interrupted. Imports nothing on that path: Ctrl-C may have stopped an import
+        halfway (numpy's, say), and importing it again would fail."""
         with self.lock:
             if self.done:
                 return code
             self.done = True
             if getattr(self.args, "out", None) and code != EXIT_INTERRUPTED:
+                from verifier.report import write_vnncomp
+
                 try:
                     write_vnncomp(self.args.out, None, error=True)
                 except OSError as exc:
@@ -272,15 +273,15 @@ def main(argv: Sequence[str] | None = None, started: float | None = None) -> int
     ``time.monotonic()`` the run's clock starts from (a warm worker passes its client's)."""
     start = time.monotonic() if started is None else started
     argv = list(sys.argv[1:] if argv is None else argv)
-    from verifier.warm.client import forward, worker_option
-
-    worker, argv = worker_option(argv)
-    if worker is not None:
-        code = forward(worker, argv, start)
-        if code is not None:
-            return code
-        print(f"# no warm worker answers at {worker}: running in this process", file=sys.stderr)
     try:
+        from verifier.warm.client import forward, worker_option
+
+        worker, argv = worker_option(argv)
+        if worker is not None:
+            code = forward(worker, argv, start)
+            if code is not None:
+                return code
+            print(f"# no warm worker answers at {worker}: running in this process", file=sys.stderr)
         if argv and argv[0] == "worker":
             return _run_worker(argv[1:])
         if argv and argv[0] == "bounds":
