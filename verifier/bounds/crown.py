@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 
 from verifier.bounds.backward import Cache, Multipliers, Record, Traversal, backward
+from verifier.bounds.forward import ForwardForms
 from verifier.bounds.interval import _widen, model_unit
 from verifier.bounds.rounding import outward, unit_roundoff
 from verifier.bounds.table import Bounds, BoundTable
@@ -107,6 +108,9 @@ class Crown:
         self._cache.upper_bias_only.clear()
         # values whose interval bounds are already exact: the inputs, and one affine op of one input
         self.table.exact = {v.name for v in self.graph.inputs}
+        forward = self.config.intermediate and self.config.intermediate_method == "forward"
+        self.forms = ForwardForms(self.table, self.config.relu_mode) if (
+            forward and ForwardForms.applicable(self.table)) else None
         for index in range(len(self.graph.nodes)):
             self._forward_node(index, mult)
 
@@ -115,9 +119,14 @@ class Crown:
         """Bounds the node's outputs, first refining its inputs with CROWN if it is relaxed."""
         node, op = self.graph.nodes[index], self.tgraph.ops[index]
         los, his, batched = self.table.args(node)
-        refine = self.config.intermediate and not op.is_affine(node, batched)
-        if refine and self._refine_inputs(index, los, his, batched, mult):
+        relaxed = self.config.intermediate and not op.is_affine(node, batched)
+        if relaxed and self.forms is None and self._refine_inputs(index, los, his, batched, mult):
             los, his, batched = self.table.args(node)
+        elif relaxed and self.forms is not None:  # the forms' bounds are kept as the best found
+            for name, lo, hi, is_dynamic in zip(node.inputs, los, his, batched, strict=True):
+                if is_dynamic and lo is not None and hi is not None and lo.is_floating_point() \
+                        and name not in self.table.exact:
+                    self.best[name] = lo.reshape(lo.shape[0], -1), hi.reshape(hi.shape[0], -1)
         out = op.interval(node, los, his, batched)
         errors = op.fp_error(node, los, his, batched, out, self.unit)
         self.table.errors[node.name] = errors
@@ -133,6 +142,13 @@ class Crown:
                     lo = torch.maximum(lo, best[0].reshape(lo.shape))
                     hi = torch.minimum(hi, best[1].reshape(hi.shape))
                 self.table.bounds[name] = lo, hi
+        if self.forms is not None:  # forward mode: every value's bounds also from its linear forms
+            self.forms.pass_node(index)
+            for name in node.outputs:
+                found = self.forms.bounds(name) if name else None
+                if found is not None:
+                    lo, hi = self.table.bounds[name]
+                    self.table.bounds[name] = torch.maximum(lo, found[0]), torch.minimum(hi, found[1])
 
     def _refine_inputs(self, index: int, los: list[Tensor | None], his: list[Tensor | None],
                        batched: list[bool], mult: Multipliers) -> bool:

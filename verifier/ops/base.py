@@ -119,6 +119,25 @@ class Op:
         vector-Jacobian product of :meth:`forward` (the result must be equal up to rounding)."""
         return None
 
+    def absolute_linear(self, node: Node, args: Args, batched: Flags) -> tuple[Tensor, int] | None:
+        """For an affine node with one dynamic input ``v`` (given in ``args``, batched):
+        ``|L| v``, with ``L`` the linear part of :meth:`forward` (``f(v) = L v + f(0)``), and
+        the most operations one output element of :meth:`forward` rounds (its fan-in + 1).
+        Forward-mode linear bounds (:mod:`verifier.bounds.forward`) need it to split ``L``
+        into its positive and negative parts; None: not available (they cut the node at its
+        interval bounds). Default: the selections (:attr:`copies_input`, ``|L| = L``, exact)
+        and the pass-through ops (``s * v + c``: ``|s| v``, one rounding)."""
+        position = batched.index(True)
+        v = args[position]
+        if v is None:
+            return None
+        if self.copies_input:
+            return self.forward(node, args, batched)[0], 0
+        sign = self.pass_through_sign(node, position)
+        if sign is None:
+            return None
+        return abs(sign) * v, 1
+
     def lower_slope_range(self, node: Node) -> tuple[float, float] | None:
         """The slopes ``[a, b]`` whose line ``s * x`` (through 0) lies below the op's output on
         every box around 0 (so alpha-CROWN may optimise the lower slope of an unstable neuron
@@ -313,6 +332,10 @@ class LinearOp(Op):
         ]
         total = self.apply(node, mags, batched, absolute=True) + self.bias_magnitude(node, mags, batched)
         return (gamma(self.fan_in(node, lower, batched) + 1, unit) * total,)
+
+    def absolute_linear(self, node: Node, args: Args, batched: Flags) -> tuple[Tensor, int] | None:
+        """``|W| v`` (see :meth:`Op.absolute_linear`) and the fan-in + 1."""
+        return self.apply(node, args, batched, absolute=True), self.fan_in(node, args, batched) + 1
 
     def bias_magnitude(self, node: Node, args: Args, batched: Flags) -> Tensor | float:
         """``|b|`` broadcastable to the output; 0 when the op has no bias."""

@@ -1,0 +1,236 @@
+"""Forward-mode linear bounds: every value enclosed by two linear functions of the graph input.
+
+For a graph with one input ``x`` of ``n`` elements, each input box is written ``x = c + r * t``
+with ``t`` in ``[-1, 1]^n`` (``r`` rounded up, so the t-box covers the input box; only the
+``t`` whose ``x`` lies in the box matter). A value ``v`` of ``m`` elements gets a :class:`Form`:
+the coefficients ``(N, n, m)`` and biases ``(N, m)`` of a lower and an upper linear function
+of ``t`` between which ``v``'s float evaluation lies. :class:`ForwardForms` passes forms from
+node to node in graph order:
+
+- an affine node with one dynamic input whose op gives its absolute linear part ``|L|``
+  (:meth:`verifier.ops.base.Op.absolute_linear`): ``L+ lower + L- upper``, computed as
+  ``(L (A_l + A_u) + |L| (A_l - A_u)) / 2``, and the upper form alike;
+- a single-input node with a linear relaxation (the table's lines, valid on its input's
+  bounds): each line applied to the lower or the upper form by the sign of its slope;
+- any other node is cut: a constant form at its interval bounds.
+
+Cost: each node applies its op to ``2 (n + 1)`` vectors per box, where CROWN's backward
+refinement runs one pass over every earlier node per refined neuron; the right trade when
+``n`` is small (ACAS Xu: 5 inputs). Tightness: a node's forms are fixed once computed, so the
+looseness compounds with depth where back-substitution does not; on small boxes both converge.
+
+Floating point (unit ``u`` of the bound dtype). Each node's biases absorb (i) the node's float
+evaluation error from the table (the model's rounding) and (ii) the rounding of the form
+arithmetic: every coefficient and bias entry is a sum of at most ``k + 6`` rounded operations
+(``k`` the op's rounding count from ``absolute_linear``; 1 for the lines) on terms bounded by
+``|L| (|A_l| + |A_u|)`` and ``|f(0)|``, so it errs by at most ``gamma_{k+6}`` times those, and
+with ``|t_j| <= 1`` the whole function errs by at most ``gamma_{k+6} (|L| (M_l + M_u) +
+(2n + 3) |f(0)|)``, ``M = sum_j |A_j| + |b|`` being a form's magnitude. Twice
+``gamma_{k+8}`` of it is subtracted (covering the rounding of the margin and of the
+subtraction). Concretisation subtracts ``2 gamma_{n+2} M``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import torch
+from torch import Tensor
+
+from verifier.bounds.rounding import unit_roundoff
+from verifier.bounds.table import Bounds, BoundTable
+from verifier.ir import Node
+from verifier.ops.base import gamma
+from verifier.ops.relax import LinearBounds
+
+
+@dataclass(frozen=True)
+class Form:
+    """``lower · t + lower_bias <= v <= upper · t + upper_bias`` for the flattened value ``v``:
+    coefficients ``(N, n, m)``, biases ``(N, m)``; the spreads ``sum_j |A_j|`` ``(N, m)`` of
+    both (build with :func:`make_form`)."""
+
+    lower: Tensor
+    lower_bias: Tensor
+    upper: Tensor
+    upper_bias: Tensor
+    lower_spread: Tensor
+    upper_spread: Tensor
+
+    def magnitudes(self) -> tuple[Tensor, Tensor]:
+        """``sum_j |A_j| + |b|`` ``(N, m)`` of the lower and the upper function: bounds of
+        their absolute values on the t-box."""
+        return self.lower_spread + self.lower_bias.abs(), self.upper_spread + self.upper_bias.abs()
+
+
+def make_form(lower: Tensor, lower_bias: Tensor, upper: Tensor, upper_bias: Tensor) -> Form:
+    """The form with its spreads (computed once for an exact form, ``lower is upper``)."""
+    lower_spread = lower.abs().sum(dim=1)
+    upper_spread = lower_spread if upper is lower else upper.abs().sum(dim=1)
+    return Form(lower, lower_bias, upper, upper_bias, lower_spread, upper_spread)
+
+
+def cut_form(lower: Tensor, upper: Tensor, n: int) -> Form:
+    """The constant form at interval bounds ``(N, *shape)`` (``n`` input elements)."""
+    lo, hi = _flat(lower), _flat(upper)
+    zero = torch.zeros(lo.shape[0], n, lo.shape[1], dtype=lo.dtype, device=lo.device)
+    spread = torch.zeros_like(lo)
+    return Form(zero, lo, zero, hi, spread, spread)
+
+
+class ForwardForms:
+    """Forms of the values of one bound table, filled node by node (see the module docstring).
+
+    Use :meth:`applicable` first: one graph input with finite bounds."""
+
+    def __init__(self, table: BoundTable, relu_mode: str) -> None:
+        self.table, self.relu_mode = table, relu_mode
+        self.unit = unit_roundoff(table.tgraph.place.dtype)
+        info = table.graph.inputs[0]
+        lo, hi = (_flat(b) for b in table.input_bounds[info.name])
+        self.n = int(lo.shape[1])
+        centre = (lo + hi) / 2
+        radius = torch.maximum(centre - lo, hi - centre) * (1 + 2 * self.unit)
+        eye = torch.diag_embed(radius)  # (N, n, n): x_i = c_i + r_i t_i
+        self.forms: dict[str, Form] = {info.name: make_form(eye, centre, eye, centre)}
+
+    @staticmethod
+    def applicable(table: BoundTable) -> bool:
+        """True when the graph has one input and its boxes are finite."""
+        if len(table.graph.inputs) != 1:
+            return False
+        lo, hi = table.input_bounds[table.graph.inputs[0].name]
+        return bool(torch.isfinite(lo).all()) and bool(torch.isfinite(hi).all())
+
+    def bounds(self, name: str) -> Bounds | None:
+        """Certified bounds ``(N, *shape)`` of value ``name`` from its form (None: no form)."""
+        form = self.forms.get(name)
+        if form is None:
+            return None
+        shape = (self.table.batch, *self.table.graph.shapes[name])
+        scale = 2 * gamma(self.n + 2, self.unit)
+        mag_lo, mag_hi = form.magnitudes()
+        lower = form.lower_bias - form.lower_spread - scale * mag_lo
+        upper = form.upper_bias + form.upper_spread + scale * mag_hi
+        return lower.reshape(shape), upper.reshape(shape)
+
+    def pass_node(self, index: int) -> None:
+        """Computes the forms of node ``index``'s outputs; the table must hold the node's
+        output bounds, float errors and (for a relaxed node) its input's final bounds."""
+        node = self.table.graph.nodes[index]
+        outputs = [name for name in node.outputs if name]
+        form = self._affine(index) if len(outputs) == 1 else None
+        if form is None and len(outputs) == 1:
+            form = self._relaxed(node)
+        if form is not None:
+            self.forms[outputs[0]] = self._guard(outputs[0], self._widen(form, self.table.errors[node.name][0]))
+            return
+        for name in outputs:  # cut; values that are not real numbers (masks, shapes) get no form
+            lower, upper = self.table.bounds[name]
+            if lower.is_floating_point():
+                self.forms[name] = cut_form(lower, upper, self.n)
+
+    def _affine(self, index: int) -> Form | None:
+        """The forms through an affine node with one dynamic input whose op gives ``|L|``."""
+        table = self.table
+        node, op = table.graph.nodes[index], table.tgraph.ops[index]
+        batched = table.args(node)[2]
+        if not (op.is_affine(node, batched) and sum(batched) == 1):
+            return None
+        position = batched.index(True)
+        source = self.forms.get(node.inputs[position])
+        if source is None:
+            return None
+        shape = table.graph.shapes[node.inputs[position]]
+        batch, n = table.batch, self.n
+        mag_lo, mag_hi = source.magnitudes()
+
+        def stacked(coefficients: Tensor, bias: Tensor, last: Tensor) -> list[Tensor | None]:
+            # the n columns of every box, then the biases, then one more row, as one batch
+            rows = torch.cat([coefficients.reshape(batch * n, -1), bias, last])
+            args = list(table.tgraph.constant_args(node))
+            args[position] = rows.reshape(rows.shape[0], *shape)
+            return args
+
+        zero = torch.zeros(1, source.lower_bias.shape[1], dtype=mag_lo.dtype, device=mag_lo.device)
+        sums = op.forward(node, stacked(source.lower + source.upper, source.lower_bias + source.upper_bias, zero),
+                          batched)[0]
+        sums = _flat(sums)
+        found = op.absolute_linear(node, stacked(source.lower - source.upper, source.lower_bias - source.upper_bias,
+                                                 mag_lo + mag_hi), batched)
+        if found is None:
+            return None
+        absolute, rounded = _flat(found[0]), found[1]
+        at_zero = sums[-1:]
+        s_coef = (sums[: batch * n] - at_zero).reshape(batch, n, -1)
+        s_bias = sums[batch * n : -1] + at_zero
+        d_coef = absolute[: batch * n].reshape(batch, n, -1)
+        d_bias, spread = absolute[batch * n : batch * (n + 1)], absolute[batch * (n + 1) :]
+        margin = 2 * gamma(rounded + 8, self.unit) * (spread + (2 * n + 3) * at_zero.abs())
+        if source.lower is source.upper:  # an exact form stays exact (d_coef is 0)
+            coef = s_coef / 2
+            return make_form(coef, (s_bias + d_bias) / 2 - margin, coef, (s_bias - d_bias) / 2 + margin)
+        return make_form((s_coef + d_coef) / 2, (s_bias + d_bias) / 2 - margin,
+                         (s_coef - d_coef) / 2, (s_bias - d_bias) / 2 + margin)
+
+    def _relaxed(self, node: Node) -> Form | None:
+        """The forms through a single-input node with a linear relaxation on its input."""
+        relaxation = self.table.relaxation(node, self.relu_mode)
+        source = self.forms.get(node.inputs[0])
+        if relaxation is None or source is None:
+            return None
+        lines = _flat_lines(relaxation, self.table.batch)
+        scale = 2 * gamma(4, self.unit)
+        lower, lower_bias, low_mag = _line(lines.lower_slope, source, lower_side=True)
+        upper, upper_bias, up_mag = _line(lines.upper_slope, source, lower_side=False)
+        low_margin = scale * (low_mag + lines.lower_bias.abs())
+        up_margin = scale * (up_mag + lines.upper_bias.abs())
+        return make_form(lower, lower_bias + lines.lower_bias - low_margin, upper,
+                         upper_bias + lines.upper_bias + up_margin)
+
+    def _widen(self, form: Form, error: Tensor | None) -> Form:
+        """The form widened by the node's float evaluation error (None: exact)."""
+        if error is None:
+            return form
+        err = torch.broadcast_to(error, (self.table.batch, *error.shape[1:])).reshape(self.table.batch, -1)
+        return replace(form, lower_bias=form.lower_bias - err, upper_bias=form.upper_bias + err)
+
+    def _guard(self, name: str, form: Form) -> Form:
+        """The form with every position that came out non-finite (a NaN or infinity in a
+        coefficient or bias shows in the magnitude) cut at its interval bounds."""
+        mag_lo, mag_hi = form.magnitudes()
+        bad_lo, bad_hi = ~torch.isfinite(mag_lo), ~torch.isfinite(mag_hi)
+        if not (bool(bad_lo.any()) or bool(bad_hi.any())):
+            return form
+        lo, hi = (_flat(b) for b in self.table.bounds[name])
+        return make_form(torch.where(bad_lo.unsqueeze(1), 0.0, form.lower), torch.where(bad_lo, lo, form.lower_bias),
+                         torch.where(bad_hi.unsqueeze(1), 0.0, form.upper), torch.where(bad_hi, hi, form.upper_bias))
+
+
+def _line(slope: Tensor, source: Form, lower_side: bool) -> tuple[Tensor, Tensor, Tensor]:
+    """``slope * v`` bounded from below (``lower_side``) or above through the source's form:
+    the coefficients and bias (each slope times the lower or the upper function, by its sign
+    and the side) and ``|slope|`` times that function's magnitude (for the rounding margin)."""
+    mag_lo, mag_hi = source.magnitudes()
+    near, far = (source.lower, source.upper) if lower_side else (source.upper, source.lower)
+    near_b, far_b = (source.lower_bias, source.upper_bias) if lower_side else (source.upper_bias, source.lower_bias)
+    near_m, far_m = (mag_lo, mag_hi) if lower_side else (mag_hi, mag_lo)
+    if bool((slope >= 0).all()):  # the usual case (the ReLU family): no selection needed
+        return slope.unsqueeze(1) * near, slope * near_b, slope * near_m
+    pos = slope >= 0
+    coef = slope.unsqueeze(1) * torch.where(pos.unsqueeze(1), near, far)
+    return coef, slope * torch.where(pos, near_b, far_b), slope.abs() * torch.where(pos, near_m, far_m)
+
+
+def _flat_lines(lines: LinearBounds, batch: int) -> LinearBounds:
+    """The relaxation's tensors as ``(N, m)``."""
+    def flat(t: Tensor) -> Tensor:
+        return t.expand(batch, *t.shape[1:]).reshape(batch, -1)
+
+    return LinearBounds(flat(lines.lower_slope), flat(lines.lower_bias), flat(lines.upper_slope),
+                        flat(lines.upper_bias))
+
+
+def _flat(t: Tensor) -> Tensor:
+    """``(B, *shape)`` as ``(B, size)`` (also for 0-d values: size 1)."""
+    return t.reshape(t.shape[0], -1)
