@@ -142,7 +142,8 @@ def pipeline(config: VerifierConfig) -> tuple[Step, ...]:
     5. ``FIRST_SEARCH``: a first slice of branch and bound (its budget's ``first_search_*``);
     6. ``ATTACK``: the remaining attack rounds, which find counterexamples in tiny pockets;
     7. ``SEARCH``: branch and bound for the rest of the time, resuming the first slice (ReLU
-       splitting hands a region with few unstable neurons to the exact engine).
+       splitting hands a region with few unstable neurons to the exact engine); with an
+       ``attack_per_search`` budget, in doubling slices with attack rounds between them.
 
     ``--method milp|smt`` is ``BOUNDS`` then ``EXACT`` (the engine alone on the open clauses);
     ``--method sdp`` stops after the SDP and the attack (an incomplete method).
@@ -175,6 +176,8 @@ class _Run:
         self.searches: dict[int, InputSplitSearch | ReluSplitSearch] = {}  # per region, resumed
         self.streams: dict[int, torch.Generator] = {}
         self.searched: dict[int, float] = {}  # seconds of branch and bound per region so far
+        self.next_round: dict[int, int] = {}  # per region, the attack round a later attack starts at
+        self.nested = 0.0  # seconds of steps run inside another step (recorded under their own name)
 
     def decide(self) -> Status:
         """Runs the :func:`pipeline`'s steps one after another on the regions still open: SAT
@@ -186,10 +189,9 @@ class _Run:
             for index in open_regions:
                 if self.deadline.expired():
                     return Status.TIMEOUT
-                began = time.monotonic()
+                began, nested = time.monotonic(), self.nested
                 status = self.run_step(step, index, self.problem.spec.regions[index])
-                seconds = self.stats["seconds"]
-                seconds[step.value] = round(seconds.get(step.value, 0.0) + time.monotonic() - began, 6)
+                self.record_seconds(step, time.monotonic() - began - (self.nested - nested))
                 if status in (Status.SAT, Status.TIMEOUT):
                     return status
                 if status is Status.UNSAT:
@@ -200,6 +202,11 @@ class _Run:
             if not open_regions:
                 return Status.UNSAT
         return Status.TIMEOUT if self.deadline.expired() else Status.UNKNOWN
+
+    def record_seconds(self, step: Step, seconds: float) -> None:
+        """Adds ``seconds`` to the step's entry of ``stats["seconds"]``."""
+        record = self.stats["seconds"]
+        record[step.value] = round(record.get(step.value, 0.0) + seconds, 6)
 
     def run_step(self, step: Step, index: int, region: Region) -> Status:
         """One step on one region: SAT (confirmed), UNSAT (region proven), TIMEOUT (the whole
@@ -254,28 +261,33 @@ class _Run:
 
         return confirm
 
-    def falsify(self, index: int, region: Region, quick: bool) -> bool:
-        """The quick attack (its first rounds) or the rest of the rounds on one region;
-        records a confirmed counterexample."""
+    def falsify(self, index: int, region: Region, quick: bool, seconds: float | None = None) -> bool:
+        """The quick attack (its first rounds) or more of the rounds on one region (from the
+        first one not completed; for at most ``seconds`` when given); records a confirmed
+        counterexample."""
         rounds = min(self.config.attack.rounds, self.budget(self.proofs[index]).quick_rounds)
-        attack = replace(self.config.attack, rounds=rounds) if quick else self.later_attack(index)
+        attack = replace(self.config.attack, rounds=rounds) if quick else self.later_attack(index, seconds)
         if index not in self.streams:  # one random stream per region, continued across calls
             self.streams[index] = torch.Generator().manual_seed(self.config.seed * 1000003 + index)
+        first = 0 if quick else self.next_round.get(index, rounds)
         _, stats = falsify_region(self.attack_graph, region, attack, self.deadline, self.confirmer(index, region),
-                                  self.streams[index], 0 if quick else rounds)
+                                  self.streams[index], first)
+        self.next_round[index] = stats.next_round
         self.stats["attack_evaluations"] += stats.evaluated
         self.stats["pgd_steps"] += stats.pgd_steps
         self.stats["candidates_checked"] += stats.candidates_checked
         return self.found is not None
 
-    def later_attack(self, index: int) -> AttackConfig:
+    def later_attack(self, index: int, seconds: float | None = None) -> AttackConfig:
         """The attack budget after the first search slice: the configured one, its time limit
-        capped at ``attack_per_search`` times the seconds that slice searched."""
+        capped at ``seconds`` or, by default, ``attack_per_search`` times the seconds that
+        slice searched."""
         per_search = self.budget(self.proofs[index]).attack_per_search
         if per_search is None:
             return self.config.attack
-        limit = min(self.config.attack.time_limit, per_search * self.searched.get(index, 0.0))
-        return replace(self.config.attack, time_limit=limit)
+        if seconds is None:
+            seconds = per_search * self.searched.get(index, 0.0)
+        return replace(self.config.attack, time_limit=min(self.config.attack.time_limit, seconds))
 
     # ---------------------------------------------------------------- search
     def bab_mode(self, proof: RegionProof) -> str:
@@ -294,16 +306,42 @@ class _Run:
         if index in self.bab_exhausted:
             return Status.UNKNOWN
         deadline = self.deadline
+        budget = self.budget(proof)
         if first:
-            budget = self.budget(proof)
             share = budget.first_search_share * deadline.remaining()
             deadline = deadline.sooner(max(budget.first_search_seconds, share))
+        elif budget.attack_per_search is not None:
+            return self.interleaved_search(index, region, proof, budget.attack_per_search)
+        return self.timed_search(index, region, proof, deadline, first)
+
+    def interleaved_search(self, index: int, region: Region, proof: RegionProof, per_search: float) -> Status:
+        """The rest of the search in slices that double (the first as long as the search so
+        far), each followed, while attack rounds remain, by attack rounds for at most
+        ``per_search`` times its seconds (recorded as attack time)."""
+        slice_seconds = max(self.searched.get(index, 0.0), 1.0)
+        while True:
+            status = self.timed_search(index, region, proof, self.deadline.sooner(slice_seconds), False)
+            if status is not Status.UNKNOWN or self.deadline.expired() or index in self.bab_exhausted:
+                return Status.TIMEOUT if self.deadline.expired() and status is Status.UNKNOWN else status
+            if self.next_round.get(index, 0) < self.config.attack.rounds:
+                began = time.monotonic()
+                found = self.falsify(index, region, quick=False, seconds=per_search * slice_seconds)
+                self.nested += time.monotonic() - began
+                self.record_seconds(Step.ATTACK, time.monotonic() - began)
+                if found:
+                    return Status.SAT
+            slice_seconds *= 2
+
+    def timed_search(self, index: int, region: Region, proof: RegionProof, deadline: Deadline, first: bool) -> Status:
+        """Branch and bound until ``deadline``, its time added to :attr:`searched`; a search
+        that gave up is not repeated; a slice that ran out before the run's deadline is
+        UNKNOWN (the run goes on)."""
         began = time.monotonic()
         status = self.branch_and_bound(index, region, proof, deadline, first)
         self.searched[index] = self.searched.get(index, 0.0) + time.monotonic() - began
         if status is Status.UNKNOWN:
             self.bab_exhausted.add(index)
-        if status is Status.TIMEOUT and first and not self.deadline.expired():
+        if status is Status.TIMEOUT and not self.deadline.expired():
             return Status.UNKNOWN
         return status
 

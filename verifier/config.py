@@ -21,6 +21,9 @@ Method = Literal["auto", "milp", "smt", "sdp"]
 ReluMode = Literal["adaptive", "zero", "one"]
 """Lower slope of unstable ReLU-family neurons: CROWN's area-minimising choice, 0 or 1."""
 InputBranching = Literal["strong", "smear"]
+IntermediateMethod = Literal["backward", "forward"]
+"""How CROWN bounds the inputs of relaxed nodes: backward passes per unstable neuron, or
+forward-mode linear forms over the graph input (:mod:`verifier.bounds.forward`)."""
 ReluBranching = Literal["fsb", "babsr"]
 MilpSolver = Literal["highs", "cbc"]
 BoundMethod = Literal["ibp", "crown", "alpha-crown", "sdp"]
@@ -140,6 +143,13 @@ class InputSplitConfig:
         clip_domains: after bounding, shrink each box to the part where CROWN's linear lower
             bounds of its open clauses' rows can still be <= 0 (:mod:`verifier.bab.clip`); the
             rest of the box is refuted by those same bounds.
+        intermediate_method: how CROWN bounds the intermediate values of the boxes kept
+            (:data:`IntermediateMethod`).
+        scoring_method: the same for the ``2n`` halves strong branching scores; when it differs
+            from ``intermediate_method``, only the two halves kept per box (all of them where
+            every dimension ties) are bounded again with that one. Forward-mode scoring
+            costs about a third of a backward pass per half on ACAS Xu and the search needs
+            about as many boxes (``benchmarks/acasxu_side_by_side.py``).
     """
 
     batch: int = 32
@@ -156,9 +166,13 @@ class InputSplitConfig:
     alpha_after_stall: int = 2
     alpha_iterations: int = 20
     alpha_batch: int = 256
+    intermediate_method: IntermediateMethod = "backward"
+    scoring_method: IntermediateMethod = "forward"
 
     def __post_init__(self) -> None:
         _check(self.branching, InputBranching, "branching")
+        _check(self.scoring_method, IntermediateMethod, "intermediate bound method")
+        _check(self.intermediate_method, IntermediateMethod, "intermediate bound method")
 
 
 @dataclass(frozen=True)
@@ -256,8 +270,10 @@ class StepBudget:
         first_search_share: or this share of the time left; the remaining attack rounds
             run after it, then the search resumes.
         attack_per_search: the remaining attack rounds get at most this many seconds per
-            second the first slice searched (None: only the attack's own ``time_limit``), so
-            that neither a proof nor a counterexample waits much longer than the other.
+            second the first slice searched, and the rest of the search runs in slices that
+            double, each followed by attack rounds for this many seconds per second it searched
+            (None: one attack step with only the attack's own ``time_limit``, then the search),
+            so that neither a proof nor a counterexample waits much longer than the other.
     """
 
     quick_rounds: int = 3
@@ -276,9 +292,9 @@ class ScheduleConfig:
         input: budgets of regions searched by input splitting. An input-split search bounds
             thousands of boxes a second, needs no optimised root bound (it does not start from
             it) and the easy instances end in its first second; so one quick attack round, no
-            alpha-CROWN and a short first slice, then the remaining attack rounds for at most
-            as long (they find the counterexamples that lie in small pockets), and the rest of
-            the search
+            alpha-CROWN and a short first slice, then the remaining attack rounds (they find
+            the counterexamples that lie in small pockets) interleaved with the rest of the
+            search, a quarter of the time each search slice took
             (measured on ACAS Xu: ``benchmarks/acasxu_side_by_side.py``).
         relu: budgets of regions searched by ReLU splitting (or not searched): alpha-CROWN's
             intermediate bounds are the root domain's, so it gets a share of the time; dense
@@ -289,7 +305,7 @@ class ScheduleConfig:
     """
 
     input: StepBudget = field(default_factory=lambda: StepBudget(
-        quick_rounds=1, alpha_seconds=0.0, first_search_seconds=1.0, first_search_share=0.05, attack_per_search=1.0))
+        quick_rounds=1, alpha_seconds=0.0, first_search_seconds=1.0, first_search_share=0.05, attack_per_search=0.25))
     relu: StepBudget = field(default_factory=lambda: StepBudget(
         quick_rounds=3, alpha_seconds=1.0, alpha_share=0.05, first_search_seconds=5.0, first_search_share=0.8))
     sdp_share: float = 0.5
@@ -345,6 +361,10 @@ class CrownConfig:
             other tools that bound the real-valued network.
         fast_paths: hand-written backward rules for common affine ops (``Linear``) instead of
             the generic vector-Jacobian product (same result; tested against it).
+        intermediate_method: ``backward`` (CROWN passes per refined neuron) or ``forward``
+            (linear forms over the graph input, :mod:`verifier.bounds.forward`: cheap for
+            few input elements, looser with depth). The forward mode needs one graph input
+            with finite boxes; otherwise backward is used.
         per_domain_rows: refine the inputs of ReLU-like nodes with each batch element's own
             unstable positions (rows padded to the largest count in the batch) instead of the
             union over the batch: cheaper for large batches of small boxes (input splitting),
@@ -358,6 +378,10 @@ class CrownConfig:
     real_arithmetic: bool = False
     fast_paths: bool = True
     per_domain_rows: bool = False
+    intermediate_method: IntermediateMethod = "backward"
+
+    def __post_init__(self) -> None:
+        _check(self.intermediate_method, IntermediateMethod, "intermediate bound method")
 
 
 @dataclass(frozen=True)

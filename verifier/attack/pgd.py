@@ -33,6 +33,8 @@ class FalsifyStats:
     pgd_steps: int = 0
     candidates_checked: int = 0
     best_margin: float = float("inf")
+    next_round: int = 0
+    """The first sampling round not completed (a later call may start there)."""
 
 
 class MarginObjective:
@@ -165,10 +167,13 @@ def falsify_region(tgraph: TorchGraph, region: Region, cfg: AttackConfig, deadli
     gen = seed if isinstance(seed, torch.Generator) else torch.Generator().manual_seed(seed)
     deadline = deadline.sooner(cfg.time_limit)
     search = _Search(tgraph, region, cfg, deadline, confirm, gen)
+    search.stats.next_round = first_round
     for index in range(first_round, cfg.rounds):
         if deadline.expired():
             break
         starts = search.sample(cfg.samples * cfg.growth**index)
         if search.found is not None or search.pgd(starts):
             break
+        if not deadline.expired():
+            search.stats.next_round = index + 1
     return search.found, search.stats

@@ -51,7 +51,10 @@ class _Bounder:
     def __init__(self, tgraph: TorchGraph, clauses: Sequence[Clause], root_width: Tensor,
                  config: InputSplitConfig) -> None:
         self.tgraph, self.inherit, self.clip = tgraph, config.inherit_bounds, config.clip_domains
-        self.crown_config = CrownConfig(per_domain_rows=config.per_domain_rows)
+        self.crown_config = CrownConfig(per_domain_rows=config.per_domain_rows,
+                                        intermediate_method=config.intermediate_method)
+        self.scoring_config = CrownConfig(per_domain_rows=config.per_domain_rows,
+                                          intermediate_method=config.scoring_method)
         self.alpha = AlphaConfig(iterations=config.alpha_iterations, intermediate=False)
         # dimensions narrower than this fraction of their root width are not split any more
         self.floor = root_width * 1e-6
@@ -63,7 +66,7 @@ class _Bounder:
         self.shape = tgraph.graph.inputs[0].shape
 
     def __call__(self, lower: Tensor, upper: Tensor, open_: Tensor,
-                 prior: Prior, parent_rows: Tensor) -> Bounded:
+                 prior: Prior, parent_rows: Tensor, scoring: bool = False) -> Bounded:
         """Bounds boxes ``(M, n)`` with open clauses ``(M, K)`` and row bounds ``(M, K, R)``
         known to hold on them (their parent's; -inf: none); see :class:`Bounded`. With
         clipping, each box is first shrunk to where its open clauses can still be violated
@@ -71,7 +74,7 @@ class _Bounder:
         m = lower.shape[0]
         with torch.no_grad():
             crown = Crown(self.tgraph, [lower.reshape(m, *self.shape)], [upper.reshape(m, *self.shape)],
-                          self.crown_config, prior=prior)
+                          self.scoring_config if scoring else self.crown_config, prior=prior)
             own = self._rows(crown, m)
             found = crown.input_coefficients.get(self.tgraph.graph.inputs[0].name)
             if found is None:  # the rows' relaxation did not reach the input (e.g. Softmax by intervals)
@@ -218,6 +221,10 @@ class InputSplitSearch:
         child_lo, child_hi, child_open, child_prior, child_rows, child_stall, pick = children_of
         parent_hardness = _hardness(child_rows, child_open)
         start = time.monotonic()
+        if pick is not None and config.scoring_method != config.intermediate_method:
+            children_of, kept = self._rescore(children_of, bound, stats)
+            child_lo, child_hi, child_open, child_prior, child_rows, child_stall, pick = children_of
+            parent_hardness = parent_hardness[kept]
         done = bound(child_lo, child_hi, child_open, child_prior, child_rows)
         child_lo, child_hi, child_open, corner = done.lower, done.upper, done.open, done.corner
         child_dim, hardness, found, child_rows = done.dim, done.hardness, done.prior, done.rows
@@ -241,6 +248,36 @@ class InputSplitSearch:
             return False
         children = _select(Domains(child_lo, child_hi, child_open, child_dim, found, child_rows, child_stall), keep)
         return self._store(children, corner[keep], hardness[keep], search, stats)
+
+    def _rescore(self, children: _Children, bound: _Bounder, stats: BabStats) -> tuple[_Children, Tensor]:
+        """Strong branching scored by the cheaper bounds (``scoring_method``): every half is
+        bounded with them, and only the two halves of each box's best dimension by them go on
+        to the full bounds (all its halves where every dimension ties), with their scored boxes,
+        intermediate bounds and rows (all certified, so they are kept) and a selector among
+        them; returns those children and their indices."""
+        lo, hi, open_, prior, rows, stall, pick = children
+        assert pick is not None
+        scored = bound(lo, hi, open_, prior, rows, scoring=True)
+        stats.extra["domains_scored"] = stats.extra.get("domains_scored", 0) + lo.shape[0]
+        # boxes where no dimension's halves beat their parent by the cheaper bounds get no
+        # information from them (every dimension ties): all their halves get the full bounds
+        m, n = lo.shape[0] // (2 * lo.shape[1]), lo.shape[1]
+        score = scored.hardness.reshape(m, 2, n).clamp(max=0.0).sum(dim=1).amax(dim=1)
+        tied = ~(score > 2 * _hardness(rows, open_).reshape(m, 2 * n)[:, 0])
+        kept = pick(scored.hardness)
+        kept = kept[~tied[kept // (2 * n)]]
+        every = (torch.nonzero(tied).flatten().unsqueeze(1) * 2 * n + torch.arange(2 * n, device=lo.device)).flatten()
+        kept = torch.cat([kept, every]).sort().values
+        total = lo.shape[0]
+
+        def pick_kept(hardness: Tensor) -> Tensor:
+            full = torch.full((total,), -torch.inf, dtype=hardness.dtype, device=hardness.device)
+            full[kept] = hardness  # the halves not kept are never picked
+            return torch.searchsorted(kept, pick(full))
+
+        return (scored.lower[kept], scored.upper[kept], scored.open[kept],
+                {k: (v[0][kept], v[1][kept]) for k, v in scored.prior.items()}, scored.rows[kept], stall[kept],
+                pick_kept), kept
 
     def _store(self, children: Domains, corner: Tensor, hardness: Tensor, search: CandidateSearch,
                stats: BabStats) -> bool:
