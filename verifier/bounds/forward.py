@@ -153,13 +153,13 @@ class ForwardForms:
             return args
 
         zero = torch.zeros(1, source.lower_bias.shape[1], dtype=mag_lo.dtype, device=mag_lo.device)
-        sums = op.forward(node, stacked(source.lower + source.upper, source.lower_bias + source.upper_bias, zero),
-                          batched)[0]
-        sums = _flat(sums)
         found = op.absolute_linear(node, stacked(source.lower - source.upper, source.lower_bias - source.upper_bias,
                                                  mag_lo + mag_hi), batched)
         if found is None:
             return None
+        sums = op.forward(node, stacked(source.lower + source.upper, source.lower_bias + source.upper_bias, zero),
+                          batched)[0]
+        sums = _flat(sums)
         absolute, rounded = _flat(found[0]), found[1]
         at_zero = sums[-1:]
         s_coef = (sums[: batch * n] - at_zero).reshape(batch, n, -1)
