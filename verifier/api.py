@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from verifier.attack import falsify_region
+from verifier.attack import AttackProgress, falsify_region
 from verifier.bab import InputSplitSearch, ReluSplitSearch
 from verifier.bab.relu_split import count_unstable
 from verifier.bounds.crown import Crown
@@ -176,7 +176,7 @@ class _Run:
         self.searches: dict[int, InputSplitSearch | ReluSplitSearch] = {}  # per region, resumed
         self.streams: dict[int, torch.Generator] = {}
         self.searched: dict[int, float] = {}  # seconds of branch and bound per region so far
-        self.next_round: dict[int, int] = {}  # per region, the attack round a later attack starts at
+        self.progress: dict[int, AttackProgress] = {}  # per region, where a later attack resumes
         self.nested = 0.0  # seconds of steps run inside another step (recorded under their own name)
 
     def decide(self) -> Status:
@@ -265,14 +265,15 @@ class _Run:
         """The quick attack (its first rounds) or more of the rounds on one region (from the
         first one not completed; for at most ``seconds`` when given); records a confirmed
         counterexample."""
-        rounds = min(self.config.attack.rounds, self.budget(self.proofs[index]).quick_rounds)
-        attack = replace(self.config.attack, rounds=rounds) if quick else self.later_attack(index, seconds)
+        budget = self.budget(self.proofs[index])
+        rounds = min(self.config.attack.rounds, budget.quick_rounds)
+        steps = self.config.attack.steps if budget.quick_steps is None else budget.quick_steps
+        attack = replace(self.config.attack, rounds=rounds, steps=steps) if quick else self.later_attack(index, seconds)
         if index not in self.streams:  # one random stream per region, continued across calls
             self.streams[index] = torch.Generator().manual_seed(self.config.seed * 1000003 + index)
-        first = 0 if quick else self.next_round.get(index, rounds)
+        progress = self.progress.setdefault(index, AttackProgress(round=0 if quick else rounds))
         _, stats = falsify_region(self.attack_graph, region, attack, self.deadline, self.confirmer(index, region),
-                                  self.streams[index], first)
-        self.next_round[index] = stats.next_round
+                                  self.streams[index], progress)
         self.stats["attack_evaluations"] += stats.evaluated
         self.stats["pgd_steps"] += stats.pgd_steps
         self.stats["candidates_checked"] += stats.candidates_checked
@@ -323,7 +324,8 @@ class _Run:
             status = self.timed_search(index, region, proof, self.deadline.sooner(slice_seconds), False)
             if status is not Status.UNKNOWN or self.deadline.expired() or index in self.bab_exhausted:
                 return Status.TIMEOUT if self.deadline.expired() and status is Status.UNKNOWN else status
-            if self.next_round.get(index, 0) < self.config.attack.rounds:
+            progress = self.progress.get(index)
+            if progress is None or progress.round < self.config.attack.rounds:
                 began = time.monotonic()
                 found = self.falsify(index, region, quick=False, seconds=per_search * slice_seconds)
                 self.nested += time.monotonic() - began

@@ -264,6 +264,7 @@ class StepBudget:
 
     Attributes:
         quick_rounds: sampling/PGD rounds of the quick attack, before the costlier bounds.
+        quick_steps: PGD steps per round of the quick attack (None: the attack's ``steps``).
         alpha_seconds: alpha-CROWN time per region (0: no alpha-CROWN step),
         alpha_share: or this share of the time left when that is more.
         first_search_seconds: the first branch-and-bound slice runs at least this long,
@@ -277,6 +278,7 @@ class StepBudget:
     """
 
     quick_rounds: int = 3
+    quick_steps: int | None = None
     alpha_seconds: float = 1.0
     alpha_share: float = 0.0
     first_search_seconds: float = 5.0
@@ -305,7 +307,8 @@ class ScheduleConfig:
     """
 
     input: StepBudget = field(default_factory=lambda: StepBudget(
-        quick_rounds=1, alpha_seconds=0.0, first_search_seconds=1.0, first_search_share=0.05, attack_per_search=0.25))
+        quick_rounds=1, quick_steps=10, alpha_seconds=0.0, first_search_seconds=1.0, first_search_share=0.05,
+        attack_per_search=0.25))
     relu: StepBudget = field(default_factory=lambda: StepBudget(
         quick_rounds=3, alpha_seconds=1.0, alpha_share=0.05, first_search_seconds=5.0, first_search_share=0.8))
     sdp_share: float = 0.5

@@ -27,11 +27,13 @@ for f in ONNX VNNLIB; do  # the competition may hand over gzipped files
 done
 # shellcheck source=worker.sh
 source "$ROOT/benchmarks/vnncomp/worker.sh"
-WARM=()
+# prepare_instance.sh's worker, through the client script under python -S (it starts faster
+# than the full command line; a cold run if the worker does not answer)
+LAUNCH=("$PY" -m verifier.cli)
 if [ "${VERIFIER_WORKER:-on}" != "off" ] && [ -S "$WORKER_SOCKET" ]; then
-    WARM=(--worker "$WORKER_SOCKET")  # prepare_instance.sh's worker (a cold run if it does not answer)
+    LAUNCH=("$PY" -S "$ROOT/verifier/warm/client_script.py" "$WORKER_SOCKET")
 fi
-"$PY" -m verifier.cli "${WARM[@]}" "$ONNX" "$VNNLIB" --timeout "$TIMEOUT" --out "$RESULTS" --device auto
+"${LAUNCH[@]}" "$ONNX" "$VNNLIB" --timeout "$TIMEOUT" --out "$RESULTS" --device auto
 code=$?
 # the verdict is in the file (exit codes 0, 10, 20, 30); anything else also wrote 'error' there
 if [ ! -s "$RESULTS" ]; then

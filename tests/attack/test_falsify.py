@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from verifier.attack import falsify_region
+from verifier.attack import AttackProgress, falsify_region
 from verifier.config import AttackConfig
 from verifier.deadline import Deadline
 from verifier.graph.loader import load_model
@@ -63,3 +63,25 @@ def test_snap_into_box_rounds_inwards() -> None:
     assert degenerate[0] == np.float32(0.1)
     lo, hi = grid_box(np.array([0.1]), np.array([0.1]), np.dtype(np.float32))
     assert lo[0] <= float(np.float32(0.1)) <= hi[0] and lo[0] < hi[0]
+
+
+def test_a_round_cut_by_its_time_limit_resumes_where_it_stopped() -> None:
+    # an unsat property: every round draws its whole sample; the first call is cut short
+    model = SPECS / "onnx/affine.onnx"
+    region = parse_vnnlib(SPECS / "vnnlib/affine_unsat.vnnlib").regions[0]
+    graph = TorchGraph(load_model(model), "cpu", torch.float32)
+    oracle = OnnxOracle(model)
+    count, restarts = 2_000_000, 8
+    cut = AttackConfig(samples=count, rounds=1, restarts=restarts, steps=1, max_batch=1024, time_limit=0.05)
+    progress = AttackProgress()
+    found, first = falsify_region(graph, region, cut, Deadline.after(30),
+                                  lambda x: check_witness(oracle, region, x).valid, 0, progress)
+    assert found is None and first.next_round == 0
+    drawn = progress.drawn
+    assert 0 < drawn < count and progress.best_x is not None and progress.best_x.shape == (restarts, 2)
+    rest = AttackConfig(samples=count, rounds=1, restarts=restarts, steps=1, max_batch=65536, time_limit=300)
+    found, second = falsify_region(graph, region, rest, Deadline.after(300),
+                                   lambda x: check_witness(oracle, region, x).valid, 0, progress)
+    assert found is None and second.next_round == 1 and progress.round == 1
+    # the rest of the sample, then one PGD step and the final check from the best points
+    assert second.evaluated == (count - drawn) + 2 * restarts

@@ -41,9 +41,21 @@ def worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     assert not path.exists()
 
 
-def _client(worker: Path, *argv: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "verifier.cli", "--worker", str(worker), *argv], cwd=cwd,
-                          capture_output=True, text=True, env=ENV, timeout=120)
+SCRIPT = ROOT / "verifier" / "warm" / "client_script.py"
+CLIENTS = ("module", "script")
+"""``verify --worker SOCKET ...``, and the client script under ``python -S`` (as ``verify bench``
+and ``run_instance.sh`` launch it)."""
+
+
+def _launch(client: str, worker: Path) -> list[str]:
+    if client == "script":
+        return [sys.executable, "-S", str(SCRIPT), str(worker)]
+    return [sys.executable, "-m", "verifier.cli", "--worker", str(worker)]
+
+
+def _client(worker: Path, *argv: str, cwd: Path = ROOT, client: str = "module") -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*_launch(client, worker), *argv], cwd=cwd, capture_output=True, text=True, env=ENV,
+                          timeout=120)
 
 
 def _forked_workers(worker: Path) -> list[int]:
@@ -60,9 +72,10 @@ def _forked_workers(worker: Path) -> list[int]:
     return pids
 
 
+@pytest.mark.parametrize("client", CLIENTS)
 @pytest.mark.parametrize(("pair", "verdict"), sorted(expected_verdicts(SPECS).items()))
-def test_forked_runs_give_the_known_verdicts(worker: Path, pair: tuple[str, str], verdict: str) -> None:
-    run = _client(worker, str(SPECS / pair[0]), str(SPECS / pair[1]), "--json", "--timeout", "20")
+def test_forked_runs_give_the_known_verdicts(worker: Path, pair: tuple[str, str], verdict: str, client: str) -> None:
+    run = _client(worker, str(SPECS / pair[0]), str(SPECS / pair[1]), "--json", "--timeout", "20", client=client)
     payload = json.loads(run.stdout.strip().splitlines()[-1])
     assert (payload["status"], run.returncode) == (verdict, CODES[verdict]), run.stderr
     if verdict == "sat":
@@ -71,15 +84,17 @@ def test_forked_runs_give_the_known_verdicts(worker: Path, pair: tuple[str, str]
         assert any(clause_holds(c, y) for c in region.clauses)
 
 
-def test_relative_paths_and_the_result_file_are_the_clients(worker: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("client", CLIENTS)
+def test_relative_paths_and_the_result_file_are_the_clients(worker: Path, tmp_path: Path, client: str) -> None:
     run = _client(worker, "onnx/affine.onnx", "vnnlib/affine_sat.vnnlib", "--out", str(tmp_path / "r.txt"),
-                  cwd=SPECS)
+                  cwd=SPECS, client=client)
     assert run.returncode == 10, run.stderr
     assert (tmp_path / "r.txt").read_text().startswith("sat")
 
 
-def test_bad_input_is_an_error_on_the_clients_stderr(worker: Path, tmp_path: Path) -> None:
-    run = _client(worker, str(tmp_path / "missing.onnx"), str(SPECS / "vnnlib" / "affine_sat.vnnlib"))
+@pytest.mark.parametrize("client", CLIENTS)
+def test_bad_input_is_an_error_on_the_clients_stderr(worker: Path, tmp_path: Path, client: str) -> None:
+    run = _client(worker, str(tmp_path / "missing.onnx"), str(SPECS / "vnnlib" / "affine_sat.vnnlib"), client=client)
     assert run.returncode == 3
     assert "missing.onnx" in run.stderr and "Traceback" not in run.stderr and run.stdout == ""
 
@@ -110,17 +125,29 @@ def test_a_signal_to_the_client_reaches_its_run(worker: Path) -> None:
     assert client.returncode == 130 and "interrupted" in err
 
 
-def test_the_timeout_counts_from_the_clients_start(worker: Path) -> None:
-    run = _client(worker, str(SLOW[0]), str(SLOW[1]), "--timeout", "2", "--json")
+@pytest.mark.parametrize("client", CLIENTS)
+def test_the_timeout_counts_from_the_clients_start(worker: Path, client: str) -> None:
+    run = _client(worker, str(SLOW[0]), str(SLOW[1]), "--timeout", "2", "--json", client=client)
     payload = json.loads(run.stdout.strip().splitlines()[-1])
     assert payload["status"] == "timeout" and 2.0 <= payload["time"] < 4.0
 
 
-def test_without_a_worker_the_client_runs_the_command_itself(tmp_path: Path) -> None:
-    run = subprocess.run([sys.executable, "-m", "verifier.cli", "--worker", str(tmp_path / "none.sock"),
-                          str(SPECS / "onnx" / "affine.onnx"), str(SPECS / "vnnlib" / "affine_unsat.vnnlib")],
+@pytest.mark.parametrize("client", CLIENTS)
+def test_without_a_worker_the_client_runs_the_command_itself(tmp_path: Path, client: str) -> None:
+    run = subprocess.run([*_launch(client, tmp_path / "none.sock"), str(SPECS / "onnx" / "affine.onnx"),
+                          str(SPECS / "vnnlib" / "affine_unsat.vnnlib")],
                          capture_output=True, text=True, env=ENV, timeout=120)
     assert run.returncode == 0 and "no warm worker answers" in run.stderr
+    assert "property holds" in run.stdout
+
+
+def test_the_client_script_imports_nothing_outside_the_standard_library_and_its_own_modules() -> None:
+    probe = ("import verifier.warm.client; "
+             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'numpy', 'onnx', 'typing')))")
+    run = subprocess.run([sys.executable, "-S", "-c", f"import sys; sys.path.insert(0, {str(ROOT)!r}); {probe}"],
+                         capture_output=True, text=True, env=ENV, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "[]"
 
 
 def test_a_second_worker_on_a_live_socket_is_refused(worker: Path) -> None:

@@ -1,5 +1,5 @@
 """Falsification: random sampling and PGD, with every hit re-checked by onnxruntime."""
 
-from verifier.attack.pgd import FalsifyStats, falsify_region
+from verifier.attack.pgd import AttackProgress, FalsifyStats, falsify_region
 
-__all__ = ["FalsifyStats", "falsify_region"]
+__all__ = ["AttackProgress", "FalsifyStats", "falsify_region"]

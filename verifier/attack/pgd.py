@@ -37,6 +37,22 @@ class FalsifyStats:
     """The first sampling round not completed (a later call may start there)."""
 
 
+@dataclass
+class AttackProgress:
+    """Where a region's falsification stopped, so that a later call resumes there instead of
+    drawing again what was drawn: the first round not completed, the points of its sample
+    drawn so far and the best ``restarts`` of them with their margins (None: none yet)."""
+
+    round: int = 0
+    drawn: int = 0
+    best_x: Tensor | None = None
+    best_m: Tensor | None = None
+
+    def next(self) -> None:
+        """Marks the current round completed."""
+        self.round, self.drawn, self.best_x, self.best_m = self.round + 1, 0, None, None
+
+
 class MarginObjective:
     """The violation margin of a region, batched: ``(B, m) outputs -> (B,) margins``."""
 
@@ -107,22 +123,24 @@ class _Search:
                 return True
         return False
 
-    def sample(self, count: int) -> Tensor:
-        """Draws ``count`` uniform points (the box centre first); returns the best ``restarts``."""
-        best_x = ((self.lower + self.upper) / 2).unsqueeze(0)
+    def sample(self, count: int, progress: AttackProgress) -> Tensor:
+        """Draws uniform points (the box centre first) until ``count`` are drawn in this round
+        (``progress`` counts and keeps them across calls); returns the best ``restarts``, or
+        the confirmed counterexample's batch."""
         with torch.no_grad():
-            best_m = self.margins(best_x)
-            remaining = count
-            while remaining > 0 and not self.deadline.expired():
-                points = self.uniform(min(remaining, self.batch))
-                remaining -= points.shape[0]
+            if progress.best_x is None or progress.best_m is None:
+                progress.best_x = ((self.lower + self.upper) / 2).unsqueeze(0)
+                progress.best_m = self.margins(progress.best_x)
+            while progress.drawn < count and not self.deadline.expired():
+                points = self.uniform(min(count - progress.drawn, self.batch))
+                progress.drawn += points.shape[0]
                 margin = self.margins(points)
                 if self.offer(points, margin):
                     return points
-                best_x, best_m = torch.cat([best_x, points]), torch.cat([best_m, margin])
+                best_x, best_m = torch.cat([progress.best_x, points]), torch.cat([progress.best_m, margin])
                 keep = torch.argsort(best_m)[: self.cfg.restarts]
-                best_x, best_m = best_x[keep], best_m[keep]
-        return best_x
+                progress.best_x, progress.best_m = best_x[keep], best_m[keep]
+        return progress.best_x.clone()
 
     def pgd(self, x: Tensor) -> bool:
         """Signed-gradient PGD from the points ``x``; True once a candidate is confirmed."""
@@ -147,7 +165,7 @@ class _Search:
 
 def falsify_region(tgraph: TorchGraph, region: Region, cfg: AttackConfig, deadline: Deadline,
                    confirm: Confirm, seed: int | torch.Generator,
-                   first_round: int = 0) -> tuple[np.ndarray | None, FalsifyStats]:
+                   progress: AttackProgress | None = None) -> tuple[np.ndarray | None, FalsifyStats]:
     """Searches ``region`` for a counterexample that ``confirm`` accepts.
 
     Args:
@@ -158,8 +176,9 @@ def falsify_region(tgraph: TorchGraph, region: Region, cfg: AttackConfig, deadli
         confirm: the onnxruntime re-check; gets a flattened float64 point.
         seed: seeds the random starts (reproducible runs); a generator is used as is, so a
             caller can continue one random stream across calls.
-        first_round: the round to start at (a caller that already ran the first rounds
-            continues with the larger ones).
+        progress: where an earlier call on this region stopped (updated in place): the
+            search resumes in the round it was in, with the points it had drawn, so that a
+            round cut by the deadline is not drawn again (None: from round 0).
 
     Returns:
         the confirmed point (or None) and counters.
@@ -167,13 +186,14 @@ def falsify_region(tgraph: TorchGraph, region: Region, cfg: AttackConfig, deadli
     gen = seed if isinstance(seed, torch.Generator) else torch.Generator().manual_seed(seed)
     deadline = deadline.sooner(cfg.time_limit)
     search = _Search(tgraph, region, cfg, deadline, confirm, gen)
-    search.stats.next_round = first_round
-    for index in range(first_round, cfg.rounds):
-        if deadline.expired():
-            break
-        starts = search.sample(cfg.samples * cfg.growth**index)
+    progress = progress if progress is not None else AttackProgress()
+    while progress.round < cfg.rounds and not deadline.expired():
+        count = cfg.samples * cfg.growth**progress.round
+        starts = search.sample(count, progress)
         if search.found is not None or search.pgd(starts):
             break
-        if not deadline.expired():
-            search.stats.next_round = index + 1
+        if deadline.expired():  # PGD cut short: the round runs its PGD again when resumed
+            break
+        progress.next()
+    search.stats.next_round = progress.round
     return search.found, search.stats

@@ -74,9 +74,13 @@ def parse_tool(text: str, verifier_options: str = "") -> Tool:
 def default_tool(extra: str = "", worker: Path | None = None) -> Tool:
     """Our verifier, in the interpreter running this (``extra``: more options for it); with
     ``worker``, each instance is a client of the warm worker at that socket
-    (:mod:`verifier.warm`), which forks the run from a process that has imported everything."""
+    (:mod:`verifier.warm`), which forks the run from a process that has imported everything;
+    the client is :mod:`verifier.warm.client_script` under ``python -S`` (no site set-up)."""
     python = shlex.quote(sys.executable)
-    warm = f"--worker {shlex.quote(str(worker))} " if worker is not None else ""
-    template = (f"{python} -m verifier.cli {warm}{{onnx}} {{vnnlib}} --timeout {{timeout}} --out {{result}} "
-                f"--json {extra}")
+    if worker is None:
+        launch = f"{python} -m verifier.cli"
+    else:
+        script = Path(__file__).resolve().parents[1] / "warm" / "client_script.py"
+        launch = f"{python} -S {shlex.quote(str(script))} {shlex.quote(str(worker))}"
+    template = f"{launch} {{onnx}} {{vnnlib}} --timeout {{timeout}} --out {{result}} --json {extra}"
     return Tool(DEFAULT_TOOL, template.strip(), json_stats=True)

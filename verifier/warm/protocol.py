@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import json
 import socket
-from typing import Any
+
+TYPE_CHECKING = False  # typing is not imported: the client must start fast
+if TYPE_CHECKING:
+    from typing import Any
 
 STREAMS = 3  # stdin, stdout, stderr
 MAX_LINE = 1 << 20

@@ -1,0 +1,29 @@
+"""The pipeline's schedule (:class:`verifier.config.StepBudget`): the quick attack's budget."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from tests.conftest import ROOT
+from verifier.api import verify_problem
+from verifier.config import StepBudget, default_config
+from verifier.problem import load_problem
+from verifier.result import Status
+
+ACAS = ROOT / "benchmarks" / "acasxu"
+
+
+@pytest.mark.parametrize("quick_steps", [None, 10])
+def test_the_quick_attack_runs_its_own_pgd_steps(quick_steps: int | None) -> None:
+    # unsat (VNN-COMP's expected verdict) and proven by the first search slice: the quick
+    # attack's round is the only PGD of the run
+    problem = load_problem(ACAS / "onnx/ACASXU_run2a_2_2_batch_2000.onnx", ACAS / "vnnlib/prop_4.vnnlib")
+    config = default_config("cpu", 0)
+    budget = StepBudget(quick_rounds=1, quick_steps=quick_steps, alpha_seconds=0.0, first_search_seconds=30.0,
+                        attack_per_search=0.25)
+    config = replace(config, schedule=replace(config.schedule, input=budget))
+    result = verify_problem(problem, 60.0, config)
+    assert result.status is Status.UNSAT
+    assert result.stats["pgd_steps"] == (config.attack.steps if quick_steps is None else quick_steps)
