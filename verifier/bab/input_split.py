@@ -225,6 +225,12 @@ class InputSplitSearch:
             children_of, kept = self._rescore(children_of, bound, stats)
             child_lo, child_hi, child_open, child_prior, child_rows, child_stall, pick = children_of
             parent_hardness = parent_hardness[kept]
+            if child_lo.shape[0] == 0:  # the scoring bounds refuted every half kept
+                pick(child_rows.new_zeros(0))
+                stats.seconds_bounding += time.monotonic() - start
+                stats.rounds += 1
+                self.rounds += 1
+                return False
         done = bound(child_lo, child_hi, child_open, child_prior, child_rows)
         child_lo, child_hi, child_open, corner = done.lower, done.upper, done.open, done.corner
         child_dim, hardness, found, child_rows = done.dim, done.hardness, done.prior, done.rows
@@ -254,7 +260,9 @@ class InputSplitSearch:
         bounded with them, and only the two halves of each box's best dimension by them go on
         to the full bounds (all its halves where every dimension ties), with their scored boxes,
         intermediate bounds and rows (all certified, so they are kept) and a selector among
-        them; returns those children and their indices."""
+        them; returns those children and their indices. Halves the scoring bounds refute are
+        not among them (nothing is left to bound there); the selector counts those it picks
+        as refuted."""
         lo, hi, open_, prior, rows, stall, pick = children
         assert pick is not None
         scored = bound(lo, hi, open_, prior, rows, scoring=True)
@@ -268,12 +276,19 @@ class InputSplitSearch:
         kept = kept[~tied[kept // (2 * n)]]
         every = (torch.nonzero(tied).flatten().unsqueeze(1) * 2 * n + torch.arange(2 * n, device=lo.device)).flatten()
         kept = torch.cat([kept, every]).sort().values
+        # halves the scoring bounds already refute need no full bounds: they count as refuted
         total = lo.shape[0]
+        refuted = torch.zeros(total, dtype=torch.bool, device=lo.device)
+        refuted[kept] = ~scored.open[kept].any(dim=1)
+        kept = kept[~refuted[kept]]
 
         def pick_kept(hardness: Tensor) -> Tensor:
             full = torch.full((total,), -torch.inf, dtype=hardness.dtype, device=hardness.device)
-            full[kept] = hardness  # the halves not kept are never picked
-            return torch.searchsorted(kept, pick(full))
+            full[refuted] = torch.inf  # the halves neither kept nor refuted are never picked
+            full[kept] = hardness
+            chosen = pick(full)
+            stats.domains_proven += int(refuted[chosen].sum())
+            return torch.searchsorted(kept, chosen[~refuted[chosen]])
 
         return (scored.lower[kept], scored.upper[kept], scored.open[kept],
                 {k: (v[0][kept], v[1][kept]) for k, v in scored.prior.items()}, scored.rows[kept], stall[kept],
