@@ -226,6 +226,7 @@ class InputSplitSearch:
             child_lo, child_hi, child_open, child_prior, child_rows, child_stall, pick = children_of
             parent_hardness = parent_hardness[kept]
             if child_lo.shape[0] == 0:  # the scoring bounds refuted every half kept
+                assert pick is not None
                 pick(child_rows.new_zeros(0))
                 stats.seconds_bounding += time.monotonic() - start
                 stats.rounds += 1
