@@ -11,7 +11,7 @@ bound of the row closest to refuting the hardest open clause); with smear branch
 with the largest ``|a_j| * width_j``, where ``a`` is the input coefficient of CROWN's linear
 bound of that row (its "smear"), chosen when the box itself was bounded. Each bounded box is
 clipped to the part where its open clauses' linear bounds can still be violated
-(:mod:`verifier.bab.clip`). A box whose bound gap stopped shrinking for two generations is set
+(:mod:`verifier.bab.clip`). A box whose bound gap stopped shrinking for a generation is set
 aside and, in batches, bounded again by alpha-CROWN (output-layer slopes) before going back.
 
 Soundness: the two children of a box cover it (``[l, m]`` and ``[m, u]``, whichever dimension
