@@ -84,8 +84,9 @@ def test_a_timed_out_search_resumes_where_it_stopped() -> None:
 
 def test_stalled_boxes_get_alpha_crown_and_a_flat_valley_instance_is_proven() -> None:
     """1_1 prop_5 (unsat in expected.csv) leaves many sub-boxes whose CROWN bound stops
-    improving; they are set aside for batched alpha-CROWN, which is what finishes the proof.
-    Every sat-looking point went through onnxruntime: none was confirmed."""
+    improving; they are set aside for batched alpha-CROWN (here even the small sets left when
+    nothing else is queued). Every sat-looking point went through onnxruntime: none was
+    confirmed."""
     path = ACAS / "onnx" / "ACASXU_run2a_1_1_batch_2000.onnx"
     graph = load_model(path)
     region = parse_vnnlib(ACAS / "vnnlib" / "prop_5.vnnlib").regions[0]
@@ -93,7 +94,27 @@ def test_stalled_boxes_get_alpha_crown_and_a_flat_valley_instance_is_proven() ->
     proof = RegionProof(bounds, region)
     confirm, confirmed = recording_confirm(path, region)
     outcome = input_split_search(bounds, attack, region, proof.open, proof.lower, proof.upper, confirm,
-                                 Deadline.after(100))
+                                 Deadline.after(100), InputSplitConfig(alpha_min_batch=1))
     assert outcome.status == "unsat"
     assert not confirmed
     assert outcome.stats.extra.get("alpha_bounded", 0) > 0
+
+
+def test_small_sets_of_stalled_boxes_are_split_again_without_alpha_crown() -> None:
+    """1_1 prop_4 (unsat in expected.csv): a small search whose stalled boxes, when nothing else
+    is queued, are fewer than ``alpha_min_batch``; they are split again instead of paying an
+    alpha-CROWN pass each time, and the proof still completes."""
+    path = ACAS / "onnx" / "ACASXU_run2a_1_1_batch_2000.onnx"
+    graph = load_model(path)
+    region = parse_vnnlib(ACAS / "vnnlib" / "prop_4.vnnlib").regions[0]
+    bounds, attack = TorchGraph(graph, "cpu", torch.float64), TorchGraph(graph, "cpu", torch.float32)
+    proof = RegionProof(bounds, region)
+    confirm, confirmed = recording_confirm(path, region)
+    outcomes = {}
+    for min_batch in (1, 64):
+        config = InputSplitConfig(alpha_min_batch=min_batch)
+        outcomes[min_batch] = input_split_search(bounds, attack, region, proof.open, proof.lower, proof.upper,
+                                                 confirm, Deadline.after(100), config)
+    assert all(o.status == "unsat" for o in outcomes.values()) and not confirmed
+    assert outcomes[1].stats.extra.get("alpha_bounded", 0) > 0
+    assert outcomes[64].stats.extra.get("alpha_bounded", 0) == 0

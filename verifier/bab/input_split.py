@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor
@@ -179,7 +179,7 @@ class InputSplitSearch:
             if deadline.expired():
                 return None
             if self.aside_count >= config.alpha_batch or (self.aside_count and not self.queued):
-                self._tighten_aside(bound, stats)
+                self._tighten_aside(bound, stats, self.aside_count >= config.alpha_min_batch)
                 continue
             if self.queued > config.max_domains:
                 stats.extra["gave_up_queue"] = self.queued
@@ -320,11 +320,15 @@ class InputSplitSearch:
         stats.max_queue = max(stats.max_queue, self.queued + self.aside_count)
         return False
 
-    def _tighten_aside(self, bound: _Bounder, stats: BabStats) -> None:
-        """Bounds the stalled domains set aside with alpha-CROWN and puts those still open back
-        on the stack (their stall count reset)."""
+    def _tighten_aside(self, bound: _Bounder, stats: BabStats, alpha: bool = True) -> None:
+        """Bounds the stalled domains set aside with alpha-CROWN (without ``alpha``: not at
+        all) and puts those still open back on the stack (their stall count reset)."""
         aside = _cat(self.aside)
         self.aside, self.aside_count = [], 0
+        if not alpha:
+            self.stack.append(replace(aside, stall=torch.zeros_like(aside.stall)))  # type: ignore[union-attr]
+            self.queued += aside.size
+            return
         start = time.monotonic()
         rows, open_ = bound.tighten(aside.lower, aside.upper, aside.open, aside.prior, aside.rows)
         stats.seconds_bounding += time.monotonic() - start
