@@ -10,6 +10,7 @@ import torch
 from tests.conftest import ROOT, recording_confirm
 from verifier.api import RegionProof
 from verifier.bab import InputSplitSearch, input_split_search
+from verifier.bab.common import BabOutcome
 from verifier.config import InputSplitConfig
 from verifier.deadline import Deadline
 from verifier.graph.loader import load_model
@@ -20,16 +21,22 @@ from verifier.witness import OnnxOracle, check_witness
 ACAS = ROOT / "benchmarks" / "acasxu"
 
 
-def _run(net: str, prop: int, seconds: float, config: InputSplitConfig | None = None) -> tuple[str, list[np.ndarray]]:
+def _search(net: str, prop: int, seconds: float,
+            config: InputSplitConfig | None = None) -> tuple[BabOutcome, list[np.ndarray]]:
+    """One input-split search of an ACAS Xu instance: its outcome and the confirmed points."""
     path = ACAS / "onnx" / f"ACASXU_run2a_{net}_batch_2000.onnx"
     graph = load_model(path)
     region = parse_vnnlib(ACAS / "vnnlib" / f"prop_{prop}.vnnlib").regions[0]
     bounds, attack = TorchGraph(graph, "cpu", torch.float64), TorchGraph(graph, "cpu", torch.float32)
     proof = RegionProof(bounds, region)
     confirm, confirmed = recording_confirm(path, region)
-
     outcome = input_split_search(bounds, attack, region, proof.open, proof.lower, proof.upper, confirm,
-                          Deadline.after(seconds), config)
+                                 Deadline.after(seconds), config)
+    return outcome, confirmed
+
+
+def _run(net: str, prop: int, seconds: float, config: InputSplitConfig | None = None) -> tuple[str, list[np.ndarray]]:
+    outcome, confirmed = _search(net, prop, seconds, config)
     return outcome.status, confirmed
 
 
@@ -87,14 +94,7 @@ def test_stalled_boxes_get_alpha_crown_and_a_flat_valley_instance_is_proven() ->
     improving; they are set aside for batched alpha-CROWN (here even the small sets left when
     nothing else is queued). Every sat-looking point went through onnxruntime: none was
     confirmed."""
-    path = ACAS / "onnx" / "ACASXU_run2a_1_1_batch_2000.onnx"
-    graph = load_model(path)
-    region = parse_vnnlib(ACAS / "vnnlib" / "prop_5.vnnlib").regions[0]
-    bounds, attack = TorchGraph(graph, "cpu", torch.float64), TorchGraph(graph, "cpu", torch.float32)
-    proof = RegionProof(bounds, region)
-    confirm, confirmed = recording_confirm(path, region)
-    outcome = input_split_search(bounds, attack, region, proof.open, proof.lower, proof.upper, confirm,
-                                 Deadline.after(100), InputSplitConfig(alpha_min_batch=1))
+    outcome, confirmed = _search("1_1", 5, 100, InputSplitConfig(alpha_min_batch=1))
     assert outcome.status == "unsat"
     assert not confirmed
     assert outcome.stats.extra.get("alpha_bounded", 0) > 0
@@ -104,17 +104,10 @@ def test_small_sets_of_stalled_boxes_are_split_again_without_alpha_crown() -> No
     """1_1 prop_4 (unsat in expected.csv): a small search whose stalled boxes, when nothing else
     is queued, are fewer than ``alpha_min_batch``; they are split again instead of paying an
     alpha-CROWN pass each time, and the proof still completes."""
-    path = ACAS / "onnx" / "ACASXU_run2a_1_1_batch_2000.onnx"
-    graph = load_model(path)
-    region = parse_vnnlib(ACAS / "vnnlib" / "prop_4.vnnlib").regions[0]
-    bounds, attack = TorchGraph(graph, "cpu", torch.float64), TorchGraph(graph, "cpu", torch.float32)
-    proof = RegionProof(bounds, region)
-    confirm, confirmed = recording_confirm(path, region)
-    outcomes = {}
+    outcomes, confirmed = {}, []
     for min_batch in (1, 64):
-        config = InputSplitConfig(alpha_min_batch=min_batch)
-        outcomes[min_batch] = input_split_search(bounds, attack, region, proof.open, proof.lower, proof.upper,
-                                                 confirm, Deadline.after(100), config)
+        outcomes[min_batch], found = _search("1_1", 4, 100, InputSplitConfig(alpha_min_batch=min_batch))
+        confirmed += found
     assert all(o.status == "unsat" for o in outcomes.values()) and not confirmed
     assert outcomes[1].stats.extra.get("alpha_bounded", 0) > 0
     assert outcomes[64].stats.extra.get("alpha_bounded", 0) == 0
