@@ -228,9 +228,7 @@ class InputSplitSearch:
             if child_lo.shape[0] == 0:  # the scoring bounds refuted every half kept
                 assert pick is not None
                 pick(child_rows.new_zeros(0))
-                stats.seconds_bounding += time.monotonic() - start
-                stats.rounds += 1
-                self.rounds += 1
+                self._count_round(stats, start)
                 return False
         done = bound(child_lo, child_hi, child_open, child_prior, child_rows)
         child_lo, child_hi, child_open, corner = done.lower, done.upper, done.open, done.corner
@@ -246,15 +244,19 @@ class InputSplitSearch:
         # a child whose gap did not shrink by a tenth is stalled one more generation
         progressed = hardness > parent_hardness * (1 - config.stall_progress)
         child_stall = torch.where(progressed, 0, child_stall + 1)
-        stats.seconds_bounding += time.monotonic() - start
-        stats.rounds += 1
-        self.rounds += 1
+        self._count_round(stats, start)
         keep = child_open.any(dim=1)
         stats.domains_proven += int((~keep).sum())
         if not bool(keep.any()):
             return False
         children = _select(Domains(child_lo, child_hi, child_open, child_dim, found, child_rows, child_stall), keep)
         return self._store(children, corner[keep], hardness[keep], search, stats)
+
+    def _count_round(self, stats: BabStats, start: float) -> None:
+        """Records one round of bounding that began at ``start``."""
+        stats.seconds_bounding += time.monotonic() - start
+        stats.rounds += 1
+        self.rounds += 1
 
     def _rescore(self, children: _Children, bound: _Bounder, stats: BabStats) -> tuple[_Children, Tensor]:
         """Strong branching scored by the cheaper bounds (``scoring_method``): every half is
