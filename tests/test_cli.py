@@ -155,13 +155,16 @@ def test_timeout_is_honoured(tmp_path: Path) -> None:
     decls = "".join(f"(declare-const X_{i} Real)\n(assert (>= X_{i} -1))\n(assert (<= X_{i} 1))\n" for i in range(64))
     spec.write_text(decls + "(declare-const Y_0 Real)\n(assert (>= Y_0 1e9))\n")
     start = time.monotonic()
+    # loading and imports take 1.5-3 s; the first CROWN pass alone takes about 11 s
     proc = subprocess.run([sys.executable, "-m", "verifier.cli", str(tmp_path / "big.onnx"), str(spec),
-                           "--timeout", "2", "--json"], capture_output=True, text=True, timeout=120)
+                           "--timeout", "5", "--json"], capture_output=True, text=True, timeout=120)
     wall = time.monotonic() - start
     payload = json.loads(proc.stdout.strip().splitlines()[-1])
     assert payload["status"] == "timeout", payload
     assert proc.returncode == 30
-    assert payload["time"] <= 3.0
+    # the bound pass itself stopped at the deadline: an answer with statistics, not the watchdog's
+    assert "watchdog" not in payload["stats"] and payload["stats"]["stopped_in"] == "bounds", payload
+    assert payload["time"] <= 6.0
     assert wall < 20
 
 

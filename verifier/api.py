@@ -25,7 +25,7 @@ from verifier.bab.relu_split import count_unstable
 from verifier.bounds.crown import Crown
 from verifier.bounds.settle import settle_region
 from verifier.config import AlphaConfig, AttackConfig, CrownConfig, SdpConfig, StepBudget, VerifierConfig
-from verifier.deadline import Deadline
+from verifier.deadline import Deadline, DeadlineExceeded
 from verifier.graph.torch_graph import TorchGraph
 from verifier.ladder import Ladder, Rung
 from verifier.ops.base import Op
@@ -42,12 +42,14 @@ class RegionProof:
 
     A clause is refuted when some row ``C_r y - d_r`` has a positive certified lower bound;
     the region is proven when every clause is refuted. :attr:`crown` is None when intervals
-    decided every clause, a clause has no rows or the graph has several inputs.
+    decided every clause, a clause has no rows or the graph has several inputs. ``deadline``
+    (the run's) bounds every CROWN pass of its ladder: once it has passed, they raise
+    :class:`~verifier.deadline.DeadlineExceeded`.
     """
 
     def __init__(self, tgraph: TorchGraph, region: Region, crown: CrownConfig | None = None,
-                 alpha: AlphaConfig | None = None) -> None:
-        self.ladder = Ladder(tgraph, region, crown, alpha)
+                 alpha: AlphaConfig | None = None, deadline: Deadline | None = None) -> None:
+        self.ladder = Ladder(tgraph, region, crown, alpha, deadline)
         self.lower, self.upper = self.ladder.lower, self.ladder.upper
         self.crown: Crown | None = None
         self.open = [c for c in region.clauses if not self.ladder.interval_refutes(c)]
@@ -190,7 +192,11 @@ class _Run:
                 if self.deadline.expired():
                     return Status.TIMEOUT
                 began, nested = time.monotonic(), self.nested
-                status = self.run_step(step, index, self.problem.spec.regions[index])
+                try:
+                    status = self.run_step(step, index, self.problem.spec.regions[index])
+                except DeadlineExceeded:  # a stage stopped inside a bound pass: the run is over
+                    status = Status.TIMEOUT
+                    self.stats["stopped_in"] = step.value
                 self.record_seconds(step, time.monotonic() - began - (self.nested - nested))
                 if status in (Status.SAT, Status.TIMEOUT):
                     return status
@@ -212,7 +218,8 @@ class _Run:
         """One step on one region: SAT (confirmed), UNSAT (region proven), TIMEOUT (the whole
         run must stop) or UNKNOWN (still open)."""
         if step is Step.BOUNDS:
-            self.proofs[index] = RegionProof(self.bounds_graph, region, self.config.crown, self.config.alpha)
+            self.proofs[index] = RegionProof(self.bounds_graph, region, self.config.crown, self.config.alpha,
+                                             self.deadline)
         proof = self.proofs[index]
         if step in (Step.BOUNDS, Step.ALPHA, Step.SDP):
             return Status.UNSAT if self.bound_step(step, proof) else Status.UNKNOWN

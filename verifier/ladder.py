@@ -47,8 +47,10 @@ class Ladder:
     """
 
     def __init__(self, tgraph: TorchGraph, region: Region, crown: CrownConfig | None = None,
-                 alpha: AlphaConfig | None = None) -> None:
-        self.tgraph = tgraph
+                 alpha: AlphaConfig | None = None, deadline: Deadline | None = None) -> None:
+        """The ladder of ``region``'s proof box; ``deadline`` bounds every CROWN pass it runs
+        (they raise :class:`~verifier.deadline.DeadlineExceeded` once it has passed)."""
+        self.tgraph, self.deadline = tgraph, deadline
         self.lower, self.upper = proof_box(tgraph.graph, region, tgraph.place.device)
         self.crown_config, self.alpha_config = crown, alpha
         with torch.no_grad():
@@ -62,7 +64,7 @@ class Ladder:
             shape = self.tgraph.graph.inputs[0].shape
             with torch.no_grad():
                 self._crown = Crown(self.tgraph, [self.lower.reshape(1, *shape)], [self.upper.reshape(1, *shape)],
-                                    self.crown_config)
+                                    self.crown_config, deadline=self.deadline)
         return self._crown
 
     def interval_refutes(self, clause: Clause) -> bool:

@@ -11,6 +11,7 @@ import torch
 from tests.conftest import ROOT, one_spec_per_model
 from verifier.bounds.crown import Crown, CrownConfig
 from verifier.bounds.interval import interval_bounds
+from verifier.deadline import Deadline, DeadlineExceeded
 from verifier.graph.loader import load_model
 from verifier.graph.torch_graph import TorchGraph
 from verifier.problem import proof_box
@@ -112,3 +113,24 @@ def test_prior_bounds_from_a_parent_box_keep_sub_box_bounds_sound() -> None:
         for name, (lo, hi) in crown.bounds.items():
             v = values[name].double()
             assert (v >= lo).all() and (v <= hi).all(), name
+
+
+def test_a_passed_deadline_stops_every_pass_and_an_open_one_changes_nothing() -> None:
+    """The deadline is checked inside the passes (construction, later ``lower_bound``); one
+    that has not passed leaves the bounds exactly as without it."""
+    model = ACAS / "onnx" / "ACASXU_run2a_1_1_batch_2000.onnx"
+    region = parse_vnnlib(ACAS / "vnnlib" / "prop_1.vnnlib").regions[0]
+    graph = load_model(model)
+    tgraph = TorchGraph(graph, "cpu", torch.float64)
+    lower, upper = proof_box(graph, region, torch.device("cpu"))
+    box = [lower.reshape(1, *graph.inputs[0].shape)], [upper.reshape(1, *graph.inputs[0].shape)]
+    with pytest.raises(DeadlineExceeded):
+        Crown(tgraph, *box, deadline=Deadline.after(0.0))
+    timed, free = Crown(tgraph, *box, deadline=Deadline.after(600.0)), Crown(tgraph, *box)
+    assert all(torch.equal(timed.bounds[n][0], free.bounds[n][0]) and torch.equal(timed.bounds[n][1], free.bounds[n][1])
+               for n in free.bounds)
+    rows = torch.eye(graph.output_size, dtype=torch.float64)
+    assert torch.equal(timed.lower_bound(rows), free.lower_bound(rows))
+    timed.deadline = Deadline.after(0.0)
+    with pytest.raises(DeadlineExceeded):
+        timed.lower_bound(rows)

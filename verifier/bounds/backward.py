@@ -31,6 +31,7 @@ from torch import Tensor
 
 from verifier.bounds.rounding import unit_roundoff
 from verifier.bounds.table import BoundTable
+from verifier.deadline import Deadline
 from verifier.ir import Node
 from verifier.ops.base import gamma
 from verifier.ops.relax import LinearBounds
@@ -49,6 +50,8 @@ class Traversal:
         fast_paths: use the ops' transpose and pass-through rules (same result).
         create_graph: keep the autograd graph of vector-Jacobian products (alpha-CROWN
             differentiates through them).
+        deadline: checked before every node; the pass raises
+            :class:`~verifier.deadline.DeadlineExceeded` once it has passed (None: no limit).
     """
 
     stop: int
@@ -57,6 +60,7 @@ class Traversal:
     betas: Mapping[str, Tensor] = field(default_factory=dict)
     fast_paths: bool = True
     create_graph: bool = False
+    deadline: Deadline | None = None
 
 
 @dataclass
@@ -107,7 +111,11 @@ class Cache:
 def backward(table: BoundTable, seeds: dict[str, Tensor], plan: Traversal,
              record: Record | None = None, cache: Cache | None = None) -> Tensor:
     """Certified lower bounds ``(N, R)`` of the rows ``sum_v <seeds[v], v>`` over the table's
-    boxes, for the float model (see the module docstring)."""
+    boxes, for the float model (see the module docstring).
+
+    Raises:
+        DeadlineExceeded: ``plan.deadline`` passed before the traversal ended (no bound).
+    """
     cache = cache if cache is not None else Cache()
     pending = dict(seeds)
     rows = next(iter(seeds.values())).shape[1]
@@ -118,6 +126,8 @@ def backward(table: BoundTable, seeds: dict[str, Tensor], plan: Traversal,
         coeffs = [pending.pop(name, None) if name else None for name in node.outputs]
         if all(c is None for c in coeffs):
             continue
+        if plan.deadline is not None:
+            plan.deadline.check()
         bias = bias + _step(table, index, coeffs, pending, plan, record, cache)
         beta = plan.betas.get(node.name)
         if beta is not None:

@@ -32,6 +32,7 @@ from verifier.bounds.interval import _widen, model_unit
 from verifier.bounds.rounding import outward, unit_roundoff
 from verifier.bounds.table import Bounds, BoundTable
 from verifier.config import CrownConfig
+from verifier.deadline import Deadline
 from verifier.graph.torch_graph import TorchGraph
 from verifier.ops.base import Op
 from verifier.ops.relax import LinearBounds
@@ -50,13 +51,23 @@ class Crown:
     """
 
     def __init__(self, tgraph: TorchGraph, lower: Sequence[Tensor], upper: Sequence[Tensor],
-                 config: CrownConfig | None = None, prior: Mapping[str, Bounds] | None = None) -> None:
+                 config: CrownConfig | None = None, prior: Mapping[str, Bounds] | None = None,
+                 deadline: Deadline | None = None) -> None:
         """Bounds every value over the boxes ``[lower, upper]`` (one ``(N, *shape)`` pair per
         graph input). ``prior`` gives bounds ``(N, size)`` (flattened) of some values already
         known to hold on these boxes (e.g. a parent box's bounds in branch and bound); they
-        are intersected in, which is sound whenever they are valid bounds."""
+        are intersected in, which is sound whenever they are valid bounds.
+
+        ``deadline`` is checked before every node of every pass, this one and later ones
+        (:meth:`compute`, :meth:`lower_bound`).
+
+        Raises:
+            DeadlineExceeded: the deadline passed during a pass; the object must then not be
+                used (its table is incomplete).
+        """
         self.tgraph, self.graph = tgraph, tgraph.graph
         self.config = config or CrownConfig()
+        self.deadline = deadline
         self.unit = 0.0 if self.config.real_arithmetic else model_unit(tgraph) + unit_roundoff(tgraph.place.dtype)
         self.batch = lower[0].shape[0]
         device, dtype = tgraph.place.device, tgraph.place.dtype
@@ -112,6 +123,8 @@ class Crown:
         self.forms = ForwardForms(self.table, self.config.relu_mode) if (
             forward and ForwardForms.applicable(self.table)) else None
         for index in range(len(self.graph.nodes)):
+            if self.deadline is not None:
+                self.deadline.check()
             self._forward_node(index, mult)
 
     # ---------------------------------------------------------------- forward pass
@@ -246,7 +259,7 @@ class Crown:
         """
         final = rows_of is None
         plan = Traversal(stop, self.config.relu_mode, _slopes(mult, rows_of), mult.betas if final else {},
-                         self.config.fast_paths, create_graph=bool(mult.slopes))
+                         self.config.fast_paths, create_graph=bool(mult.slopes), deadline=self.deadline)
         return backward(self.table, seeds, plan, self.record if final else None, self._cache)
 
     # ---------------------------------------------------------------- public
