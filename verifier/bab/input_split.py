@@ -27,7 +27,7 @@ onnxruntime re-check); only a confirmed point ends the search with ``sat``.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import torch
@@ -35,6 +35,17 @@ from torch import Tensor
 
 from verifier.bab.clip import clip_boxes
 from verifier.bab.common import BabOutcome, BabStats, CandidateSearch, Confirm
+from verifier.bab.input_domains import (
+    Children,
+    Domains,
+    Prior,
+    cat_domains,
+    pop_domains,
+    row_hardness,
+    select_domains,
+    split_all,
+    split_one,
+)
 from verifier.bounds.alpha import AlphaConfig, alpha_lower_bound
 from verifier.bounds.crown import Crown, CrownConfig
 from verifier.bounds.objective import spec_rows, stack_clauses
@@ -184,7 +195,7 @@ class InputSplitSearch:
             if self.queued > config.max_domains:
                 stats.extra["gave_up_queue"] = self.queued
                 return Status.UNKNOWN
-            batch = _pop(stack, config.batch)
+            batch = pop_domains(stack, config.batch)
             self.queued -= batch.size
             if self._round(batch, bound, search, stats):
                 return Status.SAT
@@ -205,7 +216,7 @@ class InputSplitSearch:
         stats.domains_bounded += 1
         keep = root.open.any(dim=1)
         stall = torch.zeros(1, dtype=torch.long, device=device)
-        self.stack = [_select(Domains(root.lower, root.upper, root.open, root.dim, root.prior, root.rows, stall),
+        self.stack = [select_domains(Domains(root.lower, root.upper, root.open, root.dim, root.prior, root.rows, stall),
                               keep)]
         self.queued = int(keep.sum())
         return search.offer(torch.cat([root.corner, (root.lower + root.upper) / 2]))
@@ -214,12 +225,16 @@ class InputSplitSearch:
         """Splits a popped batch, bounds the children in one pass and stores those still open
         (:meth:`_store`); True when a counterexample is confirmed."""
         config = self.config
-        split = self._split_all if config.branching == "strong" else self._split_one
-        children_of = split(batch, stats)
+        if config.branching == "strong":
+            children_of, unsplittable = split_all(batch, self.floor)
+        else:
+            children_of, unsplittable = split_one(batch)
+        stats.unsplittable += unsplittable
+        self.unsplittable += unsplittable
         if children_of is None:
             return False
         child_lo, child_hi, child_open, child_prior, child_rows, child_stall, pick = children_of
-        parent_hardness = _hardness(child_rows, child_open)
+        parent_hardness = row_hardness(child_rows, child_open)
         start = time.monotonic()
         if pick is not None and config.scoring_method != config.intermediate_method:
             children_of, kept = self._rescore(children_of, bound, stats)
@@ -249,7 +264,8 @@ class InputSplitSearch:
         stats.domains_proven += int((~keep).sum())
         if not bool(keep.any()):
             return False
-        children = _select(Domains(child_lo, child_hi, child_open, child_dim, found, child_rows, child_stall), keep)
+        children = select_domains(Domains(child_lo, child_hi, child_open, child_dim, found, child_rows, child_stall),
+                                  keep)
         return self._store(children, corner[keep], hardness[keep], search, stats)
 
     def _count_round(self, stats: BabStats, start: float) -> None:
@@ -258,7 +274,7 @@ class InputSplitSearch:
         stats.rounds += 1
         self.rounds += 1
 
-    def _rescore(self, children: _Children, bound: _Bounder, stats: BabStats) -> tuple[_Children, Tensor]:
+    def _rescore(self, children: Children, bound: _Bounder, stats: BabStats) -> tuple[Children, Tensor]:
         """Strong branching scored by the cheaper bounds (``scoring_method``): every half is
         bounded with them, and only the two halves of each box's best dimension by them go on
         to the full bounds (all its halves where every dimension ties), with their scored boxes,
@@ -274,7 +290,7 @@ class InputSplitSearch:
         # information from them (every dimension ties): all their halves get the full bounds
         m, n = lo.shape[0] // (2 * lo.shape[1]), lo.shape[1]
         score = scored.hardness.reshape(m, 2, n).clamp(max=0.0).sum(dim=1).amax(dim=1)
-        tied = ~(score > 2 * _hardness(rows, open_).reshape(m, 2 * n)[:, 0])
+        tied = ~(score > 2 * row_hardness(rows, open_).reshape(m, 2 * n)[:, 0])
         kept = pick(scored.hardness)
         kept = kept[~tied[kept // (2 * n)]]
         every = (torch.nonzero(tied).flatten().unsqueeze(1) * 2 * n + torch.arange(2 * n, device=lo.device)).flatten()
@@ -313,9 +329,9 @@ class InputSplitSearch:
         if config.alpha_after_stall:  # stalled children wait for a batched alpha-CROWN pass
             stalled = children.stall >= config.alpha_after_stall
             if bool(stalled.any()):
-                self.aside.append(_select(children, stalled))
+                self.aside.append(select_domains(children, stalled))
                 self.aside_count += int(stalled.sum())
-                children = _select(children, ~stalled)
+                children = select_domains(children, ~stalled)
         assert self.stack is not None
         self.stack.append(children)
         self.queued += children.size
@@ -325,7 +341,7 @@ class InputSplitSearch:
     def _tighten_aside(self, bound: _Bounder, stats: BabStats, alpha: bool = True) -> None:
         """Bounds the stalled domains set aside with alpha-CROWN (without ``alpha``: not at
         all) and puts those still open back on the stack (their stall count reset)."""
-        aside = _cat(self.aside)
+        aside = cat_domains(self.aside)
         self.aside, self.aside_count = [], 0
         if not alpha:
             self.stack.append(replace(aside, stall=torch.zeros_like(aside.stall)))  # type: ignore[union-attr]
@@ -339,71 +355,8 @@ class InputSplitSearch:
         stats.domains_proven += int((~keep).sum())
         if bool(keep.any()):
             back = Domains(aside.lower, aside.upper, open_, aside.dim, aside.prior, rows, torch.zeros_like(aside.stall))
-            self.stack.append(_select(back, keep))  # type: ignore[union-attr]
+            self.stack.append(select_domains(back, keep))  # type: ignore[union-attr]
             self.queued += int(keep.sum())
-
-    def _split_one(self, batch: Domains, stats: BabStats) -> _Children | None:
-        """Halves each box along its chosen dimension: the children (lower halves, then upper
-        halves), their open clauses and priors; None when no box can be halved."""
-        lo, hi, dim = batch.lower, batch.upper, batch.dim
-        rows = torch.arange(batch.size, device=self.device)
-        mid_value = lo[rows, dim] + (hi[rows, dim] - lo[rows, dim]) / 2
-        splittable = (mid_value > lo[rows, dim]) & (mid_value < hi[rows, dim])
-        stats.unsplittable += int((~splittable).sum())
-        self.unsplittable += int((~splittable).sum())
-        batch, mid_value = _select(batch, splittable), mid_value[splittable]
-        if batch.size == 0:
-            return None
-        lo, hi, dim = batch.lower, batch.upper, batch.dim
-        rows = torch.arange(batch.size, device=self.device)
-        left_hi, right_lo = hi.clone(), lo.clone()
-        left_hi[rows, dim] = mid_value
-        right_lo[rows, dim] = mid_value
-        prior = {k: (torch.cat([v[0], v[0]]), torch.cat([v[1], v[1]])) for k, v in batch.prior.items()}
-        return (torch.cat([lo, right_lo]), torch.cat([left_hi, hi]), torch.cat([batch.open, batch.open]), prior,
-                torch.cat([batch.rows, batch.rows]), torch.cat([batch.stall, batch.stall]), None)
-
-    def _split_all(self, batch: Domains, stats: BabStats) -> _Children | None:
-        """Strong branching: both halves of each box along every dimension that can be halved
-        (``(M, 2n)`` children: lower halves, then upper halves, box by box), and the selector
-        that keeps, per box, the two halves of the dimension with the largest summed hardness
-        of its halves (a refuted half counts 0, its best possible value). The sum, not the
-        worse half alone: near a hard point one half keeps the parent's hardness whatever the
-        dimension, and the worse half alone then picks dimensions by rounding noise."""
-        lo, hi = batch.lower, batch.upper
-        n = lo.shape[1]
-        mid = lo + (hi - lo) / 2
-        eligible = (mid > lo) & (mid < hi) & (hi - lo > self.floor)
-        splittable = eligible.any(dim=1)
-        stats.unsplittable += int((~splittable).sum())
-        self.unsplittable += int((~splittable).sum())
-        batch, mid, eligible = _select(batch, splittable), mid[splittable], eligible[splittable]
-        m = batch.size
-        if m == 0:
-            return None
-        idx = torch.arange(n, device=self.device)
-        child_lo = batch.lower.unsqueeze(1).repeat(1, 2 * n, 1)
-        child_hi = batch.upper.unsqueeze(1).repeat(1, 2 * n, 1)
-        child_hi[:, idx, idx] = mid
-        child_lo[:, n + idx, idx] = mid
-        prior = {k: (v[0].repeat_interleave(2 * n, dim=0), v[1].repeat_interleave(2 * n, dim=0))
-                 for k, v in batch.prior.items()}
-        fallback = batch.dim
-
-        def pick(hardness: Tensor) -> Tensor:
-            # a refuted half (hardness +inf) counts 0: an open one's hardness is at most 0
-            score = hardness.reshape(m, 2, n).clamp(max=0.0).sum(dim=1)
-            score = torch.where(eligible, score, -torch.inf)
-            top = score.amax(dim=1, keepdim=True)
-            # ties (e.g. every dimension equally hopeless) keep the smear's dimension when eligible
-            keep = eligible.gather(1, fallback.unsqueeze(1)) & (score.gather(1, fallback.unsqueeze(1)) >= top)
-            dim = torch.where(keep.squeeze(1), fallback, score.argmax(dim=1))
-            base = torch.arange(m, device=self.device) * 2 * n
-            return torch.cat([base + dim, base + n + dim])
-
-        return (child_lo.reshape(m * 2 * n, n), child_hi.reshape(m * 2 * n, n),
-                batch.open.repeat_interleave(2 * n, dim=0), prior, batch.rows.repeat_interleave(2 * n, dim=0),
-                batch.stall.repeat_interleave(2 * n, dim=0), pick)
 
 
 def input_split_search(bounds_graph: TorchGraph, attack_graph: TorchGraph, region: Region, clauses: Sequence[Clause],
@@ -416,9 +369,6 @@ def input_split_search(bounds_graph: TorchGraph, attack_graph: TorchGraph, regio
         the outcome and statistics. ``unsat`` only when every sub-box is refuted.
     """
     return InputSplitSearch(bounds_graph, attack_graph, region, clauses, lower, upper, confirm, config).run(deadline)
-
-
-Prior = dict[str, tuple[Tensor, Tensor]]
 
 
 @dataclass(frozen=True)
@@ -438,63 +388,3 @@ class Bounded:
     hardness: Tensor
     prior: Prior
     rows: Tensor
-
-_Children = tuple[Tensor, Tensor, Tensor, Prior, Tensor, Tensor, Callable[[Tensor], Tensor] | None]
-"""Children to bound: lower and upper corners, open clauses, priors, their parent's row
-bounds and stall count, and for strong branching the selector of the children to keep (given
-their hardness)."""
-
-
-def _hardness(rows: Tensor, open_: Tensor) -> Tensor:
-    """The bound ``(M,)`` of the best row of the hardest open clause (+inf: none open)."""
-    best = torch.where(open_, rows.amax(dim=2), torch.inf)
-    return best.amin(dim=1)
-
-
-@dataclass(frozen=True)
-class Domains:
-    """A batch of sub-boxes ``(M, n)``, their open clauses ``(M, K)``, the dimension each splits
-    next ``(M,)``, their intermediate bounds (name -> ``(M, size)`` pairs) and their certified
-    spec-row bounds ``(M, K, R)``: both valid for their sub-boxes too."""
-
-    lower: Tensor
-    upper: Tensor
-    open: Tensor
-    dim: Tensor
-    prior: Prior
-    rows: Tensor
-    stall: Tensor
-
-    @property
-    def size(self) -> int:
-        return int(self.lower.shape[0])
-
-
-def _select(d: Domains, index: Tensor | slice) -> Domains:
-    return Domains(d.lower[index], d.upper[index], d.open[index], d.dim[index],
-                   {k: (v[0][index], v[1][index]) for k, v in d.prior.items()}, d.rows[index], d.stall[index])
-
-
-def _cat(parts: list[Domains]) -> Domains:
-    if len(parts) == 1:
-        return parts[0]
-    keys = parts[0].prior.keys()
-    return Domains(torch.cat([p.lower for p in parts]), torch.cat([p.upper for p in parts]),
-                   torch.cat([p.open for p in parts]), torch.cat([p.dim for p in parts]),
-                   {k: (torch.cat([p.prior[k][0] for p in parts]), torch.cat([p.prior[k][1] for p in parts]))
-                    for k in keys}, torch.cat([p.rows for p in parts]), torch.cat([p.stall for p in parts]))
-
-
-def _pop(stack: list[Domains], count: int) -> Domains:
-    """Removes up to ``count`` domains from the top of the stack (depth first)."""
-    parts: list[Domains] = []
-    taken = 0
-    while stack and taken < count:
-        top = stack.pop()
-        need = count - taken
-        if top.size > need:
-            stack.append(_select(top, slice(0, top.size - need)))
-            top = _select(top, slice(top.size - need, top.size))
-        parts.append(top)
-        taken += top.size
-    return _cat(parts)
