@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -149,22 +150,43 @@ def _big_model(path: Path, width: int = 1536, depth: int = 10) -> None:
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
 
 
-def test_timeout_is_honoured(tmp_path: Path) -> None:
-    _big_model(tmp_path / "big.onnx")
-    spec = tmp_path / "big.vnnlib"
+@pytest.fixture(scope="module")
+def big_problem(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A 10x1536 ReLU MLP (94 MB; reading it takes about 1 s, its first CROWN pass about 11 s)
+    and a property that intervals cannot refute."""
+    folder = tmp_path_factory.mktemp("big")
+    _big_model(folder / "big.onnx")
+    spec = folder / "big.vnnlib"
     decls = "".join(f"(declare-const X_{i} Real)\n(assert (>= X_{i} -1))\n(assert (<= X_{i} 1))\n" for i in range(64))
     spec.write_text(decls + "(declare-const Y_0 Real)\n(assert (>= Y_0 1e9))\n")
+    return folder / "big.onnx", spec
+
+
+def _timed_run(problem: tuple[Path, Path], timeout: str) -> tuple[dict[str, Any], int, float]:
     start = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "verifier.cli", str(problem[0]), str(problem[1]),
+                           "--timeout", timeout, "--json"], capture_output=True, text=True, timeout=120)
+    return json.loads(proc.stdout.strip().splitlines()[-1]), proc.returncode, time.monotonic() - start
+
+
+def test_timeout_is_honoured(big_problem: tuple[Path, Path]) -> None:
     # loading and imports take 1.5-3 s; the first CROWN pass alone takes about 11 s
-    proc = subprocess.run([sys.executable, "-m", "verifier.cli", str(tmp_path / "big.onnx"), str(spec),
-                           "--timeout", "5", "--json"], capture_output=True, text=True, timeout=120)
-    wall = time.monotonic() - start
-    payload = json.loads(proc.stdout.strip().splitlines()[-1])
+    payload, code, wall = _timed_run(big_problem, "5")
     assert payload["status"] == "timeout", payload
-    assert proc.returncode == 30
-    # the bound pass itself stopped at the deadline: an answer with statistics, not the watchdog's
-    assert "watchdog" not in payload["stats"] and payload["stats"]["stopped_in"] == "bounds", payload
+    assert code == 30
+    # the bound pass itself stops at the deadline (``stopped_in``, unless a slow load left no
+    # time for it to start): an answer with statistics, not the watchdog's
+    stats = payload["stats"]
+    assert "watchdog" not in stats and "regions" in stats and stats.get("stopped_in", "bounds") == "bounds", payload
     assert payload["time"] <= 6.0
+    assert wall < 20
+
+
+def test_the_watchdog_answers_when_reading_the_model_overruns_the_limit(big_problem: tuple[Path, Path]) -> None:
+    payload, code, wall = _timed_run(big_problem, "0.3")
+    assert payload["status"] == "timeout" and payload["stats"] == {"watchdog": True}, payload
+    assert code == 30
+    assert payload["time"] <= 1.3
     assert wall < 20
 
 

@@ -39,7 +39,7 @@ if TYPE_CHECKING:  # imported where used: Ctrl-C during start-up must reach main
     from verifier.result import Result
 
 __all__ = ["EXIT_BAD_INPUT", "EXIT_CODES", "EXIT_INTERNAL", "EXIT_USAGE", "main"]
-_WATCHDOG_GRACE = 0.8
+_WATCHDOG_GRACE = 0.5  # seconds past --timeout before the watchdog answers
 
 
 def _main_parser() -> argparse.ArgumentParser:

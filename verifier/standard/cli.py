@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 EXIT_VERDICT, EXIT_USAGE, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 2, 3, 4
 NAME = "verifier: sound and complete neural-network verifier (bounds, branch and bound, MILP/SMT)"
 VERDICTS = {Status.SAT: "sat", Status.UNSAT: "unsat", Status.UNKNOWN: "unknown", Status.TIMEOUT: "timed-out"}
-_WATCHDOG_GRACE = 0.8  # seconds past --timeout before the watchdog answers
+_WATCHDOG_GRACE = 0.5  # seconds past --timeout before the watchdog answers
 
 
 _LOAD_TIME_ONLY = frozenset({"ArgMax", "ArgMin"})
