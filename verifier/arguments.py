@@ -25,6 +25,10 @@ EXIT_CODES = {"unsat": 0, "sat": 10, "unknown": 20, "timeout": 30}
 MAX_TIMEOUT = 1e8
 """Largest ``--timeout`` in seconds (about three years); leave the option out for no limit."""
 
+WATCHDOG_GRACE = 0.5
+"""Seconds past ``--timeout`` before a command's watchdog answers ``timeout`` itself (the
+stages check the deadline; this is the safety net for one that overruns it)."""
+
 
 def _number(text: str, kind: type[int] | type[float], allow_zero: bool) -> int | float:
     """``text`` as a finite ``kind`` above zero (or at least zero when ``allow_zero``).

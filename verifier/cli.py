@@ -26,6 +26,7 @@ from verifier.arguments import (
     EXIT_INTERRUPTED,
     EXIT_USAGE,
     MAX_TIMEOUT,
+    WATCHDOG_GRACE,
     guarded,
     output_file,
     print_error,
@@ -39,7 +40,6 @@ if TYPE_CHECKING:  # imported where used: Ctrl-C during start-up must reach main
     from verifier.result import Result
 
 __all__ = ["EXIT_BAD_INPUT", "EXIT_CODES", "EXIT_INTERNAL", "EXIT_USAGE", "main"]
-_WATCHDOG_GRACE = 0.5  # seconds past --timeout before the watchdog answers
 
 
 def _main_parser() -> argparse.ArgumentParser:
@@ -170,7 +170,7 @@ def _start_watchdog(emitter: _Emitter, timeout: float, start: float) -> threadin
         code = emitter.result(Result(Status.TIMEOUT, time.monotonic() - start, None, {"watchdog": True}))
         os._exit(code)
 
-    timer = threading.Timer(max(0.0, timeout + _WATCHDOG_GRACE - (time.monotonic() - start)), fire)
+    timer = threading.Timer(max(0.0, timeout + WATCHDOG_GRACE - (time.monotonic() - start)), fire)
     timer.daemon = True
     timer.start()
     return timer

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 
 from verifier.arguments import (
     EXIT_INTERRUPTED,
+    WATCHDOG_GRACE,
     guarded,
     output_folder,
     print_error,
@@ -44,7 +45,6 @@ if TYPE_CHECKING:
 EXIT_VERDICT, EXIT_USAGE, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 2, 3, 4
 NAME = "verifier: sound and complete neural-network verifier (bounds, branch and bound, MILP/SMT)"
 VERDICTS = {Status.SAT: "sat", Status.UNSAT: "unsat", Status.UNKNOWN: "unknown", Status.TIMEOUT: "timed-out"}
-_WATCHDOG_GRACE = 0.5  # seconds past --timeout before the watchdog answers
 
 
 _LOAD_TIME_ONLY = frozenset({"ArgMax", "ArgMin"})
@@ -173,7 +173,7 @@ def _run_verify(argv: Sequence[str]) -> int:
             def fire() -> None:
                 answer.verdict(Status.TIMEOUT)
                 os._exit(EXIT_VERDICT)
-            watchdog = threading.Timer(args.timeout + _WATCHDOG_GRACE, fire)
+            watchdog = threading.Timer(args.timeout + WATCHDOG_GRACE, fire)
             watchdog.daemon = True
             watchdog.start()
         problem = _load(args.query, models)  # bad input is found before the costly imports
