@@ -170,15 +170,16 @@ def _timed_run(problem: tuple[Path, Path], timeout: str) -> tuple[dict[str, Any]
 
 
 def test_timeout_is_honoured(big_problem: tuple[Path, Path]) -> None:
-    # loading and imports take 1.5-3 s; the first CROWN pass alone takes about 11 s
-    payload, code, wall = _timed_run(big_problem, "5")
+    # imports, reading and setting up take 3-5 s (more under load); the first CROWN pass alone
+    # takes about 11 s: at 8 s the run is inside it
+    payload, code, wall = _timed_run(big_problem, "8")
     assert payload["status"] == "timeout", payload
     assert code == 30
     # the bound pass itself stops at the deadline (``stopped_in``, unless a slow load left no
     # time for it to start): an answer with statistics, not the watchdog's
     stats = payload["stats"]
     assert "watchdog" not in stats and "regions" in stats and stats.get("stopped_in", "bounds") == "bounds", payload
-    assert payload["time"] <= 6.0
+    assert payload["time"] <= 9.0
     assert wall < 20
 
 

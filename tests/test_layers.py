@@ -13,14 +13,15 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "verifier"
 
 LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
-    ("foundation", frozenset({"errors", "deadline", "config", "result", "ir", "spec"})),
+    ("foundation", frozenset({"errors", "interrupts", "deadline", "config", "result", "ir", "spec"})),
     ("ops", frozenset({"ops"})),
     ("graph", frozenset({"graph", "query", "witness", "problem"})),
     ("bounds", frozenset({"bounds"})),
     ("engines", frozenset({"attack", "exact", "sdp"})),
     ("search", frozenset({"bab"})),
     ("api", frozenset({"api", "ladder", "output_bounds"})),
-    ("front ends", frozenset({"report", "arguments", "bench", "soundness", "standard", "cli", "warm", "__init__"})),
+    ("front ends", frozenset({"report", "arguments", "bench", "soundness", "standard", "cli", "entry", "warm",
+                              "__init__"})),
 )
 """Lowest first. A unit is a subpackage or a top-level module of ``verifier``."""
 

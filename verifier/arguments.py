@@ -17,8 +17,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from verifier.errors import InputError
+from verifier.interrupts import EXIT_INTERRUPTED
 
-EXIT_USAGE, EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED = 2, 3, 4, 130
+EXIT_USAGE, EXIT_BAD_INPUT, EXIT_INTERNAL = 2, 3, 4
 EXIT_CODES = {"unsat": 0, "sat": 10, "unknown": 20, "timeout": 30}
 """Exit code per verdict (``Status.value``) of the commands that give one."""
 

@@ -35,6 +35,7 @@ from verifier.arguments import (
 )
 from verifier.config import BAB_MODES, BOUND_METHODS, METHODS  # choices only: no torch import
 from verifier.errors import InputError
+from verifier.interrupts import interrupts_outside_imports
 
 if TYPE_CHECKING:  # imported where used: Ctrl-C during start-up must reach main()'s boundary
     from verifier.result import Result
@@ -274,27 +275,28 @@ def main(argv: Sequence[str] | None = None, started: float | None = None) -> int
     start = time.monotonic() if started is None else started
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        from verifier.warm.client import forward, worker_option
+        with interrupts_outside_imports():  # from here on, Ctrl-C never lands inside an import
+            from verifier.warm.client import forward, worker_option
 
-        worker, argv = worker_option(argv)
-        if worker is not None:
-            code = forward(worker, argv, start)
-            if code is not None:
-                return code
-            print(f"# no warm worker answers at {worker}: running in this process", file=sys.stderr)
-        if argv and argv[0] == "worker":
-            return _run_worker(argv[1:])
-        if argv and argv[0] == "bounds":
-            return _run_bounds(argv[1:], start)
-        if argv and argv[0] == "bench":
-            from verifier.bench.cli import main as bench_main
+            worker, argv = worker_option(argv)
+            if worker is not None:
+                code = forward(worker, argv, start)
+                if code is not None:
+                    return code
+                print(f"# no warm worker answers at {worker}: running in this process", file=sys.stderr)
+            if argv and argv[0] == "worker":
+                return _run_worker(argv[1:])
+            if argv and argv[0] == "bounds":
+                return _run_bounds(argv[1:], start)
+            if argv and argv[0] == "bench":
+                from verifier.bench.cli import main as bench_main
 
-            return bench_main(argv[1:])
-        if argv and argv[0] == "soundness":
-            from verifier.soundness.cli import main as soundness_main
+                return bench_main(argv[1:])
+            if argv and argv[0] == "soundness":
+                from verifier.soundness.cli import main as soundness_main
 
-            return soundness_main(argv[1:])
-        return _run_verify(argv, start)
+                return soundness_main(argv[1:])
+            return _run_verify(argv, start)
     except KeyboardInterrupt:  # outside a command's own boundary (argument parsing, imports)
         return print_error("interrupted", EXIT_INTERRUPTED)
 

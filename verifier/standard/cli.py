@@ -37,6 +37,7 @@ from verifier.arguments import (
     timeout_seconds,
 )
 from verifier.errors import InputError
+from verifier.interrupts import interrupts_outside_imports
 from verifier.result import Result, Status
 
 if TYPE_CHECKING:
@@ -235,7 +236,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run_supports(args[1:])
     if args and args[0] == "verify":
         try:
-            return _run_verify(args[1:])
+            with interrupts_outside_imports():  # from here on, Ctrl-C never lands inside an import
+                return _run_verify(args[1:])
         except SystemExit as exc:  # argparse: usage errors
             return EXIT_USAGE if exc.code else EXIT_VERDICT
         except KeyboardInterrupt:  # outside the command's own boundary (argument parsing)
