@@ -3,7 +3,7 @@
 Steps: read and decode the protobuf, check it before any tensor is converted (supported
 opset, tensor data against shapes, external data references: :mod:`verifier.graph.validate`),
 load external data, check weights for NaN/Inf, fix static input shapes,
-sort nodes topologically (networkx), report every unsupported op at once, fill attribute
+sort nodes topologically, report every unsupported op at once, fill attribute
 defaults from the ONNX schema, move load-time constant inputs into attributes, fold constant
 subgraphs, infer static shapes by running each op once, cross-check them against ONNX shape
 inference, and finally apply the normalisation rewrites of :mod:`verifier.graph.simplify`.
@@ -11,12 +11,12 @@ inference, and finally apply the normalisation rewrites of :mod:`verifier.graph.
 
 from __future__ import annotations
 
+import heapq
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import networkx as nx
 import numpy as np
 import onnx
 import torch
@@ -59,21 +59,26 @@ def tensor_value(tensor: onnx.TensorProto, label: str) -> np.ndarray:
 
 
 def topological_nodes(graph: onnx.GraphProto) -> list[onnx.NodeProto]:
-    """The graph's nodes in a topological order; cycles raise ModelError."""
-    dag = nx.DiGraph()
-    producer: dict[str, int] = {}
+    """The graph's nodes in a topological order, the smallest node index first among those
+    ready (a graph already in order keeps it); cycles raise ModelError."""
+    producer = {out: i for i, node in enumerate(graph.node) for out in node.output}
+    consumers: list[set[int]] = [set() for _ in graph.node]
+    waiting = [0] * len(graph.node)  # producers not yet placed, per node
     for i, node in enumerate(graph.node):
-        dag.add_node(i)
-        for out in node.output:
-            producer[out] = i
-    for i, node in enumerate(graph.node):
-        for name in node.input:
-            if name in producer:
-                dag.add_edge(producer[name], i)
-    try:
-        order = list(nx.lexicographical_topological_sort(dag))
-    except nx.NetworkXUnfeasible:
-        raise ModelError("the ONNX graph has a cycle") from None
+        for source in {producer[name] for name in node.input if name in producer}:
+            consumers[source].add(i)
+            waiting[i] += 1
+    ready = [i for i, count in enumerate(waiting) if count == 0]  # ascending: already a heap
+    order: list[int] = []
+    while ready:
+        i = heapq.heappop(ready)
+        order.append(i)
+        for j in consumers[i]:
+            waiting[j] -= 1
+            if waiting[j] == 0:
+                heapq.heappush(ready, j)
+    if len(order) < len(graph.node):
+        raise ModelError("the ONNX graph has a cycle")
     return [graph.node[i] for i in order]
 
 

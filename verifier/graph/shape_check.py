@@ -9,11 +9,38 @@ import onnx
 from verifier.errors import ModelError
 from verifier.ir import Shape, ValueInfo
 
+_FLOATING = frozenset({onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16,
+                       onnx.TensorProto.BFLOAT16})
+WEIGHTS_AS_INPUTS = 1024
+"""Floating initializers with more elements than this are given to shape inference as typed graph
+inputs: it needs their shapes, never their values (values it propagates are small integer shape
+tensors), and it would otherwise serialise and parse every weight twice."""
+
+
+def _weights_as_inputs(graph: onnx.GraphProto) -> None:
+    """Replaces ``graph``'s large floating initializers by graph inputs of the same type and shape."""
+    declared = {info.name for info in graph.input}
+    kept = []
+    for tensor in graph.initializer:
+        elements = 1
+        for size in tensor.dims:
+            elements *= size
+        if tensor.data_type in _FLOATING and elements > WEIGHTS_AS_INPUTS:
+            if tensor.name not in declared:
+                graph.input.append(onnx.helper.make_tensor_value_info(tensor.name, tensor.data_type, tensor.dims))
+        else:
+            kept.append(tensor)
+    if len(kept) < len(graph.initializer):
+        del graph.initializer[:]
+        graph.initializer.extend(kept)
+
 
 def _fixed_inputs(model: onnx.ModelProto, inputs: Sequence[ValueInfo]) -> onnx.ModelProto:
-    """A copy of ``model`` whose graph inputs carry our static shapes."""
+    """A copy of ``model`` for shape inference: its graph inputs carry our static shapes and its
+    large weights are typed inputs (:data:`WEIGHTS_AS_INPUTS`)."""
     copy = onnx.ModelProto()
     copy.CopyFrom(model)
+    _weights_as_inputs(copy.graph)
     wanted = {v.name: v.shape for v in inputs}
     for info in copy.graph.input:
         if info.name in wanted:
