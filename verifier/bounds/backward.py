@@ -17,8 +17,11 @@ reached:
   split constraints hold, so the bound stays valid on the split domain);
 - any other node is cut: its output bounds concretise its rows (``A+ lo + A- hi``).
 
-Every node passed subtracts ``|A|·err`` (its float error from the table), and the final
-concretisation over the input boxes subtracts its own float64 rounding bound.
+Every node passed subtracts ``|A|·err`` (its float error from the table) and an allowance for
+the rounding of the traversal's own sums over its outputs (:mod:`verifier.bounds.traversal_rounding`;
+not yet for the multi-input rules of MaxPool, Max/Min, ReduceMax/Min and Mul), the sum of
+the steps' biases subtracts its rounding, and the final concretisation over the input boxes
+subtracts its own.
 """
 
 from __future__ import annotations
@@ -31,9 +34,10 @@ from torch import Tensor
 
 from verifier.bounds.rounding import unit_roundoff
 from verifier.bounds.table import BoundTable
+from verifier.bounds.traversal_rounding import affine_magnitudes, allowance_factor, relaxed_magnitude
 from verifier.deadline import Deadline
 from verifier.ir import Node
-from verifier.ops.base import gamma
+from verifier.ops.base import gamma, magnitude
 from verifier.ops.relax import LinearBounds
 
 
@@ -106,6 +110,7 @@ class Cache:
 
     offsets: dict[str, Tensor] = field(default_factory=dict)
     upper_bias_only: dict[str, bool] = field(default_factory=dict)
+    magnitudes: dict[str, tuple[list[object], tuple[Tensor | None, ...]]] = field(default_factory=dict)
 
 
 def backward(table: BoundTable, seeds: dict[str, Tensor], plan: Traversal,
@@ -121,6 +126,7 @@ def backward(table: BoundTable, seeds: dict[str, Tensor], plan: Traversal,
     rows = next(iter(seeds.values())).shape[1]
     place = table.tgraph.place
     bias = torch.zeros(table.batch, rows, dtype=place.dtype, device=place.device)
+    spread, steps = torch.zeros_like(bias), 0  # sum of |step bias|: the additions' rounding
     for index in range(plan.stop - 1, -1, -1):
         node = table.graph.nodes[index]
         coeffs = [pending.pop(name, None) if name else None for name in node.outputs]
@@ -128,12 +134,16 @@ def backward(table: BoundTable, seeds: dict[str, Tensor], plan: Traversal,
             continue
         if plan.deadline is not None:
             plan.deadline.check()
-        bias = bias + _step(table, index, coeffs, pending, plan, record, cache)
+        step = _step(table, index, coeffs, pending, plan, record, cache)
+        bias = bias + step
+        spread, steps = spread + step.abs(), steps + 1
         beta = plan.betas.get(node.name)
         if beta is not None:
             accumulate(pending, node.inputs[0], -beta.to(bias.dtype))
     if record is not None:
         record.inputs = {name: pending[name] for name in table.input_bounds if name in pending}
+    if table.unit != 0.0:
+        bias = bias - 2 * gamma(steps + 2, unit_roundoff(place.dtype)) * torch.nan_to_num(spread, nan=torch.inf)
     return _concretise(table, pending, bias)
 
 
@@ -143,7 +153,8 @@ def _step(table: BoundTable, index: int, coeffs: list[Tensor | None], pending: d
     node, op = table.graph.nodes[index], table.tgraph.ops[index]
     los, his, batched = table.args(node)
     if op.is_affine(node, batched):
-        return _fp_term(table, node, coeffs) + _affine(table, index, coeffs, pending, plan, cache, batched)
+        rounding = _affine_rounding(table, index, cache)
+        return _fp_term(table, node, coeffs, rounding) + _affine(table, index, coeffs, pending, plan, cache, batched)
     multi = op.multi_relaxation
     if multi is not None and coeffs[0] is not None and all(c is None for c in coeffs[1:]):
         moved = multi.backward(node, coeffs[0], los, his, batched)
@@ -161,23 +172,42 @@ def _step(table: BoundTable, index: int, coeffs: list[Tensor | None], pending: d
         return _fp_term(table, node, coeffs) + bias
     first = next(c for c in coeffs if c is not None)
     total = torch.zeros(first.shape[:2], dtype=first.dtype, device=first.device)
+    rounding = _scaled(allowance_factor(table, node), tuple(magnitude(*table.bounds[name]) for name in node.outputs))
     for name, coeff in zip(node.outputs, coeffs, strict=False):
         if coeff is not None:
             out_lo, out_hi = table.bounds[name]
             total = total + dot(coeff, out_lo, out_hi)
-    return total
+    return total + _fp_term(table, node, coeffs, rounding, model_error=False)
 
 
 def _relaxed(table: BoundTable, node: Node, a: Tensor, relaxation: LinearBounds, box: tuple[Tensor, Tensor],
              pending: dict[str, Tensor], plan: Traversal, cache: Cache) -> Tensor:
     """Passes ``a`` through the node's lines (alpha slopes at unstable positions); returns the
-    bias ``A+ l_b + A- u_b``."""
+    bias ``A+ l_b + A- u_b`` less the traversal's rounding allowance for this step."""
     lower_slope = relaxation.lower_slope.unsqueeze(1)
     alpha = plan.slopes.get(node.name)
     if alpha is not None:
         unstable = ((box[0] < 0) & (box[1] > 0)).unsqueeze(1)
         lower_slope = torch.where(unstable, alpha, lower_slope)
-    accumulate(pending, node.inputs[0], a * torch.where(a > 0, lower_slope, relaxation.upper_slope.unsqueeze(1)))
+    upper_slope = relaxation.upper_slope.unsqueeze(1)
+    accumulate(pending, node.inputs[0], a * torch.where(a > 0, lower_slope, upper_slope))
+    factor = allowance_factor(table, node)
+    rounding = torch.zeros(a.shape[:2], dtype=a.dtype, device=a.device)
+    if factor:
+        slope = torch.maximum(lower_slope.abs(), upper_slope.abs())
+        size = relaxed_magnitude(slope, relaxation.lower_bias.unsqueeze(1), relaxation.upper_bias.unsqueeze(1),
+                                 (box[0].unsqueeze(1), box[1].unsqueeze(1)))
+        if size.shape[1] == 1 and bool(torch.isfinite(size).all()):  # no per-row slopes: one product
+            n = a.shape[0]
+            weight = size.expand(n, 1, *size.shape[2:]).reshape(n, -1, 1).to(a.dtype)
+            rounding = factor * torch.bmm(rowwise(a.abs()), weight).squeeze(2)
+        else:
+            rounding = factor * torch.nan_to_num(rowwise(a.abs() * size).sum(dim=2), nan=torch.inf)
+    return _relaxed_bias(a, relaxation, cache, node) - rounding
+
+
+def _relaxed_bias(a: Tensor, relaxation: LinearBounds, cache: Cache, node: Node) -> Tensor:
+    """``A+ l_b + A- u_b``."""
     if node.name not in cache.upper_bias_only:
         cache.upper_bias_only[node.name] = (not bool(relaxation.lower_bias.any())
                                             and bool(torch.isfinite(relaxation.upper_bias).all()))
@@ -188,14 +218,42 @@ def _relaxed(table: BoundTable, node: Node, a: Tensor, relaxation: LinearBounds,
     return dot(a, relaxation.lower_bias, relaxation.upper_bias)
 
 
-def _fp_term(table: BoundTable, node: Node, coeffs: list[Tensor | None]) -> Tensor:
-    """``-sum |A|·err`` over the node's outputs: the float evaluation error of the node."""
+def _affine_rounding(table: BoundTable, index: int, cache: Cache) -> tuple[Tensor | None, ...]:
+    """The affine node's rounding allowance per output, kept while its input bounds are the
+    same tensors (they are replaced, never changed in place, when refined)."""
+    node = table.graph.nodes[index]
+    inputs: list[object] = [table.bounds.get(name) for name in node.inputs]
+    kept = cache.magnitudes.get(node.name)
+    if kept is not None and len(kept[0]) == len(inputs) and all(a is b for a, b in zip(kept[0], inputs, strict=True)):
+        return kept[1]
+    rounding = _scaled(allowance_factor(table, node), affine_magnitudes(table, index))
+    cache.magnitudes[node.name] = (inputs, rounding)
+    return rounding
+
+
+def _scaled(factor: float, magnitudes: tuple[Tensor, ...]) -> tuple[Tensor | None, ...]:
+    """``factor * M`` per output (None when the factor is 0: real arithmetic)."""
+    return tuple(factor * m if factor else None for m in magnitudes)
+
+
+def _fp_term(table: BoundTable, node: Node, coeffs: list[Tensor | None],
+             rounding: tuple[Tensor | None, ...] = (), model_error: bool = True) -> Tensor:
+    """``-sum |A|·(err + rounding)`` over the node's outputs: the float evaluation error of the
+    node (unless not ``model_error``) and the traversal's rounding allowance for it."""
     total: Tensor | float = 0.0
-    for a, err in zip(coeffs, table.errors[node.name], strict=False):
-        if a is None or err is None:
+    errors = table.errors[node.name] if model_error else ()
+    for i, a in enumerate(coeffs):
+        parts = [w for w in (errors[i] if i < len(errors) else None, rounding[i] if i < len(rounding) else None)
+                 if w is not None]
+        if a is None or not parts:
             continue
-        e = torch.broadcast_to(err, (a.shape[0], *a.shape[2:])).reshape(a.shape[0], -1, 1).to(a.dtype)
-        total = total + torch.bmm(rowwise(a.abs()), e).squeeze(2)
+        weight = parts[0] if len(parts) == 1 else parts[0] + parts[1]
+        e = torch.broadcast_to(weight, (a.shape[0], *a.shape[2:])).reshape(a.shape[0], -1, 1).to(a.dtype)
+        if bool(torch.isfinite(e).all()):
+            total = total + torch.bmm(rowwise(a.abs()), e).squeeze(2)
+        else:  # an unbounded output weighs nothing where its coefficient is 0
+            flat = rowwise(a.abs())
+            total = total + torch.where(flat == 0, 0.0, flat * e.transpose(1, 2)).sum(dim=2)
     if isinstance(total, float):
         a0 = next(c for c in coeffs if c is not None)
         return torch.zeros(a0.shape[:2], dtype=a0.dtype, device=a0.device)
