@@ -212,7 +212,7 @@ def test_engines_agree_on_random_relu_networks(tmp_path: Path) -> None:
     assert verdicts.count("sat") >= 8 and verdicts.count("unsat") >= 8, verdicts
 
 
-@pytest.mark.parametrize("builder", [conv_residual, piecewise])
+@pytest.mark.parametrize("builder", [pytest.param(conv_residual, marks=pytest.mark.slow), piecewise])
 def test_engines_agree_on_conv_residual_and_piecewise_ops(tmp_path: Path, builder: object) -> None:
     verdicts = [check_agreement(random_instance(tmp_path, builder(seed), 500 + seed, (0.02, 0.15)), 500 + seed)  # type: ignore[operator]
                 for seed in range(8)]
