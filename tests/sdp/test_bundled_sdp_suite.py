@@ -36,8 +36,9 @@ def test_the_suite_is_complete_and_every_instance_has_an_exact_verdict() -> None
     assert {"sat", "unsat"} == set(expected.values())
 
 
-@pytest.mark.parametrize("spec", ["vnnlib/digits_mlp_32x32_img44_eps0.1545.vnnlib",
-                                  "vnnlib/digits_mlp_32x32_img247_eps0.162.vnnlib"])
+@pytest.mark.parametrize("spec", [
+    pytest.param("vnnlib/digits_mlp_32x32_img44_eps0.1545.vnnlib", marks=pytest.mark.slow),
+    "vnnlib/digits_mlp_32x32_img247_eps0.162.vnnlib"])
 def test_sdp_proves_what_alpha_crown_leaves_open(capsys: pytest.CaptureFixture[str], spec: str) -> None:
     assert expected_verdicts(SUITE)[(NET, spec)] == "unsat"  # the MILP engine's verdict
     model, prop = str(SUITE / NET), str(SUITE / spec)

@@ -156,6 +156,7 @@ def test_a_second_worker_on_a_live_socket_is_refused(worker: Path) -> None:
     assert run.returncode == 3 and "already serves" in run.stderr
 
 
+@pytest.mark.slow  # 24 s: the cold half starts an interpreter per instance
 def test_bench_runs_our_verifier_through_a_worker_with_the_same_answers(tmp_path: Path) -> None:
     rows = {}
     for mode in ("warm", "cold"):
