@@ -197,12 +197,7 @@ def _relaxed(table: BoundTable, node: Node, a: Tensor, relaxation: LinearBounds,
         slope = torch.maximum(lower_slope.abs(), upper_slope.abs())
         size = relaxed_magnitude(slope, relaxation.lower_bias.unsqueeze(1), relaxation.upper_bias.unsqueeze(1),
                                  (box[0].unsqueeze(1), box[1].unsqueeze(1)))
-        if size.shape[1] == 1 and bool(torch.isfinite(size).all()):  # no per-row slopes: one product
-            n = a.shape[0]
-            weight = size.expand(n, 1, *size.shape[2:]).reshape(n, -1, 1).to(a.dtype)
-            rounding = factor * torch.bmm(rowwise(a.abs()), weight).squeeze(2)
-        else:
-            rounding = factor * torch.nan_to_num(rowwise(a.abs() * size).sum(dim=2), nan=torch.inf)
+        rounding = factor * abs_weighted(a, size)
     return _relaxed_bias(a, relaxation, cache, node) - rounding
 
 
@@ -248,12 +243,7 @@ def _fp_term(table: BoundTable, node: Node, coeffs: list[Tensor | None],
         if a is None or not parts:
             continue
         weight = parts[0] if len(parts) == 1 else parts[0] + parts[1]
-        e = torch.broadcast_to(weight, (a.shape[0], *a.shape[2:])).reshape(a.shape[0], -1, 1).to(a.dtype)
-        if bool(torch.isfinite(e).all()):
-            total = total + torch.bmm(rowwise(a.abs()), e).squeeze(2)
-        else:  # an unbounded output weighs nothing where its coefficient is 0
-            flat = rowwise(a.abs())
-            total = total + torch.where(flat == 0, 0.0, flat * e.transpose(1, 2)).sum(dim=2)
+        total = total + abs_weighted(a, torch.broadcast_to(weight, (a.shape[0], *a.shape[2:])).unsqueeze(1))
     if isinstance(total, float):
         a0 = next(c for c in coeffs if c is not None)
         return torch.zeros(a0.shape[:2], dtype=a0.dtype, device=a0.device)
@@ -344,6 +334,18 @@ def _concretise(table: BoundTable, pending: dict[str, Tensor], bias: Tensor) -> 
         terms += info.size
     margin = gamma(terms + 2, unit_roundoff(torch.float64)) * scale
     return torch.nan_to_num(total - margin, nan=-torch.inf)
+
+
+def abs_weighted(a: Tensor, weight: Tensor) -> Tensor:
+    """``sum |A| * weight`` ``(N, R)`` over all but the first two dims, for a weight ``(N or 1,
+    1 or R, *shape)``; an infinite weight counts 0 where its coefficient is 0. One batched
+    product when the weight is finite and the same for every row."""
+    flat = rowwise(a.abs())
+    if weight.shape[1] == 1 and bool(torch.isfinite(weight).all()):
+        n = a.shape[0]
+        return torch.bmm(flat, weight.expand(n, 1, *a.shape[2:]).reshape(n, -1, 1).to(a.dtype)).squeeze(2)
+    spread = rowwise(torch.broadcast_to(weight, a.shape).to(a.dtype))
+    return torch.where(flat == 0, 0.0, flat * spread).sum(dim=2)
 
 
 def rowwise(t: Tensor) -> Tensor:

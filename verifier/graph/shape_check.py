@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 import onnx
@@ -22,10 +23,7 @@ def _weights_as_inputs(graph: onnx.GraphProto) -> None:
     declared = {info.name for info in graph.input}
     kept = []
     for tensor in graph.initializer:
-        elements = 1
-        for size in tensor.dims:
-            elements *= size
-        if tensor.data_type in _FLOATING and elements > WEIGHTS_AS_INPUTS:
+        if tensor.data_type in _FLOATING and math.prod(tensor.dims) > WEIGHTS_AS_INPUTS:
             if tensor.name not in declared:
                 graph.input.append(onnx.helper.make_tensor_value_info(tensor.name, tensor.data_type, tensor.dims))
         else:
