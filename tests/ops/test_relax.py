@@ -18,7 +18,7 @@ import torch
 from tests.ops.elementwise_helpers import Case, Dyn, our_node
 from verifier.ir import Node
 from verifier.ops.base import REGISTRY, Args
-from verifier.ops.relax import LinearBounds, Relaxation, relax
+from verifier.ops.relax import LinearBounds, Relaxation, relax, relax_leaky
 
 F = np.float32
 X = Dyn((4,))
@@ -293,3 +293,21 @@ def test_sampling_check_catches_a_wrong_relaxation() -> None:
     out = relax(WrongRelu(), node, lo, hi)
     assert out is not None
     assert violations(node, out, lo, hi) > 0
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.1, 1.0, -0.5, 2.5])
+@pytest.mark.parametrize("mode", ["adaptive", "zero", "one"])
+def test_one_leak_for_all_gives_the_per_neuron_lines(alpha: float, mode: str) -> None:
+    """Relu and LeakyRelu take the shortcut for one ``alpha`` (convexity decided once); PRelu
+    passes a tensor of slopes through the general path: the same ``alpha`` everywhere gives
+    the same lines, on crossing, one-signed, touching-zero and degenerate boxes."""
+    gen = torch.Generator().manual_seed(3)
+    lo = torch.randn(4000, dtype=torch.float64, generator=gen) * 3
+    hi = lo + torch.rand(4000, dtype=torch.float64, generator=gen) * 4
+    hi[:100] = lo[:100]
+    lo[100:200] = 0.0
+    hi[200:300] = 0.0
+    shared = relax_leaky(lo, hi, alpha, mode)
+    per_neuron = relax_leaky(lo, hi, torch.full_like(lo, alpha), mode)
+    for field in dataclasses.fields(LinearBounds):
+        assert torch.equal(getattr(shared, field.name), getattr(per_neuron, field.name)), field.name

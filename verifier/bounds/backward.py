@@ -19,9 +19,10 @@ reached:
 
 Every node passed subtracts ``|A|·err`` (its float error from the table) and an allowance for
 the rounding of the traversal's own sums over its outputs (:mod:`verifier.bounds.traversal_rounding`;
-not yet for the multi-input rules of MaxPool, Max/Min, ReduceMax/Min and Mul), the sum of
-the steps' biases subtracts its rounding, and the final concretisation over the input boxes
-subtracts its own.
+not yet for the multi-input rules of MaxPool, Max/Min, ReduceMax/Min and Mul), as one
+``sum |A| * w`` per node with weights built once per table (:mod:`verifier.bounds.step_weights`);
+the sum of the steps' biases subtracts its rounding (any order of addition), and the final
+concretisation over the input boxes subtracts its own.
 """
 
 from __future__ import annotations
@@ -33,11 +34,18 @@ import torch
 from torch import Tensor
 
 from verifier.bounds.rounding import unit_roundoff
+from verifier.bounds.step_weights import (
+    WeightCache,
+    affine_weights,
+    cut_weights,
+    error_weights,
+    relaxed_weights,
+    weighted_abs,
+)
 from verifier.bounds.table import BoundTable
-from verifier.bounds.traversal_rounding import affine_magnitudes, allowance_factor, relaxed_magnitude
 from verifier.deadline import Deadline
 from verifier.ir import Node
-from verifier.ops.base import gamma, magnitude
+from verifier.ops.base import all_finite, gamma
 from verifier.ops.relax import LinearBounds
 
 
@@ -105,12 +113,20 @@ class Record:
 @dataclass
 class Cache:
     """Values a traversal may keep between passes over the same graph and dtype: ``f(0)`` of
-    the nodes on the pass-through fast path, and per relaxation whether its bias is only the
-    upper one (keyed by node; cleared with the table's relaxations)."""
+    the nodes on the pass-through fast path, per relaxation whether its bias is only the
+    upper one and whether its slopes are finite (keyed by node; cleared with the table's
+    relaxations, :meth:`clear_relaxations`), and the nodes' float-error weights
+    (:mod:`verifier.bounds.step_weights`)."""
 
     offsets: dict[str, Tensor] = field(default_factory=dict)
     upper_bias_only: dict[str, bool] = field(default_factory=dict)
-    magnitudes: dict[str, tuple[list[object], tuple[Tensor | None, ...]]] = field(default_factory=dict)
+    finite_slopes: dict[str, bool] = field(default_factory=dict)
+    weights: WeightCache = field(default_factory=WeightCache)
+
+    def clear_relaxations(self) -> None:
+        """Forgets what was cached about the relaxations (they are about to be recomputed)."""
+        self.upper_bias_only.clear()
+        self.finite_slopes.clear()
 
 
 def backward(table: BoundTable, seeds: dict[str, Tensor], plan: Traversal,
@@ -125,8 +141,7 @@ def backward(table: BoundTable, seeds: dict[str, Tensor], plan: Traversal,
     pending = dict(seeds)
     rows = next(iter(seeds.values())).shape[1]
     place = table.tgraph.place
-    bias = torch.zeros(table.batch, rows, dtype=place.dtype, device=place.device)
-    spread, steps = torch.zeros_like(bias), 0  # sum of |step bias|: the additions' rounding
+    biases: list[Tensor] = []
     for index in range(plan.stop - 1, -1, -1):
         node = table.graph.nodes[index]
         coeffs = [pending.pop(name, None) if name else None for name in node.outputs]
@@ -134,34 +149,38 @@ def backward(table: BoundTable, seeds: dict[str, Tensor], plan: Traversal,
             continue
         if plan.deadline is not None:
             plan.deadline.check()
-        step = _step(table, index, coeffs, pending, plan, record, cache)
-        bias = bias + step
-        spread, steps = spread + step.abs(), steps + 1
+        biases.append(_step(table, index, coeffs, pending, plan, record, cache))
         beta = plan.betas.get(node.name)
         if beta is not None:
-            accumulate(pending, node.inputs[0], -beta.to(bias.dtype))
+            accumulate(pending, node.inputs[0], -beta.to(place.dtype))
     if record is not None:
         record.inputs = {name: pending[name] for name in table.input_bounds if name in pending}
-    if table.unit != 0.0:
-        bias = bias - 2 * gamma(steps + 2, unit_roundoff(place.dtype)) * torch.nan_to_num(spread, nan=torch.inf)
+    if not biases:
+        return _concretise(table, pending, torch.zeros(table.batch, rows, dtype=place.dtype, device=place.device))
+    steps = torch.stack(biases)
+    bias = steps.sum(dim=0)
+    if table.unit != 0.0:  # the rounding of adding up the steps' biases, in any order
+        spread = torch.nan_to_num(steps.abs().sum(dim=0), nan=torch.inf)
+        bias = bias - 2 * gamma(len(biases) + 2, unit_roundoff(place.dtype)) * spread
     return _concretise(table, pending, bias)
 
 
 def _step(table: BoundTable, index: int, coeffs: list[Tensor | None], pending: dict[str, Tensor],
           plan: Traversal, record: Record | None, cache: Cache) -> Tensor:
-    """Moves the coefficients on node ``index``'s outputs to its inputs; returns the bias added."""
+    """Moves the coefficients on node ``index``'s outputs to its inputs; returns the bias added
+    (less ``sum |A| * w`` for floating point, :mod:`verifier.bounds.step_weights`)."""
     node, op = table.graph.nodes[index], table.tgraph.ops[index]
     los, his, batched = table.args(node)
     if op.is_affine(node, batched):
-        rounding = _affine_rounding(table, index, cache)
-        return _fp_term(table, node, coeffs, rounding) + _affine(table, index, coeffs, pending, plan, cache, batched)
+        weights = affine_weights(table, index, cache.weights)
+        return weighted_abs(coeffs, weights) + _affine(table, index, coeffs, pending, plan, cache, batched)
     multi = op.multi_relaxation
     if multi is not None and coeffs[0] is not None and all(c is None for c in coeffs[1:]):
         moved = multi.backward(node, coeffs[0], los, his, batched)
         if moved is not None:
             for position, moved_coeff in moved.coefficients.items():
                 accumulate(pending, node.inputs[position], moved_coeff)
-            return _fp_term(table, node, coeffs) + moved.bias
+            return weighted_abs(coeffs, error_weights(table, node, cache.weights)) + moved.bias
     relaxation = table.relaxation(node, plan.relu_mode, (los, his, batched))
     if relaxation is not None and coeffs[0] is not None:
         lo, hi = los[0], his[0]
@@ -169,85 +188,54 @@ def _step(table: BoundTable, index: int, coeffs: list[Tensor | None], pending: d
         bias = _relaxed(table, node, coeffs[0], relaxation, (lo, hi), pending, plan, cache)
         if record is not None and record.relu:
             record.relaxed[node.name] = coeffs[0]
-        return _fp_term(table, node, coeffs) + bias
+        return bias
     first = next(c for c in coeffs if c is not None)
     total = torch.zeros(first.shape[:2], dtype=first.dtype, device=first.device)
-    rounding = _scaled(allowance_factor(table, node), tuple(magnitude(*table.bounds[name]) for name in node.outputs))
     for name, coeff in zip(node.outputs, coeffs, strict=False):
         if coeff is not None:
             out_lo, out_hi = table.bounds[name]
             total = total + dot(coeff, out_lo, out_hi)
-    return total + _fp_term(table, node, coeffs, rounding, model_error=False)
+    return total + weighted_abs(coeffs, cut_weights(table, node))
 
 
 def _relaxed(table: BoundTable, node: Node, a: Tensor, relaxation: LinearBounds, box: tuple[Tensor, Tensor],
              pending: dict[str, Tensor], plan: Traversal, cache: Cache) -> Tensor:
     """Passes ``a`` through the node's lines (alpha slopes at unstable positions); returns the
-    bias ``A+ l_b + A- u_b`` less the traversal's rounding allowance for this step."""
+    bias ``A+ l_b + A- u_b`` less ``|A|`` times the node's float error and the traversal's
+    rounding allowance for this step."""
     lower_slope = relaxation.lower_slope.unsqueeze(1)
     alpha = plan.slopes.get(node.name)
     if alpha is not None:
         unstable = ((box[0] < 0) & (box[1] > 0)).unsqueeze(1)
         lower_slope = torch.where(unstable, alpha, lower_slope)
     upper_slope = relaxation.upper_slope.unsqueeze(1)
-    accumulate(pending, node.inputs[0], a * torch.where(a > 0, lower_slope, upper_slope))
-    factor = allowance_factor(table, node)
-    rounding = torch.zeros(a.shape[:2], dtype=a.dtype, device=a.device)
-    if factor:
-        slope = torch.maximum(lower_slope.abs(), upper_slope.abs())
-        size = relaxed_magnitude(slope, relaxation.lower_bias.unsqueeze(1), relaxation.upper_bias.unsqueeze(1),
-                                 (box[0].unsqueeze(1), box[1].unsqueeze(1)))
-        rounding = factor * abs_weighted(a, size)
-    return _relaxed_bias(a, relaxation, cache, node) - rounding
+    negative = a.clamp(max=0)
+    if _finite_slopes(relaxation, cache, node):
+        # A+ l_s + A- u_s by products alone (the same values as selecting the slope by the
+        # sign of A: 0 times a finite slope adds 0), far cheaper than a selection on CPU
+        accumulate(pending, node.inputs[0], a.clamp(min=0) * lower_slope + negative * upper_slope)
+    else:
+        accumulate(pending, node.inputs[0], a * torch.where(a > 0, lower_slope, upper_slope))
+    weights = relaxed_weights(table, node, relaxation, lower_slope, box, None if alpha is not None else cache.weights)
+    return _relaxed_bias(a, negative, relaxation, cache, node) + weighted_abs([a], weights)
 
 
-def _relaxed_bias(a: Tensor, relaxation: LinearBounds, cache: Cache, node: Node) -> Tensor:
-    """``A+ l_b + A- u_b``."""
+def _finite_slopes(relaxation: LinearBounds, cache: Cache, node: Node) -> bool:
+    """Whether the relaxation's slopes are all finite (cached per node, like the biases)."""
+    if node.name not in cache.finite_slopes:
+        cache.finite_slopes[node.name] = all_finite(relaxation.lower_slope) and all_finite(relaxation.upper_slope)
+    return cache.finite_slopes[node.name]
+
+
+def _relaxed_bias(a: Tensor, negative: Tensor, relaxation: LinearBounds, cache: Cache, node: Node) -> Tensor:
+    """``A+ l_b + A- u_b``; ``negative`` is ``A-``."""
     if node.name not in cache.upper_bias_only:
-        cache.upper_bias_only[node.name] = (not bool(relaxation.lower_bias.any())
-                                            and bool(torch.isfinite(relaxation.upper_bias).all()))
+        cache.upper_bias_only[node.name] = not bool(relaxation.lower_bias.any()) and all_finite(relaxation.upper_bias)
     if cache.upper_bias_only[node.name]:  # A+ · 0 adds nothing: one product (e.g. ReLU)
         n = a.shape[0]
         upper_bias = relaxation.upper_bias.expand(n, *relaxation.upper_bias.shape[1:]).reshape(n, -1, 1)
-        return torch.bmm(rowwise(a.clamp(max=0)), upper_bias.to(a.dtype)).squeeze(2)
+        return torch.bmm(rowwise(negative), upper_bias.to(a.dtype)).squeeze(2)
     return dot(a, relaxation.lower_bias, relaxation.upper_bias)
-
-
-def _affine_rounding(table: BoundTable, index: int, cache: Cache) -> tuple[Tensor | None, ...]:
-    """The affine node's rounding allowance per output, kept while its input bounds are the
-    same tensors (they are replaced, never changed in place, when refined)."""
-    node = table.graph.nodes[index]
-    inputs: list[object] = [table.bounds.get(name) for name in node.inputs]
-    kept = cache.magnitudes.get(node.name)
-    if kept is not None and len(kept[0]) == len(inputs) and all(a is b for a, b in zip(kept[0], inputs, strict=True)):
-        return kept[1]
-    rounding = _scaled(allowance_factor(table, node), affine_magnitudes(table, index))
-    cache.magnitudes[node.name] = (inputs, rounding)
-    return rounding
-
-
-def _scaled(factor: float, magnitudes: tuple[Tensor, ...]) -> tuple[Tensor | None, ...]:
-    """``factor * M`` per output (None when the factor is 0: real arithmetic)."""
-    return tuple(factor * m if factor else None for m in magnitudes)
-
-
-def _fp_term(table: BoundTable, node: Node, coeffs: list[Tensor | None],
-             rounding: tuple[Tensor | None, ...] = (), model_error: bool = True) -> Tensor:
-    """``-sum |A|·(err + rounding)`` over the node's outputs: the float evaluation error of the
-    node (unless not ``model_error``) and the traversal's rounding allowance for it."""
-    total: Tensor | float = 0.0
-    errors = table.errors[node.name] if model_error else ()
-    for i, a in enumerate(coeffs):
-        parts = [w for w in (errors[i] if i < len(errors) else None, rounding[i] if i < len(rounding) else None)
-                 if w is not None]
-        if a is None or not parts:
-            continue
-        weight = parts[0] if len(parts) == 1 else parts[0] + parts[1]
-        total = total + abs_weighted(a, torch.broadcast_to(weight, (a.shape[0], *a.shape[2:])).unsqueeze(1))
-    if isinstance(total, float):
-        a0 = next(c for c in coeffs if c is not None)
-        return torch.zeros(a0.shape[:2], dtype=a0.dtype, device=a0.device)
-    return -torch.nan_to_num(total, nan=torch.inf)
 
 
 def _affine(table: BoundTable, index: int, coeffs: list[Tensor | None], pending: dict[str, Tensor],
@@ -334,18 +322,6 @@ def _concretise(table: BoundTable, pending: dict[str, Tensor], bias: Tensor) -> 
         terms += info.size
     margin = gamma(terms + 2, unit_roundoff(torch.float64)) * scale
     return torch.nan_to_num(total - margin, nan=-torch.inf)
-
-
-def abs_weighted(a: Tensor, weight: Tensor) -> Tensor:
-    """``sum |A| * weight`` ``(N, R)`` over all but the first two dims, for a weight ``(N or 1,
-    1 or R, *shape)``; an infinite weight counts 0 where its coefficient is 0. One batched
-    product when the weight is finite and the same for every row."""
-    flat = rowwise(a.abs())
-    if weight.shape[1] == 1 and bool(torch.isfinite(weight).all()):
-        n = a.shape[0]
-        return torch.bmm(flat, weight.expand(n, 1, *a.shape[2:]).reshape(n, -1, 1).to(a.dtype)).squeeze(2)
-    spread = rowwise(torch.broadcast_to(weight, a.shape).to(a.dtype))
-    return torch.where(flat == 0, 0.0, flat * spread).sum(dim=2)
 
 
 def rowwise(t: Tensor) -> Tensor:

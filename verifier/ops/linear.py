@@ -152,7 +152,7 @@ class Linear(ConstWeightLinear):
         bias = optional_arg(constants, 2)
         if bias is None:
             return coefficients, torch.zeros(rows.shape[:2], dtype=rows.dtype, device=rows.device)
-        return coefficients, (rows * bias.to(rows.dtype)).reshape(*rows.shape[:2], -1).sum(dim=2)
+        return coefficients, (rows @ bias.to(rows.dtype)).reshape(*rows.shape[:2], -1).sum(dim=2)
 
     def apply(self, node: Node, args: Args, batched: Flags, absolute: bool) -> Tensor:
         x = dynamic_input(node, args[0], batched[0])

@@ -25,7 +25,7 @@ from torch import Tensor
 
 from verifier.config import ReluMode
 from verifier.ir import Node
-from verifier.ops.base import REGISTRY, Args, Op
+from verifier.ops.base import REGISTRY, Args, Op, all_finite
 
 MARGIN = 1e-12
 MODES: tuple[str, ...] = get_args(ReluMode)
@@ -104,6 +104,8 @@ def relax_leaky(
     """
     if mode not in MODES:
         raise ValueError(f"relaxation mode {mode!r} is not one of {MODES}")
+    if isinstance(alpha, float):
+        return _relax_leaky_scalar(lower, upper, alpha, mode)
     alpha_t = torch.as_tensor(alpha, dtype=lower.dtype).expand_as(lower)
     one = torch.ones_like(lower)
     pos, neg = lower >= 0, upper <= 0
@@ -129,6 +131,30 @@ def relax_leaky(
     low_b = torch.where(convex | stable, zero, k_low)
     up_b = torch.where(~convex | stable, zero, k_up)
     return LinearBounds(low_a, low_b, up_a, up_b)
+
+
+def _relax_leaky_scalar(lower: Tensor, upper: Tensor, alpha: float, mode: str) -> LinearBounds:
+    """:func:`relax_leaky` for one ``alpha`` for every neuron (Relu, LeakyRelu): the same
+    lines, with the convexity decided once and fewer tensor operations."""
+    one = torch.ones_like(lower)
+    pos, neg = lower >= 0, upper <= 0
+    stable = pos | neg
+    piece = torch.where(pos, one, alpha)  # the slope of a stable neuron's piece
+    f_lo, f_hi = torch.where(pos, lower, alpha * lower), torch.where(neg, alpha * upper, upper)
+    k = torch.where(stable, piece, (f_hi - f_lo) / (upper - lower))
+    if mode == "adaptive":
+        pick = torch.where(stable, piece, torch.where(upper >= -lower, one, alpha))
+    else:
+        pick = torch.where(stable, piece, alpha if mode == "zero" else 1.0)
+    size = torch.maximum(f_lo.abs(), f_hi.abs())
+    margin = MARGIN * (1 + size + k.abs() * torch.maximum(lower.abs(), upper.abs()))
+    first, second = f_lo - k * lower, f_hi - k * upper  # the chord's gaps at the ends
+    zero = torch.zeros_like(lower)
+    if alpha <= 1:  # convex: the chord above, a line through the origin below
+        up_b = torch.where(stable, zero, torch.maximum(torch.maximum(first, second), zero) + margin)
+        return LinearBounds(pick, zero, k, up_b)
+    low_b = torch.where(stable, zero, torch.minimum(torch.minimum(first, second), zero) - margin)
+    return LinearBounds(k, low_b, pick, zero)
 
 
 def _relu(node: Node, lo: Tensor, hi: Tensor, mode: str, constants: Args) -> LinearBounds:
@@ -215,6 +241,11 @@ def relax(op: Op, node: Node, lower: Tensor, upper: Tensor, mode: str = "adaptiv
         return None
     dtype = lower.dtype
     lo, hi = lower.to(torch.float64), upper.to(torch.float64)
+    if relaxation.domain is None and all_finite(lo) and all_finite(hi) and bool((lo < hi).all()):
+        # the usual case: every box is safe; the rule's lines are kept where all are finite
+        lines = relaxation.rule(node, lo, hi, mode, constants)
+        if all(all_finite(t) for t in (lines.lower_slope, lines.lower_bias, lines.upper_slope, lines.upper_bias)):
+            return _to_dtype(lines, lo, hi, dtype)
     fallback = ~(torch.isfinite(lo) & torch.isfinite(hi) & (lo < hi))
     if relaxation.domain is not None:
         fallback |= ~relaxation.domain(lo, hi)
