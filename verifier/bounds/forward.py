@@ -33,6 +33,7 @@ subtraction). Concretisation subtracts ``2 gamma_{n+2} M``.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import cached_property
 
 import torch
 from torch import Tensor
@@ -40,7 +41,7 @@ from torch import Tensor
 from verifier.bounds.rounding import unit_roundoff
 from verifier.bounds.table import Bounds, BoundTable
 from verifier.ir import Node
-from verifier.ops.base import gamma
+from verifier.ops.base import all_finite, gamma
 from verifier.ops.relax import LinearBounds
 
 
@@ -59,7 +60,11 @@ class Form:
 
     def magnitudes(self) -> tuple[Tensor, Tensor]:
         """``sum_j |A_j| + |b|`` ``(N, m)`` of the lower and the upper function: bounds of
-        their absolute values on the t-box."""
+        their absolute values on the t-box (computed once per form)."""
+        return self._magnitudes
+
+    @cached_property
+    def _magnitudes(self) -> tuple[Tensor, Tensor]:
         return self.lower_spread + self.lower_bias.abs(), self.upper_spread + self.upper_bias.abs()
 
 
@@ -199,9 +204,9 @@ class ForwardForms:
         """The form with every position that came out non-finite (a NaN or infinity in a
         coefficient or bias shows in the magnitude) cut at its interval bounds."""
         mag_lo, mag_hi = form.magnitudes()
-        bad_lo, bad_hi = ~torch.isfinite(mag_lo), ~torch.isfinite(mag_hi)
-        if not (bool(bad_lo.any()) or bool(bad_hi.any())):
+        if all_finite(mag_lo) and all_finite(mag_hi):
             return form
+        bad_lo, bad_hi = ~torch.isfinite(mag_lo), ~torch.isfinite(mag_hi)
         lo, hi = (_flat(b) for b in self.table.bounds[name])
         return make_form(torch.where(bad_lo.unsqueeze(1), 0.0, form.lower), torch.where(bad_lo, lo, form.lower_bias),
                          torch.where(bad_hi.unsqueeze(1), 0.0, form.upper), torch.where(bad_hi, hi, form.upper_bias))
