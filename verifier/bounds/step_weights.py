@@ -108,7 +108,7 @@ def _combine(table: BoundTable, node: Node, errors: tuple[Tensor | None, ...],
         if not name or not parts:
             out.append((None, True))
             continue
-        shape = tuple(table.graph.shapes[name])
+        shape = tuple(table.bounds[name][0].shape[1:]) if name in table.bounds else tuple(table.graph.shapes[name])
         rows = [p if p.dim() == len(shape) + 2 else torch.broadcast_to(p, (table.batch, *shape)).unsqueeze(1)
                 for p in parts]
         weight = rows[0] if len(rows) == 1 else rows[0] + rows[1]
