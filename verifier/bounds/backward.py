@@ -110,23 +110,37 @@ class Record:
     relaxed: dict[str, Tensor] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class RelaxationFacts:
+    """What the traversal needs to know once about a relaxation: whether its slopes are all
+    finite (then ``A+ l_s + A- u_s`` by products) and whether its bias is only the upper one
+    and finite (then ``A- u_b`` is one product)."""
+
+    relaxation: LinearBounds
+    finite_slopes: bool
+    upper_bias_only: bool
+
+
 @dataclass
 class Cache:
     """Values a traversal may keep between passes over the same graph and dtype: ``f(0)`` of
-    the nodes on the pass-through fast path, per relaxation whether its bias is only the
-    upper one and whether its slopes are finite (keyed by node; cleared with the table's
-    relaxations, :meth:`clear_relaxations`), and the nodes' float-error weights
+    the nodes on the pass-through fast path, the facts about each node's relaxation (kept for
+    that very relaxation object) and the nodes' float-error weights
     (:mod:`verifier.bounds.step_weights`)."""
 
     offsets: dict[str, Tensor] = field(default_factory=dict)
-    upper_bias_only: dict[str, bool] = field(default_factory=dict)
-    finite_slopes: dict[str, bool] = field(default_factory=dict)
+    facts: dict[str, RelaxationFacts] = field(default_factory=dict)
     weights: WeightCache = field(default_factory=WeightCache)
 
-    def clear_relaxations(self) -> None:
-        """Forgets what was cached about the relaxations (they are about to be recomputed)."""
-        self.upper_bias_only.clear()
-        self.finite_slopes.clear()
+    def relaxation_facts(self, node: Node, relaxation: LinearBounds) -> RelaxationFacts:
+        """The facts about ``relaxation`` (the node's current one), computed once."""
+        kept = self.facts.get(node.name)
+        if kept is None or kept.relaxation is not relaxation:
+            kept = RelaxationFacts(
+                relaxation, all_finite(relaxation.lower_slope) and all_finite(relaxation.upper_slope),
+                not bool(relaxation.lower_bias.any()) and all_finite(relaxation.upper_bias))
+            self.facts[node.name] = kept
+        return kept
 
 
 def backward(table: BoundTable, seeds: dict[str, Tensor], plan: Traversal,
@@ -210,28 +224,21 @@ def _relaxed(table: BoundTable, node: Node, a: Tensor, relaxation: LinearBounds,
         lower_slope = torch.where(unstable, alpha, lower_slope)
     upper_slope = relaxation.upper_slope.unsqueeze(1)
     negative = a.clamp(max=0)
-    if _finite_slopes(relaxation, cache, node):
+    facts = cache.relaxation_facts(node, relaxation)
+    if facts.finite_slopes:
         # A+ l_s + A- u_s by products alone (the same values as selecting the slope by the
         # sign of A: 0 times a finite slope adds 0), far cheaper than a selection on CPU
         accumulate(pending, node.inputs[0], a.clamp(min=0) * lower_slope + negative * upper_slope)
     else:
         accumulate(pending, node.inputs[0], a * torch.where(a > 0, lower_slope, upper_slope))
     weights = relaxed_weights(table, node, relaxation, lower_slope, box, None if alpha is not None else cache.weights)
-    return _relaxed_bias(a, negative, relaxation, cache, node) + weighted_abs([a], weights)
+    return _relaxed_bias(a, negative, relaxation, facts.upper_bias_only) + weighted_abs([a], weights)
 
 
-def _finite_slopes(relaxation: LinearBounds, cache: Cache, node: Node) -> bool:
-    """Whether the relaxation's slopes are all finite (cached per node, like the biases)."""
-    if node.name not in cache.finite_slopes:
-        cache.finite_slopes[node.name] = all_finite(relaxation.lower_slope) and all_finite(relaxation.upper_slope)
-    return cache.finite_slopes[node.name]
-
-
-def _relaxed_bias(a: Tensor, negative: Tensor, relaxation: LinearBounds, cache: Cache, node: Node) -> Tensor:
-    """``A+ l_b + A- u_b``; ``negative`` is ``A-``."""
-    if node.name not in cache.upper_bias_only:
-        cache.upper_bias_only[node.name] = not bool(relaxation.lower_bias.any()) and all_finite(relaxation.upper_bias)
-    if cache.upper_bias_only[node.name]:  # A+ · 0 adds nothing: one product (e.g. ReLU)
+def _relaxed_bias(a: Tensor, negative: Tensor, relaxation: LinearBounds, upper_bias_only: bool) -> Tensor:
+    """``A+ l_b + A- u_b``; ``negative`` is ``A-``; ``upper_bias_only``: ``l_b`` is 0 and ``u_b``
+    finite."""
+    if upper_bias_only:  # A+ · 0 adds nothing: one product (e.g. ReLU)
         n = a.shape[0]
         upper_bias = relaxation.upper_bias.expand(n, *relaxation.upper_bias.shape[1:]).reshape(n, -1, 1)
         return torch.bmm(rowwise(negative), upper_bias.to(a.dtype)).squeeze(2)

@@ -116,7 +116,6 @@ class Crown:
         bounds through them)."""
         mult = multipliers or Multipliers()
         self.table = BoundTable(self.tgraph, self.unit, self.batch, self.input_bounds, dict(self.input_bounds))
-        self._cache.clear_relaxations()
         # values whose interval bounds are already exact: the inputs, and one affine op of one input
         self.table.exact = {v.name for v in self.graph.inputs}
         forward = self.config.intermediate and self.config.intermediate_method == "forward"
@@ -258,14 +257,9 @@ class Crown:
         ``(value, first, end)`` for the refined positions ``first:end`` of ``value``.
         """
         final = rows_of is None
-        return backward(self.table, seeds, self._plan(stop, mult, rows_of), self.record if final else None,
-                        self._cache)
-
-    def _plan(self, stop: int, mult: Multipliers, rows_of: RowsOf) -> Traversal:
-        """The traversal of the rows ``rows_of`` (see :meth:`_lower`) up to node ``stop``."""
-        final = rows_of is None
-        return Traversal(stop, self.config.relu_mode, _slopes(mult, rows_of), mult.betas if final else {},
+        plan = Traversal(stop, self.config.relu_mode, _slopes(mult, rows_of), mult.betas if final else {},
                          self.config.fast_paths, create_graph=bool(mult.slopes), deadline=self.deadline)
+        return backward(self.table, seeds, plan, self.record if final else None, self._cache)
 
     # ---------------------------------------------------------------- public
     def lower_bound(self, coefficients: Tensor, multipliers: Multipliers | None = None) -> Tensor:
