@@ -149,3 +149,19 @@ def test_a_result_file_that_is_a_device_is_written_not_replaced(tmp_path: Path) 
     write_vnncomp(pipe, None, error=True)
     assert reader.communicate(timeout=10)[0] == "error\n"
     assert pipe.is_fifo()
+
+
+def test_a_reader_that_goes_away_leaves_the_verdict_and_its_exit_code(tmp_path: Path) -> None:
+    """``verify ... | head -1``: standard output is a pipe nobody reads any more when the answer
+    is printed. The verdict stands: its exit code (10, sat), the result file, and no error
+    message or traceback (before: exit 4, "internal error", without a word)."""
+    out = tmp_path / "result.txt"
+    command = [sys.executable, "-m", "verifier.cli", str(ACAS / "onnx" / "ACASXU_run2a_2_1_batch_2000.onnx"),
+               str(ACAS / "vnnlib" / "prop_2.vnnlib"), "--out", str(out)]
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before the answer comes
+    process = subprocess.run(command, stdout=write_end, stderr=subprocess.PIPE, text=True, cwd=REPO, timeout=120)
+    os.close(write_end)
+    assert process.returncode == 10, process.stderr
+    assert "Traceback" not in process.stderr and "error" not in process.stderr
+    assert out.read_text().startswith("sat")

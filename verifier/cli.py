@@ -110,7 +110,10 @@ class _Emitter:
             self.done = True
             if self.args.out:
                 write_vnncomp(self.args.out, result)
-            print(json.dumps(result.to_json()) if self.args.json else human_text(result), flush=True)
+            try:
+                print(json.dumps(result.to_json()) if self.args.json else human_text(result), flush=True)
+            except BrokenPipeError:  # the reader went away (``verify ... | head -1``): the verdict stands
+                _silence_stdout()
             return EXIT_CODES[result.status.value]
 
     def error(self, message: str, code: int, elapsed: float) -> int:
@@ -134,6 +137,14 @@ class _Emitter:
                 print(json.dumps(payload), flush=True)
             print(f"error: {message}", file=sys.stderr, flush=True)
             return code
+
+
+def _silence_stdout() -> None:
+    """Points standard output at the null device, so that the interpreter's final flush of a
+    closed pipe raises nothing more."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def _check_device(device: str) -> str:
