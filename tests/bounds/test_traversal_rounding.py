@@ -13,7 +13,8 @@ import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from verifier.bounds.crown import Crown
+from verifier.bounds.backward import Multipliers
+from verifier.bounds.crown import FINAL, Crown
 from verifier.graph.loader import load_model
 from verifier.graph.torch_graph import TorchGraph
 
@@ -37,3 +38,30 @@ def test_a_wide_transposed_sum_stays_below_the_exact_minimum(width: int, relu: b
     exact = Fraction(1) - (width - 1) * Fraction(2) ** -55  # y = W x is exact at x = 1
     assert Fraction(bound) <= exact
     assert exact - Fraction(bound) < Fraction(1, 10**9)  # the allowance costs nothing visible
+
+
+@pytest.mark.parametrize("width", [1000, 100_000])
+def test_alpha_slopes_keep_the_bound_below_the_exact_relaxation_minimum(width: int) -> None:
+    """Through an unstable ReLU layer with alpha slopes (the weights of an alpha pass are built
+    from the op's slope range, not the slopes): the certified bound stays below the exact
+    rational minimum of the same linear relaxation, whose float sum drops every small term.
+    Without the allowance (``allowance_factor`` patched to 0) the bound is above it."""
+    nodes = [helper.make_node("MatMul", ["x", "W"], ["h"]), helper.make_node("Relu", ["h"], ["y"])]
+    graph = helper.make_graph(nodes, "wide_alpha", [helper.make_tensor_value_info("x", TensorProto.DOUBLE, [1, 1])],
+                              [helper.make_tensor_value_info("y", TensorProto.DOUBLE, [1, width])],
+                              [numpy_helper.from_array(np.ones((1, width)), "W")])
+    model = load_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]))
+    lower, upper = torch.full((1, 1, 1), -1.0, dtype=torch.float64), torch.ones(1, 1, 1, dtype=torch.float64)
+    row = np.full(width, 2.0**-55)  # positive rows take the lower (alpha) lines
+    row[0] = 1.0
+    slope = 1 / 3  # rounded; every product with it rounds too
+    alpha = torch.full((1, 1, width), slope, dtype=torch.float64)
+    crown = Crown(TorchGraph(model, "cpu", torch.float64), [lower], [upper])
+    node = model.nodes[1].name
+    bound = crown.lower_bound(torch.tensor(row).reshape(1, width),
+                              Multipliers(slopes={(node, FINAL): alpha.reshape(1, 1, 1, width)})).item()
+    # the relaxation: y_j >= slope * h_j = slope * x (biases 0), minimised over x in [-1, 1]
+    coefficient = sum((Fraction(c) for c in row[1:]), Fraction(row[0])) * Fraction(slope)
+    exact = -abs(coefficient)
+    assert Fraction(bound) <= exact
+    assert exact - Fraction(bound) < Fraction(1, 10**9)

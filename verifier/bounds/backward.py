@@ -174,7 +174,7 @@ def backward(table: BoundTable, seeds: dict[str, Tensor], plan: Traversal,
     steps = torch.stack(biases)
     bias = steps.sum(dim=0)
     if table.unit != 0.0:  # the rounding of adding up the steps' biases, in any order
-        spread = torch.nan_to_num(steps.abs().sum(dim=0), nan=torch.inf)
+        spread = torch.nan_to_num(steps.detach().abs().sum(dim=0), nan=torch.inf)
         bias = bias - 2 * gamma(len(biases) + 2, unit_roundoff(place.dtype)) * spread
     return _concretise(table, pending, bias)
 
@@ -231,7 +231,7 @@ def _relaxed(table: BoundTable, node: Node, a: Tensor, relaxation: LinearBounds,
         accumulate(pending, node.inputs[0], a.clamp(min=0) * lower_slope + negative * upper_slope)
     else:
         accumulate(pending, node.inputs[0], a * torch.where(a > 0, lower_slope, upper_slope))
-    weights = relaxed_weights(table, node, relaxation, lower_slope, box, None if alpha is not None else cache.weights)
+    weights = relaxed_weights(table, node, relaxation, box, cache.weights, alpha is not None)
     return _relaxed_bias(a, negative, relaxation, facts.upper_bias_only) + weighted_abs([a], weights)
 
 
@@ -316,7 +316,7 @@ def _offset(table: BoundTable, node: Node, batched: list[bool], a: Tensor, cache
 def _concretise(table: BoundTable, pending: dict[str, Tensor], bias: Tensor) -> Tensor:
     """Minimises the linear form over the input boxes, minus a float64 rounding margin."""
     total = bias
-    scale = bias.abs()
+    scale = bias.detach().abs()  # the margin is not differentiated (see weighted_abs)
     terms = 0
     for info in table.graph.inputs:
         a = pending.get(info.name)
@@ -325,7 +325,7 @@ def _concretise(table: BoundTable, pending: dict[str, Tensor], bias: Tensor) -> 
         lo, hi = table.bounds[info.name]
         total = total + dot(a, lo, hi)
         mag = torch.maximum(lo.abs(), hi.abs())
-        scale = scale + rowwise(a.abs() * mag.unsqueeze(1)).sum(dim=2)
+        scale = scale + rowwise(a.detach().abs() * mag.unsqueeze(1)).sum(dim=2)
         terms += info.size
     margin = gamma(terms + 2, unit_roundoff(torch.float64)) * scale
     return torch.nan_to_num(total - margin, nan=-torch.inf)

@@ -210,12 +210,12 @@ class Crown:
             eye[torch.arange(rows, device=lo.device), chunk] = 1.0
             seed = torch.cat([eye, -eye]).reshape(1, 2 * rows, *shape).expand(self.batch, -1, *shape)
             bound = self._lower({value: seed}, stop, mult, (value, start, start + rows))
-            flat_lo[:, chunk] = torch.maximum(flat_lo[:, chunk], bound[:, :rows])
-            flat_hi[:, chunk] = torch.minimum(flat_hi[:, chunk], -bound[:, rows:])
+            flat_lo[:, chunk] = _KeepBest.apply(bound[:, :rows], flat_lo[:, chunk], True)
+            flat_hi[:, chunk] = _KeepBest.apply(-bound[:, rows:], flat_hi[:, chunk], False)
             start += rows
         best = self.best.get(value)
         if best is not None:
-            flat_lo, flat_hi = torch.maximum(flat_lo, best[0]), torch.minimum(flat_hi, best[1])
+            flat_lo, flat_hi = _KeepBest.apply(flat_lo, best[0], True), _KeepBest.apply(flat_hi, best[1], False)
         self.best[value] = (flat_lo.detach(), flat_hi.detach())
         return flat_lo.reshape(lo.shape), flat_hi.reshape(hi.shape)
 
@@ -313,3 +313,17 @@ def _slopes(mult: Multipliers, rows_of: RowsOf) -> dict[str, Tensor]:
     value, first, end = rows_of
     return {name: alpha[:, :, first:end].flatten(1, 2)
             for (name, start), alpha in mult.slopes.items() if start == value}
+
+
+class _KeepBest(torch.autograd.Function):
+    """The better of fresh bounds and the best earlier ones (``max`` for lower bounds, ``min``
+    for upper), differentiated as the fresh bounds: an optimiser keeps a gradient where the
+    earlier bound is still better, or tied, instead of a zero or a halved one."""
+
+    @staticmethod
+    def forward(ctx, fresh: Tensor, best: Tensor, lower: bool) -> Tensor:  # type: ignore[override]
+        return torch.maximum(fresh, best) if lower else torch.minimum(fresh, best)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:  # type: ignore[override]
+        return grad, None, None

@@ -12,6 +12,7 @@ from (bounds are replaced, never changed in place, when refined).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -60,24 +61,29 @@ def affine_weights(table: BoundTable, index: int, cache: WeightCache) -> Weights
                                              tuple(factor * m for m in rounding)))
 
 
-def relaxed_weights(table: BoundTable, node: Node, relaxation: LinearBounds, lower_slope: Tensor,
-                    box: tuple[Tensor, Tensor], cache: WeightCache | None) -> Weights:
-    """Float error plus rounding allowance for the relaxed node's output, with the lower slope
-    ``lower_slope`` actually used (``(N or 1, 1 or R, *shape)``); ``cache``: keep them (None
-    when the slope is an alpha slope that changes between passes)."""
-    sources = (relaxation, box[0], box[1], table.errors.get(node.name))
-    kept = cache.get(node, sources) if cache is not None else None
+def relaxed_weights(table: BoundTable, node: Node, relaxation: LinearBounds, box: tuple[Tensor, Tensor],
+                    cache: WeightCache, alpha: bool = False) -> Weights:
+    """Float error plus rounding allowance for the relaxed node's output. With ``alpha``
+    (alpha slopes replace the lower slope at the unstable positions) the allowance takes the
+    largest slope magnitude the op allows there (:meth:`~verifier.ops.base.Op.lower_slope_range`;
+    the optimisers keep their slopes inside it), so the weights do not depend on the slopes'
+    values and are built once per table like the others."""
+    sources = (relaxation, box[0], box[1], table.errors.get(node.name), alpha)
+    kept = cache.get(node, sources)
     if kept is not None:
         return kept
     factor = allowance_factor(table, node)
     rounding: tuple[Tensor, ...] = ()
     if factor:
-        slope = torch.maximum(lower_slope.abs(), relaxation.upper_slope.unsqueeze(1).abs())
-        size = relaxed_magnitude(slope, relaxation.lower_bias.unsqueeze(1), relaxation.upper_bias.unsqueeze(1),
-                                 (box[0].unsqueeze(1), box[1].unsqueeze(1)))
+        slope = torch.maximum(relaxation.lower_slope.abs(), relaxation.upper_slope.abs())
+        if alpha:
+            span = table.tgraph.op_of[node.name].lower_slope_range(node)
+            largest = max(abs(span[0]), abs(span[1])) if span is not None else math.inf
+            slope = torch.where((box[0] < 0) & (box[1] > 0), slope.clamp(min=largest), slope)
+        size = relaxed_magnitude(slope.unsqueeze(1), relaxation.lower_bias.unsqueeze(1),
+                                 relaxation.upper_bias.unsqueeze(1), (box[0].unsqueeze(1), box[1].unsqueeze(1)))
         rounding = (factor * size,)
-    weights = _combine(table, node, table.errors[node.name], rounding)
-    return cache.put(node, sources, weights) if cache is not None else weights
+    return cache.put(node, sources, _combine(table, node, table.errors[node.name], rounding))
 
 
 def error_weights(table: BoundTable, node: Node, cache: WeightCache) -> Weights:
@@ -118,12 +124,13 @@ def _combine(table: BoundTable, node: Node, errors: tuple[Tensor | None, ...],
 
 def weighted_abs(coeffs: list[Tensor | None], weights: Weights) -> Tensor:
     """``-sum_k |A_k| * w_k`` ``(N, R)`` over a node's outputs (``0 * inf`` counts 0; a NaN
-    makes the bound ``-inf``)."""
+    makes the bound ``-inf``). Not differentiated: the optimisers that differentiate bounds
+    (alpha, beta) follow the bound without this tiny allowance; its value is the same."""
     total: Tensor | None = None
     for a, (weight, finite) in zip(coeffs, weights, strict=False):
         if a is None or weight is None:
             continue
-        part = abs_weighted(a, weight, finite)
+        part = abs_weighted(a.detach(), weight, finite)
         total = part if total is None else total + part
     if total is None:
         first = next(c for c in coeffs if c is not None)
