@@ -28,6 +28,7 @@ from torch.overrides import TorchFunctionMode
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from verifier.allocator import keep_freed_memory  # noqa: E402
 from verifier.api import verify_problem  # noqa: E402
 from verifier.bab import input_split  # noqa: E402
 from verifier.config import default_config  # noqa: E402
@@ -93,6 +94,7 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args()
     torch.set_num_threads(1)
+    keep_freed_memory()  # as the command lines do
     acas = ROOT / "benchmarks" / "acasxu"
     problem = load_problem(acas / f"onnx/ACASXU_run2a_{args.network}_batch_2000.onnx",
                            acas / f"vnnlib/{args.prop}.vnnlib")

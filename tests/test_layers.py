@@ -13,7 +13,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "verifier"
 
 LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
-    ("foundation", frozenset({"errors", "interrupts", "deadline", "config", "result", "ir", "spec"})),
+    ("foundation", frozenset({"errors", "interrupts", "allocator", "deadline", "config", "result", "ir", "spec"})),
     ("ops", frozenset({"ops"})),
     ("graph", frozenset({"graph", "query", "witness", "problem"})),
     ("bounds", frozenset({"bounds"})),

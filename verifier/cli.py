@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from verifier.allocator import keep_freed_memory
 from verifier.arguments import (
     EXIT_BAD_INPUT,
     EXIT_CODES,
@@ -285,6 +286,7 @@ def main(argv: Sequence[str] | None = None, started: float | None = None) -> int
     ``time.monotonic()`` the run's clock starts from (a warm worker passes its client's)."""
     start = time.monotonic() if started is None else started
     argv = list(sys.argv[1:] if argv is None else argv)
+    keep_freed_memory()
     try:
         with interrupts_outside_imports():  # from here on, Ctrl-C never lands inside an import
             from verifier.warm.client import forward, worker_option

@@ -27,6 +27,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from verifier.allocator import keep_freed_memory
 from verifier.arguments import (
     EXIT_INTERRUPTED,
     WATCHDOG_GRACE,
@@ -235,6 +236,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args and args[0] == "supports":
         return _run_supports(args[1:])
     if args and args[0] == "verify":
+        keep_freed_memory()
         try:
             with interrupts_outside_imports():  # from here on, Ctrl-C never lands inside an import
                 return _run_verify(args[1:])
