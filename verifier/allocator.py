@@ -4,9 +4,9 @@ Bound passes allocate and free many short-lived tensors of 0.1 to 1 MB each. By 
 ``malloc`` serves such blocks by ``mmap`` from a size it adjusts as the process runs (128 KiB
 at first) and hands the top of its heap back to the system once more than a threshold (also
 dynamic) is free there, so the next pass takes the same memory back one page fault at a time.
-On the ACAS Xu input-split search that was about a third of the run: 437 minor page faults
-per ReLU relaxation of 320 boxes, and 3_3 prop_2 took 62.8 s against 45.1 s with the settings
-below (``benchmarks/bench_allocator.py`` measures both).
+On the ACAS Xu input-split search of 3_3 prop_2 that came to 1.0 to 2.7 million minor page
+faults, against 29 to 41 thousand with the settings below, and about 8 % of its time on a
+quiet machine, more on a loaded one (``benchmarks/bench_allocator.py`` measures both).
 
 :func:`keep_freed_memory` fixes both thresholds high: blocks up to 32 MiB come from the heap,
 and freed memory goes back to the system only beyond 1 GiB free at its top. The resident size

@@ -27,6 +27,7 @@ concretisation over the input boxes subtracts its own.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -291,7 +292,10 @@ def _fast_affine(table: BoundTable, index: int, a: Tensor, pending: dict[str, Te
     position = batched.index(True)
     sign = op.pass_through_sign(node, position)
     source = node.inputs[position]
-    if sign is None or table.graph.shapes[node.outputs[0]] != table.graph.shapes[source]:
+    out_shape, in_shape = table.graph.shapes[node.outputs[0]], table.graph.shapes[source]
+    # a copy in the same flat order (Flatten, Reshape, ...) passes A on reshaped, like one of the same shape
+    same = out_shape == in_shape or (op.copies_input and math.prod(out_shape) == math.prod(in_shape))
+    if sign is None or not same:
         return None
     accumulate(pending, source, (sign * a).reshape(*a.shape[:2], *table.graph.shapes[source]))
     if op.copies_input:

@@ -91,7 +91,7 @@ class Op:
             cut at interval bounds.
         copies_input: each output element is an element of the dynamic input, in the same flat
             order (reshapes, Identity, Dropout's output): bound methods pass coefficients
-            through unchanged when the shapes agree.
+            through unchanged (reshaped to the input's shape when the element counts agree).
         kink_at_zero: the op is linear on each side of 0 (the ReLU family), so only positions
             whose input box contains 0 in its interior need tighter input bounds before the op
             is relaxed; the others are exact.
