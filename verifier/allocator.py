@@ -4,9 +4,9 @@ Bound passes allocate and free many short-lived tensors of 0.1 to 1 MB each. By 
 ``malloc`` serves such blocks by ``mmap`` from a size it adjusts as the process runs (128 KiB
 at first) and hands the top of its heap back to the system once more than a threshold (also
 dynamic) is free there, so the next pass takes the same memory back one page fault at a time.
-On the ACAS Xu input-split search of 3_3 prop_2 that came to 1.0 to 2.7 million minor page
-faults, against 29 to 41 thousand with the settings below, and about 8 % of its time on a
-quiet machine, more on a loaded one (``benchmarks/bench_allocator.py`` measures both).
+On the ACAS Xu input-split searches of 3_3 prop_2 and 4_2 prop_2 that came to 0.8 to 2.7
+million minor page faults, against 29 to 41 thousand with the settings below; the wall time
+fell by 8 % and 1 % (``benchmarks/bench_allocator.py``, ``benchmarks/results/allocator.md``).
 
 :func:`keep_freed_memory` fixes both thresholds high: blocks up to 32 MiB come from the heap,
 and freed memory goes back to the system only beyond 1 GiB free at its top. The resident size
