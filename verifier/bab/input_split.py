@@ -87,10 +87,7 @@ class _Bounder:
             crown = Crown(self.tgraph, [lower.reshape(m, *self.shape)], [upper.reshape(m, *self.shape)],
                           self.scoring_config if scoring else self.crown_config, prior=prior)
             own = self._rows(crown, m)
-            found = crown.input_coefficients.get(self.tgraph.graph.inputs[0].name)
-            if found is None:  # the rows' relaxation did not reach the input (e.g. Softmax by intervals)
-                found = torch.zeros(m, self.k * self.r, lower.shape[1], dtype=lower.dtype, device=lower.device)
-            coeff = found.reshape(m, self.k * self.r, -1)
+            coeff = crown.input_coefficients[self.tgraph.graph.inputs[0].name].reshape(m, self.k * self.r, -1)
             # a parent's certified row bounds hold on its sub-boxes too: the children never
             # come out worse than their parent (CROWN's adaptive slopes alone do not ensure it)
             rows = torch.maximum(own, parent_rows)

@@ -168,8 +168,10 @@ def backward(table: BoundTable, seeds: dict[str, Tensor], plan: Traversal,
         beta = plan.betas.get(node.name)
         if beta is not None:
             accumulate(pending, node.inputs[0], -beta.to(place.dtype))
-    if record is not None:
-        record.inputs = {name: pending[name] for name in table.input_bounds if name in pending}
+    if record is not None:  # every input's coefficients: zeros where no path of the rows reaches it
+        record.inputs = {name: pending[name] if name in pending else
+                         torch.zeros(table.batch, rows, *lo.shape[1:], dtype=place.dtype, device=place.device)
+                         for name, (lo, _) in table.input_bounds.items()}
     if not biases:
         return _concretise(table, pending, torch.zeros(table.batch, rows, dtype=place.dtype, device=place.device))
     steps = torch.stack(biases)

@@ -104,7 +104,9 @@ class Crown:
 
     @property
     def input_coefficients(self) -> dict[str, Tensor]:
-        """The graph inputs' coefficients ``(N, R, *shape)`` in the last :meth:`lower_bound`."""
+        """The graph inputs' coefficients ``(N, R, *shape)`` in the last :meth:`lower_bound`, for
+        every input (zeros for one the rows do not reach: every path to it was cut at interval
+        bounds)."""
         return self.record.inputs
 
     def compute(self, multipliers: Multipliers | None = None) -> None:
