@@ -323,9 +323,9 @@ class _KeepBest(torch.autograd.Function):
     earlier bound is still better, or tied, instead of a zero or a halved one."""
 
     @staticmethod
-    def forward(ctx, fresh: Tensor, best: Tensor, lower: bool) -> Tensor:  # type: ignore[override]
+    def forward(ctx, fresh: Tensor, best: Tensor, lower: bool) -> Tensor:
         return torch.maximum(fresh, best) if lower else torch.minimum(fresh, best)
 
     @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:  # type: ignore[override]
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:
         return grad, None, None
