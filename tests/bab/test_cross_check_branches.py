@@ -1,4 +1,5 @@
-"""Complete methods cross-checked on random networks with parallel branches: the input is split
+"""Complete methods cross-checked on 12 random networks with parallel branches (4 in the default
+run, the others with ``pytest -m slow``): the input is split
 in two, each half goes through its own dense path, the paths are concatenated and go through
 a shared head. One path always passes a node that CROWN bounds by intervals only (Sin: a
 "cut"); in some networks both paths do, so the spec rows' linear bounds reach no input at
@@ -25,6 +26,9 @@ from verifier.spec.types import Clause, Region
 from verifier.witness import grid_box
 
 NETWORKS = 12
+QUICK = (0, 1, 2, 4)
+"""Networks run by default (both paths cut, sat and unsat among them); the others run with
+``pytest -m slow``."""
 
 
 def _dense(rng: np.random.Generator, name: str, source: str, n_in: int, n_out: int,
@@ -73,7 +77,8 @@ def _network(seed: int, path: Path) -> tuple[Region, np.ndarray]:
     return Region(lower, upper, (clause,)), values - threshold
 
 
-@pytest.mark.parametrize("seed", range(NETWORKS))
+@pytest.mark.parametrize("seed", [seed if seed in QUICK else pytest.param(seed, marks=pytest.mark.slow)
+                                  for seed in range(NETWORKS)])
 def test_branch_and_bound_agrees_with_sampling_on_networks_with_cut_branches(
         tmp_path: Path, seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / f"branches{seed}.onnx"

@@ -54,7 +54,7 @@ def test_every_search_mode_takes_bounds_that_do_not_reach_the_input(tmp_path: Pa
     _softmax_network(model)
     spec.write_text(_SPEC.format(threshold=threshold))
     config = default_config("cpu", 0)
-    result = verify_problem(load_problem(model, spec), 20.0, replace(config, bab=bab))
+    result = verify_problem(load_problem(model, spec), 5.0, replace(config, bab=bab))
     oracle = OnnxOracle(model)
     points = np.random.default_rng(1).uniform(-0.1, 0.1, size=(2000, 3)).astype(np.float32)
     worst = max(float(oracle.run(p)[0]) for p in points)
