@@ -56,8 +56,16 @@ def _network(seed: int, path: Path) -> tuple[Region, np.ndarray]:
     graph = helper.make_graph(nodes, f"mlp{seed}", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, n_in])],
                               [helper.make_tensor_value_info(value, TensorProto.FLOAT, [1, n_out])], inits)
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
+    return property_near_minimum(path, rng, n_in, 1.0)
+
+
+def property_near_minimum(path: Path, rng: np.random.Generator, n_in: int, radius: float) -> tuple[Region, np.ndarray]:
+    """For the two-output network at ``path``: a box of ``radius`` around a random centre and
+    the property ``y0 - y1`` below a threshold near its sampled minimum (some thresholds below,
+    some above it); the region and the row values ``C y - d`` at 20000 sampled points (float32
+    evaluation)."""
     centre = rng.normal(size=n_in)
-    lower, upper = grid_box(centre - 1.0, centre + 1.0, np.dtype(np.float32))
+    lower, upper = grid_box(centre - radius, centre + radius, np.dtype(np.float32))
     x = lower + rng.random((20000, n_in)) * (upper - lower)
     tg = TorchGraph(load_model(path), "cpu", torch.float32)
     y = tg.forward_flat(torch.from_numpy(x).float()).double().numpy()

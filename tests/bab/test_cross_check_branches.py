@@ -14,16 +14,12 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from tests.bab.test_cross_check import _consistent, _crown
+from tests.bab.test_cross_check import _consistent, _crown, property_near_minimum
 from verifier.exact.milp import MilpConfig, milp_check
 from verifier.exact.program import ExactUnsupported
-from verifier.graph.loader import load_model
-from verifier.graph.torch_graph import TorchGraph
-from verifier.spec.types import Clause, Region
-from verifier.witness import grid_box
+from verifier.spec.types import Region
 
 NETWORKS = 12
 QUICK = (0, 1, 2, 4)
@@ -66,15 +62,7 @@ def _network(seed: int, path: Path) -> tuple[Region, np.ndarray]:
     graph = helper.make_graph(nodes, f"branches{seed}", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])], inits)
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
-    centre = rng.normal(size=4)
-    lower, upper = grid_box(centre - 0.5, centre + 0.5, np.dtype(np.float32))
-    x = lower + rng.random((20000, 4)) * (upper - lower)
-    tgraph = TorchGraph(load_model(path), "cpu", torch.float32)
-    y = tgraph.forward_flat(torch.from_numpy(x).float()).double().numpy()
-    values = y[:, 0] - y[:, 1]
-    threshold = float(values.min()) + float(rng.uniform(-0.4, 0.15)) * float(values.std() + 1e-3)
-    clause = Clause(np.array([[1.0, -1.0]]), np.array([threshold]), np.array([False]))
-    return Region(lower, upper, (clause,)), values - threshold
+    return property_near_minimum(path, rng, 4, 0.5)
 
 
 @pytest.mark.parametrize("seed", [seed if seed in QUICK else pytest.param(seed, marks=pytest.mark.slow)
