@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import enum
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
@@ -184,20 +185,23 @@ class _Run:
     def decide(self) -> Status:
         """Runs the :func:`pipeline`'s steps one after another on the regions still open: SAT
         as soon as one region has a confirmed counterexample, UNSAT once every region is
-        proven, else TIMEOUT or UNKNOWN at the end."""
+        proven, else TIMEOUT or UNKNOWN at the end. A TIMEOUT names the step that met the
+        deadline in ``stats["stopped_in"]``."""
         open_regions = list(range(len(self.problem.spec.regions)))
         for step in pipeline(self.config):
             still_open: list[int] = []
             for index in open_regions:
                 if self.deadline.expired():
+                    self.stats["stopped_in"] = step.value
                     return Status.TIMEOUT
                 began, nested = time.monotonic(), self.nested
                 try:
                     status = self.run_step(step, index, self.problem.spec.regions[index])
                 except DeadlineExceeded:  # a stage stopped inside a bound pass: the run is over
                     status = Status.TIMEOUT
-                    self.stats["stopped_in"] = step.value
                 self.record_seconds(step, time.monotonic() - began - (self.nested - nested))
+                if status is Status.TIMEOUT:
+                    self.stats["stopped_in"] = step.value
                 if status in (Status.SAT, Status.TIMEOUT):
                     return status
                 if status is Status.UNSAT:
@@ -207,7 +211,10 @@ class _Run:
             open_regions = still_open
             if not open_regions:
                 return Status.UNSAT
-        return Status.TIMEOUT if self.deadline.expired() else Status.UNKNOWN
+        if self.deadline.expired():
+            self.stats["stopped_in"] = "end"
+            return Status.TIMEOUT
+        return Status.UNKNOWN
 
     def record_seconds(self, step: Step, seconds: float) -> None:
         """Adds ``seconds`` to the step's entry of ``stats["seconds"]``."""
@@ -218,7 +225,7 @@ class _Run:
         """One step on one region: SAT (confirmed), UNSAT (region proven), TIMEOUT (the whole
         run must stop) or UNKNOWN (still open)."""
         if step is Step.BOUNDS:
-            self.proofs[index] = RegionProof(self.bounds_graph, region, self.config.crown, self.config.alpha,
+            self.proofs[index] = RegionProof(self.bounds_graph, region, self.root_crown(), self.config.alpha,
                                              self.deadline)
         proof = self.proofs[index]
         if step in (Step.BOUNDS, Step.ALPHA, Step.SDP):
@@ -230,6 +237,14 @@ class _Run:
         return self.search_step(index, region, proof, first=step is Step.FIRST_SEARCH)
 
     # ---------------------------------------------------------------- bounds
+    def root_crown(self) -> CrownConfig:
+        """The CROWN options of a region's first bounds: the configured ones, with the
+        refinement limited to ``schedule.refine_share`` of the time left."""
+        left = self.deadline.remaining()
+        if not math.isfinite(left):
+            return self.config.crown
+        return replace(self.config.crown, refine_seconds=self.config.schedule.refine_share * left)
+
     def bound_step(self, step: Step, proof: RegionProof) -> bool:
         """A certified-bound step (``BOUNDS``: done when the proof was made; ``ALPHA``:
         alpha-CROWN for :meth:`alpha_seconds`; ``SDP``: the low-rank SDP on the clauses still
@@ -380,10 +395,16 @@ class _Run:
 
     def new_search(self, mode: str, region: Region, proof: RegionProof,
                    confirm: Callable[[np.ndarray], bool]) -> InputSplitSearch | ReluSplitSearch | None:
-        """The branch-and-bound search of ``mode`` on the region's open clauses (None: none applies)."""
+        """The branch-and-bound search of ``mode`` on the region's open clauses (None: none applies).
+        Input splitting bounds its boxes in forward mode when the region's first CROWN bounds
+        ran out of their time share (a backward pass per box would cost as much again)."""
         if mode == "input":
+            config = self.config.input_split
+            if proof.crown is not None and proof.crown.refinement_cut:
+                config = replace(config, intermediate_method="forward", scoring_method="forward")
+                self.stats["bab_bounds"] = "forward"
             return InputSplitSearch(self.bounds_graph, self.attack_graph, region, proof.open, proof.lower,
-                                    proof.upper, confirm, self.config.input_split)
+                                    proof.upper, confirm, config)
         if mode == "relu" and proof.crown is not None:
             return ReluSplitSearch(self.bounds_graph, self.attack_graph, region, proof.open, proof.crown,
                                    confirm, self.config.relu_split)

@@ -10,6 +10,13 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, get_args
 
+from verifier.search_config import InputBranching as InputBranching  # re-exported (the whole configuration)
+from verifier.search_config import InputSplitConfig as InputSplitConfig
+from verifier.search_config import IntermediateMethod as IntermediateMethod
+from verifier.search_config import ReluBranching as ReluBranching
+from verifier.search_config import ReluSplitConfig as ReluSplitConfig
+from verifier.search_config import check_mode as _check
+
 if TYPE_CHECKING:  # torch is imported where a device or dtype is asked for: the command line
     import torch  # reads this module (its choices) before any costly import
 
@@ -20,11 +27,8 @@ Method = Literal["auto", "milp", "smt", "sdp"]
 """What a run does (see :attr:`VerifierConfig.method`)."""
 ReluMode = Literal["adaptive", "zero", "one"]
 """Lower slope of unstable ReLU-family neurons: CROWN's area-minimising choice, 0 or 1."""
-InputBranching = Literal["strong", "smear"]
-IntermediateMethod = Literal["backward", "forward"]
 """How CROWN bounds the inputs of relaxed nodes: backward passes per unstable neuron, or
 forward-mode linear forms over the graph input (:mod:`verifier.bounds.forward`)."""
-ReluBranching = Literal["fsb", "babsr"]
 MilpSolver = Literal["highs", "cbc"]
 BoundMethod = Literal["ibp", "crown", "alpha-crown", "sdp"]
 """The bound methods of ``verify bounds``."""
@@ -33,12 +37,6 @@ BAB_MODES: tuple[str, ...] = get_args(BabMode)
 METHODS: tuple[str, ...] = get_args(Method)
 BOUND_METHODS: tuple[str, ...] = get_args(BoundMethod)
 MILP_SOLVERS: tuple[str, ...] = get_args(MilpSolver)
-
-
-def _check(value: str, mode: object, what: str) -> None:
-    """Raises ValueError when ``value`` is not one of the Literal ``mode``'s choices."""
-    if value not in get_args(mode):
-        raise ValueError(f"unknown {what} {value!r}; use one of {get_args(mode)}")
 
 
 def _torch_dtype(name: str) -> torch.dtype:
@@ -116,119 +114,6 @@ class AttackConfig:
     max_batch: int = 65536
     batch_memory: int = 256 * 2**20
     time_limit: float = 10.0
-
-
-@dataclass(frozen=True)
-class InputSplitConfig:
-    """Options of input-split branch and bound (:mod:`verifier.bab.input_split`).
-
-    Attributes:
-        batch: domains popped per round (each gives two children, bounded together).
-        max_domains: the stack's size limit; beyond it the search gives up (``unknown``).
-        pgd_every: run PGD inside the worst domains every this many rounds (0: never).
-        pgd_domains: domains PGD starts in.
-        pgd_steps: PGD steps per start.
-        candidates_per_round: most points sent to the onnxruntime re-check per round.
-        inherit_bounds: children start from their parent's intermediate bounds (CROWN then
-            refines only the neurons still unstable under them: cheaper passes; with smear
-            branching the search needed more domains on ACAS Xu, with strong branching fewer).
-        per_domain_rows: CROWN refines each box's own unstable neurons, not the union over
-            the batch (see :class:`verifier.bounds.crown.CrownConfig`).
-        branching: how a box's split dimension is chosen: ``strong`` (both halves along every
-            dimension are bounded in full and each box keeps the pair with the best summed
-            hardness: ``2n`` bounds per box instead of 2, for far fewer boxes on low-dimensional
-            inputs) or ``smear`` (the largest ``|a_j| * width_j`` of the hardest row's input
-            coefficients; cheap, but it can keep splitting the dimensions that the linear
-            bound is steep in while the looseness comes from the others).
-        clip_domains: after bounding, shrink each box to the part where CROWN's linear lower
-            bounds of its open clauses' rows can still be <= 0 (:mod:`verifier.bab.clip`); the
-            rest of the box is refuted by those same bounds.
-        intermediate_method: how CROWN bounds the intermediate values of the boxes kept
-            (:data:`IntermediateMethod`).
-        scoring_method: the same for the ``2n`` halves strong branching scores; when it differs
-            from ``intermediate_method``, only the two halves kept per box (all of them where
-            every dimension ties) are bounded again with that one. Forward-mode scoring
-            costs about a third of a backward pass per half on ACAS Xu and the search needs
-            about as many boxes (``benchmarks/acasxu_side_by_side.py``).
-        stall_progress: a box whose hardness did not improve on its parent's by this share
-            has stalled for one more generation.
-        alpha_after_stall: boxes stalled this many generations are set aside and bounded
-            again, in batches of ``alpha_batch``, by alpha-CROWN (``alpha_iterations`` steps
-            on the output rows' slopes); their children keep the better row bounds as a
-            floor (0: never). After one generation, not two: on ACAS Xu 3_3 prop_2, a
-            near-violation (margin 0.0027), the search then needs 29k full bounds instead of
-            65k, 64 s instead of 176 s.
-        alpha_min_batch: when nothing else is queued, fewer boxes set aside than this are
-            split again without alpha-CROWN: a pass costs about as much for a few boxes as for
-            a full batch (small searches, such as ACAS Xu 1_1 prop_4, lost 2 s to such passes).
-    """
-
-    batch: int = 32
-    max_domains: int = 2_000_000
-    pgd_every: int = 10
-    pgd_domains: int = 64
-    pgd_steps: int = 20
-    candidates_per_round: int = 4
-    inherit_bounds: bool = True
-    per_domain_rows: bool = True
-    branching: InputBranching = "strong"
-    clip_domains: bool = True
-    stall_progress: float = 0.1
-    alpha_after_stall: int = 1
-    alpha_iterations: int = 20
-    alpha_batch: int = 256
-    alpha_min_batch: int = 64
-    intermediate_method: IntermediateMethod = "backward"
-    scoring_method: IntermediateMethod = "forward"
-
-    def __post_init__(self) -> None:
-        _check(self.branching, InputBranching, "branching")
-        _check(self.scoring_method, IntermediateMethod, "intermediate bound method")
-        _check(self.intermediate_method, IntermediateMethod, "intermediate bound method")
-
-
-@dataclass(frozen=True)
-class ReluSplitConfig:
-    """Options of ReLU-split branch and bound with beta-CROWN (:mod:`verifier.bab.relu_split`).
-
-    Attributes:
-        batch: most domains popped per round (each gives two children, bounded together);
-            fewer when ``batch_memory`` cannot hold them.
-        batch_memory: bytes one round's bounding may use (slopes, multipliers, optimiser state
-            and backward coefficients of every child); sets the batch on large networks.
-        max_domains: the store's size limit; beyond it the search gives up (``unknown``).
-        iterations: Adam steps on the slopes (alpha) and split multipliers (beta) per round.
-        root_iterations: Adam steps on the root domain.
-        learning_rate_alpha, learning_rate_beta: Adam step sizes.
-        branching: ``fsb`` (filtered smart branching: the ``candidates`` best neurons by the
-            BaBSR score are each tried, with one CROWN pass on both children, and the one
-            whose worse child is best is split) or ``babsr`` (the best BaBSR score alone).
-        candidates: neurons tried per domain by ``fsb``.
-        candidates_per_round: most points sent to the onnxruntime re-check per round.
-        pgd_every: run PGD from the worst domains' candidate points every this many rounds.
-        pgd_steps: PGD steps per start.
-        refine_intermediate: recompute the intermediate bounds of every domain with CROWN
-            (starting from its stored ones, so the splits' clamps tighten later layers); else
-            they only tighten through interval propagation. Off by default: on MNIST 256x4 a
-            domain cost 48 ms instead of 3.3 ms, and the bound progressed less in the same time.
-    """
-
-    batch: int = 64
-    batch_memory: int = 1 << 30
-    max_domains: int = 200_000
-    iterations: int = 20
-    root_iterations: int = 60
-    learning_rate_alpha: float = 0.1
-    learning_rate_beta: float = 0.05
-    branching: ReluBranching = "fsb"
-    candidates: int = 4
-    candidates_per_round: int = 4
-    pgd_every: int = 10
-    pgd_steps: int = 20
-    refine_intermediate: bool = False
-
-    def __post_init__(self) -> None:
-        _check(self.branching, ReluBranching, "ReLU branching heuristic")
 
 
 @dataclass(frozen=True)
@@ -316,6 +201,9 @@ class ScheduleConfig:
             missed, so the later attack rounds wait for most of the search.
         sdp_share: the SDP bound before branch and bound gets at most this share of the time
             left.
+        refine_share: the backward refinement of the first CROWN bounds of a region gets at
+            most this share of the time left (:attr:`CrownConfig.refine_seconds`): on a large
+            network the rest goes to the attacks and the search instead of one bound pass.
     """
 
     input: StepBudget = field(default_factory=lambda: StepBudget(
@@ -324,6 +212,7 @@ class ScheduleConfig:
     relu: StepBudget = field(default_factory=lambda: StepBudget(
         quick_rounds=3, alpha_seconds=1.0, alpha_share=0.05, first_search_seconds=5.0, first_search_share=0.8))
     sdp_share: float = 0.5
+    refine_share: float = 0.2
 
 
 @dataclass(frozen=True)
@@ -371,15 +260,28 @@ class CrownConfig:
         relu_mode: lower slope of unstable ReLUs: ``adaptive`` (CROWN), ``zero`` or ``one``.
         intermediate: bound the inputs of relaxed nodes with CROWN (else intervals only).
         max_rows: rows bounded per backward pass when refining intermediate bounds.
+        chunk_elements: most entries of one such pass's coefficients on a value (both signs of
+            every row, times the batch, times the graph's largest value); fewer rows per pass
+            on large networks, so that memory stays bounded and the deadline, checked between
+            nodes, is seen often enough (a 512-row pass through a 25,088-element convolution
+            took over a second). Forward mode is used only where one form's coefficients on that
+            value take at most 8 times as many entries.
         real_arithmetic: bound the network in exact real arithmetic, without the float-error
             terms. NOT sound for the float32 model: only for comparing with references and
             other tools that bound the real-valued network.
         fast_paths: hand-written backward rules for common affine ops (``Linear``) instead of
             the generic vector-Jacobian product (same result; tested against it).
-        intermediate_method: ``backward`` (CROWN passes per refined neuron) or ``forward``
+        intermediate_method: ``backward`` (CROWN passes per refined neuron), ``forward``
             (linear forms over the graph input, :mod:`verifier.bounds.forward`: cheap for
-            few input elements, looser with depth). The forward mode needs one graph input
-            with finite boxes; otherwise backward is used.
+            few input elements, looser with depth) or ``hybrid`` (both, intersected: the
+            forms bound every value, then backward passes refine the inputs of relaxed nodes
+            within ``refine_seconds``). The forms need one graph input with finite boxes and
+            forms that fit ``chunk_elements``; otherwise they are left out.
+        refine_seconds: wall-clock seconds the backward refinement of one :meth:`compute` may
+            take (None: no limit). Rows are refined most unstable first (largest
+            ``min(-l, u)``), a node's first pass always runs, and a node stops once its
+            measured seconds per row say that the rest would overrun; the rows left keep
+            their interval (and forms') bounds, which are just as certified.
         per_domain_rows: refine the inputs of ReLU-like nodes with each batch element's own
             unstable positions (rows padded to the largest count in the batch) instead of the
             union over the batch: cheaper for large batches of small boxes (input splitting),
@@ -390,6 +292,8 @@ class CrownConfig:
     relu_mode: ReluMode = "adaptive"
     intermediate: bool = True
     max_rows: int = 256
+    chunk_elements: int = 2**22
+    refine_seconds: float | None = None
     real_arithmetic: bool = False
     fast_paths: bool = True
     per_domain_rows: bool = False
@@ -446,7 +350,9 @@ class VerifierConfig:
             alpha-CROWN left open before branch and bound (at most half the time left).
         device, attack, input_split, relu_split, sdp: the options of each part.
         crown, alpha: CROWN and alpha-CROWN in the pipeline's bound steps (branch and bound
-            derives its own from ``input_split`` and ``relu_split``).
+            derives its own from ``input_split`` and ``relu_split``); CROWN is ``hybrid``: the
+            forward-mode forms, where they fit, bound what the time-limited backward
+            refinement leaves.
         schedule: the time shares of the pipeline's steps.
         milp, smt: the exact engines (``--method milp|smt`` and the fallback of ReLU
             splitting); their time limit is capped by the run's deadline.
@@ -458,7 +364,7 @@ class VerifierConfig:
     relu_split: ReluSplitConfig = field(default_factory=ReluSplitConfig)
     sdp: SdpConfig = field(default_factory=SdpConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
-    crown: CrownConfig = field(default_factory=CrownConfig)
+    crown: CrownConfig = field(default_factory=lambda: CrownConfig(intermediate_method="hybrid"))
     alpha: AlphaConfig = field(default_factory=AlphaConfig)
     milp: MilpConfig = field(default_factory=lambda: MilpConfig(time_limit=math.inf))
     smt: SmtConfig = field(default_factory=lambda: SmtConfig(time_limit=math.inf))

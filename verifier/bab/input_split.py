@@ -26,6 +26,7 @@ onnxruntime re-check); only a confirmed point ends the search with ``sat``.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -50,7 +51,7 @@ from verifier.bounds.alpha import AlphaConfig, alpha_lower_bound
 from verifier.bounds.crown import Crown, CrownConfig
 from verifier.bounds.objective import spec_rows, stack_clauses
 from verifier.config import InputSplitConfig
-from verifier.deadline import Deadline
+from verifier.deadline import Deadline, DeadlineExceeded
 from verifier.graph.torch_graph import TorchGraph
 from verifier.result import Status
 from verifier.spec.types import Clause, Region
@@ -60,8 +61,11 @@ class _Bounder:
     """Bounds batches of sub-boxes against the stacked rows of a region's clauses."""
 
     def __init__(self, tgraph: TorchGraph, clauses: Sequence[Clause], root_width: Tensor,
-                 config: InputSplitConfig) -> None:
+                 config: InputSplitConfig, deadline: Deadline | None = None) -> None:
+        """``deadline`` is checked inside every CROWN pass (they raise
+        :class:`~verifier.deadline.DeadlineExceeded` once it has passed)."""
         self.tgraph, self.inherit, self.clip = tgraph, config.inherit_bounds, config.clip_domains
+        self.deadline = deadline
         self.crown_config = CrownConfig(per_domain_rows=config.per_domain_rows,
                                         intermediate_method=config.intermediate_method)
         self.scoring_config = CrownConfig(per_domain_rows=config.per_domain_rows,
@@ -85,7 +89,7 @@ class _Bounder:
         m = lower.shape[0]
         with torch.no_grad():
             crown = Crown(self.tgraph, [lower.reshape(m, *self.shape)], [upper.reshape(m, *self.shape)],
-                          self.scoring_config if scoring else self.crown_config, prior=prior)
+                          self.scoring_config if scoring else self.crown_config, prior=prior, deadline=self.deadline)
             own = self._rows(crown, m)
             coeff = crown.input_coefficients[self.tgraph.graph.inputs[0].name].reshape(m, self.k * self.r, -1)
             # a parent's certified row bounds hold on its sub-boxes too: the children never
@@ -116,7 +120,7 @@ class _Bounder:
         open."""
         m = lower.shape[0]
         crown = Crown(self.tgraph, [lower.reshape(m, *self.shape)], [upper.reshape(m, *self.shape)],
-                      self.crown_config, prior=prior)
+                      self.crown_config, prior=prior, deadline=self.deadline)
         raw = alpha_lower_bound(crown, self.rows, self.alpha).detach().reshape(m, self.k, self.r)
         better = torch.maximum(spec_rows(raw, self.d, self.mask, self.strict), rows)
         return better, open_ & ~(better > 0).any(dim=2)
@@ -169,36 +173,53 @@ class InputSplitSearch:
         return BabOutcome(self.final or Status.TIMEOUT, stats)
 
     def _search(self, deadline: Deadline, stats: BabStats) -> Status | None:
-        """The search loop; returns the outcome, or None on timeout."""
+        """The search loop; returns the outcome, or None on timeout. A round that the deadline
+        stops inside a bound pass puts its domains back, so that a later call searches them."""
         config = self.config
         if not self.clauses:
             return Status.UNSAT
         if len(self.bounds_graph.graph.inputs) != 1 or any(c.num_rows == 0 for c in self.clauses):
             return Status.UNKNOWN
         root_width = (self.upper - self.lower).reshape(-1)
-        bound = _Bounder(self.bounds_graph, self.clauses, root_width, config)
+        bound = _Bounder(self.bounds_graph, self.clauses, root_width, config, deadline)
         search = CandidateSearch(self.attack_graph, self.region, self.confirm, stats, config.candidates_per_round,
                                  config.pgd_steps)
-        if self.stack is None and self._bound_root(bound, search, stats):
-            return Status.SAT
+        try:
+            if self.stack is None and self._bound_root(bound, search, stats):
+                return Status.SAT
+        except DeadlineExceeded:
+            return None
         assert self.stack is not None
         stack = self.stack
         while self.queued or self.aside_count:
             if deadline.expired():
                 return None
             if self.aside_count >= config.alpha_batch or (self.aside_count and not self.queued):
-                self._tighten_aside(bound, stats, self.aside_count >= config.alpha_min_batch)
+                if not self._tighten_aside(bound, stats, self.aside_count >= config.alpha_min_batch):
+                    return None
                 continue
             if self.queued > config.max_domains:
                 stats.extra["gave_up_queue"] = self.queued
                 return Status.UNKNOWN
-            batch = pop_domains(stack, config.batch)
+            batch = pop_domains(stack, self._batch_size())
             self.queued -= batch.size
-            if self._round(batch, bound, search, stats):
+            try:
+                found = self._round(batch, bound, search, stats)
+            except DeadlineExceeded:  # nothing of the round was stored: its domains go back
+                stack.append(batch)
+                self.queued += batch.size
+                return None
+            if found:
                 return Status.SAT
         if self.unsplittable:
             return Status.UNKNOWN
         return Status.UNSAT
+
+    def _batch_size(self) -> int:
+        """Domains per round: ``batch``, fewer where ``batch_elements`` says so (at least one)."""
+        widest = max((math.prod(shape) for shape in self.bounds_graph.graph.shapes.values()), default=1)
+        per_child = 2 * (self.floor.numel() + 1) * widest
+        return max(1, min(self.config.batch, self.config.batch_elements // (2 * per_child)))
 
     def _bound_root(self, bound: _Bounder, search: CandidateSearch, stats: BabStats) -> bool:
         """Bounds the whole proof box and starts the stack with it (when a clause is still
@@ -222,7 +243,7 @@ class InputSplitSearch:
         """Splits a popped batch, bounds the children in one pass and stores those still open
         (:meth:`_store`); True when a counterexample is confirmed."""
         config = self.config
-        if config.branching == "strong":
+        if config.branching == "strong" and self.floor.numel() <= config.strong_max_dims:
             children_of, unsplittable = split_all(batch, self.floor)
         else:
             children_of, unsplittable = split_one(batch)
@@ -335,17 +356,22 @@ class InputSplitSearch:
         stats.max_queue = max(stats.max_queue, self.queued + self.aside_count)
         return False
 
-    def _tighten_aside(self, bound: _Bounder, stats: BabStats, alpha: bool = True) -> None:
+    def _tighten_aside(self, bound: _Bounder, stats: BabStats, alpha: bool = True) -> bool:
         """Bounds the stalled domains set aside with alpha-CROWN (without ``alpha``: not at
-        all) and puts those still open back on the stack (their stall count reset)."""
+        all) and puts those still open back on the stack (their stall count reset); False
+        when the deadline stopped the bound pass (the domains stay aside)."""
         aside = cat_domains(self.aside)
-        self.aside, self.aside_count = [], 0
         if not alpha:
+            self.aside, self.aside_count = [], 0
             self.stack.append(replace(aside, stall=torch.zeros_like(aside.stall)))  # type: ignore[union-attr]
             self.queued += aside.size
-            return
+            return True
         start = time.monotonic()
-        rows, open_ = bound.tighten(aside.lower, aside.upper, aside.open, aside.prior, aside.rows)
+        try:
+            rows, open_ = bound.tighten(aside.lower, aside.upper, aside.open, aside.prior, aside.rows)
+        except DeadlineExceeded:
+            return False
+        self.aside, self.aside_count = [], 0
         stats.seconds_bounding += time.monotonic() - start
         stats.extra["alpha_bounded"] = stats.extra.get("alpha_bounded", 0) + aside.size
         keep = open_.any(dim=1)
@@ -354,6 +380,7 @@ class InputSplitSearch:
             back = Domains(aside.lower, aside.upper, open_, aside.dim, aside.prior, rows, torch.zeros_like(aside.stall))
             self.stack.append(select_domains(back, keep))  # type: ignore[union-attr]
             self.queued += int(keep.sum())
+        return True
 
 
 def input_split_search(bounds_graph: TorchGraph, attack_graph: TorchGraph, region: Region, clauses: Sequence[Clause],

@@ -21,6 +21,8 @@ own rounding bound.
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Mapping, Sequence
 
 import torch
@@ -85,6 +87,8 @@ class Crown:
         # the relaxed nodes' outputs when ``record.relu`` (branching heuristics)
         self.record = Record()
         self._cache = Cache()
+        # True once ``refine_seconds`` left some rows unrefined (a backward pass costs too much here)
+        self.refinement_cut = False
         self.compute()
 
     @property
@@ -120,9 +124,12 @@ class Crown:
         self.table = BoundTable(self.tgraph, self.unit, self.batch, self.input_bounds, dict(self.input_bounds))
         # values whose interval bounds are already exact: the inputs, and one affine op of one input
         self.table.exact = {v.name for v in self.graph.inputs}
-        forward = self.config.intermediate and self.config.intermediate_method == "forward"
+        forms = self.config.intermediate and self.config.intermediate_method in ("forward", "hybrid")
         self.forms = ForwardForms(self.table, self.config.relu_mode) if (
-            forward and ForwardForms.applicable(self.table)) else None
+            forms and ForwardForms.applicable(self.table, 8 * self.config.chunk_elements)) else None
+        seconds = self.config.refine_seconds
+        self._refine_until = None if seconds is None else time.monotonic() + seconds
+        self._seconds_per_row = 0.0
         for index in range(len(self.graph.nodes)):
             if self.deadline is not None:
                 self.deadline.check()
@@ -134,7 +141,8 @@ class Crown:
         node, op = self.graph.nodes[index], self.tgraph.ops[index]
         los, his, batched = self.table.args(node)
         relaxed = self.config.intermediate and not op.is_affine(node, batched)
-        if relaxed and self.forms is None and self._refine_inputs(index, los, his, batched, mult):
+        backward = self.forms is None or self.config.intermediate_method == "hybrid"
+        if relaxed and backward and self._refine_inputs(index, los, his, batched, mult):
             los, his, batched = self.table.args(node)
         elif relaxed and self.forms is not None:  # the forms' bounds are kept as the best found
             for name, lo, hi, is_dynamic in zip(node.inputs, los, his, batched, strict=True):
@@ -197,17 +205,23 @@ class Crown:
     def _refine(self, value: str, stop: int, wanted: Tensor, mult: Multipliers) -> Bounds:
         """CROWN bounds of the flat positions ``wanted`` of ``value`` (rows ``+I`` and ``-I``),
         intersected with the current bounds and the best earlier ones; other positions keep
-        theirs."""
-        self.refined.setdefault(value, (stop, wanted))
+        theirs. The first time, the rows are ordered most unstable first and, under
+        ``refine_seconds``, only those refined in time are kept (:attr:`refined`)."""
         lo, hi = self.bounds[value]
+        if value not in self.refined:
+            wanted = _most_unstable_first(wanted, lo, hi)
         shape = lo.shape[1:]
         size = int(lo[0].numel())
         flat_lo, flat_hi = lo.reshape(self.batch, size).clone(), hi.reshape(self.batch, size).clone()
-        start = 0
-        for chunk in wanted.split(self.config.max_rows):
+        start, began = 0, time.monotonic()
+        allowance = self._allowance(stop)
+        for chunk in wanted.split(self._rows_per_pass()):
             rows = chunk.numel()
             if rows == 0:
                 continue
+            if allowance is not None and _overruns(began, allowance, start, rows, self._seconds_per_row):
+                self.refinement_cut = True
+                break
             eye = torch.zeros(rows, size, dtype=lo.dtype, device=lo.device)
             eye[torch.arange(rows, device=lo.device), chunk] = 1.0
             seed = torch.cat([eye, -eye]).reshape(1, 2 * rows, *shape).expand(self.batch, -1, *shape)
@@ -215,11 +229,31 @@ class Crown:
             flat_lo[:, chunk] = _KeepBest.apply(bound[:, :rows], flat_lo[:, chunk], True)
             flat_hi[:, chunk] = _KeepBest.apply(-bound[:, rows:], flat_hi[:, chunk], False)
             start += rows
+        if start:  # the next node's first pass is judged by this one's pace (deeper rows cost more)
+            self._seconds_per_row = max(self._seconds_per_row, (time.monotonic() - began) / start)
+        self.refined.setdefault(value, (stop, wanted[:start]))
         best = self.best.get(value)
         if best is not None:
             flat_lo, flat_hi = _KeepBest.apply(flat_lo, best[0], True), _KeepBest.apply(flat_hi, best[1], False)
         self.best[value] = (flat_lo.detach(), flat_hi.detach())
         return flat_lo.reshape(lo.shape), flat_hi.reshape(hi.shape)
+
+    def _allowance(self, stop: int) -> float | None:
+        """Seconds the refinement of the value feeding node ``stop`` may take: an equal share
+        of what is left of ``refine_seconds`` among the relaxed nodes from ``stop`` on (None:
+        no limit; 0 once it is spent)."""
+        if self._refine_until is None:
+            return None
+        left = self._refine_until - time.monotonic()
+        relaxed = sum(1 for node, op in zip(self.graph.nodes[stop:], self.tgraph.ops[stop:], strict=True)
+                      if not op.is_affine(node, [bool(n) and n not in self.tgraph.constants for n in node.inputs]))
+        return max(0.0, left) / max(1, relaxed)
+
+    def _rows_per_pass(self) -> int:
+        """Rows per refining pass: ``max_rows``, fewer where the coefficients on the graph's
+        largest value would exceed ``chunk_elements`` entries (never fewer than one)."""
+        widest = max((math.prod(shape) for shape in self.graph.shapes.values()), default=1)
+        return max(1, min(self.config.max_rows, self.config.chunk_elements // max(1, 2 * self.batch * widest)))
 
     def _refine_each(self, value: str, stop: int) -> Bounds:
         """CROWN bounds (rows ``+I`` and ``-I``) of each batch element's own unstable positions
@@ -234,16 +268,21 @@ class Crown:
         rows = int(count.max()) if self.batch else 0
         if rows > 0:
             # each element's unstable positions first (a stable sort keeps them distinct)
-            position = torch.argsort((~unstable).to(torch.int8), dim=1, stable=True)[:, :rows]
-            valid = torch.arange(rows, device=lo.device).unsqueeze(0) < count.unsqueeze(1)
-            eye = torch.zeros(self.batch, rows, size, dtype=lo.dtype, device=lo.device)
-            eye.scatter_(2, position.unsqueeze(2), valid.unsqueeze(2).to(lo.dtype))
-            seed = torch.cat([eye, -eye], dim=1).reshape(self.batch, 2 * rows, *lo.shape[1:])
-            bound = self._lower({value: seed}, stop, Multipliers(), (value, 0, 2 * rows))
-            found_lo = torch.where(valid, bound[:, :rows], -torch.inf)
-            found_hi = torch.where(valid, -bound[:, rows:], torch.inf)
-            flat_lo = torch.maximum(flat_lo, torch.full_like(flat_lo, -torch.inf).scatter(1, position, found_lo))
-            flat_hi = torch.minimum(flat_hi, torch.full_like(flat_hi, torch.inf).scatter(1, position, found_hi))
+            order = torch.argsort((~unstable).to(torch.int8), dim=1, stable=True)[:, :rows]
+            found_lo = torch.full_like(flat_lo, -torch.inf)
+            found_hi = torch.full_like(flat_hi, torch.inf)
+            step = self._rows_per_pass()
+            for first in range(0, rows, step):
+                position = order[:, first : first + step]
+                k = position.shape[1]
+                valid = torch.arange(first, first + k, device=lo.device).unsqueeze(0) < count.unsqueeze(1)
+                eye = torch.zeros(self.batch, k, size, dtype=lo.dtype, device=lo.device)
+                eye.scatter_(2, position.unsqueeze(2), valid.unsqueeze(2).to(lo.dtype))
+                seed = torch.cat([eye, -eye], dim=1).reshape(self.batch, 2 * k, *lo.shape[1:])
+                bound = self._lower({value: seed}, stop, Multipliers(), (value, 0, 2 * k))
+                found_lo.scatter_(1, position, torch.where(valid, bound[:, :k], -torch.inf))
+                found_hi.scatter_(1, position, torch.where(valid, -bound[:, k:], torch.inf))
+            flat_lo, flat_hi = torch.maximum(flat_lo, found_lo), torch.minimum(flat_hi, found_hi)
         best = self.best.get(value)
         if best is not None:
             flat_lo, flat_hi = torch.maximum(flat_lo, best[0]), torch.minimum(flat_hi, best[1])
@@ -297,6 +336,24 @@ class Crown:
         return both[:, :m], -both[:, m:]
 
 
+
+
+def _most_unstable_first(wanted: Tensor, lower: Tensor, upper: Tensor) -> Tensor:
+    """``wanted`` (flat positions) ordered by ``min(-l, u)`` over the batch, largest first (the
+    neurons whose relaxation is loosest); a stable order among ties."""
+    flat_lo, flat_hi = lower.flatten(1)[:, wanted], upper.flatten(1)[:, wanted]
+    score = torch.minimum(-flat_lo, flat_hi).amax(dim=0)
+    return wanted[torch.argsort(-score, stable=True)]
+
+
+def _overruns(began: float, allowance: float, done: int, rows: int, earlier: float) -> bool:
+    """True when a pass of ``rows`` more rows would end past ``began + allowance`` at the
+    seconds per row measured over the ``done`` rows so far, or before any, at ``earlier``
+    (an earlier node's pace: rows reaching fewer nodes cost less, so this errs low)."""
+    spent = time.monotonic() - began
+    if allowance <= 0.0:
+        return True
+    return spent + (spent / done if done else earlier) * rows > allowance
 
 
 def _rows_to_refine(op: Op, lower: Tensor | None, upper: Tensor | None) -> Tensor:

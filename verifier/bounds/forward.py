@@ -32,6 +32,7 @@ subtraction). Concretisation subtracts ``2 gamma_{n+2} M``.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from functools import cached_property
 
@@ -100,11 +101,17 @@ class ForwardForms:
         self.forms: dict[str, Form] = {info.name: make_form(eye, centre, eye, centre)}
 
     @staticmethod
-    def applicable(table: BoundTable) -> bool:
-        """True when the graph has one input and its boxes are finite."""
+    def applicable(table: BoundTable, max_entries: int | None = None) -> bool:
+        """True when the graph has one input, its boxes are finite and (``max_entries`` given)
+        one form's coefficients on the graph's largest value, ``N * n * m`` entries, stay
+        within ``max_entries``."""
         if len(table.graph.inputs) != 1:
             return False
         lo, hi = table.input_bounds[table.graph.inputs[0].name]
+        if max_entries is not None:
+            widest = max((math.prod(shape) for shape in table.graph.shapes.values()), default=1)
+            if lo.shape[0] * lo[0].numel() * widest > max_entries:
+                return False
         return bool(torch.isfinite(lo).all()) and bool(torch.isfinite(hi).all())
 
     def bounds(self, name: str) -> Bounds | None:

@@ -1,0 +1,142 @@
+"""Options of the two branch-and-bound searches (re-exported by :mod:`verifier.config`, which
+composes them into :class:`~verifier.config.VerifierConfig`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+InputBranching = Literal["strong", "smear"]
+IntermediateMethod = Literal["backward", "forward", "hybrid"]
+ReluBranching = Literal["fsb", "babsr"]
+
+
+def check_mode(value: str, mode: object, what: str) -> None:
+    """Raises ValueError unless ``value`` is one of the Literal ``mode``'s values."""
+    from typing import get_args
+
+    if value not in get_args(mode):
+        raise ValueError(f"unknown {what} {value!r}; use one of {get_args(mode)}")
+
+
+@dataclass(frozen=True)
+class InputSplitConfig:
+    """Options of input-split branch and bound (:mod:`verifier.bab.input_split`).
+
+    Attributes:
+        batch: domains popped per round (each gives two children, bounded together).
+        batch_elements: fewer domains per round on large networks: at most this many entries
+            of ``2 (n + 1)`` vectors per child (a forward-mode form, or the rows of a pass) over
+            the graph's largest value, so that a round's bound passes stay short between
+            deadline checks (on a 25,088-neuron generator layer, 64 children's forms took
+            1.5 s per node).
+        max_domains: the stack's size limit; beyond it the search gives up (``unknown``).
+        pgd_every: run PGD inside the worst domains every this many rounds (0: never).
+        pgd_domains: domains PGD starts in.
+        pgd_steps: PGD steps per start.
+        candidates_per_round: most points sent to the onnxruntime re-check per round.
+        inherit_bounds: children start from their parent's intermediate bounds (CROWN then
+            refines only the neurons still unstable under them: cheaper passes; with smear
+            branching the search needed more domains on ACAS Xu, with strong branching fewer).
+        per_domain_rows: CROWN refines each box's own unstable neurons, not the union over
+            the batch (see :class:`verifier.bounds.crown.CrownConfig`).
+        branching: how a box's split dimension is chosen: ``strong`` (both halves along every
+            dimension are bounded in full and each box keeps the pair with the best summed
+            hardness: ``2n`` bounds per box instead of 2, for far fewer boxes on low-dimensional
+            inputs) or ``smear`` (the largest ``|a_j| * width_j`` of the hardest row's input
+            coefficients; cheap, but it can keep splitting the dimensions that the linear
+            bound is steep in while the looseness comes from the others).
+        clip_domains: after bounding, shrink each box to the part where CROWN's linear lower
+            bounds of its open clauses' rows can still be <= 0 (:mod:`verifier.bab.clip`); the
+            rest of the box is refuted by those same bounds.
+        strong_max_dims: the largest input (elements) that strong branching is used for: it
+            bounds ``2n`` halves per box, so one round on a 3,072-pixel image would bound
+            196,608 boxes at once.
+        intermediate_method: how CROWN bounds the intermediate values of the boxes kept
+            (:data:`IntermediateMethod`).
+        scoring_method: the same for the ``2n`` halves strong branching scores; when it differs
+            from ``intermediate_method``, only the two halves kept per box (all of them where
+            every dimension ties) are bounded again with that one. Forward-mode scoring
+            costs about a third of a backward pass per half on ACAS Xu and the search needs
+            about as many boxes (``benchmarks/acasxu_side_by_side.py``).
+        stall_progress: a box whose hardness did not improve on its parent's by this share
+            has stalled for one more generation.
+        alpha_after_stall: boxes stalled this many generations are set aside and bounded
+            again, in batches of ``alpha_batch``, by alpha-CROWN (``alpha_iterations`` steps
+            on the output rows' slopes); their children keep the better row bounds as a
+            floor (0: never). After one generation, not two: on ACAS Xu 3_3 prop_2, a
+            near-violation (margin 0.0027), the search then needs 29k full bounds instead of
+            65k, 64 s instead of 176 s.
+        alpha_min_batch: when nothing else is queued, fewer boxes set aside than this are
+            split again without alpha-CROWN: a pass costs about as much for a few boxes as for
+            a full batch (small searches, such as ACAS Xu 1_1 prop_4, lost 2 s to such passes).
+    """
+
+    batch: int = 32
+    batch_elements: int = 2**22
+    max_domains: int = 2_000_000
+    pgd_every: int = 10
+    pgd_domains: int = 64
+    pgd_steps: int = 20
+    candidates_per_round: int = 4
+    inherit_bounds: bool = True
+    per_domain_rows: bool = True
+    branching: InputBranching = "strong"
+    strong_max_dims: int = 64
+    clip_domains: bool = True
+    stall_progress: float = 0.1
+    alpha_after_stall: int = 1
+    alpha_iterations: int = 20
+    alpha_batch: int = 256
+    alpha_min_batch: int = 64
+    intermediate_method: IntermediateMethod = "backward"
+    scoring_method: IntermediateMethod = "forward"
+
+    def __post_init__(self) -> None:
+        check_mode(self.branching, InputBranching, "branching")
+        check_mode(self.scoring_method, IntermediateMethod, "intermediate bound method")
+        check_mode(self.intermediate_method, IntermediateMethod, "intermediate bound method")
+
+
+@dataclass(frozen=True)
+class ReluSplitConfig:
+    """Options of ReLU-split branch and bound with beta-CROWN (:mod:`verifier.bab.relu_split`).
+
+    Attributes:
+        batch: most domains popped per round (each gives two children, bounded together);
+            fewer when ``batch_memory`` cannot hold them.
+        batch_memory: bytes one round's bounding may use (slopes, multipliers, optimiser state
+            and backward coefficients of every child); sets the batch on large networks.
+        max_domains: the store's size limit; beyond it the search gives up (``unknown``).
+        iterations: Adam steps on the slopes (alpha) and split multipliers (beta) per round.
+        root_iterations: Adam steps on the root domain.
+        learning_rate_alpha, learning_rate_beta: Adam step sizes.
+        branching: ``fsb`` (filtered smart branching: the ``candidates`` best neurons by the
+            BaBSR score are each tried, with one CROWN pass on both children, and the one
+            whose worse child is best is split) or ``babsr`` (the best BaBSR score alone).
+        candidates: neurons tried per domain by ``fsb``.
+        candidates_per_round: most points sent to the onnxruntime re-check per round.
+        pgd_every: run PGD from the worst domains' candidate points every this many rounds.
+        pgd_steps: PGD steps per start.
+        refine_intermediate: recompute the intermediate bounds of every domain with CROWN
+            (starting from its stored ones, so the splits' clamps tighten later layers); else
+            they only tighten through interval propagation. Off by default: on MNIST 256x4 a
+            domain cost 48 ms instead of 3.3 ms, and the bound progressed less in the same time.
+    """
+
+    batch: int = 64
+    batch_memory: int = 1 << 30
+    max_domains: int = 200_000
+    iterations: int = 20
+    root_iterations: int = 60
+    learning_rate_alpha: float = 0.1
+    learning_rate_beta: float = 0.05
+    branching: ReluBranching = "fsb"
+    candidates: int = 4
+    candidates_per_round: int = 4
+    pgd_every: int = 10
+    pgd_steps: int = 20
+    refine_intermediate: bool = False
+
+    def __post_init__(self) -> None:
+        check_mode(self.branching, ReluBranching, "ReLU branching heuristic")
