@@ -4,14 +4,14 @@ the launch of each instance's process to its exit).
 
     python benchmarks/side_by_side.py --out benchmarks/results/side_by_side.md \\
         [--root ../shared/benchmarks] [--benchmarks eran mnist_fc ...] [--sample 5] [--seed 0] \\
-        [--timeout 30 | --cap 300] \\
+        [--timeout 30 | --cap 300] [--work /tmp/side_by_side] \\
         [--peer neuralsat='bash benchmarks/peers/neuralsat.sh {onnx} {vnnlib} {timeout} {result}']
 
 Per benchmark folder of ``--root`` (VNN-COMP layout with ``instances.csv`` and
 ``expected.csv``) it takes ``--sample`` instances drawn with ``--seed`` (0: all of them) and
 gives each its VNN-COMP timeout, capped at ``--cap`` seconds, or ``--timeout`` seconds for all.
-The instances are written to a folder beside ``--out`` (``<out>_instances/``, one benchmark
-folder each, the files hard-linked or copied), and every tool runs there in its own ``verify bench --jobs 1
+The instances are written to ``--work`` (default beside ``--out``: ``<out>_instances/``; one
+benchmark folder each, the files hard-linked or copied), and every tool runs there in its own ``verify bench --jobs 1
 --threads 1`` process, all started together: with one peer, each tool has one of the two
 cores. Results are kept beside ``--out`` (``<out>_<tool>.csv`` and ``.jsonl``), so an
 interrupted run resumes where it stopped. The table gives, per benchmark and tool, the
@@ -128,11 +128,12 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cap", type=float, default=300.0, help="largest timeout in seconds")
     parser.add_argument("--timeout", type=float, help="this timeout for every instance instead")
+    parser.add_argument("--work", type=Path, help="where the instance folders go (default <out>_instances)")
     parser.add_argument("--peer", action="append", default=[], metavar="NAME=TEMPLATE",
                         help="a peer as a verify bench --tool template (repeatable)")
     args = parser.parse_args()
     stem = args.out.with_suffix("")
-    tree = Path(f"{stem}_instances")
+    tree = args.work or Path(f"{stem}_instances")
     names = write_instances(args.root, args.benchmarks, args.sample, args.seed, args.cap, args.timeout, tree)
     tools = [("verifier", "verifier"), *((peer, peer.split("=", 1)[0]) for peer in args.peer)]
     start = time.monotonic()

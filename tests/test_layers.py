@@ -14,15 +14,15 @@ PACKAGE = Path(__file__).resolve().parents[1] / "verifier"
 
 LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     ("foundation", frozenset({"errors", "interrupts", "allocator", "deadline", "config", "search_config", "result",
-                              "ir", "spec"})),
+                              "ir", "spec", "progress"})),
     ("ops", frozenset({"ops"})),
     ("graph", frozenset({"graph", "query", "witness", "problem"})),
     ("bounds", frozenset({"bounds"})),
     ("engines", frozenset({"attack", "exact", "sdp"})),
     ("search", frozenset({"bab"})),
-    ("api", frozenset({"api", "ladder", "output_bounds"})),
-    ("front ends", frozenset({"report", "arguments", "bench", "soundness", "standard", "cli", "entry", "warm",
-                              "__init__"})),
+    ("api", frozenset({"api", "ladder", "region_proof", "output_bounds"})),
+    ("front ends", frozenset({"report", "progress_line", "arguments", "bench", "soundness", "standard", "cli", "entry",
+                              "warm", "__init__"})),
 )
 """Lowest first. A unit is a subpackage or a top-level module of ``verifier``."""
 

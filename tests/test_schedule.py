@@ -27,3 +27,15 @@ def test_the_quick_attack_runs_its_own_pgd_steps(quick_steps: int | None) -> Non
     result = verify_problem(problem, 60.0, config)
     assert result.status is Status.UNSAT
     assert result.stats["pgd_steps"] == (config.attack.steps if quick_steps is None else quick_steps)
+
+
+def test_fixed_pixels_one_rounding_step_wide_do_not_count_as_free_inputs() -> None:
+    """dist_shift index 3187 (unsat in VNN-COMP's expected.csv): 8 latent inputs are free and 173
+    pixels are intervals about 1e-16 wide. Counted as 181 free inputs, the run went to ReLU
+    splitting, which cannot finish past the network's Sigmoid (timeout at 60 s); with 8, input
+    splitting proves it."""
+    problem = load_problem(ROOT / "benchmarks" / "zoo" / "onnx" / "dist_shift__mnist_concat.onnx",
+                           ROOT / "tests" / "data" / "dist_shift_index3187_delta0.13.vnnlib")
+    result = verify_problem(problem, 60.0, default_config("cpu", 0))
+    assert result.stats["bab_mode"] == "input"
+    assert result.status is Status.UNSAT

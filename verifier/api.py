@@ -23,101 +23,18 @@ import torch
 from verifier.attack import AttackProgress, falsify_region
 from verifier.bab import InputSplitSearch, ReluSplitSearch
 from verifier.bab.relu_split import count_unstable
-from verifier.bounds.crown import Crown
 from verifier.bounds.settle import settle_region
-from verifier.config import AlphaConfig, AttackConfig, CrownConfig, SdpConfig, StepBudget, VerifierConfig
+from verifier.config import AttackConfig, CrownConfig, StepBudget, VerifierConfig
 from verifier.deadline import Deadline, DeadlineExceeded
 from verifier.graph.torch_graph import TorchGraph
-from verifier.ladder import Ladder, Rung
 from verifier.ops.base import Op
 from verifier.problem import Problem, load_problem, proof_box
+from verifier.progress import Progress, ProgressEvent
+from verifier.region_proof import RegionProof as RegionProof  # re-exported: the tests and tools use it here
+from verifier.region_proof import region_refuted as region_refuted
 from verifier.result import Counterexample, Result, Status
 from verifier.spec.types import Region
 from verifier.witness import OnnxOracle, check_witness
-
-
-class RegionProof:
-    """Certified bounds of one region, climbing its :class:`~verifier.ladder.Ladder`: intervals,
-    then CROWN on the clauses that intervals leave open; :meth:`optimise` adds alpha-CROWN and
-    :meth:`sdp` the low-rank SDP on the clauses still open.
-
-    A clause is refuted when some row ``C_r y - d_r`` has a positive certified lower bound;
-    the region is proven when every clause is refuted. :attr:`crown` is None when intervals
-    decided every clause, a clause has no rows or the graph has several inputs. ``deadline``
-    (the run's) bounds every CROWN pass of its ladder: once it has passed, they raise
-    :class:`~verifier.deadline.DeadlineExceeded`.
-    """
-
-    def __init__(self, tgraph: TorchGraph, region: Region, crown: CrownConfig | None = None,
-                 alpha: AlphaConfig | None = None, deadline: Deadline | None = None) -> None:
-        self.ladder = Ladder(tgraph, region, crown, alpha, deadline)
-        self.lower, self.upper = self.ladder.lower, self.ladder.upper
-        self.crown: Crown | None = None
-        self.open = [c for c in region.clauses if not self.ladder.interval_refutes(c)]
-        trivial = any(c.num_rows == 0 for c in self.open)
-        if self.open and not trivial and len(tgraph.graph.inputs) == 1:
-            self.crown = self.ladder.crown()
-            self.open = [c for c in self.open if not bool((self.ladder.rows(c, Rung.CROWN) > 0).any())]
-
-    @property
-    def proven(self) -> bool:
-        """True when every clause of the region is refuted."""
-        return not self.open
-
-    def sdp(self, config: SdpConfig, deadline: Deadline, seed: int, stats: dict[str, Any]) -> bool:
-        """Runs the low-rank SDP bound (:mod:`verifier.sdp`) on the open clauses until
-        ``deadline``; returns :attr:`proven`. A clause is refuted only by a *certified* SDP row
-        bound above zero (see :mod:`verifier.sdp.certificate`). A network the SDP cannot
-        express leaves the clauses open and records why in ``stats["sdp_error"]``."""
-        from verifier.sdp import SdpUnsupported
-
-        if self.crown is None or not self.open:
-            return self.proven
-        record = stats.setdefault("sdp", {"clauses": 0, "refuted": 0, "rows": 0, "seconds": 0.0, "best_rows": []})
-        began = time.monotonic()
-        try:
-            still_open = []
-            for clause in self.open:
-                if deadline.expired():
-                    still_open.append(clause)
-                    continue
-                rows = self.ladder.sdp_rows(clause, deadline, config, seed, stop_above=0.0)
-                record["clauses"] += 1
-                record["rows"] += sum(result is not None for result in rows.results)
-                best = float(rows.lower.max())
-                record["best_rows"].append(best if np.isfinite(best) else None)
-                if best > 0:
-                    record["refuted"] += 1
-                else:
-                    still_open.append(clause)
-            self.open = still_open
-        except SdpUnsupported as exc:
-            stats["sdp_error"] = str(exc)
-        record["seconds"] += time.monotonic() - began
-        return self.proven
-
-    def optimise(self, deadline: Deadline | None = None) -> bool:
-        """Runs alpha-CROWN on the open clauses (stopping at ``deadline``); returns :attr:`proven`."""
-        if self.crown is None:
-            return self.proven
-        still_open = []
-        for clause in self.open:
-            expired = deadline is not None and deadline.expired()
-            if expired or not bool((self.ladder.rows(clause, Rung.ALPHA, deadline) > 0).any()):
-                still_open.append(clause)
-        self.open = still_open
-        return self.proven
-
-
-def region_refuted(tgraph: TorchGraph, region: Region, deadline: Deadline | None = None,
-                   optimise: bool = False) -> bool:
-    """True when certified bounds refute every clause of ``region`` (no counterexample there).
-
-    Interval bounds, then CROWN, and with ``optimise`` alpha-CROWN (see :class:`RegionProof`).
-    """
-    proof = RegionProof(tgraph, region)
-    return proof.proven or (optimise and proof.optimise(deadline))
-
 
 _LATEST_STATS = frozenset({"batch", "lowest_open_bound"})  # search statistics that are not summed
 
@@ -163,8 +80,9 @@ class _Run:
     """One verification run: the problem, the bound models, the oracle and the statistics."""
 
     def __init__(self, problem: Problem, config: VerifierConfig, deadline: Deadline,
-                 ops: Mapping[str, Op] | None = None) -> None:
+                 ops: Mapping[str, Op] | None = None, reporter: Progress | None = None) -> None:
         dev = config.device
+        self.reporter = reporter
         self.config, self.schedule, self.deadline = config, config.schedule, deadline
         self.attack_graph = TorchGraph(problem.graph, dev.torch_device, dev.attack_torch_dtype, ops)
         self.bounds_graph = TorchGraph(problem.graph, dev.torch_device, dev.bounds_torch_dtype, ops)
@@ -194,6 +112,8 @@ class _Run:
                 if self.deadline.expired():
                     self.stats["stopped_in"] = step.value
                     return Status.TIMEOUT
+                if self.reporter is not None:
+                    self.reporter.show(ProgressEvent(step.value))
                 began, nested = time.monotonic(), self.nested
                 try:
                     status = self.run_step(step, index, self.problem.spec.regions[index])
@@ -315,10 +235,14 @@ class _Run:
     # ---------------------------------------------------------------- search
     def bab_mode(self, proof: RegionProof) -> str:
         """The branch-and-bound mode for a region: the configured one, or for ``auto`` input
-        splitting on few free input dimensions and ReLU splitting otherwise."""
+        splitting on few free input dimensions and ReLU splitting otherwise. A dimension
+        narrower than ``input_split_min_width`` times the widest is not counted (a fixed pixel
+        written as an interval one rounding step wide)."""
         if self.config.bab != "auto":
             return self.config.bab
-        dims = int((proof.upper > proof.lower).sum())
+        width = (proof.upper - proof.lower).reshape(-1)
+        widest = float(width.max()) if width.numel() else 0.0
+        dims = int((width > self.config.input_split_min_width * widest).sum())
         return "input" if dims <= self.config.input_split_max_dims else "relu"
 
     def search_step(self, index: int, region: Region, proof: RegionProof, first: bool) -> Status:
@@ -404,10 +328,10 @@ class _Run:
                 config = replace(config, intermediate_method="forward", scoring_method="forward")
                 self.stats["bab_bounds"] = "forward"
             return InputSplitSearch(self.bounds_graph, self.attack_graph, region, proof.open, proof.lower,
-                                    proof.upper, confirm, config)
+                                    proof.upper, confirm, config, self.reporter)
         if mode == "relu" and proof.crown is not None:
             return ReluSplitSearch(self.bounds_graph, self.attack_graph, region, proof.open, proof.crown,
-                                   confirm, self.config.relu_split)
+                                   confirm, self.config.relu_split, self.reporter)
         return None
 
     # ---------------------------------------------------------------- exact
@@ -450,16 +374,17 @@ def numerical_hygiene(seed: int) -> None:
 
 
 def verify_problem(problem: Problem, timeout: float | None = None, config: VerifierConfig | None = None,
-                   ops: Mapping[str, Op] | None = None) -> Result:
+                   ops: Mapping[str, Op] | None = None, progress: Progress | None = None) -> Result:
     """Verifies an already loaded problem; see :func:`verify`. ``ops`` replaces the registry's
     op for some op types in every analysis of this run (experiments, and the soundness
     checker's deliberately faulty builds: :mod:`verifier.soundness.faults`); the answers are
-    only as sound as the replacements."""
+    only as sound as the replacements. ``progress`` receives the steps entered and the search
+    rounds' state (``verify --progress``)."""
     start = time.monotonic()
     config = config or VerifierConfig()
     deadline = Deadline.after(timeout)
     numerical_hygiene(config.seed)
-    run = _Run(problem, config, deadline, ops)
+    run = _Run(problem, config, deadline, ops, progress)
     run.stats["seconds"]["setup"] = round(time.monotonic() - start, 6)
     status = run.decide()
     if status is Status.UNSAT and problem.composition is not None and problem.composition.truncated:

@@ -39,6 +39,7 @@ from verifier.errors import InputError
 from verifier.interrupts import interrupts_outside_imports
 
 if TYPE_CHECKING:  # imported where used: Ctrl-C during start-up must reach main()'s boundary
+    from verifier.progress_line import ProgressLine
     from verifier.result import Result
 
 __all__ = ["EXIT_BAD_INPUT", "EXIT_CODES", "EXIT_INTERNAL", "EXIT_USAGE", "main"]
@@ -80,6 +81,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (cuda when torch sees a GPU; "
                         "default cpu)")
     parser.add_argument("--seed", type=seed_value, default=0, help="random seed, 0 .. 2**32-1 (default 0)")
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                        help="one status line on standard error: the step, the domains left, the best bound, "
+                             "the time left (default: on when standard error is a terminal)")
     parser.add_argument("--debug", action="store_true", help="print tracebacks of internal errors")
 
 
@@ -90,6 +94,9 @@ def _bounds_parser() -> argparse.ArgumentParser:
     parser.add_argument("--method", default="crown", choices=BOUND_METHODS,
                         help="bound method (default crown; sdp: low-rank SDP relaxation for the spec rows)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--refine-seconds", type=timeout_seconds, default=None,
+                        help="seconds CROWN's backward refinement of intermediate bounds may take (default: no "
+                             "limit); the neurons left keep forward-mode or interval bounds, as certified")
     _common(parser)
     return parser
 
@@ -189,6 +196,14 @@ def _start_watchdog(emitter: _Emitter, timeout: float, start: float) -> threadin
     return timer
 
 
+def _progress_line(args: argparse.Namespace, deadline_at: float | None) -> ProgressLine | None:
+    """The status line of ``--progress`` (by default: when standard error is a terminal)."""
+    from verifier.progress_line import ProgressLine
+
+    wanted = sys.stderr.isatty() if args.progress is None else args.progress
+    return ProgressLine(sys.stderr, deadline_at) if wanted else None
+
+
 def _run_verify(argv: Sequence[str], start: float) -> int:
     args = _main_parser().parse_args(argv)
     emitter = _Emitter(args)
@@ -211,7 +226,12 @@ def _run_verify(argv: Sequence[str], start: float) -> int:
         remaining = None if args.timeout is None else max(0.0, args.timeout - (imported - start))
         config = replace(default_config(device, args.seed), bab=args.bab, method=args.method,
                          sdp_before_bab=args.sdp_before_bab)
-        result = verify_problem(problem, remaining, config)
+        line = _progress_line(args, None if remaining is None else time.monotonic() + remaining)
+        try:
+            result = verify_problem(problem, remaining, config, progress=line)
+        finally:
+            if line is not None:
+                line.close()
         seconds = result.stats.setdefault("seconds", {})
         seconds.update(load=round(loaded - start, 6), imports=round(imported - loaded, 6))
         result = Result(result.status, time.monotonic() - start, result.counterexample, result.stats)
@@ -234,7 +254,9 @@ def _bounds_payload(args: argparse.Namespace, device: str) -> dict[str, Any]:
     start = time.monotonic()
     numerical_hygiene(args.seed)
     problem = load_problem(args.model, args.spec)
-    regions = spec_bounds(problem, args.method, default_config(device, args.seed))
+    config = default_config(device, args.seed)
+    config = replace(config, crown=replace(config.crown, refine_seconds=args.refine_seconds))
+    regions = spec_bounds(problem, args.method, config)
     return {"method": args.method, "regions": regions, "time": round(time.monotonic() - start, 6)}
 
 
@@ -253,6 +275,8 @@ def _run_bounds(argv: Sequence[str], start: float) -> int:
                 print(f"  Y_{j} in [{lo:.9g}, {hi:.9g}]")
             for k, rows in enumerate(region["clause_lower"]):
                 print(f"  clause {k} row lower bounds: {', '.join(f'{v:.6g}' for v in rows)}")
+            if region.get("refinement_cut"):
+                print("  (--refine-seconds left some intermediate neurons with forward-mode or interval bounds)")
         return 0
 
     return guarded(work, lambda message, code: emitter.error(message, code, time.monotonic() - start), args.debug)

@@ -1,6 +1,6 @@
 """The bound ladder of one region: intervals, CROWN, alpha-CROWN, the low-rank SDP.
 
-One :class:`Ladder` per input region serves both the pipeline (:class:`verifier.api.RegionProof`
+One :class:`Ladder` per input region serves both the pipeline (:class:`verifier.region_proof.RegionProof`
 climbs it until every clause is refuted) and ``verify bounds`` (:mod:`verifier.output_bounds`
 reads the rung asked for). Each rung is computed once, when first asked for. Every number it
 returns is a certified bound for the float model on the region's proof box.

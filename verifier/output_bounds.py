@@ -29,8 +29,10 @@ def spec_bounds(problem: Problem, method: str, config: VerifierConfig) -> list[d
         SdpUnsupported: ``sdp`` on a network it cannot express.
 
     The layout is the one documented for ``verify bounds --json``: ``output_lower``,
-    ``output_upper`` (flattened outputs) and ``clause_lower[c][r]``, a certified lower bound
-    of ``C_r y - d_r`` for row ``r`` of clause ``c``.
+    ``output_upper`` (flattened outputs), ``clause_lower[c][r]``, a certified lower bound
+    of ``C_r y - d_r`` for row ``r`` of clause ``c``, and ``refinement_cut``: True when
+    ``config.crown.refine_seconds`` left some intermediate neurons unrefined. CROWN is
+    ``config.crown`` (the pipeline's hybrid one), alpha-CROWN ``config.alpha``.
     """
     if method not in METHODS:
         raise ValueError(f"unknown bound method {method!r}")
@@ -39,7 +41,7 @@ def spec_bounds(problem: Problem, method: str, config: VerifierConfig) -> list[d
     tgraph = TorchGraph(problem.graph, dev.torch_device, dev.bounds_torch_dtype)
     out: list[dict[str, Any]] = []
     for region in problem.spec.regions:
-        ladder = Ladder(tgraph, region)
+        ladder = Ladder(tgraph, region, config.crown, config.alpha)
         settled = region.settled(output_magnitude(ladder.y_lower, ladder.y_upper))
         y_lo, y_hi = ladder.output_bounds(Rung.CROWN if rung is Rung.SDP else rung)
         if rung is Rung.SDP:
@@ -48,5 +50,7 @@ def spec_bounds(problem: Problem, method: str, config: VerifierConfig) -> list[d
                        for c in settled.clauses]
         else:
             clauses = [ladder.rows(c, rung).tolist() for c in settled.clauses]
-        out.append({"output_lower": y_lo[0].tolist(), "output_upper": y_hi[0].tolist(), "clause_lower": clauses})
+        cut = rung is not Rung.INTERVAL and ladder.crown().refinement_cut
+        out.append({"output_lower": y_lo[0].tolist(), "output_upper": y_hi[0].tolist(), "clause_lower": clauses,
+                    "refinement_cut": cut})
     return out

@@ -53,6 +53,7 @@ from verifier.bounds.objective import spec_rows, stack_clauses
 from verifier.config import InputSplitConfig
 from verifier.deadline import Deadline, DeadlineExceeded
 from verifier.graph.torch_graph import TorchGraph
+from verifier.progress import Progress, ProgressEvent
 from verifier.result import Status
 from verifier.spec.types import Clause, Region
 
@@ -144,10 +145,12 @@ class InputSplitSearch:
         lower, upper: the flattened proof box ``(1, n)`` (see :func:`verifier.problem.proof_box`).
         confirm: the onnxruntime re-check of a flattened point; True ends the search (``sat``).
         config: the options.
+        progress: told the domains left and the lowest open bound between rounds.
     """
 
     def __init__(self, bounds_graph: TorchGraph, attack_graph: TorchGraph, region: Region, clauses: Sequence[Clause],
-                 lower: Tensor, upper: Tensor, confirm: Confirm, config: InputSplitConfig | None = None) -> None:
+                 lower: Tensor, upper: Tensor, confirm: Confirm, config: InputSplitConfig | None = None,
+                 progress: Progress | None = None) -> None:
         self.bounds_graph, self.attack_graph, self.region = bounds_graph, attack_graph, region
         self.clauses, self.confirm = tuple(clauses), confirm
         self.config = config or InputSplitConfig()
@@ -162,6 +165,7 @@ class InputSplitSearch:
         self.rounds = 0
         self.unsplittable = 0  # boxes that could not be halved (the search cannot end unsat)
         self.final: Status | None = None  # the outcome once decided (sat, unsat, unknown)
+        self.progress = progress
 
     def run(self, deadline: Deadline) -> BabOutcome:
         """Searches until the outcome is decided or ``deadline`` expires (``timeout``; a later
@@ -211,9 +215,17 @@ class InputSplitSearch:
                 return None
             if found:
                 return Status.SAT
+            if self.progress is not None and self.progress.due():
+                self.progress.show(ProgressEvent("branch and bound", self.queued + self.aside_count,
+                                                 self._lowest_bound()))
         if self.unsplittable:
             return Status.UNKNOWN
         return Status.UNSAT
+
+    def _lowest_bound(self) -> float | None:
+        """The lowest hardness over the open domains (stack and set aside); None when none."""
+        parts = [row_hardness(d.rows, d.open).min() for d in [*(self.stack or []), *self.aside] if d.size]
+        return float(torch.stack(parts).min()) if parts else None
 
     def _batch_size(self) -> int:
         """Domains per round: ``batch``, fewer where ``batch_elements`` says so (at least one)."""

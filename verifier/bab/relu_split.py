@@ -60,6 +60,7 @@ from verifier.bounds.objective import crown_rows
 from verifier.config import ReluSplitConfig
 from verifier.deadline import Deadline
 from verifier.graph.torch_graph import TorchGraph
+from verifier.progress import Progress, ProgressEvent
 from verifier.result import Status
 from verifier.spec.types import Clause, Region
 
@@ -80,12 +81,15 @@ class ReluSplitSearch:
             are the root domain's intermediate bounds.
         confirm: the onnxruntime re-check of a flattened point; True ends the search (``sat``).
         config: the options.
+        progress: told the domains left and the lowest open bound between rounds.
     """
 
     def __init__(self, bounds_graph: TorchGraph, attack_graph: TorchGraph, region: Region, clauses: Sequence[Clause],
-                 root: Crown, confirm: Confirm, config: ReluSplitConfig | None = None) -> None:
+                 root: Crown, confirm: Confirm, config: ReluSplitConfig | None = None,
+                 progress: Progress | None = None) -> None:
         self.bounds_graph, self.attack_graph, self.region, self.confirm = bounds_graph, attack_graph, region, confirm
         self.config = config or ReluSplitConfig()
+        self.progress = progress
         self.clauses = tuple(clauses)
         self.layers = splittable_layers(bounds_graph)
         self.final: Status | None = None  # the outcome once decided (sat, unsat, unknown)
@@ -114,7 +118,7 @@ class ReluSplitSearch:
             while self.searches:
                 current = self.searches[0]
                 before = current.unresolved
-                status = current.run(search, deadline, stats)
+                status = current.run(search, deadline, stats, self.progress)
                 self.unresolved += current.unresolved - before
                 if status is None:
                     break
@@ -162,9 +166,10 @@ class _ClauseSearch:
         self.unresolved = 0
         self.rounds = 0
 
-    def run(self, search: CandidateSearch, deadline: Deadline, stats: BabStats) -> Status | None:
+    def run(self, search: CandidateSearch, deadline: Deadline, stats: BabStats,
+            progress: Progress | None = None) -> Status | None:
         """Continues the search until it ends (``sat``, ``unsat``, ``unknown``) or ``deadline``
-        expires (None)."""
+        expires (None); ``progress`` is told the domains left and the lowest bound between rounds."""
         config, bounder = self.config, self.bounder
         stats.extra["batch"] = self.batch
         if self.pending is None:
@@ -196,6 +201,8 @@ class _ClauseSearch:
                 return Status.UNKNOWN
             order = torch.argsort(self.store.hardness)
             stats.extra["lowest_open_bound"] = float(self.store.hardness[order[0]])  # the clause's certified bound
+            if progress is not None and progress.due():
+                progress.show(ProgressEvent("branch and bound", size, stats.extra["lowest_open_bound"]))
             popped, rest = self.store.take(order[: 2 * self.batch]), self.store.take(order[2 * self.batch:])
             self.store = rest if rest.size else None
             begin = time.monotonic()

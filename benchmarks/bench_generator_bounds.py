@@ -1,0 +1,83 @@
+"""Output bounds of the 5-input generator network (``benchmarks/generator``) per bound method and
+refinement budget: time and width, beside the range sampled with onnxruntime.
+
+    python benchmarks/bench_generator_bounds.py [--spec generator_narrow] [--budgets 2 8 30]
+        [--out benchmarks/results/generator_bounds.md]
+
+Rows: interval bounds; forward-mode forms (``intermediate_method="forward"``); the pipeline's
+hybrid CROWN with ``refine_seconds`` = each budget (the backward refinement of the most unstable
+neurons within it; the rest keep their forms' bounds). One thread, this process only. The
+sampled range (20,000 uniform points of the box through onnxruntime) is a lower estimate of
+the true range: a certified bound must contain it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from verifier.config import CrownConfig
+from verifier.graph.torch_graph import TorchGraph
+from verifier.ladder import Ladder, Rung
+from verifier.problem import load_problem
+from verifier.witness import OnnxOracle
+
+HERE = Path(__file__).resolve().parent
+
+
+def _sampled(model: Path, lower: np.ndarray, upper: np.ndarray, count: int = 20000) -> tuple[np.ndarray, np.ndarray]:
+    """The smallest and largest output seen at ``count`` uniform points of the box."""
+    oracle = OnnxOracle(model)
+    points = lower + np.random.default_rng(0).random((count, lower.size)) * (upper - lower)
+    outs = np.stack([oracle.run(p) for p in points])
+    return outs.min(axis=0), outs.max(axis=0)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--spec", default="generator_narrow")
+    parser.add_argument("--budgets", type=float, nargs="*", default=[2.0, 8.0, 30.0])
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    model = HERE / "generator" / "onnx" / "generator.onnx"
+    problem = load_problem(model, HERE / "generator" / "vnnlib" / f"{args.spec}.vnnlib")
+    region = problem.spec.regions[0]
+    tgraph = TorchGraph(problem.graph, torch.device("cpu"), torch.float64)
+    low, high = _sampled(model, region.lower, region.upper)
+    lines = [f"# Generator network bounds ({args.spec})", "",
+             f"Machine: {platform.node()}, Python {platform.python_version()}, torch {torch.__version__}, one "
+             f"thread. Command: `python benchmarks/bench_generator_bounds.py --spec {args.spec} --budgets "
+             + " ".join(f"{b:g}" for b in args.budgets) + "`", "",
+             f"Sampled output range (20,000 points): Y_0 in [{low[0]:.4f}, {high[0]:.4f}], "
+             f"Y_1 in [{low[1]:.4f}, {high[1]:.4f}]", "",
+             "| method | seconds | Y_0 bounds | Y_1 bounds | mean width | refinement cut |",
+             "|---|---|---|---|---|---|"]
+    runs: list[tuple[str, CrownConfig | None]] = [("interval", None),
+                                                  ("forward forms", CrownConfig(intermediate_method="forward"))]
+    runs += [(f"hybrid, refine {b:g} s", CrownConfig(intermediate_method="hybrid", refine_seconds=b))
+             for b in args.budgets]
+    for name, config in runs:
+        start = time.monotonic()
+        ladder = Ladder(tgraph, region, config)
+        y_lo, y_hi = ladder.output_bounds(Rung.INTERVAL if config is None else Rung.CROWN)
+        seconds = time.monotonic() - start
+        lo, hi = y_lo[0].tolist(), y_hi[0].tolist()
+        assert all(lo[i] <= low[i] and hi[i] >= high[i] for i in range(2)), (name, lo, hi)  # must contain samples
+        cut = "" if config is None else ("yes" if ladder.crown().refinement_cut else "no")
+        lines.append(f"| {name} | {seconds:.2f} | [{lo[0]:.4g}, {hi[0]:.4g}] | [{lo[1]:.4g}, {hi[1]:.4g}] | "
+                     f"{(sum(hi) - sum(lo)) / 2:.4g} | {cut} |")
+        print(lines[-1], flush=True)
+    text = "\n".join(lines) + "\n"
+    if args.out:
+        args.out.write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

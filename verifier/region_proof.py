@@ -1,0 +1,100 @@
+"""Certified bounds of one input region for the pipeline: :class:`RegionProof` climbs the
+region's bound ladder (intervals, CROWN, alpha-CROWN, the low-rank SDP) until every clause is
+refuted or the rungs run out."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+from verifier.bounds.crown import Crown
+from verifier.config import AlphaConfig, CrownConfig, SdpConfig
+from verifier.deadline import Deadline
+from verifier.graph.torch_graph import TorchGraph
+from verifier.ladder import Ladder, Rung
+from verifier.spec.types import Region
+
+
+class RegionProof:
+    """Certified bounds of one region, climbing its :class:`~verifier.ladder.Ladder`: intervals,
+    then CROWN on the clauses that intervals leave open; :meth:`optimise` adds alpha-CROWN and
+    :meth:`sdp` the low-rank SDP on the clauses still open.
+
+    A clause is refuted when some row ``C_r y - d_r`` has a positive certified lower bound;
+    the region is proven when every clause is refuted. :attr:`crown` is None when intervals
+    decided every clause, a clause has no rows or the graph has several inputs. ``deadline``
+    (the run's) bounds every CROWN pass of its ladder: once it has passed, they raise
+    :class:`~verifier.deadline.DeadlineExceeded`.
+    """
+
+    def __init__(self, tgraph: TorchGraph, region: Region, crown: CrownConfig | None = None,
+                 alpha: AlphaConfig | None = None, deadline: Deadline | None = None) -> None:
+        self.ladder = Ladder(tgraph, region, crown, alpha, deadline)
+        self.lower, self.upper = self.ladder.lower, self.ladder.upper
+        self.crown: Crown | None = None
+        self.open = [c for c in region.clauses if not self.ladder.interval_refutes(c)]
+        trivial = any(c.num_rows == 0 for c in self.open)
+        if self.open and not trivial and len(tgraph.graph.inputs) == 1:
+            self.crown = self.ladder.crown()
+            self.open = [c for c in self.open if not bool((self.ladder.rows(c, Rung.CROWN) > 0).any())]
+
+    @property
+    def proven(self) -> bool:
+        """True when every clause of the region is refuted."""
+        return not self.open
+
+    def sdp(self, config: SdpConfig, deadline: Deadline, seed: int, stats: dict[str, Any]) -> bool:
+        """Runs the low-rank SDP bound (:mod:`verifier.sdp`) on the open clauses until
+        ``deadline``; returns :attr:`proven`. A clause is refuted only by a *certified* SDP row
+        bound above zero (see :mod:`verifier.sdp.certificate`). A network the SDP cannot
+        express leaves the clauses open and records why in ``stats["sdp_error"]``."""
+        from verifier.sdp import SdpUnsupported
+
+        if self.crown is None or not self.open:
+            return self.proven
+        record = stats.setdefault("sdp", {"clauses": 0, "refuted": 0, "rows": 0, "seconds": 0.0, "best_rows": []})
+        began = time.monotonic()
+        try:
+            still_open = []
+            for clause in self.open:
+                if deadline.expired():
+                    still_open.append(clause)
+                    continue
+                rows = self.ladder.sdp_rows(clause, deadline, config, seed, stop_above=0.0)
+                record["clauses"] += 1
+                record["rows"] += sum(result is not None for result in rows.results)
+                best = float(rows.lower.max())
+                record["best_rows"].append(best if np.isfinite(best) else None)
+                if best > 0:
+                    record["refuted"] += 1
+                else:
+                    still_open.append(clause)
+            self.open = still_open
+        except SdpUnsupported as exc:
+            stats["sdp_error"] = str(exc)
+        record["seconds"] += time.monotonic() - began
+        return self.proven
+
+    def optimise(self, deadline: Deadline | None = None) -> bool:
+        """Runs alpha-CROWN on the open clauses (stopping at ``deadline``); returns :attr:`proven`."""
+        if self.crown is None:
+            return self.proven
+        still_open = []
+        for clause in self.open:
+            expired = deadline is not None and deadline.expired()
+            if expired or not bool((self.ladder.rows(clause, Rung.ALPHA, deadline) > 0).any()):
+                still_open.append(clause)
+        self.open = still_open
+        return self.proven
+
+
+def region_refuted(tgraph: TorchGraph, region: Region, deadline: Deadline | None = None,
+                   optimise: bool = False) -> bool:
+    """True when certified bounds refute every clause of ``region`` (no counterexample there).
+
+    Interval bounds, then CROWN, and with ``optimise`` alpha-CROWN (see :class:`RegionProof`).
+    """
+    proof = RegionProof(tgraph, region)
+    return proof.proven or (optimise and proof.optimise(deadline))
