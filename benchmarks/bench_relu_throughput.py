@@ -1,0 +1,66 @@
+"""ReLU-split search throughput: domains bounded per second, and where a round's time goes
+(bounding, branching), on three instances that need the search (issue 23, item 4).
+
+    python benchmarks/bench_relu_throughput.py [--timeout 30] [--out benchmarks/results/relu_throughput.md]
+
+Each instance runs through the pipeline with ``--bab relu`` in this process, on one thread,
+and the search's statistics give: domains bounded, rounds, the seconds spent bounding and
+branching (filtered smart branching bounds both children of 4 candidates per domain in one
+quick pass), and domains per second of search (bounding + branching). Instances, from the
+shared benchmarks (the files are looked up under ``--root``; MNIST fc's are bundled):
+MNIST 256x4 prop 12 at eps 0.05, eran's 9x200 ReLU net at index 5520, dist_shift index 3187.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from verifier.api import verify_problem
+from verifier.config import default_config
+from verifier.problem import load_problem
+
+HERE = Path(__file__).resolve().parent
+INSTANCES = [
+    ("mnist_fc", "onnx/mnist-net_256x4.onnx", "vnnlib/prop_12_0.05.vnnlib"),
+    ("eran", "onnx/mnist_relu_9_200.onnx", "vnnlib/mnist/mnist_spec_idx_5520_eps_0.01500.vnnlib"),
+    ("dist_shift", "onnx/mnist_concat.onnx", "vnnlib/index3187_delta0.13.vnnlib"),
+]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--root", type=Path, default=HERE.parent.parent / "shared" / "benchmarks")
+    parser.add_argument("--timeout", type=float, default=30.0)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    config = replace(default_config("cpu", 0), bab="relu")
+    lines = ["# ReLU-split throughput", "",
+             f"Machine: {platform.node()}, Python {platform.python_version()}, torch {torch.__version__}, one "
+             f"thread, `--bab relu`, {args.timeout:g} s per instance. Command: "
+             f"`python benchmarks/bench_relu_throughput.py --timeout {args.timeout:g}`", "",
+             "| instance | verdict | domains bounded | rounds | batch | bounding s | branching s | domains/s |",
+             "|---|---|---|---|---|---|---|---|"]
+    for bench, onnx, vnnlib in INSTANCES:
+        result = verify_problem(load_problem(args.root / bench / onnx, args.root / bench / vnnlib), args.timeout,
+                                config)
+        bab = result.stats.get("bab", {})
+        bounding, branching = bab.get("seconds_bounding", 0.0), bab.get("seconds_branching", 0.0)
+        domains = bab.get("domains_bounded", 0)
+        rate = domains / (bounding + branching) if bounding + branching else 0.0
+        lines.append(f"| {bench} {Path(vnnlib).stem} | {result.status.value} | {domains} | {bab.get('rounds', 0)} "
+                     f"| {bab.get('batch', '')} | {bounding:.1f} | {branching:.1f} | {rate:.1f} |")
+        print(lines[-1], flush=True)
+    text = "\n".join(lines) + "\n"
+    if args.out:
+        args.out.write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
