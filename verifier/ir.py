@@ -13,6 +13,7 @@ Conventions:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -103,6 +104,12 @@ class Graph:
     def op_types(self) -> list[str]:
         """The sorted set of op types in the graph."""
         return sorted({n.op for n in self.nodes})
+
+    @property
+    def largest_value_size(self) -> int:
+        """Elements of the largest dynamic value (1 for a graph without values): what sizes the
+        bound passes' chunks and batches."""
+        return max((math.prod(shape) for shape in self.shapes.values()), default=1)
 
     @property
     def input_size(self) -> int:

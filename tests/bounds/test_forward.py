@@ -21,6 +21,7 @@ from verifier.bounds.crown import Crown, CrownConfig
 from verifier.bounds.forward import ForwardForms
 from verifier.graph.loader import load_model
 from verifier.graph.torch_graph import TorchGraph
+from verifier.ir import Graph
 from verifier.problem import proof_box
 from verifier.spec import parse_vnnlib
 from verifier.witness import OnnxOracle, grid_box, snap_into_box
@@ -46,6 +47,21 @@ def _violations(crown: Crown, tgraph: TorchGraph, points: torch.Tensor) -> list[
     return bad
 
 
+def registry_case_box(tmp_path: Path, model: onnx.ModelProto, ranges: list[tuple[float, float]],
+                      seed: int) -> tuple[Graph, torch.Tensor, torch.Tensor]:
+    """A registry case's graph (saved under ``tmp_path``) and a random float32-representable box
+    ``(1, *shape)`` inside its first input's range."""
+    path = tmp_path / "case.onnx"
+    onnx.save(model, path)
+    graph = load_model(path)
+    rng = np.random.default_rng(seed)
+    low, high = ranges[0]
+    a, b = (rng.uniform(low, high, size=(1, *graph.inputs[0].shape)) for _ in range(2))
+    lower = torch.from_numpy(np.minimum(a, b).astype(np.float32).astype(np.float64))
+    upper = torch.from_numpy(np.maximum(a, b).astype(np.float32).astype(np.float64))
+    return graph, lower, upper
+
+
 def _sample(lower: torch.Tensor, upper: torch.Tensor, count: int, seed: int) -> torch.Tensor:
     """Uniform points and corners of the box ``(1, *shape)``, float32-representable inside it."""
     rng = np.random.default_rng(seed)
@@ -57,14 +73,7 @@ def _sample(lower: torch.Tensor, upper: torch.Tensor, count: int, seed: int) -> 
 @pytest.mark.parametrize(("name", "model", "ranges"), SINGLE_INPUT, ids=[m[0] for m in SINGLE_INPUT])
 def test_forward_bounds_of_every_value_contain_samples(tmp_path: Path, name: str, model: onnx.ModelProto,
                                                        ranges: list[tuple[float, float]]) -> None:
-    path = tmp_path / "case.onnx"
-    onnx.save(model, path)
-    graph = load_model(path)
-    rng = np.random.default_rng(11)
-    low, high = ranges[0]
-    a, b = (rng.uniform(low, high, size=(1, *graph.inputs[0].shape)) for _ in range(2))
-    lower = torch.from_numpy(np.minimum(a, b).astype(np.float32).astype(np.float64))
-    upper = torch.from_numpy(np.maximum(a, b).astype(np.float32).astype(np.float64))
+    graph, lower, upper = registry_case_box(tmp_path, model, ranges, seed=11)
     tgraph = TorchGraph(graph, "cpu", torch.float64)
     crown = Crown(tgraph, [lower], [upper], FORWARD)
     assert crown.forms is not None

@@ -17,7 +17,7 @@ import torch
 
 import verifier.bounds.crown as crown_module
 from tests.bounds.random_dags import random_dag
-from tests.bounds.test_forward import SINGLE_INPUT, _acas_box, _sample, _violations
+from tests.bounds.test_forward import SINGLE_INPUT, _acas_box, _sample, _violations, registry_case_box
 from verifier.bounds.crown import Crown, CrownConfig
 from verifier.graph.loader import load_model
 from verifier.graph.torch_graph import TorchGraph
@@ -37,14 +37,7 @@ def first_pass_only(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_cut_hybrid_bounds_of_every_value_contain_samples(tmp_path: Path, name: str, model: onnx.ModelProto,
                                                               ranges: list[tuple[float, float]],
                                                               first_pass_only: None) -> None:
-    path = tmp_path / "case.onnx"
-    onnx.save(model, path)
-    graph = load_model(path)
-    rng = np.random.default_rng(13)
-    low, high = ranges[0]
-    a, b = (rng.uniform(low, high, size=(1, *graph.inputs[0].shape)) for _ in range(2))
-    lower = torch.from_numpy(np.minimum(a, b).astype(np.float32).astype(np.float64))
-    upper = torch.from_numpy(np.maximum(a, b).astype(np.float32).astype(np.float64))
+    graph, lower, upper = registry_case_box(tmp_path, model, ranges, seed=13)
     tgraph = TorchGraph(graph, "cpu", torch.float64)
     crown = Crown(tgraph, [lower], [upper], CUT)  # hybrid, each refinement cut after 3 rows
     assert _violations(crown, tgraph, _sample(lower, upper, 600, 5)) == [], name

@@ -26,7 +26,6 @@ onnxruntime re-check); only a confirmed point ends the search with ``sat``.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -229,8 +228,7 @@ class InputSplitSearch:
 
     def _batch_size(self) -> int:
         """Domains per round: ``batch``, fewer where ``batch_elements`` says so (at least one)."""
-        widest = max((math.prod(shape) for shape in self.bounds_graph.graph.shapes.values()), default=1)
-        per_child = 2 * (self.floor.numel() + 1) * widest
+        per_child = 2 * (self.floor.numel() + 1) * self.bounds_graph.graph.largest_value_size
         return max(1, min(self.config.batch, self.config.batch_elements // (2 * per_child)))
 
     def _bound_root(self, bound: _Bounder, search: CandidateSearch, stats: BabStats) -> bool:

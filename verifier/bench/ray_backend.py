@@ -14,13 +14,16 @@ from verifier.bench.results import ResultRow
 from verifier.errors import InputError
 
 
-def _connect(address: str) -> None:
+def _connect(address: str) -> bool:
+    """Connects this process to Ray (a local instance when ``auto`` finds no cluster); True when
+    this call connected it (the caller then disconnects it: the console scripts end the
+    process without the interpreter's shutdown, so Ray's exit hook would not run)."""
     try:
         import ray
     except ImportError:
         raise InputError("--ray needs the ray package: pip install 'ray>=2.9'") from None
     if ray.is_initialized():
-        return
+        return False
     if address == "auto":
         try:
             ray.init(address="auto", log_to_driver=False)
@@ -31,6 +34,7 @@ def _connect(address: str) -> None:
             ray.init(address=address, log_to_driver=False)
         except ConnectionError as exc:
             raise InputError(f"--ray {address}: cannot connect ({exc})") from None
+    return True
 
 
 def _evaluate_task(job: Job, config: BenchConfig) -> Finished:
@@ -41,7 +45,7 @@ def run_on_ray(jobs: Sequence[Job], config: BenchConfig) -> Iterator[Finished]:
     """Yields each job's result as its task ends (see the module docstring)."""
     import ray
 
-    _connect(config.ray or "auto")
+    connected = _connect(config.ray or "auto")
     cpus = float(config.limits.threads or 1)
     remote = ray.remote(num_cpus=cpus, max_retries=config.retries, retry_exceptions=False)(_evaluate_task)
     refs: dict[Any, Job] = {remote.remote(job, config): job for job in jobs}
@@ -60,3 +64,5 @@ def run_on_ray(jobs: Sequence[Job], config: BenchConfig) -> Iterator[Finished]:
     finally:  # interrupted: the tasks stop, and their tools with them (see isolation.run_instance)
         for ref in refs:
             ray.cancel(ref)
+        if connected:
+            ray.shutdown()

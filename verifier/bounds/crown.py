@@ -21,7 +21,6 @@ own rounding bound.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Mapping, Sequence
 
@@ -252,7 +251,7 @@ class Crown:
     def _rows_per_pass(self) -> int:
         """Rows per refining pass: ``max_rows``, fewer where the coefficients on the graph's
         largest value would exceed ``chunk_elements`` entries (never fewer than one)."""
-        widest = max((math.prod(shape) for shape in self.graph.shapes.values()), default=1)
+        widest = self.graph.largest_value_size
         return max(1, min(self.config.max_rows, self.config.chunk_elements // max(1, 2 * self.batch * widest)))
 
     def _refine_each(self, value: str, stop: int) -> Bounds:

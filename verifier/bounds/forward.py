@@ -32,7 +32,6 @@ subtraction). Concretisation subtracts ``2 gamma_{n+2} M``.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 from functools import cached_property
 
@@ -108,10 +107,8 @@ class ForwardForms:
         if len(table.graph.inputs) != 1:
             return False
         lo, hi = table.input_bounds[table.graph.inputs[0].name]
-        if max_entries is not None:
-            widest = max((math.prod(shape) for shape in table.graph.shapes.values()), default=1)
-            if lo.shape[0] * lo[0].numel() * widest > max_entries:
-                return False
+        if max_entries is not None and lo.shape[0] * lo[0].numel() * table.graph.largest_value_size > max_entries:
+            return False
         return bool(torch.isfinite(lo).all()) and bool(torch.isfinite(hi).all())
 
     def bounds(self, name: str) -> Bounds | None:
