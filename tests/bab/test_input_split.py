@@ -111,3 +111,41 @@ def test_small_sets_of_stalled_boxes_are_split_again_without_alpha_crown() -> No
     assert all(o.status == "unsat" for o in outcomes.values()) and not confirmed
     assert outcomes[1].stats.extra.get("alpha_bounded", 0) > 0
     assert outcomes[64].stats.extra.get("alpha_bounded", 0) == 0
+
+
+def test_a_round_stopped_inside_a_bound_pass_puts_its_domains_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The deadline passing inside a round's bound pass (raised on the 4th pass here) leaves
+    every domain of that round queued again, the queue count matching the stack; the resumed
+    search then proves the instance (unsat in expected.csv). Dropping the round's domains
+    instead would make the count fall and could prove a sat instance."""
+    import verifier.bab.input_split as input_split
+    from verifier.deadline import DeadlineExceeded
+
+    path = ACAS / "onnx" / "ACASXU_run2a_1_1_batch_2000.onnx"
+    graph = load_model(path)
+    region = parse_vnnlib(ACAS / "vnnlib" / "prop_4.vnnlib").regions[0]
+    bounds, attack = TorchGraph(graph, "cpu", torch.float64), TorchGraph(graph, "cpu", torch.float32)
+    proof = RegionProof(bounds, region)
+    oracle = OnnxOracle(path)
+    search = InputSplitSearch(bounds, attack, region, proof.open, proof.lower, proof.upper,
+                              lambda x: check_witness(oracle, region, x).valid)
+    honest_call, honest_round = input_split._Bounder.__call__, InputSplitSearch._round
+    calls, before = [0], [0]
+
+    def failing(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        calls[0] += 1
+        if calls[0] == 4:
+            raise DeadlineExceeded()
+        return honest_call(self, *args, **kwargs)
+
+    def recording(self, batch, *args):  # type: ignore[no-untyped-def]
+        before[0] = self.queued + batch.size  # the queue before this round popped its batch
+        return honest_round(self, batch, *args)
+
+    monkeypatch.setattr(input_split._Bounder, "__call__", failing)
+    monkeypatch.setattr(InputSplitSearch, "_round", recording)
+    assert search.run(Deadline.after(60)).status == "timeout"
+    assert calls[0] == 4 and search.stack is not None
+    assert search.queued == before[0] == sum(d.size for d in search.stack)
+    monkeypatch.setattr(input_split._Bounder, "__call__", honest_call)
+    assert search.run(Deadline.after(60)).status == "unsat"
