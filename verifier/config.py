@@ -282,6 +282,9 @@ class CrownConfig:
             ``min(-l, u)``), a node's first pass always runs, and a node stops once its
             measured seconds per row say that the rest would overrun; the rows left keep
             their interval (and forms') bounds, which are just as certified.
+        windows: keep refining rows on 2-D feature maps as windows through convolutions,
+            batch normalisation and elementwise relaxations (:mod:`verifier.bounds.windows`;
+            the same bounds as dense rows, at the cost of the receptive fields).
         per_domain_rows: refine the inputs of ReLU-like nodes with each batch element's own
             unstable positions (rows padded to the largest count in the batch) instead of the
             union over the batch: cheaper for large batches of small boxes (input splitting),
@@ -297,6 +300,7 @@ class CrownConfig:
     real_arithmetic: bool = False
     fast_paths: bool = True
     per_domain_rows: bool = False
+    windows: bool = True
     intermediate_method: IntermediateMethod = "backward"
 
     def __post_init__(self) -> None:

@@ -17,6 +17,10 @@ reached:
   split constraints hold, so the bound stays valid on the split domain);
 - any other node is cut: its output bounds concretise its rows (``A+ lo + A- hi``).
 
+Rows seeded at neurons of a 2-D feature map may travel as windows
+(:mod:`verifier.bounds.windows`) through the ops with a local map and through elementwise
+relaxations; any other step first turns them into dense coefficients (the same values).
+
 Every node passed subtracts ``|A|·err`` (its float error from the table) and an allowance for
 the rounding of the traversal's own sums over its outputs (:mod:`verifier.bounds.traversal_rounding`;
 not yet for the multi-input rules of MaxPool, Max/Min, ReduceMax/Min and Mul), as one
@@ -44,6 +48,7 @@ from verifier.bounds.step_weights import (
     weighted_abs,
 )
 from verifier.bounds.table import BoundTable
+from verifier.bounds.windows import Windows, abs_weighted, through_local_map, through_relaxation
 from verifier.deadline import Deadline
 from verifier.ir import Node
 from verifier.ops.base import all_finite, gamma
@@ -168,6 +173,7 @@ def backward(table: BoundTable, seeds: dict[str, Tensor], plan: Traversal,
         beta = plan.betas.get(node.name)
         if beta is not None:
             accumulate(pending, node.inputs[0], -beta.to(place.dtype))
+    pending = {name: c.dense() if isinstance(c, Windows) else c for name, c in pending.items()}
     if record is not None:  # every input's coefficients: zeros where no path of the rows reaches it
         record.inputs = {name: pending[name] if name in pending else
                          torch.zeros(table.batch, rows, *lo.shape[1:], dtype=place.dtype, device=place.device)
@@ -188,6 +194,11 @@ def _step(table: BoundTable, index: int, coeffs: list[Tensor | None], pending: d
     (less ``sum |A| * w`` for floating point, :mod:`verifier.bounds.step_weights`)."""
     node, op = table.graph.nodes[index], table.tgraph.ops[index]
     los, his, batched = table.args(node)
+    if any(isinstance(c, Windows) for c in coeffs):
+        moved = _window_step(table, index, coeffs, pending, plan, record, cache)
+        if moved is not None:
+            return moved
+        coeffs = [c.dense() if isinstance(c, Windows) else c for c in coeffs]
     if op.is_affine(node, batched):
         weights = affine_weights(table, index, cache.weights)
         return weighted_abs(coeffs, weights) + _affine(table, index, coeffs, pending, plan, cache, batched)
@@ -213,6 +224,44 @@ def _step(table: BoundTable, index: int, coeffs: list[Tensor | None], pending: d
             out_lo, out_hi = table.bounds[name]
             total = total + dot(coeff, out_lo, out_hi)
     return total + weighted_abs(coeffs, cut_weights(table, node))
+
+
+def _window_step(table: BoundTable, index: int, coeffs: list, pending: dict[str, Tensor | Windows],
+                 plan: Traversal, record: Record | None, cache: Cache) -> Tensor | None:
+    """The step for rows kept as windows (:mod:`verifier.bounds.windows`): through an affine
+    node with a local map (:meth:`~verifier.ops.base.Op.local_map`) or an elementwise relaxed
+    node without alpha slopes; the same coefficients and bias as the dense step. None: not
+    such a node (the caller goes on with dense coefficients)."""
+    node, op = table.graph.nodes[index], table.tgraph.ops[index]
+    a = coeffs[0]
+    if len(coeffs) != 1 or not isinstance(a, Windows) or a.covers_value():
+        return None
+    los, his, batched = table.args(node)
+    source = node.inputs[0]
+    if op.is_affine(node, batched):
+        if sum(batched) != 1 or not batched[0]:
+            return None
+        local = op.local_map(node, table.tgraph.constant_args(node), table.graph.shapes[source])
+        if local is None:
+            return None
+        bias = a.dot(_offset(table, node, batched, a.patch, cache))
+        weights = affine_weights(table, index, cache.weights)
+        moved = through_local_map(a, local, tuple(table.graph.shapes[source]))
+    else:
+        relaxation = table.relaxation(node, plan.relu_mode, (los, his, batched))
+        if relaxation is None or op.multi_relaxation is not None or node.name in plan.slopes \
+                or (record is not None and record.relu):
+            return None
+        lo, hi = los[0], his[0]
+        assert lo is not None and hi is not None
+        weights = relaxed_weights(table, node, relaxation, (lo, hi), cache.weights)
+        facts = cache.relaxation_facts(node, relaxation)
+        moved, bias = through_relaxation(a, relaxation, facts.finite_slopes, facts.upper_bias_only)
+    weight, finite = weights[0]
+    allowance = torch.zeros_like(bias) if weight is None else \
+        -torch.nan_to_num(abs_weighted(a, weight, finite), nan=torch.inf)
+    accumulate(pending, source, moved)
+    return bias + allowance
 
 
 def _relaxed(table: BoundTable, node: Node, a: Tensor, relaxation: LinearBounds, box: tuple[Tensor, Tensor],
@@ -355,6 +404,17 @@ def dot(a: Tensor, lower: Tensor, upper: Tensor) -> Tensor:
     return rowwise(terms).sum(dim=2)
 
 
-def accumulate(pending: dict[str, Tensor], name: str, value: Tensor) -> None:
-    """Adds ``value`` to the coefficients pending on ``name``."""
-    pending[name] = pending[name] + value if name in pending else value
+def accumulate(pending: dict, name: str, value: Tensor | Windows) -> None:
+    """Adds ``value`` to the coefficients pending on ``name`` (windows stay windows when
+    both are windows of the same rows; otherwise the sum is dense)."""
+    if name not in pending:
+        pending[name] = value
+        return
+    kept = pending[name]
+    if isinstance(kept, Windows) and isinstance(value, Windows):
+        both = kept.plus(value)
+        if both is not None:
+            pending[name] = both
+            return
+    dense = [c.dense() if isinstance(c, Windows) else c for c in (kept, value)]
+    pending[name] = dense[0] + dense[1]

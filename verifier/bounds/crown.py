@@ -21,6 +21,7 @@ own rounding bound.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping, Sequence
 
@@ -32,6 +33,7 @@ from verifier.bounds.forward import ForwardForms
 from verifier.bounds.interval import _widen, model_unit
 from verifier.bounds.rounding import outward, unit_roundoff
 from verifier.bounds.table import Bounds, BoundTable
+from verifier.bounds.windows import Windows
 from verifier.config import CrownConfig
 from verifier.deadline import Deadline
 from verifier.graph.torch_graph import TorchGraph
@@ -221,10 +223,8 @@ class Crown:
             if allowance is not None and _overruns(began, allowance, start, rows, self._seconds_per_row):
                 self.refinement_cut = True
                 break
-            eye = torch.zeros(rows, size, dtype=lo.dtype, device=lo.device)
-            eye[torch.arange(rows, device=lo.device), chunk] = 1.0
-            seed = torch.cat([eye, -eye]).reshape(1, 2 * rows, *shape).expand(self.batch, -1, *shape)
-            bound = self._lower({value: seed}, stop, mult, (value, start, start + rows))
+            bound = self._lower({value: self._unit_rows(chunk, tuple(shape), lo)}, stop, mult,
+                                (value, start, start + rows))
             flat_lo[:, chunk] = _KeepBest.apply(bound[:, :rows], flat_lo[:, chunk], True)
             flat_hi[:, chunk] = _KeepBest.apply(-bound[:, rows:], flat_hi[:, chunk], False)
             start += rows
@@ -236,6 +236,16 @@ class Crown:
             flat_lo, flat_hi = _KeepBest.apply(flat_lo, best[0], True), _KeepBest.apply(flat_hi, best[1], False)
         self.best[value] = (flat_lo.detach(), flat_hi.detach())
         return flat_lo.reshape(lo.shape), flat_hi.reshape(hi.shape)
+
+    def _unit_rows(self, positions: Tensor, shape: tuple[int, ...], like: Tensor) -> Tensor | Windows:
+        """The seed rows ``+e_p`` then ``-e_p`` for the flat ``positions`` of a value of
+        ``shape``: windows on 2-D feature maps (``config.windows``), else dense ``(N, 2R, *shape)``."""
+        if self.config.windows and len(shape) == 4 and shape[0] == 1:
+            return Windows.unit_rows(shape, positions, self.batch, like.dtype)
+        rows, size = positions.numel(), math.prod(shape)
+        eye = torch.zeros(rows, size, dtype=like.dtype, device=like.device)
+        eye[torch.arange(rows, device=like.device), positions] = 1.0
+        return torch.cat([eye, -eye]).reshape(1, 2 * rows, *shape).expand(self.batch, -1, *shape)
 
     def _allowance(self, stop: int) -> float | None:
         """Seconds the refinement of the value feeding node ``stop`` may take: an equal share

@@ -26,6 +26,7 @@ from verifier.ir import Node
 if TYPE_CHECKING:
     import numpy as np
 
+    from verifier.ops.local_map import LocalMap
     from verifier.ops.max_form import MaxForm
     from verifier.ops.multi_relax import MultiRule
     from verifier.ops.relax import Relaxation
@@ -117,6 +118,14 @@ class Op:
         the input, ``(N, R, *in_shape)``) and ``A f(0)`` ``(N, R)``; ``constants`` holds the
         constant inputs (None at dynamic or omitted positions). None: use the generic
         vector-Jacobian product of :meth:`forward` (the result must be equal up to rounding)."""
+        return None
+
+    def local_map(self, node: Node, constants: Args, in_shape: Sequence[int]) -> LocalMap | None:
+        """For an affine node whose first input ``x`` (shape ``in_shape``, ``(1, C, H, W)``) is
+        its only dynamic one: its linear part as a local map of 2-D feature maps
+        (:mod:`verifier.ops.local_map`, whose contract it must meet), so that bound methods can
+        keep coefficients as small windows; ``constants`` as in :meth:`transpose`. None: not
+        such a map (bound methods use dense coefficients through it)."""
         return None
 
     def absolute_linear(self, node: Node, args: Args, batched: Flags) -> tuple[Tensor, int] | None:

@@ -22,6 +22,7 @@ from verifier.errors import ModelError
 from verifier.ir import Node
 from verifier.ops.base import Affinity, Args, Flags, register
 from verifier.ops.linear import ConstWeightLinear, constant_arg, dynamic_input
+from verifier.ops.local_map import LocalKind, LocalMap
 
 Ints = tuple[int, ...]
 
@@ -198,6 +199,17 @@ class Conv(ConstWeightLinear):
         assert w is not None
         return int(math.prod(w.shape[1:]))
 
+    def local_map(self, node: Node, constants: Args, in_shape: Sequence[int]) -> LocalMap | None:
+        """2-D, one group: ``CONV`` with the resolved begin padding."""
+        w = constants[1] if len(constants) > 1 else None
+        if w is None or w.dim() != 4 or len(in_shape) != 4 or int(node.attr("group", 1)) != 1:
+            return None
+        kernel = _kernel(node, w)
+        strides, dilations = spatial_attr(node, "strides", 2, 1), spatial_attr(node, "dilations", 2, 1)
+        begin, _ = window_pads(node, in_shape[2:], kernel, strides, dilations)
+        return LocalMap(LocalKind.CONV, w, (strides[0], strides[1]), (begin[0], begin[1]),
+                        (dilations[0], dilations[1]))
+
     def bias_magnitude(self, node: Node, args: Args, batched: Flags) -> Tensor | float:
         return _bias_magnitude(node, args, batched)
 
@@ -285,6 +297,18 @@ class ConvTranspose(ConstWeightLinear):
         assert w is not None
         group = int(node.attr("group", 1))
         return int(w.shape[0] // group * math.prod(w.shape[2:]))
+
+    def local_map(self, node: Node, constants: Args, in_shape: Sequence[int]) -> LocalMap | None:
+        """2-D, one group, no dilation: ``CONV_TRANSPOSE`` with the begin cropping."""
+        w = constants[1] if len(constants) > 1 else None
+        if w is None or w.dim() != 4 or len(in_shape) != 4 or int(node.attr("group", 1)) != 1:
+            return None
+        if spatial_attr(node, "dilations", 2, 1) != (1, 1):
+            return None
+        kernel = _kernel(node, w)
+        begin, _ = transpose_pads(node, in_shape[2:], kernel, spatial_attr(node, "output_padding", 2, 0))
+        strides = spatial_attr(node, "strides", 2, 1)
+        return LocalMap(LocalKind.CONV_TRANSPOSE, w, (strides[0], strides[1]), (begin[0], begin[1]))
 
     def bias_magnitude(self, node: Node, args: Args, batched: Flags) -> Tensor | float:
         return _bias_magnitude(node, args, batched)

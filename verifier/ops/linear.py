@@ -20,6 +20,7 @@ from torch import Tensor
 
 from verifier.errors import ModelError
 from verifier.ir import Node
+from verifier.ops.local_map import LocalKind, LocalMap
 from verifier.ops.base import (
     Affinity,
     Args,
@@ -221,6 +222,19 @@ class BatchNormalization(ConstWeightLinear):
 
     def fan_in(self, node: Node, args: Args, batched: Flags) -> int:
         return 1
+
+    def local_map(self, node: Node, constants: Args, in_shape: Sequence[int]) -> LocalMap | None:
+        """``CHANNEL_SCALE`` by ``scale / sqrt(var + epsilon)`` on ``(1, C, H, W)`` inputs, with
+        per-channel parameters (not the legacy ``spatial=0`` form)."""
+        if len(in_shape) != 4 or any(c is None for c in constants[1:5]):
+            return None
+        scale = constants[1]
+        assert scale is not None
+        probe = scale.new_zeros((1, *in_shape))
+        w, _ = self._coefficients(node, constants, [True, False, False, False, False], probe)
+        if w.numel() != in_shape[1]:
+            return None
+        return LocalMap(LocalKind.CHANNEL_SCALE, w.reshape(-1))
 
     def bias_magnitude(self, node: Node, args: Args, batched: Flags) -> Tensor | float:
         x = args[0]
