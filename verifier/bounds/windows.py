@@ -146,7 +146,7 @@ def through_local_map(windows: Windows, local: LocalMap, in_shape: tuple[int, ..
         moved, origin = patch * weight.reshape(1, 1, -1, 1, 1), windows.origin
     elif local.kind is LocalKind.CONV:
         flat = patch.reshape(-1, *patch.shape[2:])
-        moved = F.conv_transpose2d(flat, weight, stride=local.stride, dilation=local.dilation)
+        moved = transposed_conv(flat, weight, local.stride, local.dilation)
         moved = moved.reshape(patch.shape[0], rows, *moved.shape[1:])
         stride, begin = windows.origin.new_tensor(local.stride), windows.origin.new_tensor(local.begin)
         origin = windows.origin * stride - begin
@@ -156,6 +156,22 @@ def through_local_map(windows: Windows, local: LocalMap, in_shape: tuple[int, ..
         moved = moved.expand(n, *moved.shape[1:])
     out = Windows(moved, origin, in_shape)
     return out if local.kind is LocalKind.CHANNEL_SCALE else out.masked()
+
+
+def transposed_conv(x: Tensor, weight: Tensor, stride: tuple[int, int] = (1, 1),
+                    dilation: tuple[int, int] = (1, 1)) -> Tensor:
+    """``conv_transpose2d(x, weight, stride, dilation)`` (no padding) as one matrix product
+    and a fold: every input position times every tap, the overlapping taps added. The same
+    products and sums as torch's own, several times faster in float64 on small inputs with
+    many channels; with few input channels (the product degenerates) torch's own is faster."""
+    batch, channels, h, w = x.shape
+    if channels < 8:
+        return F.conv_transpose2d(x, weight, stride=stride, dilation=dilation)
+    out_channels, kernel = weight.shape[1], tuple(weight.shape[2:])
+    cols = x.permute(0, 2, 3, 1).reshape(batch, h * w, channels) @ weight.reshape(channels, -1)
+    size = tuple((n - 1) * s + d * (k - 1) + 1 for n, s, d, k in zip((h, w), stride, dilation, kernel, strict=True))
+    return F.fold(cols.transpose(1, 2), size, kernel, dilation=dilation, stride=stride).reshape(
+        batch, out_channels, *size)
 
 
 def _through_conv_transpose(patch: Tensor, origin: Tensor, local: LocalMap) -> tuple[Tensor, Tensor]:
@@ -186,7 +202,7 @@ def _through_conv_transpose(patch: Tensor, origin: Tensor, local: LocalMap) -> t
         total = group.new_zeros(group.shape[0], weight.shape[0], *size)
         for ry, y_start, y_at in ys:
             for rx, x_start, x_at in xs:
-                part = F.conv_transpose2d(group[:, :, y_start :: stride[0], x_start :: stride[1]], taps[(ry, rx)])
+                part = transposed_conv(group[:, :, y_start :: stride[0], x_start :: stride[1]], taps[(ry, rx)])
                 total[:, :, y_at : y_at + part.shape[2], x_at : x_at + part.shape[3]] += part
         moved[:, chosen] = total.reshape(n, chosen.numel(), *total.shape[1:])
     return moved, first
