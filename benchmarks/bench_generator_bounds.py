@@ -1,7 +1,7 @@
 """Output bounds of the 5-input generator network (``benchmarks/generator``) per bound method and
 refinement budget: time and width, beside the range sampled with onnxruntime.
 
-    python benchmarks/bench_generator_bounds.py [--spec generator_narrow] [--budgets 2 8 30]
+    python benchmarks/bench_generator_bounds.py [--spec generator_narrow] [--budgets 2 8 30] [--full]
         [--out benchmarks/results/generator_bounds.md]
 
 Rows: interval bounds; forward-mode forms (``intermediate_method="forward"``); the pipeline's
@@ -43,6 +43,8 @@ def main() -> None:
     parser.add_argument("--spec", default="generator_narrow")
     parser.add_argument("--budgets", type=float, nargs="*", default=[2.0, 8.0, 30.0])
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--full", action="store_true",
+                        help="also full CROWN (no refinement limit), with windowed and with dense rows")
     args = parser.parse_args()
     torch.set_num_threads(1)
     model = HERE / "generator" / "onnx" / "generator.onnx"
@@ -53,7 +55,7 @@ def main() -> None:
     lines = [f"# Generator network bounds ({args.spec})", "",
              f"Machine: {platform.node()}, Python {platform.python_version()}, torch {torch.__version__}, one "
              f"thread. Command: `python benchmarks/bench_generator_bounds.py --spec {args.spec} --budgets "
-             + " ".join(f"{b:g}" for b in args.budgets) + "`", "",
+             + " ".join(f"{b:g}" for b in args.budgets) + (" --full" if args.full else "") + "`", "",
              f"Sampled output range (20,000 points): Y_0 in [{low[0]:.4f}, {high[0]:.4f}], "
              f"Y_1 in [{low[1]:.4f}, {high[1]:.4f}]", "",
              "| method | seconds | Y_0 bounds | Y_1 bounds | mean width | refinement cut |",
@@ -62,6 +64,9 @@ def main() -> None:
                                                   ("forward forms", CrownConfig(intermediate_method="forward"))]
     runs += [(f"hybrid, refine {b:g} s", CrownConfig(intermediate_method="hybrid", refine_seconds=b))
              for b in args.budgets]
+    if args.full:
+        runs += [("hybrid, no limit (full CROWN)", CrownConfig(intermediate_method="hybrid")),
+                 ("hybrid, no limit, dense rows", CrownConfig(intermediate_method="hybrid", windows=False))]
     for name, config in runs:
         start = time.monotonic()
         ladder = Ladder(tgraph, region, config)
