@@ -1,4 +1,4 @@
-"""The pipeline's schedule (:class:`verifier.config.StepBudget`): the quick attack's budget."""
+"""The pipeline's schedule (:class:`verifier.config.StepBudget`): the attacks' budgets and order."""
 
 from __future__ import annotations
 
@@ -15,18 +15,28 @@ from verifier.result import Status
 ACAS = ROOT / "benchmarks" / "acasxu"
 
 
-@pytest.mark.parametrize("quick_steps", [None, 10])
-def test_the_quick_attack_runs_its_own_pgd_steps(quick_steps: int | None) -> None:
-    # unsat (VNN-COMP's expected verdict) and proven by the first search slice: the quick
-    # attack's round is the only PGD of the run
+@pytest.mark.parametrize(("probe_steps", "quick_steps"), [(5, 20), (3, 10), (7, 7)])
+def test_the_probe_and_the_quick_attack_run_their_own_pgd_steps(probe_steps: int, quick_steps: int) -> None:
+    # unsat (VNN-COMP's expected verdict) and proven by the first search slice: the probe's
+    # round and the quick attack's second round are the only PGD of the run
     problem = load_problem(ACAS / "onnx/ACASXU_run2a_2_2_batch_2000.onnx", ACAS / "vnnlib/prop_4.vnnlib")
     config = default_config("cpu", 0)
-    budget = StepBudget(quick_rounds=1, quick_steps=quick_steps, alpha_seconds=0.0, first_search_seconds=30.0,
+    budget = StepBudget(quick_rounds=2, quick_steps=quick_steps, alpha_seconds=0.0, first_search_seconds=30.0,
                         attack_per_search=0.25)
-    config = replace(config, schedule=replace(config.schedule, input=budget))
+    config = replace(config, schedule=replace(config.schedule, input=budget, probe_steps=probe_steps))
     result = verify_problem(problem, 60.0, config)
     assert result.status is Status.UNSAT
-    assert result.stats["pgd_steps"] == (config.attack.steps if quick_steps is None else quick_steps)
+    assert result.stats["pgd_steps"] == probe_steps + quick_steps
+
+
+def test_the_probe_attack_runs_before_crown() -> None:
+    """ACAS Xu 2_1 property 2 (sat in VNN-COMP's expected.csv): the probe's first round finds
+    the counterexample, so no CROWN pass is spent (no "crown" time in the statistics)."""
+    problem = load_problem(ACAS / "onnx/ACASXU_run2a_2_1_batch_2000.onnx", ACAS / "vnnlib/prop_2.vnnlib")
+    result = verify_problem(problem, 60.0, default_config("cpu", 0))
+    assert result.status is Status.SAT
+    seconds = result.stats["seconds"]
+    assert "probe attack" in seconds and "crown" not in seconds, seconds
 
 
 def test_fixed_pixels_one_rounding_step_wide_do_not_count_as_free_inputs() -> None:

@@ -201,6 +201,8 @@ class ScheduleConfig:
             missed, so the later attack rounds wait for most of the search.
         sdp_share: the SDP bound before branch and bound gets at most this share of the time
             left.
+        probe_steps: PGD steps of the probe attack, the attack's first round run before
+            CROWN (:func:`verifier.api.pipeline`); the quick attack goes on from the next round.
         refine_share: the backward refinement of the first CROWN bounds of a region gets at
             most this share of the time left (:attr:`CrownConfig.refine_seconds`): on a large
             network the rest goes to the attacks and the search instead of one bound pass.
@@ -212,6 +214,7 @@ class ScheduleConfig:
     relu: StepBudget = field(default_factory=lambda: StepBudget(
         quick_rounds=3, alpha_seconds=1.0, alpha_share=0.05, first_search_seconds=5.0, first_search_share=0.8))
     sdp_share: float = 0.5
+    probe_steps: int = 10
     refine_share: float = 0.2
 
 

@@ -19,7 +19,8 @@ from verifier.spec.types import Region
 
 class RegionProof:
     """Certified bounds of one region, climbing its :class:`~verifier.ladder.Ladder`: intervals,
-    then CROWN on the clauses that intervals leave open; :meth:`optimise` adds alpha-CROWN and
+    then CROWN on the clauses that intervals leave open (at once, or when :meth:`climb_crown`
+    is called); :meth:`optimise` adds alpha-CROWN and
     :meth:`sdp` the low-rank SDP on the clauses still open.
 
     A clause is refuted when some row ``C_r y - d_r`` has a positive certified lower bound;
@@ -30,15 +31,29 @@ class RegionProof:
     """
 
     def __init__(self, tgraph: TorchGraph, region: Region, crown: CrownConfig | None = None,
-                 alpha: AlphaConfig | None = None, deadline: Deadline | None = None) -> None:
+                 alpha: AlphaConfig | None = None, deadline: Deadline | None = None,
+                 defer_crown: bool = False) -> None:
+        """Interval bounds of the region's clauses, then (unless ``defer_crown``: later, by
+        :meth:`climb_crown`) CROWN on the clauses they leave open."""
         self.ladder = Ladder(tgraph, region, crown, alpha, deadline)
         self.lower, self.upper = self.ladder.lower, self.ladder.upper
         self.crown: Crown | None = None
         self.open = [c for c in region.clauses if not self.ladder.interval_refutes(c)]
+        self._crown_climbed = False
+        if not defer_crown:
+            self.climb_crown()
+
+    def climb_crown(self) -> bool:
+        """CROWN on the clauses intervals left open (once; later calls only answer); returns
+        :attr:`proven`. Left out when a clause has no rows or the graph has several inputs."""
+        if self._crown_climbed:
+            return self.proven
+        self._crown_climbed = True
         trivial = any(c.num_rows == 0 for c in self.open)
-        if self.open and not trivial and len(tgraph.graph.inputs) == 1:
+        if self.open and not trivial and len(self.ladder.tgraph.graph.inputs) == 1:
             self.crown = self.ladder.crown()
             self.open = [c for c in self.open if not bool((self.ladder.rows(c, Rung.CROWN) > 0).any())]
+        return self.proven
 
     @property
     def proven(self) -> bool:
