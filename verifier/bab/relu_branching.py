@@ -58,7 +58,7 @@ class _Brancher:
         coeffs = {key: value.repeat(k, 1, 1) for key, value in coefficients.items()}
         children = _cat([_apply_split(parents, self.layers, flat, +1, coeffs),
                          _apply_split(parents, self.layers, flat, -1, coeffs)])
-        rows = self.bounder.quick(children)
+        rows = self.bounder.quick(children, domains)
         _, hardness, _ = _hardest(rows, children.open)
         worse = torch.minimum(hardness[: k * m], hardness[k * m:]).reshape(k, m).T
         worse = torch.where(valid, worse, -torch.inf)

@@ -55,14 +55,15 @@ class Crown:
 
     def __init__(self, tgraph: TorchGraph, lower: Sequence[Tensor], upper: Sequence[Tensor],
                  config: CrownConfig | None = None, prior: Mapping[str, Bounds] | None = None,
-                 deadline: Deadline | None = None) -> None:
+                 deadline: Deadline | None = None, table: BoundTable | None = None) -> None:
         """Bounds every value over the boxes ``[lower, upper]`` (one ``(N, *shape)`` pair per
         graph input). ``prior`` gives bounds ``(N, size)`` (flattened) of some values already
         known to hold on these boxes (e.g. a parent box's bounds in branch and bound); they
         are intersected in, which is sound whenever they are valid bounds.
 
         ``deadline`` is checked before every node of every pass, this one and later ones
-        (:meth:`compute`, :meth:`lower_bound`).
+        (:meth:`compute`, :meth:`lower_bound`). ``table``: a table already valid on these
+        boxes (:meth:`tiled`): it is taken as it is, without a pass.
 
         Raises:
             DeadlineExceeded: the deadline passed during a pass; the object must then not be
@@ -90,7 +91,32 @@ class Crown:
         self._cache = Cache()
         # True once ``refine_seconds`` left some rows unrefined (a backward pass costs too much here)
         self.refinement_cut = False
+        if table is not None:
+            self.table = table
+            return
         self.compute()
+
+    def tiled(self, copies: int, prior: Mapping[str, Bounds]) -> Crown:
+        """A CROWN object over ``copies`` copies of this batch (copy ``c`` of box ``i`` at
+        ``c * N + i``) whose table is this one's, tiled and intersected with ``prior``
+        (flattened bounds ``(copies * N, size)`` of some values, valid on each copy's own
+        domain), without a new interval pass: for sub-domains of these boxes (branch and bound
+        children). Sound: a box's bounds and float errors hold on its sub-domains, and the
+        relaxations are recomputed from the intersected bounds. No refinement state is kept."""
+        def tile(t: Tensor) -> Tensor:
+            return t.repeat(copies, *([1] * (t.dim() - 1))) if t.shape[0] == self.batch else t
+
+        old = self.table
+        bounds = {name: (tile(lo), tile(hi)) for name, (lo, hi) in old.bounds.items()}
+        for name, (lo, hi) in prior.items():
+            if name in bounds:
+                low, high = bounds[name]
+                bounds[name] = (torch.maximum(low, lo.reshape(low.shape)), torch.minimum(high, hi.reshape(high.shape)))
+        inputs = {name: (tile(lo), tile(hi)) for name, (lo, hi) in old.input_bounds.items()}
+        errors = {name: tuple(None if e is None else tile(e) for e in found) for name, found in old.errors.items()}
+        table = BoundTable(old.tgraph, old.unit, self.batch * copies, inputs, bounds, errors, {}, set(old.exact))
+        return Crown(self.tgraph, [lo for lo, _ in inputs.values()], [hi for _, hi in inputs.values()],
+                     self.config, deadline=self.deadline, table=table)
 
     @property
     def bounds(self) -> dict[str, Bounds]:
