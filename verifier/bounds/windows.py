@@ -19,6 +19,7 @@ after every step that can create them, and values gathered there read as 0.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 import torch.nn.functional as F
@@ -63,9 +64,11 @@ class Windows:
         """The number of rows ``R``."""
         return self.patch.shape[1]
 
+    @cached_property
     def _layout(self) -> tuple[list[int], int, int, Tensor]:
         """Zero padding ``[left, right, top, bottom]`` that holds every window, the padded
-        height and width, and the flat padded position of every window entry ``(R, h*w)``."""
+        height and width, and the flat padded position of every window entry ``(R, h*w)``
+        (computed once per object: a step gathers several tensors at the same windows)."""
         _, _, height, width = self.shape
         h, w = self.patch.shape[3:]
         low = self.origin.min(dim=0).values.tolist() if self.rows else [0, 0]
@@ -84,7 +87,7 @@ class Windows:
         _, channels, height, width = self.shape
         h, w = self.patch.shape[3:]
         m = values.shape[0]
-        pads, padded_h, padded_w, flat = self._layout()
+        pads, padded_h, padded_w, flat = self._layout
         padded = F.pad(values.reshape(m, channels, height, width), pads).reshape(m, channels, padded_h * padded_w)
         picked = padded.index_select(2, flat.reshape(-1)).to(self.patch.dtype)
         return picked.reshape(m, channels, self.rows, h, w).transpose(1, 2)
@@ -94,7 +97,7 @@ class Windows:
         value dropped: they stand for no real position)."""
         n, rows, channels, h, w = self.patch.shape
         _, _, height, width = self.shape
-        pads, padded_h, padded_w, flat = self._layout()
+        pads, padded_h, padded_w, flat = self._layout
         out = self.patch.new_zeros(n, rows, channels, padded_h * padded_w)
         index = flat.reshape(1, rows, 1, h * w).expand(n, rows, channels, h * w)
         out = out.scatter(3, index, self.patch.reshape(n, rows, channels, h * w))
@@ -102,10 +105,18 @@ class Windows:
         out = out[:, :, :, pads[2] : pads[2] + height, pads[0] : pads[0] + width]
         return out.reshape(n, rows, *self.shape)
 
+    def with_patch(self, patch: Tensor) -> Windows:
+        """The same windows (origins, sizes: ``patch`` has this one's ``(h, w)``) with other
+        coefficients; the layout computed for these windows is kept."""
+        out = Windows(patch, self.origin, self.shape)
+        if "_layout" in self.__dict__ and patch.shape[3:] == self.patch.shape[3:]:
+            out.__dict__["_layout"] = self.__dict__["_layout"]
+        return out
+
     def masked(self) -> Windows:
         """The same rows with the entries outside the value set to 0."""
         inside = self.gather(torch.ones(1, *self.shape, dtype=self.patch.dtype, device=self.patch.device))
-        return Windows(self.patch * inside, self.origin, self.shape)
+        return self.with_patch(self.patch * inside)
 
     def covers_value(self) -> bool:
         """True once a window is as large as the value (dense coefficients are then cheaper)."""
@@ -119,7 +130,7 @@ class Windows:
         """The sum of two sets of rows on the same value, when their windows coincide."""
         if self.patch.shape[3:] != other.patch.shape[3:] or not torch.equal(self.origin, other.origin):
             return None
-        return Windows(self.patch + other.patch, self.origin, self.shape)
+        return self.with_patch(self.patch + other.patch)
 
 
 def abs_weighted(windows: Windows, weight: Tensor, finite: bool) -> Tensor:
@@ -143,8 +154,9 @@ def through_local_map(windows: Windows, local: LocalMap, in_shape: tuple[int, ..
         patch = patch[:1]
     weight = local.weight.to(patch.dtype)
     if local.kind is LocalKind.CHANNEL_SCALE:
-        moved, origin = patch * weight.reshape(1, 1, -1, 1, 1), windows.origin
-    elif local.kind is LocalKind.CONV:
+        scaled = patch * weight.reshape(1, 1, -1, 1, 1)
+        return windows.with_patch(scaled.expand(n, *scaled.shape[1:]) if shared else scaled)
+    if local.kind is LocalKind.CONV:
         flat = patch.reshape(-1, *patch.shape[2:])
         moved = transposed_conv(flat, weight, local.stride, local.dilation)
         moved = moved.reshape(patch.shape[0], rows, *moved.shape[1:])
@@ -154,8 +166,7 @@ def through_local_map(windows: Windows, local: LocalMap, in_shape: tuple[int, ..
         moved, origin = _through_conv_transpose(patch, windows.origin, local)
     if shared:
         moved = moved.expand(n, *moved.shape[1:])
-    out = Windows(moved, origin, in_shape)
-    return out if local.kind is LocalKind.CHANNEL_SCALE else out.masked()
+    return Windows(moved, origin, in_shape).masked()
 
 
 def transposed_conv(x: Tensor, weight: Tensor, stride: tuple[int, int] = (1, 1),
@@ -248,4 +259,4 @@ def through_relaxation(windows: Windows, relaxation: LinearBounds, finite_slopes
         lower_bias = windows.gather(relaxation.lower_bias)
         bias = (torch.where(positive > 0, positive * lower_bias, 0.0)
                 + torch.where(negative < 0, negative * upper_bias, 0.0)).sum(dim=(2, 3, 4))
-    return Windows(moved, windows.origin, windows.shape), bias
+    return windows.with_patch(moved), bias
