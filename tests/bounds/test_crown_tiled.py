@@ -26,7 +26,7 @@ def _children(parent: Crown, layer_value: str, copies: int, rng: np.random.Gener
     lo, hi = (b.reshape(parent.batch, -1) for b in parent.bounds[layer_value])
     bounds, splits = {}, []
     for name, (low, high) in parent.bounds.items():
-        bounds[name] = (low.reshape(parent.batch, -1).repeat(copies, 1), high.reshape(parent.batch, -1).repeat(copies, 1))
+        bounds[name] = tuple(b.reshape(parent.batch, -1).repeat(copies, 1) for b in (low, high))
     child_lo, child_hi = bounds[layer_value]
     for child in range(copies * parent.batch):
         unstable = torch.nonzero((lo[child % parent.batch] < 0) & (hi[child % parent.batch] > 0)).flatten()
@@ -51,8 +51,8 @@ def test_tiled_tables_bound_children_like_a_direct_pass() -> None:
     copies = 3
     bounds, splits = _children(parent, layer.value, copies, rng)
     tiled = Crown(tgraph, [lower], [upper], CrownConfig(intermediate=False), prior=parent.best).tiled(copies, bounds)
-    direct = Crown(tgraph, [lower.repeat(copies, 1, 1, 1)], [upper.repeat(copies, 1, 1, 1)], CrownConfig(intermediate=False),
-                   prior=bounds)
+    direct = Crown(tgraph, [lower.repeat(copies, 1, 1, 1)], [upper.repeat(copies, 1, 1, 1)],
+                   CrownConfig(intermediate=False), prior=bounds)
     rows = torch.from_numpy(rng.normal(size=(5, 10)))
     from_tiled, from_direct = tiled.lower_bound(rows), direct.lower_bound(rows)
     assert bool((from_tiled <= from_direct + 1e-9).all())
@@ -68,7 +68,8 @@ def test_tiled_tables_bound_children_like_a_direct_pass() -> None:
         keep = (values[layer.value].reshape(3000, -1)[:, neuron] * side >= 1e-6).numpy()  # clear of the kink
         chosen = points[keep][:300]
         if len(chosen):  # every sampled output satisfies the certified row bounds
-            outs = np.stack([session.run(None, {graph.inputs[0].name: p.reshape(1, *shape[1:]).astype(np.float32)})[0][0]
+            name = graph.inputs[0].name
+            outs = np.stack([session.run(None, {name: p.reshape(1, *shape[1:]).astype(np.float32)})[0][0]
                              for p in chosen])
             assert (outs.reshape(len(chosen), -1) @ rows.numpy().T >= from_tiled[child].numpy() - 1e-9).all()
             checked += 1

@@ -109,8 +109,9 @@ def _conv_net(seed: int) -> onnx.ModelProto:
         helper.make_node("Flatten", ["r2"], ["f"]),
         helper.make_node("Gemm", ["f", const("w3", (3, 27)), const("b3", (3,))], ["y"], transB=1),
     ]
-    graph = helper.make_graph(nodes, f"conv{seed}", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 4, 4])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])], inits)
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 4, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])
+    graph = helper.make_graph(nodes, f"conv{seed}", [x], [y], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     onnx.checker.check_model(model)
     return model

@@ -149,7 +149,7 @@ class Cache:
         return kept
 
 
-def backward(table: BoundTable, seeds: dict[str, Tensor], plan: Traversal,
+def backward(table: BoundTable, seeds: Mapping[str, Tensor | Windows], plan: Traversal,
              record: Record | None = None, cache: Cache | None = None) -> Tensor:
     """Certified lower bounds ``(N, R)`` of the rows ``sum_v <seeds[v], v>`` over the table's
     boxes, for the float model (see the module docstring).
@@ -158,7 +158,7 @@ def backward(table: BoundTable, seeds: dict[str, Tensor], plan: Traversal,
         DeadlineExceeded: ``plan.deadline`` passed before the traversal ended (no bound).
     """
     cache = cache if cache is not None else Cache()
-    pending = dict(seeds)
+    pending: dict = dict(seeds)
     rows = next(iter(seeds.values())).shape[1]
     place = table.tgraph.place
     biases: list[Tensor] = []
@@ -195,9 +195,9 @@ def _step(table: BoundTable, index: int, coeffs: list[Tensor | None], pending: d
     node, op = table.graph.nodes[index], table.tgraph.ops[index]
     los, his, batched = table.args(node)
     if any(isinstance(c, Windows) for c in coeffs):
-        moved = _window_step(table, index, coeffs, pending, plan, record, cache)
-        if moved is not None:
-            return moved
+        windowed = _window_step(table, index, coeffs, pending, plan, record, cache)
+        if windowed is not None:
+            return windowed
         coeffs = [c.dense() if isinstance(c, Windows) else c for c in coeffs]
     if op.is_affine(node, batched):
         weights = affine_weights(table, index, cache.weights)
@@ -226,7 +226,7 @@ def _step(table: BoundTable, index: int, coeffs: list[Tensor | None], pending: d
     return total + weighted_abs(coeffs, cut_weights(table, node))
 
 
-def _window_step(table: BoundTable, index: int, coeffs: list, pending: dict[str, Tensor | Windows],
+def _window_step(table: BoundTable, index: int, coeffs: list, pending: dict,
                  plan: Traversal, record: Record | None, cache: Cache) -> Tensor | None:
     """The step for rows kept as windows (:mod:`verifier.bounds.windows`): through an affine
     node with a local map (:meth:`~verifier.ops.base.Op.local_map`) or an elementwise relaxed

@@ -325,7 +325,8 @@ class Crown:
         return flat_lo.reshape(lo.shape), flat_hi.reshape(hi.shape)
 
     # ---------------------------------------------------------------- backward pass
-    def _lower(self, seeds: dict[str, Tensor], stop: int, mult: Multipliers, rows_of: RowsOf = None) -> Tensor:
+    def _lower(self, seeds: Mapping[str, Tensor | Windows], stop: int, mult: Multipliers,
+               rows_of: RowsOf = None) -> Tensor:
         """Certified lower bounds ``(N, R)`` of the rows ``sum_v <seeds[v], v>``.
 
         Only nodes before index ``stop`` are traversed (the seeds' producers come before it).

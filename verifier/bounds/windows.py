@@ -251,7 +251,8 @@ def through_relaxation(windows: Windows, relaxation: LinearBounds, finite_slopes
     if finite_slopes:
         moved = positive * lower_slope + negative * upper_slope
     else:
-        moved = torch.where(positive > 0, positive * lower_slope, 0.0) + torch.where(negative < 0, negative * upper_slope, 0.0)
+        moved = (torch.where(positive > 0, positive * lower_slope, 0.0)
+                 + torch.where(negative < 0, negative * upper_slope, 0.0))
     upper_bias = windows.gather(relaxation.upper_bias)
     if upper_bias_only:
         bias = (negative * upper_bias).sum(dim=(2, 3, 4))

@@ -20,7 +20,6 @@ from torch import Tensor
 
 from verifier.errors import ModelError
 from verifier.ir import Node
-from verifier.ops.local_map import LocalKind, LocalMap
 from verifier.ops.base import (
     Affinity,
     Args,
@@ -31,6 +30,7 @@ from verifier.ops.base import (
     magnitude,
     register,
 )
+from verifier.ops.local_map import LocalKind, LocalMap
 
 
 def constant_arg(node: Node, arg: Tensor | None, batched: bool, what: str) -> Tensor:
