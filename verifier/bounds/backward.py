@@ -47,7 +47,7 @@ from verifier.bounds.step_weights import (
     relaxed_weights,
     weighted_abs,
 )
-from verifier.bounds.table import BoundTable
+from verifier.bounds.table import Args, BoundTable
 from verifier.bounds.windows import Windows, abs_weighted, through_local_map, through_relaxation
 from verifier.deadline import Deadline
 from verifier.ir import Node
@@ -195,7 +195,7 @@ def _step(table: BoundTable, index: int, coeffs: list[Tensor | None], pending: d
     node, op = table.graph.nodes[index], table.tgraph.ops[index]
     los, his, batched = table.args(node)
     if any(isinstance(c, Windows) for c in coeffs):
-        windowed = _window_step(table, index, coeffs, pending, plan, record, cache)
+        windowed = _window_step(table, index, coeffs, pending, plan, record, cache, (los, his, batched))
         if windowed is not None:
             return windowed
         coeffs = [c.dense() if isinstance(c, Windows) else c for c in coeffs]
@@ -226,17 +226,18 @@ def _step(table: BoundTable, index: int, coeffs: list[Tensor | None], pending: d
     return total + weighted_abs(coeffs, cut_weights(table, node))
 
 
-def _window_step(table: BoundTable, index: int, coeffs: list, pending: dict,
-                 plan: Traversal, record: Record | None, cache: Cache) -> Tensor | None:
+def _window_step(table: BoundTable, index: int, coeffs: list, pending: dict, plan: Traversal,
+                 record: Record | None, cache: Cache, args: Args) -> Tensor | None:
     """The step for rows kept as windows (:mod:`verifier.bounds.windows`): through an affine
     node with a local map (:meth:`~verifier.ops.base.Op.local_map`) or an elementwise relaxed
     node without alpha slopes; the same coefficients and bias as the dense step. None: not
-    such a node (the caller goes on with dense coefficients)."""
+    such a node (the caller goes on with dense coefficients). ``args``: the node's
+    :meth:`~verifier.bounds.table.BoundTable.args`."""
     node, op = table.graph.nodes[index], table.tgraph.ops[index]
     a = coeffs[0]
     if len(coeffs) != 1 or not isinstance(a, Windows) or a.covers_value():
         return None
-    los, his, batched = table.args(node)
+    los, his, batched = args
     source = node.inputs[0]
     if op.is_affine(node, batched):
         if sum(batched) != 1 or not batched[0]:
