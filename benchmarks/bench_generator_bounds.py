@@ -2,13 +2,14 @@
 refinement budget: time and width, beside the range sampled with onnxruntime.
 
     python benchmarks/bench_generator_bounds.py [--spec generator_narrow] [--budgets 2 8 30] [--full]
-        [--out benchmarks/results/generator_bounds.md]
+        [--out benchmarks/results/generator_bounds.md] [--device cpu|cuda]
 
 Rows: interval bounds; forward-mode forms (``intermediate_method="forward"``); the pipeline's
 hybrid CROWN with ``refine_seconds`` = each budget (the backward refinement of the most unstable
 neurons within it; the rest keep their forms' bounds). One thread, this process only. The
 sampled range (20,000 uniform points of the box through onnxruntime) is a lower estimate of
-the true range: a certified bound must contain it.
+the true range: a certified bound must contain it. With ``--device cuda`` the bounds are computed
+on the GPU (float64, as on the CPU); each row's time then includes waiting for the GPU.
 """
 
 from __future__ import annotations
@@ -45,17 +46,21 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     parser.add_argument("--full", action="store_true",
                         help="also full CROWN (no refinement limit), with windowed and with dense rows")
+    parser.add_argument("--device", default="cpu", help="torch device of the bound computation (cpu, cuda)")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    device = torch.device(args.device)
     model = HERE / "generator" / "onnx" / "generator.onnx"
     problem = load_problem(model, HERE / "generator" / "vnnlib" / f"{args.spec}.vnnlib")
     region = problem.spec.regions[0]
-    tgraph = TorchGraph(problem.graph, torch.device("cpu"), torch.float64)
+    tgraph = TorchGraph(problem.graph, device, torch.float64)
     low, high = _sampled(model, region.lower, region.upper)
+    gpu = f", GPU {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""
     lines = [f"# Generator network bounds ({args.spec})", "",
              f"Machine: {platform.node()}, Python {platform.python_version()}, torch {torch.__version__}, one "
-             f"thread. Command: `python benchmarks/bench_generator_bounds.py --spec {args.spec} --budgets "
-             + " ".join(f"{b:g}" for b in args.budgets) + (" --full" if args.full else "") + "`", "",
+             f"thread{gpu}. Command: `python benchmarks/bench_generator_bounds.py --spec {args.spec} --budgets "
+             + " ".join(f"{b:g}" for b in args.budgets) + (" --full" if args.full else "")
+             + (f" --device {args.device}" if device.type != "cpu" else "") + "`", "",
              f"Sampled output range (20,000 points): Y_0 in [{low[0]:.4f}, {high[0]:.4f}], "
              f"Y_1 in [{low[1]:.4f}, {high[1]:.4f}]", "",
              "| method | seconds | Y_0 bounds | Y_1 bounds | mean width | refinement cut |",
@@ -71,6 +76,8 @@ def main() -> None:
         start = time.monotonic()
         ladder = Ladder(tgraph, region, config)
         y_lo, y_hi = ladder.output_bounds(Rung.INTERVAL if config is None else Rung.CROWN)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
         seconds = time.monotonic() - start
         lo, hi = y_lo[0].tolist(), y_hi[0].tolist()
         assert all(lo[i] <= low[i] and hi[i] >= high[i] for i in range(2)), (name, lo, hi)  # must contain samples

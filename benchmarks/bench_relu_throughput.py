@@ -2,6 +2,7 @@
 (bounding, branching), on three instances that need the search (issue 23, item 4).
 
     python benchmarks/bench_relu_throughput.py [--timeout 30] [--out benchmarks/results/relu_throughput.md]
+        [--device cpu|cuda] [--batch 64 ...]
 
 Each instance runs through the pipeline with ``--bab relu`` in this process, on one thread,
 and the search's statistics give: domains bounded, rounds, the seconds spent bounding and
@@ -9,6 +10,8 @@ branching (filtered smart branching bounds both children of 4 candidates per dom
 quick pass), and domains per second of search (bounding + branching). Instances, from the
 shared benchmarks (the files are looked up under ``--root``; MNIST fc's are bundled):
 MNIST 256x4 prop 12 at eps 0.05, eran's 9x200 ReLU net at index 5520, dist_shift index 3187.
+``--batch`` runs each instance once per given batch (domains popped per round; the default is the
+configuration's); ``--device cuda`` bounds on the GPU.
 """
 
 from __future__ import annotations
@@ -37,18 +40,24 @@ def main() -> None:
     parser.add_argument("--root", type=Path, default=HERE.parent.parent / "shared" / "benchmarks")
     parser.add_argument("--timeout", type=float, default=30.0)
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
+    parser.add_argument("--batch", type=int, nargs="*", default=[], help="domains per round (default: configured)")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    config = replace(default_config("cpu", 0), bab="relu")
+    config = replace(default_config(args.device, 0), bab="relu")
+    configs = [replace(config, relu_split=replace(config.relu_split, batch=b)) for b in args.batch] or [config]
+    gpu = f", GPU {torch.cuda.get_device_name()}" if args.device.startswith("cuda") else ""
     lines = ["# ReLU-split throughput", "",
              f"Machine: {platform.node()}, Python {platform.python_version()}, torch {torch.__version__}, one "
-             f"thread, `--bab relu`, {args.timeout:g} s per instance. Command: "
-             f"`python benchmarks/bench_relu_throughput.py --timeout {args.timeout:g}`", "",
+             f"thread{gpu}, `--bab relu`, {args.timeout:g} s per instance. Command: "
+             f"`python benchmarks/bench_relu_throughput.py --timeout {args.timeout:g}"
+             + (f" --device {args.device}" if gpu else "") + "".join(f" --batch {b}" for b in args.batch[:1])
+             + "".join(f" {b}" for b in args.batch[1:]) + "`", "",
              "| instance | verdict | domains bounded | rounds | batch | bounding s | branching s | domains/s |",
              "|---|---|---|---|---|---|---|---|"]
-    for bench, onnx, vnnlib in INSTANCES:
-        result = verify_problem(load_problem(args.root / bench / onnx, args.root / bench / vnnlib), args.timeout,
-                                config)
+    for (bench, onnx, vnnlib), run_config in ((i, c) for i in INSTANCES for c in configs):
+        problem = load_problem(args.root / bench / onnx, args.root / bench / vnnlib)
+        result = verify_problem(problem, args.timeout, run_config)
         bab = result.stats.get("bab", {})
         bounding, branching = bab.get("seconds_bounding", 0.0), bab.get("seconds_branching", 0.0)
         domains = bab.get("domains_bounded", 0)
