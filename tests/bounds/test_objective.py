@@ -12,6 +12,7 @@ from onnx import TensorProto, helper
 
 from verifier.bounds.crown import Crown
 from verifier.bounds.objective import clause_refuted, clause_row_lower, difference_lower, spec_rows
+from verifier.bounds.rounding import outward
 from verifier.graph.loader import load_model
 from verifier.graph.torch_graph import TorchGraph
 from verifier.spec.types import Clause
@@ -46,6 +47,33 @@ def test_difference_lower_with_infinities() -> None:
     inf = torch.tensor([-np.inf, np.inf, 1.0], dtype=torch.float64)
     got = difference_lower(inf, torch.tensor([0.0, 0.0, np.inf], dtype=torch.float64))
     assert got[0] == -np.inf and got[1] <= np.finfo(np.float64).max and got[2] == -np.inf
+
+
+def test_rounding_steps_pass_gradients_without_torch_deriving_nextafter(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The optimisers differentiate through ``difference_lower`` and ``outward``; torch 2.11
+    has no derivative for ``nextafter`` (it raised on a GPU machine's torch 2.11). Here
+    ``torch.nextafter`` refuses to be differentiated, as there; the steps still give gradient 1."""
+    real = torch.nextafter
+
+    def underivable(x: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
+        if torch.is_grad_enabled() and x.requires_grad:
+            raise NotImplementedError("the derivative for 'nextafter' is not implemented.")
+        return real(x, other)
+
+    monkeypatch.setattr(torch, "nextafter", underivable)
+    a = torch.tensor([0.1, 1.0, 1e-300], dtype=torch.float64, requires_grad=True)
+    b = torch.tensor([0.3, 1.0, -1e300], dtype=torch.float64, requires_grad=True)
+    got = difference_lower(a, b)
+    got.sum().backward()
+    assert a.grad is not None and b.grad is not None
+    assert torch.equal(a.grad, torch.ones(3, dtype=torch.float64))
+    assert torch.equal(b.grad, -torch.ones(3, dtype=torch.float64))
+    assert Fraction(float(got[0].detach())) <= Fraction(0.1) - Fraction(0.3) and got[1] == 0.0
+    x = torch.tensor([0.1, -0.1], dtype=torch.float64, requires_grad=True)
+    lo, hi = outward(x, x, torch.float32)
+    (lo.sum() + hi.sum()).backward()
+    assert x.grad is not None and torch.equal(x.grad, torch.full((2,), 2.0, dtype=torch.float64))
+    assert (lo.double() <= x).all() and (hi.double() >= x).all() and (lo < hi).all()
 
 
 def _exact_row_min(c: np.ndarray, d: float, lo: np.ndarray, hi: np.ndarray) -> Fraction:

@@ -10,6 +10,7 @@ from torch import Tensor
 
 from verifier.bounds.alpha import AlphaConfig, alpha_lower_bound
 from verifier.bounds.crown import Crown
+from verifier.bounds.rounding import next_down
 from verifier.deadline import Deadline
 from verifier.spec.types import Clause
 
@@ -102,7 +103,7 @@ def difference_lower(a: Tensor, b: Tensor) -> Tensor:
     s = a - b
     bb = s - a
     err = (a - (s - bb)) + (-b - bb)
-    return torch.where(err >= 0, s, torch.nextafter(s, torch.full_like(s, -torch.inf)))
+    return torch.where(err >= 0, s, next_down(s))
 
 
 def spec_rows(raw: Tensor, d: Tensor, mask: Tensor | None = None, strict: Tensor | None = None) -> Tensor:

@@ -139,11 +139,16 @@ class Plan:
             outs[a] = math.floor(f32(ratio * sizes[a]) + 0.5)
 
     def source(self, axis: int, device: torch.device) -> Tensor:
-        """Float32 source coordinate of every output position along ``axis``."""
+        """Float32 source coordinate of every output position along ``axis``, on ``device``.
+
+        Computed on the CPU whatever ``device`` is: its float32 arithmetic is IEEE's, as
+        onnxruntime's is, whereas CUDA kernels may divide by a scalar through its reciprocal,
+        one rounding more (coordinates an ulp off move the linear weights by about 1e-7).
+        """
         out, size, scale = self.outs[axis], self.sizes[axis], self.scales[axis]
-        x = torch.arange(out, dtype=torch.float32, device=device)
+        x = torch.arange(out, dtype=torch.float32)
         full = lambda v: torch.full_like(x, v)  # noqa: E731
-        return _COORDS[self.coord](x, full(scale), out, size, full)
+        return _COORDS[self.coord](x, full(scale), out, size, full).to(device)
 
     def nearest_index(self, axis: int, device: torch.device) -> Tensor:
         """onnxruntime's nearest source index along ``axis``."""
