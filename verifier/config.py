@@ -96,8 +96,14 @@ class AttackConfig:
         rounds: number of rounds; the attack also stops at the deadline.
         restarts: PGD starting points per round (the best sampled points).
         steps: PGD steps per round.
-        step_fraction: initial PGD step as a fraction of each input's box width; it decays
-            geometrically to 1/100 of that over a round.
+        step_fractions: initial PGD steps as fractions of each input's box width, a portfolio:
+            restart ``i`` (the restarts ranked by sampled margin) takes ``step_fractions[i % k]``;
+            each step shrinks by ``0.01 ** (1 / 100)`` per PGD step (to 1/100 of its start after
+            100 steps; over a longer round, to 1/100 at its end). Large steps cross
+            the box to the corners where image classifiers' counterexamples lie (0.02 alone
+            missed MNIST fc and marabou-cifar10 counterexamples that 0.5 finds in 0.1 s), small
+            ones stay inside the thin pockets of control networks (reach_prob_density's robot);
+            ``benchmarks/bench_attack.py`` measures them.
         max_batch: largest batch evaluated at once.
         batch_memory: bytes of activations one batch may take; the batch shrinks on large
             models to stay within it (never below 16 points).
@@ -110,10 +116,14 @@ class AttackConfig:
     rounds: int = 5
     restarts: int = 256
     steps: int = 100
-    step_fraction: float = 0.02
+    step_fractions: tuple[float, ...] = (0.5, 0.02)
     max_batch: int = 65536
     batch_memory: int = 256 * 2**20
     time_limit: float = 10.0
+
+    def __post_init__(self) -> None:
+        if not self.step_fractions or not all(0 < f <= 1 for f in self.step_fractions):
+            raise ValueError(f"attack step fractions must be in (0, 1], got {self.step_fractions!r}")
 
 
 @dataclass(frozen=True)
@@ -391,6 +401,20 @@ class VerifierConfig:
         _check(self.method, Method, "method")
 
 
+GPU_BATCH = 1024  # domains per search round on a GPU (CPU: the search configs' defaults)
+GPU_BATCH_MEMORY = 16 << 30  # bytes one ReLU-split round may use on a GPU
+
+
 def default_config(device: str = "cpu", seed: int = 0) -> VerifierConfig:
-    """The default configuration on ``device`` with random seed ``seed``."""
-    return VerifierConfig(device=DeviceConfig(device=device), seed=seed)
+    """The default configuration on ``device`` with random seed ``seed``.
+
+    On a CUDA device the searches bound ``GPU_BATCH`` domains per round (ReLU splitting within
+    ``GPU_BATCH_MEMORY`` bytes): a GPU bounds a thousand domains in about the time of a few
+    dozen (``benchmarks/results/relu_throughput_gpu.md``); on the CPU the smaller default
+    batches keep each round short between deadline checks.
+    """
+    if not device.startswith("cuda"):
+        return VerifierConfig(device=DeviceConfig(device=device), seed=seed)
+    return VerifierConfig(device=DeviceConfig(device=device), seed=seed,
+                          input_split=InputSplitConfig(batch=GPU_BATCH, batch_elements=2**26),
+                          relu_split=ReluSplitConfig(batch=GPU_BATCH, batch_memory=GPU_BATCH_MEMORY))

@@ -143,10 +143,13 @@ class _Search:
         return progress.best_x.clone()
 
     def pgd(self, x: Tensor) -> bool:
-        """Signed-gradient PGD from the points ``x``; True once a candidate is confirmed."""
+        """Signed-gradient PGD from the points ``x`` (each with its initial step from the
+        portfolio ``step_fractions``); True once a candidate is confirmed."""
         steps = max(1, self.cfg.steps)
-        decay = 0.01 ** (1.0 / steps)
-        step = self.cfg.step_fraction * self.width
+        decay = 0.01 ** (1.0 / max(steps, 100))
+        fractions = torch.tensor(self.cfg.step_fractions, dtype=self.width.dtype, device=self.width.device)
+        chosen = torch.arange(x.shape[0], device=fractions.device) % fractions.numel()
+        step = fractions[chosen].unsqueeze(1) * self.width  # restart i: the i-th fraction, cyclically
         for _ in range(steps):
             if self.deadline.expired():
                 return False
