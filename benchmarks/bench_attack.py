@@ -25,12 +25,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from report import emit  # benchmarks/report.py
 
 from verifier.attack.pgd import falsify_region
 from verifier.config import AttackConfig
 from verifier.deadline import Deadline
 from verifier.graph.torch_graph import TorchGraph
 from verifier.problem import load_problem
+from verifier.spec.types import Region
 from verifier.witness import OnnxOracle, check_witness
 
 HERE = Path(__file__).resolve().parent
@@ -55,7 +57,7 @@ def time_to_counterexample(onnx: Path, vnnlib: Path, config: AttackConfig, secon
     deadline = Deadline.after(seconds)
     start = time.monotonic()
     for region in problem.spec.regions:
-        def confirm(x: np.ndarray, region=region) -> bool:  # type: ignore[no-untyped-def]
+        def confirm(x: np.ndarray, region: Region = region) -> bool:
             return check_witness(oracle, region, x).valid
 
         found, _ = falsify_region(graph, region, replace(config, time_limit=seconds), deadline, confirm, 0)
@@ -100,10 +102,7 @@ def main() -> None:
             cells.append(f"{len(found)} | {sum(found) + args.time_limit * (len(times) - len(found)):.1f}")
         count = len([1 for b, _, _ in instances if bench in (b, "**all**")])
         lines.append(f"| {bench} | {count} | " + " | ".join(cells) + " |")
-    text = "\n".join(lines) + "\n"
-    if args.out:
-        args.out.write_text(text)
-    print(text)
+    emit(lines, args.out)
 
 
 if __name__ == "__main__":

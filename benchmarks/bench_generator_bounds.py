@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from report import emit  # benchmarks/report.py
 
 from verifier.config import CrownConfig
 from verifier.graph.torch_graph import TorchGraph
@@ -85,10 +86,7 @@ def main() -> None:
         lines.append(f"| {name} | {seconds:.2f} | [{lo[0]:.4g}, {hi[0]:.4g}] | [{lo[1]:.4g}, {hi[1]:.4g}] | "
                      f"{(sum(hi) - sum(lo)) / 2:.4g} | {cut} |")
         print(lines[-1], flush=True)
-    text = "\n".join(lines) + "\n"
-    if args.out:
-        args.out.write_text(text)
-    print(text)
+    emit(lines, args.out)
 
 
 if __name__ == "__main__":

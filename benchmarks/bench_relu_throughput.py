@@ -22,6 +22,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
+from report import emit  # benchmarks/report.py
 
 from verifier.api import verify_problem
 from verifier.config import default_config
@@ -65,10 +66,7 @@ def main() -> None:
         lines.append(f"| {bench} {Path(vnnlib).stem} | {result.status.value} | {domains} | {bab.get('rounds', 0)} "
                      f"| {bab.get('batch', '')} | {bounding:.1f} | {branching:.1f} | {rate:.1f} |")
         print(lines[-1], flush=True)
-    text = "\n".join(lines) + "\n"
-    if args.out:
-        args.out.write_text(text)
-    print(text)
+    emit(lines, args.out)
 
 
 if __name__ == "__main__":
