@@ -33,8 +33,6 @@ class FalsifyStats:
     pgd_steps: int = 0
     candidates_checked: int = 0
     best_margin: float = float("inf")
-    next_round: int = 0
-    """The first sampling round not completed (a later call may start there)."""
 
 
 @dataclass
@@ -198,5 +196,4 @@ def falsify_region(tgraph: TorchGraph, region: Region, cfg: AttackConfig, deadli
         if deadline.expired():  # PGD cut short: the round runs its PGD again when resumed
             break
         progress.next()
-    search.stats.next_round = progress.round
     return search.found, search.stats
