@@ -24,7 +24,7 @@ from verifier.attack import AttackProgress, falsify_region
 from verifier.bab import InputSplitSearch, ReluSplitSearch
 from verifier.bab.relu_split import count_unstable
 from verifier.bounds.settle import settle_region
-from verifier.config import AttackConfig, CrownConfig, StepBudget, VerifierConfig
+from verifier.config import AttackConfig, BabMode, CrownConfig, IntermediateMethod, Method, StepBudget, VerifierConfig
 from verifier.deadline import Deadline, DeadlineExceeded
 from verifier.graph.torch_graph import TorchGraph
 from verifier.ops.base import Op
@@ -75,10 +75,10 @@ def pipeline(config: VerifierConfig) -> tuple[Step, ...]:
     ``--method milp|smt`` is ``BOUNDS``, ``CROWN`` then ``EXACT`` (the engine alone on the open clauses);
     ``--method sdp`` stops after the SDP and the attack (an incomplete method).
     """
-    if config.method in ("milp", "smt"):
+    if config.method in (Method.MILP, Method.SMT):
         return (Step.BOUNDS, Step.CROWN, Step.EXACT)
     first = (Step.BOUNDS, Step.PROBE_ATTACK, Step.CROWN, Step.QUICK_ATTACK, Step.ALPHA)
-    if config.method == "sdp":
+    if config.method is Method.SDP:
         return (*first, Step.SDP, Step.ATTACK)
     sdp = (Step.SDP,) if config.sdp_before_bab else ()
     return (*first, *sdp, Step.FIRST_SEARCH, Step.ATTACK, Step.SEARCH)
@@ -185,14 +185,14 @@ class _Run:
         if step is Step.ALPHA:
             seconds = self.alpha_seconds(proof)
             return seconds > 0 and proof.optimise(self.deadline.sooner(seconds))
-        deadline = self.deadline if self.config.method == "sdp" else \
+        deadline = self.deadline if self.config.method is Method.SDP else \
             self.deadline.sooner(self.schedule.sdp_share * self.deadline.remaining())
         return proof.sdp(self.config.sdp, deadline, self.config.seed, self.stats)
 
     def budget(self, proof: RegionProof) -> StepBudget:
         """The step budgets of a region: ``schedule.input`` when the full pipeline searches it
         by input splitting, else ``schedule.relu``."""
-        searched_by_input = self.config.method == "auto" and self.bab_mode(proof) == "input"
+        searched_by_input = self.config.method is Method.AUTO and self.bab_mode(proof) is BabMode.INPUT
         return self.schedule.input if searched_by_input else self.schedule.relu
 
     def alpha_seconds(self, proof: RegionProof) -> float:
@@ -246,17 +246,17 @@ class _Run:
         return replace(self.config.attack, time_limit=min(self.config.attack.time_limit, seconds))
 
     # ---------------------------------------------------------------- search
-    def bab_mode(self, proof: RegionProof) -> str:
+    def bab_mode(self, proof: RegionProof) -> BabMode:
         """The branch-and-bound mode for a region: the configured one, or for ``auto`` input
         splitting on few free input dimensions and ReLU splitting otherwise. A dimension
         narrower than ``input_split_min_width`` times the widest is not counted (a fixed pixel
         written as an interval one rounding step wide)."""
-        if self.config.bab != "auto":
+        if self.config.bab is not BabMode.AUTO:
             return self.config.bab
         width = (proof.upper - proof.lower).reshape(-1)
         widest = float(width.max()) if width.numel() else 0.0
         dims = int((width > self.config.input_split_min_width * widest).sum())
-        return "input" if dims <= self.config.input_split_max_dims else "relu"
+        return BabMode.INPUT if dims <= self.config.input_split_max_dims else BabMode.RELU
 
     def search_step(self, index: int, region: Region, proof: RegionProof, first: bool) -> Status:
         """Branch and bound in two parts: a first slice (at least a few seconds, or a share of
@@ -314,8 +314,8 @@ class _Run:
         goes to the MILP engine instead (and back to the search if MILP cannot decide)."""
         mode = self.bab_mode(proof)
         unstable = count_unstable(proof.crown.bounds, self.bounds_graph) if proof.crown is not None else 0
-        self.stats["bab_mode"] = mode
-        if mode == "relu" and proof.crown is not None and not first and unstable <= self.config.milp_max_unstable:
+        self.stats["bab_mode"] = mode.value
+        if mode is BabMode.RELU and proof.crown is not None and not first and unstable <= self.config.milp_max_unstable:
             status = self.exact(index, region, proof, deadline, "milp")
             if status is not Status.UNKNOWN:
                 return status
@@ -330,19 +330,20 @@ class _Run:
             totals[key] = totals.get(key, 0) + value if additive else value
         return outcome.status
 
-    def new_search(self, mode: str, region: Region, proof: RegionProof,
+    def new_search(self, mode: BabMode, region: Region, proof: RegionProof,
                    confirm: Callable[[np.ndarray], bool]) -> InputSplitSearch | ReluSplitSearch | None:
         """The branch-and-bound search of ``mode`` on the region's open clauses (None: none applies).
         Input splitting bounds its boxes in forward mode when the region's first CROWN bounds
         ran out of their time share (a backward pass per box would cost as much again)."""
-        if mode == "input":
+        if mode is BabMode.INPUT:
             config = self.config.input_split
             if proof.crown is not None and proof.crown.refinement_cut:
-                config = replace(config, intermediate_method="forward", scoring_method="forward")
+                forward = IntermediateMethod.FORWARD
+                config = replace(config, intermediate_method=forward, scoring_method=forward)
                 self.stats["bab_bounds"] = "forward"
             return InputSplitSearch(self.bounds_graph, self.attack_graph, region, proof.open, proof.lower,
                                     proof.upper, confirm, config, self.reporter)
-        if mode == "relu" and proof.crown is not None:
+        if mode is BabMode.RELU and proof.crown is not None:
             return ReluSplitSearch(self.bounds_graph, self.attack_graph, region, proof.open, proof.crown,
                                    confirm, self.config.relu_split, self.reporter)
         return None
@@ -357,7 +358,7 @@ class _Run:
             self.stats["exact_error"] = "the exact engines need one graph input and a clause with rows"
             return Status.UNKNOWN
         try:
-            engine = self.config.milp if method == "milp" else self.config.smt
+            engine = self.config.milp if method is Method.MILP else self.config.smt
             outcome = exact_check(proof.crown.table, proof.open, engine, deadline)
         except ExactUnsupported as exc:
             self.stats["exact_error"] = str(exc)

@@ -8,35 +8,72 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal, get_args
+from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from verifier.search_config import InputBranching as InputBranching  # re-exported (the whole configuration)
 from verifier.search_config import InputSplitConfig as InputSplitConfig
 from verifier.search_config import IntermediateMethod as IntermediateMethod
 from verifier.search_config import ReluBranching as ReluBranching
 from verifier.search_config import ReluSplitConfig as ReluSplitConfig
-from verifier.search_config import check_mode as _check
+from verifier.search_config import coerce_modes
 
 if TYPE_CHECKING:  # torch is imported where a device or dtype is asked for: the command line
     import torch  # reads this module (its choices) before any costly import
 
-Dtype = Literal["float32", "float64"]
-BabMode = Literal["auto", "input", "relu", "none"]
-"""Branch and bound after the incomplete methods (see :attr:`VerifierConfig.bab`)."""
-Method = Literal["auto", "milp", "smt", "sdp"]
-"""What a run does (see :attr:`VerifierConfig.method`)."""
-ReluMode = Literal["adaptive", "zero", "one"]
-"""Lower slope of unstable ReLU-family neurons: CROWN's area-minimising choice, 0 or 1."""
-"""How CROWN bounds the inputs of relaxed nodes: backward passes per unstable neuron, or
-forward-mode linear forms over the graph input (:mod:`verifier.bounds.forward`)."""
-MilpSolver = Literal["highs", "cbc"]
-BoundMethod = Literal["ibp", "crown", "alpha-crown", "sdp"]
-"""The bound methods of ``verify bounds``."""
+class Dtype(StrEnum):
+    """A floating-point precision of a stage (see :class:`DeviceConfig`)."""
 
-BAB_MODES: tuple[str, ...] = get_args(BabMode)
-METHODS: tuple[str, ...] = get_args(Method)
-BOUND_METHODS: tuple[str, ...] = get_args(BoundMethod)
-MILP_SOLVERS: tuple[str, ...] = get_args(MilpSolver)
+    FLOAT32 = "float32"
+    FLOAT64 = "float64"
+
+
+class BabMode(StrEnum):
+    """Branch and bound after the incomplete methods (see :attr:`VerifierConfig.bab`)."""
+
+    AUTO = "auto"
+    INPUT = "input"
+    RELU = "relu"
+    NONE = "none"
+
+
+class Method(StrEnum):
+    """What a run does (see :attr:`VerifierConfig.method`)."""
+
+    AUTO = "auto"
+    MILP = "milp"
+    SMT = "smt"
+    SDP = "sdp"
+
+
+class ReluMode(StrEnum):
+    """Lower slope of unstable ReLU-family neurons: CROWN's area-minimising choice, 0 or 1."""
+
+    ADAPTIVE = "adaptive"
+    ZERO = "zero"
+    ONE = "one"
+
+
+class MilpSolver(StrEnum):
+    """The MILP solver behind pulp (see :class:`MilpConfig`)."""
+
+    HIGHS = "highs"
+    CBC = "cbc"
+
+
+class BoundMethod(StrEnum):
+    """The bound methods of ``verify bounds``."""
+
+    IBP = "ibp"
+    CROWN = "crown"
+    ALPHA_CROWN = "alpha-crown"
+    SDP = "sdp"
+
+
+BAB_MODES: tuple[str, ...] = tuple(m.value for m in BabMode)
+METHODS: tuple[str, ...] = tuple(m.value for m in Method)
+BOUND_METHODS: tuple[str, ...] = tuple(m.value for m in BoundMethod)
+MILP_SOLVERS: tuple[str, ...] = tuple(m.value for m in MilpSolver)
 
 
 def _torch_dtype(name: str) -> torch.dtype:
@@ -57,12 +94,11 @@ class DeviceConfig:
     """
 
     device: str = "cpu"
-    attack_dtype: Dtype = "float32"
-    bounds_dtype: Dtype = "float64"
+    attack_dtype: Dtype = Dtype.FLOAT32
+    bounds_dtype: Dtype = Dtype.FLOAT64
 
     def __post_init__(self) -> None:
-        for name in (self.attack_dtype, self.bounds_dtype):
-            _check(name, Dtype, "dtype")
+        coerce_modes(self, {"attack_dtype": (Dtype, "dtype"), "bounds_dtype": (Dtype, "dtype")})
 
     @property
     def torch_device(self) -> torch.device:
@@ -241,14 +277,14 @@ class MilpConfig:
         tolerance: the solver's primal feasibility and integrality tolerances.
     """
 
-    solver: MilpSolver = "highs"
+    solver: MilpSolver = MilpSolver.HIGHS
     time_limit: float = 60.0
     threads: int = 1
     margin: float = 1e-6
     tolerance: float = 1e-9
 
     def __post_init__(self) -> None:
-        _check(self.solver, MilpSolver, "MILP solver")
+        coerce_modes(self, {"solver": (MilpSolver, "MILP solver")})
         if not self.margin >= 100 * self.tolerance > 0:
             raise ValueError(f"the margin ({self.margin}) must be at least 100 times the solver "
                              f"tolerance ({self.tolerance}), which must be positive")
@@ -305,7 +341,7 @@ class CrownConfig:
             (their shapes follow the union rows).
     """
 
-    relu_mode: ReluMode = "adaptive"
+    relu_mode: ReluMode = ReluMode.ADAPTIVE
     intermediate: bool = True
     max_rows: int = 256
     chunk_elements: int = 2**22
@@ -314,10 +350,11 @@ class CrownConfig:
     fast_paths: bool = True
     per_domain_rows: bool = False
     windows: bool = True
-    intermediate_method: IntermediateMethod = "backward"
+    intermediate_method: IntermediateMethod = IntermediateMethod.BACKWARD
 
     def __post_init__(self) -> None:
-        _check(self.intermediate_method, IntermediateMethod, "intermediate bound method")
+        coerce_modes(self, {"relu_mode": (ReluMode, "ReLU relaxation mode"),
+                            "intermediate_method": (IntermediateMethod, "intermediate bound method")})
 
 
 @dataclass(frozen=True)
@@ -384,21 +421,20 @@ class VerifierConfig:
     relu_split: ReluSplitConfig = field(default_factory=ReluSplitConfig)
     sdp: SdpConfig = field(default_factory=SdpConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
-    crown: CrownConfig = field(default_factory=lambda: CrownConfig(intermediate_method="hybrid"))
+    crown: CrownConfig = field(default_factory=lambda: CrownConfig(intermediate_method=IntermediateMethod.HYBRID))
     alpha: AlphaConfig = field(default_factory=AlphaConfig)
     milp: MilpConfig = field(default_factory=lambda: MilpConfig(time_limit=math.inf))
     smt: SmtConfig = field(default_factory=lambda: SmtConfig(time_limit=math.inf))
-    bab: BabMode = "auto"
+    bab: BabMode = BabMode.AUTO
     input_split_max_dims: int = 16
     input_split_min_width: float = 1e-6
     milp_max_unstable: int = 32
-    method: Method = "auto"
+    method: Method = Method.AUTO
     sdp_before_bab: bool = False
     seed: int = 0
 
     def __post_init__(self) -> None:
-        _check(self.bab, BabMode, "branch-and-bound mode")
-        _check(self.method, Method, "method")
+        coerce_modes(self, {"bab": (BabMode, "branch-and-bound mode"), "method": (Method, "method")})
 
 
 GPU_BATCH = 1024  # domains per search round on a GPU (CPU: the search configs' defaults)

@@ -4,19 +4,50 @@ composes them into :class:`~verifier.config.VerifierConfig`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
-
-InputBranching = Literal["strong", "smear"]
-IntermediateMethod = Literal["backward", "forward", "hybrid"]
-ReluBranching = Literal["fsb", "babsr"]
+from enum import StrEnum
+from typing import TypeVar
 
 
-def check_mode(value: str, mode: object, what: str) -> None:
-    """Raises ValueError unless ``value`` is one of the Literal ``mode``'s values."""
-    from typing import get_args
+class InputBranching(StrEnum):
+    """Which input dimension input-split search halves (:attr:`InputSplitConfig.branching`)."""
 
-    if value not in get_args(mode):
-        raise ValueError(f"unknown {what} {value!r}; use one of {get_args(mode)}")
+    STRONG = "strong"
+    SMEAR = "smear"
+
+
+class IntermediateMethod(StrEnum):
+    """How CROWN bounds the inputs of relaxed nodes: backward passes per unstable neuron, linear
+    forms over the graph input (:mod:`verifier.bounds.forward`), or forms refined backwards."""
+
+    BACKWARD = "backward"
+    FORWARD = "forward"
+    HYBRID = "hybrid"
+
+
+class ReluBranching(StrEnum):
+    """The ReLU-split branching heuristic (:attr:`ReluSplitConfig.branching`)."""
+
+    FSB = "fsb"
+    BABSR = "babsr"
+
+
+Mode = TypeVar("Mode", bound=StrEnum)
+
+
+def check_mode(value: str, mode: type[Mode], what: str) -> Mode:
+    """``value`` as a member of the enum ``mode`` (a member, or its string value: command lines
+    and callers may pass either); raises ValueError naming ``what`` and the choices otherwise."""
+    try:
+        return mode(value)
+    except ValueError:
+        raise ValueError(f"unknown {what} {value!r}; use one of {tuple(m.value for m in mode)}") from None
+
+
+def coerce_modes(config: object, modes: dict[str, tuple[type[StrEnum], str]]) -> None:
+    """Replaces each field ``name`` of the frozen dataclass ``config`` by its enum member
+    (``modes[name]``: the enum and what the field is, for the error message)."""
+    for name, (mode, what) in modes.items():
+        object.__setattr__(config, name, check_mode(getattr(config, name), mode, what))
 
 
 @dataclass(frozen=True)
@@ -81,7 +112,7 @@ class InputSplitConfig:
     candidates_per_round: int = 4
     inherit_bounds: bool = True
     per_domain_rows: bool = True
-    branching: InputBranching = "strong"
+    branching: InputBranching = InputBranching.STRONG
     strong_max_dims: int = 64
     clip_domains: bool = True
     stall_progress: float = 0.1
@@ -89,13 +120,13 @@ class InputSplitConfig:
     alpha_iterations: int = 20
     alpha_batch: int = 256
     alpha_min_batch: int = 64
-    intermediate_method: IntermediateMethod = "backward"
-    scoring_method: IntermediateMethod = "forward"
+    intermediate_method: IntermediateMethod = IntermediateMethod.BACKWARD
+    scoring_method: IntermediateMethod = IntermediateMethod.FORWARD
 
     def __post_init__(self) -> None:
-        check_mode(self.branching, InputBranching, "branching")
-        check_mode(self.scoring_method, IntermediateMethod, "intermediate bound method")
-        check_mode(self.intermediate_method, IntermediateMethod, "intermediate bound method")
+        coerce_modes(self, {"branching": (InputBranching, "branching"),
+                            "scoring_method": (IntermediateMethod, "intermediate bound method"),
+                            "intermediate_method": (IntermediateMethod, "intermediate bound method")})
 
 
 @dataclass(frozen=True)
@@ -131,7 +162,7 @@ class ReluSplitConfig:
     root_iterations: int = 60
     learning_rate_alpha: float = 0.1
     learning_rate_beta: float = 0.05
-    branching: ReluBranching = "fsb"
+    branching: ReluBranching = ReluBranching.FSB
     candidates: int = 4
     candidates_per_round: int = 4
     pgd_every: int = 10
@@ -139,4 +170,4 @@ class ReluSplitConfig:
     refine_intermediate: bool = False
 
     def __post_init__(self) -> None:
-        check_mode(self.branching, ReluBranching, "ReLU branching heuristic")
+        coerce_modes(self, {"branching": (ReluBranching, "ReLU branching heuristic")})

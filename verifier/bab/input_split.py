@@ -49,7 +49,7 @@ from verifier.bab.input_domains import (
 from verifier.bounds.alpha import AlphaConfig, alpha_lower_bound
 from verifier.bounds.crown import Crown, CrownConfig
 from verifier.bounds.objective import spec_rows, stack_clauses
-from verifier.config import InputSplitConfig
+from verifier.config import InputBranching, InputSplitConfig
 from verifier.deadline import Deadline, DeadlineExceeded
 from verifier.graph.torch_graph import TorchGraph
 from verifier.progress import Progress, ProgressEvent
@@ -253,7 +253,7 @@ class InputSplitSearch:
         """Splits a popped batch, bounds the children in one pass and stores those still open
         (:meth:`_store`); True when a counterexample is confirmed."""
         config = self.config
-        if config.branching == "strong" and self.floor.numel() <= config.strong_max_dims:
+        if config.branching is InputBranching.STRONG and self.floor.numel() <= config.strong_max_dims:
             children_of, unsplittable = split_all(batch, self.floor)
         else:
             children_of, unsplittable = split_one(batch)

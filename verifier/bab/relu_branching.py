@@ -11,7 +11,7 @@ from torch import Tensor
 
 from verifier.bab.relu_bounding import _BetaBounder, _hardest
 from verifier.bab.relu_domains import _cat, _Domains, _Layer
-from verifier.config import ReluSplitConfig
+from verifier.config import ReluBranching, ReluSplitConfig
 
 
 class _Brancher:
@@ -45,7 +45,7 @@ class _Brancher:
         """The neuron (flat index over all splittable nodes) to split in each domain; -1 where
         no neuron is unstable."""
         scores = self.scores(domains, coefficients, row)
-        k = min(self.config.candidates if self.config.branching == "fsb" else 1, scores.shape[1])
+        k = min(self.config.candidates if self.config.branching is ReluBranching.FSB else 1, scores.shape[1])
         top_scores, top = scores.topk(k, dim=1)
         valid = top_scores > -torch.inf
         none_left = ~valid[:, 0]

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from verifier.bounds.crown import Crown
-from verifier.config import ReluSplitConfig
+from verifier.config import ReluBranching, ReluSplitConfig
 from verifier.graph.torch_graph import TorchGraph
 from verifier.ops.relax import relax_leaky
 
@@ -130,5 +130,5 @@ def _batch_size(layers: Sequence[_Layer], tgraph: TorchGraph, rows: int, config:
     values = sum(int(torch.Size(s).numel()) for s in tgraph.graph.shapes.values())
     itemsize = torch.finfo(tgraph.place.dtype).bits // 8
     per_child = rows * (12 * neurons + 3 * values) * itemsize
-    children = 2 * max(1, config.candidates if config.branching == "fsb" else 1)
+    children = 2 * max(1, config.candidates if config.branching is ReluBranching.FSB else 1)
     return int(max(1, min(config.batch, config.batch_memory // max(1, per_child * children))))

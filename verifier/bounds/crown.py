@@ -34,7 +34,7 @@ from verifier.bounds.interval import _widen, model_unit
 from verifier.bounds.rounding import outward, unit_roundoff
 from verifier.bounds.table import Bounds, BoundTable
 from verifier.bounds.windows import Windows
-from verifier.config import CrownConfig
+from verifier.config import CrownConfig, IntermediateMethod
 from verifier.deadline import Deadline
 from verifier.graph.torch_graph import TorchGraph
 from verifier.ops.base import Op
@@ -151,7 +151,8 @@ class Crown:
         self.table = BoundTable(self.tgraph, self.unit, self.batch, self.input_bounds, dict(self.input_bounds))
         # values whose interval bounds are already exact: the inputs, and one affine op of one input
         self.table.exact = {v.name for v in self.graph.inputs}
-        forms = self.config.intermediate and self.config.intermediate_method in ("forward", "hybrid")
+        method = self.config.intermediate_method
+        forms = self.config.intermediate and method in (IntermediateMethod.FORWARD, IntermediateMethod.HYBRID)
         self.forms = ForwardForms(self.table, self.config.relu_mode) if (
             forms and ForwardForms.applicable(self.table, 8 * self.config.chunk_elements)) else None
         seconds = self.config.refine_seconds
@@ -168,7 +169,7 @@ class Crown:
         node, op = self.graph.nodes[index], self.tgraph.ops[index]
         los, his, batched = self.table.args(node)
         relaxed = self.config.intermediate and not op.is_affine(node, batched)
-        backward = self.forms is None or self.config.intermediate_method == "hybrid"
+        backward = self.forms is None or self.config.intermediate_method is IntermediateMethod.HYBRID
         if relaxed and backward and self._refine_inputs(index, los, his, batched, mult):
             los, his, batched = self.table.args(node)
         elif relaxed and self.forms is not None:  # the forms' bounds are kept as the best found

@@ -56,7 +56,7 @@ import numpy as np
 import pulp
 
 from verifier.bounds.table import BoundTable
-from verifier.config import MilpConfig
+from verifier.config import MilpConfig, MilpSolver
 from verifier.deadline import Deadline
 from verifier.exact.encoding import Encoding, ExactOutcome, ExactUnsupported, MaxRow, encode
 from verifier.result import Status
@@ -377,7 +377,7 @@ class _Milp:
     def solve(self, seconds: float, start: float) -> ExactOutcome:
         """Runs the solver and maps its answer (see the module docstring)."""
         began = time.monotonic()
-        if self.config.solver == "highs":
+        if self.config.solver is MilpSolver.HIGHS:
             infeasible, has_point, status = self._highs(seconds)
         else:
             infeasible, has_point, status = self._cbc(seconds)

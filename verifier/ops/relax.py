@@ -18,7 +18,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import get_args
 
 import torch
 from torch import Tensor
@@ -28,7 +27,7 @@ from verifier.ir import Node
 from verifier.ops.base import REGISTRY, Args, Op, all_finite
 
 MARGIN = 1e-12
-MODES: tuple[str, ...] = get_args(ReluMode)
+MODES: tuple[str, ...] = tuple(m.value for m in ReluMode)
 """The relaxation modes of unstable ReLU-family neurons (:data:`verifier.config.ReluMode`)."""
 
 
