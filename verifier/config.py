@@ -439,18 +439,22 @@ class VerifierConfig:
 
 GPU_BATCH = 1024  # domains per search round on a GPU (CPU: the search configs' defaults)
 GPU_BATCH_MEMORY = 16 << 30  # bytes one ReLU-split round may use on a GPU
+GPU_QUEUE_MEMORY = 48 << 30  # bytes the ReLU-split store may take on a GPU (up to GPU_MAX_DOMAINS)
+GPU_MAX_DOMAINS = 4_000_000
 
 
 def default_config(device: str = "cpu", seed: int = 0) -> VerifierConfig:
     """The default configuration on ``device`` with random seed ``seed``.
 
     On a CUDA device the searches bound ``GPU_BATCH`` domains per round (ReLU splitting within
-    ``GPU_BATCH_MEMORY`` bytes): a GPU bounds a thousand domains in about the time of a few
-    dozen (``benchmarks/results/relu_throughput_gpu.md``); on the CPU the smaller default
-    batches keep each round short between deadline checks.
+    ``GPU_BATCH_MEMORY`` bytes, and keeping up to ``GPU_MAX_DOMAINS`` domains in
+    ``GPU_QUEUE_MEMORY`` bytes): a GPU bounds a thousand domains in about the time of a few
+    dozen (``benchmarks/results/gpu/README.md``); on the CPU the smaller default batches keep
+    each round short between deadline checks.
     """
     if not device.startswith("cuda"):
         return VerifierConfig(device=DeviceConfig(device=device), seed=seed)
     return VerifierConfig(device=DeviceConfig(device=device), seed=seed,
                           input_split=InputSplitConfig(batch=GPU_BATCH, batch_elements=2**26),
-                          relu_split=ReluSplitConfig(batch=GPU_BATCH, batch_memory=GPU_BATCH_MEMORY))
+                          relu_split=ReluSplitConfig(batch=GPU_BATCH, batch_memory=GPU_BATCH_MEMORY,
+                                                     max_domains=GPU_MAX_DOMAINS, queue_memory=GPU_QUEUE_MEMORY))

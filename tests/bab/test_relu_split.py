@@ -140,6 +140,34 @@ def test_a_search_run_in_short_slices_resumes_and_proves(monkeypatch: pytest.Mon
     assert search.run(Deadline.after(1.0)).status == "unsat"  # a decided search stays decided
 
 
+
+def _capped(config: ReluSplitConfig) -> tuple[str, dict[str, object], bool]:
+    path = MNIST / "onnx" / "mnist-net_256x2.onnx"
+    region = parse_vnnlib(MNIST / "vnnlib" / "prop_8_0.03.vnnlib").regions[0]
+    bounds, proof = _setup(path, region)
+    attack = TorchGraph(bounds.graph, "cpu", torch.float32)
+    proof.optimise(Deadline.after(2.0))
+    confirm, confirmed = recording_confirm(path, region)
+    assert proof.crown is not None and proof.open
+    outcome = relu_split_search(bounds, attack, region, proof.open, proof.crown, confirm, Deadline.after(120), config)
+    return outcome.status, outcome.stats.extra, bool(confirmed)
+
+
+def test_a_store_past_its_cap_drains_and_still_proves() -> None:
+    """256x2 prop_8 at eps 0.03 (unsat in expected.csv) with a store cap far below what best-first
+    search keeps: past the cap the domains nearest to refuted go first, the store drains, and
+    the search still proves the instance instead of giving up."""
+    status, extra, confirmed = _capped(ReluSplitConfig(batch=4, max_domains=24))
+    assert status == "unsat" and not confirmed
+    assert int(extra.get("draining_rounds", 0)) > 0 and "gave_up_queue" not in extra
+
+
+def test_a_store_past_twice_its_memory_cap_gives_up() -> None:
+    """``queue_memory`` caps the store by its bytes: with room for no domain at all, the first
+    children already exceed twice the cap and the search answers unknown."""
+    status, extra, confirmed = _capped(ReluSplitConfig(queue_memory=1))
+    assert status == "unknown" and not confirmed and int(extra["gave_up_queue"]) > 0
+
 def test_never_proves_a_sat_mnist_instance() -> None:
     """256x2 prop_1 at eps 0.03 is sat (expected.csv): the search must not prove it; any sat it
     reports carries a confirmed point."""

@@ -50,6 +50,13 @@ class _Domains:
     def size(self) -> int:
         return int(self.open.shape[0])
 
+    @property
+    def bytes_per_domain(self) -> int:
+        """Bytes one stored domain takes (all of its tensors' rows), at least 1."""
+        tensors = [t for pair in self.bounds.values() for t in pair]
+        tensors += [*self.split.values(), *self.alpha.values(), *self.beta.values(), self.open, self.hardness]
+        return max(1, sum(t.numel() * t.element_size() for t in tensors) // max(1, self.size))
+
     def take(self, index: Tensor) -> _Domains:
         """The domains at ``index`` (a bool mask or indices)."""
         return _Domains({k: (lo[index], hi[index]) for k, (lo, hi) in self.bounds.items()},

@@ -196,15 +196,11 @@ class _ClauseSearch:
                 break
             if deadline.expired():
                 return None
-            if size > config.max_domains:
-                stats.extra["gave_up_queue"] = size
+            popped = self._next_batch(stats)
+            if popped is None:
                 return Status.UNKNOWN
-            order = torch.argsort(self.store.hardness)
-            stats.extra["lowest_open_bound"] = float(self.store.hardness[order[0]])  # the clause's certified bound
             if progress is not None and progress.due():
                 progress.show(ProgressEvent("branch and bound", size, stats.extra["lowest_open_bound"]))
-            popped, rest = self.store.take(order[: 2 * self.batch]), self.store.take(order[2 * self.batch:])
-            self.store = rest if rest.size else None
             begin = time.monotonic()
             self.pending, corners, self.row = _bound(bounder, popped, config.iterations, deadline, stats)
             stats.seconds_bounding += time.monotonic() - begin
@@ -220,6 +216,27 @@ class _ClauseSearch:
                 if search.pgd(box_lo, box_hi, starts):
                     return Status.SAT
         return Status.UNKNOWN if self.unresolved else Status.UNSAT
+
+    def _next_batch(self, stats: BabStats) -> _Domains | None:
+        """The domains to bound next, taken out of the store: lowest bound first (best first)
+        while the store is within its cap (``max_domains``, or the domains ``queue_memory``
+        holds, whichever is fewer); past it, nearest to refuted first, so that the store drains
+        instead of growing. None once the store outgrew twice its cap (the search gives up)."""
+        store = self.store
+        assert store is not None
+        cap = min(self.config.max_domains, self.config.queue_memory // store.bytes_per_domain)
+        if store.size > 2 * cap:
+            stats.extra["gave_up_queue"] = store.size
+            return None
+        draining = store.size > cap
+        if draining:
+            stats.extra["draining_rounds"] = stats.extra.get("draining_rounds", 0) + 1
+        order = torch.argsort(store.hardness, descending=draining)
+        stats.extra["lowest_open_bound"] = float(store.hardness.min())  # the clause's certified bound
+        count = 2 * self.batch
+        popped, rest = store.take(order[:count]), store.take(order[count:])
+        self.store = rest if rest.size else None
+        return popped
 
     def _split_pending(self, stats: BabStats) -> None:
         """Moves the bounded domains still open into the store as children (and those with no
