@@ -141,9 +141,9 @@ def test_a_search_run_in_short_slices_resumes_and_proves(monkeypatch: pytest.Mon
 
 
 
-def _capped(config: ReluSplitConfig) -> tuple[str, dict[str, object], bool]:
+def _capped(config: ReluSplitConfig, prop: str = "prop_8_0.03") -> tuple[str, dict[str, object], bool]:
     path = MNIST / "onnx" / "mnist-net_256x2.onnx"
-    region = parse_vnnlib(MNIST / "vnnlib" / "prop_8_0.03.vnnlib").regions[0]
+    region = parse_vnnlib(MNIST / "vnnlib" / f"{prop}.vnnlib").regions[0]
     bounds, proof = _setup(path, region)
     attack = TorchGraph(bounds.graph, "cpu", torch.float32)
     proof.optimise(Deadline.after(2.0))
@@ -154,10 +154,10 @@ def _capped(config: ReluSplitConfig) -> tuple[str, dict[str, object], bool]:
 
 
 def test_a_store_past_its_cap_drains_and_still_proves() -> None:
-    """256x2 prop_8 at eps 0.03 (unsat in expected.csv) with a store cap far below what best-first
-    search keeps: past the cap the domains nearest to refuted go first, the store drains, and
-    the search still proves the instance instead of giving up."""
-    status, extra, confirmed = _capped(ReluSplitConfig(batch=4, max_domains=24))
+    """256x2 prop_10 at eps 0.05 (unsat in expected.csv) with a store cap below what best-first
+    search keeps (16 domains, 8 popped per round): past the cap the domains nearest to refuted
+    go first, the store drains, and the search still proves the instance instead of giving up."""
+    status, extra, confirmed = _capped(ReluSplitConfig(batch=4, max_domains=16), "prop_10_0.05")
     assert status == "unsat" and not confirmed
     assert int(extra.get("draining_rounds", 0)) > 0 and "gave_up_queue" not in extra
 
