@@ -86,6 +86,25 @@ def test_forward_bounds_of_every_value_contain_samples(tmp_path: Path, name: str
         assert (((outs >= y_lo) | ~finite).all() and ((outs <= y_hi) | ~finite).all()), name
 
 
+@pytest.mark.parametrize(("name", "model", "ranges"), SINGLE_INPUT, ids=[m[0] for m in SINGLE_INPUT])
+def test_forms_with_fixed_inputs_contain_samples(tmp_path: Path, name: str, model: onnx.ModelProto,
+                                                 ranges: list[tuple[float, float]]) -> None:
+    """Every other input position narrowed to one float32 step (a fixed pixel, as dist_shift's):
+    the forms drop its column and carry its box ends as constants; every value's bounds still
+    contain the float32 evaluation at sampled points."""
+    graph, lower, upper = registry_case_box(tmp_path, model, ranges, seed=12)
+    flat_lo, flat_hi = lower.reshape(-1).clone(), upper.reshape(-1).clone()
+    fixed = torch.arange(flat_lo.numel()) % 2 == 1
+    step = torch.from_numpy(np.nextafter(flat_lo.float().numpy(), np.float32(np.inf)).astype(np.float64))
+    flat_hi[fixed] = step[fixed]
+    lower, upper = flat_lo.reshape(lower.shape), flat_hi.reshape(upper.shape)
+    tgraph = TorchGraph(graph, "cpu", torch.float64)
+    crown = Crown(tgraph, [lower], [upper], FORWARD)
+    assert crown.forms is not None
+    wide = int(((upper - lower).reshape(-1) > 1e-6 * float((upper - lower).max())).sum())
+    assert crown.forms.n == wide
+    assert _violations(crown, tgraph, _sample(lower, upper, 600, 5)) == [], name
+
 @pytest.mark.parametrize("seed", range(24))
 def test_forward_bounds_contain_onnxruntime_on_random_dags(tmp_path: Path, seed: int) -> None:
     path = tmp_path / f"dag{seed}.onnx"

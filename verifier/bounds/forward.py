@@ -1,8 +1,10 @@
 """Forward-mode linear bounds: every value enclosed by two linear functions of the graph input.
 
-For a graph with one input ``x`` of ``n`` elements, each input box is written ``x = c + r * t``
-with ``t`` in ``[-1, 1]^n`` (``r`` rounded up, so the t-box covers the input box; only the
-``t`` whose ``x`` lies in the box matter). A value ``v`` of ``m`` elements gets a :class:`Form`:
+For a graph with one input ``x``, each input box is written ``x = c + r * t`` with ``t`` in
+``[-1, 1]^n`` over its ``n`` free positions (``r`` rounded up, so the t-box covers the input box;
+only the ``t`` whose ``x`` lies in the box matter); positions narrower than a millionth of the
+widest in every box enter as constants, their box ends (dist_shift fixes 784 of 792 pixels).
+A value ``v`` of ``m`` elements gets a :class:`Form`:
 the coefficients ``(N, n, m)`` and biases ``(N, m)`` of a lower and an upper linear function
 of ``t`` between which ``v``'s float evaluation lies. :class:`ForwardForms` passes forms from
 node to node in graph order:
@@ -93,11 +95,17 @@ class ForwardForms:
         self.unit = unit_roundoff(table.tgraph.place.dtype)
         info = table.graph.inputs[0]
         lo, hi = (_flat(b) for b in table.input_bounds[info.name])
-        self.n = int(lo.shape[1])
         centre = (lo + hi) / 2
         radius = torch.maximum(centre - lo, hi - centre) * (1 + 2 * self.unit)
-        eye = torch.diag_embed(radius)  # (N, n, n): x_i = c_i + r_i t_i
-        self.forms: dict[str, Form] = {info.name: make_form(eye, centre, eye, centre)}
+        free = _free_dimensions(radius)
+        self.n = int(free.numel())
+        coefficients = torch.zeros(lo.shape[0], self.n, lo.shape[1], dtype=lo.dtype, device=lo.device)
+        columns = torch.arange(self.n, device=lo.device)
+        coefficients[:, columns, free] = radius[:, free]  # x_i = c_i + r_i t_j for the j-th free i
+        fixed = torch.ones_like(lo, dtype=torch.bool)
+        fixed[:, free] = False  # the other inputs: the constants lo_i and hi_i bound them
+        lower_bias, upper_bias = torch.where(fixed, lo, centre), torch.where(fixed, hi, centre)
+        self.forms: dict[str, Form] = {info.name: make_form(coefficients, lower_bias, coefficients, upper_bias)}
 
     @staticmethod
     def applicable(table: BoundTable, max_entries: int | None = None) -> bool:
@@ -107,8 +115,10 @@ class ForwardForms:
         if len(table.graph.inputs) != 1:
             return False
         lo, hi = table.input_bounds[table.graph.inputs[0].name]
-        if max_entries is not None and lo.shape[0] * lo[0].numel() * table.graph.largest_value_size > max_entries:
-            return False
+        if max_entries is not None:
+            free = _free_dimensions((_flat(hi) - _flat(lo)) / 2).numel()
+            if lo.shape[0] * free * table.graph.largest_value_size > max_entries:
+                return False
         return bool(torch.isfinite(lo).all()) and bool(torch.isfinite(hi).all())
 
     def bounds(self, name: str) -> Bounds | None:
@@ -214,6 +224,17 @@ class ForwardForms:
         lo, hi = (_flat(b) for b in self.table.bounds[name])
         return make_form(torch.where(bad_lo.unsqueeze(1), 0.0, form.lower), torch.where(bad_lo, lo, form.lower_bias),
                          torch.where(bad_hi.unsqueeze(1), 0.0, form.upper), torch.where(bad_hi, hi, form.upper_bias))
+
+
+def _free_dimensions(radius: Tensor, relative: float = 1e-6) -> Tensor:
+    """The input positions the forms keep a column for: those whose radius exceeds ``relative``
+    times the widest in some box of the batch. The others (pixels fixed to an interval a few
+    rounding steps wide, as in dist_shift) enter as constants, their box ends, so a form costs
+    ``2 (k + 1)`` vectors for ``k`` free positions instead of ``2 (n + 1)`` (a point box keeps one
+    column); any choice is sound."""
+    widest = radius.amax(dim=1, keepdim=True)
+    free = (radius > relative * widest).any(dim=0).nonzero().reshape(-1)
+    return free if free.numel() else torch.zeros(1, dtype=torch.long, device=radius.device)  # a point box
 
 
 def _line(slope: Tensor, source: Form, lower_side: bool) -> tuple[Tensor, Tensor, Tensor]:

@@ -1,0 +1,65 @@
+"""Input-split search throughput per intermediate-bound method, on one instance: domains bounded
+per second of bounding, and the verdict within the time given.
+
+    python benchmarks/bench_input_split.py [--root ../shared/benchmarks] [--benchmark dist_shift]
+        [--onnx onnx/mnist_concat.onnx] [--vnnlib vnnlib/index9830_delta0.13.vnnlib] [--timeout 60]
+        [--methods forward backward] [--out benchmarks/results/input_split_methods.md]
+
+Each method is ``InputSplitConfig.intermediate_method`` (how CROWN bounds each box's
+intermediate values: linear forms over the free inputs, backward passes per unstable neuron, or
+both); the run is the whole pipeline (``verify_problem``) on one thread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+from report import emit  # benchmarks/report.py
+
+from verifier.api import verify_problem
+from verifier.config import default_config
+from verifier.problem import load_problem
+
+HERE = Path(__file__).resolve().parent
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--root", type=Path, default=HERE.parent.parent / "shared" / "benchmarks")
+    parser.add_argument("--benchmark", default="dist_shift")
+    parser.add_argument("--onnx", default="onnx/mnist_concat.onnx")
+    parser.add_argument("--vnnlib", default="vnnlib/index9830_delta0.13.vnnlib")
+    parser.add_argument("--timeout", type=float, default=60.0)
+    parser.add_argument("--methods", nargs="+", default=["forward", "backward"])
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    folder = args.root / args.benchmark
+    problem = load_problem(folder / args.onnx, folder / args.vnnlib)
+    lines = [f"# Input-split throughput per intermediate method ({args.benchmark} {Path(args.vnnlib).stem})", "",
+             f"Machine: {platform.node()}, Python {platform.python_version()}, torch {torch.__version__}, one "
+             f"thread, {args.timeout:g} s. Command: `python benchmarks/bench_input_split.py --benchmark "
+             f"{args.benchmark} --onnx {args.onnx} --vnnlib {args.vnnlib} --timeout {args.timeout:g} --methods "
+             + " ".join(args.methods) + "`", "",
+             "| method | verdict | seconds | domains bounded | rounds | bounding s | domains/s |",
+             "|---|---|---|---|---|---|---|"]
+    for method in args.methods:
+        config = default_config("cpu", 0)
+        config = replace(config, input_split=replace(config.input_split, intermediate_method=method))
+        start = time.monotonic()
+        result = verify_problem(problem, args.timeout, config)
+        bab = result.stats.get("bab", {})
+        domains, bounding = bab.get("domains_bounded", 0), bab.get("seconds_bounding", 0.0)
+        lines.append(f"| {method} | {result.status.value} | {time.monotonic() - start:.1f} | {domains} | "
+                     f"{bab.get('rounds', 0)} | {bounding:.1f} | {domains / bounding if bounding else 0.0:.1f} |")
+        print(lines[-1], flush=True)
+    emit(lines, args.out)
+
+
+if __name__ == "__main__":
+    main()
