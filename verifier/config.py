@@ -339,6 +339,11 @@ class CrownConfig:
             union over the batch: cheaper for large batches of small boxes (input splitting),
             where each box has few unstable neurons. Not used while alpha slopes are set
             (their shapes follow the union rows).
+        form_end_inputs: when the boxes have at most this many free input positions, the
+            values that are affine functions of the input (the layers before the first
+            relaxed node) get exact forward forms, and refining passes end there instead of
+            walking on to the inputs (the same bound; :func:`verifier.bounds.forward.lower_bound_through`).
+            0 turns it off.
     """
 
     relu_mode: ReluMode = ReluMode.ADAPTIVE
@@ -351,6 +356,7 @@ class CrownConfig:
     per_domain_rows: bool = False
     windows: bool = True
     intermediate_method: IntermediateMethod = IntermediateMethod.BACKWARD
+    form_end_inputs: int = 64
 
     def __post_init__(self) -> None:
         coerce_modes(self, {"relu_mode": (ReluMode, "ReLU relaxation mode"),

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from verifier.bounds.forward import Form, rows_through_form
 from verifier.bounds.rounding import unit_roundoff
 from verifier.bounds.step_weights import (
     WeightCache,
@@ -70,6 +71,12 @@ class Traversal:
             differentiates through them).
         deadline: checked before every node; the pass raises
             :class:`~verifier.deadline.DeadlineExceeded` once it has passed (None: no limit).
+        ends: exact forward forms (:mod:`verifier.bounds.forward`) of values that are affine
+            functions of the graph input, and of the input itself: the pass ends its rows at
+            each (their coefficients there become coefficients on the forms' ``t``,
+            :func:`~verifier.bounds.forward.rows_through_form`, concretised together with the
+            inputs' at the end) instead of walking on to the inputs; the same bound, cheaper
+            when the forms have few columns. Not for passes that record the input coefficients.
     """
 
     stop: int
@@ -79,6 +86,7 @@ class Traversal:
     fast_paths: bool = True
     create_graph: bool = False
     deadline: Deadline | None = None
+    ends: Mapping[str, Form] = field(default_factory=dict)
 
 
 @dataclass
@@ -162,6 +170,8 @@ def backward(table: BoundTable, seeds: Mapping[str, Tensor | Windows], plan: Tra
     rows = next(iter(seeds.values())).shape[1]
     place = table.tgraph.place
     biases: list[Tensor] = []
+    ends = plan.ends if record is None else {}  # a recorded pass needs the input coefficients
+    columns: Tensor | None = None  # the coefficients on the forms' t of the rows ended at forms
     for index in range(plan.stop - 1, -1, -1):
         node = table.graph.nodes[index]
         coeffs = [pending.pop(name, None) if name else None for name in node.outputs]
@@ -169,11 +179,22 @@ def backward(table: BoundTable, seeds: Mapping[str, Tensor | Windows], plan: Tra
             continue
         if plan.deadline is not None:
             plan.deadline.check()
+        form = ends.get(node.outputs[0]) if len(node.outputs) == 1 else None
+        if form is not None and coeffs[0] is not None:  # every consumer has been passed: the rows end here
+            part, bias = rows_through_form(coeffs[0], form, len(ends))
+            columns = part if columns is None else columns + part
+            biases.append(bias)
+            continue
         biases.append(_step(table, index, coeffs, pending, plan, record, cache))
         beta = plan.betas.get(node.name)
         if beta is not None:
             accumulate(pending, node.inputs[0], -beta.to(place.dtype))
     pending = {name: c.dense() if isinstance(c, Windows) else c for name, c in pending.items()}
+    if columns is not None:  # inputs reached by walking join the ended rows: all concretised in t
+        for name in [name for name in pending if name in ends]:
+            part, bias = rows_through_form(pending.pop(name), ends[name], len(ends))
+            columns, biases = columns + part, [*biases, bias]
+        biases.append(-columns.abs().sum(dim=2))
     if record is not None:  # every input's coefficients: zeros where no path of the rows reaches it
         record.inputs = {name: pending[name] if name in pending else
                          torch.zeros(table.batch, rows, *lo.shape[1:], dtype=place.dtype, device=place.device)

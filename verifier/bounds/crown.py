@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 from verifier.bounds.backward import Cache, Multipliers, Record, Traversal, backward
-from verifier.bounds.forward import ForwardForms
+from verifier.bounds.forward import Form, ForwardForms
 from verifier.bounds.interval import _widen, model_unit
 from verifier.bounds.rounding import outward, unit_roundoff
 from verifier.bounds.table import Bounds, BoundTable
@@ -91,6 +91,8 @@ class Crown:
         self._cache = Cache()
         # True once ``refine_seconds`` left some rows unrefined (a backward pass costs too much here)
         self.refinement_cut = False
+        # values affine in the input with exact forms: refining passes end there (compute())
+        self.ends: dict[str, Form] = {}
         if table is not None:
             self.table = table
             return
@@ -155,6 +157,9 @@ class Crown:
         forms = self.config.intermediate and method in (IntermediateMethod.FORWARD, IntermediateMethod.HYBRID)
         self.forms = ForwardForms(self.table, self.config.relu_mode) if (
             forms and ForwardForms.applicable(self.table, 8 * self.config.chunk_elements)) else None
+        self.prefix = self.forms if self.forms is not None else self._prefix_forms()
+        self.ends = {}
+        self._note_ends([info.name for info in self.graph.inputs])  # where walked rows join the ended ones
         seconds = self.config.refine_seconds
         self._refine_until = None if seconds is None else time.monotonic() + seconds
         self._seconds_per_row = 0.0
@@ -199,6 +204,28 @@ class Crown:
                 if found is not None:
                     lo, hi = self.table.bounds[name]
                     self.table.bounds[name] = torch.maximum(lo, found[0]), torch.minimum(hi, found[1])
+        elif self.prefix is not None and op.is_affine(node, batched) and any(
+                name in self.ends for name, b in zip(node.inputs, batched, strict=True) if b):
+            self.prefix.pass_node(index)  # the prefix's forms: only from exact ones (the input's among them)
+        self._note_ends(node.outputs)
+
+    def _prefix_forms(self) -> ForwardForms | None:
+        """Forward forms for the values that are affine functions of the input, when the
+        boxes have at most ``config.form_end_inputs`` free positions (refining passes end at
+        them, :attr:`ends`); None otherwise."""
+        if not self.config.intermediate or not ForwardForms.applicable(self.table, 8 * self.config.chunk_elements) \
+                or ForwardForms.free_inputs(self.table) > self.config.form_end_inputs:
+            return None
+        return ForwardForms(self.table, self.config.relu_mode)
+
+    def _note_ends(self, names: Sequence[str]) -> None:
+        """Records the values among ``names`` whose form is exact as ends of refining passes."""
+        if self.prefix is None or self.prefix.n > self.config.form_end_inputs:
+            return
+        for name in names:
+            form = self.prefix.forms.get(name) if name else None
+            if form is not None and form.exact:
+                self.ends[name] = form
 
     def _refine_inputs(self, index: int, los: list[Tensor | None], his: list[Tensor | None],
                        batched: list[bool], mult: Multipliers) -> bool:
@@ -336,7 +363,8 @@ class Crown:
         """
         final = rows_of is None
         plan = Traversal(stop, self.config.relu_mode, _slopes(mult, rows_of), mult.betas if final else {},
-                         self.config.fast_paths, create_graph=bool(mult.slopes), deadline=self.deadline)
+                         self.config.fast_paths, create_graph=bool(mult.slopes), deadline=self.deadline,
+                         ends={} if final else self.ends)
         return backward(self.table, seeds, plan, self.record if final else None, self._cache)
 
     # ---------------------------------------------------------------- public

@@ -42,6 +42,7 @@ from torch import Tensor
 
 from verifier.bounds.rounding import unit_roundoff
 from verifier.bounds.table import Bounds, BoundTable
+from verifier.bounds.windows import Windows
 from verifier.ir import Node
 from verifier.ops.base import all_finite, gamma
 from verifier.ops.relax import LinearBounds
@@ -51,7 +52,9 @@ from verifier.ops.relax import LinearBounds
 class Form:
     """``lower · t + lower_bias <= v <= upper · t + upper_bias`` for the flattened value ``v``:
     coefficients ``(N, n, m)``, biases ``(N, m)``; the spreads ``sum_j |A_j|`` ``(N, m)`` of
-    both (build with :func:`make_form`)."""
+    both (build with :func:`make_form`). ``exact``: ``v`` is an affine function of the input
+    and both functions carry its coefficients (``lower is upper``; the biases differ by the
+    float errors and the fixed inputs' boxes); a cut form is not exact."""
 
     lower: Tensor
     lower_bias: Tensor
@@ -59,6 +62,7 @@ class Form:
     upper_bias: Tensor
     lower_spread: Tensor
     upper_spread: Tensor
+    exact: bool = False
 
     def magnitudes(self) -> tuple[Tensor, Tensor]:
         """``sum_j |A_j| + |b|`` ``(N, m)`` of the lower and the upper function: bounds of
@@ -74,7 +78,7 @@ def make_form(lower: Tensor, lower_bias: Tensor, upper: Tensor, upper_bias: Tens
     """The form with its spreads (computed once for an exact form, ``lower is upper``)."""
     lower_spread = lower.abs().sum(dim=1)
     upper_spread = lower_spread if upper is lower else upper.abs().sum(dim=1)
-    return Form(lower, lower_bias, upper, upper_bias, lower_spread, upper_spread)
+    return Form(lower, lower_bias, upper, upper_bias, lower_spread, upper_spread, upper is lower)
 
 
 def cut_form(lower: Tensor, upper: Tensor, n: int) -> Form:
@@ -115,11 +119,17 @@ class ForwardForms:
         if len(table.graph.inputs) != 1:
             return False
         lo, hi = table.input_bounds[table.graph.inputs[0].name]
-        if max_entries is not None:
-            free = _free_dimensions((_flat(hi) - _flat(lo)) / 2).numel()
-            if lo.shape[0] * free * table.graph.largest_value_size > max_entries:
-                return False
+        if max_entries is not None \
+                and lo.shape[0] * ForwardForms.free_inputs(table) * table.graph.largest_value_size > max_entries:
+            return False
         return bool(torch.isfinite(lo).all()) and bool(torch.isfinite(hi).all())
+
+    @staticmethod
+    def free_inputs(table: BoundTable) -> int:
+        """The number of input positions the forms would keep a column for (the graph's one
+        input; see :func:`_free_dimensions`)."""
+        lo, hi = table.input_bounds[table.graph.inputs[0].name]
+        return int(_free_dimensions((_flat(hi) - _flat(lo)) / 2).numel())
 
     def bounds(self, name: str) -> Bounds | None:
         """Certified bounds ``(N, *shape)`` of value ``name`` from its form (None: no form)."""
@@ -264,3 +274,37 @@ def _flat_lines(lines: LinearBounds, batch: int) -> LinearBounds:
 def _flat(t: Tensor) -> Tensor:
     """``(B, *shape)`` as ``(B, size)`` (also for 0-d values: size 1)."""
     return t.reshape(t.shape[0], -1)
+
+
+def rows_through_form(rows: Tensor | Windows, form: Form, parts: int) -> tuple[Tensor, Tensor]:
+    """The rows ``<A_r, v>`` for a value ``v`` whose form is exact (:attr:`Form.exact`:
+    ``C t + b_l <= v <= C t + b_u``) as a function of the forms' ``t``: coefficients ``A C``
+    ``(N, R, n)`` and a bias ``(N, R)`` with ``<A_r, v> >= (A C)_r t + bias_r`` for every ``t``
+    in ``[-1, 1]^n``, so for every input of the boxes (the forms cover the model's float
+    evaluation). A backward pass may end its rows here instead of walking on to the inputs:
+    several such parts are added up and concretised together (``- sum_j |sum_parts (A C)_j|``),
+    the bound the walk would give, at the cost of products with ``n`` columns.
+
+    Floating point (unit ``u`` of the rows' dtype; ``parts``: at most how many parts are added
+    before the concretisation): the products over ``m`` positions, the additions of the parts
+    and the concretisation's sum over ``n`` columns err by at most ``gamma_{m+n+parts+2}``
+    times ``|A| (sum_j |C_j| + max(|b_l|, |b_u|))`` for this part; twice ``gamma_{m+n+parts+4}``
+    of it is subtracted from the bias (not differentiated, as the traversal's other allowances).
+    """
+    batch, n, m = form.lower.shape
+    unit = unit_roundoff(form.lower.dtype)
+    mag_lo, mag_hi = form.magnitudes()
+    magnitude = torch.maximum(mag_lo, mag_hi)
+    if isinstance(rows, Windows):
+        positive, negative = rows.with_patch(rows.patch.clamp(min=0)), rows.with_patch(rows.patch.clamp(max=0))
+        bias = positive.dot(form.lower_bias) + negative.dot(form.upper_bias)
+        size = rows.with_patch(rows.patch.detach().abs()).dot(magnitude)
+        coefficients = rows.dot_columns(form.lower.reshape(batch, n, *rows.shape[1:]))
+    else:
+        flat = rows.reshape(rows.shape[0], rows.shape[1], -1).expand(batch, -1, -1)
+        coefficients = torch.bmm(flat, form.lower.transpose(1, 2))
+        bias = (torch.bmm(flat.clamp(min=0), form.lower_bias.unsqueeze(2))
+                + torch.bmm(flat.clamp(max=0), form.upper_bias.unsqueeze(2))).squeeze(2)
+        size = torch.bmm(flat.detach().abs(), magnitude.unsqueeze(2)).squeeze(2)
+    margin = 2 * gamma(m + n + parts + 4, unit) * size
+    return coefficients, torch.nan_to_num(bias - margin, nan=-torch.inf)

@@ -92,6 +92,19 @@ class Windows:
         picked = padded.index_select(2, flat.reshape(-1)).to(self.patch.dtype)
         return picked.reshape(m, channels, self.rows, h, w).transpose(1, 2)
 
+    def dot_columns(self, columns: Tensor) -> Tensor:
+        """``<A_r, columns_j>`` ``(N, R, k)`` for ``k`` values per batch element, ``columns``
+        ``(N, k, *shape)`` finite: one gather of all columns at the windows, one product."""
+        batch, k = columns.shape[:2]
+        _, channels, height, width = self.shape
+        h, w = self.patch.shape[3:]
+        pads, padded_h, padded_w, flat = self._layout
+        padded = F.pad(columns.reshape(batch * k, channels, height, width), pads)
+        picked = padded.reshape(batch, k, channels, padded_h * padded_w).index_select(3, flat.reshape(-1))
+        picked = picked.reshape(batch, k, channels, self.rows, h * w).to(self.patch.dtype)
+        patch = self.patch.reshape(self.patch.shape[0], 1, self.rows, channels, h * w).transpose(2, 3)
+        return (picked * patch).sum(dim=(2, 4)).transpose(1, 2)
+
     def dense(self) -> Tensor:
         """The same coefficients as a dense tensor ``(N, R, *shape)`` (entries outside the
         value dropped: they stand for no real position)."""
