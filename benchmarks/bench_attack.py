@@ -8,7 +8,9 @@ For each benchmark folder of ``--root`` it draws ``--sample`` instances whose ``
 answer is ``sat`` (0: all), and runs :func:`verifier.attack.pgd.falsify_region` on each region of
 the spec in turn, for at most ``--time-limit`` seconds per instance in all, once per portfolio of
 PGD initial steps in ``--portfolios`` (``AttackConfig.step_fractions``, fractions of each input's
-box width, comma-separated; the restarts take them in turn).
+box width, comma-separated; the restarts take them in turn), optionally followed by ``/`` and the
+Adam members' rates (``AttackConfig.adam_rates``; ``0.5,0.02/`` has none, a name without ``/``
+keeps the default).
 A point counts only when onnxruntime confirms it (:func:`verifier.witness.check_witness`), as
 in the pipeline. One thread, this process; model loading is not timed.
 """
@@ -68,6 +70,15 @@ def time_to_counterexample(onnx: Path, vnnlib: Path, config: AttackConfig, secon
     return None
 
 
+def _portfolio(name: str) -> AttackConfig:
+    """The attack options a ``--portfolios`` entry names (``signed fractions[/adam rates]``)."""
+    signed, slash, adam = name.partition("/")
+    fractions = tuple(float(f) for f in signed.split(","))
+    if not slash:
+        return AttackConfig(step_fractions=fractions)
+    return AttackConfig(step_fractions=fractions, adam_rates=tuple(float(f) for f in adam.split(",") if f))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--root", type=Path, default=HERE.parent.parent / "shared" / "benchmarks")
@@ -79,11 +90,11 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     instances = sat_instances(args.root, args.sample, args.seed)
-    portfolios = {name: tuple(float(f) for f in name.split(",")) for name in args.portfolios}
+    portfolios = {name: _portfolio(name) for name in args.portfolios}
     results: dict[tuple[str, str], list[float | None]] = {}
     for bench, onnx, vnnlib in instances:
-        for name, fractions in portfolios.items():
-            got = time_to_counterexample(onnx, vnnlib, AttackConfig(step_fractions=fractions), args.time_limit)
+        for name, config in portfolios.items():
+            got = time_to_counterexample(onnx, vnnlib, config, args.time_limit)
             results.setdefault((bench, name), []).append(got)
             print(f"{bench} {onnx.name} {vnnlib.name} steps {name}: "
                   + ("not found" if got is None else f"{got:.2f} s"), flush=True)

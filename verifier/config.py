@@ -140,6 +140,12 @@ class AttackConfig:
             missed MNIST fc and marabou-cifar10 counterexamples that 0.5 finds in 0.1 s), small
             ones stay inside the thin pockets of control networks (reach_prob_density's robot);
             ``benchmarks/bench_attack.py`` measures them.
+        adam_rates: more members of the portfolio: Adam steps (learning rate this fraction of
+            each box width) on the clause's summed row violations, each pushed a little past
+            its bound, instead of signed steps on the worst row: where a counterexample must
+            satisfy several rows at once in a thin slab (robot_11 of reach_prob_density: 4 M
+            uniform points and signed PGD never get there), the signed steps chase one row at a
+            time. Restart ``i`` takes member ``i % (k + a)`` of ``step_fractions + adam_rates``.
         max_batch: largest batch evaluated at once.
         batch_memory: bytes of activations one batch may take; the batch shrinks on large
             models to stay within it (never below 16 points).
@@ -153,13 +159,15 @@ class AttackConfig:
     restarts: int = 256
     steps: int = 100
     step_fractions: tuple[float, ...] = (0.5, 0.02)
+    adam_rates: tuple[float, ...] = (0.01,)
     max_batch: int = 65536
     batch_memory: int = 256 * 2**20
     time_limit: float = 10.0
 
     def __post_init__(self) -> None:
-        if not self.step_fractions or not all(0 < f <= 1 for f in self.step_fractions):
-            raise ValueError(f"attack step fractions must be in (0, 1], got {self.step_fractions!r}")
+        if not self.step_fractions or not all(0 < f <= 1 for f in self.step_fractions + self.adam_rates):
+            raise ValueError(f"attack step fractions must be in (0, 1], got {self.step_fractions!r}, "
+                             f"{self.adam_rates!r}")
 
 
 @dataclass(frozen=True)

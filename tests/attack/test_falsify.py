@@ -121,3 +121,27 @@ def test_large_pgd_steps_reach_an_image_counterexample_small_ones_miss(steps: in
 def test_attack_step_fractions_are_checked(bad: tuple[float, ...]) -> None:
     with pytest.raises(ValueError, match="step fractions"):
         AttackConfig(step_fractions=bad)
+
+
+def _robot_attack(adam_rates: tuple[float, ...]) -> tuple[np.ndarray | None, float]:
+    """The attack alone on reach_prob_density's robot_0 (bundled in the zoo): a counterexample
+    must satisfy five output rows at once inside a thin slab of the box."""
+    zoo = Path(__file__).resolve().parents[2] / "benchmarks" / "zoo"
+    model = zoo / "onnx" / "reach_prob_density__robot.onnx"
+    region = parse_vnnlib(zoo / "vnnlib" / "reach_prob_density__robot_0.vnnlib").regions[0]
+    graph = TorchGraph(load_model(model), "cpu", torch.float32)
+    oracle = OnnxOracle(model)
+    cfg = AttackConfig(rounds=3, adam_rates=adam_rates, time_limit=600.0)  # bound by steps, not by time
+    found, stats = falsify_region(graph, region, cfg, Deadline.after(600),
+                                  lambda x: check_witness(oracle, region, x).valid, 0)
+    return found, stats.best_margin
+
+
+def test_adam_steps_on_summed_violations_reach_a_thin_slab_signed_steps_miss() -> None:
+    """The default portfolio (signed steps and Adam on the summed violations) finds robot_0's
+    counterexample, confirmed by onnxruntime; the signed steps alone, the old portfolio, end
+    with a positive margin in the same rounds."""
+    found, margin = _robot_attack(AttackConfig().adam_rates)
+    assert found is not None and margin <= 0
+    missed, signed_margin = _robot_attack(())
+    assert missed is None and signed_margin > 0

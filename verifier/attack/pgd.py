@@ -63,9 +63,20 @@ class MarginObjective:
         if self.trivial or self.c.shape[0] == 0:
             fill = -torch.inf if self.trivial else torch.inf
             return torch.full((y.shape[0],), fill, dtype=y.dtype, device=y.device)
+        return self.with_violation(y)[0]
+
+    def with_violation(self, y: Tensor) -> tuple[Tensor, Tensor]:
+        """The margins ``(B,)`` and the summed violations ``(B,)``: per clause the sum over its
+        rows of ``max(0, row + 1e-4 (1 + |d|))`` (zero only a little inside every bound),
+        least over the clauses; a smooth target where a point must satisfy several rows."""
+        if self.trivial or self.c.shape[0] == 0:
+            margin = self(y)
+            return margin, margin
         rows = torch.einsum("krm,bm->bkr", self.c, y) - self.d
+        offset = torch.where(torch.isfinite(self.d), 1e-4 * (1 + self.d.abs()), 0.0)
+        pushed = torch.relu(rows + offset).masked_fill(~self.mask, 0.0).sum(dim=2)
         rows = rows.masked_fill(~self.mask, -torch.inf)
-        return rows.amax(dim=2).amin(dim=1)
+        return rows.amax(dim=2).amin(dim=1), pushed.amin(dim=1)
 
 
 def batch_size(tgraph: TorchGraph, cfg: AttackConfig) -> int:
@@ -102,6 +113,13 @@ class _Search:
         parts = [self.objective(self.tgraph.forward_flat(chunk)) for chunk in x.split(self.batch)]
         self.stats.evaluated += x.shape[0]
         return torch.cat(parts)
+
+    def targets(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Margins and summed violations (:meth:`MarginObjective.with_violation`) of a batch of
+        points, evaluated in chunks of ``max_batch``."""
+        parts = [self.objective.with_violation(self.tgraph.forward_flat(chunk)) for chunk in x.split(self.batch)]
+        self.stats.evaluated += x.shape[0]
+        return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
     def offer(self, x: Tensor, margin: Tensor) -> bool:
         """Sends the best points with margin <= 0 to ``confirm``; True once one is confirmed."""
@@ -141,27 +159,45 @@ class _Search:
         return progress.best_x.clone()
 
     def pgd(self, x: Tensor) -> bool:
-        """Signed-gradient PGD from the points ``x`` (each with its initial step from the
-        portfolio ``step_fractions``); True once a candidate is confirmed."""
+        """PGD from the points ``x``, restart ``i`` with member ``i % (k + a)`` of the portfolio
+        ``step_fractions + adam_rates``: signed steps on the margin (initial step that fraction
+        of the box width, decaying) or Adam steps on the summed violations (learning rate that
+        fraction of the width); True once a candidate is confirmed."""
         steps = max(1, self.cfg.steps)
         decay = 0.01 ** (1.0 / max(steps, 100))
-        fractions = torch.tensor(self.cfg.step_fractions, dtype=self.width.dtype, device=self.width.device)
-        chosen = torch.arange(x.shape[0], device=fractions.device) % fractions.numel()
-        step = fractions[chosen].unsqueeze(1) * self.width  # restart i: the i-th fraction, cyclically
-        for _ in range(steps):
+        members = torch.tensor(self.cfg.step_fractions + self.cfg.adam_rates, dtype=self.width.dtype,
+                               device=self.width.device)
+        chosen = torch.arange(x.shape[0], device=members.device) % members.numel()
+        step = members[chosen].unsqueeze(1) * self.width
+        adam = (chosen >= len(self.cfg.step_fractions)).unsqueeze(1)
+        moments = torch.zeros_like(x), torch.zeros_like(x)
+        for t in range(1, steps + 1):
             if self.deadline.expired():
                 return False
             x.requires_grad_(True)
-            margin = self.margins(x)
-            (grad,) = torch.autograd.grad(margin.sum(), x)
+            margin, violation = self.targets(x)
+            (grad,) = torch.autograd.grad(torch.where(adam.squeeze(1), violation, margin).sum(), x)
             if self.offer(x, margin):
                 return True
             with torch.no_grad():
-                x = torch.minimum(torch.maximum(x - step * grad.sign(), self.lower), self.upper)
-            step = step * decay
+                moments = _adam_moments(moments, grad)
+                move = torch.where(adam, step * _adam_direction(moments, t), step * grad.sign())
+                x = torch.minimum(torch.maximum(x - move, self.lower), self.upper)
+            step = torch.where(adam, step, step * decay)
             self.stats.pgd_steps += 1
         with torch.no_grad():
             return self.offer(x, self.margins(x))
+
+
+def _adam_moments(moments: tuple[Tensor, Tensor], grad: Tensor) -> tuple[Tensor, Tensor]:
+    """Adam's running first and second moments of the gradient (0.9, 0.999)."""
+    return 0.9 * moments[0] + 0.1 * grad, 0.999 * moments[1] + 0.001 * grad * grad
+
+
+def _adam_direction(moments: tuple[Tensor, Tensor], t: int) -> Tensor:
+    """Adam's bias-corrected step direction at step ``t`` (entries of magnitude about 1)."""
+    first, second = moments[0] / (1 - 0.9**t), moments[1] / (1 - 0.999**t)
+    return first / (second.sqrt() + 1e-12)
 
 
 def falsify_region(tgraph: TorchGraph, region: Region, cfg: AttackConfig, deadline: Deadline,
