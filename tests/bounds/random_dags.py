@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import onnx
+import torch
 from onnx import TensorProto, helper, numpy_helper
+
+from verifier.graph.loader import load_model
+from verifier.ir import Graph
+from verifier.witness import grid_box
 
 UNARY = ["Relu", "Sigmoid", "Tanh", "LeakyRelu", "Abs", "Softplus", "Sin", "Neg", "Elu", "HardSigmoid", "Exp"]
 
@@ -86,3 +93,16 @@ def _const_int(self: GraphBuilder, values: list[int]) -> str:
 
 
 GraphBuilder.const_int = _const_int  # type: ignore[attr-defined]
+
+
+def saved_dag_box(folder: Path, seed: int) -> tuple[Path, Graph, torch.Tensor, torch.Tensor]:
+    """Random DAG ``seed`` saved under ``folder``, its loaded graph and a float32-cornered box
+    ``(1, *input_shape)`` around a random centre (radius in ``[0.01, 1]``)."""
+    path = folder / f"dag{seed}.onnx"
+    onnx.save(random_dag(seed), path)
+    graph = load_model(path)
+    rng = np.random.default_rng(seed)
+    centre, radius = rng.normal(size=graph.inputs[0].size), rng.uniform(0.01, 1.0)
+    box = grid_box(centre - radius, centre + radius, np.dtype(np.float32))
+    lower, upper = (torch.from_numpy(b).reshape(1, *graph.inputs[0].shape) for b in box)
+    return path, graph, lower, upper

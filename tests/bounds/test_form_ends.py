@@ -17,7 +17,7 @@ import pytest
 import torch
 
 import verifier.bounds.backward as backward_module
-from tests.bounds.random_dags import random_dag
+from tests.bounds.random_dags import saved_dag_box
 from tests.bounds.test_forward import _acas_box, _sample, _violations
 from tests.bounds.test_windows import _conv_net
 from verifier.bounds.crown import Crown, CrownConfig
@@ -25,7 +25,7 @@ from verifier.bounds.forward import Form
 from verifier.bounds.windows import Windows
 from verifier.graph.loader import load_model
 from verifier.graph.torch_graph import TorchGraph
-from verifier.witness import OnnxOracle, grid_box, snap_into_box
+from verifier.witness import OnnxOracle, snap_into_box
 
 WALK = CrownConfig(form_end_inputs=0)
 
@@ -52,14 +52,7 @@ def _close(ended: tuple[torch.Tensor, torch.Tensor], walked: tuple[torch.Tensor,
 
 @pytest.mark.parametrize("seed", range(24))
 def test_ended_passes_contain_onnxruntime_on_random_dags(tmp_path: Path, seed: int) -> None:
-    path = tmp_path / f"dag{seed}.onnx"
-    onnx.save(random_dag(seed), path)
-    graph = load_model(path)
-    size = graph.inputs[0].size
-    rng = np.random.default_rng(seed)
-    centre, radius = rng.normal(size=size), rng.uniform(0.01, 1.0)
-    box = grid_box(centre - radius, centre + radius, np.dtype(np.float32))
-    lower, upper = (torch.from_numpy(b).reshape(1, *graph.inputs[0].shape) for b in box)
+    path, graph, lower, upper = saved_dag_box(tmp_path, seed)
     tgraph = TorchGraph(graph, "cpu", torch.float64)
     ended = Crown(tgraph, [lower], [upper])
     bounds = ended.output_bounds()

@@ -14,7 +14,7 @@ import onnx
 import pytest
 import torch
 
-from tests.bounds.random_dags import random_dag
+from tests.bounds.random_dags import saved_dag_box
 from tests.bounds.test_crown_registry import MODELS
 from tests.conftest import ROOT, one_spec_per_model
 from verifier.bounds.crown import Crown, CrownConfig
@@ -107,14 +107,10 @@ def test_forms_with_fixed_inputs_contain_samples(tmp_path: Path, name: str, mode
 
 @pytest.mark.parametrize("seed", range(24))
 def test_forward_bounds_contain_onnxruntime_on_random_dags(tmp_path: Path, seed: int) -> None:
-    path = tmp_path / f"dag{seed}.onnx"
-    onnx.save(random_dag(seed), path)
-    graph = load_model(path)
+    path, graph, lower, upper = saved_dag_box(tmp_path, seed)
     size = graph.inputs[0].size
-    rng = np.random.default_rng(seed)
-    centre, radius = rng.normal(size=size), rng.uniform(0.01, 1.0)
-    box = grid_box(centre - radius, centre + radius, np.dtype(np.float32))
-    lower, upper = (torch.from_numpy(b).reshape(1, *graph.inputs[0].shape) for b in box)
+    rng = np.random.default_rng(seed + 100)
+    box = lower.reshape(-1).numpy(), upper.reshape(-1).numpy()
     crown = Crown(TorchGraph(graph, "cpu", torch.float64), [lower], [upper], FORWARD)
     c_lo, c_hi = crown.output_bounds()
     width = box[1] - box[0]
