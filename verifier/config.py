@@ -143,9 +143,9 @@ class AttackConfig:
         adam_rates: more members of the portfolio: Adam steps (learning rate this fraction of
             each box width) on the clause's summed row violations, each pushed a little past
             its bound, instead of signed steps on the worst row: where a counterexample must
-            satisfy several rows at once in a thin slab (robot_11 of reach_prob_density: 4 M
-            uniform points and signed PGD never get there), the signed steps chase one row at a
-            time. Restart ``i`` takes member ``i % (k + a)`` of ``step_fractions + adam_rates``.
+            satisfy several rows at once in a thin slab (robot_0 of reach_prob_density: signed
+            PGD never gets there), the signed steps chase one row at a time. Restart ``i``
+            takes member ``i % (k + a)`` of ``step_fractions + adam_rates``.
         max_batch: largest batch evaluated at once.
         batch_memory: bytes of activations one batch may take; the batch shrinks on large
             models to stay within it (never below 16 points).

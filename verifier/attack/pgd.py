@@ -60,9 +60,6 @@ class MarginObjective:
         self.d = d.to(dtype)  # the margin only ranks points: the oracle re-checks every candidate
 
     def __call__(self, y: Tensor) -> Tensor:
-        if self.trivial or self.c.shape[0] == 0:
-            fill = -torch.inf if self.trivial else torch.inf
-            return torch.full((y.shape[0],), fill, dtype=y.dtype, device=y.device)
         return self.with_violation(y)[0]
 
     def with_violation(self, y: Tensor) -> tuple[Tensor, Tensor]:
@@ -70,7 +67,8 @@ class MarginObjective:
         rows of ``max(0, row + 1e-4 (1 + |d|))`` (zero only a little inside every bound),
         least over the clauses; a smooth target where a point must satisfy several rows."""
         if self.trivial or self.c.shape[0] == 0:
-            margin = self(y)
+            fill = -torch.inf if self.trivial else torch.inf
+            margin = torch.full((y.shape[0],), fill, dtype=y.dtype, device=y.device)
             return margin, margin
         rows = torch.einsum("krm,bm->bkr", self.c, y) - self.d
         offset = torch.where(torch.isfinite(self.d), 1e-4 * (1 + self.d.abs()), 0.0)
@@ -110,9 +108,7 @@ class _Search:
 
     def margins(self, x: Tensor) -> Tensor:
         """Margins of a batch of points, evaluated in chunks of ``max_batch``."""
-        parts = [self.objective(self.tgraph.forward_flat(chunk)) for chunk in x.split(self.batch)]
-        self.stats.evaluated += x.shape[0]
-        return torch.cat(parts)
+        return self.targets(x)[0]
 
     def targets(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Margins and summed violations (:meth:`MarginObjective.with_violation`) of a batch of

@@ -364,7 +364,7 @@ class Crown:
         final = rows_of is None
         plan = Traversal(stop, self.config.relu_mode, _slopes(mult, rows_of), mult.betas if final else {},
                          self.config.fast_paths, create_graph=bool(mult.slopes), deadline=self.deadline,
-                         ends={} if final else self.ends)
+                         ends=self.ends)  # a final pass records its input coefficients: backward ignores ends
         return backward(self.table, seeds, plan, self.record if final else None, self._cache)
 
     # ---------------------------------------------------------------- public
