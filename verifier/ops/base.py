@@ -382,3 +382,9 @@ def gamma(n: int, unit: float) -> float:
     if nu >= 0.5:
         return float("inf")
     return nu / (1.0 - nu)
+
+
+def gamma_of_counts(counts: Tensor, unit: float) -> Tensor:
+    """:func:`gamma` elementwise over a tensor of (integer-valued) rounding counts."""
+    nu = counts * unit
+    return torch.where(nu < 0.5, nu / (1.0 - nu.clamp(max=0.5)), torch.inf)

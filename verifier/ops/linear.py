@@ -8,6 +8,12 @@ Float error model: a sum of ``n`` products, each then passed through ``s`` furth
 (bias add, scaling by alpha...), differs from its exact value by at most
 ``gamma(n + s) * (sum of |products| + |additive terms|)`` for every summation order (Higham,
 Lemma 3.4 and eq. 3.5); FMA only tightens this. Underflow is ignored, as in the base class.
+``n`` counts only the products that can be nonzero (:meth:`ConstWeightLinear.product_counts`):
+a product with a zero weight, or with an input whose certified float bounds are ``[0, 0]`` (a
+fixed zero pixel, an inactive ReLU), is an exact zero; adding it to a partial sum (or a
+fused multiply-add with it) returns that partial sum exactly, so by induction over any
+summation tree every partial sum equals the one of the same tree with the zero leaves
+removed: a summation of the other ``n`` products, covered by ``gamma(n + s)``.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from verifier.ops.base import (
     LinearOp,
     Pair,
     gamma,
+    gamma_of_counts,
     magnitude,
     register,
 )
@@ -117,8 +124,24 @@ class ConstWeightLinear(LinearOp):
         total = self.apply(node, mags, batched, absolute=True)
         total = total + self.bias_magnitude(node, mags, batched)
         total = total + slack_tensor(node, total, self.channel_axis)
-        n = self.fan_in(node, lower, batched) + fp_stages(node, self.default_stages)
-        return (gamma(n, unit) * total,)
+        stages = fp_stages(node, self.default_stages)
+        fan_in = self.fan_in(node, lower, batched)
+        counts = self.product_counts(node, mags, batched)
+        if counts is None:
+            return (gamma(fan_in + stages, unit) * total,)
+        return (gamma_of_counts(counts.clamp(max=fan_in) + stages, unit) * total,)
+
+    def product_counts(self, node: Node, mags: Args, batched: Flags) -> Tensor | None:
+        """Per output element (batched like the output), how many of its products can be
+        nonzero: the nonzero weights times the inputs whose magnitude bound ``mags[0]`` is not 0
+        (None: count the fan-in). Such zero products are exact and leave every partial sum they
+        enter unchanged, so the float result is a sum over the others in some order (see the
+        module docstring)."""
+        x, weight = mags[0], mags[1]
+        if x is None or weight is None or not batched[0] or batched[1]:
+            return None
+        nonzero = [(x != 0).to(x.dtype), (weight != 0).to(x.dtype), *mags[2:]]
+        return self.apply(node, nonzero, batched, absolute=True)
 
 
 def dynamic_input(node: Node, arg: Tensor | None, batched: bool) -> Tensor:
@@ -222,6 +245,10 @@ class BatchNormalization(ConstWeightLinear):
 
     def fan_in(self, node: Node, args: Args, batched: Flags) -> int:
         return 1
+
+    def product_counts(self, node: Node, mags: Args, batched: Flags) -> Tensor | None:
+        """None: one product per output, nothing to count."""
+        return None
 
     def local_map(self, node: Node, constants: Args, in_shape: Sequence[int]) -> LocalMap | None:
         """``CHANNEL_SCALE`` by ``scale / sqrt(var + epsilon)`` on ``(1, C, H, W)`` inputs, with
