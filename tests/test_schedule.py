@@ -43,9 +43,11 @@ def test_fixed_pixels_one_rounding_step_wide_do_not_count_as_free_inputs() -> No
     """dist_shift index 3187 (unsat in VNN-COMP's expected.csv): 8 latent inputs are free and 173
     pixels are intervals about 1e-16 wide. Counted as 181 free inputs, the run went to ReLU
     splitting, which cannot finish past the network's Sigmoid (timeout at 60 s); with 8, input
-    splitting proves it."""
+    splitting proves it. Its boxes are bounded in forward mode with smear branching (the
+    Sigmoid's every position would need a backward pass in every box)."""
     problem = load_problem(ROOT / "benchmarks" / "zoo" / "onnx" / "dist_shift__mnist_concat.onnx",
                            ROOT / "tests" / "data" / "dist_shift_index3187_delta0.13.vnnlib")
     result = verify_problem(problem, 60.0, default_config("cpu", 0))
     assert result.stats["bab_mode"] == "input"
+    assert result.stats["bab_bounds"] == "forward, smear"
     assert result.status is Status.UNSAT

@@ -23,8 +23,18 @@ import torch
 from verifier.attack import AttackProgress, falsify_region
 from verifier.bab import InputSplitSearch, ReluSplitSearch
 from verifier.bab.relu_split import count_unstable
+from verifier.bounds.crown import refines_every_position
 from verifier.bounds.settle import settle_region
-from verifier.config import AttackConfig, BabMode, CrownConfig, IntermediateMethod, Method, StepBudget, VerifierConfig
+from verifier.config import (
+    AttackConfig,
+    BabMode,
+    CrownConfig,
+    InputBranching,
+    IntermediateMethod,
+    Method,
+    StepBudget,
+    VerifierConfig,
+)
 from verifier.deadline import Deadline, DeadlineExceeded
 from verifier.graph.torch_graph import TorchGraph
 from verifier.ops.base import Op
@@ -334,11 +344,17 @@ class _Run:
                    confirm: Callable[[np.ndarray], bool]) -> InputSplitSearch | ReluSplitSearch | None:
         """The branch-and-bound search of ``mode`` on the region's open clauses (None: none applies).
         Input splitting bounds its boxes in forward mode when the region's first CROWN bounds
-        ran out of their time share (a backward pass per box would cost as much again)."""
+        ran out of their time share (a backward pass per box would cost as much again), and in
+        forward mode with smear branching when backward refinement would pass through every
+        position of some relaxed op in every box (``InputSplitConfig.forward_when_refined_everywhere``)."""
         if mode is BabMode.INPUT:
             config = self.config.input_split
-            if proof.crown is not None and proof.crown.refinement_cut:
-                forward = IntermediateMethod.FORWARD
+            forward = IntermediateMethod.FORWARD
+            if config.forward_when_refined_everywhere and refines_every_position(self.bounds_graph):
+                config = replace(config, intermediate_method=forward, scoring_method=forward,
+                                 branching=InputBranching.SMEAR)
+                self.stats["bab_bounds"] = "forward, smear"
+            elif proof.crown is not None and proof.crown.refinement_cut:
                 config = replace(config, intermediate_method=forward, scoring_method=forward)
                 self.stats["bab_bounds"] = "forward"
             return InputSplitSearch(self.bounds_graph, self.attack_graph, region, proof.open, proof.lower,

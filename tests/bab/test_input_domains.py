@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from verifier.bab.input_domains import Domains, pop_domains, row_hardness, split_all, split_one
+from verifier.bab.input_domains import Domains, pop_domains, row_hardness, split_all, split_floor, split_one
 
 
 def _domains(lower: torch.Tensor, upper: torch.Tensor, dim: torch.Tensor | None = None) -> Domains:
@@ -62,6 +62,27 @@ def test_the_selector_keeps_the_dimension_with_the_best_summed_hardness() -> Non
     # halves: lower halves of dims 0,1,2 then upper halves; dim 1 has the best sum (-1 + inf->0)
     found = torch.tensor([-3.0, -1.0, -2.0, -1.0, torch.inf, -2.5], dtype=torch.float64)
     assert pick(found).tolist() == [1, 4]
+
+
+def test_strong_branching_halves_only_the_free_dimensions() -> None:
+    """A fixed input, and one that rounding to float32 widened by an ulp (a fixed pixel), are
+    never halved: 2 children per free dimension, and the pair kept still covers the box."""
+    lower = torch.tensor([[0.0, 0.25, -2.0, 3.0]], dtype=torch.float64)
+    upper = torch.tensor([[1.0, 0.25, 2.0, 3.0 + 2.0**-22]], dtype=torch.float64)
+    floor = split_floor((upper - lower).reshape(-1))
+    assert torch.isfinite(floor).tolist() == [True, False, True, False]
+    children, unsplittable = split_all(_domains(lower, upper, torch.tensor([2])), floor)
+    assert children is not None and unsplittable == 0
+    child_lo, child_hi, pick = children[0], children[1], children[6]
+    assert pick is not None and child_lo.shape == (4, 4)
+    changed = (child_lo != lower) | (child_hi != upper)
+    assert changed.any(dim=0).tolist() == [True, False, True, False]
+    for found in ([-1.0, -3.0, -1.0, -3.0], [-3.0, -3.0, -3.0, -3.0]):  # dim 0 best; a tie keeps dim 2
+        pair = pick(torch.tensor(found, dtype=torch.float64))
+        g = torch.Generator().manual_seed(0)
+        points = lower + (upper - lower) * torch.rand(2000, 4, generator=g, dtype=torch.float64)
+        assert bool(_covered(points, child_lo[pair], child_hi[pair]).all())
+    assert pick(torch.tensor([-3.0, -3.0, -3.0, -3.0], dtype=torch.float64)).tolist() == [1, 3]
 
 
 def test_one_split_halves_the_chosen_dimension_and_counts_boxes_it_cannot_halve() -> None:

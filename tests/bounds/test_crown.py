@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from tests.conftest import ROOT, one_spec_per_model
-from verifier.bounds.crown import Crown, CrownConfig
+from verifier.bounds.crown import Crown, CrownConfig, refines_every_position
 from verifier.bounds.interval import interval_bounds
 from verifier.deadline import Deadline, DeadlineExceeded
 from verifier.graph.loader import load_model
@@ -134,3 +134,15 @@ def test_a_passed_deadline_stops_every_pass_and_an_open_one_changes_nothing() ->
     timed.deadline = Deadline.after(0.0)
     with pytest.raises(DeadlineExceeded):
         timed.lower_bound(rows)
+
+
+@pytest.mark.parametrize(("model", "everywhere"), [
+    ("dist_shift__mnist_concat.onnx", True), ("eran__ffnnSIGMOID__Point_6x200.onnx", True),
+    ("eran__mnist_relu_9_200.onnx", False), ("verivital__Convnet_maxpool.onnx", False),
+    ("reach_prob_density__robot.onnx", False),
+])
+def test_refines_every_position_names_the_networks_with_non_relu_like_relaxed_ops(model: str, everywhere: bool) -> None:
+    """Sigmoid networks need a backward pass per sigmoid neuron in every box; ReLU networks
+    (max pooling included: it is not elementwise) only through their unstable neurons."""
+    graph = load_model(ROOT / "benchmarks" / "zoo" / "onnx" / model)
+    assert refines_every_position(TorchGraph(graph, "cpu", torch.float64)) is everywhere

@@ -108,44 +108,62 @@ def split_one(batch: Domains) -> tuple[Children | None, int]:
             torch.cat([batch.rows, batch.rows]), torch.cat([batch.stall, batch.stall]), None), unsplittable
 
 
+def split_floor(root_width: Tensor, relative: float = 1e-6) -> Tensor:
+    """Per input dimension ``(n,)``, the width below which a box is not halved along it any
+    more: a millionth of the root box's width along the *free* dimensions (those wider than a
+    millionth of the widest one, the rule of the forward forms), +inf along the others (fixed
+    inputs, and those that only rounding to the input type widened, such as a fixed pixel
+    between two float32 neighbours: splitting them cannot help)."""
+    free = root_width > relative * root_width.max()
+    return torch.where(free, root_width * relative, torch.inf)
+
+
 def split_all(batch: Domains, floor: Tensor) -> tuple[Children | None, int]:
-    """Strong branching: both halves of each box along every dimension wider than ``floor``
-    ``(n,)`` that can be halved (``(M, 2n)`` children: lower halves, then upper halves, box by
-    box), and the selector that keeps, per box, the two halves of the dimension with the
-    largest summed hardness of its halves (a refuted half counts 0, its best possible value).
-    The sum, not the worse half alone: near a hard point one half keeps the parent's hardness
-    whatever the dimension, and the worse half alone then picks dimensions by rounding noise.
-    Also returns how many boxes could not be halved (dropped, as in :func:`split_one`)."""
-    lo, hi = batch.lower, batch.upper
-    n = lo.shape[1]
+    """Strong branching: both halves of each box along every free dimension (finite ``floor``
+    ``(n,)``, see :func:`split_floor`; ``k`` of them) that is wider than its floor and can be
+    halved (``(M, 2k)`` children: lower halves, then upper halves, box by box), and the selector
+    that keeps, per box, the two halves of the dimension with the largest summed hardness of
+    its halves (a refuted half counts 0, its best possible value). The sum, not the worse half
+    alone: near a hard point one half keeps the parent's hardness whatever the dimension, and
+    the worse half alone then picks dimensions by rounding noise. Also returns how many boxes
+    could not be halved (dropped, as in :func:`split_one`)."""
+    dims = torch.isfinite(floor).nonzero().reshape(-1)
+    lo, hi = batch.lower[:, dims], batch.upper[:, dims]
+    k = int(dims.numel())
     mid = lo + (hi - lo) / 2
-    eligible = (mid > lo) & (mid < hi) & (hi - lo > floor)
+    eligible = (mid > lo) & (mid < hi) & (hi - lo > floor[dims])
     splittable = eligible.any(dim=1)
     unsplittable = int((~splittable).sum())
     batch, mid, eligible = select_domains(batch, splittable), mid[splittable], eligible[splittable]
     m = batch.size
     if m == 0:
         return None, unsplittable
-    idx = torch.arange(n, device=lo.device)
-    child_lo = batch.lower.unsqueeze(1).repeat(1, 2 * n, 1)
-    child_hi = batch.upper.unsqueeze(1).repeat(1, 2 * n, 1)
-    child_hi[:, idx, idx] = mid
-    child_lo[:, n + idx, idx] = mid
-    prior = {k: (v[0].repeat_interleave(2 * n, dim=0), v[1].repeat_interleave(2 * n, dim=0))
-             for k, v in batch.prior.items()}
-    fallback = batch.dim
+    idx = torch.arange(k, device=lo.device)
+    child_lo = batch.lower.unsqueeze(1).repeat(1, 2 * k, 1)
+    child_hi = batch.upper.unsqueeze(1).repeat(1, 2 * k, 1)
+    child_hi[:, idx, dims] = mid
+    child_lo[:, k + idx, dims] = mid
+    n = batch.lower.shape[1]
+    prior = {key: (v[0].repeat_interleave(2 * k, dim=0), v[1].repeat_interleave(2 * k, dim=0))
+             for key, v in batch.prior.items()}
+    # the smear's dimension as a position among the free ones (-1: not free)
+    position = torch.full((n,), -1, dtype=torch.long, device=lo.device)
+    position[dims] = idx
+    fallback = position[batch.dim]
 
     def pick(found: Tensor) -> Tensor:
         # a refuted half (hardness +inf) counts 0: an open one's hardness is at most 0
-        score = found.reshape(m, 2, n).clamp(max=0.0).sum(dim=1)
+        score = found.reshape(m, 2, k).clamp(max=0.0).sum(dim=1)
         score = torch.where(eligible, score, -torch.inf)
         top = score.amax(dim=1, keepdim=True)
         # ties (e.g. every dimension equally hopeless) keep the smear's dimension when eligible
-        keep = eligible.gather(1, fallback.unsqueeze(1)) & (score.gather(1, fallback.unsqueeze(1)) >= top)
+        usable = fallback >= 0
+        safe = fallback.clamp(min=0).unsqueeze(1)
+        keep = usable.unsqueeze(1) & eligible.gather(1, safe) & (score.gather(1, safe) >= top)
         dim = torch.where(keep.squeeze(1), fallback, score.argmax(dim=1))
-        base = torch.arange(m, device=lo.device) * 2 * n
-        return torch.cat([base + dim, base + n + dim])
+        base = torch.arange(m, device=lo.device) * 2 * k
+        return torch.cat([base + dim, base + k + dim])
 
-    return (child_lo.reshape(m * 2 * n, n), child_hi.reshape(m * 2 * n, n),
-            batch.open.repeat_interleave(2 * n, dim=0), prior, batch.rows.repeat_interleave(2 * n, dim=0),
-            batch.stall.repeat_interleave(2 * n, dim=0), pick), unsplittable
+    return (child_lo.reshape(m * 2 * k, n), child_hi.reshape(m * 2 * k, n),
+            batch.open.repeat_interleave(2 * k, dim=0), prior, batch.rows.repeat_interleave(2 * k, dim=0),
+            batch.stall.repeat_interleave(2 * k, dim=0), pick), unsplittable

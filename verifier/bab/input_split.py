@@ -44,6 +44,7 @@ from verifier.bab.input_domains import (
     row_hardness,
     select_domains,
     split_all,
+    split_floor,
     split_one,
 )
 from verifier.bounds.alpha import AlphaConfig, alpha_lower_bound
@@ -71,8 +72,8 @@ class _Bounder:
         self.scoring_config = CrownConfig(per_domain_rows=config.per_domain_rows,
                                           intermediate_method=config.scoring_method)
         self.alpha = AlphaConfig(iterations=config.alpha_iterations, intermediate=False)
-        # dimensions narrower than this fraction of their root width are not split any more
-        self.floor = root_width * 1e-6
+        # dimensions narrower than this are not split any more (fixed ones: never)
+        self.floor = split_floor(root_width)
         self.root_width = torch.where(root_width > 0, root_width, torch.ones_like(root_width))
         place = tgraph.place
         self.c, self.d, self.mask, self.strict = stack_clauses(tuple(clauses), place.device, place.dtype)
@@ -156,7 +157,8 @@ class InputSplitSearch:
         self.device = bounds_graph.place.device
         self.lower = lower.to(self.device, torch.float64)
         self.upper = upper.to(self.device, torch.float64)
-        self.floor = (self.upper - self.lower).reshape(-1) * 1e-6  # see _Bounder.floor
+        self.floor = split_floor((self.upper - self.lower).reshape(-1))  # see _Bounder.floor
+        self.free = int(torch.isfinite(self.floor).sum())  # the dimensions that can be split
         self.stack: list[Domains] | None = None  # None until the whole box has been bounded
         self.queued = 0
         self.aside: list[Domains] = []  # stalled domains waiting for alpha-CROWN
@@ -226,10 +228,17 @@ class InputSplitSearch:
         parts = [row_hardness(d.rows, d.open).min() for d in [*(self.stack or []), *self.aside] if d.size]
         return float(torch.stack(parts).min()) if parts else None
 
+    def _strong(self) -> bool:
+        """Whether rounds use strong branching (few enough free dimensions for it)."""
+        return self.config.branching is InputBranching.STRONG and self.free <= self.config.strong_max_dims
+
     def _batch_size(self) -> int:
-        """Domains per round: ``batch``, fewer where ``batch_elements`` says so (at least one)."""
-        per_child = 2 * (self.floor.numel() + 1) * self.bounds_graph.graph.largest_value_size
-        return max(1, min(self.config.batch, self.config.batch_elements // (2 * per_child)))
+        """Domains per round: ``batch``, fewer where ``batch_elements`` says so (at least one):
+        each child costs ``2 (k + 1)`` vectors over the largest value (``k`` free dimensions),
+        and a domain has 2 children, ``2k`` with strong branching."""
+        per_child = 2 * (self.free + 1) * self.bounds_graph.graph.largest_value_size
+        children = 2 * self.free if self._strong() else 2
+        return max(1, min(self.config.batch, self.config.batch_elements // (children * per_child)))
 
     def _bound_root(self, bound: _Bounder, search: CandidateSearch, stats: BabStats) -> bool:
         """Bounds the whole proof box and starts the stack with it (when a clause is still
@@ -253,7 +262,7 @@ class InputSplitSearch:
         """Splits a popped batch, bounds the children in one pass and stores those still open
         (:meth:`_store`); True when a counterexample is confirmed."""
         config = self.config
-        if config.branching is InputBranching.STRONG and self.floor.numel() <= config.strong_max_dims:
+        if self._strong():
             children_of, unsplittable = split_all(batch, self.floor)
         else:
             children_of, unsplittable = split_one(batch)
@@ -316,7 +325,8 @@ class InputSplitSearch:
         stats.extra["domains_scored"] = stats.extra.get("domains_scored", 0) + lo.shape[0]
         # boxes where no dimension's halves beat their parent by the cheaper bounds get no
         # information from them (every dimension ties): all their halves get the full bounds
-        m, n = lo.shape[0] // (2 * lo.shape[1]), lo.shape[1]
+        n = self.free  # the halves come per free dimension (split_all)
+        m = lo.shape[0] // (2 * n)
         score = scored.hardness.reshape(m, 2, n).clamp(max=0.0).sum(dim=1).amax(dim=1)
         tied = ~(score > 2 * row_hardness(rows, open_).reshape(m, 2 * n)[:, 0])
         kept = pick(scored.hardness)

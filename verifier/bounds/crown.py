@@ -37,7 +37,7 @@ from verifier.bounds.windows import Windows
 from verifier.config import CrownConfig, IntermediateMethod
 from verifier.deadline import Deadline
 from verifier.graph.torch_graph import TorchGraph
-from verifier.ops.base import Op
+from verifier.ops.base import Affinity, Op
 from verifier.ops.relax import LinearBounds
 
 RowsOf = tuple[str, int, int] | None
@@ -419,6 +419,15 @@ def _overruns(began: float, allowance: float, done: int, rows: int, earlier: flo
     if allowance <= 0.0:
         return True
     return spent + (spent / done if done else earlier) * rows > allowance
+
+
+def refines_every_position(tgraph: TorchGraph) -> bool:
+    """Whether the graph has an elementwise relaxed op that is not ReLU-like (Sigmoid, Tanh,
+    Clip, ...): CROWN's backward refinement then bounds every one of its positions, in every
+    box however small (a pass per neuron; ReLU-like ops need only their unstable positions,
+    which become few as boxes shrink)."""
+    return any(op.relaxation is not None and op.affinity is Affinity.NONE and not op.kink_at_zero
+               for op in tgraph.ops)
 
 
 def _rows_to_refine(op: Op, lower: Tensor | None, upper: Tensor | None) -> Tensor:
