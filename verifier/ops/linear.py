@@ -14,6 +14,15 @@ fixed zero pixel, an inactive ReLU), is an exact zero; adding it to a partial su
 fused multiply-add with it) returns that partial sum exactly, so by induction over any
 summation tree every partial sum equals the one of the same tree with the zero leaves
 removed: a summation of the other ``n`` products, covered by ``gamma(n + s)``.
+
+Sharper, where the result passes no further rounding (``s = 1``, no ``fp_slack``): each of the
+``n`` products rounds by ``u |product|``, and each of the ``n`` additions (``n + 1`` terms with
+the bias) by ``u`` times its computed partial sum: an exact partial sum (of some products and
+perhaps the bias, at most ``M = max(P, N) + |b|`` in magnitude, ``P``/``N`` the sums of the
+products' largest positive/negative parts over the box) plus the error so far ``E``. So
+``E <= u sum|products| + n u (M + E)``, i.e. ``E <= (u T + n u M) / (1 - n u)`` with ``T`` the
+magnitude sum above: never more than ``gamma(n + 1) T``, about half of it where positive and
+negative products weigh alike (:meth:`ConstWeightLinear.partial_sum_bound`).
 """
 
 from __future__ import annotations
@@ -129,7 +138,39 @@ class ConstWeightLinear(LinearOp):
         counts = self.product_counts(node, mags, batched)
         if counts is None:
             return (gamma(fan_in + stages, unit) * total,)
-        return (gamma_of_counts(counts.clamp(max=fan_in) + stages, unit) * total,)
+        n = counts.clamp(max=fan_in) + stages
+        partial = None
+        if stages == 1 and node.attr("fp_slack") is None:
+            partial = self.partial_sum_bound(node, lower, upper, batched)
+        if partial is None:
+            return (gamma_of_counts(n, unit) * total,)
+        # u |products| for the products' roundings, u |partial sum| for each of the n - 1
+        # additions (n - 1 products and the bias), each partial sum within ``partial`` (+ the
+        # error so far: the division); never above the plain bound
+        nu = (n - 1) * unit
+        bound = (unit * total + nu * partial) / (1.0 - nu.clamp(max=0.5))
+        plain = gamma_of_counts(n, unit) * total
+        return (torch.minimum(torch.where(nu < 0.5, bound, torch.inf), plain),)
+
+    def partial_sum_bound(self, node: Node, lower: Args, upper: Args, batched: Flags) -> Tensor | None:
+        """Per output element, a bound on ``|s|`` for every partial sum ``s`` of its products
+        and bias, whatever terms it gathers: ``max(P, N) + |b|`` with ``P`` (``N``) the sum of
+        the products' largest positive (negative) parts over the box. Tighter than the sum of
+        all ``|products|`` where positive and negative products both weigh (None: not
+        available, the caller uses that sum)."""
+        x_lo, x_hi, weight = lower[0], upper[0], lower[1]
+        if x_lo is None or x_hi is None or weight is None or not batched[0] or batched[1]:
+            return None
+        w = weight.to(x_lo.dtype)
+        up, down = x_hi.clamp(min=0), (-x_lo).clamp(min=0)  # largest positive, negative part of x
+        both = torch.cat([up, down])
+        batch = x_lo.shape[0]
+        with_positive = self.apply(node, [both, w.clamp(min=0), *lower[2:]], batched, absolute=True)
+        with_negative = self.apply(node, [both, (-w).clamp(min=0), *lower[2:]], batched, absolute=True)
+        positive = with_positive[:batch] + with_negative[batch:]
+        negative = with_positive[batch:] + with_negative[:batch]
+        mags = [magnitude(x_lo, x_hi), *lower[1:]]
+        return torch.maximum(positive, negative) + self.bias_magnitude(node, mags, batched)
 
     def product_counts(self, node: Node, mags: Args, batched: Flags) -> Tensor | None:
         """Per output element (batched like the output), how many of its products can be
@@ -248,6 +289,10 @@ class BatchNormalization(ConstWeightLinear):
 
     def product_counts(self, node: Node, mags: Args, batched: Flags) -> Tensor | None:
         """None: one product per output, nothing to count."""
+        return None
+
+    def partial_sum_bound(self, node: Node, lower: Args, upper: Args, batched: Flags) -> Tensor | None:
+        """None: one product per output."""
         return None
 
     def local_map(self, node: Node, constants: Args, in_shape: Sequence[int]) -> LocalMap | None:

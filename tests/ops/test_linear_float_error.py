@@ -1,4 +1,5 @@
-"""The float error of constant-weight affine ops counts only the products that can be nonzero.
+"""The float error of constant-weight affine ops: it counts only the products that can be
+nonzero, and bounds the additions' roundings by the largest partial sum.
 
 Two oracles: the op's own Jacobian (one-hot probes through ``forward``) gives, per output, the
 inputs with a nonzero weight, so that :meth:`ConstWeightLinear.product_counts` must equal the
@@ -6,7 +7,10 @@ number of them whose box is not exactly ``[0, 0]``, for every constant-weight af
 the structural registry; and a float32 sum whose every addition rounds the same way (evaluated
 in the worst order, one term after another) must stay within the counted error bound, which a
 count that missed the terms that can be nonzero (say, one read from the box's lower end only)
-would not.
+would not. A sum that climbs far above its final value and comes back (1, small terms, -1)
+stays within the partial-sum bound, which one taken from the final value alone would not; on
+random mixed-sign layers the partial-sum bound is tighter than the sum of magnitudes and holds
+for float32 sums in sorted (worst) orders.
 """
 
 from __future__ import annotations
@@ -93,3 +97,62 @@ def test_counted_error_bounds_a_worst_order_float32_sum() -> None:
     # tighter than counting the whole fan-in (the zeros and the dead weights left out)
     fan_in_bound = (len(x_hi) + 1) * 2.0**-24 / (1 - (len(x_hi) + 1) * 2.0**-24) * float(hi.abs().sum())
     assert bound < 0.6 * fan_in_bound
+
+
+def _worst_order_sum(terms: np.ndarray) -> float:
+    total = np.float32(0.0)
+    for value in terms.astype(np.float32):
+        total = np.float32(total + value)
+    return float(total)
+
+
+def test_partial_sum_bound_covers_a_sum_that_climbs_and_comes_back() -> None:
+    """1, then ``k`` terms just under half an ulp of 1 (each addition rounds down), then -1:
+    the result is 0 while the exact sum is ``k`` small terms, an error of about ``k u`` on a
+    final value of the same size; the partial sums reach 1."""
+    k = 200
+    small = np.float32(0.99 * 2.0**-24)
+    x = np.concatenate([[1.0], np.full(k, small), [1.0]]).astype(np.float64)
+    weight = np.concatenate([np.ones(1 + k), [-1.0]]).astype(np.float64)
+    error = abs(_worst_order_sum((x * weight).astype(np.float32)) - math.fsum(x * weight))
+    assert error > 0.9 * k * 2.0**-24
+    node, op = _linear()
+    box = torch.from_numpy(x).reshape(1, -1)
+    w = torch.from_numpy(weight).reshape(-1, 1)
+    flags = [True, False]
+    out = op.interval(node, [box, w], [box, w], flags)
+    bound = float(op.fp_error(node, [box, w], [box, w], flags, out, 2.0**-24)[0].max())
+    partial = op.partial_sum_bound(node, [box, w], [box, w], flags)
+    assert partial is not None and float(partial.max()) == pytest.approx(1.0 + k * float(small))
+    assert error <= bound
+    # a bound from the final value (k small terms) instead of the partial sums would fail
+    final = float(out[1][0].abs().max())
+    assert error > (k + 2) * 2.0**-24 * (float(np.abs(x * weight).sum()) * 2.0**-24 + final)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_partial_sum_bound_is_tighter_and_holds_for_sorted_float32_sums(seed: int) -> None:
+    """A random mixed-sign layer on a box of nonnegative inputs (ReLU outputs): the bound is
+    below the plain ``gamma(n + 1) T`` and above the error of the float32 sums in the orders
+    that make partial sums largest (positive products first, then negative, and the reverse)."""
+    rng = np.random.default_rng(seed)
+    n_in, n_out = 300, 20
+    weight = rng.standard_normal((n_in, n_out)).astype(np.float32).astype(np.float64)
+    bias = rng.standard_normal(n_out).astype(np.float32).astype(np.float64)
+    x = rng.uniform(0, 1, n_in).astype(np.float32).astype(np.float64)
+    node = Node("layer", "Linear", ("x", "w", "b"), ("y",))
+    op = REGISTRY["Linear"]
+    box, w, b = torch.from_numpy(x).reshape(1, -1), torch.from_numpy(weight), torch.from_numpy(bias)
+    flags = [True, False, False]
+    out = op.interval(node, [box, w, b], [box, w, b], flags)
+    bound = op.fp_error(node, [box, w, b], [box, w, b], flags, out, 2.0**-24)[0].reshape(-1).numpy()
+    total = (np.abs(weight) * x[:, None]).sum(axis=0) + np.abs(bias)
+    plain = (n_in + 1) * 2.0**-24 / (1 - (n_in + 1) * 2.0**-24) * total
+    assert (bound < 0.9 * plain).all()
+    for j in range(n_out):
+        products = x * weight[:, j]
+        exact = math.fsum([*products, bias[j]])
+        for descending in (True, False):
+            ordered = np.sort(products)[::-1] if descending else np.sort(products)
+            computed = _worst_order_sum(np.concatenate([ordered, [bias[j]]]))
+            assert abs(computed - exact) <= bound[j]
