@@ -1,0 +1,65 @@
+"""ReLU-split branching heuristics side by side: the whole pipeline (``verify_problem``, one
+thread) per instance with ``ReluSplitConfig.branching`` set to each heuristic.
+
+    python benchmarks/bench_relu_branching.py [--root ../shared/benchmarks] [--timeout 120] \\
+        [--branchings babsr fsb] [--out benchmarks/results/relu_branching.md]
+
+The instances are MNIST fc ones where the search decides the verdict (``INSTANCES``); the
+table gives the verdict, the seconds, the domains bounded and the seconds spent choosing
+splits (FSB's trial passes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+from report import emit  # benchmarks/report.py
+
+from verifier.api import verify_problem
+from verifier.config import ReluBranching, default_config
+from verifier.problem import load_problem
+
+HERE = Path(__file__).resolve().parent
+INSTANCES = [
+    ("mnist_fc", "onnx/mnist-net_256x4.onnx", "vnnlib/prop_3_0.05.vnnlib"),
+    ("mnist_fc", "onnx/mnist-net_256x2.onnx", "vnnlib/prop_10_0.05.vnnlib"),
+    ("mnist_fc", "onnx/mnist-net_256x2.onnx", "vnnlib/prop_6_0.03.vnnlib"),
+]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--root", type=Path, default=HERE.parent.parent / "shared" / "benchmarks")
+    parser.add_argument("--timeout", type=float, default=120.0)
+    parser.add_argument("--branchings", nargs="+", default=["babsr", "fsb"])
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    lines = ["# ReLU-split branching heuristics", "",
+             f"Machine: {platform.node()}, Python {platform.python_version()}, torch {torch.__version__}, one "
+             f"thread, {args.timeout:g} s per run. Command: `python benchmarks/bench_relu_branching.py --timeout "
+             f"{args.timeout:g} --branchings {' '.join(args.branchings)}`", "",
+             "| instance | branching | verdict | seconds | domains bounded | branching s |",
+             "|---|---|---|---|---|---|"]
+    for benchmark, onnx, vnnlib in INSTANCES:
+        problem = load_problem(args.root / benchmark / onnx, args.root / benchmark / vnnlib)
+        name = f"{Path(onnx).stem} {Path(vnnlib).stem}"
+        for branching in args.branchings:
+            config = default_config("cpu", 0)
+            config = replace(config, relu_split=replace(config.relu_split, branching=ReluBranching(branching)))
+            start = time.monotonic()
+            result = verify_problem(problem, args.timeout, config)
+            bab = result.stats.get("bab", {})
+            lines.append(f"| {name} | {branching} | {result.status.value} | {time.monotonic() - start:.1f} | "
+                         f"{bab.get('domains_bounded', 0)} | {bab.get('seconds_branching', 0.0):.1f} |")
+            print(lines[-1], flush=True)
+    emit(lines, args.out)
+
+
+if __name__ == "__main__":
+    main()
