@@ -139,17 +139,17 @@ class ConstWeightLinear(LinearOp):
         if counts is None:
             return (gamma(fan_in + stages, unit) * total,)
         n = counts.clamp(max=fan_in) + stages
+        plain = gamma_of_counts(n, unit) * total
         partial = None
         if stages == 1 and node.attr("fp_slack") is None:
             partial = self.partial_sum_bound(node, lower, upper, batched)
         if partial is None:
-            return (gamma_of_counts(n, unit) * total,)
+            return (plain,)
         # u |products| for the products' roundings, u |partial sum| for each of the n - 1
         # additions (n - 1 products and the bias), each partial sum within ``partial`` (+ the
         # error so far: the division); never above the plain bound
         nu = (n - 1) * unit
         bound = (unit * total + nu * partial) / (1.0 - nu.clamp(max=0.5))
-        plain = gamma_of_counts(n, unit) * total
         return (torch.minimum(torch.where(nu < 0.5, bound, torch.inf), plain),)
 
     def partial_sum_bound(self, node: Node, lower: Args, upper: Args, batched: Flags) -> Tensor | None:
