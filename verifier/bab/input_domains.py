@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from verifier.bounds.forward import free_dimensions
+
 Prior = dict[str, tuple[Tensor, Tensor]]
 
 Children = tuple[Tensor, Tensor, Tensor, Prior, Tensor, Tensor, Callable[[Tensor], Tensor] | None]
@@ -110,11 +112,11 @@ def split_one(batch: Domains) -> tuple[Children | None, int]:
 
 def split_floor(root_width: Tensor, relative: float = 1e-6) -> Tensor:
     """Per input dimension ``(n,)``, the width below which a box is not halved along it any
-    more: a millionth of the root box's width along the *free* dimensions (those wider than a
-    millionth of the widest one, the rule of the forward forms), +inf along the others (fixed
-    inputs, and those that only rounding to the input type widened, such as a fixed pixel
-    between two float32 neighbours: splitting them cannot help)."""
-    free = root_width > relative * root_width.max()
+    more: ``relative`` times the root box's width along the free dimensions
+    (:func:`verifier.bounds.forward.free_dimensions`, the forms' rule), +inf along the others
+    (fixed inputs, and those that only rounding to the input type widened, such as a fixed
+    pixel between two float32 neighbours: splitting them cannot help)."""
+    free = free_dimensions(root_width.unsqueeze(0), relative)
     return torch.where(free, root_width * relative, torch.inf)
 
 

@@ -236,14 +236,20 @@ class ForwardForms:
                          torch.where(bad_hi.unsqueeze(1), 0.0, form.upper), torch.where(bad_hi, hi, form.upper_bias))
 
 
-def _free_dimensions(radius: Tensor, relative: float = 1e-6) -> Tensor:
-    """The input positions the forms keep a column for: those whose radius exceeds ``relative``
-    times the widest in some box of the batch. The others (pixels fixed to an interval a few
-    rounding steps wide, as in dist_shift) enter as constants, their box ends, so a form costs
-    ``2 (k + 1)`` vectors for ``k`` free positions instead of ``2 (n + 1)`` (a point box keeps one
-    column); any choice is sound."""
-    widest = radius.amax(dim=1, keepdim=True)
-    free = (radius > relative * widest).any(dim=0).nonzero().reshape(-1)
+def free_dimensions(width: Tensor, relative: float = 1e-6) -> Tensor:
+    """Which input positions of boxes ``(N, n)`` (their widths or radii) count as *free*: those
+    wider than ``relative`` times the widest one in some box of the batch, ``(n,)`` bool. The
+    others (pixels fixed to an interval a few rounding steps wide, as in dist_shift) are worth
+    neither a form column nor a split. Any choice is sound: it only decides where work goes."""
+    widest = width.amax(dim=1, keepdim=True)
+    return (width > relative * widest).any(dim=0)
+
+
+def _free_dimensions(radius: Tensor) -> Tensor:
+    """The input positions the forms keep a column for (:func:`free_dimensions`); the others
+    enter as constants, their box ends, so a form costs ``2 (k + 1)`` vectors for ``k`` free
+    positions instead of ``2 (n + 1)`` (a point box keeps one column)."""
+    free = free_dimensions(radius).nonzero().reshape(-1)
     return free if free.numel() else torch.zeros(1, dtype=torch.long, device=radius.device)  # a point box
 
 
