@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import platform
 import random
 import time
 from dataclasses import replace
@@ -27,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from report import emit  # benchmarks/report.py
+from report import emit, header  # benchmarks/report.py
 
 from verifier.attack.pgd import falsify_region
 from verifier.config import AttackConfig
@@ -98,13 +97,10 @@ def main() -> None:
             results.setdefault((bench, name), []).append(got)
             print(f"{bench} {onnx.name} {vnnlib.name} steps {name}: "
                   + ("not found" if got is None else f"{got:.2f} s"), flush=True)
-    header = " | ".join(f"steps {n}: found | steps {n}: seconds" for n in portfolios)
-    lines = ["# Falsification on known-sat instances, per portfolio of PGD initial steps", "",
-             f"Machine: {platform.node()}, Python {platform.python_version()}, torch {torch.__version__}, one "
-             f"thread. Command: `python benchmarks/bench_attack.py --sample {args.sample} --seed {args.seed} "
-             f"--time-limit {args.time_limit:g} --portfolios " + " ".join(portfolios) + "`",
-             "", "Seconds: the sum of the times to a confirmed counterexample, a miss counting the limit.", "",
-             f"| benchmark | instances | {header} |", "|---|---|" + "---|---|" * len(portfolios)]
+    columns = " | ".join(f"steps {n}: found | steps {n}: seconds" for n in portfolios)
+    lines = header("Falsification on known-sat instances, per portfolio of PGD initial steps")
+    lines += ["Seconds: the sum of the times to a confirmed counterexample, a miss counting the limit.", "",
+              f"| benchmark | instances | {columns} |", "|---|---|" + "---|---|" * len(portfolios)]
     for bench in [*sorted({b for b, _, _ in instances}), "**all**"]:
         cells = []
         for name in portfolios:

@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import argparse
 import functools
-import platform
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import torch
-from report import emit  # benchmarks/report.py
+from report import emit, header  # benchmarks/report.py
 
 import verifier.bab.input_split
 import verifier.bab.relu_bounding
@@ -43,12 +42,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    lines = ["# Passes ending at exact forms vs walking to the inputs", "",
-             f"Machine: {platform.node()}, Python {platform.python_version()}, torch {torch.__version__}, one "
-             f"thread, timeout {args.timeout:g} s. Command: `python benchmarks/bench_form_ends.py --timeout "
-             f"{args.timeout:g}`", "",
-             "| instance | form_end_inputs | verdict | seconds | domains bounded | bounding s | domains/s |",
-             "|---|---|---|---|---|---|---|"]
+    lines = header("Passes ending at exact forms vs walking to the inputs", f", timeout {args.timeout:g} s",
+                   ["instance", "form_end_inputs", "verdict", "seconds", "domains bounded", "bounding s", "domains/s"])
     totals = {0: 0.0, 64: 0.0}
     for benchmark, onnx, vnnlib in INSTANCES:
         problem = load_problem(args.root / benchmark / onnx, args.root / benchmark / vnnlib)

@@ -2,11 +2,11 @@
 refinement budget: time and width, beside the range sampled with onnxruntime.
 
     python benchmarks/bench_generator_bounds.py [--spec generator_narrow] [--budgets 2 8 30] [--full]
-        [--out benchmarks/results/generator_bounds.md] [--device cpu|cuda]
+        [--out benchmarks/results/generator_bounds.md] [--device cpu|cuda] [--threads 1]
 
 Rows: interval bounds; forward-mode forms (``intermediate_method="forward"``); the pipeline's
 hybrid CROWN with ``refine_seconds`` = each budget (the backward refinement of the most unstable
-neurons within it; the rest keep their forms' bounds). One thread, this process only. The
+neurons within it; the rest keep their forms' bounds). ``--threads`` torch threads (default one), this process only. The
 sampled range (20,000 uniform points of the box through onnxruntime) is a lower estimate of
 the true range: a certified bound must contain it. With ``--device cuda`` the bounds are computed
 on the GPU (float64, as on the CPU); each row's time then includes waiting for the GPU.
@@ -15,13 +15,12 @@ on the GPU (float64, as on the CPU); each row's time then includes waiting for t
 from __future__ import annotations
 
 import argparse
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from report import emit  # benchmarks/report.py
+from report import emit, header  # benchmarks/report.py
 
 from verifier.config import CrownConfig
 from verifier.graph.torch_graph import TorchGraph
@@ -48,8 +47,9 @@ def main() -> None:
     parser.add_argument("--full", action="store_true",
                         help="also full CROWN (no refinement limit), with windowed and with dense rows")
     parser.add_argument("--device", default="cpu", help="torch device of the bound computation (cpu, cuda)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (CPU)")
     args = parser.parse_args()
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     model = HERE / "generator" / "onnx" / "generator.onnx"
     problem = load_problem(model, HERE / "generator" / "vnnlib" / f"{args.spec}.vnnlib")
@@ -57,15 +57,11 @@ def main() -> None:
     tgraph = TorchGraph(problem.graph, device, torch.float64)
     low, high = _sampled(model, region.lower, region.upper)
     gpu = f", GPU {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""
-    lines = [f"# Generator network bounds ({args.spec})", "",
-             f"Machine: {platform.node()}, Python {platform.python_version()}, torch {torch.__version__}, one "
-             f"thread{gpu}. Command: `python benchmarks/bench_generator_bounds.py --spec {args.spec} --budgets "
-             + " ".join(f"{b:g}" for b in args.budgets) + (" --full" if args.full else "")
-             + (f" --device {args.device}" if device.type != "cpu" else "") + "`", "",
-             f"Sampled output range (20,000 points): Y_0 in [{low[0]:.4f}, {high[0]:.4f}], "
-             f"Y_1 in [{low[1]:.4f}, {high[1]:.4f}]", "",
-             "| method | seconds | Y_0 bounds | Y_1 bounds | mean width | refinement cut |",
-             "|---|---|---|---|---|---|"]
+    lines = header(f"Generator network bounds ({args.spec})", gpu, threads=args.threads)
+    lines += [f"Sampled output range (20,000 points): Y_0 in [{low[0]:.4f}, {high[0]:.4f}], "
+              f"Y_1 in [{low[1]:.4f}, {high[1]:.4f}]", "",
+              "| method | seconds | Y_0 bounds | Y_1 bounds | mean width | refinement cut |",
+              "|---|---|---|---|---|---|"]
     runs: list[tuple[str, CrownConfig | None]] = [("interval", None),
                                                   ("forward forms", CrownConfig(intermediate_method="forward"))]
     runs += [(f"hybrid, refine {b:g} s", CrownConfig(intermediate_method="hybrid", refine_seconds=b))

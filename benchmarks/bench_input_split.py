@@ -13,13 +13,12 @@ both); the run is the whole pipeline (``verify_problem``) on one thread.
 from __future__ import annotations
 
 import argparse
-import platform
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import torch
-from report import emit  # benchmarks/report.py
+from report import emit, header  # benchmarks/report.py
 
 from verifier.api import verify_problem
 from verifier.config import default_config
@@ -41,13 +40,9 @@ def main() -> None:
     torch.set_num_threads(1)
     folder = args.root / args.benchmark
     problem = load_problem(folder / args.onnx, folder / args.vnnlib)
-    lines = [f"# Input-split throughput per intermediate method ({args.benchmark} {Path(args.vnnlib).stem})", "",
-             f"Machine: {platform.node()}, Python {platform.python_version()}, torch {torch.__version__}, one "
-             f"thread, {args.timeout:g} s. Command: `python benchmarks/bench_input_split.py --benchmark "
-             f"{args.benchmark} --onnx {args.onnx} --vnnlib {args.vnnlib} --timeout {args.timeout:g} --methods "
-             + " ".join(args.methods) + "`", "",
-             "| method | verdict | seconds | domains bounded | rounds | bounding s | domains/s |",
-             "|---|---|---|---|---|---|---|"]
+    lines = header(f"Input-split throughput per intermediate method ({args.benchmark} {Path(args.vnnlib).stem})",
+                   f", {args.timeout:g} s",
+                   ["method", "verdict", "seconds", "domains bounded", "rounds", "bounding s", "domains/s"])
     for method in args.methods:
         config = default_config("cpu", 0)
         config = replace(config, input_split=replace(config.input_split, intermediate_method=method))

@@ -12,13 +12,12 @@ splits (FSB's trial passes).
 from __future__ import annotations
 
 import argparse
-import platform
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import torch
-from report import emit  # benchmarks/report.py
+from report import emit, header  # benchmarks/report.py
 
 from verifier.api import verify_problem
 from verifier.config import ReluBranching, default_config
@@ -40,12 +39,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    lines = ["# ReLU-split branching heuristics", "",
-             f"Machine: {platform.node()}, Python {platform.python_version()}, torch {torch.__version__}, one "
-             f"thread, {args.timeout:g} s per run. Command: `python benchmarks/bench_relu_branching.py --timeout "
-             f"{args.timeout:g} --branchings {' '.join(args.branchings)}`", "",
-             "| instance | branching | verdict | seconds | domains bounded | branching s |",
-             "|---|---|---|---|---|---|"]
+    lines = header("ReLU-split branching heuristics", f", {args.timeout:g} s per run",
+                   ["instance", "branching", "verdict", "seconds", "domains bounded", "branching s"])
     for benchmark, onnx, vnnlib in INSTANCES:
         problem = load_problem(args.root / benchmark / onnx, args.root / benchmark / vnnlib)
         name = f"{Path(onnx).stem} {Path(vnnlib).stem}"

@@ -17,12 +17,11 @@ configuration's); ``--device cuda`` bounds on the GPU.
 from __future__ import annotations
 
 import argparse
-import platform
 from dataclasses import replace
 from pathlib import Path
 
 import torch
-from report import emit  # benchmarks/report.py
+from report import emit, header  # benchmarks/report.py
 
 from verifier.api import verify_problem
 from verifier.config import default_config
@@ -48,14 +47,9 @@ def main() -> None:
     config = replace(default_config(args.device, 0), bab="relu")
     configs = [replace(config, relu_split=replace(config.relu_split, batch=b)) for b in args.batch] or [config]
     gpu = f", GPU {torch.cuda.get_device_name()}" if args.device.startswith("cuda") else ""
-    lines = ["# ReLU-split throughput", "",
-             f"Machine: {platform.node()}, Python {platform.python_version()}, torch {torch.__version__}, one "
-             f"thread{gpu}, `--bab relu`, {args.timeout:g} s per instance. Command: "
-             f"`python benchmarks/bench_relu_throughput.py --timeout {args.timeout:g}"
-             + (f" --device {args.device}" if gpu else "") + "".join(f" --batch {b}" for b in args.batch[:1])
-             + "".join(f" {b}" for b in args.batch[1:]) + "`", "",
-             "| instance | verdict | domains bounded | rounds | batch | bounding s | branching s | domains/s |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = header("ReLU-split throughput", f"{gpu}, `--bab relu`, {args.timeout:g} s per instance",
+                   ["instance", "verdict", "domains bounded", "rounds", "batch", "bounding s", "branching s",
+                    "domains/s"])
     for (bench, onnx, vnnlib), run_config in ((i, c) for i in INSTANCES for c in configs):
         problem = load_problem(args.root / bench / onnx, args.root / bench / vnnlib)
         result = verify_problem(problem, args.timeout, run_config)

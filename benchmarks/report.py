@@ -1,9 +1,27 @@
-"""Writing a benchmark script's Markdown table: the one helper the scripts under ``benchmarks/``
+"""Writing a benchmark script's Markdown report: the helpers the scripts under ``benchmarks/``
 share (they run as ``python benchmarks/NAME.py``, so this module is importable beside them)."""
 
 from __future__ import annotations
 
+import platform
+import shlex
+import sys
 from pathlib import Path
+
+
+def header(title: str, setting: str = "", columns: list[str] | None = None, threads: int = 1) -> list[str]:
+    """A report's first lines: ``# title``, the machine (host, Python, torch, the torch
+    ``threads``, then ``setting`` such as ``", 120 s per run"``), the exact command that ran it,
+    and with ``columns`` the head of its table."""
+    import torch  # the scripts that call this have it loaded already
+
+    command = shlex.join(["python", *sys.argv])
+    lines = [f"# {title}", "",
+             f"Machine: {platform.node()}, Python {platform.python_version()}, torch {torch.__version__}, "
+             f"{'one thread' if threads == 1 else f'{threads} threads'}{setting}. Command: `{command}`", ""]
+    if columns:
+        lines += ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    return lines
 
 
 def emit(lines: list[str], out: Path | None) -> None:
