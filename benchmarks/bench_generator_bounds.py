@@ -1,7 +1,7 @@
 """Output bounds of the 5-input generator network (``benchmarks/generator``) per bound method and
 refinement budget: time and width, beside the range sampled with onnxruntime.
 
-    python benchmarks/bench_generator_bounds.py [--spec generator_narrow] [--budgets 2 8 30] [--full]
+    python benchmarks/bench_generator_bounds.py [--spec generator_narrow] [--budgets 2 8 30] [--full] [--dense]
         [--out benchmarks/results/generator_bounds.md] [--device cpu|cuda] [--threads 1]
 
 Rows: interval bounds; forward-mode forms (``intermediate_method="forward"``); the pipeline's
@@ -45,7 +45,8 @@ def main() -> None:
     parser.add_argument("--budgets", type=float, nargs="*", default=[2.0, 8.0, 30.0])
     parser.add_argument("--out", type=Path)
     parser.add_argument("--full", action="store_true",
-                        help="also full CROWN (no refinement limit), with windowed and with dense rows")
+                        help="also full CROWN (no refinement limit)")
+    parser.add_argument("--dense", action="store_true", help="also full CROWN with dense rows instead of windows")
     parser.add_argument("--device", default="cpu", help="torch device of the bound computation (cpu, cuda)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (CPU)")
     args = parser.parse_args()
@@ -67,8 +68,9 @@ def main() -> None:
     runs += [(f"hybrid, refine {b:g} s", CrownConfig(intermediate_method="hybrid", refine_seconds=b))
              for b in args.budgets]
     if args.full:
-        runs += [("hybrid, no limit (full CROWN)", CrownConfig(intermediate_method="hybrid")),
-                 ("hybrid, no limit, dense rows", CrownConfig(intermediate_method="hybrid", windows=False))]
+        runs.append(("hybrid, no limit (full CROWN)", CrownConfig(intermediate_method="hybrid")))
+    if args.dense:
+        runs.append(("hybrid, no limit, dense rows", CrownConfig(intermediate_method="hybrid", windows=False)))
     for name, config in runs:
         start = time.monotonic()
         ladder = Ladder(tgraph, region, config)

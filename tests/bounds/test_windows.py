@@ -130,6 +130,9 @@ def test_window_rows_give_the_dense_bounds_and_contain_samples(tmp_path: Path, s
     windowed = Crown(tgraph, [lower], [upper], CrownConfig(windows=True)).lower_bound(c)
     dense = Crown(tgraph, [lower], [upper], CrownConfig(windows=False)).lower_bound(c)
     assert torch.allclose(windowed, dense, rtol=1e-9, atol=1e-9)
+    chunked = Crown(tgraph, [lower], [upper], CrownConfig(windows=True, max_rows=1))  # many passes: tables serve
+    assert torch.allclose(chunked.lower_bound(c), dense, rtol=1e-9, atol=1e-9)
+    assert chunked._cache.windows._tables
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     points = centre + rng.uniform(-0.3, 0.3, size=(2000, 1, 2, 4, 4))
     outs = np.stack([session.run(None, {"x": p.astype(np.float32)})[0][0] for p in points])

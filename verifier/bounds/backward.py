@@ -49,6 +49,7 @@ from verifier.bounds.step_weights import (
     weighted_abs,
 )
 from verifier.bounds.table import Args, BoundTable
+from verifier.bounds.window_tables import WindowTables
 from verifier.bounds.windows import Windows, abs_weighted, through_local_map, through_relaxation
 from verifier.deadline import Deadline
 from verifier.ir import Node
@@ -139,12 +140,14 @@ class RelaxationFacts:
 class Cache:
     """Values a traversal may keep between passes over the same graph and dtype: ``f(0)`` of
     the nodes on the pass-through fast path, the facts about each node's relaxation (kept for
-    that very relaxation object) and the nodes' float-error weights
-    (:mod:`verifier.bounds.step_weights`)."""
+    that very relaxation object), the nodes' float-error weights
+    (:mod:`verifier.bounds.step_weights`) and tables of windows read by windowed rows
+    (:mod:`verifier.bounds.window_tables`)."""
 
     offsets: dict[str, Tensor] = field(default_factory=dict)
     facts: dict[str, RelaxationFacts] = field(default_factory=dict)
     weights: WeightCache = field(default_factory=WeightCache)
+    windows: WindowTables = field(default_factory=WindowTables)
 
     def relaxation_facts(self, node: Node, relaxation: LinearBounds) -> RelaxationFacts:
         """The facts about ``relaxation`` (the node's current one), computed once."""

@@ -295,7 +295,7 @@ class Crown:
         """The seed rows ``+e_p`` then ``-e_p`` for the flat ``positions`` of a value of
         ``shape``: windows on 2-D feature maps (``config.windows``), else dense ``(N, 2R, *shape)``."""
         if self.config.windows and len(shape) == 4 and shape[0] == 1:
-            return Windows.unit_rows(shape, positions, self.batch, like.dtype)
+            return Windows.unit_rows(shape, positions, self.batch, like.dtype, self._cache.windows)
         rows, size = positions.numel(), math.prod(shape)
         eye = torch.zeros(rows, size, dtype=like.dtype, device=like.device)
         eye[torch.arange(rows, device=like.device), positions] = 1.0

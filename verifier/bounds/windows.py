@@ -18,13 +18,14 @@ after every step that can create them, and values gathered there read as 0.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from verifier.bounds.window_tables import WindowTables
 from verifier.ops.local_map import LocalKind, LocalMap
 from verifier.ops.relax import LinearBounds
 
@@ -38,16 +39,22 @@ class Windows:
             (``N`` may be an expanded 1).
         origin: ``(R, 2)`` integer top-left positions ``(y, x)``.
         shape: the value's shape ``(1, C, H, W)``.
+        tables: where reads of a tensor at these rows' windows may be served from
+            (:mod:`verifier.bounds.window_tables`; None: read directly); handed on to the
+            windows derived from these.
     """
 
     patch: Tensor
     origin: Tensor
     shape: tuple[int, ...]
+    tables: WindowTables | None = field(default=None, compare=False)
 
     @staticmethod
-    def unit_rows(shape: tuple[int, ...], positions: Tensor, batch: int, dtype: torch.dtype) -> Windows:
+    def unit_rows(shape: tuple[int, ...], positions: Tensor, batch: int, dtype: torch.dtype,
+                  tables: WindowTables | None = None) -> Windows:
         """Rows ``+e_p`` for every flat position ``p`` of ``positions``, then ``-e_p`` for each
-        (the seeds of refining those positions' bounds), for a batch of ``batch``."""
+        (the seeds of refining those positions' bounds), for a batch of ``batch``; reads at
+        their windows served from ``tables`` where it can."""
         _, channels, _, width = shape
         rows = positions.numel()
         patch = torch.zeros(1, 2 * rows, channels, 1, 1, dtype=dtype, device=positions.device)
@@ -57,7 +64,7 @@ class Windows:
         patch[0, rows + index, channel] = -1.0
         spatial = positions % (shape[2] * width)
         origin = torch.stack([spatial // width, spatial % width], dim=1).repeat(2, 1)
-        return Windows(patch.expand(batch, -1, -1, -1, -1), origin, shape)
+        return Windows(patch.expand(batch, -1, -1, -1, -1), origin, shape, tables)
 
     @property
     def rows(self) -> int:
@@ -87,6 +94,10 @@ class Windows:
         _, channels, height, width = self.shape
         h, w = self.patch.shape[3:]
         m = values.shape[0]
+        if self.tables is not None:
+            served = self.tables.gather(values, self.shape, self.origin, (h, w))
+            if served is not None:
+                return served.to(self.patch.dtype)
         pads, padded_h, padded_w, flat = self._layout
         padded = F.pad(values.reshape(m, channels, height, width), pads).reshape(m, channels, padded_h * padded_w)
         picked = padded.index_select(2, flat.reshape(-1)).to(self.patch.dtype)
@@ -98,6 +109,11 @@ class Windows:
         batch, k = columns.shape[:2]
         _, channels, height, width = self.shape
         h, w = self.patch.shape[3:]
+        served = None if self.tables is None else self.tables.gather(columns, self.shape, self.origin, (h, w))
+        if served is not None:  # (N k, R, C, h, w): rows of whole windows
+            picked = served.reshape(batch, k, self.rows, channels * h * w).to(self.patch.dtype)
+            patch = self.patch.reshape(self.patch.shape[0], 1, self.rows, channels * h * w)
+            return (picked * patch).sum(dim=3).transpose(1, 2)
         pads, padded_h, padded_w, flat = self._layout
         padded = F.pad(columns.reshape(batch * k, channels, height, width), pads)
         picked = padded.reshape(batch, k, channels, padded_h * padded_w).index_select(3, flat.reshape(-1))
@@ -121,15 +137,23 @@ class Windows:
     def with_patch(self, patch: Tensor) -> Windows:
         """The same windows (origins, sizes: ``patch`` has this one's ``(h, w)``) with other
         coefficients; the layout computed for these windows is kept."""
-        out = Windows(patch, self.origin, self.shape)
+        out = Windows(patch, self.origin, self.shape, self.tables)
         if "_layout" in self.__dict__ and patch.shape[3:] == self.patch.shape[3:]:
             out.__dict__["_layout"] = self.__dict__["_layout"]
         return out
 
     def masked(self) -> Windows:
-        """The same rows with the entries outside the value set to 0."""
-        inside = self.gather(torch.ones(1, *self.shape, dtype=self.patch.dtype, device=self.patch.device))
-        return self.with_patch(self.patch * inside)
+        """The same rows with the entries outside the value set to 0 (no work when every
+        window lies inside it)."""
+        _, _, height, width = self.shape
+        h, w = self.patch.shape[3:]
+        ys = self.origin[:, :1] + torch.arange(h, device=self.origin.device)
+        xs = self.origin[:, 1:] + torch.arange(w, device=self.origin.device)
+        inside_y, inside_x = (ys >= 0) & (ys < height), (xs >= 0) & (xs < width)
+        if bool(inside_y.all()) and bool(inside_x.all()):
+            return self
+        inside = (inside_y.unsqueeze(2) & inside_x.unsqueeze(1)).to(self.patch.dtype)
+        return self.with_patch(self.patch * inside.reshape(1, self.rows, 1, h, w))
 
     def covers_value(self) -> bool:
         """True once a window is as large as the value (dense coefficients are then cheaper)."""
@@ -179,7 +203,7 @@ def through_local_map(windows: Windows, local: LocalMap, in_shape: tuple[int, ..
         moved, origin = _through_conv_transpose(patch, windows.origin, local)
     if shared:
         moved = moved.expand(n, *moved.shape[1:])
-    return Windows(moved, origin, in_shape).masked()
+    return Windows(moved, origin, in_shape, windows.tables).masked()
 
 
 def transposed_conv(x: Tensor, weight: Tensor, stride: tuple[int, int] = (1, 1),
