@@ -19,7 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
-from report import emit, header  # benchmarks/report.py
+from report import add_row, emit, header  # benchmarks/report.py
 
 import verifier.bab.input_split
 import verifier.bab.relu_bounding
@@ -59,9 +59,8 @@ def main() -> None:
             bab = result.stats.get("bab", {})
             domains, bounding = bab.get("domains_bounded", 0), bab.get("seconds_bounding", 0.0)
             rate = domains / bounding if bounding else 0.0
-            lines.append(f"| {benchmark} {Path(onnx).stem} {Path(vnnlib).stem} | {ends} | {result.status.value} | "
-                         f"{seconds:.1f} | {domains} | {bounding:.1f} | {rate:.1f} |")
-            print(lines[-1], flush=True)
+            add_row(lines, f"{benchmark} {Path(onnx).stem} {Path(vnnlib).stem}", ends, result.status.value,
+                    f"{seconds:.1f}", domains, f"{bounding:.1f}", f"{rate:.1f}")
     lines += ["", f"Total seconds: walking {totals[0]:.1f}, ending at forms {totals[64]:.1f}."]
     emit(lines, args.out)
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from report import emit, header  # benchmarks/report.py
+from report import add_row, emit, header  # benchmarks/report.py
 
 from verifier.config import CrownConfig
 from verifier.graph.torch_graph import TorchGraph
@@ -81,9 +81,8 @@ def main() -> None:
         lo, hi = y_lo[0].tolist(), y_hi[0].tolist()
         assert all(lo[i] <= low[i] and hi[i] >= high[i] for i in range(2)), (name, lo, hi)  # must contain samples
         cut = "" if config is None else ("yes" if ladder.crown().refinement_cut else "no")
-        lines.append(f"| {name} | {seconds:.2f} | [{lo[0]:.4g}, {hi[0]:.4g}] | [{lo[1]:.4g}, {hi[1]:.4g}] | "
-                     f"{(sum(hi) - sum(lo)) / 2:.4g} | {cut} |")
-        print(lines[-1], flush=True)
+        add_row(lines, name, f"{seconds:.2f}", f"[{lo[0]:.4g}, {hi[0]:.4g}]", f"[{lo[1]:.4g}, {hi[1]:.4g}]",
+                f"{(sum(hi) - sum(lo)) / 2:.4g}", cut)
     emit(lines, args.out)
 
 

@@ -18,7 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
-from report import emit, header  # benchmarks/report.py
+from report import add_row, emit, header  # benchmarks/report.py
 
 from verifier.api import verify_problem
 from verifier.config import default_config
@@ -50,9 +50,8 @@ def main() -> None:
         result = verify_problem(problem, args.timeout, config)
         bab = result.stats.get("bab", {})
         domains, bounding = bab.get("domains_bounded", 0), bab.get("seconds_bounding", 0.0)
-        lines.append(f"| {method} | {result.status.value} | {time.monotonic() - start:.1f} | {domains} | "
-                     f"{bab.get('rounds', 0)} | {bounding:.1f} | {domains / bounding if bounding else 0.0:.1f} |")
-        print(lines[-1], flush=True)
+        add_row(lines, method, result.status.value, f"{time.monotonic() - start:.1f}", domains,
+                bab.get("rounds", 0), f"{bounding:.1f}", f"{domains / bounding if bounding else 0.0:.1f}")
     emit(lines, args.out)
 
 

@@ -17,7 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
-from report import emit, header  # benchmarks/report.py
+from report import add_row, emit, header  # benchmarks/report.py
 
 from verifier.api import verify_problem
 from verifier.config import ReluBranching, default_config
@@ -50,9 +50,8 @@ def main() -> None:
             start = time.monotonic()
             result = verify_problem(problem, args.timeout, config)
             bab = result.stats.get("bab", {})
-            lines.append(f"| {name} | {branching} | {result.status.value} | {time.monotonic() - start:.1f} | "
-                         f"{bab.get('domains_bounded', 0)} | {bab.get('seconds_branching', 0.0):.1f} |")
-            print(lines[-1], flush=True)
+            add_row(lines, name, branching, result.status.value, f"{time.monotonic() - start:.1f}",
+                    bab.get("domains_bounded", 0), f"{bab.get('seconds_branching', 0.0):.1f}")
     emit(lines, args.out)
 
 

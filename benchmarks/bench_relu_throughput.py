@@ -21,7 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
-from report import emit, header  # benchmarks/report.py
+from report import add_row, emit, header  # benchmarks/report.py
 
 from verifier.api import verify_problem
 from verifier.config import default_config
@@ -57,9 +57,8 @@ def main() -> None:
         bounding, branching = bab.get("seconds_bounding", 0.0), bab.get("seconds_branching", 0.0)
         domains = bab.get("domains_bounded", 0)
         rate = domains / (bounding + branching) if bounding + branching else 0.0
-        lines.append(f"| {bench} {Path(vnnlib).stem} | {result.status.value} | {domains} | {bab.get('rounds', 0)} "
-                     f"| {bab.get('batch', '')} | {bounding:.1f} | {branching:.1f} | {rate:.1f} |")
-        print(lines[-1], flush=True)
+        add_row(lines, f"{bench} {Path(vnnlib).stem}", result.status.value, domains, bab.get("rounds", 0),
+                bab.get("batch", ""), f"{bounding:.1f}", f"{branching:.1f}", f"{rate:.1f}")
     emit(lines, args.out)
 
 

@@ -24,6 +24,13 @@ def header(title: str, setting: str = "", columns: list[str] | None = None, thre
     return lines
 
 
+def add_row(lines: list[str], *cells: object) -> None:
+    """Appends the table row ``| cell | cell | ... |`` to ``lines`` and prints it at once (long
+    runs show their progress)."""
+    lines.append("| " + " | ".join(str(cell) for cell in cells) + " |")
+    print(lines[-1], flush=True)
+
+
 def emit(lines: list[str], out: Path | None) -> None:
     """Prints the report ``lines`` and, with ``out``, writes them there (one trailing newline)."""
     text = "\n".join(lines) + "\n"
