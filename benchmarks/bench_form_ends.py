@@ -12,14 +12,13 @@ them through the ``CrownConfig`` those modules construct (patched here, nowhere 
 
 from __future__ import annotations
 
-import argparse
 import functools
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import torch
-from report import add_row, emit, header  # benchmarks/report.py
+from report import add_row, emit, header, instance_parser  # benchmarks/report.py
 
 import verifier.bab.input_split
 import verifier.bab.relu_bounding
@@ -28,7 +27,6 @@ from verifier.api import verify_problem
 from verifier.config import CrownConfig, default_config
 from verifier.problem import load_problem
 
-HERE = Path(__file__).resolve().parent
 INSTANCES = [("acasxu", f"onnx/ACASXU_run2a_{net}_batch_2000.onnx", f"vnnlib/{prop}.vnnlib")
              for net, prop in [("1_9", "prop_7"), ("5_3", "prop_2"), ("3_3", "prop_2"), ("1_1", "prop_3"),
                                ("4_5", "prop_2")]]
@@ -36,10 +34,7 @@ INSTANCES += [("dist_shift", "onnx/mnist_concat.onnx", "vnnlib/index9830_delta0.
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--root", type=Path, default=HERE.parent.parent / "shared" / "benchmarks")
-    parser.add_argument("--timeout", type=float, default=120.0)
-    parser.add_argument("--out", type=Path)
+    parser = instance_parser(__doc__, 120.0)
     args = parser.parse_args()
     torch.set_num_threads(1)
     lines = header("Passes ending at exact forms vs walking to the inputs", f", timeout {args.timeout:g} s",

@@ -12,30 +12,24 @@ both); the run is the whole pipeline (``verify_problem``) on one thread.
 
 from __future__ import annotations
 
-import argparse
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import torch
-from report import add_row, emit, header  # benchmarks/report.py
+from report import add_row, emit, header, instance_parser  # benchmarks/report.py
 
 from verifier.api import verify_problem
 from verifier.config import default_config
 from verifier.problem import load_problem
 
-HERE = Path(__file__).resolve().parent
-
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--root", type=Path, default=HERE.parent.parent / "shared" / "benchmarks")
+    parser = instance_parser(__doc__, 60.0)
     parser.add_argument("--benchmark", default="dist_shift")
     parser.add_argument("--onnx", default="onnx/mnist_concat.onnx")
     parser.add_argument("--vnnlib", default="vnnlib/index9830_delta0.13.vnnlib")
-    parser.add_argument("--timeout", type=float, default=60.0)
     parser.add_argument("--methods", nargs="+", default=["forward", "backward"])
-    parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(1)
     folder = args.root / args.benchmark

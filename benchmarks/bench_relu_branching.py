@@ -11,19 +11,17 @@ splits (FSB's trial passes).
 
 from __future__ import annotations
 
-import argparse
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import torch
-from report import add_row, emit, header  # benchmarks/report.py
+from report import add_row, emit, header, instance_parser  # benchmarks/report.py
 
 from verifier.api import verify_problem
 from verifier.config import ReluBranching, default_config
 from verifier.problem import load_problem
 
-HERE = Path(__file__).resolve().parent
 INSTANCES = [
     ("mnist_fc", "onnx/mnist-net_256x4.onnx", "vnnlib/prop_3_0.05.vnnlib"),
     ("mnist_fc", "onnx/mnist-net_256x2.onnx", "vnnlib/prop_10_0.05.vnnlib"),
@@ -32,11 +30,8 @@ INSTANCES = [
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--root", type=Path, default=HERE.parent.parent / "shared" / "benchmarks")
-    parser.add_argument("--timeout", type=float, default=120.0)
+    parser = instance_parser(__doc__, 120.0)
     parser.add_argument("--branchings", nargs="+", default=["babsr", "fsb"])
-    parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(1)
     lines = header("ReLU-split branching heuristics", f", {args.timeout:g} s per run",

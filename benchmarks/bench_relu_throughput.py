@@ -16,18 +16,16 @@ configuration's); ``--device cuda`` bounds on the GPU.
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import replace
 from pathlib import Path
 
 import torch
-from report import add_row, emit, header  # benchmarks/report.py
+from report import add_row, emit, header, instance_parser  # benchmarks/report.py
 
 from verifier.api import verify_problem
 from verifier.config import default_config
 from verifier.problem import load_problem
 
-HERE = Path(__file__).resolve().parent
 INSTANCES = [
     ("mnist_fc", "onnx/mnist-net_256x4.onnx", "vnnlib/prop_12_0.05.vnnlib"),
     ("eran", "onnx/mnist_relu_9_200.onnx", "vnnlib/mnist/mnist_spec_idx_5520_eps_0.01500.vnnlib"),
@@ -36,10 +34,7 @@ INSTANCES = [
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--root", type=Path, default=HERE.parent.parent / "shared" / "benchmarks")
-    parser.add_argument("--timeout", type=float, default=30.0)
-    parser.add_argument("--out", type=Path)
+    parser = instance_parser(__doc__, 30.0)
     parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
     parser.add_argument("--batch", type=int, nargs="*", default=[], help="domains per round (default: configured)")
     args = parser.parse_args()

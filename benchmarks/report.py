@@ -3,10 +3,26 @@ share (they run as ``python benchmarks/NAME.py``, so this module is importable b
 
 from __future__ import annotations
 
+import argparse
 import platform
 import shlex
 import sys
 from pathlib import Path
+
+SHARED_BENCHMARKS = Path(__file__).resolve().parents[2] / "shared" / "benchmarks"
+"""The shared VNN-COMP benchmarks beside the checkout (``../shared/benchmarks``)."""
+
+
+def instance_parser(doc: str, timeout: float) -> argparse.ArgumentParser:
+    """The argument parser of a script that runs shared-benchmark instances: described by the
+    first paragraph of ``doc``, with ``--root`` (the benchmarks' folder, default
+    :data:`SHARED_BENCHMARKS`), ``--timeout`` (seconds per run, default ``timeout``) and ``--out``
+    (the Markdown report to write); the script adds its own options."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--root", type=Path, default=SHARED_BENCHMARKS)
+    parser.add_argument("--timeout", type=float, default=timeout)
+    parser.add_argument("--out", type=Path)
+    return parser
 
 
 def header(title: str, setting: str = "", columns: list[str] | None = None, threads: int = 1) -> list[str]:
