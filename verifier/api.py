@@ -22,7 +22,7 @@ import torch
 
 from verifier.attack import AttackProgress, falsify_region
 from verifier.bab import InputSplitSearch, ReluSplitSearch
-from verifier.bab.relu_split import count_unstable
+from verifier.bab.relu_split import count_unstable, splittable_layers
 from verifier.bounds.crown import refines_every_position
 from verifier.bounds.settle import settle_region
 from verifier.config import (
@@ -329,6 +329,8 @@ class _Run:
             status = self.exact(index, region, proof, deadline, "milp")
             if status is not Status.UNKNOWN:
                 return status
+        if mode is BabMode.RELU and index not in self.searches and self.tighten(index, region, proof, deadline):
+            return Status.UNSAT
         search = self.searches.get(index) or self.new_search(mode, region, proof, self.confirmer(index, region))
         if search is None:
             return Status.UNKNOWN
@@ -339,6 +341,26 @@ class _Run:
             additive = key not in _LATEST_STATS
             totals[key] = totals.get(key, 0) + value if additive else value
         return outcome.status
+
+    def tighten(self, index: int, region: Region, proof: RegionProof, deadline: Deadline) -> bool:
+        """Before a region's ReLU-split search, on deep networks: tighter intermediate bounds by
+        search on the cut network (:mod:`verifier.bab.tighten`, at most ``tighten.time_share``
+        of the time left), then CROWN and alpha-CROWN again from them; True when that proves
+        the region (the search then starts from the tightened root)."""
+        config = self.config.tighten
+        if proof.crown is None or config.layers <= 0 or len(splittable_layers(self.bounds_graph)) < config.min_layers:
+            return False
+        from verifier.bab.tighten import tighten_bounds
+
+        limit = deadline.sooner(config.time_share * deadline.remaining())
+        bounds, stats = tighten_bounds(self.bounds_graph, region, proof.crown, limit, config)
+        self.stats.setdefault("tighten", []).append(stats.as_dict())
+        if not stats.layers:
+            return False
+        began = time.monotonic()
+        proven = proof.tighten(bounds, deadline.sooner(self.alpha_seconds(proof)))
+        self.stats["tighten"][-1]["alpha_seconds"] = time.monotonic() - began
+        return proven
 
     def new_search(self, mode: BabMode, region: Region, proof: RegionProof,
                    confirm: Callable[[np.ndarray], bool]) -> InputSplitSearch | ReluSplitSearch | None:

@@ -16,6 +16,7 @@ from verifier.search_config import InputSplitConfig as InputSplitConfig
 from verifier.search_config import IntermediateMethod as IntermediateMethod
 from verifier.search_config import ReluBranching as ReluBranching
 from verifier.search_config import ReluSplitConfig as ReluSplitConfig
+from verifier.search_config import TightenConfig as TightenConfig
 from verifier.search_config import coerce_modes
 
 if TYPE_CHECKING:  # torch is imported where a device or dtype is asked for: the command line
@@ -420,6 +421,7 @@ class VerifierConfig:
         sdp_before_bab: in the ``auto`` pipeline, run the low-rank SDP bound on the clauses
             alpha-CROWN left open before branch and bound (at most half the time left).
         device, attack, input_split, relu_split, sdp: the options of each part.
+        tighten: intermediate-bound tightening before ReLU-split search (deep networks).
         crown, alpha: CROWN and alpha-CROWN in the pipeline's bound steps (branch and bound
             derives its own from ``input_split`` and ``relu_split``); CROWN is ``hybrid``: the
             forward-mode forms, where they fit, bound what the time-limited backward
@@ -433,6 +435,7 @@ class VerifierConfig:
     attack: AttackConfig = field(default_factory=AttackConfig)
     input_split: InputSplitConfig = field(default_factory=InputSplitConfig)
     relu_split: ReluSplitConfig = field(default_factory=ReluSplitConfig)
+    tighten: TightenConfig = field(default_factory=TightenConfig)
     sdp: SdpConfig = field(default_factory=SdpConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     crown: CrownConfig = field(default_factory=lambda: CrownConfig(intermediate_method=IntermediateMethod.HYBRID))

@@ -9,6 +9,7 @@ returns is a certified bound for the float model on the region's proof box.
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import torch
@@ -65,6 +66,17 @@ class Ladder:
             with torch.no_grad():
                 self._crown = Crown(self.tgraph, [self.lower.reshape(1, *shape)], [self.upper.reshape(1, *shape)],
                                     self.crown_config, deadline=self.deadline)
+        return self._crown
+
+    def tighten(self, prior: Mapping[str, tuple[Tensor, Tensor]]) -> Crown:
+        """Replaces the CROWN rung by CROWN over the box with ``prior`` bounds (value -> bounds,
+        batch 1, each a certified bound on the box) intersected into its intermediate bounds;
+        the alpha rung then starts from it. Returns the new CROWN."""
+        shape = self.tgraph.graph.inputs[0].shape
+        with torch.no_grad():
+            self._crown = Crown(self.tgraph, [self.lower.reshape(1, *shape)], [self.upper.reshape(1, *shape)],
+                                self.crown_config, deadline=self.deadline, prior=prior)
+        self._encoding = None
         return self._crown
 
     def interval_refutes(self, clause: Clause) -> bool:

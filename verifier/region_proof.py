@@ -5,9 +5,11 @@ refuted or the rungs run out."""
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+from torch import Tensor
 
 from verifier.bounds.crown import Crown
 from verifier.config import AlphaConfig, CrownConfig, SdpConfig
@@ -91,6 +93,16 @@ class RegionProof:
             stats["sdp_error"] = str(exc)
         record["seconds"] += time.monotonic() - began
         return self.proven
+
+    def tighten(self, prior: Mapping[str, tuple[Tensor, Tensor]], deadline: Deadline | None = None) -> bool:
+        """CROWN again with the certified intermediate bounds ``prior`` (e.g. from
+        :func:`verifier.bab.tighten.tighten_bounds`), then alpha-CROWN on the open clauses
+        until ``deadline``; returns :attr:`proven`."""
+        if self.crown is None:
+            return self.proven
+        self.crown = self.ladder.tighten(prior)
+        self.open = [c for c in self.open if not bool((self.ladder.rows(c, Rung.CROWN) > 0).any())]
+        return self.optimise(deadline)
 
     def optimise(self, deadline: Deadline | None = None) -> bool:
         """Runs alpha-CROWN on the open clauses (stopping at ``deadline``); returns :attr:`proven`."""

@@ -191,3 +191,25 @@ class ReluSplitConfig:
 
     def __post_init__(self) -> None:
         coerce_modes(self, {"branching": (ReluBranching, "ReLU branching heuristic")})
+
+
+@dataclass(frozen=True)
+class TightenConfig:
+    """Options of intermediate-bound tightening by branch and bound on the cut network
+    (:mod:`verifier.bab.tighten`), run once per region before ReLU-split search.
+
+    Attributes:
+        layers: splittable layers tightened after the first (0: none).
+        seconds_per_bound: most seconds of one search (one side of one neuron).
+        max_unstable: a layer with more unstable neurons is left as it is (convolutional layers
+            have thousands: a search each would not pay).
+        time_share: most share of the time left that tightening may take.
+        min_layers: tighten only networks with at least this many splittable layers (on
+            shallow ones the search itself splits the few layers cheaply).
+    """
+
+    layers: int = 3
+    seconds_per_bound: float = 1.0
+    max_unstable: int = 64
+    time_share: float = 0.4
+    min_layers: int = 4

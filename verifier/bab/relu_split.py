@@ -134,6 +134,21 @@ class ReluSplitSearch:
         return BabOutcome(self.final or Status.TIMEOUT, stats)
 
 
+    def lower_bound(self) -> float:
+        """A certified lower bound, over the whole region, of the best row of the one clause
+        still searched (``inf`` once every clause is refuted, ``-inf`` when none is known: the
+        root not bounded yet, several clauses open, or leaves the exact engine has not decided).
+
+        Sound because every open domain is in the store or the batch just bounded (each with its
+        last certified bound, which holds on its sub-domains too) and every other domain was
+        refuted (its rows positive)."""
+        if self.final is Status.UNSAT:
+            return float("inf")
+        if self.final is not None or self.unresolved or len(self.searches) != 1:
+            return -float("inf")
+        return self.searches[0].lower_bound()
+
+
 def relu_split_search(bounds_graph: TorchGraph, attack_graph: TorchGraph, region: Region, clauses: Sequence[Clause],
                       root: Crown, confirm: Confirm, deadline: Deadline,
                       config: ReluSplitConfig | None = None) -> BabOutcome:
@@ -216,6 +231,13 @@ class _ClauseSearch:
                 if search.pgd(box_lo, box_hi, starts):
                     return Status.SAT
         return Status.UNKNOWN if self.unresolved else Status.UNSAT
+
+    def lower_bound(self) -> float:
+        """The lowest certified bound of the open domains (see :meth:`ReluSplitSearch.lower_bound`)."""
+        if self.pending is None or self.leaves is not None or self.unresolved:
+            return -float("inf")
+        parts = [d.hardness for d in (self.store, self.pending.domains) if d is not None and d.size]
+        return float(torch.cat(parts).min()) if parts else float("inf")
 
     def _next_batch(self, stats: BabStats) -> _Domains | None:
         """The domains to bound next, taken out of the store: lowest bound first (best first)
