@@ -4,9 +4,9 @@ one layer's pre-activations.
 The bounds that CROWN and alpha-CROWN give a pre-activation ``x_j`` of a deep layer relax every
 unstable neuron before it at once; on deep MLPs (MNIST 6x256) that leaves most neurons of the
 middle layers unstable and the final rows negative. Peers tighten these bounds with a MILP solver
-(NeuralSAT: Gurobi, neuron by neuron); HiGHS takes 2-15 s per neuron there on one core
-(``benchmarks/bench_tighten.py``). This module instead runs the project's own ReLU-split branch
-and bound (beta-CROWN, :mod:`verifier.bab.relu_split`) on the network *cut* at the layer: its
+(NeuralSAT: Gurobi, neuron by neuron; our exact engine is HiGHS, without a license). This module
+instead runs the project's own ReLU-split branch and bound (beta-CROWN,
+:mod:`verifier.bab.relu_split`) on the network *cut* at the layer: its
 output is the layer's pre-activation vector, and for each unstable neuron ``j`` two one-row
 searches ask for ``x_j <= 0`` and for ``-x_j <= 0``. When a search refutes its row the neuron is
 stable on that side; when it runs out of its short budget, the lowest certified bound of its
