@@ -129,7 +129,7 @@ def test_a_search_run_in_short_slices_resumes_and_proves(monkeypatch: pytest.Mon
     statuses = []
     rounds = 0
     for _ in range(600):
-        outcome = search.run(Deadline.after(0.2))
+        outcome = search.run(Deadline.after(0.05))
         statuses.append(outcome.status)
         rounds += outcome.stats.rounds
         if outcome.status != "timeout":
