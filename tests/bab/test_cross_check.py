@@ -40,23 +40,28 @@ def _network(seed: int, path: Path) -> tuple[Region, np.ndarray]:
     answers mix). Returns the region and the row values ``C y - d`` at 20000 sampled points
     (float32 evaluation)."""
     rng = np.random.default_rng(seed)
-    n_in, h1, h2, n_out = int(rng.integers(2, 4)), int(rng.integers(3, 7)), int(rng.integers(3, 7)), 2
-    sizes = [n_in, h1, h2, n_out]
+    n_in, h1, h2 = int(rng.integers(2, 4)), int(rng.integers(3, 7)), int(rng.integers(3, 7))
+    write_mlp(path, [n_in, h1, h2, 2], rng, f"mlp{seed}")
+    return property_near_minimum(path, rng, n_in, 1.0)
+
+
+def write_mlp(path: Path, sizes: list[int], rng: np.random.Generator, name: str) -> None:
+    """Saves a random ReLU MLP with layer widths ``sizes`` (inputs first, outputs last; float32
+    Gemm layers with weights ``N(0, 1/fan_in)`` and biases ``N(0, 0.09)``) at ``path``."""
     nodes, inits, value = [], [], "x"
-    for k in range(3):
+    for k in range(len(sizes) - 1):
         w = rng.normal(size=(sizes[k + 1], sizes[k])) / np.sqrt(sizes[k])
         b = rng.normal(size=sizes[k + 1]) * 0.3
         inits += [numpy_helper.from_array(w.astype(np.float32), f"W{k}"),
                   numpy_helper.from_array(b.astype(np.float32), f"b{k}")]
         nodes.append(helper.make_node("Gemm", [value, f"W{k}", f"b{k}"], [f"z{k}"], transB=1))
         value = f"z{k}"
-        if k < 2:
+        if k < len(sizes) - 2:
             nodes.append(helper.make_node("Relu", [value], [f"a{k}"]))
             value = f"a{k}"
-    graph = helper.make_graph(nodes, f"mlp{seed}", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, n_in])],
-                              [helper.make_tensor_value_info(value, TensorProto.FLOAT, [1, n_out])], inits)
+    graph = helper.make_graph(nodes, name, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, sizes[0]])],
+                              [helper.make_tensor_value_info(value, TensorProto.FLOAT, [1, sizes[-1]])], inits)
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
-    return property_near_minimum(path, rng, n_in, 1.0)
 
 
 def property_near_minimum(path: Path, rng: np.random.Generator, n_in: int, radius: float) -> tuple[Region, np.ndarray]:

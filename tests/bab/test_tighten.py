@@ -12,12 +12,10 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
 import torch
-from onnx import TensorProto, helper, numpy_helper
 
-from tests.bab.test_cross_check import property_near_minimum
+from tests.bab.test_cross_check import property_near_minimum, write_mlp
 from verifier.api import RegionProof, verify_problem
 from verifier.bab import tighten as tighten_module
 from verifier.bab.relu_domains import splittable_layers
@@ -39,21 +37,7 @@ def _deep_network(seed: int, path: Path) -> Region:
     """A random MLP: 3 inputs, four hidden ReLU layers of 8-12, two outputs; a property near
     the sampled minimum of ``y0 - y1`` on a box of radius 1."""
     rng = np.random.default_rng(1000 + seed)
-    sizes = [3, *(int(rng.integers(8, 13)) for _ in range(4)), 2]
-    nodes, inits, value = [], [], "x"
-    for k in range(len(sizes) - 1):
-        w = rng.normal(size=(sizes[k + 1], sizes[k])) / np.sqrt(sizes[k])
-        b = rng.normal(size=sizes[k + 1]) * 0.3
-        inits += [numpy_helper.from_array(w.astype(np.float32), f"W{k}"),
-                  numpy_helper.from_array(b.astype(np.float32), f"b{k}")]
-        nodes.append(helper.make_node("Gemm", [value, f"W{k}", f"b{k}"], [f"z{k}"], transB=1))
-        value = f"z{k}"
-        if k < len(sizes) - 2:
-            nodes.append(helper.make_node("Relu", [value], [f"a{k}"]))
-            value = f"a{k}"
-    graph = helper.make_graph(nodes, f"deep{seed}", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3])],
-                              [helper.make_tensor_value_info(value, TensorProto.FLOAT, [1, 2])], inits)
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
+    write_mlp(path, [3, *(int(rng.integers(8, 13)) for _ in range(4)), 2], rng, f"deep{seed}")
     region, _ = property_near_minimum(path, rng, 3, 1.0)
     return region
 
