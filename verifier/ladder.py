@@ -62,22 +62,22 @@ class Ladder:
     def crown(self) -> Crown:
         """CROWN over the box (computed on first use; the graph must have one input)."""
         if self._crown is None:
-            shape = self.tgraph.graph.inputs[0].shape
-            with torch.no_grad():
-                self._crown = Crown(self.tgraph, [self.lower.reshape(1, *shape)], [self.upper.reshape(1, *shape)],
-                                    self.crown_config, deadline=self.deadline)
+            self._crown = self._new_crown(None)
         return self._crown
 
     def tighten(self, prior: Mapping[str, tuple[Tensor, Tensor]]) -> Crown:
         """Replaces the CROWN rung by CROWN over the box with ``prior`` bounds (value -> bounds,
         batch 1, each a certified bound on the box) intersected into its intermediate bounds;
         the alpha rung then starts from it. Returns the new CROWN."""
-        shape = self.tgraph.graph.inputs[0].shape
-        with torch.no_grad():
-            self._crown = Crown(self.tgraph, [self.lower.reshape(1, *shape)], [self.upper.reshape(1, *shape)],
-                                self.crown_config, deadline=self.deadline, prior=prior)
+        self._crown = self._new_crown(prior)
         self._encoding = None
         return self._crown
+
+    def _new_crown(self, prior: Mapping[str, tuple[Tensor, Tensor]] | None) -> Crown:
+        shape = self.tgraph.graph.inputs[0].shape
+        with torch.no_grad():
+            return Crown(self.tgraph, [self.lower.reshape(1, *shape)], [self.upper.reshape(1, *shape)],
+                         self.crown_config, deadline=self.deadline, prior=prior)
 
     def interval_refutes(self, clause: Clause) -> bool:
         """True when the interval bounds show that some row of the clause certainly fails."""

@@ -133,7 +133,6 @@ class ReluSplitSearch:
         stats.extra["unresolved_leaves"] = self.unresolved
         return BabOutcome(self.final or Status.TIMEOUT, stats)
 
-
     def lower_bound(self) -> float:
         """A certified lower bound, over the whole region, of the best row of the one clause
         still searched (``inf`` once every clause is refuted, ``-inf`` when none is known: the
@@ -147,7 +146,6 @@ class ReluSplitSearch:
         if self.final is not None or self.unresolved or len(self.searches) != 1:
             return -float("inf")
         return self.searches[0].lower_bound()
-
 
 def relu_split_search(bounds_graph: TorchGraph, attack_graph: TorchGraph, region: Region, clauses: Sequence[Clause],
                       root: Crown, confirm: Confirm, deadline: Deadline,
