@@ -21,7 +21,7 @@ from tests.bounds.random_dags import saved_dag_box
 from tests.bounds.test_forward import _acas_box, _sample, _violations
 from tests.bounds.test_windows import _conv_net
 from verifier.bounds.crown import Crown, CrownConfig
-from verifier.bounds.forward import Form
+from verifier.bounds.forward import Form, make_form, rows_through_form
 from verifier.bounds.windows import Windows
 from verifier.graph.loader import load_model
 from verifier.graph.torch_graph import TorchGraph
@@ -124,3 +124,21 @@ def test_an_ending_at_the_forms_centre_is_caught(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(backward_module, "rows_through_form", centre_only)
     crown = Crown(tgraph, [lower], [upper])
     assert _violations(crown, tgraph, _sample(lower, upper, 4000, 9)) != []
+
+
+@pytest.mark.parametrize("size", [(1, 1), (2, 3), (7, 7)])
+def test_window_rows_through_a_form_equal_dense_rows(size: tuple[int, int]) -> None:
+    """Windows small enough are read at their windows, large ones go dense: either way the same
+    coefficients, bias and margin as the dense rows, also for windows sticking out of the map."""
+    gen = torch.Generator().manual_seed(size[0])
+    shape, rows, n = (1, 3, 9, 8), 11, 2
+    m = 3 * 9 * 8
+    coefficients = torch.randn(2, n, m, generator=gen, dtype=torch.float64)
+    low = torch.randn(2, m, generator=gen, dtype=torch.float64)
+    form = make_form(coefficients, low, coefficients, low + torch.rand(2, m, generator=gen, dtype=torch.float64))
+    origin = torch.stack([torch.randint(1 - size[0], 9, (rows,), generator=gen),
+                          torch.randint(1 - size[1], 8, (rows,), generator=gen)], dim=1)
+    windows = Windows(torch.randn(2, rows, 3, *size, generator=gen, dtype=torch.float64), origin, shape).masked()
+    got, expected = rows_through_form(windows, form, 1), rows_through_form(windows.dense(), form, 1)
+    for g, e in zip(got, expected, strict=True):
+        assert torch.allclose(g, e, rtol=1e-12, atol=1e-12)

@@ -30,7 +30,12 @@ def test_table_reads_equal_the_scattered_reads(size: tuple[int, int]) -> None:
     for seed in range(12):  # the first reads build nothing; once they add up, a table serves
         direct, served = _windows(40, size, seed, None), _windows(40, size, seed, tables)
         assert torch.equal(served.gather(values), direct.gather(values))
-        assert torch.allclose(served.dot_columns(columns), direct.dot_columns(columns), rtol=1e-14, atol=1e-14)
+        assert torch.equal(served.gather_columns(columns), direct.gather_columns(columns))
+        # the columns read at the windows give the dense rows' products with them
+        patch = direct.patch.reshape(*direct.patch.shape[:2], -1)
+        by_windows = (direct.gather_columns(columns) * patch.unsqueeze(1)).sum(dim=3)
+        by_dense = torch.einsum("nrchw,nkchw->nkr", direct.dense()[:, :, 0], columns)
+        assert torch.allclose(by_windows, by_dense, rtol=1e-12, atol=1e-12)
     assert tables.gather(values, SHAPE, served.origin, size) is not None
 
 

@@ -17,7 +17,7 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 
 from verifier.bounds.crown import Crown, CrownConfig
-from verifier.bounds.windows import Windows, through_local_map
+from verifier.bounds.windows import Windows, through_local_map, transposed_conv
 from verifier.graph.loader import load_model
 from verifier.graph.torch_graph import TorchGraph
 from verifier.ir import Node
@@ -79,6 +79,19 @@ def test_local_map_windows_equal_the_forward_vjp(op_type: str, case: int) -> Non
              for b in range(2) for r in range(rows)]
     expected = torch.stack(grads).reshape(2, rows, *in_shape)
     got = through_local_map(windows, local, in_shape).dense()
+    assert torch.allclose(got, expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("channels", [1, 3, 4, 6, 9])
+@pytest.mark.parametrize(("stride", "dilation"), [((1, 1), (1, 1)), ((2, 2), (1, 1)), ((3, 2), (2, 1))])
+def test_transposed_conv_equals_torch(channels: int, stride: tuple[int, int], dilation: tuple[int, int]) -> None:
+    """Every path of :func:`transposed_conv` (few channels, torch's own, the matrix product)."""
+    rng = np.random.default_rng(channels)
+    x = torch.from_numpy(rng.normal(size=(3, channels, 5, 6)))
+    weight = torch.from_numpy(rng.normal(size=(channels, 4, 3, 2)))
+    expected = torch.nn.functional.conv_transpose2d(x, weight, stride=stride, dilation=dilation)
+    got = transposed_conv(x, weight, stride, dilation)
+    assert got.shape == expected.shape
     assert torch.allclose(got, expected, rtol=1e-12, atol=1e-12)
 
 

@@ -73,6 +73,15 @@ class Form:
     def _magnitudes(self) -> tuple[Tensor, Tensor]:
         return self.lower_spread + self.lower_bias.abs(), self.upper_spread + self.upper_bias.abs()
 
+    @cached_property
+    def end_columns(self) -> Tensor:
+        """``(N, n + 3, m)``: the lower coefficients' ``n`` columns, then the lower bias, the
+        upper bias and the larger magnitude: everything rows ending at this form read, in one
+        tensor (read at windows once per pass; computed once per form)."""
+        magnitude = torch.maximum(*self.magnitudes())
+        extra = torch.stack([self.lower_bias, self.upper_bias, magnitude], dim=1)
+        return torch.cat([self.lower, extra], dim=1)
+
 
 def make_form(lower: Tensor, lower_bias: Tensor, upper: Tensor, upper_bias: Tensor) -> Form:
     """The form with its spreads (computed once for an exact form, ``lower is upper``)."""
@@ -299,18 +308,19 @@ def rows_through_form(rows: Tensor | Windows, form: Form, parts: int) -> tuple[T
     """
     batch, n, m = form.lower.shape
     unit = unit_roundoff(form.lower.dtype)
-    mag_lo, mag_hi = form.magnitudes()
-    magnitude = torch.maximum(mag_lo, mag_hi)
-    if isinstance(rows, Windows):
-        positive, negative = rows.with_patch(rows.patch.clamp(min=0)), rows.with_patch(rows.patch.clamp(max=0))
-        bias = positive.dot(form.lower_bias) + negative.dot(form.upper_bias)
-        size = rows.with_patch(rows.patch.detach().abs()).dot(magnitude)
-        coefficients = rows.dot_columns(form.lower.reshape(batch, n, *rows.shape[1:]))
+    if isinstance(rows, Windows) and rows.patch[0, 0].numel() * (n + 3) > 3 * m:
+        rows = rows.dense()  # windows this large: one dense product reads less than n + 3 reads at them
+    if isinstance(rows, Windows):  # one read of the columns, the biases and the magnitude
+        picked = rows.gather_columns(form.end_columns.reshape(batch, n + 3, *rows.shape[1:]))
+        patch = rows.patch.reshape(*rows.patch.shape[:2], -1)  # (N, R, D); picked (N, n + 3, R, D)
+        coefficients = (picked[:, :n] * patch.unsqueeze(1)).sum(dim=3).transpose(1, 2)
+        bias = (patch.clamp(min=0) * picked[:, n]).sum(dim=2) + (patch.clamp(max=0) * picked[:, n + 1]).sum(dim=2)
+        size = (patch.detach().abs() * picked[:, n + 2]).sum(dim=2)
     else:
         flat = rows.reshape(rows.shape[0], rows.shape[1], -1).expand(batch, -1, -1)
         coefficients = torch.bmm(flat, form.lower.transpose(1, 2))
         bias = (torch.bmm(flat.clamp(min=0), form.lower_bias.unsqueeze(2))
                 + torch.bmm(flat.clamp(max=0), form.upper_bias.unsqueeze(2))).squeeze(2)
-        size = torch.bmm(flat.detach().abs(), magnitude.unsqueeze(2)).squeeze(2)
+        size = torch.bmm(flat.detach().abs(), form.end_columns[:, n + 2].unsqueeze(2)).squeeze(2)
     margin = 2 * gamma(m + n + parts + 4, unit) * size
     return coefficients, torch.nan_to_num(bias - margin, nan=-torch.inf)

@@ -103,23 +103,20 @@ class Windows:
         picked = padded.index_select(2, flat.reshape(-1)).to(self.patch.dtype)
         return picked.reshape(m, channels, self.rows, h, w).transpose(1, 2)
 
-    def dot_columns(self, columns: Tensor) -> Tensor:
-        """``<A_r, columns_j>`` ``(N, R, k)`` for ``k`` values per batch element, ``columns``
-        ``(N, k, *shape)`` finite: one gather of all columns at the windows, one product."""
+    def gather_columns(self, columns: Tensor) -> Tensor:
+        """``columns`` ``(N, k, *shape)`` read at every row's window: ``(N, k, R, C * h * w)``
+        (0 outside the value; served from the tables where it can)."""
         batch, k = columns.shape[:2]
         _, channels, height, width = self.shape
         h, w = self.patch.shape[3:]
         served = None if self.tables is None else self.tables.gather(columns, self.shape, self.origin, (h, w))
         if served is not None:  # (N k, R, C, h, w): rows of whole windows
-            picked = served.reshape(batch, k, self.rows, channels * h * w).to(self.patch.dtype)
-            patch = self.patch.reshape(self.patch.shape[0], 1, self.rows, channels * h * w)
-            return (picked * patch).sum(dim=3).transpose(1, 2)
+            return served.reshape(batch, k, self.rows, channels * h * w).to(self.patch.dtype)
         pads, padded_h, padded_w, flat = self._layout
         padded = F.pad(columns.reshape(batch * k, channels, height, width), pads)
         picked = padded.reshape(batch, k, channels, padded_h * padded_w).index_select(3, flat.reshape(-1))
-        picked = picked.reshape(batch, k, channels, self.rows, h * w).to(self.patch.dtype)
-        patch = self.patch.reshape(self.patch.shape[0], 1, self.rows, channels, h * w).transpose(2, 3)
-        return (picked * patch).sum(dim=(2, 4)).transpose(1, 2)
+        picked = picked.reshape(batch, k, channels, self.rows, h * w).transpose(2, 3)
+        return picked.reshape(batch, k, self.rows, channels * h * w).to(self.patch.dtype)
 
     def dense(self) -> Tensor:
         """The same coefficients as a dense tensor ``(N, R, *shape)`` (entries outside the
@@ -211,22 +208,47 @@ def transposed_conv(x: Tensor, weight: Tensor, stride: tuple[int, int] = (1, 1),
     """``conv_transpose2d(x, weight, stride, dilation)`` (no padding) as one matrix product
     (every input position times every tap) and one strided addition per tap into the output
     (channels last). The same products and sums as torch's own, several times faster in float64
-    on small inputs with many channels (and than folding the taps with ``F.fold``); with few
-    input channels (the product degenerates) torch's own is faster."""
+    on small inputs with many channels (and than folding the taps with ``F.fold``). With at most
+    4 input channels (the product degenerates) each channel's taps are scaled copies added in
+    place (:func:`_few_channel_transposed_conv`), with 5 to 7 torch's own is faster."""
     batch, channels, h, w = x.shape
+    if channels <= 4:
+        return _few_channel_transposed_conv(x, weight, stride, dilation)
     if channels < 8:
         return F.conv_transpose2d(x, weight, stride=stride, dilation=dilation)
     out_channels, (kh, kw) = weight.shape[1], tuple(weight.shape[2:])
-    taps = x.permute(0, 2, 3, 1).reshape(batch, h * w, channels) @ weight.reshape(channels, -1)
-    taps = taps.reshape(batch, h, w, out_channels, kh, kw)
+    # taps last but one, output channels last: each tap's slice is contiguous for the additions
+    taps = x.permute(0, 2, 3, 1).reshape(batch, h * w, channels) @ weight.permute(0, 2, 3, 1).reshape(channels, -1)
+    taps = taps.reshape(batch, h, w, kh, kw, out_channels)
     size = [(n - 1) * s + d * (k - 1) + 1 for n, s, d, k in zip((h, w), stride, dilation, (kh, kw), strict=True)]
     out = x.new_zeros(batch, size[0], size[1], out_channels)
     for ky in range(kh):
         for kx in range(kw):
             y0, x0 = ky * dilation[0], kx * dilation[1]
             out[:, y0 : y0 + (h - 1) * stride[0] + 1 : stride[0], x0 : x0 + (w - 1) * stride[1] + 1 : stride[1]] \
-                += taps[..., ky, kx]
+                += taps[:, :, :, ky, kx]
     return out.permute(0, 3, 1, 2)
+
+
+def _few_channel_transposed_conv(x: Tensor, weight: Tensor, stride: tuple[int, int],
+                                 dilation: tuple[int, int]) -> Tensor:
+    """:func:`transposed_conv` for few input channels: per input channel and tap, the input
+    times that tap's weights (one per output channel) added into the output at the tap's
+    offset. The same products and sums as torch's own (float64 on CPU: several times faster
+    for one channel, where torch takes a slow path)."""
+    batch, channels, h, w = x.shape
+    out_channels, (kh, kw) = weight.shape[1], tuple(weight.shape[2:])
+    size = [(n - 1) * s + d * (k - 1) + 1 for n, s, d, k in zip((h, w), stride, dilation, (kh, kw), strict=True)]
+    out = x.new_zeros(batch, out_channels, size[0], size[1])
+    for channel in range(channels):
+        plane = x[:, channel : channel + 1]
+        for ky in range(kh):
+            for kx in range(kw):
+                y0, x0 = ky * dilation[0], kx * dilation[1]
+                ys = slice(y0, y0 + (h - 1) * stride[0] + 1, stride[0])
+                xs = slice(x0, x0 + (w - 1) * stride[1] + 1, stride[1])
+                out[:, :, ys, xs] += plane * weight[channel, :, ky, kx].reshape(1, out_channels, 1, 1)
+    return out
 
 
 def _through_conv_transpose(patch: Tensor, origin: Tensor, local: LocalMap) -> tuple[Tensor, Tensor]:
