@@ -12,8 +12,10 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 import torch
+from onnx import TensorProto, helper, numpy_helper
 
 from tests.bab.test_cross_check import property_near_minimum, write_mlp
 from verifier.api import RegionProof, verify_problem
@@ -42,6 +44,43 @@ def _deep_network(seed: int, path: Path) -> Region:
     return region
 
 
+def _conv_network(seed: int, path: Path) -> Region:
+    """A random CNN on a ``1x1x4x4`` input: two padded 3x3 convolutions of 2 channels and two
+    dense layers of 8 and 6, each followed by a ReLU (two of the four layers are feature maps),
+    two outputs; a property near the sampled minimum of ``y0 - y1`` on a box of radius 0.5."""
+    rng = np.random.default_rng(2000 + seed)
+
+    def const(name: str, shape: tuple[int, ...], fan_in: int) -> str:
+        value = rng.normal(size=shape) / np.sqrt(fan_in) if len(shape) > 1 else rng.normal(size=shape) * 0.3
+        inits.append(numpy_helper.from_array(value.astype(np.float32), name))
+        return name
+
+    inits: list = []
+    nodes = [helper.make_node("Conv", ["x", const("k0", (2, 1, 3, 3), 9), const("c0", (2,), 1)], ["z0"], pads=[1] * 4),
+             helper.make_node("Relu", ["z0"], ["a0"]),
+             helper.make_node("Conv", ["a0", const("k1", (2, 2, 3, 3), 18), const("c1", (2,), 1)], ["z1"],
+                              pads=[1] * 4),
+             helper.make_node("Relu", ["z1"], ["a1"]),
+             helper.make_node("Flatten", ["a1"], ["f"])]
+    value = "f"
+    for k, (n_in, n_out) in enumerate([(32, 8), (8, 6), (6, 2)]):
+        nodes.append(helper.make_node("Gemm", [value, const(f"W{k}", (n_out, n_in), n_in), const(f"b{k}", (n_out,), 1)],
+                                      [f"g{k}"], transB=1))
+        value = f"g{k}"
+        if k < 2:
+            nodes.append(helper.make_node("Relu", [value], [f"r{k}"]))
+            value = f"r{k}"
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 4, 4])]
+    outputs = [helper.make_tensor_value_info(value, TensorProto.FLOAT, [1, 2])]
+    graph = helper.make_graph(nodes, f"cnn{seed}", inputs, outputs, inits)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
+    region, _ = property_near_minimum(path, rng, 16, 0.5)
+    return region
+
+
+NETWORKS = {"mlp": _deep_network, "cnn": _conv_network}
+
+
 def _points(region: Region, seed: int) -> torch.Tensor:
     """20000 random points of the box and 4000 random corners, float32."""
     rng = np.random.default_rng(seed)
@@ -61,23 +100,28 @@ def _violations(path: Path, region: Region, seed: int) -> tuple[int, int]:
     bounds, stats = tighten_bounds(bounds_graph, region, proof.crown, Deadline.after(60), CONFIG)
     attack = TorchGraph(bounds_graph.graph, "cpu", torch.float32)
     values = attack.forward_all(_points(region, seed).reshape(-1, *bounds_graph.graph.inputs[0].shape))
+    proof.tighten(bounds, Deadline.after(10))  # CROWN again from them (the pipeline's next step)
+    assert proof.crown is not None
     outside = 0
     for layer in splittable_layers(bounds_graph):
-        lo, hi = bounds[layer.value]
         v = values[layer.value].double()
-        outside += int(((v < lo) | (v > hi)).sum())
+        for lo, hi in (bounds[layer.value], proof.crown.bounds[layer.value]):
+            outside += int(((v < lo.reshape(1, *v.shape[1:])) | (v > hi.reshape(1, *v.shape[1:]))).sum())
+        lo, hi = bounds[layer.value]
         old_lo, old_hi = before[layer.value]
         assert bool((lo >= old_lo).all()) and bool((hi <= old_hi).all())  # never looser
     return outside, stats.stabilised
 
 
-def test_tightened_bounds_hold_on_samples_and_stabilise_neurons(tmp_path: Path) -> None:
-    """Over six random deep networks: no sampled pre-activation outside the tightened bounds,
-    and tightening makes some unstable neurons stable (the test is not vacuous)."""
+@pytest.mark.parametrize(("kind", "seeds"), [("mlp", 6), ("cnn", 3)])
+def test_tightened_bounds_hold_on_samples_and_stabilise_neurons(tmp_path: Path, kind: str, seeds: int) -> None:
+    """Over random deep networks (MLPs; CNNs, whose first layers are feature maps): no sampled
+    pre-activation outside the tightened bounds, and tightening makes some unstable neurons
+    stable (the test is not vacuous)."""
     stabilised = 0
-    for seed in range(6):
-        path = tmp_path / f"deep{seed}.onnx"
-        outside, made_stable = _violations(path, _deep_network(seed, path), seed)
+    for seed in range(seeds):
+        path = tmp_path / f"{kind}{seed}.onnx"
+        outside, made_stable = _violations(path, NETWORKS[kind](seed, path), seed)
         assert outside == 0, f"seed {seed}: {outside} sampled values outside the tightened bounds"
         stabilised += made_stable
     assert stabilised > 0
@@ -125,13 +169,13 @@ def _write_spec(region: Region, path: Path) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-@pytest.mark.parametrize("seed", range(6))
-def test_pipeline_with_tightening_agrees_with_milp(tmp_path: Path, seed: int) -> None:
+@pytest.mark.parametrize(("kind", "seed"), [("mlp", seed) for seed in range(6)] + [("cnn", seed) for seed in range(3)])
+def test_pipeline_with_tightening_agrees_with_milp(tmp_path: Path, kind: str, seed: int) -> None:
     """ReLU-split pipeline with tightening on random deep networks: its verdict never
     contradicts the MILP engine's, and every sat it gives is confirmed by onnxruntime (the
     pipeline re-checks it before answering)."""
     model, spec = tmp_path / "deep.onnx", tmp_path / "deep.vnnlib"
-    _write_spec(_deep_network(seed, model), spec)
+    _write_spec(NETWORKS[kind](seed, model), spec)
     problem = load_problem(model, spec)
     config = replace(default_config("cpu", 0), bab=BabMode.RELU, tighten=CONFIG, milp_max_unstable=0)
     result = verify_problem(problem, 60, config)

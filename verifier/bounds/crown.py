@@ -57,8 +57,8 @@ class Crown:
                  config: CrownConfig | None = None, prior: Mapping[str, Bounds] | None = None,
                  deadline: Deadline | None = None, table: BoundTable | None = None) -> None:
         """Bounds every value over the boxes ``[lower, upper]`` (one ``(N, *shape)`` pair per
-        graph input). ``prior`` gives bounds ``(N, size)`` (flattened) of some values already
-        known to hold on these boxes (e.g. a parent box's bounds in branch and bound); they
+        graph input). ``prior`` gives bounds ``(N, *shape)`` or flattened ``(N, size)`` of some
+        values already known to hold on these boxes (e.g. a parent box's bounds in branch and bound); they
         are intersected in, which is sound whenever they are valid bounds.
 
         ``deadline`` is checked before every node of every pass, this one and later ones
@@ -83,8 +83,9 @@ class Crown:
         # refined value -> (index of the node it feeds, flat positions refined); fixed at the
         # first pass so that recomputing reuses the same rows (and the same alpha shapes).
         self.refined: dict[str, tuple[int, Tensor]] = {}
-        # best bounds found so far for each refined value (every pass's bounds are valid)
-        self.best: dict[str, Bounds] = dict(prior or {})
+        # best bounds found so far for each refined value (every pass's bounds are valid), flat
+        self.best: dict[str, Bounds] = {name: (lo.reshape(lo.shape[0], -1), hi.reshape(hi.shape[0], -1))
+                                        for name, (lo, hi) in (prior or {}).items()}
         # what the last lower_bound recorded: input coefficients always, the coefficients on
         # the relaxed nodes' outputs when ``record.relu`` (branching heuristics)
         self.record = Record()
