@@ -44,6 +44,7 @@ from collections.abc import Sequence
 import torch
 
 from verifier.bab.common import BabOutcome, BabStats, CandidateSearch, Confirm
+from verifier.bab.domain_store import DomainStore
 from verifier.bab.relu_bounding import _BetaBounder, _bound, _Pending
 from verifier.bab.relu_branching import _apply_split, _Brancher
 from verifier.bab.relu_domains import (
@@ -174,7 +175,7 @@ class _ClauseSearch:
         self.batch = _batch_size(layers, bounds_graph, self.bounder.k * self.bounder.r, config)
         self.pending: _Pending | None = None  # None until the root has been bounded
         self.row = torch.zeros(0, dtype=torch.long)
-        self.store: _Domains | None = None
+        self.store = DomainStore()
         self.leaves: _Domains | None = None
         self.unresolved = 0
         self.rounds = 0
@@ -201,11 +202,11 @@ class _ClauseSearch:
                     return None
             if self.pending.size:
                 self._split_pending(stats)
-            size = 0 if self.store is None else self.store.size
+            size = self.store.size
             stats.max_queue = max(stats.max_queue, size)
             if self.leaves is not None:
                 continue
-            if size == 0 or self.store is None:
+            if size == 0:
                 break
             if deadline.expired():
                 return None
@@ -234,7 +235,7 @@ class _ClauseSearch:
         """The lowest certified bound of the open domains (see :meth:`ReluSplitSearch.lower_bound`)."""
         if self.pending is None or self.leaves is not None or self.unresolved:
             return -float("inf")
-        parts = [d.hardness for d in (self.store, self.pending.domains) if d is not None and d.size]
+        parts = [h for h in (self.store.hardness(), self.pending.domains.hardness) if h.numel()]
         return float(torch.cat(parts).min()) if parts else float("inf")
 
     def _next_batch(self, stats: BabStats) -> _Domains | None:
@@ -243,7 +244,6 @@ class _ClauseSearch:
         holds, whichever is fewer); past it, nearest to refuted first, so that the store drains
         instead of growing. None once the store outgrew twice its cap (the search gives up)."""
         store = self.store
-        assert store is not None
         cap = min(self.config.max_domains, self.config.queue_memory // store.bytes_per_domain)
         if store.size > 2 * cap:
             stats.extra["gave_up_queue"] = store.size
@@ -251,12 +251,10 @@ class _ClauseSearch:
         draining = store.size > cap
         if draining:
             stats.extra["draining_rounds"] = stats.extra.get("draining_rounds", 0) + 1
-        order = torch.argsort(store.hardness, descending=draining)
-        stats.extra["lowest_open_bound"] = float(store.hardness.min())  # the clause's certified bound
-        count = 2 * self.batch
-        popped, rest = store.take(order[:count]), store.take(order[count:])
-        self.store = rest if rest.size else None
-        return popped
+        hardness = store.hardness()
+        order = torch.argsort(hardness, descending=draining)
+        stats.extra["lowest_open_bound"] = float(hardness.min())  # the clause's certified bound
+        return store.take(order[: 2 * self.batch])
 
     def _split_pending(self, stats: BabStats) -> None:
         """Moves the bounded domains still open into the store as children (and those with no
@@ -276,7 +274,7 @@ class _ClauseSearch:
             coeffs = {key: value[keep] for key, value in pending.coefficients.items()}
             children = _cat([_apply_split(parents, self.layers, chosen, +1, coeffs),
                              _apply_split(parents, self.layers, chosen, -1, coeffs)])
-            self.store = children if self.store is None else _cat([self.store, children])
+            self.store.add(children)
         self.pending = _Pending(pending.domains.take(torch.zeros(0, dtype=torch.long, device=neuron.device)),
                                 {k: v[:0] for k, v in pending.coefficients.items()})
 
