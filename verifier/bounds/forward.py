@@ -309,7 +309,7 @@ def rows_through_form(rows: Tensor | Windows, form: Form, parts: int) -> tuple[T
     batch, n, m = form.lower.shape
     unit = unit_roundoff(form.lower.dtype)
     if isinstance(rows, Windows) and rows.patch[0, 0].numel() * (n + 3) > 3 * m:
-        rows = rows.dense()  # windows this large: one dense product reads less than n + 3 reads at them
+        rows = rows.dense()  # large windows: reading n + 3 columns at each costs more than dense rows (measured)
     if isinstance(rows, Windows):  # one read of the columns, the biases and the magnitude
         picked = rows.gather_columns(form.end_columns.reshape(batch, n + 3, *rows.shape[1:]))
         patch = rows.patch.reshape(*rows.patch.shape[:2], -1)  # (N, R, D); picked (N, n + 3, R, D)
