@@ -14,11 +14,13 @@ import onnx
 import pytest
 import torch
 
+import verifier.bounds.forward as forward_module
 from tests.bounds.random_dags import saved_dag_box
 from tests.bounds.test_crown_registry import MODELS
 from tests.conftest import ROOT, one_spec_per_model
 from verifier.bounds.crown import Crown, CrownConfig
 from verifier.bounds.forward import ForwardForms
+from verifier.deadline import Deadline, DeadlineExceeded
 from verifier.graph.loader import load_model
 from verifier.graph.torch_graph import TorchGraph
 from verifier.ir import Graph
@@ -185,3 +187,28 @@ def test_forward_mode_needs_one_finite_input_box() -> None:
     tgraph, lower, upper = _acas_box("1_1", "prop_2", 1.0, seed=0)
     crown = Crown(tgraph, [lower], [upper.clone().fill_(torch.inf)], FORWARD)
     assert crown.forms is None  # falls back to backward refinement
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_forms_in_chunks_of_rows_equal_forms_in_one_call(tmp_path: Path, seed: int,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Passing forms through an op a few rows per call (what lets a pass on thousands of input
+    columns check its deadline) gives the same forms as one call for all rows."""
+    _, graph, lower, upper = saved_dag_box(tmp_path, seed)
+    tgraph = TorchGraph(graph, "cpu", torch.float64)
+    whole = Crown(tgraph, [lower], [upper], FORWARD)
+    monkeypatch.setattr(forward_module, "FORM_ROWS_PER_CALL", 2)
+    chunked = Crown(tgraph, [lower], [upper], FORWARD)
+    assert whole.forms is not None and chunked.forms is not None
+    for name, form in whole.forms.forms.items():
+        other = chunked.forms.forms[name]
+        for a, b in ((form.lower, other.lower), (form.upper, other.upper),
+                     (form.lower_bias, other.lower_bias), (form.upper_bias, other.upper_bias)):
+            assert torch.allclose(a, b, rtol=1e-12, atol=1e-12), name
+
+
+def test_a_forms_pass_stops_at_its_deadline() -> None:
+    """A deadline already passed stops the forms before any node's rows are computed."""
+    tgraph, lower, upper = _acas_box("1_1", "prop_1", 1.0, 0)
+    with pytest.raises(DeadlineExceeded):
+        Crown(tgraph, [lower], [upper], FORWARD, deadline=Deadline.after(0.0))

@@ -156,7 +156,7 @@ class Crown:
         self.table.exact = {v.name for v in self.graph.inputs}
         method = self.config.intermediate_method
         forms = self.config.intermediate and method in (IntermediateMethod.FORWARD, IntermediateMethod.HYBRID)
-        self.forms = ForwardForms(self.table, self.config.relu_mode) if (
+        self.forms = ForwardForms(self.table, self.config.relu_mode, self.deadline) if (
             forms and ForwardForms.applicable(self.table, 8 * self.config.chunk_elements)) else None
         self.prefix = self.forms if self.forms is not None else self._prefix_forms()
         self.ends = {}
@@ -217,7 +217,7 @@ class Crown:
         if not self.config.intermediate or not ForwardForms.applicable(self.table, 8 * self.config.chunk_elements) \
                 or ForwardForms.free_inputs(self.table) > self.config.form_end_inputs:
             return None
-        return ForwardForms(self.table, self.config.relu_mode)
+        return ForwardForms(self.table, self.config.relu_mode, self.deadline)
 
     def _note_ends(self, names: Sequence[str]) -> None:
         """Records the values among ``names`` whose form is exact as ends of refining passes."""

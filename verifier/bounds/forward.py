@@ -34,6 +34,7 @@ subtraction). Concretisation subtracts ``2 gamma_{n+2} M``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import cached_property
 
@@ -43,9 +44,14 @@ from torch import Tensor
 from verifier.bounds.rounding import unit_roundoff
 from verifier.bounds.table import Bounds, BoundTable
 from verifier.bounds.windows import Windows
+from verifier.deadline import Deadline
 from verifier.ir import Node
 from verifier.ops.base import all_finite, gamma
 from verifier.ops.relax import LinearBounds
+
+FORM_ROWS_PER_CALL = 512
+"""Rows (a box's form columns, then biases) per call of an op when passing forms through it:
+one call on thousands of columns (CIFAR inputs) took 0.76 s, past the watchdog's grace."""
 
 
 @dataclass(frozen=True)
@@ -103,8 +109,10 @@ class ForwardForms:
 
     Use :meth:`applicable` first: one graph input with finite bounds."""
 
-    def __init__(self, table: BoundTable, relu_mode: str) -> None:
-        self.table, self.relu_mode = table, relu_mode
+    def __init__(self, table: BoundTable, relu_mode: str, deadline: Deadline | None = None) -> None:
+        """Forms of the input (``deadline``: checked between chunks of one node's columns, a pass
+        raising :class:`~verifier.deadline.DeadlineExceeded` once it has passed)."""
+        self.table, self.relu_mode, self.deadline = table, relu_mode, deadline
         self.unit = unit_roundoff(table.tgraph.place.dtype)
         info = table.graph.inputs[0]
         lo, hi = (_flat(b) for b in table.input_bounds[info.name])
@@ -191,14 +199,14 @@ class ForwardForms:
             return args
 
         zero = torch.zeros(1, source.lower_bias.shape[1], dtype=mag_lo.dtype, device=mag_lo.device)
-        found = op.absolute_linear(node, stacked(source.lower - source.upper, source.lower_bias - source.upper_bias,
-                                                 mag_lo + mag_hi), batched)
+        found = self._in_chunks(lambda args: op.absolute_linear(node, args, batched), position, stacked(
+            source.lower - source.upper, source.lower_bias - source.upper_bias, mag_lo + mag_hi))
         if found is None:
             return None
-        sums = op.forward(node, stacked(source.lower + source.upper, source.lower_bias + source.upper_bias, zero),
-                          batched)[0]
-        sums = _flat(sums)
-        absolute, rounded = _flat(found[0]), found[1]
+        summed = self._in_chunks(lambda args: (op.forward(node, args, batched)[0], 0), position, stacked(
+            source.lower + source.upper, source.lower_bias + source.upper_bias, zero))
+        assert summed is not None
+        absolute, rounded, sums = _flat(found[0]), found[1], _flat(summed[0])
         at_zero = sums[-1:]
         s_coef = (sums[: batch * n] - at_zero).reshape(batch, n, -1)
         s_bias = sums[batch * n : -1] + at_zero
@@ -210,6 +218,24 @@ class ForwardForms:
             return make_form(coef, (s_bias + d_bias) / 2 - margin, coef, (s_bias - d_bias) / 2 + margin)
         return make_form((s_coef + d_coef) / 2, (s_bias + d_bias) / 2 - margin,
                          (s_coef - d_coef) / 2, (s_bias - d_bias) / 2 + margin)
+
+    def _in_chunks(self, apply: Callable[[list[Tensor | None]], tuple[Tensor, int] | None], position: int,
+                   args: list[Tensor | None]) -> tuple[Tensor, int] | None:
+        """``apply(args)`` (an op's result for a batch of rows at ``args[position]`` and its
+        rounding count) over chunks of those rows, checking :attr:`deadline` between chunks:
+        the rows concatenated, the largest count (each row is computed on its own)."""
+        rows = args[position]
+        assert rows is not None
+        parts, counts = [], []
+        for chunk in rows.split(FORM_ROWS_PER_CALL):
+            if self.deadline is not None:
+                self.deadline.check()
+            found = apply([chunk if i == position else a for i, a in enumerate(args)])
+            if found is None:
+                return None
+            parts.append(found[0])
+            counts.append(found[1])
+        return torch.cat(parts), max(counts)
 
     def _relaxed(self, node: Node) -> Form | None:
         """The forms through a single-input node with a linear relaxation on its input."""
