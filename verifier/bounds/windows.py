@@ -220,7 +220,7 @@ def transposed_conv(x: Tensor, weight: Tensor, stride: tuple[int, int] = (1, 1),
     # taps last but one, output channels last: each tap's slice is contiguous for the additions
     taps = x.permute(0, 2, 3, 1).reshape(batch, h * w, channels) @ weight.permute(0, 2, 3, 1).reshape(channels, -1)
     taps = taps.reshape(batch, h, w, kh, kw, out_channels)
-    size = [(n - 1) * s + d * (k - 1) + 1 for n, s, d, k in zip((h, w), stride, dilation, (kh, kw), strict=True)]
+    size = _transposed_size((h, w), stride, dilation, (kh, kw))
     out = x.new_zeros(batch, size[0], size[1], out_channels)
     for ky in range(kh):
         for kx in range(kw):
@@ -228,6 +228,12 @@ def transposed_conv(x: Tensor, weight: Tensor, stride: tuple[int, int] = (1, 1),
             out[:, y0 : y0 + (h - 1) * stride[0] + 1 : stride[0], x0 : x0 + (w - 1) * stride[1] + 1 : stride[1]] \
                 += taps[:, :, :, ky, kx]
     return out.permute(0, 3, 1, 2)
+
+
+def _transposed_size(length: tuple[int, int], stride: tuple[int, int], dilation: tuple[int, int],
+                     kernel: tuple[int, int]) -> list[int]:
+    """The output height and width of an unpadded transposed convolution."""
+    return [(n - 1) * s + d * (k - 1) + 1 for n, s, d, k in zip(length, stride, dilation, kernel, strict=True)]
 
 
 def _few_channel_transposed_conv(x: Tensor, weight: Tensor, stride: tuple[int, int],
@@ -238,7 +244,7 @@ def _few_channel_transposed_conv(x: Tensor, weight: Tensor, stride: tuple[int, i
     for one channel, where torch takes a slow path)."""
     batch, channels, h, w = x.shape
     out_channels, (kh, kw) = weight.shape[1], tuple(weight.shape[2:])
-    size = [(n - 1) * s + d * (k - 1) + 1 for n, s, d, k in zip((h, w), stride, dilation, (kh, kw), strict=True)]
+    size = _transposed_size((h, w), stride, dilation, (kh, kw))
     out = x.new_zeros(batch, out_channels, size[0], size[1])
     for channel in range(channels):
         plane = x[:, channel : channel + 1]
