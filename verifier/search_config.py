@@ -182,7 +182,7 @@ class ReluSplitConfig:
     root_iterations: int = 60
     learning_rate_alpha: float = 0.1
     learning_rate_beta: float = 0.05
-    branching: ReluBranching = ReluBranching.BABSR
+    branching: ReluBranching = ReluBranching.FSB
     candidates: int = 4
     candidates_per_round: int = 4
     pgd_every: int = 10

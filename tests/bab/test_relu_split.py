@@ -19,7 +19,7 @@ from tests.conftest import ROOT, recording_confirm
 from verifier.api import RegionProof
 from verifier.bab import ReluSplitSearch, relu_split_search
 from verifier.bab import relu_split as rs
-from verifier.config import ReluSplitConfig
+from verifier.config import ReluBranching, ReluSplitConfig
 from verifier.deadline import Deadline
 from verifier.exact.milp import MilpConfig, milp_check
 from verifier.graph.loader import load_model
@@ -156,8 +156,10 @@ def _capped(config: ReluSplitConfig, prop: str = "prop_8_0.03") -> tuple[str, di
 def test_a_store_past_its_cap_drains_and_still_proves() -> None:
     """256x2 prop_10 at eps 0.05 (unsat in expected.csv) with a store cap below what best-first
     search keeps (16 domains, 8 popped per round): past the cap the domains nearest to refuted
-    go first, the store drains, and the search still proves the instance instead of giving up."""
-    status, extra, confirmed = _capped(ReluSplitConfig(batch=4, max_domains=16), "prop_10_0.05")
+    go first, the store drains, and the search still proves the instance instead of giving up.
+    BaBSR branching: filtered smart branching keeps this tree too thin to pass the cap."""
+    config = ReluSplitConfig(batch=4, max_domains=16, branching=ReluBranching.BABSR)
+    status, extra, confirmed = _capped(config, "prop_10_0.05")
     assert status == "unsat" and not confirmed
     assert int(extra.get("draining_rounds", 0)) > 0 and "gave_up_queue" not in extra
 

@@ -74,3 +74,22 @@ def test_tiled_tables_bound_children_like_a_direct_pass() -> None:
             assert (outs.reshape(len(chosen), -1) @ rows.numpy().T >= from_tiled[child].numpy() - 1e-9).all()
             checked += 1
     assert checked >= 2
+
+
+def test_uncertified_tiled_pass_estimates_the_certified_bound_from_above() -> None:
+    """``certified=False`` drops the rounding allowances only: its estimate is at least the
+    certified bound and within the allowances' size of it (a branching heuristic's input)."""
+    graph = load_model(MODEL)
+    tgraph = TorchGraph(graph, "cpu", torch.float64)
+    rng = np.random.default_rng(1)
+    centres = rng.uniform(0.2, 0.8, size=(2, 784))
+    shape = graph.inputs[0].shape
+    lower, upper = (torch.from_numpy(centres + d).reshape(2, *shape) for d in (-0.05, 0.05))
+    parent = Crown(tgraph, [lower], [upper], CrownConfig(intermediate=False))
+    bounds, _ = _children(parent, splittable_layers(tgraph)[0].value, 2, rng)
+    rows = torch.from_numpy(rng.normal(size=(5, 10)))
+    certified = parent.tiled(2, bounds).lower_bound(rows)
+    estimate = parent.tiled(2, bounds, certified=False).lower_bound(rows)
+    assert parent.tiled(2, bounds, certified=False).table.unit == 0.0
+    assert bool((estimate >= certified).all()) and bool((estimate > certified).any())
+    assert torch.allclose(estimate, certified, rtol=1e-4, atol=1e-4)

@@ -76,8 +76,12 @@ class _BetaBounder:
         raw = crown.lower_bound(self.rows, mult).reshape(-1, self.k, self.r)
         return spec_rows(raw, self.d, self.mask, self.strict)
 
-    def quick(self, domains: _Domains, parents: _Domains | None = None) -> Tensor:
+    def quick(self, domains: _Domains, parents: _Domains | None = None, certified: bool = True) -> Tensor:
         """Row bounds ``(M, K, R)`` with the domains' own slopes and multipliers, no optimisation.
+
+        ``certified=False`` (only with ``parents``): estimates in real arithmetic, without the
+        float-rounding allowances (:meth:`~verifier.bounds.crown.Crown.tiled`): for choosing
+        splits only, never a verdict.
 
         ``parents``: domains of which these are sub-domains, tiled (domain ``j`` inside parent
         ``j mod parents.size``): the parents' table is built once and tiled
@@ -87,7 +91,7 @@ class _BetaBounder:
             if parents is None:
                 crown = self.crown(domains, refine=False)
             else:
-                crown = self.crown(parents, refine=False).tiled(domains.size // parents.size, domains.bounds)
+                crown = self.crown(parents, refine=False).tiled(domains.size // parents.size, domains.bounds, certified)
             dtype = self.tgraph.place.dtype
             mult = self._set(crown, domains, {k: v.to(dtype) for k, v in domains.alpha.items()},
                              {k: v.to(dtype) for k, v in domains.beta.items()})

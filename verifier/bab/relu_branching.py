@@ -9,9 +9,12 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor
 
-from verifier.bab.relu_bounding import _BetaBounder, _hardest
+from verifier.bab.relu_bounding import _BetaBounder
 from verifier.bab.relu_domains import _cat, _Domains, _Layer
 from verifier.config import ReluBranching, ReluSplitConfig
+from verifier.graph.torch_graph import TorchGraph
+from verifier.ir import Node
+from verifier.ops.base import Op
 
 
 class _Brancher:
@@ -19,53 +22,95 @@ class _Brancher:
 
     def __init__(self, layers: Sequence[_Layer], bounder: _BetaBounder, config: ReluSplitConfig) -> None:
         self.layers, self.bounder, self.config = tuple(layers), bounder, config
+        self.biases = pre_activation_biases(bounder.tgraph, self.layers)
 
-    def scores(self, domains: _Domains, coefficients: Mapping[str, Tensor], row: Tensor) -> Tensor:
-        """BaBSR-style scores ``(M, total)`` of every neuron; -inf where not splittable.
+    def scores(self, domains: _Domains, coefficients: Mapping[str, Tensor], row: Tensor) -> tuple[Tensor, Tensor]:
+        """Two scores ``(M, total)`` of every neuron, higher is better; -inf where not
+        splittable.
 
-        For an unstable neuron with input bounds ``l < 0 < u``, the upper line's intercept
-        ``-l u / (u - l)`` is what the relaxation loses; it weighs the row's coefficient on the
-        neuron's output (fully when negative: that side uses the upper line)."""
-        parts = []
+        For an unstable neuron with input bounds ``l < 0 < u``, the upper line (slope
+        ``s = u / (u - l)``) loses the intercept ``-l s``; with ``a`` the row's coefficient on
+        the neuron's output and ``b`` its pre-activation's bias (:func:`pre_activation_biases`):
+
+        - *intercept* score ``(relu(-a) + relu(a) / 4) (-l s)``: what the relaxation loses,
+          fully where the row uses the upper line (``a < 0``);
+        - *BaBSR* score ``|max(a b (s - 1), a b s) - relu(-a) (-l s)|``: the intercept and the
+          bias's change when the neuron's slope becomes ``1`` or ``0`` (Bunel et al.'s
+          branching score).
+        """
+        intercepts, babsr = [], []
         m = domains.size
         for layer in self.layers:
             lo, hi = domains.bounds[layer.value]
             unstable = (lo < 0) & (hi > 0) & (domains.split[layer.node] == 0)
             coeff = coefficients.get(layer.node)
             if coeff is None:
-                parts.append(torch.full_like(lo, -torch.inf))
+                intercepts.append(torch.full_like(lo, -torch.inf))
+                babsr.append(torch.full_like(lo, -torch.inf))
                 continue
             a = coeff[torch.arange(m, device=lo.device), row]
-            intercept = torch.where(unstable, -lo * hi / torch.where(unstable, hi - lo, 1.0), 0.0)
-            score = (a.clamp(max=0).neg() + 0.25 * a.clamp(min=0)) * intercept
-            parts.append(torch.where(unstable, score, -torch.inf))
-        return torch.cat(parts, dim=1)
+            slope = torch.where(unstable, hi / torch.where(unstable, hi - lo, 1.0), 0.0)
+            intercept = -lo * slope
+            intercept_score = (a.clamp(max=0).neg() + 0.25 * a.clamp(min=0)) * intercept
+            ab = a * self.biases[layer.node].reshape(1, -1)
+            babsr_score = (torch.maximum(ab * (slope - 1), ab * slope) + a.clamp(max=0) * intercept).abs()
+            intercepts.append(torch.where(unstable, intercept_score, -torch.inf))
+            babsr.append(torch.where(unstable, babsr_score, -torch.inf))
+        return torch.cat(intercepts, dim=1), torch.cat(babsr, dim=1)
 
     def choose(self, domains: _Domains, coefficients: Mapping[str, Tensor], row: Tensor) -> Tensor:
         """The neuron (flat index over all splittable nodes) to split in each domain; -1 where
-        no neuron is unstable."""
-        scores = self.scores(domains, coefficients, row)
-        k = min(self.config.candidates if self.config.branching is ReluBranching.FSB else 1, scores.shape[1])
-        top_scores, top = scores.topk(k, dim=1)
-        valid = top_scores > -torch.inf
-        none_left = ~valid[:, 0]
-        if k == 1:
-            return torch.where(none_left, -1, top[:, 0])
-        # filtered smart branching: bound both children of every candidate with one pass
+        no neuron is unstable.
+
+        ``babsr``: the best intercept score. ``fsb``: the ``candidates`` best by each score are
+        tried with one uncertified CROWN pass on both children (the parent's slopes and
+        multipliers), and the candidate whose better child has the highest bound wins: a
+        split that refutes one side keeps the tree thin, and the other side's bound then
+        rises with its own beta steps (as in NeuralSAT's and alpha-beta-CROWN's filtered smart
+        branching). Only the choice depends on these passes, never a verdict."""
+        intercepts, babsr = self.scores(domains, coefficients, row)
+        if self.config.branching is not ReluBranching.FSB:
+            best, top = intercepts.max(dim=1)
+            return torch.where(best > -torch.inf, top, -1)
+        k = min(self.config.candidates, intercepts.shape[1])
+        first_scores, first = babsr.topk(k, dim=1)
+        second_scores, second = intercepts.topk(k, dim=1)
+        top, valid = torch.cat([first, second], dim=1), torch.cat([first_scores, second_scores], dim=1) > -torch.inf
+        none_left = ~valid.any(dim=1)
+        k = top.shape[1]
         m = domains.size
         flat = top.T.reshape(-1)  # candidate-major: (k * m,)
         parents = domains.repeat(k)
         coeffs = {key: value.repeat(k, 1, 1) for key, value in coefficients.items()}
         children = _cat([_apply_split(parents, self.layers, flat, +1, coeffs),
                          _apply_split(parents, self.layers, flat, -1, coeffs)])
-        rows = self.bounder.quick(children, domains)
-        _, hardness, _ = _hardest(rows, children.open)
-        worse = torch.minimum(hardness[: k * m], hardness[k * m:]).reshape(k, m).T
-        worse = torch.where(valid, worse, -torch.inf)
-        # the BaBSR order breaks ties (topk is sorted, argmax picks the first maximum)
-        pick = worse.argmax(dim=1)
-        chosen = top.gather(1, pick.unsqueeze(1)).squeeze(1)
+        rows = self.bounder.quick(children, domains, certified=False)
+        # per child, its hardest open clause's best row (positive where refuted: how far)
+        value = torch.where(children.open, rows.amax(dim=2), torch.inf).amin(dim=1)
+        better = torch.maximum(value[: k * m], value[k * m:]).reshape(k, m).T
+        better = torch.where(valid, better, -torch.inf)
+        # the BaBSR order breaks ties (argmax picks the first maximum)
+        chosen = top.gather(1, better.argmax(dim=1, keepdim=True)).squeeze(1)
         return torch.where(none_left, -1, chosen)
+
+
+def pre_activation_biases(tgraph: TorchGraph, layers: Sequence[_Layer]) -> dict[str, Tensor]:
+    """Per splittable node, the flat value of its input when the graph's inputs and the outputs
+    of every splittable node are zero: the bias of the affine map from the previous
+    activations to the pre-activation (a dense or convolution layer's bias, a batch norm's
+    shift). Only branching scores use it."""
+    names = {layer.node for layer in layers}
+    place = tgraph.place
+    seeds: dict[str, object] = {info.name: torch.zeros((1, *info.shape), dtype=place.dtype, device=place.device)
+                                for info in tgraph.graph.inputs}
+
+    def step(op: Op, node: Node, args: list[object | None], batched: list[bool]) -> Sequence[object]:
+        outs = op.forward(node, args, batched)  # type: ignore[arg-type]
+        return [torch.zeros_like(out) for out in outs] if node.name in names else outs
+
+    with torch.no_grad():
+        table = tgraph.run(seeds, step, lambda t: t)
+    return {layer.node: torch.as_tensor(table[layer.value]).reshape(-1) for layer in layers}
 
 
 def _apply_split(domains: _Domains, layers: Sequence[_Layer], neuron: Tensor, side: int,

@@ -99,13 +99,17 @@ class Crown:
             return
         self.compute()
 
-    def tiled(self, copies: int, prior: Mapping[str, Bounds]) -> Crown:
+    def tiled(self, copies: int, prior: Mapping[str, Bounds], certified: bool = True) -> Crown:
         """A CROWN object over ``copies`` copies of this batch (copy ``c`` of box ``i`` at
         ``c * N + i``) whose table is this one's, tiled and intersected with ``prior``
         (flattened bounds ``(copies * N, size)`` of some values, valid on each copy's own
         domain), without a new interval pass: for sub-domains of these boxes (branch and bound
         children). Sound: a box's bounds and float errors hold on its sub-domains, and the
-        relaxations are recomputed from the intersected bounds. No refinement state is kept."""
+        relaxations are recomputed from the intersected bounds. No refinement state is kept.
+
+        ``certified=False``: the copy's table is in real arithmetic (unit 0): its passes skip the
+        traversal's rounding allowances (about half of a pass on a CNN), so its bounds are
+        estimates, NOT sound for the float model (e.g. to rank branching candidates)."""
         def tile(t: Tensor) -> Tensor:
             return t.repeat(copies, *([1] * (t.dim() - 1))) if t.shape[0] == self.batch else t
 
@@ -117,7 +121,8 @@ class Crown:
                 bounds[name] = (torch.maximum(low, lo.reshape(low.shape)), torch.minimum(high, hi.reshape(high.shape)))
         inputs = {name: (tile(lo), tile(hi)) for name, (lo, hi) in old.input_bounds.items()}
         errors = {name: tuple(None if e is None else tile(e) for e in found) for name, found in old.errors.items()}
-        table = BoundTable(old.tgraph, old.unit, self.batch * copies, inputs, bounds, errors, {}, set(old.exact))
+        unit = old.unit if certified else 0.0
+        table = BoundTable(old.tgraph, unit, self.batch * copies, inputs, bounds, errors, {}, set(old.exact))
         return Crown(self.tgraph, [lo for lo, _ in inputs.values()], [hi for _, hi in inputs.values()],
                      self.config, deadline=self.deadline, table=table)
 

@@ -134,26 +134,29 @@ def relax_leaky(
 
 def _relax_leaky_scalar(lower: Tensor, upper: Tensor, alpha: float, mode: str) -> LinearBounds:
     """:func:`relax_leaky` for one ``alpha`` for every neuron (Relu, LeakyRelu): the same
-    lines, with the convexity decided once and fewer tensor operations."""
-    one = torch.ones_like(lower)
+    lines, with the convexity decided once, and the chord computed on the unstable neurons
+    only (gathered: often a small share of a layer, and a pass over a batch of
+    branch-and-bound children is dominated by these element-wise operations)."""
     pos, neg = lower >= 0, upper <= 0
-    stable = pos | neg
-    piece = torch.where(pos, one, alpha)  # the slope of a stable neuron's piece
-    f_lo, f_hi = torch.where(pos, lower, alpha * lower), torch.where(neg, alpha * upper, upper)
-    k = torch.where(stable, piece, (f_hi - f_lo) / (upper - lower))
+    piece = torch.where(pos, 1.0, torch.full_like(lower, alpha))  # a stable neuron's exact piece
+    unstable = ~(pos | neg)
+    lo, hi = lower[unstable], upper[unstable]
+    f_lo, f_hi = alpha * lo, hi
+    k = (f_hi - f_lo) / (hi - lo)
     if mode == "adaptive":
-        pick = torch.where(stable, piece, torch.where(upper >= -lower, one, alpha))
+        pick = torch.where(hi >= -lo, 1.0, torch.full_like(lo, alpha))
     else:
-        pick = torch.where(stable, piece, alpha if mode == "zero" else 1.0)
+        pick = torch.full_like(lo, alpha if mode == "zero" else 1.0)
     size = torch.maximum(f_lo.abs(), f_hi.abs())
-    margin = MARGIN * (1 + size + k.abs() * torch.maximum(lower.abs(), upper.abs()))
-    first, second = f_lo - k * lower, f_hi - k * upper  # the chord's gaps at the ends
+    margin = MARGIN * (1 + size + k.abs() * torch.maximum(lo.abs(), hi.abs()))
+    first, second = f_lo - k * lo, f_hi - k * hi  # the chord's gaps at the ends
     zero = torch.zeros_like(lower)
+    chord, line = piece.masked_scatter(unstable, k), piece.masked_scatter(unstable, pick)
     if alpha <= 1:  # convex: the chord above, a line through the origin below
-        up_b = torch.where(stable, zero, torch.maximum(torch.maximum(first, second), zero) + margin)
-        return LinearBounds(pick, zero, k, up_b)
-    low_b = torch.where(stable, zero, torch.minimum(torch.minimum(first, second), zero) - margin)
-    return LinearBounds(k, low_b, pick, zero)
+        up_b = zero.masked_scatter(unstable, torch.maximum(torch.maximum(first, second), torch.zeros_like(lo)) + margin)
+        return LinearBounds(line, zero, chord, up_b)
+    low_b = zero.masked_scatter(unstable, torch.minimum(torch.minimum(first, second), torch.zeros_like(lo)) - margin)
+    return LinearBounds(chord, low_b, line, zero.clone())
 
 
 def _relu(node: Node, lo: Tensor, hi: Tensor, mode: str, constants: Args) -> LinearBounds:
