@@ -215,3 +215,22 @@ def test_unstable_count_and_splittable_layers() -> None:
     assert proof.crown is not None
     unstable = rs.count_unstable(proof.crown.bounds, bounds)
     assert 0 < unstable < 512
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_estimated_steps_report_the_certified_pass_of_the_kept_iterate(tmp_path: Path, seed: int) -> None:
+    """With float32 estimated steps the rows returned are a fresh certified float64 pass with
+    the slopes and multipliers returned (not the float32 estimates, which differ by ~1e-7)."""
+    path = tmp_path / "net.onnx"
+    region, _ = _network(seed, path)
+    bounds, proof = _setup(path, region)
+    assert proof.crown is not None
+    layers = rs.splittable_layers(bounds)
+    clause = region.clauses[0]
+    lo, hi = proof.crown.input_bounds[bounds.graph.inputs[0].name]
+    bounder = rs._BetaBounder(bounds, layers, lo.reshape(1, -1), hi.reshape(1, -1), [clause],
+                              ReluSplitConfig(estimated_steps=True))
+    domains = rs._root(bounds, layers, proof.crown, 1, clause.num_rows)
+    bounded = bounder(domains, 10, Deadline(None))
+    kept = rs._Domains(domains.bounds, domains.split, bounded.alpha, bounded.beta, domains.open, domains.hardness)
+    assert torch.allclose(bounded.rows, bounder.quick(kept), rtol=0.0, atol=1e-12)

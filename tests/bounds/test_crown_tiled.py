@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import onnxruntime as ort
+import pytest
 import torch
 
 from tests.conftest import ROOT
@@ -93,3 +94,22 @@ def test_uncertified_tiled_pass_estimates_the_certified_bound_from_above() -> No
     assert parent.tiled(2, bounds, certified=False).table.unit == 0.0
     assert bool((estimate >= certified).all()) and bool((estimate > certified).any())
     assert torch.allclose(estimate, certified, rtol=1e-4, atol=1e-4)
+
+
+def test_float32_estimating_copy_stays_close_and_a_certified_one_keeps_its_precision() -> None:
+    graph = load_model(MODEL)
+    tgraph = TorchGraph(graph, "cpu", torch.float64)
+    rng = np.random.default_rng(2)
+    shape = graph.inputs[0].shape
+    centres = rng.uniform(0.2, 0.8, size=(2, 784))
+    lower, upper = (torch.from_numpy(centres + d).reshape(2, *shape) for d in (-0.05, 0.05))
+    parent = Crown(tgraph, [lower], [upper], CrownConfig(intermediate=False))
+    bounds, _ = _children(parent, splittable_layers(tgraph)[0].value, 2, rng)
+    rows = torch.from_numpy(rng.normal(size=(5, 10)))
+    certified = parent.tiled(2, bounds).lower_bound(rows)
+    copy = parent.tiled(2, bounds, certified=False, dtype=torch.float32)
+    assert copy.tgraph.place.dtype == torch.float32 and copy.bounds[graph.inputs[0].name][0].dtype == torch.float32
+    estimate = copy.lower_bound(rows.float())
+    assert torch.allclose(estimate.double(), certified, rtol=1e-3, atol=1e-3)
+    with pytest.raises(ValueError):
+        parent.tiled(2, bounds, dtype=torch.float32)

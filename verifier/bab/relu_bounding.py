@@ -72,16 +72,18 @@ class _BetaBounder:
         return mult
 
     def spec_rows(self, crown: Crown, mult: Multipliers) -> Tensor:
-        """Certified lower bounds ``(M, K, R)`` of the spec rows ``C y - d`` (padding -inf)."""
-        raw = crown.lower_bound(self.rows, mult).reshape(-1, self.k, self.r)
+        """Lower bounds ``(M, K, R)`` of the spec rows ``C y - d`` (padding -inf), in this
+        bounder's dtype: certified unless ``crown`` is an estimating copy (``Crown.tiled``)."""
+        raw = crown.lower_bound(self.rows.to(crown.tgraph.place.dtype), mult).to(self.d.dtype)
+        raw = raw.reshape(-1, self.k, self.r)
         return spec_rows(raw, self.d, self.mask, self.strict)
 
     def quick(self, domains: _Domains, parents: _Domains | None = None, certified: bool = True) -> Tensor:
         """Row bounds ``(M, K, R)`` with the domains' own slopes and multipliers, no optimisation.
 
-        ``certified=False`` (only with ``parents``): estimates in real arithmetic, without the
-        float-rounding allowances (:meth:`~verifier.bounds.crown.Crown.tiled`): for choosing
-        splits only, never a verdict.
+        ``certified=False`` (only with ``parents``): estimates in float32 real arithmetic,
+        without the float-rounding allowances (:meth:`~verifier.bounds.crown.Crown.tiled`):
+        for choosing splits only, never a verdict.
 
         ``parents``: domains of which these are sub-domains, tiled (domain ``j`` inside parent
         ``j mod parents.size``): the parents' table is built once and tiled
@@ -91,26 +93,55 @@ class _BetaBounder:
             if parents is None:
                 crown = self.crown(domains, refine=False)
             else:
-                crown = self.crown(parents, refine=False).tiled(domains.size // parents.size, domains.bounds, certified)
-            dtype = self.tgraph.place.dtype
+                crown = self.crown(parents, refine=False).tiled(domains.size // parents.size, domains.bounds, certified,
+                                                                None if certified else torch.float32)
+            dtype = crown.tgraph.place.dtype
             mult = self._set(crown, domains, {k: v.to(dtype) for k, v in domains.alpha.items()},
                              {k: v.to(dtype) for k, v in domains.beta.items()})
             return self.spec_rows(crown, mult)
 
     def __call__(self, domains: _Domains, iterations: int, deadline: Deadline) -> _Bounded:
         """Optimises ``alpha`` and ``beta`` of every domain for ``iterations`` Adam steps (fewer
-        once every domain is refuted, or at ``deadline``); every iterate's bound is certified
-        and the best per row is kept."""
-        dtype = self.tgraph.place.dtype
+        once every domain is refuted, or at ``deadline``) and bounds the best iterate once more,
+        certified. With ``estimated_steps`` the steps run on a float32 estimating copy
+        (:meth:`~verifier.bounds.crown.Crown.tiled`) and only that last pass is a bound;
+        otherwise every iterate's bound is certified and the best per row is kept too."""
         crown = self.crown(domains, refine=self.config.refine_intermediate)
+        estimated = self.config.estimated_steps
+        steps = crown.tiled(1, {}, certified=False, dtype=torch.float32) if estimated else crown
+        keep_alpha, keep_beta, best = self._optimise(steps, domains, iterations, deadline)
+        dtype = self.tgraph.place.dtype
+        with torch.no_grad():  # the kept iterate once more: its coefficients guide branching
+            crown.record.relu = True
+            mult = self._set(crown, domains, {k: v.to(dtype) for k, v in keep_alpha.items()},
+                             {k: v.to(dtype) for k, v in keep_beta.items()})
+            last = self.spec_rows(crown, mult)
+            best = last if estimated else torch.maximum(best, last)
+            relaxed = crown.record.relaxed
+            coefficients = {layer.node: relaxed[layer.node].reshape(domains.size, self.k * self.r, -1)
+                            for layer in self.layers if layer.node in relaxed}
+            a = crown.input_coefficients[self.input.name].reshape(domains.size, self.k * self.r, -1)
+            corners = torch.where(a > 0, self.lower.reshape(1, 1, -1), self.upper.reshape(1, 1, -1))
+            bounds = {name: (crown.bounds[name][0].reshape(domains.size, -1),
+                             crown.bounds[name][1].reshape(domains.size, -1))
+                      for name in domains.bounds}
+        return _Bounded(best, {k: v.float() for k, v in keep_alpha.items()},
+                        {k: v.float() for k, v in keep_beta.items()}, bounds, coefficients, corners)
+
+    def _optimise(self, crown: Crown, domains: _Domains, iterations: int,
+                  deadline: Deadline) -> tuple[dict[str, Tensor], dict[str, Tensor], Tensor]:
+        """Adam steps on ``alpha`` and ``beta`` in ``crown``'s dtype; returns the iterate with
+        the best score per domain and the best row bounds ``(M, K, R)`` seen (bounds only when
+        ``crown`` is certified)."""
+        dtype = crown.tgraph.place.dtype
         alpha = {k: v.detach().to(dtype).clone().requires_grad_(True) for k, v in domains.alpha.items()}
         beta = {k: v.detach().to(dtype).clone().requires_grad_(True) for k, v in domains.beta.items()}
         optimiser = Adam([(list(alpha.values()), self.config.learning_rate_alpha),
                           (list(beta.values()), self.config.learning_rate_beta)])
-        best = torch.full((domains.size, self.k, self.r), -torch.inf, dtype=dtype, device=self.lower.device)
+        best = torch.full((domains.size, self.k, self.r), -torch.inf, dtype=self.d.dtype, device=self.lower.device)
         keep_alpha = {k: v.detach().clone() for k, v in alpha.items()}
         keep_beta = {k: v.detach().clone() for k, v in beta.items()}
-        best_score = torch.full((domains.size,), -torch.inf, dtype=dtype, device=self.lower.device)
+        best_score = torch.full((domains.size,), -torch.inf, dtype=self.d.dtype, device=self.lower.device)
         with torch.enable_grad():
             for step in range(iterations):
                 rows = self.spec_rows(crown, self._set(crown, domains, alpha, beta))
@@ -135,19 +166,7 @@ class _BetaBounder:
                     for layer in self.layers:
                         alpha[layer.node].clamp_(*layer.span)
                         beta[layer.node].clamp_(min=0.0)
-        with torch.no_grad():  # the kept iterate once more: its coefficients guide branching
-            crown.record.relu = True
-            best = torch.maximum(best, self.spec_rows(crown, self._set(crown, domains, keep_alpha, keep_beta)))
-            relaxed = crown.record.relaxed
-            coefficients = {layer.node: relaxed[layer.node].reshape(domains.size, self.k * self.r, -1)
-                            for layer in self.layers if layer.node in relaxed}
-            a = crown.input_coefficients[self.input.name].reshape(domains.size, self.k * self.r, -1)
-            corners = torch.where(a > 0, self.lower.reshape(1, 1, -1), self.upper.reshape(1, 1, -1))
-            bounds = {name: (crown.bounds[name][0].reshape(domains.size, -1),
-                             crown.bounds[name][1].reshape(domains.size, -1))
-                      for name in domains.bounds}
-        return _Bounded(best, {k: v.float() for k, v in keep_alpha.items()},
-                        {k: v.float() for k, v in keep_beta.items()}, bounds, coefficients, corners)
+        return keep_alpha, keep_beta, best
 
 
 def _score(rows: Tensor, open_: Tensor) -> Tensor:

@@ -99,7 +99,8 @@ class Crown:
             return
         self.compute()
 
-    def tiled(self, copies: int, prior: Mapping[str, Bounds], certified: bool = True) -> Crown:
+    def tiled(self, copies: int, prior: Mapping[str, Bounds], certified: bool = True,
+              dtype: torch.dtype | None = None) -> Crown:
         """A CROWN object over ``copies`` copies of this batch (copy ``c`` of box ``i`` at
         ``c * N + i``) whose table is this one's, tiled and intersected with ``prior``
         (flattened bounds ``(copies * N, size)`` of some values, valid on each copy's own
@@ -109,8 +110,15 @@ class Crown:
 
         ``certified=False``: the copy's table is in real arithmetic (unit 0): its passes skip the
         traversal's rounding allowances (about half of a pass on a CNN), so its bounds are
-        estimates, NOT sound for the float model (e.g. to rank branching candidates)."""
+        estimates, NOT sound for the float model (e.g. to rank branching candidates); ``dtype``
+        (only then) runs them in another precision (float32: about twice as fast on a CPU)."""
+        if dtype is not None and certified:
+            raise ValueError("a certified copy keeps the table's precision")
+        tgraph = self.tgraph.in_dtype(dtype or self.tgraph.place.dtype)
+        cast = tgraph.place.dtype
+
         def tile(t: Tensor) -> Tensor:
+            t = t.to(cast) if t.is_floating_point() else t
             return t.repeat(copies, *([1] * (t.dim() - 1))) if t.shape[0] == self.batch else t
 
         old = self.table
@@ -118,12 +126,13 @@ class Crown:
         for name, (lo, hi) in prior.items():
             if name in bounds:
                 low, high = bounds[name]
-                bounds[name] = (torch.maximum(low, lo.reshape(low.shape)), torch.minimum(high, hi.reshape(high.shape)))
+                lo, hi = lo.to(cast).reshape(low.shape), hi.to(cast).reshape(high.shape)
+                bounds[name] = (torch.maximum(low, lo), torch.minimum(high, hi))
         inputs = {name: (tile(lo), tile(hi)) for name, (lo, hi) in old.input_bounds.items()}
         errors = {name: tuple(None if e is None else tile(e) for e in found) for name, found in old.errors.items()}
         unit = old.unit if certified else 0.0
-        table = BoundTable(old.tgraph, unit, self.batch * copies, inputs, bounds, errors, {}, set(old.exact))
-        return Crown(self.tgraph, [lo for lo, _ in inputs.values()], [hi for _, hi in inputs.values()],
+        table = BoundTable(tgraph, unit, self.batch * copies, inputs, bounds, errors, {}, set(old.exact), not certified)
+        return Crown(tgraph, [lo for lo, _ in inputs.values()], [hi for _, hi in inputs.values()],
                      self.config, deadline=self.deadline, table=table)
 
     @property

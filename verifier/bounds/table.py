@@ -38,6 +38,8 @@ class BoundTable:
             node has no relaxation and is cut at its bounds).
         exact: values whose interval bounds are exact (the inputs, and one affine op of an
             input), which refinement skips.
+        estimate: passes over this table only estimate (``unit`` 0, and relaxation lines cast
+            to a narrower dtype without padding): never a proof (``Crown.tiled``).
     """
 
     tgraph: TorchGraph
@@ -48,6 +50,7 @@ class BoundTable:
     errors: dict[str, tuple[Tensor | None, ...]] = field(default_factory=dict)
     relaxations: dict[str, LinearBounds | None] = field(default_factory=dict)
     exact: set[str] = field(default_factory=set)
+    estimate: bool = False
 
     @property
     def graph(self) -> Graph:
@@ -75,7 +78,7 @@ class BoundTable:
     def relax(self, node: Node, lo: Tensor, hi: Tensor, mode: str) -> LinearBounds | None:
         """The node's declared elementwise relaxation (``Op.relaxation``) on ``[lo, hi]``."""
         op = self.tgraph.op_of[node.name]
-        return relax(op, node, lo, hi, mode, self.tgraph.constant_args(node))
+        return relax(op, node, lo, hi, mode, self.tgraph.constant_args(node), padded=not self.estimate)
 
     def relaxation(self, node: Node, mode: str, args: Args | None = None) -> LinearBounds | None:
         """The node's relaxation on its input's current bounds, cached in :attr:`relaxations`;

@@ -57,6 +57,17 @@ class TorchGraph:
         self.ops: list[Op] = [table[node.op] for node in graph.nodes]
         self.op_of: dict[str, Op] = {node.name: op for node, op in zip(graph.nodes, self.ops, strict=True)}
 
+    def in_dtype(self, dtype: torch.dtype) -> TorchGraph:
+        """The same graph and ops (overrides included) on this device in ``dtype``: constants
+        cast (e.g. float32 passes that only estimate)."""
+        if dtype == self.place.dtype:
+            return self
+        twin = TorchGraph.__new__(TorchGraph)
+        twin.graph, twin.ops, twin.op_of = self.graph, self.ops, self.op_of
+        twin.place = Placement(self.place.device, dtype)
+        twin.constants = {name: t.to(dtype) if t.is_floating_point() else t for name, t in self.constants.items()}
+        return twin
+
     def constant_args(self, node: Node) -> list[Tensor | None]:
         """The node's constant inputs by position; None at dynamic or omitted inputs."""
         return [self.constants.get(name) if name else None for name in node.inputs]

@@ -138,9 +138,13 @@ def _relax_leaky_scalar(lower: Tensor, upper: Tensor, alpha: float, mode: str) -
     only (gathered: often a small share of a layer, and a pass over a batch of
     branch-and-bound children is dominated by these element-wise operations)."""
     pos, neg = lower >= 0, upper <= 0
-    piece = torch.where(pos, 1.0, torch.full_like(lower, alpha))  # a stable neuron's exact piece
-    unstable = ~(pos | neg)
-    lo, hi = lower[unstable], upper[unstable]
+    piece = torch.where(pos, 1.0, torch.full_like(lower, alpha)).reshape(-1)  # a stable neuron's exact piece
+    where = (~(pos | neg)).reshape(-1).nonzero().squeeze(1)  # the unstable neurons, flat
+
+    def scatter(base: Tensor, values: Tensor) -> Tensor:
+        return base.index_copy(0, where, values).reshape(lower.shape)
+
+    lo, hi = lower.reshape(-1).index_select(0, where), upper.reshape(-1).index_select(0, where)
     f_lo, f_hi = alpha * lo, hi
     k = (f_hi - f_lo) / (hi - lo)
     if mode == "adaptive":
@@ -150,13 +154,13 @@ def _relax_leaky_scalar(lower: Tensor, upper: Tensor, alpha: float, mode: str) -
     size = torch.maximum(f_lo.abs(), f_hi.abs())
     margin = MARGIN * (1 + size + k.abs() * torch.maximum(lo.abs(), hi.abs()))
     first, second = f_lo - k * lo, f_hi - k * hi  # the chord's gaps at the ends
-    zero = torch.zeros_like(lower)
-    chord, line = piece.masked_scatter(unstable, k), piece.masked_scatter(unstable, pick)
+    zero = torch.zeros_like(piece)
+    chord, line = scatter(piece, k), scatter(piece, pick)
     if alpha <= 1:  # convex: the chord above, a line through the origin below
-        up_b = zero.masked_scatter(unstable, torch.maximum(torch.maximum(first, second), torch.zeros_like(lo)) + margin)
-        return LinearBounds(line, zero, chord, up_b)
-    low_b = zero.masked_scatter(unstable, torch.minimum(torch.minimum(first, second), torch.zeros_like(lo)) - margin)
-    return LinearBounds(chord, low_b, line, zero.clone())
+        up_b = scatter(zero, torch.maximum(torch.maximum(first, second), torch.zeros_like(lo)) + margin)
+        return LinearBounds(line, zero.reshape(lower.shape), chord, up_b)
+    low_b = scatter(zero, torch.minimum(torch.minimum(first, second), torch.zeros_like(lo)) - margin)
+    return LinearBounds(chord, low_b, line, zero.reshape(lower.shape))
 
 
 def _relu(node: Node, lo: Tensor, hi: Tensor, mode: str, constants: Args) -> LinearBounds:
@@ -217,7 +221,7 @@ ONE_SIGN: Domain = _one_sign
 
 
 def relax(op: Op, node: Node, lower: Tensor, upper: Tensor, mode: str = "adaptive",
-          constants: Args = ()) -> LinearBounds | None:
+          constants: Args = (), padded: bool = True) -> LinearBounds | None:
     """Linear bounds of the node's output over the boxes of its single dynamic input, from the
     op's declared :class:`Relaxation` (``op.relaxation``).
 
@@ -231,6 +235,8 @@ def relax(op: Op, node: Node, lower: Tensor, upper: Tensor, mode: str = "adaptiv
             CROWN), "zero" (the negative piece's slope) or "one".
         constants: the node's constant inputs by position (None at the dynamic input 0), for
             rules with constant parameters (PRelu's slope).
+        padded: for a dtype narrower than float64, pad the biases for the rounding of the
+            lines (False: a plain cast, lines that only estimate: never for a proof).
 
     Returns:
         the bounds, each ``(B, *shape)`` in ``lower``'s dtype, or ``None`` when the op has no
@@ -247,7 +253,7 @@ def relax(op: Op, node: Node, lower: Tensor, upper: Tensor, mode: str = "adaptiv
         # the usual case: every box is safe; the rule's lines are kept where all are finite
         lines = relaxation.rule(node, lo, hi, mode, constants)
         if all(all_finite(t) for t in (lines.lower_slope, lines.lower_bias, lines.upper_slope, lines.upper_bias)):
-            return _to_dtype(lines, lo, hi, dtype)
+            return _to_dtype(lines, lo, hi, dtype, padded)
     fallback = ~(torch.isfinite(lo) & torch.isfinite(hi) & (lo < hi))
     if relaxation.domain is not None:
         fallback |= ~relaxation.domain(lo, hi)
@@ -260,14 +266,16 @@ def relax(op: Op, node: Node, lower: Tensor, upper: Tensor, mode: str = "adaptiv
         bad |= ~torch.isfinite(t)
     wide = [None if c is None else c.to(torch.float64) for c in constants]
     out = _merge(bad, constant_bounds(op, node, lo, hi, wide), lines)
-    return _to_dtype(out, lo, hi, dtype)
+    return _to_dtype(out, lo, hi, dtype, padded)
 
 
-def _to_dtype(b: LinearBounds, lo: Tensor, hi: Tensor, dtype: torch.dtype) -> LinearBounds:
+def _to_dtype(b: LinearBounds, lo: Tensor, hi: Tensor, dtype: torch.dtype, padded: bool = True) -> LinearBounds:
     """Casts to ``dtype``; for a narrower type the slopes are rounded first and the biases
-    padded for the slope change over the box and for their own rounding."""
+    padded for the slope change over the box and for their own rounding (``padded``)."""
     if dtype == torch.float64:
         return b
+    if not padded:
+        return LinearBounds(*(t.to(dtype) for t in (b.lower_slope, b.lower_bias, b.upper_slope, b.upper_bias)))
     big = torch.maximum(lo.abs(), hi.abs())
     eps = torch.finfo(dtype).eps
 
