@@ -153,18 +153,15 @@ class ReluSplitConfig:
         iterations: Adam steps on the slopes (alpha) and split multipliers (beta) per round.
         root_iterations: Adam steps on the root domain.
         learning_rate_alpha, learning_rate_beta: Adam step sizes.
-        branching: ``babsr`` (the best BaBSR score alone) or ``fsb`` (filtered smart
-            branching: the ``candidates`` best neurons by the BaBSR score are each tried, with
-            one CROWN pass on both children, and the one whose worse child is best is split).
-            BaBSR by default: FSB's one pass, without the beta steps the children then get,
-            kept preferring splits that refute one side at once and leave the other at its
-            parent's bound. One thread (``benchmarks/bench_relu_branching.py``,
-            results/relu_branching.md): MNIST 256x4 prop_3_0.05 unsat in 48 s against no
-            answer in 120 s (nor in 300 s; one clause alone: 303 domains against 2,459;
-            NeuralSAT: 30 s), 256x2 prop_10_0.05 12.5 s against 16.2 s (287 domains against
-            857); four more MNIST and eran instances gave the same verdicts either way, and
-            marabou-cifar10 small index9409 no answer in 300 s either way.
-        candidates: neurons tried per domain by ``fsb``.
+        branching: ``fsb`` (filtered smart branching, the default: the ``candidates`` best
+            neurons by the bias-aware BaBSR score and by the upper line's intercept are each
+            tried with one float32 estimating CROWN pass on both children, and the candidate
+            whose better child is best is split: a split that refutes one side keeps the tree
+            thin) or ``babsr`` (the best intercept score alone). Same VM, one thread, oval21
+            cifar_base (BaBSR / FSB): img3568 no answer in 300 s / unsat 142 s (NeuralSAT 155 s),
+            img2578 54 s / 36 s, img6767 68 s / 37 s; MNIST 256x4 prop_3_0.05 45-48 s / 40 s.
+            Choosing by the *worse* child (tried before) lost to BaBSR on MNIST.
+        candidates: neurons tried per domain by ``fsb`` from each of its two scores.
         candidates_per_round: most points sent to the onnxruntime re-check per round.
         pgd_every: run PGD from the worst domains' candidate points every this many rounds.
         pgd_steps: PGD steps per start.

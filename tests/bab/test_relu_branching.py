@@ -90,9 +90,9 @@ def test_fsb_picks_the_candidate_whose_better_child_is_best(tmp_path: Path, seed
     brancher = _Brancher(layers, bounder, config)
     row = torch.zeros(1, dtype=torch.long)
     chosen = int(brancher.choose(domains, bounded.coefficients, row)[0])
-    intercepts, babsr = brancher.scores(domains, bounded.coefficients, row)
-    candidates = set(babsr.topk(3, dim=1).indices[0].tolist()) | set(intercepts.topk(3, dim=1).indices[0].tolist())
-    candidates = {c for c in candidates if bool(intercepts[0, c] > -torch.inf)}
+    scores = brancher.scores(domains, bounded.coefficients, row)
+    candidates = {int(c) for score in (scores.babsr, scores.upper) for c in score.topk(3, dim=1).indices[0]}
+    candidates = {c for c in candidates if bool(scores.intercept[0, c] > -torch.inf)}
     assert chosen in candidates
 
     def better_child(neuron: int) -> float:

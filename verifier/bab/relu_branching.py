@@ -5,6 +5,7 @@ children's multipliers warm-started."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -24,57 +25,52 @@ class _Brancher:
         self.layers, self.bounder, self.config = tuple(layers), bounder, config
         self.biases = pre_activation_biases(bounder.tgraph, self.layers)
 
-    def scores(self, domains: _Domains, coefficients: Mapping[str, Tensor], row: Tensor) -> tuple[Tensor, Tensor]:
-        """Two scores ``(M, total)`` of every neuron, higher is better; -inf where not
-        splittable.
+    def scores(self, domains: _Domains, coefficients: Mapping[str, Tensor], row: Tensor) -> _Scores:
+        """Three scores ``(M, total)`` of every neuron, higher is better; -inf where not
+        splittable (:class:`_Scores`).
 
         For an unstable neuron with input bounds ``l < 0 < u``, the upper line (slope
-        ``s = u / (u - l)``) loses the intercept ``-l s``; with ``a`` the row's coefficient on
-        the neuron's output and ``b`` its pre-activation's bias (:func:`pre_activation_biases`):
-
-        - *intercept* score ``(relu(-a) + relu(a) / 4) (-l s)``: what the relaxation loses,
-          fully where the row uses the upper line (``a < 0``);
-        - *BaBSR* score ``|max(a b (s - 1), a b s) - relu(-a) (-l s)|``: the intercept and the
-          bias's change when the neuron's slope becomes ``1`` or ``0`` (Bunel et al.'s
-          branching score).
+        ``s = u / (u - l)``) loses the intercept ``-l s``; ``a`` is the row's coefficient on
+        the neuron's output and ``b`` its pre-activation's bias (:func:`pre_activation_biases`).
         """
-        intercepts, babsr = [], []
+        parts: list[list[Tensor]] = [[], [], []]
         m = domains.size
         for layer in self.layers:
             lo, hi = domains.bounds[layer.value]
             unstable = (lo < 0) & (hi > 0) & (domains.split[layer.node] == 0)
             coeff = coefficients.get(layer.node)
             if coeff is None:
-                intercepts.append(torch.full_like(lo, -torch.inf))
-                babsr.append(torch.full_like(lo, -torch.inf))
+                for part in parts:
+                    part.append(torch.full_like(lo, -torch.inf))
                 continue
             a = coeff[torch.arange(m, device=lo.device), row]
             slope = torch.where(unstable, hi / torch.where(unstable, hi - lo, 1.0), 0.0)
             intercept = -lo * slope
-            intercept_score = (a.clamp(max=0).neg() + 0.25 * a.clamp(min=0)) * intercept
+            upper = a.clamp(max=0).neg() * intercept
             ab = a * self.biases[layer.node].reshape(1, -1)
-            babsr_score = (torch.maximum(ab * (slope - 1), ab * slope) + a.clamp(max=0) * intercept).abs()
-            intercepts.append(torch.where(unstable, intercept_score, -torch.inf))
-            babsr.append(torch.where(unstable, babsr_score, -torch.inf))
-        return torch.cat(intercepts, dim=1), torch.cat(babsr, dim=1)
+            babsr = (torch.maximum(ab * (slope - 1), ab * slope) - upper).abs()
+            for part, score in zip(parts, (upper + 0.25 * a.clamp(min=0) * intercept, upper, babsr), strict=True):
+                part.append(torch.where(unstable, score, -torch.inf))
+        return _Scores(*(torch.cat(part, dim=1) for part in parts))
 
     def choose(self, domains: _Domains, coefficients: Mapping[str, Tensor], row: Tensor) -> Tensor:
         """The neuron (flat index over all splittable nodes) to split in each domain; -1 where
         no neuron is unstable.
 
-        ``babsr``: the best intercept score. ``fsb``: the ``candidates`` best by each score are
-        tried with one uncertified CROWN pass on both children (the parent's slopes and
-        multipliers), and the candidate whose better child has the highest bound wins: a
-        split that refutes one side keeps the tree thin, and the other side's bound then
-        rises with its own beta steps (as in NeuralSAT's and alpha-beta-CROWN's filtered smart
-        branching). Only the choice depends on these passes, never a verdict."""
-        intercepts, babsr = self.scores(domains, coefficients, row)
+        ``babsr``: the best ``intercept`` score. ``fsb``: the ``candidates`` best by the
+        ``babsr`` score and by the ``upper`` score are tried with one float32 estimating CROWN
+        pass on both children (the parent's slopes and multipliers), and the candidate whose
+        better child has the highest bound wins: a split that refutes one side keeps the tree
+        thin, and the other side's bound then rises with its own beta steps (as in NeuralSAT's
+        and alpha-beta-CROWN's filtered smart branching). Only the choice depends on these
+        passes, never a verdict."""
+        scores = self.scores(domains, coefficients, row)
         if self.config.branching is not ReluBranching.FSB:
-            best, top = intercepts.max(dim=1)
+            best, top = scores.intercept.max(dim=1)
             return torch.where(best > -torch.inf, top, -1)
-        k = min(self.config.candidates, intercepts.shape[1])
-        first_scores, first = babsr.topk(k, dim=1)
-        second_scores, second = intercepts.topk(k, dim=1)
+        k = min(self.config.candidates, scores.upper.shape[1])
+        first_scores, first = scores.babsr.topk(k, dim=1)
+        second_scores, second = scores.upper.topk(k, dim=1)
         top, valid = torch.cat([first, second], dim=1), torch.cat([first_scores, second_scores], dim=1) > -torch.inf
         none_left = ~valid.any(dim=1)
         k = top.shape[1]
@@ -92,6 +88,23 @@ class _Brancher:
         # the BaBSR order breaks ties (argmax picks the first maximum)
         chosen = top.gather(1, better.argmax(dim=1, keepdim=True)).squeeze(1)
         return torch.where(none_left, -1, chosen)
+
+
+class _Scores(NamedTuple):
+    """Branching scores ``(M, total)`` (see :meth:`_Brancher.scores`):
+
+    - ``intercept``: ``(relu(-a) + relu(a) / 4) (-l s)``, what the relaxation loses, fully where
+      the row uses the upper line (``a < 0``): BaBSR mode's choice;
+    - ``upper``: ``relu(-a) (-l s)``, the upper line's loss alone: FSB's second candidate list
+      (with the ``a > 0`` term, oval21 cifar_base img3568 went from unsat in 142 s to no
+      answer in 300 s);
+    - ``babsr``: ``|max(a b (s - 1), a b s) - relu(-a) (-l s)|``, the intercept and the bias's
+      change when the neuron's slope becomes ``1`` or ``0`` (Bunel et al.'s branching score).
+    """
+
+    intercept: Tensor
+    upper: Tensor
+    babsr: Tensor
 
 
 def pre_activation_biases(tgraph: TorchGraph, layers: Sequence[_Layer]) -> dict[str, Tensor]:
