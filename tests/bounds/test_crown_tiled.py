@@ -77,38 +77,37 @@ def test_tiled_tables_bound_children_like_a_direct_pass() -> None:
     assert checked >= 2
 
 
+def _parent_and_children(seed: int) -> tuple[Crown, dict, torch.Tensor]:
+    """Two MNIST boxes' CROWN (no refinement), two children each split in the first layer,
+    and five random objective rows."""
+    graph = load_model(MODEL)
+    tgraph = TorchGraph(graph, "cpu", torch.float64)
+    rng = np.random.default_rng(seed)
+    centres = rng.uniform(0.2, 0.8, size=(2, 784))
+    lower, upper = (torch.from_numpy(centres + d).reshape(2, *graph.inputs[0].shape) for d in (-0.05, 0.05))
+    parent = Crown(tgraph, [lower], [upper], CrownConfig(intermediate=False))
+    bounds, _ = _children(parent, splittable_layers(tgraph)[0].value, 2, rng)
+    return parent, bounds, torch.from_numpy(rng.normal(size=(5, 10)))
+
+
 def test_uncertified_tiled_pass_estimates_the_certified_bound_from_above() -> None:
     """``certified=False`` drops the rounding allowances only: its estimate is at least the
     certified bound and within the allowances' size of it (a branching heuristic's input)."""
-    graph = load_model(MODEL)
-    tgraph = TorchGraph(graph, "cpu", torch.float64)
-    rng = np.random.default_rng(1)
-    centres = rng.uniform(0.2, 0.8, size=(2, 784))
-    shape = graph.inputs[0].shape
-    lower, upper = (torch.from_numpy(centres + d).reshape(2, *shape) for d in (-0.05, 0.05))
-    parent = Crown(tgraph, [lower], [upper], CrownConfig(intermediate=False))
-    bounds, _ = _children(parent, splittable_layers(tgraph)[0].value, 2, rng)
-    rows = torch.from_numpy(rng.normal(size=(5, 10)))
+    parent, bounds, rows = _parent_and_children(1)
     certified = parent.tiled(2, bounds).lower_bound(rows)
-    estimate = parent.tiled(2, bounds, certified=False).lower_bound(rows)
-    assert parent.tiled(2, bounds, certified=False).table.unit == 0.0
+    copy = parent.tiled(2, bounds, certified=False)
+    estimate = copy.lower_bound(rows)
+    assert copy.table.unit == 0.0 and copy.table.estimate
     assert bool((estimate >= certified).all()) and bool((estimate > certified).any())
     assert torch.allclose(estimate, certified, rtol=1e-4, atol=1e-4)
 
 
 def test_float32_estimating_copy_stays_close_and_a_certified_one_keeps_its_precision() -> None:
-    graph = load_model(MODEL)
-    tgraph = TorchGraph(graph, "cpu", torch.float64)
-    rng = np.random.default_rng(2)
-    shape = graph.inputs[0].shape
-    centres = rng.uniform(0.2, 0.8, size=(2, 784))
-    lower, upper = (torch.from_numpy(centres + d).reshape(2, *shape) for d in (-0.05, 0.05))
-    parent = Crown(tgraph, [lower], [upper], CrownConfig(intermediate=False))
-    bounds, _ = _children(parent, splittable_layers(tgraph)[0].value, 2, rng)
-    rows = torch.from_numpy(rng.normal(size=(5, 10)))
+    parent, bounds, rows = _parent_and_children(2)
     certified = parent.tiled(2, bounds).lower_bound(rows)
     copy = parent.tiled(2, bounds, certified=False, dtype=torch.float32)
-    assert copy.tgraph.place.dtype == torch.float32 and copy.bounds[graph.inputs[0].name][0].dtype == torch.float32
+    name = parent.graph.inputs[0].name
+    assert copy.tgraph.place.dtype == torch.float32 and copy.bounds[name][0].dtype == torch.float32
     estimate = copy.lower_bound(rows.float())
     assert torch.allclose(estimate.double(), certified, rtol=1e-3, atol=1e-3)
     with pytest.raises(ValueError):

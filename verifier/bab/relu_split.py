@@ -14,9 +14,9 @@ Adam steps on ``alpha`` and ``beta`` jointly (beta-CROWN): the rows bounded are
 inactive one, so the extra term is ``<= 0`` wherever the splits hold.
 
 Each round pops the domains with the lowest bound (best first), picks one unstable neuron per
-domain (BaBSR score, or filtered smart branching: the best few by that score are each tried
-with one CROWN pass on both children, and the neuron whose worse child is best wins), and
-bounds both children together. A child is discarded once every open clause has a row with a
+domain (filtered smart branching: the best few by two scores are each tried with one CROWN
+pass on both children, and the neuron whose better child is best wins; or the best BaBSR
+score alone), and bounds both children together. A child is discarded once every open clause has a row with a
 positive certified bound.
 
 Soundness:
@@ -25,7 +25,10 @@ Soundness:
 - clamping ``x_j``'s bounds to the split's side is valid on the child's domain;
 - every bound is a CROWN bound (sound for the float32 model, see
   :mod:`verifier.bounds.crown`) with slopes in their valid range (any such slope is sound)
-  and ``beta >= 0`` (any such multiplier is sound: Lagrangian relaxation).
+  and ``beta >= 0`` (any such multiplier is sound: Lagrangian relaxation). The Adam steps and
+  the branching trials may run on float32 estimates (``estimated_steps``, ``Crown.tiled``):
+  they only choose slopes, multipliers and splits; the bound that refutes a domain is always
+  the float64 pass with every rounding allowance.
 
 A domain where no unstable neuron is left yet not refuted (beta did not reach the linear
 program's optimum) is a linear program: it goes to the MILP engine
