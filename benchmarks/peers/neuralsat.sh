@@ -127,10 +127,12 @@ sys.argv = [main, "--net", onnx, "--spec", vnnlib, "--device", "cpu", "--timeout
 runpy.run_path(main, run_name="__main__")
 PYEOF
 
-# NEURALSAT_EXTRA_ARGS is split on spaces on purpose
+# NEURALSAT_EXTRA_ARGS is split on spaces on purpose. PYTHONPATH is dropped: NeuralSAT has a
+# package named `verifier` too, which ours would shadow (a run with PYTHONPATH set to a checkout
+# of this repository failed on every instance with "No module named 'verifier.verifier'").
 # shellcheck disable=SC2086
 (cd "$SCRATCH" && timeout --foreground -k 5 "$HARD" \
-    "$PY" -c "$LAUNCHER" "$SRC" "$RAW" "$ONNX" "$VNNLIB" ${NEURALSAT_EXTRA_ARGS:-})
+    env -u PYTHONPATH "$PY" -c "$LAUNCHER" "$SRC" "$RAW" "$ONNX" "$VNNLIB" ${NEURALSAT_EXTRA_ARGS:-})
 CODE=$?
 
 if [[ ! -s "$RAW" ]]; then
