@@ -8,6 +8,7 @@ test_cross_check.py.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -139,6 +140,38 @@ def test_a_search_run_in_short_slices_resumes_and_proves(monkeypatch: pytest.Mon
     assert len(roots) == len(proof.open)
     assert search.run(Deadline.after(1.0)).status == "unsat"  # a decided search stays decided
 
+
+
+def test_a_round_that_would_end_past_the_deadline_is_not_begun(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A round of bounding and a branching step are not interrupted, so once a call has run a
+    round, one whose last duration exceeds the time left is not begun: the call returns with
+    the domains kept (the search's bound still covers them), and a later call goes on. The
+    round and the branching step are slowed by sleeps of known length here."""
+    path = MNIST / "onnx" / "mnist-net_256x4.onnx"  # 9 clauses open after alpha-CROWN
+    region = parse_vnnlib(MNIST / "vnnlib" / "prop_8_0.03.vnnlib").regions[0]
+    bounds, proof = _setup(path, region)
+    attack = TorchGraph(bounds.graph, "cpu", torch.float32)
+    proof.optimise(Deadline.after(2.0))
+    assert proof.crown is not None and proof.open
+    confirm, _ = recording_confirm(path, region)
+    config = ReluSplitConfig(batch=1, iterations=2)  # short rounds of two domains: far from proving a clause
+    search = ReluSplitSearch(bounds, attack, region, proof.open, proof.crown, confirm, config)
+    search.run(Deadline.after(0.05))  # the first clause's root is bounded
+    bound = rs._bound
+    monkeypatch.setattr(rs, "_bound", lambda *args: (time.sleep(4.0), bound(*args))[1])
+    outcome = search.run(Deadline.after(6.0))  # a round takes 4 s and more: a second would overrun
+    clause = search.searches[0]
+    assert outcome.status == "timeout" and outcome.stats.rounds == 1
+    assert clause.lower_bound() > -float("inf")  # the domains bounded in that round are kept
+    monkeypatch.setattr(rs, "_bound", bound)
+    choose = clause.brancher.choose
+    monkeypatch.setattr(clause.brancher, "choose", lambda *args: (time.sleep(2.0), choose(*args))[1])
+    deadline = Deadline.after(5.0)
+    search.run(deadline)  # rounds and splits (2 s each) until a split would end past the deadline
+    assert not deadline.expired()  # it returned in time: without the rule the last split overruns
+    assert clause.pending is not None and clause.pending.size > 0  # bounded, not split, kept
+    monkeypatch.setattr(clause.brancher, "choose", choose)
+    assert search.run(Deadline.after(10.0)).stats.rounds > 1  # the next call goes on round after round
 
 
 def _capped(config: ReluSplitConfig, prop: str = "prop_8_0.03") -> tuple[str, dict[str, object], bool]:

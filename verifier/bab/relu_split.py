@@ -182,6 +182,8 @@ class _ClauseSearch:
         self.leaves: _Domains | None = None
         self.unresolved = 0
         self.rounds = 0
+        # the last round's bounding and branching seconds (see _fits)
+        self.round_seconds = self.split_seconds = 0.0
 
     def run(self, search: CandidateSearch, deadline: Deadline, stats: BabStats,
             progress: Progress | None = None) -> Status | None:
@@ -189,6 +191,7 @@ class _ClauseSearch:
         expires (None); ``progress`` is told the domains left and the lowest bound between rounds."""
         config, bounder = self.config, self.bounder
         stats.extra["batch"] = self.batch
+        rounds_here = 0
         if self.pending is None:
             start = time.monotonic()
             domains = _root(bounder.tgraph, self.layers, self.root, bounder.k, bounder.r)
@@ -203,6 +206,8 @@ class _ClauseSearch:
                     return Status.SAT
                 if self.leaves is not None:
                     return None
+            if self.pending.size and not _fits(deadline, self.split_seconds, rounds_here == 0):
+                return None  # not split in time: the domains stay pending (and in lower_bound) for the next call
             if self.pending.size:
                 self._split_pending(stats)
             size = self.store.size
@@ -211,7 +216,7 @@ class _ClauseSearch:
                 continue
             if size == 0:
                 break
-            if deadline.expired():
+            if not _fits(deadline, self.round_seconds, rounds_here == 0):
                 return None
             popped = self._next_batch(stats)
             if popped is None:
@@ -220,9 +225,11 @@ class _ClauseSearch:
                 progress.show(ProgressEvent("branch and bound", size, stats.extra["lowest_open_bound"]))
             begin = time.monotonic()
             self.pending, corners, self.row = _bound(bounder, popped, config.iterations, deadline, stats)
-            stats.seconds_bounding += time.monotonic() - begin
+            self.round_seconds = time.monotonic() - begin
+            stats.seconds_bounding += self.round_seconds
             stats.rounds += 1
             self.rounds += 1
+            rounds_here += 1
             if self.pending.size and search.offer(corners):
                 return Status.SAT
             if config.pgd_every and self.rounds % config.pgd_every == 0 and self.pending.size:
@@ -266,7 +273,8 @@ class _ClauseSearch:
         pending = self.pending
         begin = time.monotonic()
         neuron = self.brancher.choose(pending.domains, pending.coefficients, self.row)
-        stats.extra["seconds_branching"] = stats.extra.get("seconds_branching", 0.0) + time.monotonic() - begin
+        self.split_seconds = time.monotonic() - begin
+        stats.extra["seconds_branching"] = stats.extra.get("seconds_branching", 0.0) + self.split_seconds
         leaf = neuron < 0
         if bool(leaf.any()):
             found = pending.domains.take(leaf)
@@ -314,3 +322,10 @@ class _ClauseSearch:
                 self.unresolved += 1
         return False, None
 
+
+def _fits(deadline: Deadline, seconds: float, first: bool) -> bool:
+    """Whether a search step that last took ``seconds`` (a round of bounding, a branching step:
+    neither is interrupted) may begin: not past ``deadline``, and ending before it by that
+    measure unless it is the call's ``first`` round (a call shorter than a round still makes
+    progress; a run's long last call is not affected)."""
+    return not deadline.expired() and (first or deadline.remaining() >= seconds)
