@@ -8,6 +8,7 @@ import pytest
 
 from tests.conftest import ROOT
 from verifier.api import verify_problem
+from verifier.bab import relu_split
 from verifier.config import StepBudget, default_config
 from verifier.problem import load_problem
 from verifier.result import Status
@@ -51,3 +52,17 @@ def test_fixed_pixels_one_rounding_step_wide_do_not_count_as_free_inputs() -> No
     assert result.stats["bab_mode"] == "input"
     assert result.stats["bab_bounds"] == "forward, smear"
     assert result.status is Status.UNSAT
+
+
+def test_a_search_that_stops_short_of_the_deadline_for_time_answers_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    """ReLU-split search does not begin a round that would end past the deadline, so it can stop
+    a little before it: the run is then out of time, answered TIMEOUT naming the search, not
+    UNKNOWN (which says the methods gave up). MNIST 256x4 prop_2 at eps 0.05 (unsat in
+    expected.csv, far from proven in seconds); the rule is forced to stop every call after its
+    first round, so the search's last call ends well before the deadline."""
+    monkeypatch.setattr(relu_split, "_fits", lambda deadline, seconds, first: first and not deadline.expired())
+    mnist = ROOT / "benchmarks" / "mnist_fc"
+    problem = load_problem(mnist / "onnx/mnist-net_256x4.onnx", mnist / "vnnlib/prop_2_0.05.vnnlib")
+    result = verify_problem(problem, 20.0, default_config("cpu", 0))
+    assert result.status is Status.TIMEOUT, result.stats
+    assert result.stats["stopped_in"] == "search", result.stats

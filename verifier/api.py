@@ -305,14 +305,15 @@ class _Run:
 
     def timed_search(self, index: int, region: Region, proof: RegionProof, deadline: Deadline, first: bool) -> Status:
         """Branch and bound until ``deadline``, its time added to :attr:`searched`; a search
-        that gave up is not repeated; a slice that ran out before the run's deadline is
-        UNKNOWN (the run goes on)."""
+        that gave up is not repeated; a slice shorter than the run that ran out is UNKNOWN
+        (the run goes on). A search given the run's deadline that stopped short of it (its
+        next round would have overrun) is TIMEOUT: out of time, not out of ideas."""
         began = time.monotonic()
         status = self.branch_and_bound(index, region, proof, deadline, first)
         self.searched[index] = self.searched.get(index, 0.0) + time.monotonic() - began
         if status is Status.UNKNOWN:
             self.bab_exhausted.add(index)
-        if status is Status.TIMEOUT and not self.deadline.expired():
+        if status is Status.TIMEOUT and deadline.earlier_than(self.deadline) and not self.deadline.expired():
             return Status.UNKNOWN
         return status
 

@@ -34,6 +34,10 @@ class Deadline:
         """True once the deadline has passed."""
         return self.at is not None and time.monotonic() >= self.at
 
+    def earlier_than(self, other: Deadline) -> bool:
+        """True when this deadline comes strictly before ``other`` (a slice of it)."""
+        return self.at is not None and (other.at is None or self.at < other.at)
+
     def check(self) -> None:
         """Raises :class:`DeadlineExceeded` once the deadline has passed."""
         if self.expired():
