@@ -16,8 +16,8 @@ inactive one, so the extra term is ``<= 0`` wherever the splits hold.
 Each round pops the domains with the lowest bound (best first), picks one unstable neuron per
 domain (filtered smart branching: the best few by two scores are each tried with one CROWN
 pass on both children, and the neuron whose better child is best wins; or the best BaBSR
-score alone), and bounds both children together. A child is discarded once every open clause has a row with a
-positive certified bound.
+score alone), and bounds both children together. A child is discarded once every open clause
+has a row with a positive certified bound.
 
 Soundness:
 - the children ``x_j >= 0`` and ``x_j <= 0`` cover their parent, so once every domain is
@@ -206,9 +206,9 @@ class _ClauseSearch:
                     return Status.SAT
                 if self.leaves is not None:
                     return None
-            if self.pending.size and not _fits(deadline, self.split_seconds, rounds_here == 0):
-                return None  # not split in time: the domains stay pending (and in lower_bound) for the next call
             if self.pending.size:
+                if not _fits(deadline, self.split_seconds, rounds_here == 0):
+                    return None  # not split in time: they stay pending (and in lower_bound) for the next call
                 self._split_pending(stats)
             size = self.store.size
             stats.max_queue = max(stats.max_queue, size)
