@@ -194,16 +194,19 @@ class _Run:
             return proof.climb_crown()
         if step is Step.ALPHA:
             seconds = self.alpha_seconds(proof)
-            return seconds > 0 and proof.optimise(self.deadline.sooner(seconds))
+            return seconds > 0 and proof.optimise(self.deadline.sooner(seconds), self.budget(proof).joint_alpha)
         deadline = self.deadline if self.config.method is Method.SDP else \
             self.deadline.sooner(self.schedule.sdp_share * self.deadline.remaining())
         return proof.sdp(self.config.sdp, deadline, self.config.seed, self.stats)
 
     def budget(self, proof: RegionProof) -> StepBudget:
         """The step budgets of a region: ``schedule.input`` when the full pipeline searches it
-        by input splitting, else ``schedule.relu``."""
+        by input splitting, ``schedule.unsplittable`` when ReLU splitting finds no ReLU-like
+        node to split, else ``schedule.relu``."""
         searched_by_input = self.config.method is Method.AUTO and self.bab_mode(proof) is BabMode.INPUT
-        return self.schedule.input if searched_by_input else self.schedule.relu
+        if searched_by_input:
+            return self.schedule.input
+        return self.schedule.relu if splittable_layers(self.bounds_graph) else self.schedule.unsplittable
 
     def alpha_seconds(self, proof: RegionProof) -> float:
         """alpha-CROWN time for a region: its budget's ``alpha_seconds``, or its share of the

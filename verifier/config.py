@@ -219,6 +219,10 @@ class StepBudget:
         quick_steps: PGD steps per round of the quick attack (None: the attack's ``steps``).
         alpha_seconds: alpha-CROWN time per region (0: no alpha-CROWN step),
         alpha_share: or this share of the time left when that is more.
+        joint_alpha: options of one alpha-CROWN run on all open clauses of a region together
+            (the intermediate slopes optimised once for all;
+            :meth:`verifier.region_proof.RegionProof.optimise`); None: clause by clause with
+            the run's options (each clause's own slopes, tighter, at a run's cost each).
         first_search_seconds: the first branch-and-bound slice runs at least this long,
         first_search_share: or this share of the time left; the remaining attack rounds
             run after it, then the search resumes.
@@ -233,6 +237,7 @@ class StepBudget:
     quick_steps: int | None = None
     alpha_seconds: float = 1.0
     alpha_share: float = 0.0
+    joint_alpha: AlphaConfig | None = None
     first_search_seconds: float = 5.0
     first_search_share: float = 0.3
     attack_per_search: float | None = None
@@ -254,6 +259,12 @@ class ScheduleConfig:
             intermediate bounds are the root domain's, so it gets a share of the time; dense
             sampling in hundreds of input dimensions rarely finds what the quick attack
             missed, so the later attack rounds wait for most of the search.
+        unsplittable: budgets of regions that ReLU splitting would search on a network
+            without ReLU-like neurons (Sigmoid, Tanh...): no branch and bound applies, so
+            alpha-CROWN, whose free slopes are then the whole proof, gets most of the time (on
+            eran's 6x200 Sigmoid network its bounds rise for 30-60 s), on all open clauses at
+            once (nine clauses of one row each there: one run instead of nine) and until its
+            patience runs out, the attacks the rest.
         sdp_share: the SDP bound before branch and bound gets at most this share of the time
             left.
         probe_steps: PGD steps of the probe attack, the attack's first round run before
@@ -268,6 +279,9 @@ class ScheduleConfig:
         attack_per_search=0.25))
     relu: StepBudget = field(default_factory=lambda: StepBudget(
         quick_rounds=3, alpha_seconds=1.0, alpha_share=0.05, first_search_seconds=5.0, first_search_share=0.8))
+    unsplittable: StepBudget = field(default_factory=lambda: StepBudget(
+        quick_rounds=3, alpha_seconds=1.0, alpha_share=0.7, joint_alpha=AlphaConfig(iterations=1000),
+        first_search_seconds=0.0, first_search_share=0.0))
     sdp_share: float = 0.5
     probe_steps: int = 10
     refine_share: float = 0.2
@@ -380,7 +394,10 @@ class AlphaConfig:
         iterations: Adam steps at most.
         learning_rate: Adam step size on the slopes.
         patience: stop after this many steps without improving the summed bound by ``1e-6``
-            relative.
+            relative,
+        free_patience: or this many when some op has free slopes (Sigmoid, Tanh...): their
+            bounds often fall for a dozen steps before they rise (random Sigmoid MLPs: patience
+            8 kept CROWN's bound where 20 closed a quarter of its gap to sampled minima).
         stop_above: stop early once, in every batch element, some row's bound exceeds this
             value (0 for the rows of a spec clause: one positive row refutes the clause);
             None to never stop early.
@@ -393,6 +410,7 @@ class AlphaConfig:
     iterations: int = 40
     learning_rate: float = 0.1
     patience: int = 8
+    free_patience: int = 20
     stop_above: float | None = None
     intermediate: bool = True
     max_intermediate: int = 4_000_000

@@ -18,7 +18,7 @@ from torch import Tensor
 from verifier.bounds.alpha import alpha_lower_bound
 from verifier.bounds.crown import Crown
 from verifier.bounds.interval import interval_bounds
-from verifier.bounds.objective import clause_refuted, clause_row_lower, crown_rows
+from verifier.bounds.objective import clause_refuted, clause_row_lower, crown_rows, joint_alpha_rows
 from verifier.config import AlphaConfig, CrownConfig, SdpConfig
 from verifier.deadline import Deadline
 from verifier.graph.torch_graph import TorchGraph
@@ -84,9 +84,10 @@ class Ladder:
         return bool(clause_refuted(clause, self.y_lower, self.y_upper).all())
 
     def rows(self, clause: Clause, rung: Rung, deadline: Deadline | None = None, sdp: SdpConfig | None = None,
-             seed: int = 0, stop_above: float | None = None) -> Tensor:
+             seed: int = 0, stop_above: float | None = None, alpha: AlphaConfig | None = None) -> Tensor:
         """Certified lower bounds ``(rows,)`` of ``C_r y - d_r`` at ``rung``: intervals, CROWN,
-        alpha-CROWN (until ``deadline``, stopping once a row is positive) or the low-rank SDP
+        alpha-CROWN (options ``alpha``, default the ladder's; until ``deadline``, stopping once
+        a row is positive) or the low-rank SDP
         (options ``sdp``, until ``deadline``; rows after one above ``stop_above`` are skipped,
         ``-inf``).
 
@@ -98,8 +99,16 @@ class Ladder:
         if rung is Rung.CROWN:
             return crown_rows(self.crown(), clause)[0]
         if rung is Rung.ALPHA:
-            return crown_rows(self.crown(), clause, True, deadline, self.alpha_config)[0]
+            return crown_rows(self.crown(), clause, True, deadline, alpha or self.alpha_config)[0]
         return self.sdp_rows(clause, deadline, sdp, seed, stop_above).lower
+
+    def joint_alpha_rows(self, clauses: list[Clause], deadline: Deadline | None = None,
+                         alpha: AlphaConfig | None = None) -> list[Tensor]:
+        """Per clause, alpha-CROWN's certified lower bounds ``(rows,)`` of ``C_r y - d_r`` from
+        one run over all ``clauses`` (:func:`verifier.bounds.objective.joint_alpha_rows`), with
+        options ``alpha`` (default: the ladder's)."""
+        options = alpha or self.alpha_config
+        return [rows[0] for rows in joint_alpha_rows(self.crown(), clauses, deadline, options)]
 
     def sdp_rows(self, clause: Clause, deadline: Deadline | None = None, sdp: SdpConfig | None = None,
                  seed: int = 0, stop_above: float | None = None) -> SdpRows:

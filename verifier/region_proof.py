@@ -104,14 +104,21 @@ class RegionProof:
         self.open = [c for c in self.open if not bool((self.ladder.rows(c, Rung.CROWN) > 0).any())]
         return self.optimise(deadline)
 
-    def optimise(self, deadline: Deadline | None = None) -> bool:
-        """Runs alpha-CROWN on the open clauses (stopping at ``deadline``); returns :attr:`proven`."""
+    def optimise(self, deadline: Deadline | None = None, joint: AlphaConfig | None = None) -> bool:
+        """Runs alpha-CROWN on the open clauses (stopping at ``deadline``), one clause after
+        another; given ``joint`` options, first all in one run (:meth:`Ladder.joint_alpha_rows`:
+        the intermediate slopes optimised once, for all clauses, cheap), then clause by clause
+        with those options on the clauses it leaves open (each clause's own slopes, from the
+        intermediate bounds the joint run tightened). Returns :attr:`proven`."""
         if self.crown is None:
             return self.proven
+        if joint is not None and len(self.open) > 1:
+            rows = self.ladder.joint_alpha_rows(self.open, deadline, joint)
+            self.open = [c for c, r in zip(self.open, rows, strict=True) if not bool((r > 0).any())]
         still_open = []
         for clause in self.open:
             expired = deadline is not None and deadline.expired()
-            if expired or not bool((self.ladder.rows(clause, Rung.ALPHA, deadline) > 0).any()):
+            if expired or not bool((self.ladder.rows(clause, Rung.ALPHA, deadline, alpha=joint) > 0).any()):
                 still_open.append(clause)
         self.open = still_open
         return self.proven

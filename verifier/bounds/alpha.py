@@ -1,4 +1,5 @@
-"""alpha-CROWN: CROWN with the lower slopes of unstable ReLU-like neurons optimised.
+"""alpha-CROWN: CROWN with the lower slopes of unstable ReLU-like neurons optimised, and
+both slopes of the neurons of ops with free slopes (Sigmoid, Tanh, ...).
 
 For an unstable ReLU (``l < 0 < u``) every line ``a·x`` with ``0 <= a <= 1`` is a lower bound
 of ``relu(x)`` on ``[l, u]`` (and for LeakyRelu with ``alpha <= 1`` every ``alpha <= a <= 1``),
@@ -7,7 +8,10 @@ certified bound. The slopes are chosen separately for the final objective rows a
 for the rows that bound each intermediate value (the inputs of relaxed nodes): tighter
 intermediate bounds tighten the relaxations of every later node. Projected Adam ascent on the
 sum of the final row bounds, differentiated through the intermediate bounds, searches all of
-them. Every iterate is a valid bound: the best value per row is kept (never worse than
+them. For an op with free slopes (:attr:`verifier.ops.relax.Relaxation.free_slopes`) both
+lines of every neuron with a finite box are chosen, each with the bias its op certifies for
+that slope (:mod:`verifier.bounds.free_lines`), searched within the op's span. Every iterate
+is a valid bound: the best value per row is kept (never worse than
 CROWN's), and each intermediate bound is intersected with the best one found before.
 """
 
@@ -21,14 +25,50 @@ from verifier.bounds.backward import Multipliers
 from verifier.bounds.crown import FINAL, Crown
 from verifier.config import AlphaConfig
 from verifier.deadline import Deadline
+from verifier.ir import Node
+from verifier.ops.base import Op
+
+Bound = float | Tensor
+"""A slope range end: one number for a ReLU-like op, a tensor per entry for free slopes."""
 
 
-def _start(crown: Crown, name: str, span: tuple[float, float], shape: tuple[int, ...]) -> Tensor:
-    """CROWN's lower slopes of node ``name`` clamped to ``span``, broadcast to ``shape``."""
-    relaxation = crown.relaxations[name]
+def _spread(base: Tensor, shape: tuple[int, ...]) -> Tensor:
+    """``base`` ``(N, *rest)`` broadcast to ``shape`` ``(N, ..., *rest)`` (a copy)."""
+    return base.reshape(base.shape[0], *([1] * (len(shape) - base.dim())), *base.shape[1:]).expand(shape).clone()
+
+
+def _seed(crown: Crown, node: Node, op: Op, shape: tuple[int, ...]) -> tuple[Tensor, Bound, Bound]:
+    """The starting slopes of ``node`` for rows of ``shape`` ``(N, rows..., *node shape)`` and
+    their search range: CROWN's lower slope clamped to the op's range for ReLU-like ops; both
+    of CROWN's slopes (a last dimension of 2: lower, upper) and the op's span per neuron for
+    ops with free slopes."""
+    relaxation = crown.relaxations[node.name]
     assert relaxation is not None
-    start = relaxation.lower_slope.detach().clamp(*span)
-    return start.reshape(start.shape[0], *([1] * (len(shape) - start.dim())), *start.shape[1:]).expand(shape).clone()
+    span = op.lower_slope_range(node)
+    if span is not None:
+        return _spread(relaxation.lower_slope.detach().clamp(*span), shape), span[0], span[1]
+    rule = op.relaxation
+    assert rule is not None and rule.span is not None
+    lo, hi = crown.bounds[node.inputs[0]]
+    free = torch.isfinite(lo) & torch.isfinite(hi) & (lo < hi)
+    least, most = rule.span(node, torch.where(free, lo, 0.0).double(), torch.where(free, hi, 1.0).double())
+    both = torch.stack([relaxation.lower_slope.detach(), relaxation.upper_slope.detach()], dim=-1)
+    full = (*shape, 2)
+    low = _spread(least.to(both.dtype).unsqueeze(-1), full)
+    high = _spread(most.to(both.dtype).unsqueeze(-1), full)
+    return _spread(both, full).clamp(low, high), low, high
+
+
+def _optimisable(crown: Crown, node: Node, op: Op) -> bool:
+    """Whether ``node`` has slopes to optimise: unstable neurons of a ReLU-like op, or finite
+    boxes of an op with free slopes."""
+    if crown.relaxations.get(node.name) is None:
+        return False
+    lo, hi = crown.bounds[node.inputs[0]]
+    if op.lower_slope_range(node) is not None:
+        return bool(((lo < 0) & (hi > 0)).any())
+    free = op.relaxation is not None and op.relaxation.free_slopes
+    return free and bool((torch.isfinite(lo) & torch.isfinite(hi) & (lo < hi)).any())
 
 
 def _ancestors(crown: Crown, value: str) -> set[str]:
@@ -46,60 +86,87 @@ def _ancestors(crown: Crown, value: str) -> set[str]:
 
 
 def _init(crown: Crown, slopes: dict[tuple[str, str], Tensor], rows: int,
-          config: AlphaConfig) -> list[tuple[tuple[str, str], float, float]]:
+          config: AlphaConfig) -> list[tuple[tuple[str, str], Bound, Bound]]:
     """Creates the slope tensors in ``slopes`` (final rows, and intermediate rows within the
-    cap) of every ReLU-like node with unstable neurons; returns their keys and ranges."""
-    ranges = []
+    cap) of every node with slopes to optimise; returns their keys and ranges."""
+    ranges: list[tuple[tuple[str, str], Bound, Bound]] = []
     order = {node.name: i for i, node in enumerate(crown.graph.nodes)}
     budget = config.max_intermediate
     ancestors = {value: _ancestors(crown, value) for value in crown.refined} if config.intermediate else {}
     for node, op in zip(crown.graph.nodes, crown.tgraph.ops, strict=True):
-        span = op.lower_slope_range(node)
-        if span is None or crown.relaxations.get(node.name) is None:
+        if not _optimisable(crown, node, op):
             continue
-        lo, hi = crown.bounds[node.inputs[0]]
-        if not bool(((lo < 0) & (hi > 0)).any()):
-            continue
+        lo = crown.bounds[node.inputs[0]][0]
         n, shape = lo.shape[0], tuple(lo.shape[1:])
-        slopes[(node.name, FINAL)] = _start(crown, node.name, span, (n, rows, *shape)).requires_grad_(True)
-        ranges.append(((node.name, FINAL), *span))
+        start, low, high = _seed(crown, node, op, (n, rows, *shape))
+        slopes[(node.name, FINAL)] = start.requires_grad_(True)
+        ranges.append(((node.name, FINAL), low, high))
         if not config.intermediate:
             continue
         for value, (stop, wanted) in crown.refined.items():
-            size = n * 2 * wanted.numel() * lo[0].numel()
+            size = start[0, 0].numel() * n * 2 * wanted.numel()
             if stop <= order[node.name] or size > budget or node.name not in ancestors[value]:
                 continue
             budget -= size
-            full = (n, 2, wanted.numel(), *shape)
-            slopes[(node.name, value)] = _start(crown, node.name, span, full).requires_grad_(True)
-            ranges.append(((node.name, value), *span))
+            start, low, high = _seed(crown, node, op, (n, 2, wanted.numel(), *shape))
+            slopes[(node.name, value)] = start.requires_grad_(True)
+            ranges.append(((node.name, value), low, high))
     return ranges
 
 
+def _scale(low: Bound, high: Bound) -> float:
+    """The step size factor of a slope tensor: 1 for a ReLU-like op's fixed range (width 1 or
+    less), the mean width of the per-entry ranges of free slopes (a Sigmoid's slopes lie in
+    ``[0, 1/4]``: a step of the ReLU size would jump across the range)."""
+    if not isinstance(low, Tensor) or not isinstance(high, Tensor):
+        return 1.0
+    width = float((high - low).mean())
+    return width if width > 0 else 1.0
+
+
+def _open_rows(best: Tensor, offset: Tensor | float, stop_above: float | None, groups: Tensor | None) -> Tensor:
+    """``(N, R)`` mask of the rows still worth raising: all without ``stop_above``; else the
+    rows of the groups (one group per batch element without ``groups``) none of whose rows
+    exceeds ``stop_above`` yet."""
+    if stop_above is None:
+        return torch.ones_like(best, dtype=torch.bool)
+    above = ((best + offset) > stop_above).to(torch.int64)
+    if groups is None:
+        return ~above.amax(dim=1, keepdim=True).bool().expand_as(above)
+    ids = groups.to(best.device).expand_as(above)
+    refuted = torch.zeros(above.shape[0], int(groups.max()) + 1, dtype=torch.int64, device=best.device)
+    refuted = refuted.scatter_reduce(1, ids, above, reduce="amax")
+    return ~refuted.gather(1, ids).bool()
+
+
 def alpha_lower_bound(crown: Crown, coefficients: Tensor, config: AlphaConfig | None = None,
-                      deadline: Deadline | None = None, offset: Tensor | float = 0.0) -> Tensor:
+                      deadline: Deadline | None = None, offset: Tensor | float = 0.0,
+                      groups: Tensor | None = None) -> Tensor:
     """Certified lower bounds ``(N, R)`` of ``coefficients @ y + offset`` with optimised slopes.
 
     ``offset`` (e.g. ``-d`` of spec rows, broadcastable to ``(N, R)``) only shifts the rows for
-    the early-stop test. Returns the elementwise best over CROWN's bound and every iterate
-    (each one certified), stopping at ``deadline`` too.
+    the early-stop test. ``groups`` ``(R,)`` (e.g. the spec clause of each row, numbered from
+    0): with ``config.stop_above``, a group stops pulling on the slopes once one of its rows is
+    above it, and the call stops when every group has such a row (default: all rows one
+    group). Returns the elementwise best over CROWN's bound and every iterate (each one
+    certified), stopping at ``deadline`` too.
     """
     config = config or AlphaConfig()
     best = crown.lower_bound(coefficients).detach()
-    rows = best.shape[1]
     mult = Multipliers()  # the slopes live here, for this call only
-    ranges = _init(crown, mult.slopes, rows, config)
+    ranges = _init(crown, mult.slopes, best.shape[1], config)
     if not ranges:
         return best
     joint = any(key[1] != FINAL for key, _, _ in ranges)
-    optimiser = Adam([([mult.slopes[key] for key, _, _ in ranges], config.learning_rate)])
+    free = any(isinstance(low, Tensor) for _, low, _ in ranges)
+    patience = config.free_patience if free else config.patience
+    optimiser = Adam([([mult.slopes[key]], config.learning_rate * _scale(low, high)) for key, low, high in ranges])
     stale, last = 0, float(best.sum())
     try:
         with torch.enable_grad():
             for _ in range(config.iterations):
-                if config.stop_above is not None and bool(((best + offset) > config.stop_above).any(dim=1).all()):
-                    break
-                if deadline is not None and deadline.expired():
+                wanted = _open_rows(best, offset, config.stop_above, groups)
+                if not bool(wanted.any()) or (deadline is not None and deadline.expired()):
                     break
                 if joint:
                     crown.compute(mult)
@@ -108,15 +175,15 @@ def alpha_lower_bound(crown: Crown, coefficients: Tensor, config: AlphaConfig | 
                 if not bound.requires_grad:  # the rows do not reach any optimisable slope
                     break
                 optimiser.zero_grad()
-                (-bound.sum()).backward()
+                (-(bound * wanted).sum()).backward()
                 optimiser.step()
                 with torch.no_grad():
                     for key, low, high in ranges:
-                        mult.slopes[key].clamp_(low, high)
+                        mult.slopes[key].clamp_(low, high)  # type: ignore[arg-type]  # a number or a tensor
                 total = float(best.sum())
                 stale = 0 if total > last + 1e-6 * (1 + abs(last)) else stale + 1
                 last = max(last, total)
-                if stale >= config.patience:
+                if stale >= patience:
                     break
             with torch.no_grad():
                 if joint:

@@ -14,7 +14,9 @@ reached:
   ``A+ l_s + A- u_s`` and adds ``A+ l_b + A- u_b``; an alpha slope replaces ``l_s`` at the
   unstable positions (any slope in the op's :meth:`~verifier.ops.base.Op.lower_slope_range` is
   sound); a beta multiplier adds ``-beta * s * x`` on the node's input (``<= 0`` wherever the
-  split constraints hold, so the bound stays valid on the split domain);
+  split constraints hold, so the bound stays valid on the split domain); an op with free
+  slopes (Sigmoid, Tanh, ...) given alpha slopes takes both lines from them
+  (:mod:`verifier.bounds.free_lines`);
 - any other node is cut: its output bounds concretise its rows (``A+ lo + A- hi``).
 
 Rows seeded at neurons of a 2-D feature map may travel as windows
@@ -39,6 +41,7 @@ import torch
 from torch import Tensor
 
 from verifier.bounds.forward import Form, rows_through_form
+from verifier.bounds.free_lines import free_line_step, free_relaxation
 from verifier.bounds.rounding import unit_roundoff
 from verifier.bounds.step_weights import (
     WeightCache,
@@ -294,8 +297,12 @@ def _relaxed(table: BoundTable, node: Node, a: Tensor, relaxation: LinearBounds,
     """Passes ``a`` through the node's lines (alpha slopes at unstable positions); returns the
     bias ``A+ l_b + A- u_b`` less ``|A|`` times the node's float error and the traversal's
     rounding allowance for this step."""
-    lower_slope = relaxation.lower_slope.unsqueeze(1)
     alpha = plan.slopes.get(node.name)
+    if alpha is not None and free_relaxation(table, node) is not None:
+        moved, bias = free_line_step(table, node, a, alpha, relaxation, box)
+        accumulate(pending, node.inputs[0], moved)
+        return bias
+    lower_slope = relaxation.lower_slope.unsqueeze(1)
     if alpha is not None:
         unstable = ((box[0] < 0) & (box[1] > 0)).unsqueeze(1)
         lower_slope = torch.where(unstable, alpha, lower_slope)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 
 import numpy as np
@@ -138,3 +139,18 @@ def crown_rows(crown: Crown, clause: Clause, optimise: bool = False, deadline: D
         with torch.no_grad():
             lower = crown.lower_bound(c)
     return spec_rows(lower, d, strict=torch.as_tensor(clause.strict))
+
+
+def joint_alpha_rows(crown: Crown, clauses: Sequence[Clause], deadline: Deadline | None = None,
+                     alpha: AlphaConfig | None = None) -> list[torch.Tensor]:
+    """Per clause, certified lower bounds ``(N, rows)`` of ``C_r y - d_r`` by one alpha-CROWN
+    run over the rows of all ``clauses`` together (options ``alpha``): the intermediate slopes
+    are optimised once for all of them, and a clause stops pulling on them once one of its
+    rows is positive (the run stops when every clause has one)."""
+    c = torch.cat([torch.as_tensor(clause.C) for clause in clauses])
+    d = torch.cat([torch.as_tensor(clause.d) for clause in clauses])
+    groups = torch.cat([torch.full((len(clause.d),), i, dtype=torch.int64) for i, clause in enumerate(clauses)])
+    options = replace(alpha or AlphaConfig(), stop_above=0.0)
+    lower = alpha_lower_bound(crown, c, options, deadline, offset=-d.to(crown.tgraph.place.device), groups=groups)
+    rows = spec_rows(lower, d, strict=torch.cat([torch.as_tensor(clause.strict) for clause in clauses]))
+    return list(rows.split([len(clause.d) for clause in clauses], dim=1))

@@ -86,6 +86,20 @@ def relaxed_weights(table: BoundTable, node: Node, relaxation: LinearBounds, box
     return cache.put(node, sources, _combine(table, node, table.errors[node.name], rounding))
 
 
+def line_weights(table: BoundTable, node: Node, lines: LinearBounds, box: tuple[Tensor, Tensor]) -> Weights:
+    """Float error plus rounding allowance for a relaxed node passed with lines chosen per row
+    (``(N, R, *shape)``, :mod:`verifier.bounds.free_lines`): built from those lines each time
+    (not cached; they change with every step of the optimiser)."""
+    factor = allowance_factor(table, node)
+    rounding: tuple[Tensor, ...] = ()
+    if factor:
+        slope = torch.maximum(lines.lower_slope.abs(), lines.upper_slope.abs()).detach()
+        size = relaxed_magnitude(slope, lines.lower_bias.detach(), lines.upper_bias.detach(),
+                                 (box[0].unsqueeze(1), box[1].unsqueeze(1)))
+        rounding = (factor * size,)
+    return _combine(table, node, table.errors[node.name], rounding)
+
+
 def error_weights(table: BoundTable, node: Node, cache: WeightCache) -> Weights:
     """The node's float error alone per output (the multi-input rules, which have no
     rounding allowance yet)."""

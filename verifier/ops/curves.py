@@ -71,9 +71,18 @@ def _clamp(p: Tensor, lo: Tensor, hi: Tensor) -> Tensor:
 
 
 def line_bias(node: Node, curve: Curve, a: Tensor, lo: Tensor, hi: Tensor, upper: bool) -> Tensor:
-    """The bias making ``a x + b`` a valid upper (lower) bound of ``f`` on ``[lo, hi]``."""
-    points = [lo, hi] + [_clamp(p, lo, hi) for p in curve.critical(node, a)]
-    values = [_f(node, p) for p in points]
+    """The bias making ``a x + b`` a valid upper (lower) bound of ``f`` on ``[lo, hi]``.
+
+    The candidate points and their values are found without gradient; the bias is
+    ``extremum of f(p) - a p`` over them, so its gradient in ``a`` is ``-p`` at the extremal
+    point (the envelope theorem: the points' own dependence on ``a`` does not move it).
+    ``a`` and the box broadcast together.
+    """
+    shape = torch.broadcast_shapes(a.shape, lo.shape, hi.shape)
+    a, lo, hi = a.expand(shape), lo.expand(shape), hi.expand(shape)
+    with torch.no_grad():
+        points = [lo, hi] + [_clamp(p, lo, hi) for p in curve.critical(node, a.detach())]
+        values = [_f(node, p) for p in points]
     gaps = torch.stack([v - a * p for v, p in zip(values, points, strict=True)])
     gaps = nan_to(gaps, math.inf if upper else -math.inf)
     size = torch.stack([v.abs() for v in values]).nan_to_num(nan=0.0, posinf=0.0).amax(0)
@@ -325,9 +334,22 @@ HARDSIGMOID = pl_curve(_hsig_breaks, lambda n: (float(n.attrs["alpha"]),))
 
 
 def curve_relaxation(curve: Curve, domain: Domain | None = None) -> Relaxation:
-    """The relaxation fitted to a :class:`Curve` (see the module docstring)."""
+    """The relaxation fitted to a :class:`Curve` (see the module docstring); without a domain,
+    with free slopes too (:attr:`~verifier.ops.relax.Relaxation.free_slopes`: the bias for any
+    slope by :func:`line_bias`, the search range from the candidate slopes and 0)."""
 
     def rule(node: Node, lo: Tensor, hi: Tensor, mode: str, constants: Args) -> LinearBounds:
         return relax_curve(node, curve, lo, hi)
 
-    return Relaxation(rule, domain)
+    def line(node: Node, a: Tensor, lo: Tensor, hi: Tensor, upper: bool) -> Tensor:
+        return line_bias(node, curve, a, lo, hi, upper)
+
+    def span(node: Node, lo: Tensor, hi: Tensor) -> tuple[Tensor, Tensor]:
+        cands = [torch.nan_to_num(c.to(lo.dtype).expand_as(lo), nan=0.0, posinf=0.0, neginf=0.0)
+                 for c in curve.slopes(node, lo, hi)]
+        stacked = torch.stack([torch.zeros_like(lo), *cands])
+        return stacked.amin(0), stacked.amax(0)
+
+    if domain is not None:  # outside its domain a box gets interval bounds: no free slopes
+        return Relaxation(rule, domain)
+    return Relaxation(rule, domain, line, span)

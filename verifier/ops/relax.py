@@ -47,15 +47,33 @@ Rule = Callable[[Node, Tensor, Tensor, str, Args], LinearBounds]
 inside the domain); ``constants`` holds the node's constant inputs (None at the dynamic one)."""
 Domain = Callable[[Tensor, Tensor], Tensor]
 """``(lower, upper) -> mask`` of the boxes where the rule applies (others get interval bounds)."""
+LineRule = Callable[[Node, Tensor, Tensor, Tensor, bool], Tensor]
+"""``(node, slope, lower, upper, upper_side) -> bias``: for ANY finite slope ``a`` (broadcast
+with the finite boxes ``lower < upper``), the bias ``b`` that makes ``a x + b`` a valid upper
+(``upper_side``) or lower bound of ``f`` on ``[lower, upper]`` in exact arithmetic, computed
+in float64 with its own margin; differentiable in ``a`` (the bound optimisers follow it)."""
+SlopeSpan = Callable[[Node, Tensor, Tensor], tuple[Tensor, Tensor]]
+"""``(node, lower, upper) -> (least, greatest)``: the slopes worth trying on each box (an
+optimiser's search range; any slope is sound with :data:`LineRule`'s bias)."""
 
 
 @dataclass(frozen=True)
 class Relaxation:
     """The linear relaxation an elementwise op declares (``Op.relaxation``): its rule and,
-    for ops defined on part of the line only, its domain."""
+    for ops defined on part of the line only, its domain; for ops defined on the whole line
+    whose bias can be fitted to any slope (the curves of :mod:`verifier.ops.curves`), the
+    ``line`` and ``span`` rules with which alpha-CROWN optimises both slopes."""
 
     rule: Rule
     domain: Domain | None = None
+    line: LineRule | None = None
+    span: SlopeSpan | None = None
+
+    @property
+    def free_slopes(self) -> bool:
+        """Whether a bound method may choose both slopes of every finite box (``line`` gives
+        the sound bias for any slope; ``span`` the range worth searching)."""
+        return self.line is not None and self.span is not None
 
 
 def nan_to(t: Tensor, value: float) -> Tensor:
