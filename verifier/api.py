@@ -22,6 +22,7 @@ import torch
 
 from verifier.attack import AttackProgress, falsify_region
 from verifier.bab import InputSplitSearch, ReluSplitSearch
+from verifier.bab.neuron_split import NeuronSplitSearch, smooth_layers
 from verifier.bab.relu_split import count_unstable, splittable_layers
 from verifier.bounds.crown import refines_every_position
 from verifier.bounds.settle import settle_region
@@ -46,7 +47,7 @@ from verifier.result import Counterexample, Result, Status
 from verifier.spec.types import Region
 from verifier.witness import OnnxOracle, check_witness
 
-_LATEST_STATS = frozenset({"batch", "lowest_open_bound"})  # search statistics that are not summed
+_LATEST_STATS = frozenset({"batch", "lowest_open_bound", "lowest_bound"})  # search statistics that are not summed
 
 
 class Step(enum.Enum):
@@ -112,7 +113,7 @@ class _Run:
         self.found: Counterexample | None = None
         self.proofs: dict[int, RegionProof] = {}
         self.bab_exhausted: set[int] = set()  # regions whose branch and bound gave up
-        self.searches: dict[int, InputSplitSearch | ReluSplitSearch] = {}  # per region, resumed
+        self.searches: dict[int, InputSplitSearch | ReluSplitSearch | NeuronSplitSearch] = {}  # per region, resumed
         self.streams: dict[int, torch.Generator] = {}
         self.searched: dict[int, float] = {}  # seconds of branch and bound per region so far
         self.progress: dict[int, AttackProgress] = {}  # per region, where a later attack resumes
@@ -201,12 +202,12 @@ class _Run:
 
     def budget(self, proof: RegionProof) -> StepBudget:
         """The step budgets of a region: ``schedule.input`` when the full pipeline searches it
-        by input splitting, ``schedule.unsplittable`` when ReLU splitting finds no ReLU-like
-        node to split, else ``schedule.relu``."""
+        by input splitting, ``schedule.smooth`` when ReLU splitting finds no ReLU-like node to
+        split, else ``schedule.relu``."""
         searched_by_input = self.config.method is Method.AUTO and self.bab_mode(proof) is BabMode.INPUT
         if searched_by_input:
             return self.schedule.input
-        return self.schedule.relu if splittable_layers(self.bounds_graph) else self.schedule.unsplittable
+        return self.schedule.relu if splittable_layers(self.bounds_graph) else self.schedule.smooth
 
     def alpha_seconds(self, proof: RegionProof) -> float:
         """alpha-CROWN time for a region: its budget's ``alpha_seconds``, or its share of the
@@ -366,13 +367,15 @@ class _Run:
         self.stats["tighten"][-1]["alpha_seconds"] = time.monotonic() - began
         return proven
 
-    def new_search(self, mode: BabMode, region: Region, proof: RegionProof,
-                   confirm: Callable[[np.ndarray], bool]) -> InputSplitSearch | ReluSplitSearch | None:
+    def new_search(self, mode: BabMode, region: Region, proof: RegionProof, confirm: Callable[[np.ndarray], bool]
+                   ) -> InputSplitSearch | ReluSplitSearch | NeuronSplitSearch | None:
         """The branch-and-bound search of ``mode`` on the region's open clauses (None: none applies).
         Input splitting bounds its boxes in forward mode when the region's first CROWN bounds
         ran out of their time share (a backward pass per box would cost as much again), and in
         forward mode with smear branching when backward refinement would pass through every
-        position of some relaxed op in every box (``InputSplitConfig.forward_when_refined_everywhere``)."""
+        position of some relaxed op in every box (``InputSplitConfig.forward_when_refined_everywhere``).
+        ReLU splitting on a network without ReLU-like neurons splits its Sigmoid, Tanh...
+        neurons instead (:mod:`verifier.bab.neuron_split`)."""
         if mode is BabMode.INPUT:
             config = self.config.input_split
             forward = IntermediateMethod.FORWARD
@@ -385,9 +388,13 @@ class _Run:
                 self.stats["bab_bounds"] = "forward"
             return InputSplitSearch(self.bounds_graph, self.attack_graph, region, proof.open, proof.lower,
                                     proof.upper, confirm, config, self.reporter)
-        if mode is BabMode.RELU and proof.crown is not None:
+        if mode is BabMode.RELU and proof.crown is not None and splittable_layers(self.bounds_graph):
             return ReluSplitSearch(self.bounds_graph, self.attack_graph, region, proof.open, proof.crown,
                                    confirm, self.config.relu_split, self.reporter)
+        if mode is BabMode.RELU and proof.crown is not None and smooth_layers(self.bounds_graph):
+            self.stats["bab_bounds"] = "neuron split"
+            return NeuronSplitSearch(self.bounds_graph, proof.lower, proof.upper, proof.open, proof.crown,
+                                     self.config.neuron_split)
         return None
 
     # ---------------------------------------------------------------- exact

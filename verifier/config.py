@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from verifier.search_config import InputBranching as InputBranching  # re-exported (the whole configuration)
 from verifier.search_config import InputSplitConfig as InputSplitConfig
 from verifier.search_config import IntermediateMethod as IntermediateMethod
+from verifier.search_config import NeuronSplitConfig as NeuronSplitConfig
 from verifier.search_config import ReluBranching as ReluBranching
 from verifier.search_config import ReluSplitConfig as ReluSplitConfig
 from verifier.search_config import TightenConfig as TightenConfig
@@ -259,12 +260,10 @@ class ScheduleConfig:
             intermediate bounds are the root domain's, so it gets a share of the time; dense
             sampling in hundreds of input dimensions rarely finds what the quick attack
             missed, so the later attack rounds wait for most of the search.
-        unsplittable: budgets of regions that ReLU splitting would search on a network
-            without ReLU-like neurons (Sigmoid, Tanh...): no branch and bound applies, so
-            alpha-CROWN, whose free slopes are then the whole proof, gets most of the time (on
+        smooth: budgets of regions of networks without ReLU-like neurons (Sigmoid, Tanh...;
+            searched by :mod:`verifier.bab.neuron_split`): alpha-CROWN gets half the time (on
             eran's 6x200 Sigmoid network its bounds rise for 30-60 s), on all open clauses at
-            once (nine clauses of one row each there: one run instead of nine) and until its
-            patience runs out, the attacks the rest.
+            once (nine one-row clauses there: one run, not nine), then the search.
         sdp_share: the SDP bound before branch and bound gets at most this share of the time
             left.
         probe_steps: PGD steps of the probe attack, the attack's first round run before
@@ -279,9 +278,9 @@ class ScheduleConfig:
         attack_per_search=0.25))
     relu: StepBudget = field(default_factory=lambda: StepBudget(
         quick_rounds=3, alpha_seconds=1.0, alpha_share=0.05, first_search_seconds=5.0, first_search_share=0.8))
-    unsplittable: StepBudget = field(default_factory=lambda: StepBudget(
-        quick_rounds=3, alpha_seconds=1.0, alpha_share=0.7, joint_alpha=AlphaConfig(iterations=1000),
-        first_search_seconds=0.0, first_search_share=0.0))
+    smooth: StepBudget = field(default_factory=lambda: StepBudget(
+        quick_rounds=3, alpha_seconds=1.0, alpha_share=0.5, joint_alpha=AlphaConfig(iterations=1000),
+        first_search_seconds=5.0, first_search_share=0.8))
     sdp_share: float = 0.5
     probe_steps: int = 10
     refine_share: float = 0.2
@@ -392,7 +391,9 @@ class AlphaConfig:
 
     Attributes:
         iterations: Adam steps at most.
-        learning_rate: Adam step size on the slopes.
+        learning_rate: Adam step size on the slopes (times the mean width of the search range
+            for free slopes).
+        lr_decay: the step size is multiplied by this after every step.
         patience: stop after this many steps without improving the summed bound by ``1e-6``
             relative,
         free_patience: or this many when some op has free slopes (Sigmoid, Tanh...): their
@@ -409,6 +410,7 @@ class AlphaConfig:
 
     iterations: int = 40
     learning_rate: float = 0.1
+    lr_decay: float = 1.0
     patience: int = 8
     free_patience: int = 20
     stop_above: float | None = None
@@ -438,7 +440,9 @@ class VerifierConfig:
             alpha-CROWN and no branch and bound (incomplete: ``unknown`` when neither decides).
         sdp_before_bab: in the ``auto`` pipeline, run the low-rank SDP bound on the clauses
             alpha-CROWN left open before branch and bound (at most half the time left).
-        device, attack, input_split, relu_split, sdp: the options of each part.
+        device, attack, input_split, relu_split, neuron_split, sdp: the options of each part
+            (``neuron_split``: the search of networks with no ReLU-like neuron, on their
+            Sigmoid, Tanh... neurons).
         tighten: intermediate-bound tightening before ReLU-split search (deep networks).
         crown, alpha: CROWN and alpha-CROWN in the pipeline's bound steps (branch and bound
             derives its own from ``input_split`` and ``relu_split``); CROWN is ``hybrid``: the
@@ -453,6 +457,7 @@ class VerifierConfig:
     attack: AttackConfig = field(default_factory=AttackConfig)
     input_split: InputSplitConfig = field(default_factory=InputSplitConfig)
     relu_split: ReluSplitConfig = field(default_factory=ReluSplitConfig)
+    neuron_split: NeuronSplitConfig = field(default_factory=NeuronSplitConfig)
     tighten: TightenConfig = field(default_factory=TightenConfig)
     sdp: SdpConfig = field(default_factory=SdpConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)

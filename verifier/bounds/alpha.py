@@ -177,6 +177,7 @@ def alpha_lower_bound(crown: Crown, coefficients: Tensor, config: AlphaConfig | 
                 optimiser.zero_grad()
                 (-(bound * wanted).sum()).backward()
                 optimiser.step()
+                optimiser.decay(config.lr_decay)
                 with torch.no_grad():
                     for key, low, high in ranges:
                         mult.slopes[key].clamp_(low, high)  # type: ignore[arg-type]  # a number or a tensor

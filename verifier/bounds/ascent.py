@@ -36,6 +36,10 @@ class Adam:
         self.first = [torch.zeros_like(p) for p, _ in self.params]
         self.second = [torch.zeros_like(p) for p, _ in self.params]
 
+    def decay(self, factor: float) -> None:
+        """Multiplies every tensor's step size by ``factor`` (a learning-rate schedule)."""
+        self.params = [(p, lr * factor) for p, lr in self.params]
+
     def zero_grad(self) -> None:
         """Forgets every tensor's gradient (``grad = None``)."""
         for p, _ in self.params:
