@@ -117,11 +117,14 @@ class NeuronSplitSearch:
         if not clauses:
             self.final = Status.UNSAT
         self.round_seconds = 0.0
+        self.unsplittable = 0
+        self.aside = float("inf")  # the lowest bound of the domains set aside as unsplittable
 
     def run(self, deadline: Deadline) -> BabOutcome:
         """Searches until decided or ``deadline`` (``timeout``; a later call resumes): ``unsat``
         when every domain refuted every clause; ``unknown`` when the store outgrew
-        ``config.max_domains`` or a domain has no interval left to split."""
+        ``config.max_domains``, or when the domains left were set aside as unsplittable (no
+        neuron with a positive score: a point interval, or no coefficient in the hardest row)."""
         stats = BabStats()
         rounds_here = 0
         while self.final is None:
@@ -137,23 +140,24 @@ class NeuronSplitSearch:
             stats.rounds += 1
             rounds_here += 1
             if self.store.size == 0:
-                self.final = Status.UNSAT
+                self.final = Status.UNKNOWN if self.unsplittable else Status.UNSAT
             elif self.store.size > self.config.max_domains:
                 stats.extra["gave_up_queue"] = self.store.size
                 self.final = Status.UNKNOWN
         stats.max_queue = self.store.size if self.store is not None else 0
+        stats.unsplittable = self.unsplittable
         stats.extra["lowest_bound"] = self.lowest_bound()
         return BabOutcome(self.final or Status.TIMEOUT, stats)
 
     def lowest_bound(self) -> float:
-        """The lowest hardness (best row of the hardest open clause) over the stored domains:
-        a certified lower bound over the region of that clause's best row (``inf`` once none
-        is left, ``-inf`` before the root is bounded)."""
+        """The lowest hardness (best row of the hardest open clause) over the stored domains and
+        those set aside: a certified lower bound over the region of that clause's best row
+        (``inf`` once none is left, ``-inf`` before the root is bounded)."""
         if self.store is None:
             return -float("inf")
         if self.store.size == 0:
-            return float("inf")
-        return float(_hardest(self.store.rows, self._open(self.store.rows))[1].min())
+            return self.aside
+        return min(self.aside, float(_hardest(self.store.rows, self._open(self.store.rows))[1].min()))
 
     def _open(self, rows: Tensor) -> Tensor:
         """Clauses ``(M, K)`` with no positive row."""
@@ -167,6 +171,14 @@ class NeuronSplitSearch:
         order = torch.argsort(hardness)
         take, keep = order[: self.config.batch], order[self.config.batch:]
         parents, rest = store.take(take), store.take(keep)
+        splittable = (parents.scores > 0).any(dim=1)
+        if not bool(splittable.all()):  # set aside: no neuron whose split could help
+            self.unsplittable += int((~splittable).sum())
+            self.aside = min(self.aside, float(hardness[take][~splittable].min()))
+        parents = parents.take(torch.nonzero(splittable).flatten())
+        if parents.size == 0:
+            self.store = rest
+            return
         children = self._split(parents)
         bounded = self._bound(children, self.config.iterations, deadline, stats)
         self.store = _Domains.cat([rest, bounded]) if bounded.size else rest

@@ -101,15 +101,16 @@ def _init(crown: Crown, slopes: dict[tuple[str, str], Tensor], rows: int,
         start, low, high = _seed(crown, node, op, (n, rows, *shape))
         slopes[(node.name, FINAL)] = start.requires_grad_(True)
         ranges.append(((node.name, FINAL), low, high))
+        per_row = start[0, 0].numel()  # slopes per row: the node's size (twice that for free slopes)
         if not config.intermediate:
             continue
         for value, (stop, wanted) in crown.refined.items():
-            size = start[0, 0].numel() * n * 2 * wanted.numel()
+            size = per_row * n * 2 * wanted.numel()
             if stop <= order[node.name] or size > budget or node.name not in ancestors[value]:
                 continue
             budget -= size
-            start, low, high = _seed(crown, node, op, (n, 2, wanted.numel(), *shape))
-            slopes[(node.name, value)] = start.requires_grad_(True)
+            inner, low, high = _seed(crown, node, op, (n, 2, wanted.numel(), *shape))
+            slopes[(node.name, value)] = inner.requires_grad_(True)
             ranges.append(((node.name, value), low, high))
     return ranges
 
