@@ -16,7 +16,7 @@ import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from verifier.bounds.alpha import AlphaConfig, _open_rows, alpha_lower_bound
+from verifier.bounds.alpha import AlphaConfig, alpha_lower_bound, open_rows
 from verifier.bounds.crown import Crown
 from verifier.bounds.objective import joint_alpha_rows
 from verifier.graph.loader import load_model
@@ -113,10 +113,10 @@ def test_joint_alpha_rows_are_sound_per_clause_and_a_refuted_clause_stops_pullin
     assert sum(float(rows[i][0]) - (float(base[i]) - d[i]) for i in (1, 2, 3)) > 1e-3
 
 
-def test_open_rows_follow_the_groups() -> None:
+def testopen_rows_follow_the_groups() -> None:
     best = torch.tensor([[0.5, -1.0, -2.0, -0.1], [-1.0, -1.0, 3.0, -1.0]])
     groups = torch.tensor([0, 0, 1, 2])
-    open_rows = _open_rows(best, 0.0, 0.0, groups)
-    assert open_rows.tolist() == [[False, False, True, True], [True, True, False, True]]
-    assert _open_rows(best, 0.0, 0.0, None).tolist() == [[False] * 4, [False] * 4]
-    assert _open_rows(best, 0.0, None, groups).all()
+    still = open_rows(best, 0.0, 0.0, groups)
+    assert still.tolist() == [[False, False, True, True], [True, True, False, True]]
+    assert open_rows(best, 0.0, 0.0, None).tolist() == [[False] * 4, [False] * 4]
+    assert open_rows(best, 0.0, None, groups).all()

@@ -96,3 +96,15 @@ class CandidateSearch:
             step = step * 0.8
         self.stats.seconds_searching += time.monotonic() - begin
         return self.offer(x.detach().to(lower.dtype))
+
+
+def hardest_rows(rows: Tensor, open_: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """For row bounds ``(M, K, R)``: the clauses still open ``(M, K)``, the hardness ``(M,)``
+    (the hardest open clause's best row; +inf when none is open) and that row's flat index
+    ``k * R + r`` ``(M,)``."""
+    still_open = open_ & ~(rows > 0).any(dim=2)
+    best_row, row_index = rows.max(dim=2)
+    best_row = torch.where(still_open, best_row, torch.inf)
+    hardness, clause = best_row.min(dim=1)
+    row = row_index.gather(1, clause.unsqueeze(1)).squeeze(1)
+    return still_open, hardness, clause * rows.shape[2] + row

@@ -29,8 +29,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from verifier.bab.common import BabOutcome, BabStats
-from verifier.bab.relu_bounding import _hardest
+from verifier.bab.common import BabOutcome, BabStats, hardest_rows
 from verifier.bounds.ascent import Adam
 from verifier.bounds.backward import Multipliers
 from verifier.bounds.crown import FINAL, Crown, CrownConfig
@@ -157,7 +156,7 @@ class NeuronSplitSearch:
             return -float("inf")
         if self.store.size == 0:
             return self.aside
-        return min(self.aside, float(_hardest(self.store.rows, self._open(self.store.rows))[1].min()))
+        return min(self.aside, float(hardest_rows(self.store.rows, self._open(self.store.rows))[1].min()))
 
     def _open(self, rows: Tensor) -> Tensor:
         """Clauses ``(M, K)`` with no positive row."""
@@ -167,7 +166,7 @@ class NeuronSplitSearch:
         """Splits the ``config.batch`` domains with the lowest bound and bounds their children."""
         store = self.store
         assert store is not None
-        hardness = _hardest(store.rows, self._open(store.rows))[1]
+        hardness = hardest_rows(store.rows, self._open(store.rows))[1]
         order = torch.argsort(hardness)
         take, keep = order[: self.config.batch], order[self.config.batch:]
         parents, rest = store.take(take), store.take(keep)
@@ -312,7 +311,7 @@ class NeuronSplitSearch:
         ``crown``'s batch), ``a`` its coefficient in the domain's hardest row in ``crown``'s
         last pass, ``gap`` the largest distance between that row's two lines (the domain's
         slopes) on the neuron's interval (0 where the interval has no width)."""
-        row = _hardest(domains.rows, self._open(domains.rows))[2]
+        row = hardest_rows(domains.rows, self._open(domains.rows))[2]
         out = []
         with torch.no_grad():
             for layer in self.layers:

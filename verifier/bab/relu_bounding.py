@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from verifier.bab.common import BabStats
+from verifier.bab.common import BabStats, hardest_rows
 from verifier.bab.relu_domains import Bounds, _Domains, _Layer
 from verifier.bounds.ascent import Adam
 from verifier.bounds.backward import Multipliers
@@ -176,17 +176,6 @@ def _score(rows: Tensor, open_: Tensor) -> Tensor:
     return torch.where(open_, best_row, 0.0).sum(dim=1)
 
 
-def _hardest(rows: Tensor, open_: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """For row bounds ``(M, K, R)``: the clauses still open ``(M, K)``, the hardness ``(M,)``
-    (the hardest open clause's best row; +inf when none is open) and that row's flat index
-    ``k * R + r`` ``(M,)``."""
-    still_open = open_ & ~(rows > 0).any(dim=2)
-    best_row, row_index = rows.max(dim=2)
-    best_row = torch.where(still_open, best_row, torch.inf)
-    hardness, clause = best_row.min(dim=1)
-    row = row_index.gather(1, clause.unsqueeze(1)).squeeze(1)
-    return still_open, hardness, clause * rows.shape[2] + row
-
 @dataclass(frozen=True)
 class _Pending:
     """Bounded domains not refuted, with their coefficients for branching."""
@@ -205,7 +194,7 @@ def _bound(bounder: _BetaBounder, domains: _Domains, iterations: int, deadline: 
     multipliers, open clauses and hardness), the corner of each one's hardest row ``(P, n)``
     and that row's index ``(P,)``."""
     bounded = bounder(domains, iterations, deadline)
-    still_open, hardness, row = _hardest(bounded.rows, domains.open)
+    still_open, hardness, row = hardest_rows(bounded.rows, domains.open)
     stats.domains_bounded += domains.size
     keep = still_open.any(dim=1)
     stats.domains_proven += int((~keep).sum())

@@ -125,7 +125,7 @@ def _scale(low: Bound, high: Bound) -> float:
     return width if width > 0 else 1.0
 
 
-def _open_rows(best: Tensor, offset: Tensor | float, stop_above: float | None, groups: Tensor | None) -> Tensor:
+def open_rows(best: Tensor, offset: Tensor | float, stop_above: float | None, groups: Tensor | None) -> Tensor:
     """``(N, R)`` mask of the rows still worth raising: all without ``stop_above``; else the
     rows of the groups (one group per batch element without ``groups``) none of whose rows
     exceeds ``stop_above`` yet."""
@@ -166,7 +166,7 @@ def alpha_lower_bound(crown: Crown, coefficients: Tensor, config: AlphaConfig | 
     try:
         with torch.enable_grad():
             for _ in range(config.iterations):
-                wanted = _open_rows(best, offset, config.stop_above, groups)
+                wanted = open_rows(best, offset, config.stop_above, groups)
                 if not bool(wanted.any()) or (deadline is not None and deadline.expired()):
                     break
                 if joint:
