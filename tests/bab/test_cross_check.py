@@ -45,19 +45,21 @@ def _network(seed: int, path: Path) -> tuple[Region, np.ndarray]:
     return property_near_minimum(path, rng, n_in, 1.0)
 
 
-def write_mlp(path: Path, sizes: list[int], rng: np.random.Generator, name: str) -> None:
-    """Saves a random ReLU MLP with layer widths ``sizes`` (inputs first, outputs last; float32
-    Gemm layers with weights ``N(0, 1/fan_in)`` and biases ``N(0, 0.09)``) at ``path``."""
+def write_mlp(path: Path, sizes: list[int], rng: np.random.Generator, name: str, activation: str = "Relu",
+              gain: float = 1.0) -> None:
+    """Saves a random MLP with layer widths ``sizes`` (inputs first, outputs last; float32
+    Gemm layers with weights ``N(0, gain^2/fan_in)`` and biases ``N(0, 0.09)``, ``activation``
+    after each hidden one) at ``path``."""
     nodes, inits, value = [], [], "x"
     for k in range(len(sizes) - 1):
-        w = rng.normal(size=(sizes[k + 1], sizes[k])) / np.sqrt(sizes[k])
+        w = rng.normal(size=(sizes[k + 1], sizes[k])) * gain / np.sqrt(sizes[k])
         b = rng.normal(size=sizes[k + 1]) * 0.3
         inits += [numpy_helper.from_array(w.astype(np.float32), f"W{k}"),
                   numpy_helper.from_array(b.astype(np.float32), f"b{k}")]
         nodes.append(helper.make_node("Gemm", [value, f"W{k}", f"b{k}"], [f"z{k}"], transB=1))
         value = f"z{k}"
         if k < len(sizes) - 2:
-            nodes.append(helper.make_node("Relu", [value], [f"a{k}"]))
+            nodes.append(helper.make_node(activation, [value], [f"a{k}"]))
             value = f"a{k}"
     graph = helper.make_graph(nodes, name, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, sizes[0]])],
                               [helper.make_tensor_value_info(value, TensorProto.FLOAT, [1, sizes[-1]])], inits)

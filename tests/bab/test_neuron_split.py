@@ -8,12 +8,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
 import torch
-from onnx import TensorProto, helper, numpy_helper
 
-from tests.bab.test_cross_check import property_near_minimum
+from tests.bab.test_cross_check import property_near_minimum, write_mlp
 from verifier.bab import neuron_split as ns
 from verifier.bab.neuron_split import NeuronSplitSearch, smooth_layers
 from verifier.deadline import Deadline
@@ -23,25 +21,6 @@ from verifier.region_proof import RegionProof
 from verifier.spec.types import Region
 
 SEEDS = range(12)
-
-
-def _write(path: Path, sizes: list[int], activation: str, rng: np.random.Generator) -> None:
-    """A random MLP with ``activation`` after every hidden Gemm (weights ``N(0, 4/fan_in)``:
-    steep enough that the activations' curvature matters)."""
-    nodes, inits, value = [], [], "x"
-    for k in range(len(sizes) - 1):
-        w = rng.normal(size=(sizes[k + 1], sizes[k])) * 2 / np.sqrt(sizes[k])
-        b = rng.normal(size=sizes[k + 1]) * 0.3
-        inits += [numpy_helper.from_array(w.astype(np.float32), f"W{k}"),
-                  numpy_helper.from_array(b.astype(np.float32), f"b{k}")]
-        nodes.append(helper.make_node("Gemm", [value, f"W{k}", f"b{k}"], [f"z{k}"], transB=1))
-        value = f"z{k}"
-        if k < len(sizes) - 2:
-            nodes.append(helper.make_node(activation, [value], [f"a{k}"]))
-            value = f"a{k}"
-    graph = helper.make_graph(nodes, "smooth", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, sizes[0]])],
-                              [helper.make_tensor_value_info(value, TensorProto.FLOAT, [1, sizes[-1]])], inits)
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
 
 
 def _search(path: Path, region: Region, seconds: float) -> tuple[str, bool]:
@@ -64,7 +43,8 @@ def _cases(activation: str, tmp_path: Path) -> list[tuple[str, bool, np.ndarray]
         rng = np.random.default_rng(seed)
         path = tmp_path / f"{activation}{seed}.onnx"
         n_in = int(rng.integers(2, 4))
-        _write(path, [n_in, int(rng.integers(3, 7)), int(rng.integers(3, 7)), 2], activation, rng)
+        sizes = [n_in, int(rng.integers(3, 7)), int(rng.integers(3, 7)), 2]
+        write_mlp(path, sizes, rng, "smooth", activation, gain=2.0)
         region, values = property_near_minimum(path, rng, n_in, 1.0)
         status, by_crown = _search(path, region, 3.0)
         cases.append((status, by_crown, values))

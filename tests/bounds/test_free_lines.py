@@ -11,11 +11,10 @@ import dataclasses
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
 import torch
-from onnx import TensorProto, helper, numpy_helper
 
+from tests.bab.test_cross_check import write_mlp
 from verifier.bounds.alpha import AlphaConfig, alpha_lower_bound, open_rows
 from verifier.bounds.crown import Crown
 from verifier.bounds.objective import joint_alpha_rows
@@ -27,28 +26,10 @@ from verifier.spec.types import Clause
 from verifier.witness import OnnxOracle, grid_box, snap_into_box
 
 
-def _write(path: Path, sizes: list[int], activation: str, rng: np.random.Generator) -> None:
-    """A random MLP with ``activation`` after each hidden Gemm (weights ``N(0, 4/fan_in)``)."""
-    nodes, inits, value = [], [], "x"
-    for k in range(len(sizes) - 1):
-        w = rng.normal(size=(sizes[k + 1], sizes[k])) * 2 / np.sqrt(sizes[k])
-        b = rng.normal(size=sizes[k + 1]) * 0.3
-        inits += [numpy_helper.from_array(w.astype(np.float32), f"W{k}"),
-                  numpy_helper.from_array(b.astype(np.float32), f"b{k}")]
-        nodes.append(helper.make_node("Gemm", [value, f"W{k}", f"b{k}"], [f"z{k}"], transB=1))
-        value = f"z{k}"
-        if k < len(sizes) - 2:
-            nodes.append(helper.make_node(activation, [value], [f"a{k}"]))
-            value = f"a{k}"
-    graph = helper.make_graph(nodes, "smooth", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, sizes[0]])],
-                              [helper.make_tensor_value_info(value, TensorProto.FLOAT, [1, sizes[-1]])], inits)
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
-
-
 def _setup(tmp_path: Path, activation: str, seed: int):
     rng = np.random.default_rng(seed)
     path = tmp_path / f"{activation}{seed}.onnx"
-    _write(path, [4, 16, 16, 16, 3], activation, rng)
+    write_mlp(path, [4, 16, 16, 16, 3], rng, "smooth", activation, gain=2.0)
     graph = load_model(path)
     centre = rng.normal(size=4)
     box = grid_box(centre - 0.6, centre + 0.6, np.dtype(np.float32))
