@@ -64,7 +64,8 @@ def _main_parser() -> argparse.ArgumentParser:
     parser.add_argument("--bab", default="auto", choices=BAB_MODES,
                         help="branch and bound after the incomplete methods: auto (input splitting for "
                              "at most 16 free input dimensions, else ReLU splitting), input, relu "
-                             "(beta-CROWN), none")
+                             "(beta-CROWN; on a network without ReLU-like neurons, splitting its "
+                             "Sigmoid, Tanh... neurons), none")
     parser.add_argument("--method", default="auto", choices=METHODS,
                         help="auto: the full pipeline (default); milp (HiGHS) or smt (z3): an exact engine "
                              "after intervals and CROWN, for small networks; sdp: bounds, attacks, "
