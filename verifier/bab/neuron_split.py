@@ -36,6 +36,7 @@ from verifier.bounds.crown import FINAL, Crown, CrownConfig
 from verifier.bounds.objective import spec_rows, stack_clauses
 from verifier.deadline import Deadline
 from verifier.graph.torch_graph import TorchGraph
+from verifier.ops.relax import free_boxes
 from verifier.result import Status
 from verifier.search_config import NeuronSplitConfig
 from verifier.spec.types import Clause
@@ -111,7 +112,7 @@ class NeuronSplitSearch:
                   for name in names if name in root.bounds}
         self.store: _Domains | None = None
         self.root = _Domains(bounds, {}, torch.full((1, self.k, self.r), -torch.inf, dtype=torch.float64,
-                                                    device=place.device), torch.zeros(1, 0))
+                                                    device=place.device), torch.zeros(1, 0, device=place.device))
         self.final: Status | None = None if clauses and self.layers else Status.UNKNOWN
         if not clauses:
             self.final = Status.UNSAT
@@ -227,7 +228,7 @@ class NeuronSplitSearch:
         index = torch.nonzero(alive).flatten()
         bounds = {name: (crown.bounds[name][0].reshape(domains.size, -1)[index],
                          crown.bounds[name][1].reshape(domains.size, -1)[index]) for name in domains.bounds}
-        out = _Domains(bounds, {k: v[index] for k, v in kept.items()}, best[index], torch.zeros(index.numel(), 0))
+        out = _Domains(bounds, {k: v[index] for k, v in kept.items()}, best[index], best.new_zeros(index.numel(), 0))
         scores = self._scores(crown, out, index)
         return _Domains(out.bounds, {k: v.float() for k, v in out.slopes.items()}, out.rows, scores)
 
@@ -275,10 +276,8 @@ class NeuronSplitSearch:
             rule = crown.tgraph.op_of[layer.node].relaxation
             assert rule is not None and rule.span is not None
             lo, hi = crown.bounds[layer.value]
-            lo, hi = lo.reshape(domains.size, -1), hi.reshape(domains.size, -1)
-            free = torch.isfinite(lo) & torch.isfinite(hi) & (lo < hi)
-            least, most = rule.span(self.nodes[layer.node], torch.where(free, lo, 0.0).double(),
-                                    torch.where(free, hi, 1.0).double())
+            _, safe_lo, safe_hi = free_boxes(lo.reshape(domains.size, -1), hi.reshape(domains.size, -1))
+            least, most = rule.span(self.nodes[layer.node], safe_lo, safe_hi)
             dtype = crown.tgraph.place.dtype
             out[layer.node] = (least.to(dtype).reshape(domains.size, 1, -1, 1),
                                most.to(dtype).reshape(domains.size, 1, -1, 1))
@@ -327,8 +326,7 @@ class NeuronSplitSearch:
         on ``[lo, hi]`` (0 where the interval is not finite with ``lo < hi``)."""
         rule = self.tgraph.op_of[layer.node].relaxation
         assert rule is not None and rule.line is not None
-        free = torch.isfinite(lo) & torch.isfinite(hi) & (lo < hi)
-        lo64, hi64 = torch.where(free, lo, 0.0).double(), torch.where(free, hi, 1.0).double()
+        free, lo64, hi64 = free_boxes(lo, hi)
         a_l, a_u = slopes[..., 0].double(), slopes[..., 1].double()
         node = self.nodes[layer.node]
         b_l, b_u = rule.line(node, a_l, lo64, hi64, False), rule.line(node, a_u, lo64, hi64, True)

@@ -27,6 +27,7 @@ from verifier.config import AlphaConfig
 from verifier.deadline import Deadline
 from verifier.ir import Node
 from verifier.ops.base import Op
+from verifier.ops.relax import free_boxes
 
 Bound = float | Tensor
 """A slope range end: one number for a ReLU-like op, a tensor per entry for free slopes."""
@@ -37,26 +38,33 @@ def _spread(base: Tensor, shape: tuple[int, ...]) -> Tensor:
     return base.reshape(base.shape[0], *([1] * (len(shape) - base.dim())), *base.shape[1:]).expand(shape).clone()
 
 
-def _seed(crown: Crown, node: Node, op: Op, shape: tuple[int, ...]) -> tuple[Tensor, Bound, Bound]:
-    """The starting slopes of ``node`` for rows of ``shape`` ``(N, rows..., *node shape)`` and
-    their search range: CROWN's lower slope clamped to the op's range for ReLU-like ops; both
-    of CROWN's slopes (a last dimension of 2: lower, upper) and the op's span per neuron for
-    ops with free slopes."""
+def _seed(crown: Crown, node: Node, op: Op) -> tuple[Tensor, Bound, Bound]:
+    """The starting slopes of ``node`` ``(N, *node shape)`` and their search range: CROWN's
+    lower slope clamped to the op's range for ReLU-like ops; both of CROWN's slopes (a last
+    dimension of 2: lower, upper) and the op's span per neuron ``(N, *node shape, 2)`` for ops
+    with free slopes. :func:`_rows_of` copies them for each set of rows."""
     relaxation = crown.relaxations[node.name]
     assert relaxation is not None
     span = op.lower_slope_range(node)
     if span is not None:
-        return _spread(relaxation.lower_slope.detach().clamp(*span), shape), span[0], span[1]
+        return relaxation.lower_slope.detach().clamp(*span), span[0], span[1]
     rule = op.relaxation
     assert rule is not None and rule.span is not None
-    lo, hi = crown.bounds[node.inputs[0]]
-    free = torch.isfinite(lo) & torch.isfinite(hi) & (lo < hi)
-    least, most = rule.span(node, torch.where(free, lo, 0.0).double(), torch.where(free, hi, 1.0).double())
+    _, safe_lo, safe_hi = free_boxes(*crown.bounds[node.inputs[0]])
+    least, most = rule.span(node, safe_lo, safe_hi)
     both = torch.stack([relaxation.lower_slope.detach(), relaxation.upper_slope.detach()], dim=-1)
+    low, high = least.to(both.dtype).unsqueeze(-1).expand_as(both), most.to(both.dtype).unsqueeze(-1).expand_as(both)
+    return torch.minimum(torch.maximum(both, low), high), low, high
+
+
+def _rows_of(seed: tuple[Tensor, Bound, Bound], shape: tuple[int, ...]) -> tuple[Tensor, Bound, Bound]:
+    """The seed's slopes, and its per-entry range for free slopes, copied for rows of
+    ``shape`` ``(N, rows..., *node shape)`` (and the seed's last dimension of 2 for free slopes)."""
+    start, low, high = seed
+    if not isinstance(low, Tensor) or not isinstance(high, Tensor):
+        return _spread(start, shape), low, high
     full = (*shape, 2)
-    low = _spread(least.to(both.dtype).unsqueeze(-1), full)
-    high = _spread(most.to(both.dtype).unsqueeze(-1), full)
-    return _spread(both, full).clamp(low, high), low, high
+    return _spread(start, full), _spread(low, full), _spread(high, full)
 
 
 def _optimisable(crown: Crown, node: Node, op: Op) -> bool:
@@ -68,7 +76,7 @@ def _optimisable(crown: Crown, node: Node, op: Op) -> bool:
     if op.lower_slope_range(node) is not None:
         return bool(((lo < 0) & (hi > 0)).any())
     free = op.relaxation is not None and op.relaxation.free_slopes
-    return free and bool((torch.isfinite(lo) & torch.isfinite(hi) & (lo < hi)).any())
+    return free and bool(free_boxes(lo, hi)[0].any())
 
 
 def _ancestors(crown: Crown, value: str) -> set[str]:
@@ -98,7 +106,8 @@ def _init(crown: Crown, slopes: dict[tuple[str, str], Tensor], rows: int,
             continue
         lo = crown.bounds[node.inputs[0]][0]
         n, shape = lo.shape[0], tuple(lo.shape[1:])
-        start, low, high = _seed(crown, node, op, (n, rows, *shape))
+        seed = _seed(crown, node, op)  # the span of free slopes is computed once per node
+        start, low, high = _rows_of(seed, (n, rows, *shape))
         slopes[(node.name, FINAL)] = start.requires_grad_(True)
         ranges.append(((node.name, FINAL), low, high))
         per_row = start[0, 0].numel()  # slopes per row: the node's size (twice that for free slopes)
@@ -109,7 +118,7 @@ def _init(crown: Crown, slopes: dict[tuple[str, str], Tensor], rows: int,
             if stop <= order[node.name] or size > budget or node.name not in ancestors[value]:
                 continue
             budget -= size
-            inner, low, high = _seed(crown, node, op, (n, 2, wanted.numel(), *shape))
+            inner, low, high = _rows_of(seed, (n, 2, wanted.numel(), *shape))
             slopes[(node.name, value)] = inner.requires_grad_(True)
             ranges.append(((node.name, value), low, high))
     return ranges

@@ -22,7 +22,7 @@ from torch import Tensor
 from verifier.bounds.step_weights import line_weights, weighted_abs
 from verifier.bounds.table import BoundTable
 from verifier.ir import Node
-from verifier.ops.relax import LinearBounds, Relaxation
+from verifier.ops.relax import LinearBounds, Relaxation, free_boxes
 
 
 def free_relaxation(table: BoundTable, node: Node) -> Relaxation | None:
@@ -46,13 +46,12 @@ def free_lines(rule: Relaxation, node: Node, slopes: Tensor, relaxation: LinearB
     """The lines ``(N, R, *shape)`` of the optimiser's slopes ``(N, R, *shape, 2)`` (lower,
     upper) with their certified biases; the node's ``relaxation`` where a box is not finite
     with ``l < u`` or a bias is not finite."""
-    lo, hi = box[0].unsqueeze(1), box[1].unsqueeze(1)
-    free = torch.isfinite(lo) & torch.isfinite(hi) & (lo < hi)
-    safe = (torch.where(free, lo, 0.0).to(torch.float64), torch.where(free, hi, 1.0).to(torch.float64))
+    lo = box[0].unsqueeze(1)
+    free, *safe = free_boxes(lo, box[1].unsqueeze(1))
     out = []
     for side, upper in ((0, False), (1, True)):
         slope = slopes[..., side].to(lo.dtype)
-        bias = _bias(rule, node, slope, safe, upper)
+        bias = _bias(rule, node, slope, (safe[0], safe[1]), upper)
         keep = free & torch.isfinite(bias)
         own_slope = relaxation.upper_slope if upper else relaxation.lower_slope
         own_bias = relaxation.upper_bias if upper else relaxation.lower_bias

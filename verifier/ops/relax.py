@@ -76,6 +76,16 @@ class Relaxation:
         return self.line is not None and self.span is not None
 
 
+def free_boxes(lower: Tensor, upper: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Where free slopes apply (finite boxes with ``lower < upper``: the mask) and float64
+    stand-ins of the boxes that are the boxes there and ``[0, 1]`` elsewhere, so that a
+    :data:`LineRule` or :data:`SlopeSpan` never sees an infinite or empty box."""
+    mask = torch.isfinite(lower) & torch.isfinite(upper) & (lower < upper)
+    safe_lo = torch.where(mask, lower, 0.0).to(torch.float64)
+    safe_hi = torch.where(mask, upper, 1.0).to(torch.float64)
+    return mask, safe_lo, safe_hi
+
+
 def nan_to(t: Tensor, value: float) -> Tensor:
     """``t`` with NaN replaced by ``value`` (infinities kept, unlike ``nan_to_num``)."""
     return torch.where(torch.isnan(t), torch.full_like(t, value), t)
