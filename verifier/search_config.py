@@ -227,17 +227,21 @@ class TightenConfig:
     (:mod:`verifier.bab.tighten`), run once per region before ReLU-split search.
 
     Attributes:
-        layers: splittable layers tightened after the first (0: none).
+        layers: splittable layers tightened after the first (0: none), in order; after each
+            layer that gained a stable neuron, one CROWN pass from the tightened bounds narrows
+            the later ones before their unstable neurons are counted.
         seconds_per_bound: most seconds of one search (one side of one neuron).
         max_unstable: a layer with more unstable neurons is left as it is (convolutional layers
-            have thousands: a search each would not pay).
+            have thousands: a search each would not pay; dense layers of MNIST 256x4/256x6 at
+            eps 0.05 have 60-240, and tightening them took the lowest bound of 256x6 prop_0
+            from -458 to -0.08 and proved it).
         time_share: most share of the time left that tightening may take.
         min_layers: tighten only networks with at least this many splittable layers (on
             shallow ones the search itself splits the few layers cheaply).
     """
 
-    layers: int = 3
+    layers: int = 8
     seconds_per_bound: float = 1.0
-    max_unstable: int = 64
-    time_share: float = 0.4
+    max_unstable: int = 256
+    time_share: float = 0.5
     min_layers: int = 4

@@ -22,7 +22,7 @@ from verifier.api import RegionProof, verify_problem
 from verifier.bab import tighten as tighten_module
 from verifier.bab.relu_domains import splittable_layers
 from verifier.bab.relu_split import ReluSplitSearch
-from verifier.bab.tighten import cut_graph, tighten_bounds
+from verifier.bab.tighten import cut_graph, recomputed_bounds, tighten_bounds
 from verifier.config import BabMode, MilpConfig, TightenConfig, default_config
 from verifier.deadline import Deadline
 from verifier.exact.milp import milp_check
@@ -144,6 +144,60 @@ def test_a_search_that_claims_refutations_it_did_not_make_is_caught(tmp_path: Pa
         outside, _ = _violations(path, _deep_network(seed, path), seed)
         caught += outside > 0
     assert caught == 3
+
+
+def _outside(bounds_graph: TorchGraph, bounds: dict, region: Region, seed: int) -> int:
+    """Sampled float32 pre-activations of the splittable layers outside ``bounds``."""
+    attack = TorchGraph(bounds_graph.graph, "cpu", torch.float32)
+    values = attack.forward_all(_points(region, seed).reshape(-1, *bounds_graph.graph.inputs[0].shape))
+    outside = 0
+    for layer in splittable_layers(bounds_graph):
+        v = values[layer.value].double()
+        lo, hi = (b.reshape(1, *v.shape[1:]) for b in bounds[layer.value])
+        outside += int(((v < lo) | (v > hi)).sum())
+    return outside
+
+
+def test_recomputed_bounds_narrow_later_layers_and_hold_on_samples(tmp_path: Path) -> None:
+    """After the second layer is tightened, one CROWN pass from the tightened bounds
+    (``recomputed_bounds``) narrows later layers on some random deep network, never widens
+    one, and no sampled value leaves the bounds."""
+    narrowed = 0
+    for seed in range(6):
+        path = tmp_path / f"deep{seed}.onnx"
+        region = _deep_network(seed, path)
+        bounds_graph = TorchGraph(load_model(path), "cpu", torch.float64)
+        proof = RegionProof(bounds_graph, region)
+        assert proof.crown is not None
+        proof.optimise(Deadline.after(10))
+        first_two, _ = tighten_bounds(bounds_graph, region, proof.crown, Deadline.after(60), replace(CONFIG, layers=1))
+        again = recomputed_bounds(bounds_graph, proof.crown, first_two, Deadline.after(60))
+        assert _outside(bounds_graph, again, region, seed) == 0
+        for layer in splittable_layers(bounds_graph)[2:]:
+            (lo, hi), (old_lo, old_hi) = again[layer.value], first_two[layer.value]
+            assert bool((lo >= old_lo).all()) and bool((hi <= old_hi).all())
+            narrowed += int(((hi - lo) < (old_hi - old_lo) - 1e-9).sum())
+    assert narrowed > 0
+
+
+def test_an_overstated_recomputation_is_caught(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sampling oracle sees the recomputed bounds: a recomputation that narrows every
+    later interval by a quarter of its width on each side gives bounds sampled values leave."""
+    honest = tighten_module.recomputed_bounds
+
+    def overstated(tgraph: TorchGraph, root: object, bounds: dict, deadline: Deadline) -> dict:
+        fresh = honest(tgraph, root, bounds, deadline)  # type: ignore[arg-type]
+        later = {layer.value for layer in splittable_layers(tgraph)[2:]}
+        return {name: (lo + (hi - lo) / 4, hi - (hi - lo) / 4) if name in later else (lo, hi)
+                for name, (lo, hi) in fresh.items()}
+
+    monkeypatch.setattr(tighten_module, "recomputed_bounds", overstated)
+    caught = 0
+    for seed in range(3):
+        path = tmp_path / f"deep{seed}.onnx"
+        outside, _ = _violations(path, _deep_network(seed, path), seed)
+        caught += outside > 0
+    assert caught >= 2
 
 
 def test_cut_graph_computes_the_value_it_cuts_at(tmp_path: Path) -> None:
