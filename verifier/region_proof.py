@@ -98,11 +98,17 @@ class RegionProof:
         """CROWN again with the certified intermediate bounds ``prior`` (e.g. from
         :func:`verifier.bab.tighten.tighten_bounds`), then alpha-CROWN on the open clauses
         until ``deadline``; returns :attr:`proven`."""
+        self.tighten_crown(prior)
+        return self.optimise(deadline)
+
+    def tighten_crown(self, prior: Mapping[str, tuple[Tensor, Tensor]]) -> bool:
+        """CROWN again with the certified intermediate bounds ``prior``; the clauses it refutes
+        are closed (cheap: one pass, no optimisation). Returns :attr:`proven`."""
         if self.crown is None:
             return self.proven
         self.crown = self.ladder.tighten(prior)
         self.open = [c for c in self.open if not bool((self.ladder.rows(c, Rung.CROWN) > 0).any())]
-        return self.optimise(deadline)
+        return self.proven
 
     def optimise(self, deadline: Deadline | None = None, joint: AlphaConfig | None = None) -> bool:
         """Runs alpha-CROWN on the open clauses (stopping at ``deadline``), one clause after

@@ -180,6 +180,34 @@ def test_recomputed_bounds_narrow_later_layers_and_hold_on_samples(tmp_path: Pat
     assert narrowed > 0
 
 
+def test_a_check_that_proves_the_region_stops_tightening(tmp_path: Path) -> None:
+    """``proves`` is asked after each layer that gained a stable neuron; True ends the
+    tightening there (a later layer is left as it was), and the bounds so far still hold on
+    samples."""
+    for seed in range(6):
+        path = tmp_path / f"deep{seed}.onnx"
+        region = _deep_network(seed, path)
+        bounds_graph = TorchGraph(load_model(path), "cpu", torch.float64)
+        proof = RegionProof(bounds_graph, region)
+        assert proof.crown is not None
+        asked: list[int] = []
+
+        def proves(bounds: dict, asked: list[int] = asked) -> bool:
+            asked.append(len(bounds))
+            return True
+
+        bounds, stats = tighten_bounds(bounds_graph, region, proof.crown, Deadline.after(60), CONFIG, proves)
+        assert _outside(bounds_graph, bounds, region, seed) == 0
+        if stats.stabilised:
+            assert stats.proved and len(asked) == 1
+            last = stats.per_layer[-1]["value"]
+            later = [layer.value for layer in splittable_layers(bounds_graph)]
+            for value in later[later.index(str(last)) + 1:]:
+                assert torch.equal(bounds[value][0], proof.crown.bounds[value][0])
+            return
+    raise AssertionError("no random network had a neuron made stable")
+
+
 def test_an_overstated_recomputation_is_caught(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The sampling oracle sees the recomputed bounds: a recomputation that narrows every
     later interval by a quarter of its width on each side gives bounds sampled values leave."""

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -44,13 +44,15 @@ Bounds = tuple[Tensor, Tensor]
 
 @dataclass
 class TightenStats:
-    """What tightening did: layers tightened, bounds searched, neurons made stable, seconds."""
+    """What tightening did: layers tightened, bounds searched, neurons made stable, seconds,
+    whether the caller's check proved the region on the way (``proved``: tightening stopped)."""
 
     layers: int = 0
     searches: int = 0
     stabilised: int = 0
     unstable_before: int = 0
     seconds: float = 0.0
+    proved: bool = False
     per_layer: list[dict[str, str | int]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, object]:
@@ -65,7 +67,8 @@ def cut_graph(graph: Graph, value: str) -> Graph:
 
 
 def tighten_bounds(tgraph: TorchGraph, region: Region, root: Crown, deadline: Deadline,
-                   config: TightenConfig) -> tuple[dict[str, Bounds], TightenStats]:
+                   config: TightenConfig, proves: Callable[[dict[str, Bounds]], bool] | None = None
+                   ) -> tuple[dict[str, Bounds], TightenStats]:
     """Tighter bounds of the pre-activations of the splittable layers ``1 .. config.layers``
     (the first layer's are already exact up to rounding: an affine map of the box).
 
@@ -74,6 +77,9 @@ def tighten_bounds(tgraph: TorchGraph, region: Region, root: Crown, deadline: De
         root: CROWN (after alpha-CROWN) over the region's box: the starting bounds.
         deadline: tightening stops at it (each search also stops after ``config.seconds_per_bound``).
         config: layers, per-search seconds, the most unstable neurons a layer may have.
+        proves: called with the bounds so far after each layer that gained a stable neuron;
+            True (these bounds already prove the region, e.g. by one CROWN pass) stops the
+            tightening there. Only the time spent depends on it, never a bound.
 
     Returns:
         every value's bounds of ``root`` (batch 1) with the tightened ones intersected in, and
@@ -87,7 +93,11 @@ def tighten_bounds(tgraph: TorchGraph, region: Region, root: Crown, deadline: De
             break
         if stats.stabilised:  # the later layers' bounds from the ones tightened so far
             bounds = recomputed_bounds(tgraph, root, bounds, deadline)
+        stable = stats.stabilised
         _tighten_layer(tgraph, region, root, bounds, layer.value, deadline, config, stats)
+        if proves is not None and stats.stabilised > stable and proves(bounds):
+            stats.proved = True
+            break
     stats.seconds = time.monotonic() - began
     return bounds, stats
 
