@@ -158,18 +158,25 @@ def _outside(bounds_graph: TorchGraph, bounds: dict, region: Region, seed: int) 
     return outside
 
 
+def _optimised_root(tmp_path: Path, seed: int) -> tuple[Region, TorchGraph, RegionProof]:
+    """A random deep network's region, its float64 bound graph and its root proof after
+    alpha-CROWN (at most 10 s)."""
+    path = tmp_path / f"deep{seed}.onnx"
+    region = _deep_network(seed, path)
+    bounds_graph = TorchGraph(load_model(path), "cpu", torch.float64)
+    proof = RegionProof(bounds_graph, region)
+    proof.optimise(Deadline.after(10))
+    return region, bounds_graph, proof
+
+
 def test_recomputed_bounds_narrow_later_layers_and_hold_on_samples(tmp_path: Path) -> None:
     """After the second layer is tightened, one CROWN pass from the tightened bounds
     (``recomputed_bounds``) narrows later layers on some random deep network, never widens
     one, and no sampled value leaves the bounds."""
     narrowed = 0
     for seed in range(6):
-        path = tmp_path / f"deep{seed}.onnx"
-        region = _deep_network(seed, path)
-        bounds_graph = TorchGraph(load_model(path), "cpu", torch.float64)
-        proof = RegionProof(bounds_graph, region)
+        region, bounds_graph, proof = _optimised_root(tmp_path, seed)
         assert proof.crown is not None
-        proof.optimise(Deadline.after(10))
         first_two, _ = tighten_bounds(bounds_graph, region, proof.crown, Deadline.after(60), replace(CONFIG, layers=1))
         again = recomputed_bounds(bounds_graph, proof.crown, first_two, Deadline.after(60))
         assert _outside(bounds_graph, again, region, seed) == 0
@@ -185,10 +192,7 @@ def test_a_check_that_proves_the_region_stops_tightening(tmp_path: Path) -> None
     tightening there (a later layer is left as it was), and the bounds so far still hold on
     samples."""
     for seed in range(6):
-        path = tmp_path / f"deep{seed}.onnx"
-        region = _deep_network(seed, path)
-        bounds_graph = TorchGraph(load_model(path), "cpu", torch.float64)
-        proof = RegionProof(bounds_graph, region)
+        region, bounds_graph, proof = _optimised_root(tmp_path, seed)
         assert proof.crown is not None
         asked: list[int] = []
 
@@ -206,6 +210,19 @@ def test_a_check_that_proves_the_region_stops_tightening(tmp_path: Path) -> None
                 assert torch.equal(bounds[value][0], proof.crown.bounds[value][0])
             return
     raise AssertionError("no random network had a neuron made stable")
+
+
+def test_a_layer_that_does_not_pay_is_left_after_its_probe(tmp_path: Path) -> None:
+    """With no probe time and an unreachable rate every layer is left after its first neuron:
+    one or two searches per layer, the bounds still hold on samples."""
+    config = replace(CONFIG, probe_seconds=0.0, seconds_per_stable=1e9)
+    for seed in range(3):
+        region, bounds_graph, proof = _optimised_root(tmp_path, seed)
+        assert proof.crown is not None
+        bounds, stats = tighten_bounds(bounds_graph, region, proof.crown, Deadline.after(60), config)
+        assert _outside(bounds_graph, bounds, region, seed) == 0
+        assert all(layer["left_early"] and int(layer["searches"]) <= 2 for layer in stats.per_layer
+                   if int(layer["unstable"]) > 1)
 
 
 def test_an_overstated_recomputation_is_caught(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

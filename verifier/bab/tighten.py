@@ -136,21 +136,15 @@ def _tighten_layer(tgraph: TorchGraph, region: Region, root: Crown, bounds: dict
     cut = TorchGraph(cut_graph(tgraph.graph, value), tgraph.place.device, tgraph.place.dtype)
     attack = TorchGraph(cut.graph, tgraph.place.device, torch.float32)
     prior = {name: b for name, b in bounds.items() if name in cut.graph.shapes}
-    before = stats.searches
+    before, began, made_stable, left = stats.searches, time.monotonic(), 0, False
     for j in unstable:
-        # the side nearer to zero first: when its search refutes it, the neuron is stable and
-        # the other side's search is skipped
-        for sign in ((1.0, -1.0) if -lo[j] <= hi[j] else (-1.0, 1.0)):
-            if deadline.expired():
-                break
-            bound = _search_side(cut, attack, region, box, prior, j, sign, deadline.sooner(config.seconds_per_bound))
-            stats.searches += 1
-            if sign > 0:  # x_j >= bound, or x_j > 0 when refuted (bound inf)
-                lo[j] = torch.clamp(lo[j], min=min(bound, 0.0))
-            else:  # -x_j >= bound
-                hi[j] = torch.clamp(hi[j], max=-min(bound, 0.0))
-            if lo[j] >= 0 or hi[j] <= 0:
-                break
+        if deadline.expired():
+            break
+        made_stable += _tighten_neuron(cut, attack, region, box, prior, j, lo, hi, deadline, config, stats)
+        spent = time.monotonic() - began
+        if spent > config.probe_seconds and spent > config.seconds_per_stable * made_stable:
+            left = True  # this layer does not pay: its neurons rarely become stable
+            break
     shape_of = bounds[value][0].shape
     bounds[value] = (torch.maximum(bounds[value][0], lo.reshape(shape_of)),
                      torch.minimum(bounds[value][1], hi.reshape(shape_of)))
@@ -159,7 +153,28 @@ def _tighten_layer(tgraph: TorchGraph, region: Region, root: Crown, bounds: dict
     stats.unstable_before += len(unstable)
     stats.stabilised += stable
     stats.per_layer.append({"value": value, "unstable": len(unstable), "stabilised": stable,
-                            "searches": stats.searches - before})
+                            "searches": stats.searches - before, "left_early": left})
+
+
+def _tighten_neuron(cut: TorchGraph, attack: TorchGraph, region: Region, box: tuple[Tensor, Tensor],
+                    prior: Mapping[str, Bounds], j: int, lo: Tensor, hi: Tensor, deadline: Deadline,
+                    config: TightenConfig, stats: TightenStats) -> bool:
+    """Searches the sides of neuron ``j`` of the cut's output, the side nearer to zero first
+    (when its search refutes it the neuron is stable and the other side is skipped); narrows
+    ``lo[j]``, ``hi[j]`` in place to the certified bounds found. True when the neuron became
+    stable."""
+    for sign in ((1.0, -1.0) if -lo[j] <= hi[j] else (-1.0, 1.0)):
+        if deadline.expired():
+            break
+        bound = _search_side(cut, attack, region, box, prior, j, sign, deadline.sooner(config.seconds_per_bound))
+        stats.searches += 1
+        if sign > 0:  # x_j >= bound, or x_j > 0 when refuted (bound inf)
+            lo[j] = torch.clamp(lo[j], min=min(bound, 0.0))
+        else:  # -x_j >= bound
+            hi[j] = torch.clamp(hi[j], max=-min(bound, 0.0))
+        if lo[j] >= 0 or hi[j] <= 0:
+            return True
+    return False
 
 
 def _search_side(cut: TorchGraph, attack: TorchGraph, region: Region, box: tuple[Tensor, Tensor],
