@@ -109,9 +109,7 @@ def recomputed_bounds(tgraph: TorchGraph, root: Crown, bounds: dict[str, Bounds]
     layer before that layer's unstable neurons are counted and searched). Sound: CROWN's
     bounds hold given valid ``bounds`` (:class:`~verifier.bounds.crown.Crown`, ``prior``).
     At the deadline ``bounds`` are returned as they are."""
-    name = tgraph.graph.inputs[0].name
-    shape = tgraph.graph.inputs[0].shape
-    lower, upper = (b.reshape(1, *shape) for b in root.input_bounds[name])
+    lower, upper = _root_box(tgraph, root)
     try:
         with torch.no_grad():
             crown = Crown(tgraph, [lower], [upper], root.config, prior=bounds, deadline=deadline)
@@ -123,6 +121,13 @@ def recomputed_bounds(tgraph: TorchGraph, root: Crown, bounds: dict[str, Bounds]
             for value, (lo, hi) in bounds.items()}
 
 
+def _root_box(tgraph: TorchGraph, root: Crown) -> tuple[Tensor, Tensor]:
+    """The box ``root`` bounds over, as a batch of one ``(1, *shape)``."""
+    info = tgraph.graph.inputs[0]
+    lower, upper = root.input_bounds[info.name]
+    return lower.reshape(1, *info.shape), upper.reshape(1, *info.shape)
+
+
 def _tighten_layer(tgraph: TorchGraph, region: Region, root: Crown, bounds: dict[str, Bounds], value: str,
                    deadline: Deadline, config: TightenConfig, stats: TightenStats) -> None:
     """Tightens ``bounds[value]`` in place, neuron by neuron (see :func:`tighten_bounds`)."""
@@ -130,9 +135,7 @@ def _tighten_layer(tgraph: TorchGraph, region: Region, root: Crown, bounds: dict
     unstable = torch.nonzero((lo < 0) & (hi > 0)).flatten().tolist()
     if not unstable or len(unstable) > config.max_unstable:
         return
-    shape = tgraph.graph.inputs[0].shape
-    lower, upper = root.input_bounds[tgraph.graph.inputs[0].name]
-    box = (lower.reshape(1, *shape), upper.reshape(1, *shape))
+    box = _root_box(tgraph, root)
     cut = TorchGraph(cut_graph(tgraph.graph, value), tgraph.place.device, tgraph.place.dtype)
     attack = TorchGraph(cut.graph, tgraph.place.device, torch.float32)
     prior = {name: b for name, b in bounds.items() if name in cut.graph.shapes}
