@@ -331,7 +331,7 @@ class _Run:
         unstable = count_unstable(proof.crown.bounds, self.bounds_graph) if proof.crown is not None else 0
         self.stats["bab_mode"] = mode.value
         if mode is BabMode.RELU and proof.crown is not None and not first and unstable <= self.config.milp_max_unstable:
-            status = self.exact(index, region, proof, deadline, "milp")
+            status = self.exact(index, region, proof, deadline, Method.MILP)
             if status is not Status.UNKNOWN:
                 return status
         if mode is BabMode.RELU and index not in self.searches and self.tighten(index, region, proof, deadline):
@@ -398,7 +398,7 @@ class _Run:
         return None
 
     # ---------------------------------------------------------------- exact
-    def exact(self, index: int, region: Region, proof: RegionProof, deadline: Deadline, method: str) -> Status:
+    def exact(self, index: int, region: Region, proof: RegionProof, deadline: Deadline, method: Method) -> Status:
         """The exact engine (``milp`` or ``smt``) on the region's open clauses until ``deadline``:
         SAT (confirmed by onnxruntime), UNSAT, or UNKNOWN (undecided in time, not encodable)."""
         from verifier.exact import ExactUnsupported, exact_check
