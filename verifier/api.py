@@ -358,7 +358,7 @@ class _Run:
         from verifier.bab.tighten import tighten_bounds
 
         limit = deadline.sooner(config.time_share * deadline.remaining())
-        bounds, stats = tighten_bounds(self.bounds_graph, region, proof.crown, limit, config, proof.tighten_crown)
+        bounds, stats = tighten_bounds(self.bounds_graph, proof.crown, limit, config, proof.tighten_crown)
         self.stats.setdefault("tighten", []).append(stats.as_dict())
         if not stats.layers:
             return False

@@ -230,23 +230,28 @@ class TightenConfig:
         layers: splittable layers tightened after the first (0: none), in order; after each
             layer that gained a stable neuron, one CROWN pass from the tightened bounds narrows
             the later ones before their unstable neurons are counted.
-        seconds_per_bound: most seconds of one search (one side of one neuron).
+        domains_per_bound: most domains one searched bound (one side of one neuron) may take;
+            all of a layer's bounds are searched together, in shared batches
+            (:mod:`verifier.bab.row_search`).
+        samples: points (half uniform in the box, half random corners) whose signs choose the
+            sides searched: a neuron seen with both signs is left.
         max_unstable: a layer with more unstable neurons is left as it is (convolutional layers
             have thousands: a search each would not pay; dense layers of MNIST 256x4/256x6 at
             eps 0.05 have 60-240, and tightening them took the lowest bound of 256x6 prop_0
             from -458 to -0.08 and proved it).
         time_share: most share of the time left that tightening may take.
-        probe_seconds, seconds_per_stable: a layer is left (its later neurons keep their
-            bounds) once it has taken more than ``probe_seconds`` and more than
-            ``seconds_per_stable`` per neuron it made stable: on oval21's cifar_deep the
-            convolutional layers took 5-10 s per stable neuron (1-8 % of their neurons), on
+        probe_seconds, seconds_per_stable: a layer's search stops (its open bounds keep the
+            lowest bound of their domains) once it has taken more than ``probe_seconds`` and
+            more than ``seconds_per_stable`` per neuron it made stable: on oval21's cifar_deep
+            the convolutional layers took 5-10 s per stable neuron (1-8 % of their neurons), on
             MNIST 256x4/256x6 and eran's 9x200 the dense layers 0.3-1 s.
         min_layers: tighten only networks with at least this many splittable layers (on
             shallow ones the search itself splits the few layers cheaply).
     """
 
     layers: int = 8
-    seconds_per_bound: float = 1.0
+    domains_per_bound: int = 256
+    samples: int = 256
     max_unstable: int = 256
     time_share: float = 0.5
     probe_seconds: float = 10.0

@@ -54,6 +54,13 @@ class DomainStore:
         parts = [c.domains.hardness[c.alive] for c in self._chunks]
         return torch.cat(parts) if parts else torch.zeros(0)
 
+    def objectives(self) -> Tensor:
+        """The stored domains' objectives ``(size,)`` in the store's order (domains without
+        objectives count as objective 0)."""
+        parts = [c.domains.objective[c.alive] if c.domains.objective is not None
+                 else torch.zeros(c.live, dtype=torch.long, device=c.alive.device) for c in self._chunks]
+        return torch.cat(parts) if parts else torch.zeros(0, dtype=torch.long)
+
     def take(self, positions: Tensor) -> _Domains:
         """Removes and returns the domains at ``positions`` (indices into :meth:`hardness`,
         distinct), in that order."""

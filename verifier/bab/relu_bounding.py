@@ -41,14 +41,26 @@ class _BetaBounder:
     """beta-CROWN on batches of domains of one region."""
 
     def __init__(self, tgraph: TorchGraph, layers: Sequence[_Layer], lower: Tensor, upper: Tensor,
-                 clauses: Sequence[Clause], config: ReluSplitConfig) -> None:
+                 clauses: Sequence[Clause], config: ReluSplitConfig, objectives: Tensor | None = None) -> None:
+        """``objectives`` ``(S, K*R, m)``: a domain with ``objective`` ``s`` bounds
+        ``objectives[s]`` in place of the clauses' coefficient rows (their offsets, masks and
+        strictness still apply); None: every domain bounds the clauses' rows."""
         self.tgraph, self.layers, self.config = tgraph, tuple(layers), config
         place = tgraph.place
         self.lower, self.upper = lower.to(place.device, place.dtype), upper.to(place.device, place.dtype)
         self.c, self.d, self.mask, self.strict = stack_clauses(tuple(clauses), place.device, place.dtype)
         self.k, self.r = self.d.shape
-        self.rows = self.c.reshape(self.k * self.r, -1)
+        rows = self.c.reshape(1, self.k * self.r, -1)
+        self.objectives = rows if objectives is None else objectives.to(place.device, place.dtype)
+        if self.objectives.shape[1:] != rows.shape[1:]:
+            raise ValueError(f"objectives of shape {tuple(self.objectives.shape)}, rows {tuple(rows.shape[1:])}")
         self.input = tgraph.graph.inputs[0]
+
+    def rows_of(self, domains: _Domains) -> Tensor:
+        """The coefficient rows each domain bounds: ``(K*R, m)`` shared, or ``(M, K*R, m)``."""
+        if domains.objective is None:
+            return self.objectives[0]
+        return self.objectives[domains.objective]
 
     def crown(self, domains: _Domains, refine: bool) -> Crown:
         """CROWN over ``domains.size`` copies of the box with the domains' intermediate bounds
@@ -71,10 +83,11 @@ class _BetaBounder:
             mult.betas[layer.node] = (beta[layer.node] * sign).reshape(m, -1, *shape)
         return mult
 
-    def spec_rows(self, crown: Crown, mult: Multipliers) -> Tensor:
-        """Lower bounds ``(M, K, R)`` of the spec rows ``C y - d`` (padding -inf), in this
-        bounder's dtype: certified unless ``crown`` is an estimating copy (``Crown.tiled``)."""
-        raw = crown.lower_bound(self.rows.to(crown.tgraph.place.dtype), mult).to(self.d.dtype)
+    def spec_rows(self, crown: Crown, mult: Multipliers, domains: _Domains) -> Tensor:
+        """Lower bounds ``(M, K, R)`` of the spec rows ``C y - d`` of ``domains`` (padding
+        -inf), in this bounder's dtype: certified unless ``crown`` is an estimating copy
+        (``Crown.tiled``)."""
+        raw = crown.lower_bound(self.rows_of(domains).to(crown.tgraph.place.dtype), mult).to(self.d.dtype)
         raw = raw.reshape(-1, self.k, self.r)
         return spec_rows(raw, self.d, self.mask, self.strict)
 
@@ -98,7 +111,7 @@ class _BetaBounder:
             dtype = crown.tgraph.place.dtype
             mult = self._set(crown, domains, {k: v.to(dtype) for k, v in domains.alpha.items()},
                              {k: v.to(dtype) for k, v in domains.beta.items()})
-            return self.spec_rows(crown, mult)
+            return self.spec_rows(crown, mult, domains)
 
     def __call__(self, domains: _Domains, iterations: int, deadline: Deadline) -> _Bounded:
         """Optimises ``alpha`` and ``beta`` of every domain for ``iterations`` Adam steps (fewer
@@ -115,7 +128,7 @@ class _BetaBounder:
             crown.record.relu = True
             mult = self._set(crown, domains, {k: v.to(dtype) for k, v in keep_alpha.items()},
                              {k: v.to(dtype) for k, v in keep_beta.items()})
-            last = self.spec_rows(crown, mult)
+            last = self.spec_rows(crown, mult, domains)
             best = last if estimated else torch.maximum(best, last)
             relaxed = crown.record.relaxed
             coefficients = {layer.node: relaxed[layer.node].reshape(domains.size, self.k * self.r, -1)
@@ -144,7 +157,7 @@ class _BetaBounder:
         best_score = torch.full((domains.size,), -torch.inf, dtype=self.d.dtype, device=self.lower.device)
         with torch.enable_grad():
             for step in range(iterations):
-                rows = self.spec_rows(crown, self._set(crown, domains, alpha, beta))
+                rows = self.spec_rows(crown, self._set(crown, domains, alpha, beta), domains)
                 best = torch.maximum(best, rows.detach())
                 score = _score(rows.detach(), domains.open)
                 better = score > best_score
@@ -198,7 +211,8 @@ def _bound(bounder: _BetaBounder, domains: _Domains, iterations: int, deadline: 
     stats.domains_bounded += domains.size
     keep = still_open.any(dim=1)
     stats.domains_proven += int((~keep).sum())
-    updated = _Domains(bounded.bounds, domains.split, bounded.alpha, bounded.beta, still_open, hardness).take(keep)
+    updated = domains.with_state(bounds=bounded.bounds, alpha=bounded.alpha, beta=bounded.beta, open=still_open,
+                                 hardness=hardness).take(keep)
     coefficients = {k: v[keep] for k, v in bounded.coefficients.items()}
     row = row[keep]
     corners = bounded.corners[keep]

@@ -163,4 +163,4 @@ def _apply_split(domains: _Domains, layers: Sequence[_Layer], neuron: Tensor, si
             multipliers = beta[layer.node].clone()
             multipliers[r, :, p] = start.clamp(min=0.0)
             beta[layer.node] = multipliers
-    return _Domains(bounds, split, domains.alpha, beta, domains.open, domains.hardness)
+    return domains.with_state(bounds=bounds, split=split, beta=beta)

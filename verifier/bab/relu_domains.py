@@ -4,8 +4,10 @@ domain built from a CROWN object over the region's box."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -37,7 +39,10 @@ class _Domains:
     ``bounds``: value -> flat ``(M, size)`` lower and upper bounds; ``split``: node -> ``(M,
     size)`` int8 (+1 active, -1 inactive, 0 not split); ``alpha`` and ``beta``: node -> ``(M,
     R, size)`` float32; ``open``: ``(M, K)`` clauses not refuted; ``hardness``: ``(M,)`` the
-    hardest open clause's best row bound (lower: further from refuted)."""
+    hardest open clause's best row bound (lower: further from refuted); ``objective``: ``(M,)``
+    int64, which of the bounder's objectives each domain bounds (None: the first, for all; a
+    search for many single-row bounds at once keeps each row's domains in one batch,
+    :mod:`verifier.bab.row_search`)."""
 
     bounds: dict[str, Bounds]
     split: dict[str, Tensor]
@@ -45,6 +50,7 @@ class _Domains:
     beta: dict[str, Tensor]
     open: Tensor
     hardness: Tensor
+    objective: Tensor | None = None
 
     @property
     def size(self) -> int:
@@ -55,13 +61,15 @@ class _Domains:
         """Bytes one stored domain takes (all of its tensors' rows), at least 1."""
         tensors = [t for pair in self.bounds.values() for t in pair]
         tensors += [*self.split.values(), *self.alpha.values(), *self.beta.values(), self.open, self.hardness]
+        tensors += [] if self.objective is None else [self.objective]
         return max(1, sum(t.numel() * t.element_size() for t in tensors) // max(1, self.size))
 
     def take(self, index: Tensor) -> _Domains:
         """The domains at ``index`` (a bool mask or indices)."""
         return _Domains({k: (lo[index], hi[index]) for k, (lo, hi) in self.bounds.items()},
                         {k: v[index] for k, v in self.split.items()}, {k: v[index] for k, v in self.alpha.items()},
-                        {k: v[index] for k, v in self.beta.items()}, self.open[index], self.hardness[index])
+                        {k: v[index] for k, v in self.beta.items()}, self.open[index], self.hardness[index],
+                        None if self.objective is None else self.objective[index])
 
     def repeat(self, times: int) -> _Domains:
         """``times`` copies of the batch, one after the other."""
@@ -70,7 +78,13 @@ class _Domains:
 
         return _Domains({k: (rep(lo), rep(hi)) for k, (lo, hi) in self.bounds.items()},
                         {k: rep(v) for k, v in self.split.items()}, {k: rep(v) for k, v in self.alpha.items()},
-                        {k: rep(v) for k, v in self.beta.items()}, rep(self.open), rep(self.hardness))
+                        {k: rep(v) for k, v in self.beta.items()}, rep(self.open), rep(self.hardness),
+                        None if self.objective is None else rep(self.objective))
+
+    def with_state(self, **changes: Any) -> _Domains:
+        """A copy with the named fields replaced (e.g. new bounds and multipliers after a
+        bounding round); the fields not named, the objectives among them, stay."""
+        return dataclasses.replace(self, **changes)
 
 
 def _cat(parts: Sequence[_Domains]) -> _Domains:
@@ -82,7 +96,8 @@ def _cat(parts: Sequence[_Domains]) -> _Domains:
                     {k: torch.cat([p.split[k] for p in parts]) for k in first.split},
                     {k: torch.cat([p.alpha[k] for p in parts]) for k in first.alpha},
                     {k: torch.cat([p.beta[k] for p in parts]) for k in first.beta},
-                    torch.cat([p.open for p in parts]), torch.cat([p.hardness for p in parts]))
+                    torch.cat([p.open for p in parts]), torch.cat([p.hardness for p in parts]),
+                    None if first.objective is None else torch.cat([p.objective for p in parts]))  # type: ignore[misc]
 
 
 def splittable_layers(tgraph: TorchGraph) -> list[_Layer]:

@@ -6,24 +6,25 @@ unstable neuron before it at once; on deep MLPs (MNIST 6x256) that leaves most n
 middle layers unstable and the final rows negative. Peers tighten these bounds with a MILP solver
 (NeuralSAT: Gurobi, neuron by neuron; our exact engine is HiGHS, without a license). This module
 instead runs the project's own ReLU-split branch and bound (beta-CROWN,
-:mod:`verifier.bab.relu_split`) on the network *cut* at the layer: its
-output is the layer's pre-activation vector, and for each unstable neuron ``j`` two one-row
-searches ask for ``x_j <= 0`` and for ``-x_j <= 0``. When a search refutes its row the neuron is
-stable on that side; when it runs out of its short budget, the lowest certified bound of its
-open domains is still a bound of ``x_j`` over the whole region.
+:mod:`verifier.bab.relu_split`) on the network *cut* at the layer: its output is the layer's
+pre-activation vector. For each unstable neuron ``j``, the centre of the box and a few hundred
+seeded points (uniform and corners) show which signs ``x_j`` takes; a neuron seen with both
+signs cannot become stable and is left, and for every other one the side no point contradicts
+(``x_j > 0`` or ``x_j < 0``) becomes one row of a single batched search over all of the
+layer's rows (:mod:`verifier.bab.row_search`). A refuted row makes the neuron stable; an open
+one still gives the lowest certified bound of its domains, a bound of ``x_j`` over the region.
 
 Soundness: each new bound is a bound of the cut network's output, which is the same value of the
 same float32 model (the cut keeps the nodes, their error bounds and the region's box); the
-search's bound covers every domain (:meth:`verifier.bab.relu_split.ReluSplitSearch.lower_bound`)
-and is intersected with the one before. A search's counterexample only ends that search: it is
-not a verdict on the property.
+search's bound covers every domain of its row (:func:`verifier.bab.row_search.row_lower_bounds`)
+and is intersected with the one before. The sampled points only choose which rows are searched.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -31,13 +32,12 @@ import torch
 from torch import Tensor
 
 from verifier.bab.relu_domains import splittable_layers
-from verifier.bab.relu_split import ReluSplitSearch
-from verifier.bounds.crown import Crown, CrownConfig
+from verifier.bab.row_search import row_lower_bounds
+from verifier.bounds.crown import Crown
 from verifier.deadline import Deadline, DeadlineExceeded
 from verifier.graph.torch_graph import TorchGraph
 from verifier.ir import Graph, ValueInfo
-from verifier.search_config import ReluSplitConfig, TightenConfig
-from verifier.spec.types import Clause, Region
+from verifier.search_config import TightenConfig
 
 Bounds = tuple[Tensor, Tensor]
 
@@ -49,11 +49,12 @@ class TightenStats:
 
     layers: int = 0
     searches: int = 0
+    domains: int = 0
     stabilised: int = 0
     unstable_before: int = 0
     seconds: float = 0.0
     proved: bool = False
-    per_layer: list[dict[str, str | int]] = field(default_factory=list)
+    per_layer: list[dict[str, str | int | float]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, object]:
         return dataclasses.asdict(self)
@@ -66,17 +67,19 @@ def cut_graph(graph: Graph, value: str) -> Graph:
     return dataclasses.replace(graph, nodes=graph.nodes[: stop + 1], outputs=(output,))
 
 
-def tighten_bounds(tgraph: TorchGraph, region: Region, root: Crown, deadline: Deadline,
+def tighten_bounds(tgraph: TorchGraph, root: Crown, deadline: Deadline,
                    config: TightenConfig, proves: Callable[[dict[str, Bounds]], bool] | None = None
                    ) -> tuple[dict[str, Bounds], TightenStats]:
     """Tighter bounds of the pre-activations of the splittable layers ``1 .. config.layers``
     (the first layer's are already exact up to rounding: an affine map of the box).
 
     Args:
-        tgraph: the bound graph (one input); region: its box is the one searched.
-        root: CROWN (after alpha-CROWN) over the region's box: the starting bounds.
-        deadline: tightening stops at it (each search also stops after ``config.seconds_per_bound``).
-        config: layers, per-search seconds, the most unstable neurons a layer may have.
+        tgraph: the bound graph (one input).
+        root: CROWN (after alpha-CROWN) over the region's box: the box searched and the
+            starting bounds.
+        deadline: tightening stops at it.
+        config: layers, domains per searched bound, the most unstable neurons a layer may
+            have, the payoff rule that leaves a layer.
         proves: called with the bounds so far after each layer that gained a stable neuron;
             True (these bounds already prove the region, e.g. by one CROWN pass) stops the
             tightening there. Only the time spent depends on it, never a bound.
@@ -94,7 +97,7 @@ def tighten_bounds(tgraph: TorchGraph, region: Region, root: Crown, deadline: De
         if stats.stabilised:  # the later layers' bounds from the ones tightened so far
             bounds = recomputed_bounds(tgraph, root, bounds, deadline)
         stable = stats.stabilised
-        _tighten_layer(tgraph, region, root, bounds, layer.value, deadline, config, stats)
+        _tighten_layer(tgraph, root, bounds, layer.value, deadline, config, stats)
         if proves is not None and stats.stabilised > stable and proves(bounds):
             stats.proved = True
             break
@@ -128,74 +131,53 @@ def _root_box(tgraph: TorchGraph, root: Crown) -> tuple[Tensor, Tensor]:
     return lower.reshape(1, *info.shape), upper.reshape(1, *info.shape)
 
 
-def _tighten_layer(tgraph: TorchGraph, region: Region, root: Crown, bounds: dict[str, Bounds], value: str,
-                   deadline: Deadline, config: TightenConfig, stats: TightenStats) -> None:
-    """Tightens ``bounds[value]`` in place, neuron by neuron (see :func:`tighten_bounds`)."""
+def _tighten_layer(tgraph: TorchGraph, root: Crown, bounds: dict[str, Bounds], value: str, deadline: Deadline,
+                   config: TightenConfig, stats: TightenStats) -> None:
+    """Tightens ``bounds[value]`` in place: every unstable neuron's side that sampled points do
+    not contradict is searched, all of them in one batched search (see :func:`tighten_bounds`)."""
     lo, hi = (b.reshape(-1).clone() for b in bounds[value])
-    unstable = torch.nonzero((lo < 0) & (hi > 0)).flatten().tolist()
-    if not unstable or len(unstable) > config.max_unstable:
+    unstable = torch.nonzero((lo < 0) & (hi > 0)).flatten()
+    if not unstable.numel() or unstable.numel() > config.max_unstable:
         return
     box = _root_box(tgraph, root)
     cut = TorchGraph(cut_graph(tgraph.graph, value), tgraph.place.device, tgraph.place.dtype)
-    attack = TorchGraph(cut.graph, tgraph.place.device, torch.float32)
+    positive, negative = _observed_signs(cut, box, unstable, config.samples)
+    neurons = torch.cat([unstable[~negative], unstable[~positive]])  # the sides no sample contradicts
+    signs = torch.cat([torch.ones(int((~negative).sum())), -torch.ones(int((~positive).sum()))])
+    rows = torch.zeros(neurons.numel(), cut.graph.outputs[0].size, dtype=cut.place.dtype, device=cut.place.device)
+    rows[torch.arange(neurons.numel()), neurons] = signs.to(rows)
     prior = {name: b for name, b in bounds.items() if name in cut.graph.shapes}
-    before, began, made_stable, left = stats.searches, time.monotonic(), 0, False
-    for j in unstable:
-        if deadline.expired():
-            break
-        made_stable += _tighten_neuron(cut, attack, region, box, prior, j, lo, hi, deadline, config, stats)
-        spent = time.monotonic() - began
-        if spent > config.probe_seconds and spent > config.seconds_per_stable * made_stable:
-            left = True  # this layer does not pay: its neurons rarely become stable
-            break
+    found, search = row_lower_bounds(cut, box[0], box[1], prior, rows, deadline, config)
+    floor = found.clamp(max=0.0).to(lo)  # refuted (inf): the neuron's sign holds, its bound is 0
+    up = signs > 0
+    lo[neurons[up]] = torch.maximum(lo[neurons[up]], floor[up])
+    hi[neurons[~up]] = torch.minimum(hi[neurons[~up]], -floor[~up])
     shape_of = bounds[value][0].shape
     bounds[value] = (torch.maximum(bounds[value][0], lo.reshape(shape_of)),
                      torch.minimum(bounds[value][1], hi.reshape(shape_of)))
     stable = int(((lo >= 0) | (hi <= 0))[unstable].sum())
     stats.layers += 1
-    stats.unstable_before += len(unstable)
+    stats.searches += neurons.numel()
+    stats.domains += search.domains_bounded
+    stats.unstable_before += unstable.numel()
     stats.stabilised += stable
-    stats.per_layer.append({"value": value, "unstable": len(unstable), "stabilised": stable,
-                            "searches": stats.searches - before, "left_early": left})
+    stats.per_layer.append({"value": value, "unstable": unstable.numel(), "stabilised": stable,
+                            "searches": neurons.numel(), "domains": search.domains_bounded,
+                            "rounds": search.rounds, "violated": search.violated, "capped": search.capped,
+                            "left_early": search.left, "seconds": round(search.seconds, 3)})
 
 
-def _tighten_neuron(cut: TorchGraph, attack: TorchGraph, region: Region, box: tuple[Tensor, Tensor],
-                    prior: Mapping[str, Bounds], j: int, lo: Tensor, hi: Tensor, deadline: Deadline,
-                    config: TightenConfig, stats: TightenStats) -> bool:
-    """Searches the sides of neuron ``j`` of the cut's output, the side nearer to zero first
-    (when its search refutes it the neuron is stable and the other side is skipped); narrows
-    ``lo[j]``, ``hi[j]`` in place to the certified bounds found. True when the neuron became
-    stable."""
-    for sign in ((1.0, -1.0) if -lo[j] <= hi[j] else (-1.0, 1.0)):
-        if deadline.expired():
-            break
-        bound = _search_side(cut, attack, region, box, prior, j, sign, deadline.sooner(config.seconds_per_bound))
-        stats.searches += 1
-        if sign > 0:  # x_j >= bound, or x_j > 0 when refuted (bound inf)
-            lo[j] = torch.clamp(lo[j], min=min(bound, 0.0))
-        else:  # -x_j >= bound
-            hi[j] = torch.clamp(hi[j], max=-min(bound, 0.0))
-        if lo[j] >= 0 or hi[j] <= 0:
-            return True
-    return False
-
-
-def _search_side(cut: TorchGraph, attack: TorchGraph, region: Region, box: tuple[Tensor, Tensor],
-                 prior: Mapping[str, Bounds], j: int, sign: float, deadline: Deadline) -> float:
-    """A certified lower bound of ``sign * x_j`` over the box (``inf``: refuted, so ``sign *
-    x_j > 0`` everywhere), by ReLU-split search until ``deadline``."""
-    size = cut.graph.outputs[0].size
-    row = np.zeros((1, size))
-    row[0, j] = sign
-    clause = Clause(row, np.zeros(1), np.zeros(1, dtype=bool), exact=True)
-    crown = Crown(cut, [box[0]], [box[1]], CrownConfig(intermediate=False), prior=prior)
-
-    def stop_at(x: np.ndarray) -> bool:  # a point on that side: the bound cannot reach 0
-        with torch.no_grad():
-            y = cut.forward_flat(torch.as_tensor(x, dtype=cut.place.dtype).reshape(1, -1))
-        return bool(sign * float(y[0, j]) <= 0.0)
-
-    sub = Region(region.lower, region.upper, (clause,))
-    search = ReluSplitSearch(cut, attack, sub, (clause,), crown, stop_at, ReluSplitConfig())
-    search.run(deadline)
-    return search.lower_bound()
+def _observed_signs(cut: TorchGraph, box: tuple[Tensor, Tensor], neurons: Tensor, samples: int
+                    ) -> tuple[Tensor, Tensor]:
+    """Whether each of ``neurons`` (flat output positions of ``cut``) was seen ``> 0`` and seen
+    ``<= 0`` at the box's centre and ``samples`` points, half uniform in the box, half random
+    corners (seeded: the same points every run). Only chooses what is searched."""
+    lower, upper = (b.reshape(1, -1).to(cut.place.dtype) for b in box)
+    generator = torch.Generator().manual_seed(0)
+    uniform = torch.rand(samples - samples // 2, lower.shape[1], generator=generator, dtype=lower.dtype)
+    corners = torch.randint(0, 2, (samples // 2, lower.shape[1]), generator=generator).to(lower.dtype)
+    weights = torch.cat([torch.full((1, lower.shape[1]), 0.5, dtype=lower.dtype), uniform, corners])
+    points = lower + weights.to(lower.device) * (upper - lower)
+    with torch.no_grad():
+        values = cut.forward_flat(points)[:, neurons]
+    return (values > 0).any(dim=0), (values <= 0).any(dim=0)
