@@ -143,7 +143,7 @@ def _tighten_layer(tgraph: TorchGraph, root: Crown, bounds: dict[str, Bounds], v
     cut = TorchGraph(cut_graph(tgraph.graph, value), tgraph.place.device, tgraph.place.dtype)
     positive, negative = _observed_signs(cut, box, unstable, config.samples)
     neurons = torch.cat([unstable[~negative], unstable[~positive]])  # the sides no sample contradicts
-    signs = torch.cat([torch.ones(int((~negative).sum())), -torch.ones(int((~positive).sum()))])
+    signs = torch.cat([torch.ones(int((~negative).sum())), -torch.ones(int((~positive).sum()))]).to(unstable.device)
     rows = torch.zeros(neurons.numel(), cut.graph.outputs[0].size, dtype=cut.place.dtype, device=cut.place.device)
     rows[torch.arange(neurons.numel()), neurons] = signs.to(rows)
     prior = {name: b for name, b in bounds.items() if name in cut.graph.shapes}
