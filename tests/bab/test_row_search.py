@@ -16,7 +16,7 @@ import torch
 from tests.bab.test_tighten import _deep_network, _points
 from verifier.bab import relu_bounding
 from verifier.bab.relu_domains import splittable_layers
-from verifier.bab.row_search import row_lower_bounds
+from verifier.bab.row_search import RowSearchStats, _RowSearch, row_lower_bounds
 from verifier.bab.tighten import cut_graph
 from verifier.bounds.crown import Crown, CrownConfig
 from verifier.config import MilpConfig, TightenConfig
@@ -123,3 +123,22 @@ def test_rows_whose_roots_are_not_bounded_in_time_stay_unknown(tmp_path: Path) -
     bounds, stats = row_lower_bounds(cut, lower.reshape(1, *shape), upper.reshape(1, *shape), crown.bounds, rows,
                                      Deadline.after(0.0), CONFIG)
     assert bool((bounds == -torch.inf).all()) and stats.domains_bounded == 0
+
+
+@pytest.mark.parametrize(("now", "bounds", "pays"), [
+    (5.0, [-0.9, -0.9, -0.9], True),  # the window of 10 s has not passed
+    (10.0, [-0.4, -0.6, -0.3], True),  # the median row's bound shrank to 0.4 of itself
+    (10.0, [-0.9, -0.8, -0.7], False),  # to 0.8: stalled, nothing refuted
+    (10.0, [torch.inf, torch.inf, -0.9], False),  # two refuted in 10 s: one per 5 s, fewer than one per 4 s
+    (10.0, [torch.inf, torch.inf, torch.inf], True),  # three in 10 s: pays
+])
+def test_the_payoff_rule_weighs_refuted_rows_and_bound_progress(now: float, bounds: list[float], pays: bool) -> None:
+    """A window of ``probe_seconds`` pays when it refuted a row per ``seconds_per_stable`` or
+    brought the median open row's bound to ``gap_ratio`` of itself; the next window starts
+    where it was checked."""
+    config = TightenConfig(probe_seconds=10.0, seconds_per_stable=4.0, gap_ratio=0.5)
+    search = _RowSearch(None, None, 3, config, RowSearchStats())  # type: ignore[arg-type]
+    search.window = (0.0, torch.tensor([-1.0, -1.0, -1.0], dtype=torch.float64))
+    search.bounds = lambda: torch.tensor(bounds, dtype=torch.float64)  # type: ignore[method-assign]
+    assert search._pays(now) is pays
+    assert search.window[0] == (0.0 if now < 10.0 else now)

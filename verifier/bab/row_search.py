@@ -13,7 +13,11 @@ A row ends *refuted* once all of its domains are (its bound: ``+inf``, i.e. ``c_
 the box), *violated* when the input corner minimising one of its domains' linear bounds gives
 ``c_s . y <= 0`` (no search can refute it; the float64 forward pass only stops the work), or
 *capped* after ``domains_per_bound`` domains, or with no unstable neuron left in a domain;
-an ended row's bound is the lowest certified bound of its domains at that moment.
+an ended row's bound is the lowest certified bound of its domains at that moment. The whole
+search is *left* (its open rows keep their lowest bound) when a window of ``probe_seconds``
+neither refuted a row per ``seconds_per_stable`` nor brought the open rows' bounds closer to
+zero (median ratio of a row's bound to its bound a window before above ``gap_ratio``): rows
+that stall are not worth the search's time, rows converging on zero are.
 
 Soundness: the children of a split cover their parent and every bound is beta-CROWN's
 certified bound of the domain's own row (``_BetaBounder`` with objectives), so the lowest bound
@@ -68,8 +72,9 @@ def row_lower_bounds(tgraph: TorchGraph, lower: Tensor, upper: Tensor, prior: di
 
     ``prior``: certified bounds of intermediate values (e.g. the tightened earlier layers);
     they are the root domain's bounds. Stops at ``deadline``, after ``config.domains_per_bound``
-    domains of a row, and by the payoff rule (more than ``probe_seconds`` spent and more than
-    ``seconds_per_stable`` per refuted row). Holds for the float32 model wherever ``prior``
+    domains of a row, and by the payoff rule (a window of ``probe_seconds`` that refuted fewer
+    rows than one per ``seconds_per_stable`` and left the open rows' median bound above
+    ``gap_ratio`` of what it was; see the module docstring). Holds for the float32 model wherever ``prior``
     does (see the module docstring)."""
     began, stats = time.monotonic(), RowSearchStats(rows=int(rows.shape[0]))
     split = split or ReluSplitConfig()
@@ -104,11 +109,12 @@ class _RowSearch:
         self.store = DomainStore()
         self.bounded = torch.zeros(count, dtype=torch.long)
         self.ended = torch.full((count,), torch.nan, dtype=torch.float64)  # nan: still open
+        self.window: tuple[float, Tensor] = (0.0, self.ended)  # the payoff window's start, bounds then
 
     def run(self, roots: _Domains, batch: int, deadline: Deadline, began: float) -> None:
         """Bounds the roots (``2 * batch`` at a time; rows whose root is not bounded by
         ``deadline`` end with ``-inf``), then rounds until every row has ended, ``deadline``
-        or the payoff rule."""
+        or the payoff rule (checked once per window of ``probe_seconds``)."""
         device = roots.open.device
         for start in range(0, roots.size, 2 * batch):
             if deadline.expired():
@@ -116,14 +122,28 @@ class _RowSearch:
                 return
             chunk = roots.take(torch.arange(start, min(start + 2 * batch, roots.size), device=device))
             self._round(chunk, self.bounder.config.root_iterations, deadline)
+        self.window = (began, self.bounds())
         while self.store.size and not deadline.expired():
             order = self._next_batch(2 * batch)
             self._round(self.store.take(order.to(device)), self.bounder.config.iterations, deadline)
-            spent = time.monotonic() - began
-            refuted = int((self.bounds() == torch.inf).sum())
-            if spent > self.config.probe_seconds and spent > self.config.seconds_per_stable * refuted:
+            if not self._pays(time.monotonic()):
                 self.stats.left = bool(self.store.size)
                 return
+
+    def _pays(self, now: float) -> bool:
+        """The payoff rule: True until a window of ``probe_seconds`` has passed; then whether
+        that window refuted at least one row per ``seconds_per_stable`` or brought the median
+        open row's bound to at most ``gap_ratio`` of its bound at the window's start (and the
+        next window starts)."""
+        since, then = self.window
+        if now - since < self.config.probe_seconds:
+            return True
+        current = self.bounds()
+        gained = int((current == torch.inf).sum()) - int((then == torch.inf).sum())
+        both = torch.isnan(self.ended) & torch.isfinite(current) & torch.isfinite(then) & (then < 0)
+        ratio = float((current[both] / then[both]).median()) if bool(both.any()) else 1.0
+        self.window = (now, current)
+        return gained * self.config.seconds_per_stable >= now - since or ratio <= self.config.gap_ratio
 
     def bounds(self) -> Tensor:
         """Each row's certified lower bound: the ended rows' recorded bound, else the lowest
