@@ -74,8 +74,8 @@ def row_lower_bounds(tgraph: TorchGraph, lower: Tensor, upper: Tensor, prior: di
     they are the root domain's bounds. Stops at ``deadline``, after ``config.domains_per_bound``
     domains of a row, and by the payoff rule (a window of ``probe_seconds`` that refuted fewer
     rows than one per ``seconds_per_stable`` and left the open rows' median bound above
-    ``gap_ratio`` of what it was; see the module docstring). Holds for the float32 model wherever ``prior``
-    does (see the module docstring)."""
+    ``gap_ratio`` of what it was). Holds for the float32 model wherever ``prior`` does (see
+    the module docstring)."""
     began, stats = time.monotonic(), RowSearchStats(rows=int(rows.shape[0]))
     split = split or ReluSplitConfig()
     layers = splittable_layers(tgraph)
