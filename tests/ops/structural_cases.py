@@ -450,7 +450,24 @@ def _shape() -> list[Case]:
     ]
 
 
-CASES = _affine() + _conv() + _pool() + _resize() + _shape()
+def _scatter() -> list[Case]:
+    nd, two = ints(1, -1, 0), np.array([[0, 1], [2, -1]], np.int64)
+    distinct = np.array([[0, 2, 1, 3], [-1, 0, 2, 1], [1, 3, 0, 2]], np.int64)
+    repeated = np.array([[0, 2, 1, 3], [3, 0, 3, 3], [1, 1, 0, 2]], np.int64)
+    return [
+        Case("ScatterND", [dyn(4, 3), const(nd.reshape(3, 1)), dyn(3, 3)], name="scatternd-rows"),
+        Case("ScatterND", [dyn(3, 4), const(two), const(w(2))], name="scatternd-const-updates"),
+        Case("ScatterND", [const(w(3, 4)), const(two), dyn(2)], name="scatternd-const-data"),
+        *(Case("ScatterND", [dyn(4, 3), const(ints(1, 1, -1).reshape(3, 1)), dyn(3, 3)],
+               {"reduction": r}, opset=18, name=f"scatternd-{r}") for r in ("add", "max", "min")),
+        Case("ScatterElements", [dyn(3, 4), const(distinct), dyn(3, 4)], {"axis": 1}, name="scatter-elements"),
+        Case("ScatterElements", [dyn(4, 4), const(repeated), dyn(3, 4)], {"axis": 0, "reduction": "add"},
+             opset=18, name="scatter-elements-add"),
+        Case("Scatter", [dyn(3, 4), const(repeated[:, 1:3]), dyn(3, 2)], {"axis": 1}, opset=10, name="scatter-9"),
+    ]
+
+
+CASES = _affine() + _conv() + _pool() + _resize() + _shape() + _scatter()
 
 # Casts to float16 round: checked only against the float error bound, not for equality.
 FP_ONLY = [Case("Cast", [dyn(2, 3)], {"to": 10}, name="cast-float16")]

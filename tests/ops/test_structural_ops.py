@@ -226,6 +226,18 @@ def test_unsupported_attributes_raise() -> None:
     _raises(Case("Einsum", [dyn(2, 3), dyn(3, 4), dyn(4)], {"equation": "ij,jk,k->i"}), bounds=True)
 
 
+def test_scatter_refusals_name_the_node() -> None:
+    """Product reduction, positions written twice without a reduction (ONNX leaves the
+    result undefined) and dynamic indices are refused with the node named."""
+    rows = const(np.array([[1], [1]], np.int64))
+    _raises(Case("ScatterND", [dyn(3, 2), rows, dyn(2, 2)], {"reduction": "mul"}, opset=18))
+    _raises(Case("ScatterND", [dyn(3, 2), rows, dyn(2, 2)]))
+    _raises(Case("ScatterElements", [dyn(3, 2), const(np.array([[0, 0]], np.int64)), dyn(1, 2)], {"axis": 1}))
+    _raises(Case("ScatterND", [dyn(3, 2), const(np.array([[3]], np.int64)), dyn(1, 2)]))
+    _raises(Case("ScatterND", [dyn(3, 2), const(np.array([[0]], np.int64)), dyn(1, 2)]), bounds=True,
+            batched_const=1)
+
+
 def test_dynamic_weights_raise() -> None:
     x = dyn(1, 2, 4, 4)
     kernel = const(np.ones((2, 2, 3, 3), np.float32))
