@@ -55,10 +55,13 @@ class DomainStore:
         return torch.cat(parts) if parts else torch.zeros(0)
 
     def objectives(self) -> Tensor:
-        """The stored domains' objectives ``(size,)`` in the store's order (domains without
-        objectives count as objective 0)."""
-        parts = [c.domains.objective[c.alive] if c.domains.objective is not None
-                 else torch.zeros(c.live, dtype=torch.long, device=c.alive.device) for c in self._chunks]
+        """The stored domains' objectives ``(size,)`` in the store's order; only for stores
+        whose domains all carry one (:mod:`verifier.bab.row_search`)."""
+        parts = []
+        for chunk in self._chunks:
+            if chunk.domains.objective is None:
+                raise ValueError("objectives() of a store holding domains without objectives")
+            parts.append(chunk.domains.objective[chunk.alive])
         return torch.cat(parts) if parts else torch.zeros(0, dtype=torch.long)
 
     def take(self, positions: Tensor) -> _Domains:
