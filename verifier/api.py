@@ -22,7 +22,7 @@ import torch
 
 from verifier.attack import AttackProgress, falsify_region
 from verifier.bab import InputSplitSearch, ReluSplitSearch
-from verifier.bab.neuron_split import NeuronSplitSearch, smooth_layers
+from verifier.bab.neuron_split import Candidates, NeuronSplitSearch, smooth_layers
 from verifier.bab.relu_split import count_unstable, splittable_layers
 from verifier.bounds.crown import refines_every_position
 from verifier.bounds.settle import settle_region
@@ -230,7 +230,8 @@ class _Run:
     def falsify(self, index: int, region: Region, step: Step, seconds: float | None = None) -> bool:
         """The attack rounds of ``step`` on one region, from the first one not completed: the
         probe's first round, the quick attack's first rounds, or the rest of them (``ATTACK``;
-        for at most ``seconds`` when given); records a confirmed counterexample."""
+        for at most ``seconds`` when given), first from the corners of the region's linear
+        bounds computed since the last attack; records a confirmed counterexample."""
         budget = self.budget(self.proofs[index])
         quick = step is not Step.ATTACK
         rounds = min(self.config.attack.rounds, 1 if step is Step.PROBE_ATTACK else budget.quick_rounds)
@@ -241,8 +242,9 @@ class _Run:
         if index not in self.streams:  # one random stream per region, continued across calls
             self.streams[index] = torch.Generator().manual_seed(self.config.seed * 1000003 + index)
         progress = self.progress.setdefault(index, AttackProgress(round=0 if quick else rounds))
+        guides = self.proofs[index].take_guides()  # the corners of the bounds since the last attack
         _, stats = falsify_region(self.attack_graph, region, attack, self.deadline, self.confirmer(index, region),
-                                  self.streams[index], progress)
+                                  self.streams[index], progress, guides)
         self.stats["attack_evaluations"] += stats.evaluated
         self.stats["pgd_steps"] += stats.pgd_steps
         self.stats["candidates_checked"] += stats.candidates_checked
@@ -394,7 +396,7 @@ class _Run:
         if mode is BabMode.RELU and proof.crown is not None and smooth_layers(self.bounds_graph):
             self.stats["bab_bounds"] = "neuron split"
             return NeuronSplitSearch(self.bounds_graph, proof.lower, proof.upper, proof.open, proof.crown,
-                                     self.config.neuron_split)
+                                     self.config.neuron_split, Candidates(self.attack_graph, region, confirm))
         return None
 
     # ---------------------------------------------------------------- exact

@@ -11,12 +11,13 @@ from typing import Any
 import numpy as np
 from torch import Tensor
 
+from verifier.attack.guides import distinct_points, row_corners
 from verifier.bounds.crown import Crown
 from verifier.config import AlphaConfig, CrownConfig, SdpConfig
 from verifier.deadline import Deadline
 from verifier.graph.torch_graph import TorchGraph
 from verifier.ladder import Ladder, Rung
-from verifier.spec.types import Region
+from verifier.spec.types import Clause, Region
 
 
 class RegionProof:
@@ -42,6 +43,7 @@ class RegionProof:
         self.crown: Crown | None = None
         self.open = [c for c in region.clauses if not self.ladder.interval_refutes(c)]
         self._crown_climbed = False
+        self._guides: list[Tensor] = []
         if not defer_crown:
             self.climb_crown()
 
@@ -54,8 +56,29 @@ class RegionProof:
         trivial = any(c.num_rows == 0 for c in self.open)
         if self.open and not trivial and len(self.ladder.tgraph.graph.inputs) == 1:
             self.crown = self.ladder.crown()
-            self.open = [c for c in self.open if not bool((self.ladder.rows(c, Rung.CROWN) > 0).any())]
+            self.open = self._still_open(Rung.CROWN)
         return self.proven
+
+    def _still_open(self, rung: Rung, deadline: Deadline | None = None, alpha: AlphaConfig | None = None
+                    ) -> list[Clause]:
+        """The open clauses that ``rung`` does not refute (each bounded once; an expired
+        ``deadline`` leaves the rest as they are), keeping each one's row corners as guides."""
+        still_open = []
+        for clause in self.open:
+            if deadline is not None and deadline.expired():
+                still_open.append(clause)
+                continue
+            if not bool((self.ladder.rows(clause, rung, deadline, alpha=alpha) > 0).any()):
+                still_open.append(clause)
+                if self.crown is not None:
+                    self._guides.append(row_corners(self.crown, self.lower, self.upper))
+        return still_open
+
+    def take_guides(self) -> Tensor | None:
+        """The input corners of the linear bounds of the clauses left open since the last call
+        (distinct, ``(P, n)``; None when there are none): attack starting points, not bounds."""
+        guides, self._guides = distinct_points(self._guides), []
+        return guides
 
     @property
     def proven(self) -> bool:
@@ -107,7 +130,7 @@ class RegionProof:
         if self.crown is None:
             return self.proven
         self.crown = self.ladder.tighten(prior)
-        self.open = [c for c in self.open if not bool((self.ladder.rows(c, Rung.CROWN) > 0).any())]
+        self.open = self._still_open(Rung.CROWN)
         return self.proven
 
     def optimise(self, deadline: Deadline | None = None, joint: AlphaConfig | None = None) -> bool:
@@ -121,12 +144,7 @@ class RegionProof:
         if joint is not None and len(self.open) > 1:
             rows = self.ladder.joint_alpha_rows(self.open, deadline, joint)
             self.open = [c for c, r in zip(self.open, rows, strict=True) if not bool((r > 0).any())]
-        still_open = []
-        for clause in self.open:
-            expired = deadline is not None and deadline.expired()
-            if expired or not bool((self.ladder.rows(clause, Rung.ALPHA, deadline, alpha=joint) > 0).any()):
-                still_open.append(clause)
-        self.open = still_open
+        self.open = self._still_open(Rung.ALPHA, deadline, joint)
         return self.proven
 
 

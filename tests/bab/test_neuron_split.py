@@ -1,26 +1,34 @@
 """Neuron-interval branch and bound (:mod:`verifier.bab.neuron_split`) on random small Sigmoid
 and Tanh networks: every ``unsat`` is checked against dense sampling (float32 evaluation);
 on the Sigmoid ones the splits prove properties that the root domain leaves open; and a
-deliberately unsound split (the upper child dropped) is caught by the same check."""
+deliberately unsound split (the upper child dropped) is caught by the same check. The corners
+of the domains' linear bounds find the bundled soundness suite's planted counterexamples,
+each confirmed by onnxruntime on a box read from the file's text."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
+import onnxruntime
 import pytest
 import torch
 
 from tests.bab.test_cross_check import property_near_minimum, write_mlp
+from tests.soundness.helpers import onnx_outputs, read_box
 from verifier.bab import neuron_split as ns
-from verifier.bab.neuron_split import NeuronSplitSearch, smooth_layers
+from verifier.bab.neuron_split import Candidates, NeuronSplitSearch, smooth_layers
 from verifier.deadline import Deadline
 from verifier.graph.loader import load_model
 from verifier.graph.torch_graph import TorchGraph
 from verifier.region_proof import RegionProof
+from verifier.result import Status
+from verifier.spec import parse_vnnlib
 from verifier.spec.types import Region
 
 SEEDS = range(12)
+SUITE = Path(__file__).resolve().parents[2] / "benchmarks" / "soundness"
 
 
 def _search(path: Path, region: Region, seconds: float) -> tuple[str, bool]:
@@ -74,3 +82,29 @@ def test_an_unsound_split_is_caught_by_the_sampling_check(tmp_path: Path, monkey
     monkeypatch.setattr(NeuronSplitSearch, "_split", lower_half_only)
     cases = _cases("Sigmoid", tmp_path)
     assert any(status == "unsat" and (values <= -1e-4).any() for status, _, values in cases)
+
+
+@pytest.mark.parametrize("name", ["m01_mlp-2x32_sigmoid_eps0.05_planted0", "m17_cnn-1c_tanh_eps0.05_planted0"])
+def test_domain_corners_find_a_planted_counterexample(name: str) -> None:
+    entry = next(e for e in map(json.loads, (SUITE / "counterexamples.jsonl").read_text().splitlines())
+                 if Path(e["vnnlib"]).stem == name)
+    model, spec = SUITE / entry["onnx"], SUITE / entry["vnnlib"]
+    region = parse_vnnlib(spec).regions[0]
+    lower, upper, label = read_box(spec)  # from the text, not our parser
+    session = onnxruntime.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    confirmed: list[np.ndarray] = []
+
+    def confirm(x: np.ndarray) -> bool:  # onnxruntime alone decides, on the point moved into the text's box
+        x = np.clip(x, lower, upper)  # (corners of the proof box, widened outward to float32 numbers)
+        ok = bool(np.argmax(onnx_outputs(session, x)) != label)
+        confirmed.extend([x] if ok else [])
+        return ok
+
+    bounds = TorchGraph(load_model(model), "cpu", torch.float64)
+    proof = RegionProof(bounds, region)
+    assert proof.crown is not None and not proof.proven
+    plain = NeuronSplitSearch(bounds, proof.lower, proof.upper, proof.open, proof.crown)
+    assert plain.run(Deadline.after(2.0)).status is not Status.SAT  # without candidates: never sat
+    candidates = Candidates(TorchGraph(load_model(model), "cpu", torch.float32), region, confirm)
+    search = NeuronSplitSearch(bounds, proof.lower, proof.upper, proof.open, proof.crown, candidates=candidates)
+    assert search.run(Deadline.after(20.0)).status is Status.SAT and confirmed

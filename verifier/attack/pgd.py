@@ -140,19 +140,41 @@ class _Search:
         (``progress`` counts and keeps them across calls); returns the best ``restarts``, or
         the confirmed counterexample's batch."""
         with torch.no_grad():
-            if progress.best_x is None or progress.best_m is None:
-                progress.best_x = ((self.lower + self.upper) / 2).unsqueeze(0)
-                progress.best_m = self.margins(progress.best_x)
+            best_x = self._keep_best(progress)[0]
             while progress.drawn < count and not self.deadline.expired():
                 points = self.uniform(min(count - progress.drawn, self.batch))
                 progress.drawn += points.shape[0]
                 margin = self.margins(points)
                 if self.offer(points, margin):
                     return points
-                best_x, best_m = torch.cat([progress.best_x, points]), torch.cat([progress.best_m, margin])
-                keep = torch.argsort(best_m)[: self.cfg.restarts]
-                progress.best_x, progress.best_m = best_x[keep], best_m[keep]
-        return progress.best_x.clone()
+                best_x = self._keep_best(progress, points, margin)[0]
+        return best_x.clone()
+
+    def _keep_best(self, progress: AttackProgress, points: Tensor | None = None,
+                   margin: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """The round's best ``restarts`` points and margins (the box centre's first), with
+        ``points`` and their ``margin`` merged in when given; stored in ``progress``."""
+        if progress.best_x is None or progress.best_m is None:
+            progress.best_x = ((self.lower + self.upper) / 2).unsqueeze(0)
+            progress.best_m = self.margins(progress.best_x)
+        if points is not None and margin is not None:
+            best_x, best_m = torch.cat([progress.best_x, points]), torch.cat([progress.best_m, margin])
+            keep = torch.argsort(best_m)[: self.cfg.restarts]
+            progress.best_x, progress.best_m = best_x[keep], best_m[keep]
+        return progress.best_x, progress.best_m
+
+    def guide(self, points: Tensor, progress: AttackProgress) -> bool:
+        """Offers ``points`` (flattened, e.g. :mod:`verifier.attack.guides`' corners) and keeps
+        the best of them, with the round's best points so far, as PGD starts; True once one is
+        confirmed."""
+        with torch.no_grad():
+            points = points.to(self.lower).reshape(points.shape[0], -1)
+            points = torch.minimum(torch.maximum(points, self.lower), self.upper)
+            margin = self.margins(points)
+            if self.offer(points, margin):
+                return True
+            self._keep_best(progress, points, margin)
+        return False
 
     def pgd(self, x: Tensor) -> bool:
         """PGD from the points ``x``, restart ``i`` with member ``i % (k + a)`` of the portfolio
@@ -198,7 +220,8 @@ def _adam_direction(moments: tuple[Tensor, Tensor], t: int) -> Tensor:
 
 def falsify_region(tgraph: TorchGraph, region: Region, cfg: AttackConfig, deadline: Deadline,
                    confirm: Confirm, seed: int | torch.Generator,
-                   progress: AttackProgress | None = None) -> tuple[np.ndarray | None, FalsifyStats]:
+                   progress: AttackProgress | None = None, guides: Tensor | None = None
+                   ) -> tuple[np.ndarray | None, FalsifyStats]:
     """Searches ``region`` for a counterexample that ``confirm`` accepts.
 
     Args:
@@ -212,6 +235,8 @@ def falsify_region(tgraph: TorchGraph, region: Region, cfg: AttackConfig, deadli
         progress: where an earlier call on this region stopped (updated in place): the
             search resumes in the round it was in, with the points it had drawn, so that a
             round cut by the deadline is not drawn again (None: from round 0).
+        guides: points ``(P, n)`` to offer first and to start PGD from when they are among the
+            round's best (the corners of certified linear bounds, :mod:`verifier.attack.guides`).
 
     Returns:
         the confirmed point (or None) and counters.
@@ -220,6 +245,8 @@ def falsify_region(tgraph: TorchGraph, region: Region, cfg: AttackConfig, deadli
     deadline = deadline.sooner(cfg.time_limit)
     search = _Search(tgraph, region, cfg, deadline, confirm, gen)
     progress = progress if progress is not None else AttackProgress()
+    if guides is not None and guides.shape[0] and search.guide(guides, progress):
+        return search.found, search.stats
     while progress.round < cfg.rounds and not deadline.expired():
         count = cfg.samples * cfg.growth**progress.round
         starts = search.sample(count, progress)

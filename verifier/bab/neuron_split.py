@@ -15,7 +15,9 @@ Soundness: a domain's bound holds for every input of the box whose pre-activatio
 domain's intervals (the lines are valid on those intervals, for whatever slopes; float errors
 as in every CROWN pass); the two children of a split cover their parent (closed intervals
 meeting at the split point). So a clause refuted on every domain is refuted on the box: the
-search answers ``unsat`` only when no domain is left, and never ``sat`` (the attacks do that).
+search answers ``unsat`` only when no domain is left. Each round offers the box corner that
+minimises each new domain's hardest row's linear bound (where the domain's relaxation is
+tight, where the row is lowest); ``sat`` only when onnxruntime confirms one (``confirm``).
 A domain whose certified bounds of some value cross (``lo > hi``) contains no input: dropped.
 A child's bound is at least its parent's (kept per row): the parent's bound holds on it.
 """
@@ -29,7 +31,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from verifier.bab.common import BabOutcome, BabStats, hardest_rows
+from verifier.bab.common import BabOutcome, BabStats, CandidateSearch, Confirm, hardest_rows
 from verifier.bounds.ascent import Adam
 from verifier.bounds.backward import Multipliers
 from verifier.bounds.crown import FINAL, Crown, CrownConfig
@@ -39,7 +41,7 @@ from verifier.graph.torch_graph import TorchGraph
 from verifier.ops.relax import free_boxes
 from verifier.result import Status
 from verifier.search_config import NeuronSplitConfig
-from verifier.spec.types import Clause
+from verifier.spec.types import Clause, Region
 
 Bounds = tuple[Tensor, Tensor]
 
@@ -93,13 +95,23 @@ class _Domains:
                         torch.cat([p.rows for p in parts]), torch.cat([p.scores for p in parts]))
 
 
+@dataclass(frozen=True)
+class Candidates:
+    """Where a search's candidate points are checked: the attack-precision graph, the region
+    (its clauses give the margin) and the onnxruntime re-check."""
+
+    attack_graph: TorchGraph
+    region: Region
+    confirm: Confirm
+
+
 class NeuronSplitSearch:
     """The search on a region's open clauses (see the module docstring); :meth:`run` resumes
-    where the last call stopped."""
+    where the last call stopped. Without ``candidates`` no point is checked (never ``sat``)."""
 
     def __init__(self, bounds_graph: TorchGraph, lower: Tensor, upper: Tensor, clauses: list[Clause], root: Crown,
-                 config: NeuronSplitConfig | None = None) -> None:
-        self.tgraph, self.config = bounds_graph, config or NeuronSplitConfig()
+                 config: NeuronSplitConfig | None = None, candidates: Candidates | None = None) -> None:
+        self.tgraph, self.config, self.candidates = bounds_graph, config or NeuronSplitConfig(), candidates
         self.layers = smooth_layers(bounds_graph)
         self.nodes = {node.name: node for node in bounds_graph.graph.nodes}
         place = bounds_graph.place
@@ -121,24 +133,30 @@ class NeuronSplitSearch:
         self.aside = float("inf")  # the lowest bound of the domains set aside as unsplittable
 
     def run(self, deadline: Deadline) -> BabOutcome:
-        """Searches until decided or ``deadline`` (``timeout``; a later call resumes): ``unsat``
-        when every domain refuted every clause; ``unknown`` when the store outgrew
+        """Searches until decided or ``deadline`` (``timeout``; a later call resumes): ``sat``
+        when a domain's corner was confirmed; ``unsat`` when every domain refuted every
+        clause; ``unknown`` when the store outgrew
         ``config.max_domains``, or when the domains left were set aside as unsplittable (no
         neuron with a positive score: a point interval, or no coefficient in the hardest row)."""
         stats = BabStats()
         rounds_here = 0
+        check = None if self.candidates is None else CandidateSearch(
+            self.candidates.attack_graph, self.candidates.region, self.candidates.confirm, stats,
+            self.config.candidates_per_round, 0)
         while self.final is None:
             if deadline.expired() or (rounds_here and deadline.remaining() < self.round_seconds):
                 break
             began = time.monotonic()
             if self.store is None:
-                self.store = self._bound(self.root, self.config.root_iterations, deadline, stats)
+                self.store = self._bound(self.root, self.config.root_iterations, deadline, stats, check)
             else:
-                self._round(deadline, stats)
+                self._round(deadline, stats, check)
             self.round_seconds = time.monotonic() - began
             stats.seconds_bounding += self.round_seconds
             stats.rounds += 1
             rounds_here += 1
+            if self.final is Status.SAT:
+                break
             if self.store.size == 0:
                 self.final = Status.UNKNOWN if self.unsplittable else Status.UNSAT
             elif self.store.size > self.config.max_domains:
@@ -163,7 +181,7 @@ class NeuronSplitSearch:
         """Clauses ``(M, K)`` with no positive row."""
         return ~(rows > 0).any(dim=2)
 
-    def _round(self, deadline: Deadline, stats: BabStats) -> None:
+    def _round(self, deadline: Deadline, stats: BabStats, check: CandidateSearch | None) -> None:
         """Splits the ``config.batch`` domains with the lowest bound and bounds their children."""
         store = self.store
         assert store is not None
@@ -180,7 +198,7 @@ class NeuronSplitSearch:
             self.store = rest
             return
         children = self._split(parents)
-        bounded = self._bound(children, self.config.iterations, deadline, stats)
+        bounded = self._bound(children, self.config.iterations, deadline, stats, check)
         self.store = _Domains.cat([rest, bounded]) if bounded.size else rest
 
     def _crown(self, domains: _Domains) -> Crown:
@@ -216,14 +234,19 @@ class NeuronSplitSearch:
         raw = crown.lower_bound(self.rows, mult).to(self.d.dtype).reshape(-1, self.k, self.r)
         return spec_rows(raw, self.d, self.mask, self.strict)
 
-    def _bound(self, domains: _Domains, iterations: int, deadline: Deadline, stats: BabStats) -> _Domains:
+    def _bound(self, domains: _Domains, iterations: int, deadline: Deadline, stats: BabStats,
+               check: CandidateSearch | None = None) -> _Domains:
         """The domains with their best rows (at least their stored ones), slopes and branching
-        scores after ``iterations`` Adam steps, less those refuted or empty."""
+        scores after ``iterations`` Adam steps, less those refuted or empty; their corners
+        are offered to ``check`` (a confirmed one sets :attr:`final` to ``sat``)."""
         crown = self._crown(domains)
         crown.record.relu = True  # the last pass's coefficients guide branching (kept by reference: free)
         best, kept = self._optimise(crown, domains, iterations, deadline)
         stats.domains_bounded += domains.size
         alive = self._open(best).any(dim=1) & ~self._empty(crown, domains.size)
+        corners = self._corners(crown, best) if check is not None and bool(alive.any()) else None
+        if check is not None and corners is not None and check.offer(corners[alive]):
+            self.final = Status.SAT
         stats.domains_proven += int((~alive).sum())
         index = torch.nonzero(alive).flatten()
         bounds = {name: (crown.bounds[name][0].reshape(domains.size, -1)[index],
@@ -259,6 +282,19 @@ class NeuronSplitSearch:
                     for key, (lo, hi) in spans.items():
                         slopes[key].clamp_(lo, hi)
         return best, kept
+
+    def _corners(self, crown: Crown, rows: Tensor) -> Tensor | None:
+        """``(M, n)``: per domain, the box corner minimising the linear bound of its hardest open
+        row in ``crown``'s last pass (a candidate point only, never a bound); None when that
+        pass recorded no input coefficients."""
+        recorded = list(crown.input_coefficients.values())
+        if len(recorded) != 1:
+            return None
+        coefficients = recorded[0]
+        a = coefficients.reshape(coefficients.shape[0], coefficients.shape[1], -1)
+        row = hardest_rows(rows, self._open(rows))[2].clamp(max=a.shape[1] - 1).to(a.device)
+        a = a[torch.arange(a.shape[0], device=a.device), row]
+        return torch.where(a > 0, self.lower.reshape(1, -1), self.upper.reshape(1, -1))
 
     def _empty(self, crown: Crown, m: int) -> Tensor:
         """``(M,)``: domains with a crossed interval (``lo > hi``) among the stored values:
