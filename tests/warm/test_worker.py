@@ -169,3 +169,31 @@ def test_bench_runs_our_verifier_through_a_worker_with_the_same_answers(tmp_path
         assert all("seconds" in d["stats"] for d in details)
     assert rows["warm"] == rows["cold"]
     assert all(correct == "yes" for _, correct in rows["warm"].values())
+
+
+def _decoy(folder: Path) -> Path:
+    """A folder holding a ``verifier`` package that exits 99 on import (an older checkout, say)."""
+    package = folder / "verifier"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("raise SystemExit(99)\n")
+    return folder
+
+
+def test_runs_started_in_a_folder_holding_another_verifier_package_use_the_drivers(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``python -m`` puts the current directory first on ``sys.path``: without ``-P`` the bench
+    runs and the warm worker would import the decoy (exit 99) instead of the package running."""
+    from verifier.bench.tools import default_tool
+    from verifier.warm.launch import running_worker
+
+    decoy = _decoy(tmp_path / "checkout")
+    assert subprocess.run([sys.executable, "-m", "verifier.cli"], cwd=decoy, env=ENV).returncode == 99  # the trap
+    model, spec = SPECS / "onnx" / "affine.onnx", SPECS / "vnnlib" / "affine_sat.vnnlib"
+    result = tmp_path / "result.txt"
+    words = default_tool().command(model, spec, 20.0, result)
+    assert subprocess.run(words, cwd=decoy, env=ENV, capture_output=True, timeout=120).returncode == CODES["sat"]
+    assert result.read_text().split()[0] == "sat"
+    monkeypatch.chdir(decoy)
+    with running_worker(ENV) as socket:
+        done = _client(socket, str(model), str(spec), "--timeout", "20", cwd=decoy, client="script")
+    assert done.returncode == CODES["sat"], done.stderr

@@ -75,10 +75,12 @@ def default_tool(extra: str = "", worker: Path | None = None) -> Tool:
     """Our verifier, in the interpreter running this (``extra``: more options for it); with
     ``worker``, each instance is a client of the warm worker at that socket
     (:mod:`verifier.warm`), which forks the run from a process that has imported everything;
-    the client is :mod:`verifier.warm.client_script` under ``python -S`` (no site set-up)."""
+    the client is :mod:`verifier.warm.client_script` under ``python -S`` (no site set-up).
+    Without a worker, ``python -P -m verifier.cli``: the package the driver imported, never a
+    ``verifier`` folder in the current directory (see :func:`verifier.warm.launch._command`)."""
     python = shlex.quote(sys.executable)
     if worker is None:
-        launch = f"{python} -m verifier.cli"
+        launch = f"{python} -P -m verifier.cli"
     else:
         script = Path(__file__).resolve().parents[1] / "warm" / "client_script.py"
         launch = f"{python} -S {shlex.quote(str(script))} {shlex.quote(str(worker))}"

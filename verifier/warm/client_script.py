@@ -33,7 +33,7 @@ def main() -> int:
     if code is None:
         print(f"# no warm worker answers at {socket_path}: running in a fresh process", file=sys.stderr)
         sys.stderr.flush()
-        os.execv(sys.executable, [sys.executable, "-m", "verifier.cli", *argv])
+        os.execv(sys.executable, [sys.executable, "-P", "-m", "verifier.cli", *argv])  # -P: see warm.launch
     return code
 
 

@@ -17,8 +17,11 @@ READY_SECONDS = 300.0
 
 
 def _command(path: Path) -> list[str]:
-    """The worker's command line, in the interpreter running this."""
-    return [sys.executable, "-m", "verifier.cli", "worker", str(path)]
+    """The worker's command line, in the interpreter running this. ``-P``: the current
+    directory is not put first on ``sys.path`` (``-m`` would), so the worker imports the
+    ``verifier`` package the driver imported (``PYTHONPATH``, then site), never a folder of
+    that name where the run was started (an older checkout: its code would answer)."""
+    return [sys.executable, "-P", "-m", "verifier.cli", "worker", str(path)]
 
 
 @contextlib.contextmanager
