@@ -103,7 +103,8 @@ class _Run:
         dev = config.device
         self.reporter = reporter
         self.config, self.schedule, self.deadline = config, config.schedule, deadline
-        self.attack_graph = TorchGraph(problem.graph, dev.torch_device, dev.attack_torch_dtype, ops)
+        self.attack_graph = TorchGraph(problem.graph, dev.torch_device, dev.attack_torch_dtype, ops,
+                                       straight_through=True)  # gradients through Sign, Floor... (attacks only)
         self.bounds_graph = TorchGraph(problem.graph, dev.torch_device, dev.bounds_torch_dtype, ops)
         self.problem = settled_problem(problem, self.bounds_graph)
         self.oracle = OnnxOracle(problem.oracle_model)

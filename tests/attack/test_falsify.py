@@ -5,9 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import onnx
+import onnxruntime
 import pytest
 import torch
+from onnx import TensorProto, helper, numpy_helper
 
+from verifier import Status, verify
 from verifier.attack import AttackProgress, falsify_region
 from verifier.config import AttackConfig
 from verifier.deadline import Deadline
@@ -145,3 +149,51 @@ def test_adam_steps_on_summed_violations_reach_a_thin_slab_signed_steps_miss() -
     assert found is not None and margin <= 0
     missed, signed_margin = _robot_attack(())
     assert missed is None and signed_margin > 0
+
+
+def _step_corner_model(path: Path, n: int = 20) -> str:
+    """``y = sum_i Sign(s_i (x_i - t_i))`` on ``[0, 1]^n``, ``y >= n - 0.5`` only where every
+    ``x_i`` is beyond its threshold (``> 0.9`` for the first half, ``< 0.1`` for the rest): one
+    corner's tenth-wide slab, which sampling never hits (0.1**n) and whose Sign layer has a zero
+    gradient everywhere. Returns the property's VNN-LIB text."""
+    half = n // 2
+    signs = np.array([1.0] * half + [-1.0] * (n - half), dtype=np.float32)
+    bias = np.array([-0.9] * half + [0.1] * (n - half), dtype=np.float32)
+    nodes = [helper.make_node("Gemm", ["x", "W", "b"], ["z"], transB=1), helper.make_node("Sign", ["z"], ["s"]),
+             helper.make_node("Gemm", ["s", "ones"], ["y"], transB=1)]
+    graph = helper.make_graph(nodes, "step_corner", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, n])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1])],
+                              [numpy_helper.from_array(np.diag(signs), "W"), numpy_helper.from_array(bias, "b"),
+                               numpy_helper.from_array(np.ones((1, n), dtype=np.float32), "ones")])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    box = "".join(f"(declare-const X_{i} Real)" for i in range(n)) + "(declare-const Y_0 Real)"
+    box += "".join(f"(assert (>= X_{i} 0))(assert (<= X_{i} 1))" for i in range(n))
+    return box + f"(assert (>= Y_0 {n - 0.5}))"
+
+
+@pytest.mark.parametrize("straight_through", [True, False])
+def test_straight_through_gradients_cross_a_sign_layer(tmp_path: Path, straight_through: bool) -> None:
+    model = tmp_path / "step.onnx"
+    region = parse_vnnlib_text(_step_corner_model(model)).regions[0]
+    oracle = OnnxOracle(model)
+    graph = TorchGraph(load_model(model), "cpu", torch.float32, straight_through=straight_through)
+    cfg = AttackConfig(samples=256, restarts=16, steps=100, rounds=2)
+    confirm = lambda x: check_witness(oracle, region, x).valid  # noqa: E731
+    found, _ = falsify_region(graph, region, cfg, Deadline.after(30), confirm, 0)
+    if not straight_through:
+        assert found is None  # Sign's gradient is zero: PGD stays where sampling put it
+        return
+    assert found is not None
+    session = onnxruntime.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    (y,) = session.run(None, {"x": found.astype(np.float32).reshape(1, -1)})
+    assert float(y.ravel()[0]) >= 19.5 and np.all((found >= 0) & (found <= 1))
+
+
+def test_verify_finds_the_sign_networks_counterexample(tmp_path: Path) -> None:
+    model, spec = tmp_path / "step.onnx", tmp_path / "step.vnnlib"
+    spec.write_text(_step_corner_model(model))
+    result = verify(model, spec, timeout=30)
+    assert result.status is Status.SAT and result.counterexample is not None
+    session = onnxruntime.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    (y,) = session.run(None, {"x": np.asarray(result.counterexample.x, dtype=np.float32).reshape(1, -1)})
+    assert float(y.ravel()[0]) >= 19.5

@@ -415,3 +415,24 @@ def test_chain_through_loader_and_interval_traversal() -> None:
     flat = np.concatenate([e.reshape(len(x), -1) for e in expected], axis=1)
     assert torch.isfinite(out_lo).all() and torch.isfinite(out_hi).all()
     assert (torch.from_numpy(flat) >= out_lo).all() and (torch.from_numpy(flat) <= out_hi).all()
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.dynamic and c.out_type == TensorProto.FLOAT],
+                         ids=[c.id for c in CASES if c.dynamic and c.out_type == TensorProto.FLOAT])
+def test_gradients_for_attacks_keep_the_values_and_never_vanish(case: Case) -> None:
+    """``forward_for_gradients`` (the attacks' forward) gives ``forward``'s values exactly,
+    and where ``forward``'s gradient is zero at every sampled point (Sign, Floor...: PGD
+    cannot move) it passes one through."""
+    node, op, kept = our_node(case)
+    feeds = _feeds(case, 16, 1)
+    grads = []
+    for method in (op.forward, op.forward_for_gradients):
+        dyn = {i: to_torch(x, torch.float64) for i, x in feeds.items()}
+        dyn = {i: t.requires_grad_(True) if t.is_floating_point() else t for i, t in dyn.items()}
+        args, flags = args_for(case, kept, dyn, torch.float64, False)
+        (out,) = method(node, args, flags)
+        if out.requires_grad:
+            out.sum().backward()
+        grads.append(sum(float(t.grad.abs().sum()) for t in dyn.values() if t.grad is not None))
+        assert torch.equal(out.detach(), _forward(case, feeds, torch.float64))
+    assert grads[1] > 0 or grads[0] > 0, f"{case.op}: no gradient at any sampled point"

@@ -46,11 +46,14 @@ class TorchGraph:
     """
 
     def __init__(self, graph: Graph, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
-                 overrides: Mapping[str, Op] | None = None):
+                 overrides: Mapping[str, Op] | None = None, straight_through: bool = False):
         """Binds ``graph`` to a device and dtype. ``overrides`` replaces the registry's op for
         some op types (experiments, and the soundness checker's deliberately buggy builds);
-        every analysis of this graph then uses the replacement."""
+        every analysis of this graph then uses the replacement. ``straight_through``: the
+        forward passes use :meth:`Op.forward_for_gradients` (same values, gradients through
+        piecewise-constant ops; for attacks, never for bounds)."""
         self.graph = graph
+        self.straight_through = straight_through
         self.place = Placement(torch.device(device), dtype)
         self.constants = constant_tensors(graph, self.place)
         table = {**REGISTRY, **(overrides or {})}
@@ -64,6 +67,7 @@ class TorchGraph:
             return self
         twin = TorchGraph.__new__(TorchGraph)
         twin.graph, twin.ops, twin.op_of = self.graph, self.ops, self.op_of
+        twin.straight_through = self.straight_through
         twin.place = Placement(self.place.device, dtype)
         twin.constants = {name: t.to(dtype) if t.is_floating_point() else t for name, t in self.constants.items()}
         return twin
@@ -144,6 +148,8 @@ class TorchGraph:
             seeds[info.name] = x.to(self.place.device, self.place.dtype)
 
         def step(op: Op, node: Node, args: list[object | None], batched: list[bool]) -> Sequence[object]:
+            if self.straight_through:
+                return op.forward_for_gradients(node, args, batched)  # type: ignore[arg-type]
             return op.forward(node, args, batched)  # type: ignore[arg-type]
 
         return self.run(seeds, step, lambda t: t)  # type: ignore[return-value]

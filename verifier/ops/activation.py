@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -149,49 +149,68 @@ class Relu(Unary):
         return torch.relu(x)
 
 
-@register("Sign")
-class Sign(Unary):
-    """-1, 0 or 1; exact."""
+class _StraightThrough(torch.autograd.Function):
+    """``values`` forward; the incoming gradient times ``passes`` backward (to ``x``)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, values: Tensor, passes: Tensor) -> Tensor:
+        ctx.save_for_backward(passes)
+        return values
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:
+        (passes,) = ctx.saved_tensors
+        return grad * passes, None, None
+
+
+class StepUnary(Unary):
+    """A non-decreasing function that is constant almost everywhere (its gradient is zero, so
+    gradient attacks cannot move through it): exact, cut at interval bounds, and for attacks a
+    straight-through gradient: 1 where ``|x| <= pass_width``, else 0 (all of ``x`` when
+    ``pass_width`` is infinite)."""
 
     relaxation = INTERVAL_ONLY
-
     exact = True
+    pass_width: ClassVar[float] = math.inf
+
+    def forward_for_gradients(self, node: Node, args: Args, batched: Flags) -> tuple[Tensor, ...]:
+        x = unary_input(args, batched)
+        values = self.fn(node, x)
+        if not x.requires_grad:
+            return (values,)
+        passes = (x.abs() <= self.pass_width).to(x.dtype)
+        return (_StraightThrough.apply(x, values.detach(), passes.detach()),)
+
+
+@register("Sign")
+class Sign(StepUnary):
+    """-1, 0 or 1; exact. Straight-through gradient where ``|x| <= 1`` (the hard tanh's)."""
+
+    pass_width = 1.0
 
     def fn(self, node: Node, x: Tensor) -> Tensor:
         return torch.sign(x)
 
 
 @register("Floor")
-class Floor(Unary):
+class Floor(StepUnary):
     """Rounds down; exact."""
-
-    relaxation = INTERVAL_ONLY
-
-    exact = True
 
     def fn(self, node: Node, x: Tensor) -> Tensor:
         return torch.floor(x)
 
 
 @register("Ceil")
-class Ceil(Unary):
+class Ceil(StepUnary):
     """Rounds up; exact."""
-
-    relaxation = INTERVAL_ONLY
-
-    exact = True
 
     def fn(self, node: Node, x: Tensor) -> Tensor:
         return torch.ceil(x)
 
 
 @register("Round")
-class Round(Unary):
+class Round(StepUnary):
     """Rounds half to even (as ONNX and ``torch.round`` do); exact."""
-
-    relaxation = INTERVAL_ONLY
-
-    exact = True
 
     def fn(self, node: Node, x: Tensor) -> Tensor:
         return torch.round(x)

@@ -177,6 +177,13 @@ class Op:
         """Concrete batched evaluation; returns one tensor per node output (all batched)."""
         raise NotImplementedError(f"{type(self).__name__}.forward")
 
+    def forward_for_gradients(self, node: Node, args: Args, batched: Flags) -> tuple[Tensor, ...]:
+        """:meth:`forward`'s values with gradients an attack can follow: ops that are constant
+        almost everywhere (Sign, Floor...) pass the gradient straight through instead of
+        their zero one. Only attacks use it (their points are re-checked by onnxruntime);
+        the values must equal :meth:`forward`'s exactly. Default: :meth:`forward`."""
+        return self.forward(node, args, batched)
+
     def interval(self, node: Node, lower: Args, upper: Args, batched: Flags) -> Pair:
         """Sound elementwise bounds of every output over the input boxes.
 
