@@ -467,7 +467,16 @@ def _scatter() -> list[Case]:
     ]
 
 
-CASES = _affine() + _conv() + _pool() + _resize() + _shape() + _scatter()
+def _normalization() -> list[Case]:
+    return [
+        Case("LayerNormalization", [dyn(2, 6), const(w(6)), const(w(6))], name="layernorm"),
+        Case("LayerNormalization", [dyn(1, 3, 4), const(w(3, 4))], {"axis": 1, "epsilon": 1e-3},
+             name="layernorm-axis1-nobias"),
+        Case("LayerNormalization", [dyn(2, 3, 5), const(w(5)), const(w(5))], {"axis": -1}, name="layernorm-last"),
+    ]
+
+
+CASES = _affine() + _conv() + _pool() + _resize() + _shape() + _scatter() + _normalization()
 
 # Casts to float16 round: checked only against the float error bound, not for equality.
 FP_ONLY = [Case("Cast", [dyn(2, 3)], {"to": 10}, name="cast-float16")]

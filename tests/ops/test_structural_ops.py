@@ -238,6 +238,15 @@ def test_scatter_refusals_name_the_node() -> None:
             batched_const=1)
 
 
+def test_layer_normalization_refusals_name_the_node() -> None:
+    """The optional Mean and InvStdDev outputs, a Scale computed by the network and an axis out
+    of range are refused with the node named."""
+    scale = const(np.ones(4, np.float32))
+    _raises(Case("LayerNormalization", [dyn(2, 4), scale], outputs=2))
+    _raises(Case("LayerNormalization", [dyn(2, 4), scale]), bounds=True, batched_const=1)
+    _raises(Case("LayerNormalization", [dyn(2, 4), scale], {"axis": 2}))
+
+
 def test_dynamic_weights_raise() -> None:
     x = dyn(1, 2, 4, 4)
     kernel = const(np.ones((2, 2, 3, 3), np.float32))
