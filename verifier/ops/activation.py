@@ -150,43 +150,34 @@ class Relu(Unary):
 
 
 class _StraightThrough(torch.autograd.Function):
-    """``values`` forward; the incoming gradient times ``passes`` backward (to ``x``)."""
+    """``values`` forward; the incoming gradient unchanged backward (to ``x``)."""
 
     @staticmethod
-    def forward(ctx: Any, x: Tensor, values: Tensor, passes: Tensor) -> Tensor:
-        ctx.save_for_backward(passes)
-        return values
+    def forward(ctx: Any, x: Tensor, values: Tensor) -> Tensor:
+        return values.view_as(values)
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:
-        (passes,) = ctx.saved_tensors
-        return grad * passes, None, None
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
+        return grad, None
 
 
 class StepUnary(Unary):
     """A non-decreasing function that is constant almost everywhere (its gradient is zero, so
     gradient attacks cannot move through it): exact, cut at interval bounds, and for attacks a
-    straight-through gradient: 1 where ``|x| <= pass_width``, else 0 (all of ``x`` when
-    ``pass_width`` is infinite)."""
+    straight-through gradient (the identity's: the direction in which the steps lie)."""
 
     relaxation = INTERVAL_ONLY
     exact = True
-    pass_width: ClassVar[float] = math.inf
 
     def forward_for_gradients(self, node: Node, args: Args, batched: Flags) -> tuple[Tensor, ...]:
         x = unary_input(args, batched)
         values = self.fn(node, x)
-        if not x.requires_grad:
-            return (values,)
-        passes = (x.abs() <= self.pass_width).to(x.dtype)
-        return (_StraightThrough.apply(x, values.detach(), passes.detach()),)
+        return (_StraightThrough.apply(x, values.detach()),) if x.requires_grad else (values,)
 
 
 @register("Sign")
 class Sign(StepUnary):
-    """-1, 0 or 1; exact. Straight-through gradient where ``|x| <= 1`` (the hard tanh's)."""
-
-    pass_width = 1.0
+    """-1, 0 or 1; exact."""
 
     def fn(self, node: Node, x: Tensor) -> Tensor:
         return torch.sign(x)
