@@ -341,7 +341,7 @@ class _Run:
             return Status.UNSAT
         search = self.searches.get(index) or self.new_search(mode, region, proof, self.confirmer(index, region))
         if search is None:
-            return Status.UNKNOWN
+            return Status.UNKNOWN if mode is BabMode.NONE else self.exact_fallback(index, region, proof, deadline)
         self.searches[index] = search  # the first slice's domains are kept for the later ones
         outcome = search.run(deadline)
         totals = self.stats.setdefault("bab", {})
@@ -401,6 +401,16 @@ class _Run:
         return None
 
     # ---------------------------------------------------------------- exact
+    def exact_fallback(self, index: int, region: Region, proof: RegionProof, deadline: Deadline) -> Status:
+        """Where no search mode applies (``--bab`` not ``none``, but no ReLU-like nor smooth
+        neuron to split, e.g. a Sign network, and input splitting not chosen): the MILP engine on the open clauses until
+        ``deadline``. Cut by that deadline it is TIMEOUT (a later, longer slice runs it again);
+        a network it cannot encode is UNKNOWN (``stats["exact_error"]`` says why)."""
+        status = self.exact(index, region, proof, deadline, Method.MILP)
+        if status is Status.UNKNOWN and "exact_error" not in self.stats and deadline.expired():
+            return Status.TIMEOUT
+        return status
+
     def exact(self, index: int, region: Region, proof: RegionProof, deadline: Deadline, method: Method) -> Status:
         """The exact engine (``milp`` or ``smt``) on the region's open clauses until ``deadline``:
         SAT (confirmed by onnxruntime), UNSAT, or UNKNOWN (undecided in time, not encodable)."""

@@ -18,6 +18,10 @@ and chains of affine ops cost nothing.
   inputs, and window maxima (windows read off the op's forward on one-hot inputs). Terms that
   bounds show can never be the largest are dropped; when one term is left, the output is that
   term (an expression, no variable).
+- Ops with step levels (:meth:`verifier.ops.base.Op.step_levels`: Sign) become
+  :class:`StepRow` relations: the output element is the level of the side of 0 its input's
+  float value lies on, read off the input's expression widened by its band (within the band
+  of 0 every level is allowed); an element whose CROWN bounds fix the side is a constant.
 - Any other op raises :class:`ExactUnsupported` naming the node and the op.
 
 Soundness contract (what makes an infeasible program a proof for the float32 model): every
@@ -63,6 +67,7 @@ from verifier.exact.program import (
     ExactOutcome,
     ExactUnsupported,
     MaxRow,
+    StepRow,
     gather,
     stack,
 )
@@ -73,7 +78,7 @@ from verifier.ops.base import Op, gamma
 from verifier.ops.max_form import MaxForm, MaxShape, Stage
 
 __all__ = ["MATRIX_SLACK", "MAX_DENSE_ENTRIES", "PRUNE_SLACK", "TERM_SLACK", "UPWARD", "Affine", "Encoding",
-           "ExactOutcome", "ExactUnsupported", "MaxRow", "encode", "gather", "stack"]
+           "ExactOutcome", "ExactUnsupported", "MaxRow", "StepRow", "encode", "gather", "stack"]
 
 MATRIX_SLACK = 2.0**-45
 """Relative error allowed for the float64 matrix and offset of an affine op (point 3 above)."""
@@ -175,6 +180,10 @@ class _Encoder:
             return
         constants = [None if not name or dyn else self.graph.constants.get(name)
                      for name, dyn in zip(node.inputs, batched, strict=True)]
+        levels = op.step_levels(node)
+        if levels is not None:
+            self.step(node, batched, levels)
+            return
         form = op.max_form(node, constants)
         if form is None:
             raise self.unsupported(node, "no exact (piecewise-linear) encoding; the MILP and SMT "
@@ -232,6 +241,34 @@ class _Encoder:
         blocks = [np.zeros((out_size, size)) if g is None else g.reshape(out_size, size).numpy()
                   for g, size in zip(grads, in_sizes, strict=True)]
         return np.concatenate(blocks, axis=1), offset
+
+    # ---------------------------------------------------------------- steps
+    def step(self, node: Node, batched: list[bool], levels: tuple[float, float, float]) -> None:
+        """An elementwise step at 0 (:meth:`verifier.ops.base.Op.step_levels`): an element whose
+        CROWN bounds keep its input on one side of 0 is that side's level; every other one is
+        a new variable tied to its input's expression by a :class:`StepRow` (the op is exact:
+        no float error of its own)."""
+        if not batched or not batched[0] or any(batched[1:]):
+            raise self.unsupported(node, "needs one dynamic input")
+        name = node.inputs[0]
+        expr, (lo, hi) = self.values[name], self.bounds(name)
+        below, at, above = levels
+        parts = []
+        for j in range(expr.size):
+            level = above if lo[j] > 0 else below if hi[j] < 0 else at if lo[j] == hi[j] == 0 else None
+            if level is not None:
+                parts.append(Affine(np.zeros(0, dtype=np.int64), np.zeros((1, 0)), np.array([level]), np.zeros(1)))
+                continue
+            x = gather(expr, np.array([j]))
+            band = float(x.bands[0])
+            low, high = float(lo[j]) - band, float(hi[j]) + band
+            if not all(math.isfinite(v) for v in (band, low, high)):
+                raise self.unsupported(node, f"element {j} of its input is unbounded: no big-M constant")
+            var = int(self.enc.new_vars(np.array([min(levels)]), np.array([max(levels)]), node.outputs[0], j)[0])
+            self.enc.steps.append(StepRow(var, x.vars, x.coefs[0], float(x.consts[0]), band, low, high, levels,
+                                          node.name))
+            parts.append(Affine(np.array([var]), np.ones((1, 1)), np.zeros(1), np.zeros(1)))
+        self.values[node.outputs[0]] = stack(parts, self.max_entries)
 
     # ---------------------------------------------------------------- piecewise linear
     def terms_of(self, name: str, index: np.ndarray, coefs: np.ndarray, consts: np.ndarray) -> _Terms:
@@ -414,8 +451,9 @@ def _stage_bounds(sign: np.ndarray, terms: list[_Terms]) -> tuple[np.ndarray, np
 
 
 def _max_form_ops() -> list[str]:
-    """The registered op types that declare a :class:`MaxForm` (for error messages)."""
-    return sorted(name for name, op in REGISTRY.items() if type(op).max_form is not Op.max_form)
+    """The registered op types that declare a :class:`MaxForm` or step levels (for error messages)."""
+    return sorted(name for name, op in REGISTRY.items()
+                  if type(op).max_form is not Op.max_form or type(op).step_levels is not Op.step_levels)
 
 
 def _finite_or(value: float, replacement: float) -> float:

@@ -58,10 +58,12 @@ import pulp
 from verifier.bounds.table import BoundTable
 from verifier.config import MilpConfig, MilpSolver
 from verifier.deadline import Deadline
-from verifier.exact.encoding import Encoding, ExactOutcome, ExactUnsupported, MaxRow, encode
+from verifier.exact.encoding import Encoding, ExactOutcome, ExactUnsupported, MaxRow, StepRow, encode
 from verifier.result import Status
 from verifier.spec.types import Clause
 
+_STRICT_GAP = 1e-6
+"""Relative distance from 0 that the strict program asks of a step's input beyond its band."""
 _BIG_M_SLACK = 1e-9
 """Relative widening of every big-M constant (they are computed in float64)."""
 
@@ -115,7 +117,26 @@ def milp_check(table: BoundTable, clauses: Sequence[Clause], config: MilpConfig,
         return ExactOutcome(Status.UNSAT, None, stats)
     if limit.expired():
         return ExactOutcome(Status.UNKNOWN, None, model.stats("deadline", time.monotonic() - start, 0.0))
-    return model.solve(limit.remaining(), start)
+    outcome = model.solve(limit.remaining(), start)
+    if outcome.status is Status.SAT and enc.steps and not limit.expired():
+        outcome = _strict_candidate(enc, config, clauses, signs, limit, outcome)
+    return outcome
+
+
+def _strict_candidate(enc: Encoding, config: MilpConfig, clauses: Sequence[Clause],
+                      signs: Mapping[str, np.ndarray] | None, limit: Deadline, found: ExactOutcome) -> ExactOutcome:
+    """``found`` with its candidate replaced by one of the strict program (:class:`_Milp`),
+    when that has one: the relaxed program's solutions sit where a step's input is within its
+    band of 0, where the float step may take the other level; the status stays ``sat``."""
+    model = _Milp(enc, config, strict=True)
+    for name, sign in (signs or {}).items():
+        model.add_signs(name, np.asarray(sign))
+    if not model.add_clauses(clauses):
+        return found
+    strict = model.solve(limit.remaining(), time.monotonic())
+    if strict.status is not Status.SAT or strict.x is None:
+        return found
+    return ExactOutcome(Status.SAT, strict.x, {**found.stats, "strict_candidate": 1})
 
 
 @dataclass(frozen=True)
@@ -206,10 +227,13 @@ def milp_row_minimum(table: BoundTable, c: np.ndarray, d: float, config: MilpCon
 
 class _Milp:
     """The pulp problem built from an encoding; with ``relax`` every binary is a continuous
-    variable in ``[0, 1]`` (the LP relaxation of the same big-M program)."""
+    variable in ``[0, 1]`` (the LP relaxation of the same big-M program); with ``strict`` the
+    step relations take only their outer levels, each beyond its band (:meth:`step`): a
+    program whose solutions are counterexamples up to the solver's tolerance, for candidates
+    only (its infeasibility proves nothing)."""
 
-    def __init__(self, enc: Encoding, config: MilpConfig, relax: bool = False) -> None:
-        self.enc, self.config, self.relax = enc, config, relax
+    def __init__(self, enc: Encoding, config: MilpConfig, relax: bool = False, strict: bool = False) -> None:
+        self.enc, self.config, self.relax, self.strict = enc, config, relax, strict
         self.problem = pulp.LpProblem("exact", pulp.LpMinimize)
         self.vars = [
             self.problem.add_variable(f"v{i}", None if math.isinf(lo) else lo, None if math.isinf(hi) else hi)
@@ -220,6 +244,8 @@ class _Milp:
         self.clauses_kept = 0
         for relation in enc.maxes:
             self.maximum(relation)
+        for step in enc.steps:
+            self.step(step)
         self.t = self.problem.add_variable("t", -1.0, config.margin)
         self.problem += pulp.LpAffineExpression([(self.t, 1.0)])
 
@@ -271,6 +297,27 @@ class _Milp:
             z, scale, offset = selectors[i]
             self.add(self.expr(term_vars, term_coefs, [(z, big_m * scale)])
                      <= const + rel.err + big_m * (1 - offset))
+
+    def step(self, rel: StepRow) -> None:
+        """Big-M form of a :class:`StepRow` with binaries ``p`` (the level above 0) and ``q``
+        (below), ``p + q <= 1``, ``y = at + (above - at) p + (below - at) q``: ``E <= band``
+        unless ``p``, ``E >= -band`` unless ``q`` (``E``: the input's expression)."""
+        below, at, above = rel.levels
+        p, q = self.binary(f"z{self.binaries}"), self.binary(f"z{self.binaries + 1}")
+        self.binaries += 2
+        self.add(pulp.LpAffineExpression([(p, 1.0), (q, 1.0)]) <= 1)
+        self.add(pulp.LpAffineExpression([(self.vars[rel.out], 1.0), (p, at - above), (q, at - below)]) == at)
+        if self.strict:  # p: E >= band + gap, q: E <= -band - gap, one of them
+            gap = _STRICT_GAP * max(1.0, abs(rel.low), abs(rel.high))
+            self.add(pulp.LpAffineExpression([(p, 1.0), (q, 1.0)]) >= 1)
+            reach = max(rel.high, -rel.low) + rel.band + gap
+            self.add(self.expr(rel.vars, rel.coefs, [(p, -reach)]) >= rel.band + gap - reach - rel.const)
+            self.add(self.expr(rel.vars, rel.coefs, [(q, reach)]) <= reach - rel.band - gap - rel.const)
+            return
+        up = max(0.0, rel.high - rel.band) * (1 + _BIG_M_SLACK) + _BIG_M_SLACK
+        down = max(0.0, -rel.band - rel.low) * (1 + _BIG_M_SLACK) + _BIG_M_SLACK
+        self.add(self.expr(rel.vars, rel.coefs, [(p, -up)]) <= rel.band - rel.const)
+        self.add(self.expr(rel.vars, rel.coefs, [(q, down)]) >= -rel.band - rel.const)
 
     def add_signs(self, name: str, sign: np.ndarray) -> None:
         """``s_j * E_j v + band_j >= 0`` for every element ``j`` of value ``name`` with ``s_j != 0``.

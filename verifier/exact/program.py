@@ -77,9 +77,28 @@ class MaxRow:
     node: str
 
 
+@dataclass(frozen=True)
+class StepRow:
+    """``v[out]`` is ``levels[0]``, ``levels[1]`` or ``levels[2]`` as the float value ``x`` of
+    one element is ``< 0``, ``= 0`` or ``> 0`` (Sign: -1, 0, 1), where ``x`` lies within
+    ``coefs @ v[vars] + const +- band``; ``low``/``high`` bound that expression over every
+    float execution. Encoded as: ``v[out]`` is the first level only if the expression is at
+    most ``band``, the last only if at least ``-band``, the middle only if both."""
+
+    out: int
+    vars: np.ndarray
+    coefs: np.ndarray
+    const: float
+    band: float
+    low: float
+    high: float
+    levels: tuple[float, float, float]
+    node: str
+
+
 @dataclass
 class Encoding:
-    """The program: variable bounds, max relations, the inputs' variables (flattened graph
+    """The program: variable bounds, max and step relations, the inputs' variables (flattened graph
     inputs, concatenated) and the outputs as expressions with their CROWN bounds.
 
     ``origin[v]`` names what variable ``v`` stands for: (value name, flat element); the inner
@@ -89,6 +108,7 @@ class Encoding:
     upper: list[float] = field(default_factory=list)
     origin: list[tuple[str, int]] = field(default_factory=list)
     maxes: list[MaxRow] = field(default_factory=list)
+    steps: list[StepRow] = field(default_factory=list)
     inputs: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     outputs: Affine | None = None
     output_lower: np.ndarray = field(default_factory=lambda: np.zeros(0))

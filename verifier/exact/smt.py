@@ -38,7 +38,7 @@ import z3
 from verifier.bounds.table import BoundTable
 from verifier.config import SmtConfig
 from verifier.deadline import Deadline
-from verifier.exact.encoding import Encoding, ExactOutcome, MaxRow, encode
+from verifier.exact.encoding import Encoding, ExactOutcome, MaxRow, StepRow, encode
 from verifier.result import Status
 from verifier.spec.types import Clause
 
@@ -86,7 +86,7 @@ def smt_check(table: BoundTable, clauses: Sequence[Clause], config: SmtConfig,
     query = _Query(enc)
     query.solver.add(query.disjunction(clauses))
     stats: dict[str, float | int | str] = {"engine": "smt-z3", "variables": enc.num_vars,
-                                           "disjunctions": len(enc.maxes) + (len(clauses) > 1),
+                                           "disjunctions": len(enc.maxes) + len(enc.steps) + (len(clauses) > 1),
                                            "constraints": len(query.solver.assertions())}
     if limit.expired():
         return ExactOutcome(Status.UNKNOWN, None, {**stats, "reason": "deadline"})
@@ -119,6 +119,8 @@ class _Query:
                 self.solver.add(var <= exact(hi))
         for relation in enc.maxes:
             self.maximum(relation)
+        for step in enc.steps:
+            self.step(step)
         assert enc.outputs is not None
         self.outputs = enc.outputs
         self.y = [self.sum(enc.outputs.vars, enc.outputs.coefs[j]) + exact(enc.outputs.consts[j])
@@ -143,6 +145,14 @@ class _Query:
             uppers.append(y <= term + err)
         self.solver.add(z3.Or(uppers))
         self.choices.append(uppers)
+
+    def step(self, rel: StepRow) -> None:
+        """A :class:`StepRow` as a disjunction of its three levels."""
+        below, at, above = (exact(v) for v in rel.levels)
+        e = self.sum(rel.vars, rel.coefs) + exact(rel.const)
+        band, y = exact(rel.band), self.v[rel.out]
+        self.solver.add(z3.Or(z3.And(y == above, e >= -band), z3.And(y == below, e <= band),
+                              z3.And(y == at, e >= -band, e <= band)))
 
     def disjunction(self, clauses: Sequence[Clause]) -> z3.BoolRef:
         """``Or`` over the clauses of the conjunction of their rows."""

@@ -177,7 +177,10 @@ class StepUnary(Unary):
 
 @register("Sign")
 class Sign(StepUnary):
-    """-1, 0 or 1; exact."""
+    """-1, 0 or 1; exact (and so encoded by the exact engines)."""
+
+    def step_levels(self, node: Node) -> tuple[float, float, float] | None:
+        return -1.0, 0.0, 1.0
 
     def fn(self, node: Node, x: Tensor) -> Tensor:
         return torch.sign(x)

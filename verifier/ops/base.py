@@ -161,6 +161,13 @@ class Op:
         it is affine)."""
         return None
 
+    def step_levels(self, node: Node) -> tuple[float, float, float] | None:
+        """``(below, at, above)``: the op's exact output for an input ``< 0``, ``= 0`` and
+        ``> 0`` when it is elementwise on one dynamic input and constant on each side of 0
+        (Sign: -1, 0, 1); the exact engines encode it with two binaries per element. None:
+        not such an op."""
+        return None
+
     def is_affine(self, node: Node, batched: Flags) -> bool:
         """True when the node's outputs are ``L(dynamic inputs) + c`` with its constants fixed.
 
