@@ -118,25 +118,14 @@ def milp_check(table: BoundTable, clauses: Sequence[Clause], config: MilpConfig,
     if limit.expired():
         return ExactOutcome(Status.UNKNOWN, None, model.stats("deadline", time.monotonic() - start, 0.0))
     outcome = model.solve(limit.remaining(), start)
-    if outcome.status is Status.SAT and enc.steps and not limit.expired():
-        outcome = _strict_candidate(enc, config, clauses, signs, limit, outcome)
+    if outcome.status is Status.SAT and enc.steps and not limit.expired():  # a float32 candidate (see _Milp)
+        strict = _Milp(enc, config, strict=True)
+        for name, sign in (signs or {}).items():
+            strict.add_signs(name, np.asarray(sign))
+        better = strict.solve(limit.remaining(), time.monotonic()) if strict.add_clauses(clauses) else None
+        if better is not None and better.status is Status.SAT and better.x is not None:
+            outcome = ExactOutcome(Status.SAT, better.x, {**outcome.stats, "strict_candidate": 1})
     return outcome
-
-
-def _strict_candidate(enc: Encoding, config: MilpConfig, clauses: Sequence[Clause],
-                      signs: Mapping[str, np.ndarray] | None, limit: Deadline, found: ExactOutcome) -> ExactOutcome:
-    """``found`` with its candidate replaced by one of the strict program (:class:`_Milp`),
-    when that has one: the relaxed program's solutions sit where a step's input is within its
-    band of 0, where the float step may take the other level; the status stays ``sat``."""
-    model = _Milp(enc, config, strict=True)
-    for name, sign in (signs or {}).items():
-        model.add_signs(name, np.asarray(sign))
-    if not model.add_clauses(clauses):
-        return found
-    strict = model.solve(limit.remaining(), time.monotonic())
-    if strict.status is not Status.SAT or strict.x is None:
-        return found
-    return ExactOutcome(Status.SAT, strict.x, {**found.stats, "strict_candidate": 1})
 
 
 @dataclass(frozen=True)
