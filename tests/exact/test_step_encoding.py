@@ -14,9 +14,11 @@ import pulp
 import pytest
 from onnx import TensorProto, helper
 
-from tests.bab.test_cross_check import _consistent, _verdicts, property_near_minimum
+from tests.bab.test_cross_check import _consistent, _crown, _verdicts, property_near_minimum
 from tests.bab.test_cross_check_scatter import _dense, _onnxruntime_values
-from verifier.exact import milp
+from verifier.exact import encode, milp
+from verifier.sdp import SdpUnsupported
+from verifier.sdp.problem import build_problem
 from verifier.spec.types import Region
 
 SEEDS = range(8)
@@ -68,3 +70,15 @@ def test_a_sign_without_its_zero_level_is_caught(tmp_path: Path, monkeypatch: py
 
     monkeypatch.setattr(milp._Milp, "step", two_levels)
     assert any(not _consistent(verdicts, values) for verdicts, values in _runs(tmp_path, range(1, 2)))
+
+
+def test_the_sdp_bound_refuses_a_step(tmp_path: Path) -> None:
+    """The SDP bound encodes two-term maxima only: a program with a Sign relation is refused
+    with the node named (never bounded as if the Sign's output were free)."""
+    path = tmp_path / "sign1.onnx"
+    region = _network(1, path)
+    crown, _, _ = _crown(path, region)
+    enc = encode(crown.table)
+    assert enc.steps
+    with pytest.raises(SdpUnsupported, match="Sign"):
+        build_problem(enc, np.ones(2), 0.0)
