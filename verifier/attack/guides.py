@@ -24,6 +24,13 @@ from torch import Tensor
 from verifier.bounds.crown import Crown
 
 
+def minimising_corners(coefficients: Tensor, lower: Tensor, upper: Tensor) -> Tensor:
+    """For linear functions ``a . x`` (``coefficients`` ``(..., n)``), the corners of the box
+    ``lower`` .. ``upper`` (each broadcastable, last dimension ``n``) minimising them: ``x_i`` at
+    its lower end where ``a_i > 0``, else at its upper end."""
+    return torch.where(coefficients > 0, lower, upper)
+
+
 def row_corners(crown: Crown, lower: Tensor, upper: Tensor) -> Tensor:
     """``(R + 1, n)``: for each row of ``crown``'s last :meth:`~Crown.lower_bound` (first batch
     entry; the graph's one input, flattened), the box corner minimising its linear lower bound,
@@ -38,7 +45,7 @@ def row_corners(crown: Crown, lower: Tensor, upper: Tensor) -> Tensor:
     if a.shape[0] == 0 or a.shape[1] != lo.shape[1]:
         return lo.new_zeros(0, lo.shape[1])
     a = torch.cat([a, a.sum(dim=0, keepdim=True)]) if a.shape[0] > 1 else a
-    return torch.where(a > 0, lo, hi)
+    return minimising_corners(a, lo, hi)
 
 
 def distinct_points(parts: Sequence[Tensor]) -> Tensor | None:

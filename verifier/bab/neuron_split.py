@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from verifier.attack.guides import minimising_corners
 from verifier.bab.common import BabOutcome, BabStats, CandidateSearch, Confirm, hardest_rows
 from verifier.bounds.ascent import Adam
 from verifier.bounds.backward import Multipliers
@@ -294,7 +295,7 @@ class NeuronSplitSearch:
         a = coefficients.reshape(coefficients.shape[0], coefficients.shape[1], -1)
         row = hardest_rows(rows, self._open(rows))[2].clamp(max=a.shape[1] - 1).to(a.device)
         a = a[torch.arange(a.shape[0], device=a.device), row]
-        return torch.where(a > 0, self.lower.reshape(1, -1), self.upper.reshape(1, -1))
+        return minimising_corners(a, self.lower.reshape(1, -1), self.upper.reshape(1, -1))
 
     def _empty(self, crown: Crown, m: int) -> Tensor:
         """``(M,)``: domains with a crossed interval (``lo > hi``) among the stored values:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from verifier.attack.guides import minimising_corners
 from verifier.bab.common import BabStats, hardest_rows
 from verifier.bab.relu_domains import Bounds, _Domains, _Layer
 from verifier.bounds.ascent import Adam
@@ -134,7 +135,7 @@ class _BetaBounder:
             coefficients = {layer.node: relaxed[layer.node].reshape(domains.size, self.k * self.r, -1)
                             for layer in self.layers if layer.node in relaxed}
             a = crown.input_coefficients[self.input.name].reshape(domains.size, self.k * self.r, -1)
-            corners = torch.where(a > 0, self.lower.reshape(1, 1, -1), self.upper.reshape(1, 1, -1))
+            corners = minimising_corners(a, self.lower.reshape(1, 1, -1), self.upper.reshape(1, 1, -1))
             bounds = {name: (crown.bounds[name][0].reshape(domains.size, -1),
                              crown.bounds[name][1].reshape(domains.size, -1))
                       for name in domains.bounds}
