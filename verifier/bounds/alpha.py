@@ -17,6 +17,8 @@ CROWN's), and each intermediate bound is intersected with the best one found bef
 
 from __future__ import annotations
 
+import time
+
 import torch
 from torch import Tensor
 
@@ -134,6 +136,19 @@ def _scale(low: Bound, high: Bound) -> float:
     return width if width > 0 else 1.0
 
 
+FIRST_STEP_FACTOR = 4.0
+"""An ascent step's seconds before one has been timed, as a multiple of the plain CROWN pass's
+(the final rows' bound, and with intermediate slopes the whole pass: the slopes' autograd graph
+and the backward pass come on top)."""
+
+
+def _time_for_another(deadline: Deadline | None, step: float) -> bool:
+    """Whether an ascent step of ``step`` seconds, and the closing passes after it (which cost
+    less than a step with gradients), end before ``deadline``: a step begun with less time
+    left would overrun it (one step on a wide CNN takes over a second)."""
+    return deadline is None or deadline.remaining() > 2 * step
+
+
 def open_rows(best: Tensor, offset: Tensor | float, stop_above: float | None, groups: Tensor | None) -> Tensor:
     """``(N, R)`` mask of the rows still worth raising: all without ``stop_above``; else the
     rows of the groups (one group per batch element without ``groups``) none of whose rows
@@ -149,6 +164,24 @@ def open_rows(best: Tensor, offset: Tensor | float, stop_above: float | None, gr
     return ~refuted.gather(1, ids).bool()
 
 
+def _ascent_step(crown: Crown, mult: Multipliers, coefficients: Tensor, wanted: Tensor, joint: bool,
+                 optimiser: Adam, ranges: list[tuple[tuple[str, str], Bound, Bound]]) -> Tensor:
+    """One projected Adam step on the slopes in ``mult`` towards higher ``wanted`` rows; returns
+    the (certified) bound of the slopes before the step, still attached to their gradients."""
+    if joint:
+        crown.compute(mult)
+    bound = crown.lower_bound(coefficients, mult)
+    if not bound.requires_grad:  # the rows do not reach any optimisable slope
+        return bound
+    optimiser.zero_grad()
+    (-(bound * wanted).sum()).backward()
+    optimiser.step()
+    with torch.no_grad():
+        for key, low, high in ranges:
+            mult.slopes[key].clamp_(low, high)  # type: ignore[arg-type]  # a number or a tensor
+    return bound
+
+
 def alpha_lower_bound(crown: Crown, coefficients: Tensor, config: AlphaConfig | None = None,
                       deadline: Deadline | None = None, offset: Tensor | float = 0.0,
                       groups: Tensor | None = None) -> Tensor:
@@ -159,49 +192,43 @@ def alpha_lower_bound(crown: Crown, coefficients: Tensor, config: AlphaConfig | 
     0): with ``config.stop_above``, a group stops pulling on the slopes once one of its rows is
     above it, and the call stops when every group has such a row (default: all rows one
     group). Returns the elementwise best over CROWN's bound and every iterate (each one
-    certified), stopping at ``deadline`` too.
+    certified). No step is begun that would end, with the closing passes, past ``deadline``.
     """
     config = config or AlphaConfig()
+    began = time.monotonic()
     best = crown.lower_bound(coefficients).detach()
+    plain = time.monotonic() - began
     mult = Multipliers()  # the slopes live here, for this call only
     ranges = _init(crown, mult.slopes, best.shape[1], config)
     if not ranges:
         return best
     joint = any(key[1] != FINAL for key, _, _ in ranges)
-    free = any(isinstance(low, Tensor) for _, low, _ in ranges)
-    patience = config.free_patience if free else config.patience
+    step = FIRST_STEP_FACTOR * (plain + (crown.compute_seconds if joint else 0.0))
+    patience = config.free_patience if any(isinstance(low, Tensor) for _, low, _ in ranges) else config.patience
     optimiser = Adam([([mult.slopes[key]], config.learning_rate * _scale(low, high)) for key, low, high in ranges])
-    stale, last = 0, float(best.sum())
+    stale, last, steps = 0, float(best.sum()), 0
     try:
         with torch.enable_grad():
-            for _ in range(config.iterations):
+            while steps < config.iterations and stale < patience:
                 wanted = open_rows(best, offset, config.stop_above, groups)
-                if not bool(wanted.any()) or (deadline is not None and deadline.expired()):
+                if not bool(wanted.any()) or not _time_for_another(deadline, step):
                     break
-                if joint:
-                    crown.compute(mult)
-                bound = crown.lower_bound(coefficients, mult)
+                began, steps = time.monotonic(), steps + 1
+                bound = _ascent_step(crown, mult, coefficients, wanted, joint, optimiser, ranges)
                 best = torch.maximum(best, bound.detach())
-                if not bound.requires_grad:  # the rows do not reach any optimisable slope
+                if not bound.requires_grad:
                     break
-                optimiser.zero_grad()
-                (-(bound * wanted).sum()).backward()
-                optimiser.step()
                 optimiser.decay(config.lr_decay)
-                with torch.no_grad():
-                    for key, low, high in ranges:
-                        mult.slopes[key].clamp_(low, high)  # type: ignore[arg-type]  # a number or a tensor
                 total = float(best.sum())
                 stale = 0 if total > last + 1e-6 * (1 + abs(last)) else stale + 1
-                last = max(last, total)
-                if stale >= patience:
-                    break
-            with torch.no_grad():
-                if joint:
-                    crown.compute(mult)
-                best = torch.maximum(best, crown.lower_bound(coefficients, mult))
+                last, step = max(last, total), time.monotonic() - began
+            if steps:  # the slopes after the last step
+                with torch.no_grad():
+                    if joint:
+                        crown.compute(mult)
+                    best = torch.maximum(best, crown.lower_bound(coefficients, mult))
     finally:
-        if joint:  # CROWN slopes again, on the best intermediate bounds found
+        if joint and steps:  # CROWN slopes again, on the best intermediate bounds found
             with torch.no_grad():
                 crown.compute()
     return best

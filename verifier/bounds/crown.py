@@ -94,6 +94,8 @@ class Crown:
         self.refinement_cut = False
         # values affine in the input with exact forms: refining passes end there (compute())
         self.ends: dict[str, Form] = {}
+        # seconds of the last full pass (compute()); 0 for a table taken as it is
+        self.compute_seconds = 0.0
         if table is not None:
             self.table = table
             return
@@ -165,6 +167,7 @@ class Crown:
         Differentiable with respect to those slopes (alpha-CROWN optimises intermediate
         bounds through them)."""
         mult = multipliers or Multipliers()
+        began = time.monotonic()
         self.table = BoundTable(self.tgraph, self.unit, self.batch, self.input_bounds, dict(self.input_bounds))
         # values whose interval bounds are already exact: the inputs, and one affine op of one input
         self.table.exact = {v.name for v in self.graph.inputs}
@@ -182,6 +185,7 @@ class Crown:
             if self.deadline is not None:
                 self.deadline.check()
             self._forward_node(index, mult)
+        self.compute_seconds = time.monotonic() - began
 
     # ---------------------------------------------------------------- forward pass
     def _forward_node(self, index: int, mult: Multipliers) -> None:
