@@ -42,7 +42,7 @@ part() {  # part NAME SECONDS COMMAND...: runs COMMAND under a limit, its output
 part pytest_cuda 120 python3 -m pytest -q -p no:cacheprovider tests/ops/test_structural_ops.py -k cuda
 part generator_bounds 150 python3 benchmarks/bench_generator_bounds.py --device $DEVICE --full --budgets 2 \
     --out "$OUT/generator_bounds_gpu.md"
-part verify_bench 270 python3 -m verifier.cli bench "$SUBSET" --cold --quiet --jobs 1 --threads 1 \
+part verify_bench 420 python3 -m verifier.cli bench "$SUBSET" --cold --quiet --jobs 1 --threads 1 \
     --verifier-options "--device $DEVICE" --results "$OUT/gpu_subset_verifier.csv"
 part relu_throughput 130 python3 benchmarks/bench_relu_throughput.py --root "$SUBSET" --device $DEVICE --timeout 12 \
     --batch 64 1024 --out "$OUT/relu_throughput_gpu.md"

@@ -6,7 +6,8 @@ one small VNN-COMP tree (the whole shared set is too large to send to that machi
 The instances are the hard ones of issue 23 (on this project's 2-core CPU machine each times out
 at 30 s or needs the ReLU-split search): MNIST fc 256x4 and 256x6 at eps 0.05, eran's 9x200 ReLU
 net at index 5520, dist_shift index 3187, marabou-cifar10's small net at index 6413 and oval21's
-base net at image 2578. Each gets ``--timeout`` seconds in ``instances.csv`` and its answer from the
+base net at image 2578; and issue 24's three sigmoid instances (eran's 6x200 Sigmoid net at
+indices 7259, 4214 and 3881). Each gets ``--timeout`` seconds in ``instances.csv`` and its answer from the
 benchmark's ``expected.csv``. The files that ``benchmarks/bench_relu_throughput.py`` reads are
 copied too (its ``--root`` can point here).
 """
@@ -27,6 +28,9 @@ INSTANCES = [
     ("marabou-cifar10", "onnx/cifar10_small.onnx",
      "vnnlib/networkcifar10_small_index6413_eps0.012_target7_orig6.vnnlib"),
     ("oval21", "onnx/cifar_base_kw.onnx", "vnnlib/cifar_base_kw-img2578-eps0.021176470588235297.vnnlib"),
+    ("eran", "onnx/ffnnSIGMOID__Point_6x200.onnx", "vnnlib/mnist/mnist_spec_idx_7259_eps_0.01200.vnnlib"),
+    ("eran", "onnx/ffnnSIGMOID__Point_6x200.onnx", "vnnlib/mnist/mnist_spec_idx_4214_eps_0.01200.vnnlib"),
+    ("eran", "onnx/ffnnSIGMOID__Point_6x200.onnx", "vnnlib/mnist/mnist_spec_idx_3881_eps_0.01200.vnnlib"),
 ]
 EXTRA_FILES = [("mnist_fc", "vnnlib/prop_12_0.05.vnnlib")]  # the throughput benchmark's third instance
 
