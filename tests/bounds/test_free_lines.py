@@ -11,8 +11,10 @@ import dataclasses
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 import torch
+from onnx import TensorProto, helper, numpy_helper
 
 from tests.bab.test_cross_check import write_mlp
 from verifier.bounds.alpha import AlphaConfig, alpha_lower_bound, open_rows
@@ -21,6 +23,7 @@ from verifier.bounds.objective import joint_alpha_rows
 from verifier.graph.loader import load_model
 from verifier.graph.torch_graph import TorchGraph
 from verifier.ops.activation import Sigmoid
+from verifier.ops.base import REGISTRY
 from verifier.ops.relax import Relaxation
 from verifier.spec.types import Clause
 from verifier.witness import OnnxOracle, grid_box, snap_into_box
@@ -101,3 +104,55 @@ def testopen_rows_follow_the_groups() -> None:
     assert still.tolist() == [[False, False, True, True], [True, True, False, True]]
     assert open_rows(best, 0.0, 0.0, None).tolist() == [[False] * 4, [False] * 4]
     assert open_rows(best, 0.0, None, groups).all()
+
+
+def _domain_net(path: Path, op: str, rng: np.random.Generator) -> None:
+    """``x (4) -> Gemm -> Softplus -> +0.5 -> op -> Gemm -> Softplus -> +0.5 -> op -> Gemm (3)``:
+    the domain op sees values above 0.5 only (CROWN's bounds of them may reach below)."""
+    nodes, inits, value = [], [numpy_helper.from_array(np.array([0.5], dtype=np.float32), "half")], "x"
+    sizes = [4, 12, 12, 3]
+    for k in range(3):
+        w = rng.normal(size=(sizes[k + 1], sizes[k])) * 2.0 / np.sqrt(sizes[k])
+        inits += [numpy_helper.from_array(w.astype(np.float32), f"W{k}"),
+                  numpy_helper.from_array((rng.normal(size=sizes[k + 1]) * 0.3).astype(np.float32), f"b{k}")]
+        nodes.append(helper.make_node("Gemm", [value, f"W{k}", f"b{k}"], [f"z{k}"], transB=1))
+        value = f"z{k}"
+        if k < 2:
+            nodes += [helper.make_node("Softplus", [value], [f"s{k}"]),
+                      helper.make_node("Add", [f"s{k}", "half"], [f"p{k}"]), helper.make_node(op, [f"p{k}"], [f"a{k}"])]
+            value = f"a{k}"
+    graph = helper.make_graph(nodes, op, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info(value, TensorProto.FLOAT, [1, 3])], inits)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
+
+
+@pytest.mark.parametrize("op", ["Log", "Sqrt", "Reciprocal"])
+def test_ops_with_a_domain_get_free_slopes_inside_it(tmp_path: Path, op: str) -> None:
+    """Log, Sqrt and Reciprocal choose their slopes on the boxes inside their domain: the
+    bounds stay below the onnxruntime minima of 3000 sampled inputs and rise above those of
+    the same optimisation with the op's slopes fixed (its rule's lines)."""
+    rng = np.random.default_rng(7)
+    path = tmp_path / f"{op}.onnx"
+    _domain_net(path, op, rng)
+    graph = load_model(path)
+    box = grid_box(rng.normal(size=4) - 1.0, rng.normal(size=4) + 1.0, np.dtype(np.float32))
+    box = (np.minimum(*box), np.maximum(*box))
+    lower, upper = (torch.from_numpy(b).reshape(1, *graph.inputs[0].shape) for b in box)
+    points = box[0] + rng.random((3000, 4)) * (box[1] - box[0])
+    oracle = OnnxOracle(path)
+    c = torch.from_numpy(rng.normal(size=(4, 3)).astype(np.float32)).double()
+    outs = torch.from_numpy(np.stack([oracle.run(snap_into_box(p, box[0], box[1], np.dtype(np.float32)))
+                                      for p in points]))
+    sampled = (outs @ c.T).amin(0)
+    rule = REGISTRY[op].relaxation
+    assert rule is not None and rule.free_slopes
+
+    class Fixed(type(REGISTRY[op])):  # type: ignore[misc]  # the op with its rule's lines only
+        relaxation = Relaxation(rule.rule, rule.domain)
+
+    bounds = {}
+    for label, override in (("free", {}), ("fixed", {op: Fixed()})):
+        crown = Crown(TorchGraph(graph, "cpu", torch.float64, override), [lower], [upper])
+        bounds[label] = alpha_lower_bound(crown, c, AlphaConfig(iterations=30)).squeeze(0)
+    assert (bounds["free"] <= sampled).all()
+    assert float((bounds["free"] - bounds["fixed"]).sum()) > 1e-3

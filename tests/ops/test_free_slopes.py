@@ -1,6 +1,7 @@
 """Free slopes (``Relaxation.line``/``span``): for ANY slope, the certified bias gives a line
 that holds on the box, checked by sampling against the op's own forward for every op that
-declares free slopes (the cases of :mod:`tests.ops.test_relax`, so a new op is covered).
+declares free slopes (the cases of :mod:`tests.ops.test_relax`, so a new op is covered), on
+the boxes inside its domain (Log, Sqrt, Reciprocal); the boxes outside keep interval bounds.
 
 Slopes are drawn inside the op's span, far outside it and of the wrong sign; a line rule that
 forgets the interior critical points is caught; the bias's gradient in the slope is ``-x*`` at
@@ -18,21 +19,24 @@ from tests.ops.elementwise_helpers import Case, Dyn, our_node
 from tests.ops.test_relax import CASES, boxes, violations
 from verifier.ops.base import REGISTRY
 from verifier.ops.curves import SIGMOID, line_bias
-from verifier.ops.relax import LinearBounds, Relaxation
+from verifier.ops.relax import LinearBounds, Relaxation, free_boxes
 
 FREE = [c for c in CASES if (r := REGISTRY[c.op].relaxation) is not None and r.free_slopes]
 
 
-def test_the_curves_without_a_domain_have_free_slopes() -> None:
-    assert {"Sigmoid", "Tanh", "Erf", "Exp", "Softplus", "Elu", "Abs", "Clip"} <= {c.op for c in FREE}
-    for op in ("Log", "Sqrt", "Reciprocal", "Relu", "Sin"):  # a domain, a dedicated rule, none
+def test_the_curves_have_free_slopes() -> None:
+    assert {"Sigmoid", "Tanh", "Erf", "Exp", "Softplus", "Elu", "Abs", "Clip", "Log", "Sqrt",
+            "Reciprocal"} <= {c.op for c in FREE}
+    for op in ("Relu", "Sin"):  # a dedicated rule, none
         relaxation = REGISTRY[op].relaxation
         assert relaxation is None or not relaxation.free_slopes
 
 
-def _finite_boxes(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _finite_boxes(seed: int, rule: Relaxation | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The test boxes where free slopes apply (:func:`free_boxes`: finite, ``lo < hi``, inside
+    the op's domain)."""
     lo, hi = boxes(seed)
-    keep = torch.isfinite(lo) & torch.isfinite(hi) & (lo < hi)
+    keep = free_boxes(lo, hi, None if rule is None else rule.domain)[0]
     return lo[keep].reshape(1, -1), hi[keep].reshape(1, -1)
 
 
@@ -57,7 +61,8 @@ def test_any_slope_gets_a_valid_line(case: Case) -> None:
     rule = REGISTRY[node.op].relaxation
     assert rule is not None
     for seed in range(2):
-        lo, hi = _finite_boxes(seed)
+        lo, hi = _finite_boxes(seed, rule)
+        assert lo.numel() > 20
         for a in _slopes(rule, node, lo, hi, seed):
             lines = _lines(rule, node, a, lo, hi)
             finite = torch.isfinite(lines.lower_bias) & torch.isfinite(lines.upper_bias)

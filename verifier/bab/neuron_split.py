@@ -313,7 +313,7 @@ class NeuronSplitSearch:
             rule = crown.tgraph.op_of[layer.node].relaxation
             assert rule is not None and rule.span is not None
             lo, hi = crown.bounds[layer.value]
-            _, safe_lo, safe_hi = free_boxes(lo.reshape(domains.size, -1), hi.reshape(domains.size, -1))
+            _, safe_lo, safe_hi = free_boxes(lo.reshape(domains.size, -1), hi.reshape(domains.size, -1), rule.domain)
             least, most = rule.span(self.nodes[layer.node], safe_lo, safe_hi)
             dtype = crown.tgraph.place.dtype
             out[layer.node] = (least.to(dtype).reshape(domains.size, 1, -1, 1),
@@ -363,7 +363,7 @@ class NeuronSplitSearch:
         on ``[lo, hi]`` (0 where the interval is not finite with ``lo < hi``)."""
         rule = self.tgraph.op_of[layer.node].relaxation
         assert rule is not None and rule.line is not None
-        free, lo64, hi64 = free_boxes(lo, hi)
+        free, lo64, hi64 = free_boxes(lo, hi, rule.domain)
         a_l, a_u = slopes[..., 0].double(), slopes[..., 1].double()
         node = self.nodes[layer.node]
         b_l, b_u = rule.line(node, a_l, lo64, hi64, False), rule.line(node, a_u, lo64, hi64, True)

@@ -334,9 +334,12 @@ HARDSIGMOID = pl_curve(_hsig_breaks, lambda n: (float(n.attrs["alpha"]),))
 
 
 def curve_relaxation(curve: Curve, domain: Domain | None = None) -> Relaxation:
-    """The relaxation fitted to a :class:`Curve` (see the module docstring); without a domain,
-    with free slopes too (:attr:`~verifier.ops.relax.Relaxation.free_slopes`: the bias for any
-    slope by :func:`line_bias`, the search range from the candidate slopes and 0)."""
+    """The relaxation fitted to a :class:`Curve` (see the module docstring), with free slopes
+    too (:attr:`~verifier.ops.relax.Relaxation.free_slopes`: the bias for any slope by
+    :func:`line_bias`, the search range from the candidate slopes and 0). With a ``domain``
+    (Log, Sqrt, Reciprocal), boxes outside it get interval bounds and keep them: the bound
+    methods choose slopes only on boxes inside it (:func:`~verifier.ops.relax.free_boxes`),
+    where the curve is evaluated at points of the box alone."""
 
     def rule(node: Node, lo: Tensor, hi: Tensor, mode: str, constants: Args) -> LinearBounds:
         return relax_curve(node, curve, lo, hi)
@@ -350,6 +353,4 @@ def curve_relaxation(curve: Curve, domain: Domain | None = None) -> Relaxation:
         stacked = torch.stack([torch.zeros_like(lo), *cands])
         return stacked.amin(0), stacked.amax(0)
 
-    if domain is not None:  # outside its domain a box gets interval bounds: no free slopes
-        return Relaxation(rule, domain)
     return Relaxation(rule, domain, line, span)

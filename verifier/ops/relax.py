@@ -60,9 +60,10 @@ optimiser's search range; any slope is sound with :data:`LineRule`'s bias)."""
 @dataclass(frozen=True)
 class Relaxation:
     """The linear relaxation an elementwise op declares (``Op.relaxation``): its rule and,
-    for ops defined on part of the line only, its domain; for ops defined on the whole line
-    whose bias can be fitted to any slope (the curves of :mod:`verifier.ops.curves`), the
-    ``line`` and ``span`` rules with which alpha-CROWN optimises both slopes."""
+    for ops defined on part of the line only, its domain; for ops whose bias can be fitted to
+    any slope (the curves of :mod:`verifier.ops.curves`), the ``line`` and ``span`` rules with
+    which alpha-CROWN optimises both slopes (on the boxes inside the domain: :func:`free_boxes`;
+    the others keep the rule's bounds)."""
 
     rule: Rule
     domain: Domain | None = None
@@ -76,13 +77,16 @@ class Relaxation:
         return self.line is not None and self.span is not None
 
 
-def free_boxes(lower: Tensor, upper: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """Where free slopes apply (finite boxes with ``lower < upper``: the mask) and float64
-    stand-ins of the boxes that are the boxes there and ``[0, 1]`` elsewhere, so that a
-    :data:`LineRule` or :data:`SlopeSpan` never sees an infinite or empty box."""
+def free_boxes(lower: Tensor, upper: Tensor, domain: Domain | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """Where free slopes apply (finite boxes with ``lower < upper``, inside the op's
+    ``domain`` when it has one: the mask) and float64 stand-ins of the boxes that are the boxes
+    there and ``[1, 2]`` elsewhere (inside every domain here), so that a :data:`LineRule` or
+    :data:`SlopeSpan` never sees an infinite or empty box, or one outside its domain."""
     mask = torch.isfinite(lower) & torch.isfinite(upper) & (lower < upper)
-    safe_lo = torch.where(mask, lower, 0.0).to(torch.float64)
-    safe_hi = torch.where(mask, upper, 1.0).to(torch.float64)
+    if domain is not None:
+        mask &= domain(torch.nan_to_num(lower), torch.nan_to_num(upper))
+    safe_lo = torch.where(mask, lower, 1.0).to(torch.float64)
+    safe_hi = torch.where(mask, upper, 2.0).to(torch.float64)
     return mask, safe_lo, safe_hi
 
 
