@@ -106,9 +106,9 @@ def testopen_rows_follow_the_groups() -> None:
     assert open_rows(best, 0.0, None, groups).all()
 
 
-def _domain_net(path: Path, op: str, rng: np.random.Generator) -> None:
-    """``x (4) -> Gemm -> Softplus -> +0.5 -> op -> Gemm -> Softplus -> +0.5 -> op -> Gemm (3)``:
-    the domain op sees values above 0.5 only (CROWN's bounds of them may reach below)."""
+def _chain_net(path: Path, chain: list[str], rng: np.random.Generator, opset: int = 13) -> None:
+    """``x (4) -> Gemm (12) -> chain -> Gemm (12) -> chain -> Gemm (3)``, the ops of ``chain``
+    in turn (``Add`` adds 0.5)."""
     nodes, inits, value = [], [numpy_helper.from_array(np.array([0.5], dtype=np.float32), "half")], "x"
     sizes = [4, 12, 12, 3]
     for k in range(3):
@@ -117,26 +117,30 @@ def _domain_net(path: Path, op: str, rng: np.random.Generator) -> None:
                   numpy_helper.from_array((rng.normal(size=sizes[k + 1]) * 0.3).astype(np.float32), f"b{k}")]
         nodes.append(helper.make_node("Gemm", [value, f"W{k}", f"b{k}"], [f"z{k}"], transB=1))
         value = f"z{k}"
-        if k < 2:
-            nodes += [helper.make_node("Softplus", [value], [f"s{k}"]),
-                      helper.make_node("Add", [f"s{k}", "half"], [f"p{k}"]), helper.make_node(op, [f"p{k}"], [f"a{k}"])]
-            value = f"a{k}"
-    graph = helper.make_graph(nodes, op, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        for j, op in enumerate(chain if k < 2 else []):
+            nodes.append(helper.make_node(op, [value, "half"] if op == "Add" else [value], [f"c{k}_{j}"]))
+            value = f"c{k}_{j}"
+    graph = helper.make_graph(nodes, "chain", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
                               [helper.make_tensor_value_info(value, TensorProto.FLOAT, [1, 3])], inits)
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)]), path)
 
 
-@pytest.mark.parametrize("op", ["Log", "Sqrt", "Reciprocal"])
-def test_ops_with_a_domain_get_free_slopes_inside_it(tmp_path: Path, op: str) -> None:
-    """Log, Sqrt and Reciprocal choose their slopes on the boxes inside their domain: the
-    bounds stay below the onnxruntime minima of 3000 sampled inputs and rise above those of
-    the same optimisation with the op's slopes fixed (its rule's lines)."""
+CHAINS = {"Log": ["Softplus", "Add", "Log"], "Sqrt": ["Softplus", "Add", "Sqrt"],
+          "Reciprocal": ["Softplus", "Add", "Reciprocal"], "Sin": ["Sin"], "Cos": ["Cos"], "Gelu": ["Gelu"]}
+
+
+@pytest.mark.parametrize("op", list(CHAINS))
+def test_free_slopes_of_domain_and_box_dependent_curves(tmp_path: Path, op: str) -> None:
+    """Log, Sqrt and Reciprocal (free slopes on the boxes inside their domain: Softplus + 0.5
+    before them keeps the values there), Sin, Cos and Gelu (critical points found per box):
+    alpha-CROWN's bounds stay below the onnxruntime minima of 3000 sampled inputs and rise
+    above those of the same optimisation with the op's slopes fixed (its rule's lines)."""
     rng = np.random.default_rng(7)
     path = tmp_path / f"{op}.onnx"
-    _domain_net(path, op, rng)
+    _chain_net(path, CHAINS[op], rng, 20 if op == "Gelu" else 13)
     graph = load_model(path)
-    box = grid_box(rng.normal(size=4) - 1.0, rng.normal(size=4) + 1.0, np.dtype(np.float32))
-    box = (np.minimum(*box), np.maximum(*box))
+    centre = rng.normal(size=4)
+    box = grid_box(centre - 0.25, centre + 0.25, np.dtype(np.float32))
     lower, upper = (torch.from_numpy(b).reshape(1, *graph.inputs[0].shape) for b in box)
     points = box[0] + rng.random((3000, 4)) * (box[1] - box[0])
     oracle = OnnxOracle(path)

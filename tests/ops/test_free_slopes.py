@@ -26,8 +26,8 @@ FREE = [c for c in CASES if (r := REGISTRY[c.op].relaxation) is not None and r.f
 
 def test_the_curves_have_free_slopes() -> None:
     assert {"Sigmoid", "Tanh", "Erf", "Exp", "Softplus", "Elu", "Abs", "Clip", "Log", "Sqrt",
-            "Reciprocal"} <= {c.op for c in FREE}
-    for op in ("Relu", "Sin"):  # a dedicated rule, none
+            "Reciprocal", "Sin", "Cos", "Gelu"} <= {c.op for c in FREE}
+    for op in ("Relu", "Sign"):  # a dedicated rule, interval bounds only
         relaxation = REGISTRY[op].relaxation
         assert relaxation is None or not relaxation.free_slopes
 

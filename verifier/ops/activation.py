@@ -36,6 +36,7 @@ from verifier.ops.base import (
     magnitude,
     register,
 )
+from verifier.ops.boxed_curves import COS, NARROW, SIN
 from verifier.ops.curves import (
     CLIP,
     ERF,
@@ -352,7 +353,7 @@ class Periodic(Op):
 class Sin(Periodic):
     """Sine: peaks at π/2 + 2πk, troughs at -π/2 + 2πk."""
 
-    relaxation = INTERVAL_ONLY
+    relaxation = curve_relaxation(SIN, NARROW)
 
     peak = math.pi / 2
     trough = -math.pi / 2
@@ -365,7 +366,7 @@ class Sin(Periodic):
 class Cos(Periodic):
     """Cosine: peaks at 2πk, troughs at π + 2πk."""
 
-    relaxation = INTERVAL_ONLY
+    relaxation = curve_relaxation(COS, NARROW)
 
     peak = 0.0
     trough = math.pi

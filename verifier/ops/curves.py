@@ -34,11 +34,12 @@ from torch import Tensor
 
 from verifier.ir import Node
 from verifier.ops.base import REGISTRY, Args
-from verifier.ops.relax import MARGIN, Domain, LinearBounds, Relaxation, nan_to
+from verifier.ops.relax import MARGIN, Domain, LinearBounds, Relaxation, SlopeSpan, nan_to
 
 BISECTION_STEPS = 40
 
 Points = Callable[[Node, Tensor], list[Tensor]]
+BoxPoints = Callable[[Node, Tensor, Tensor, Tensor], list[Tensor]]
 Slopes = Callable[[Node, Tensor, Tensor], list[Tensor]]
 
 
@@ -51,10 +52,17 @@ class Curve:
             besides the box ends (breakpoints and ``f'^{-1}(a)`` on each smooth piece). Extra
             points are harmless; a missing one breaks soundness. NaN/inf points are allowed.
         slopes: ``(node, l, u) -> candidate slopes`` (NaN ones are dropped); slope 0 is added.
+        boxed: ``(node, a, l, u) -> points``: more critical points, for curves whose points
+            depend on the box too (the periodic ones, roots found by bisection:
+            :mod:`verifier.ops.boxed_curves`); same contract as ``critical``.
+        span: ``(node, l, u) -> (least, greatest)``: the slopes free-slope optimisers search
+            (default: the range of the candidate slopes and 0).
     """
 
     critical: Points
     slopes: Slopes
+    boxed: BoxPoints | None = None
+    span: SlopeSpan | None = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -81,7 +89,10 @@ def line_bias(node: Node, curve: Curve, a: Tensor, lo: Tensor, hi: Tensor, upper
     shape = torch.broadcast_shapes(a.shape, lo.shape, hi.shape)
     a, lo, hi = a.expand(shape), lo.expand(shape), hi.expand(shape)
     with torch.no_grad():
-        points = [lo, hi] + [_clamp(p, lo, hi) for p in curve.critical(node, a.detach())]
+        found = curve.critical(node, a.detach())
+        if curve.boxed is not None:
+            found += curve.boxed(node, a.detach(), lo, hi)
+        points = [lo, hi] + [_clamp(p, lo, hi) for p in found]
         values = [_f(node, p) for p in points]
     gaps = torch.stack([v - a * p for v, p in zip(values, points, strict=True)])
     gaps = nan_to(gaps, math.inf if upper else -math.inf)
@@ -348,6 +359,8 @@ def curve_relaxation(curve: Curve, domain: Domain | None = None) -> Relaxation:
         return line_bias(node, curve, a, lo, hi, upper)
 
     def span(node: Node, lo: Tensor, hi: Tensor) -> tuple[Tensor, Tensor]:
+        if curve.span is not None:
+            return curve.span(node, lo, hi)
         cands = [torch.nan_to_num(c.to(lo.dtype).expand_as(lo), nan=0.0, posinf=0.0, neginf=0.0)
                  for c in curve.slopes(node, lo, hi)]
         stacked = torch.stack([torch.zeros_like(lo), *cands])

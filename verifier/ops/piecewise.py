@@ -30,9 +30,10 @@ from verifier.ops.activation import (
     unary_input,
 )
 from verifier.ops.base import Args, Flags, Pair, align, gamma, magnitude, register
+from verifier.ops.boxed_curves import GELU
 from verifier.ops.curves import ABS, ELU, HARDSIGMOID, HARDSWISH, SELU, curve_relaxation
 from verifier.ops.max_form import MaxForm
-from verifier.ops.relax import INTERVAL_ONLY, LEAKY_RELU_FAMILY, PRELU_FAMILY
+from verifier.ops.relax import LEAKY_RELU_FAMILY, PRELU_FAMILY
 
 
 class Piecewise(Unary):
@@ -222,10 +223,11 @@ class Gelu(Piecewise):
     """``x Φ(x)`` (``approximate="none"``) or its tanh approximation (``"tanh"``).
 
     Decreasing then increasing around a single minimum (checked with mpmath on [-60, 60] and
-    analytically in the tails).
+    analytically in the tails). Lines with free slopes from its curve
+    (:data:`verifier.ops.boxed_curves.GELU`).
     """
 
-    relaxation = INTERVAL_ONLY
+    relaxation = curve_relaxation(GELU)
 
     def _mode(self, node: Node) -> str:
         mode = node.attr("approximate", "none")
