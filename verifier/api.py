@@ -348,6 +348,8 @@ class _Run:
         for key, value in outcome.stats.as_dict().items():
             additive = key not in _LATEST_STATS
             totals[key] = totals.get(key, 0) + value if additive else value
+        if outcome.status is Status.UNKNOWN:  # the search ran out of domains to split, undecided
+            self.stats["search_exhausted"] = True
         return outcome.status
 
     def tighten(self, index: int, region: Region, proof: RegionProof, deadline: Deadline) -> bool:
