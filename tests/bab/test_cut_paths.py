@@ -65,5 +65,7 @@ def test_every_search_mode_takes_bounds_that_do_not_reach_the_input(tmp_path: Pa
         assert float(oracle.run(np.asarray(result.counterexample.x, dtype=np.float32))[0]) >= threshold
     else:  # no verdict: the search gave up, or (on a loaded machine) the 5 s ran out first
         assert result.status in (Status.UNKNOWN, Status.TIMEOUT)
+    if result.status is Status.UNKNOWN and bab != "none":  # given up with time left: the stats say why
+        assert result.stats.get("search_exhausted") or result.stats.get("exact_error"), result.stats
     if threshold < worst:  # a counterexample is easy to find: every mode must report it
         assert result.status is Status.SAT
