@@ -114,15 +114,15 @@ ARITH = [
     Case("Sum", (X, D3, np.array([[0.5], [-0.5], [0.0]], F))),
     Case("Mean", (X, D3, np.array([[0.5], [-0.5], [0.0]], F))),
     Case("Where", (np.array([True, False, True, False]), X, np.float32(1.5))),
-    Case("Where", (Dyn((3, 4), dtype="bool"), SMALL, D3), interval_error=True, label="dyncond"),
-    Case("Equal", (Dyn((4,), -2, 2, integral=True), np.array([0, 1, 0, 1], F)), out_type=BOOL, interval_error=True),
-    Case("Less", (SMALL, D3), out_type=BOOL, interval_error=True),
-    Case("Greater", (SMALL, np.float32(0)), out_type=BOOL, interval_error=True),
-    Case("LessOrEqual", (SMALL, D3), out_type=BOOL, interval_error=True),
-    Case("GreaterOrEqual", (SMALL, D3), out_type=BOOL, interval_error=True),
-    Case("Not", (Dyn((4,), dtype="bool"),), out_type=BOOL, interval_error=True),
-    Case("And", (Dyn((4,), dtype="bool"), np.array([True, False, True, True])), out_type=BOOL, interval_error=True),
-    Case("Or", (Dyn((4,), dtype="bool"), Dyn((4,), dtype="bool")), out_type=BOOL, interval_error=True),
+    Case("Where", (Dyn((3, 4), dtype="bool"), SMALL, D3), label="dyncond"),
+    Case("Equal", (Dyn((4,), -2, 2, integral=True), np.array([0, 1, 0, 1], F)), out_type=BOOL),
+    Case("Less", (SMALL, D3), out_type=BOOL),
+    Case("Greater", (SMALL, np.float32(0)), out_type=BOOL),
+    Case("LessOrEqual", (SMALL, D3), out_type=BOOL),
+    Case("GreaterOrEqual", (SMALL, D3), out_type=BOOL),
+    Case("Not", (Dyn((4,), dtype="bool"),), out_type=BOOL),
+    Case("And", (Dyn((4,), dtype="bool"), np.array([True, False, True, True])), out_type=BOOL),
+    Case("Or", (Dyn((4,), dtype="bool"), Dyn((4,), dtype="bool")), out_type=BOOL),
 ]
 
 
@@ -297,9 +297,10 @@ def test_interval_is_sound(case: Case) -> None:
         (vals,) = op.forward(node, args, sflags)
         ok = torch.isnan(vals) | ((vals >= lo_out - err_t) & (vals <= hi_out + err_t))
         assert ok.all(), f"box {k}: {(~ok).sum().item()} sampled outputs outside the bounds"
-        if k == 0:  # degenerate box: the bounds are the value itself
-            torch.testing.assert_close(lo_out.expand_as(vals[:1]), vals[:1], rtol=1e-9, atol=1e-12, equal_nan=True)
-            torch.testing.assert_close(hi_out.expand_as(vals[:1]), vals[:1], rtol=1e-9, atol=1e-12, equal_nan=True)
+        if k == 0:  # degenerate box: the bounds are the value itself (a Boolean one as 0 or 1)
+            value = vals[:1].to(lo_out.dtype) if vals.dtype == torch.bool else vals[:1]
+            torch.testing.assert_close(lo_out.expand_as(value), value, rtol=1e-9, atol=1e-12, equal_nan=True)
+            torch.testing.assert_close(hi_out.expand_as(value), value, rtol=1e-9, atol=1e-12, equal_nan=True)
 
 
 EXTREMA = [

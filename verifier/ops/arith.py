@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from verifier.errors import ModelError
 from verifier.ir import Node
 from verifier.ops import max_form as forms
 from verifier.ops.activation import hull, transcendental_error, unary_input
@@ -416,60 +415,3 @@ class Mean(Variadic):
         mags = magnitudes(lower, upper, batched)
         n = len(mags)
         return (gamma(n + 2, unit) * functools.reduce(torch.add, mags) / n,)
-
-
-@register("Where")
-class Where(Op):
-    """``condition ? x : y`` with broadcasting; exact. Bounds need a constant condition."""
-
-    exact = True
-
-    def forward(self, node: Node, args: Args, batched: Flags) -> tuple[Tensor, ...]:
-        cond, x, y = operands(args, batched)
-        return (torch.where(cond.bool(), x, y),)
-
-    def interval(self, node: Node, lower: Args, upper: Args, batched: Flags) -> Pair:
-        if batched[0]:
-            raise ModelError(
-                f"node {node.name}: Where with a dynamic condition is not supported "
-                "(the condition must be constant after folding)"
-            )
-        return self.forward(node, lower, batched), self.forward(node, upper, batched)
-
-
-_CONSTANT_ONLY: dict[str, Callable[..., Tensor]] = {
-    "Equal": torch.eq,
-    "Less": torch.lt,
-    "Greater": torch.gt,
-    "LessOrEqual": torch.le,
-    "GreaterOrEqual": torch.ge,
-    "And": torch.logical_and,
-    "Or": torch.logical_or,
-    "Not": torch.logical_not,
-}
-
-
-CONSTANT_ONLY_OPS = frozenset(_CONSTANT_ONLY)
-"""Op types evaluated only on values known when the model is loaded (no bounds)."""
-
-
-@register(*_CONSTANT_ONLY)
-class ConstantOnly(Op):
-    """Comparisons and logic, which only run during constant folding.
-
-    The output is boolean, so there are no useful bounds: :meth:`interval` raises
-    :class:`ModelError` when an input is dynamic.
-    """
-
-    exact = True
-
-    def forward(self, node: Node, args: Args, batched: Flags) -> tuple[Tensor, ...]:
-        return (_CONSTANT_ONLY[node.op](*operands(args, batched)),)
-
-    def interval(self, node: Node, lower: Args, upper: Args, batched: Flags) -> Pair:
-        if any(batched):
-            raise ModelError(
-                f"comparison on a dynamic value is not supported: node {node.name} ({node.op})"
-            )
-        out = self.forward(node, lower, batched)
-        return out, out

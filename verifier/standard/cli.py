@@ -50,20 +50,19 @@ VERDICTS = {Status.SAT: "sat", Status.UNSAT: "unsat", Status.UNKNOWN: "unknown",
 
 
 _LOAD_TIME_ONLY = frozenset({"ArgMax", "ArgMin"})
-_FLOAT_ONLY = ("Cast", "CastLike", "Where")  # casts between float types; Where with a load-time condition
+_FLOAT_ONLY = ("Cast", "CastLike", "Where")  # casts between float types; Where choosing between floats
 
 
 def operators() -> list[str]:
     """The ONNX op types with bounds on input-dependent values, one per line.
 
-    Ops evaluated only on load-time constants (comparisons, logic, ArgMax...) are left out;
-    ``Cast``/``CastLike``/``Where`` carry the element types they are supported for (casts
-    between float types; ``Where`` with a condition known when the model is loaded).
+    Ops evaluated only on load-time constants (ArgMax, ArgMin) are left out; ``Cast``/``CastLike``/
+    ``Where`` carry the element types they are supported for (casts between float types;
+    ``Where`` choosing between floats, on a condition that may depend on the input).
     """
     from verifier.ops import REGISTRY
-    from verifier.ops.arith import CONSTANT_ONLY_OPS
 
-    names = (set(REGISTRY) | {"Constant", "Shape", "Size"}) - CONSTANT_ONLY_OPS - _LOAD_TIME_ONLY
+    names = (set(REGISTRY) | {"Constant", "Shape", "Size"}) - _LOAD_TIME_ONLY
     return [f"{op} float32 float64" if op in _FLOAT_ONLY else op for op in sorted(names)]
 
 

@@ -1,0 +1,71 @@
+"""The pipeline on networks that compare computed values: ``h = W1 x + b1``, ``g = Where(h > 0,
+h, 0.1 h)`` (a leaky ReLU written with a comparison), ``Where(g[0] < g[1], g, -g)`` mixing
+two neurons, then ``y = W2 . + b2``. The comparisons and Where are cut at their 0/1 and hull
+bounds; every verdict is checked against onnxruntime at 4,000 sampled inputs (``unsat``: no
+sample violates) and every ``sat`` counterexample is re-run through onnxruntime."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from verifier.api import verify_problem
+from verifier.config import default_config
+from verifier.problem import load_problem
+from verifier.result import Status
+from verifier.witness import OnnxOracle
+
+
+def _network(path: Path, rng: np.random.Generator) -> None:
+    inits = [numpy_helper.from_array(rng.normal(size=(2, 6)).astype(np.float32), "W1"),
+             numpy_helper.from_array((rng.normal(size=6) * 0.3).astype(np.float32), "b1"),
+             numpy_helper.from_array(rng.normal(size=(6, 1)).astype(np.float32), "W2"),
+             numpy_helper.from_array(np.zeros(1, np.float32), "zero"),
+             numpy_helper.from_array(np.array([0.1], np.float32), "tenth"),
+             numpy_helper.from_array(np.array([0], np.int64), "i0"),
+             numpy_helper.from_array(np.array([1], np.int64), "i1")]
+    nodes = [helper.make_node("MatMul", ["x", "W1"], ["m"]), helper.make_node("Add", ["m", "b1"], ["h"]),
+             helper.make_node("Greater", ["h", "zero"], ["pos"]), helper.make_node("Mul", ["h", "tenth"], ["leak"]),
+             helper.make_node("Where", ["pos", "h", "leak"], ["g"]),
+             helper.make_node("Gather", ["g", "i0"], ["g0"], axis=1),
+             helper.make_node("Gather", ["g", "i1"], ["g1"], axis=1),
+             helper.make_node("Less", ["g0", "g1"], ["lt"]), helper.make_node("Neg", ["g"], ["ng"]),
+             helper.make_node("Where", ["lt", "g", "ng"], ["s"]), helper.make_node("MatMul", ["s", "W2"], ["y"])]
+    graph = helper.make_graph(nodes, "where", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1])], inits)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
+
+
+def _spec(centre: np.ndarray, radius: float, threshold: float) -> str:
+    lines = [f"(declare-const X_{i} Real)" for i in range(2)] + ["(declare-const Y_0 Real)"]
+    for i in range(2):
+        lines += [f"(assert (<= X_{i} {centre[i] + radius:.6f}))", f"(assert (>= X_{i} {centre[i] - radius:.6f}))"]
+    return "\n".join([*lines, f"(assert (>= Y_0 {threshold:.6f}))"]) + "\n"
+
+
+def test_verdicts_agree_with_onnxruntime(tmp_path: Path) -> None:
+    decided = []
+    for seed in range(6):
+        rng = np.random.default_rng(seed)
+        model, spec = tmp_path / f"where{seed}.onnx", tmp_path / f"where{seed}.vnnlib"
+        _network(model, rng)
+        centre, radius = rng.normal(size=2), 0.5
+        oracle = OnnxOracle(model)
+        points = (centre - radius + rng.random((4000, 2)) * 2 * radius).astype(np.float32)
+        worst = max(float(oracle.run(p)[0]) for p in points)
+        threshold = worst + (0.05 if seed % 2 else -0.05) * (abs(worst) + 1)  # above, below the sampled max
+        spec.write_text(_spec(centre, radius, threshold))
+        result = verify_problem(load_problem(model, spec), 10.0, replace(default_config("cpu", seed), bab="input"))
+        if result.status is Status.UNSAT:
+            assert worst < threshold
+        elif result.status is Status.SAT:
+            assert result.counterexample is not None
+            assert float(oracle.run(np.asarray(result.counterexample.x, dtype=np.float32))[0]) >= threshold
+        if threshold <= worst:  # a sampled point violates: the answer must be sat
+            assert result.status is Status.SAT, (seed, result.status)
+        decided.append(result.status)
+    assert Status.UNSAT in decided and Status.SAT in decided
