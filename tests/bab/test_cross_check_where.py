@@ -69,3 +69,29 @@ def test_verdicts_agree_with_onnxruntime(tmp_path: Path) -> None:
             assert result.status is Status.SAT, (seed, result.status)
         decided.append(result.status)
     assert Status.UNSAT in decided and Status.SAT in decided
+
+
+def test_a_float_cast_of_a_comparison_converts_it(tmp_path: Path) -> None:
+    """``Y = Cast(X == 0, float)`` on two inputs (the conformance suite's equal06): the Cast turns
+    the Booleans into 0.0/1.0 (graph simplification once dropped it as a float-to-float
+    pass-through, and the attack then met Boolean outputs: an internal error). ``Y_0 >= 0.5``
+    with ``X_0 = 0`` is sat (witness re-run through onnxruntime); with ``X_0`` in ``[1, 2]`` unsat."""
+    nodes = [helper.make_node("Equal", ["x", "zero"], ["eq"]),
+             helper.make_node("Cast", ["eq"], ["y"], to=TensorProto.FLOAT)]
+    graph = helper.make_graph(nodes, "cast", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])],
+                              [numpy_helper.from_array(np.zeros(1, np.float32), "zero")])
+    model = tmp_path / "cast.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), model)
+    oracle = OnnxOracle(model)
+    for (low, high), expected in (((0.0, 0.0), Status.SAT), ((1.0, 2.0), Status.UNSAT)):
+        spec = tmp_path / f"cast{low}.vnnlib"
+        spec.write_text("(declare-const X_0 Real)\n(declare-const X_1 Real)\n(declare-const Y_0 Real)\n"
+                        "(declare-const Y_1 Real)\n"
+                        f"(assert (>= X_0 {low}))\n(assert (<= X_0 {high}))\n(assert (>= X_1 1.0))\n"
+                        "(assert (<= X_1 2.0))\n(assert (>= Y_0 0.5))\n")
+        result = verify_problem(load_problem(model, spec), 10.0, default_config("cpu", 0))
+        assert result.status is expected
+        if expected is Status.SAT:
+            assert result.counterexample is not None
+            assert float(oracle.run(np.asarray(result.counterexample.x, dtype=np.float32))[0]) >= 0.5

@@ -32,11 +32,20 @@ def _rename_uses(graph: Graph, old: str, new: str, drop: Node) -> Graph:
     return replace(graph, nodes=tuple(nodes), outputs=outputs)
 
 
+def _boolean(graph: Graph, value: str) -> bool:
+    """Whether ``value`` is the output of an op with Boolean outputs (a comparison...)."""
+    from verifier.ops.base import REGISTRY
+
+    producer = graph.producers().get(value)
+    return producer is not None and producer.op in REGISTRY and REGISTRY[producer.op].boolean_output
+
+
 def drop_passthrough(graph: Graph) -> Graph | None:
-    """Removes Identity, inference-mode Dropout and Cast between float32/float64."""
+    """Removes Identity, inference-mode Dropout and Cast between float32/float64 (not a Cast
+    of a Boolean, which converts it to 0.0/1.0)."""
     for node in graph.nodes:
         passthrough = node.op in ("Identity", "Dropout") or (
-            node.op == "Cast" and node.attr("to") in _FLOAT_TYPES
+            node.op == "Cast" and node.attr("to") in _FLOAT_TYPES and not _boolean(graph, node.inputs[0])
         )
         extra = {out for out in node.outputs[1:] if out}
         used_extra = any(out in n.inputs for n in graph.nodes for out in extra) or any(

@@ -96,10 +96,13 @@ class Op:
         kink_at_zero: the op is linear on each side of 0 (the ReLU family), so only positions
             whose input box contains 0 in its interior need tighter input bounds before the op
             is relaxed; the others are exact.
+        boolean_output: the outputs are Booleans (comparisons, logic): a Cast of them to a
+            float type converts (bool tensors to 0.0/1.0) rather than passing through.
     """
 
     static_inputs: ClassVar[dict[int, str]] = {}
     exact: ClassVar[bool] = False
+    boolean_output: ClassVar[bool] = False
     affinity: ClassVar[Affinity] = Affinity.NONE
     kink_at_zero: ClassVar[bool] = False
     copies_input: ClassVar[bool] = False

@@ -48,6 +48,7 @@ class Comparison(Op):
     """``a OP b`` elementwise with broadcasting, a Boolean output (see the module docstring)."""
 
     exact = True
+    boolean_output = True
 
     def forward(self, node: Node, args: Args, batched: Flags) -> tuple[Tensor, ...]:
         return (_COMPARE[node.op][0](*operands(args, batched)),)
@@ -64,6 +65,7 @@ class Logic(Op):
     """Not, And, Or on Boolean values (bounds 0/1: see the module docstring)."""
 
     exact = True
+    boolean_output = True
 
     def forward(self, node: Node, args: Args, batched: Flags) -> tuple[Tensor, ...]:
         return (_LOGIC[node.op](*(a.bool() for a in operands(args, batched))),)
