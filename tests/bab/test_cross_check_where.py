@@ -95,3 +95,46 @@ def test_a_float_cast_of_a_comparison_converts_it(tmp_path: Path) -> None:
         if expected is Status.SAT:
             assert result.counterexample is not None
             assert float(oracle.run(np.asarray(result.counterexample.x, dtype=np.float32))[0]) >= 0.5
+
+
+def _classifier(path: Path, w: np.ndarray, b: np.ndarray, label: int) -> None:
+    """``y = Cast(ArgMax(x W + b) == label)``: 1.0 where the 2-input, 3-class network picks ``label``."""
+    inits = [numpy_helper.from_array(w, "W"), numpy_helper.from_array(b, "b"),
+             numpy_helper.from_array(np.array([[label]], np.int64), "label")]
+    nodes = [helper.make_node("MatMul", ["x", "W"], ["m"]), helper.make_node("Add", ["m", "b"], ["logits"]),
+             helper.make_node("ArgMax", ["logits"], ["class"], axis=1, keepdims=1),
+             helper.make_node("Equal", ["class", "label"], ["right"]),
+             helper.make_node("Cast", ["right"], ["y"], to=TensorProto.FLOAT)]
+    graph = helper.make_graph(nodes, "argmax", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1])], inits)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
+
+
+def test_argmax_on_computed_logits(tmp_path: Path) -> None:
+    """Misclassification (``y <= 0.5``) around a point, through ArgMax and Equal on the logits:
+    every ``unsat`` holds at 4,000 onnxruntime samples and every ``sat`` is a real
+    misclassification; small boxes are proven, large ones falsified."""
+    said = []
+    for seed, radius in [(s, r) for s in range(3) for r in (0.02, 1.5)]:
+        rng = np.random.default_rng(seed)
+        centre = rng.normal(size=2)
+        model, spec = tmp_path / f"arg{seed}.onnx", tmp_path / f"arg{seed}_{radius}.vnnlib"
+        w, b = rng.normal(size=(2, 3)).astype(np.float32), (rng.normal(size=3) * 0.3).astype(np.float32)
+        _classifier(model, w, b, int(np.argmax(centre.astype(np.float32) @ w + b)))  # the centre's class
+        oracle = OnnxOracle(model)
+        points = (centre - radius + rng.random((4000, 2)) * 2 * radius).astype(np.float32)
+        wrong = min(float(oracle.run(p)[0]) for p in points) <= 0.5
+        lines = [f"(declare-const X_{i} Real)" for i in range(2)] + ["(declare-const Y_0 Real)"]
+        for i in range(2):
+            lines += [f"(assert (<= X_{i} {centre[i] + radius:.6f}))", f"(assert (>= X_{i} {centre[i] - radius:.6f}))"]
+        spec.write_text("\n".join([*lines, "(assert (<= Y_0 0.5))"]) + "\n")
+        result = verify_problem(load_problem(model, spec), 10.0, replace(default_config("cpu", seed), bab="input"))
+        if result.status is Status.UNSAT:
+            assert not wrong
+        elif result.status is Status.SAT:
+            assert result.counterexample is not None
+            assert float(oracle.run(np.asarray(result.counterexample.x, dtype=np.float32))[0]) <= 0.5
+        if wrong:
+            assert result.status is Status.SAT
+        said.append(result.status)
+    assert Status.UNSAT in said and Status.SAT in said

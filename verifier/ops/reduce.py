@@ -316,7 +316,9 @@ class ReduceProd(Reduction):
 class ArgExtreme(Op):
     """Index of the largest (ArgMax) or smallest (ArgMin) element along ``axis``, as int64.
 
-    Only for constant folding: :meth:`interval` raises :class:`ModelError` on a dynamic input.
+    On an input-dependent value the bounds are the first and last index that can be the
+    answer (:func:`_possible`). Exact (an index has no rounding); bound methods cut it at these
+    bounds.
     """
 
     exact = True
@@ -331,10 +333,40 @@ class ArgExtreme(Op):
         return (pick(x, dim, keepdim=keep),)
 
     def interval(self, node: Node, lower: Args, upper: Args, batched: Flags) -> Pair:
-        if batched[0]:
-            raise ModelError(f"node {node.name}: {node.op} on a dynamic value is not supported")
-        out = self.forward(node, lower, batched)
-        return out, out
+        if not batched[0]:
+            out = self.forward(node, lower, batched)
+            return out, out
+        lo, hi = _batched_input(lower, batched), _batched_input(upper, batched)
+        dim = _axis(node, int(node.attrs["axis"]), lo.dim() - 1)
+        can = _possible(node, lo.movedim(dim, -1), hi.movedim(dim, -1)).movedim(-1, dim)
+        n = lo.shape[dim]
+        shape = [1] * lo.dim()
+        shape[dim] = n
+        index = torch.arange(n, dtype=lo.dtype, device=lo.device).reshape(shape).expand_as(lo)
+        can |= ~can.any(dim, keepdim=True)  # NaN bounds: every index
+        keep = _keep(node)
+        first = torch.where(can, index, float(n)).amin(dim, keepdim=keep)
+        last = torch.where(can, index, -1.0).amax(dim, keepdim=keep)
+        return (first,), (last,)
+
+
+def _possible(node: Node, lo: Tensor, hi: Tensor) -> Tensor:
+    """``(..., n)``: whether index ``j`` of the last dimension can be the node's answer for some
+    point of the box: for ArgMax (first index among ties) ``hi_j > lo_k`` for every ``k < j`` and
+    ``hi_j >= lo_k`` for every ``k > j`` (``x_j`` at its top, the others at their bottom shows
+    it; without these no point has it); with ``select_last_index`` the strictness swaps; ArgMin
+    mirrors it with ``lo_j`` against ``hi_k``."""
+    n = lo.shape[-1]
+    order = torch.arange(n, device=lo.device)
+    before = order.reshape(1, n) < order.reshape(n, 1)  # [j, k]: k comes before j
+    after = order.reshape(1, n) > order.reshape(n, 1)
+    if node.attr("select_last_index", 0):
+        before, after = after, before
+    mine, theirs = (lo, hi) if node.op == "ArgMin" else (hi, lo)
+    sign = -1.0 if node.op == "ArgMin" else 1.0
+    gap = sign * (mine.unsqueeze(-1) - theirs.unsqueeze(-2))  # [..., j, k]: how far j can beat k
+    beats = torch.where(before, gap > 0, torch.where(after, gap >= 0, True))
+    return beats.all(dim=-1)
 
 
 def _softmax_view(node: Node, x: Tensor) -> tuple[Tensor, int]:

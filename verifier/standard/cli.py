@@ -49,20 +49,19 @@ NAME = "verifier: sound and complete neural-network verifier (bounds, branch and
 VERDICTS = {Status.SAT: "sat", Status.UNSAT: "unsat", Status.UNKNOWN: "unknown", Status.TIMEOUT: "timed-out"}
 
 
-_LOAD_TIME_ONLY = frozenset({"ArgMax", "ArgMin"})
 _FLOAT_ONLY = ("Cast", "CastLike", "Where")  # casts between float types; Where choosing between floats
 
 
 def operators() -> list[str]:
     """The ONNX op types with bounds on input-dependent values, one per line.
 
-    Ops evaluated only on load-time constants (ArgMax, ArgMin) are left out; ``Cast``/``CastLike``/
-    ``Where`` carry the element types they are supported for (casts between float types;
-    ``Where`` choosing between floats, on a condition that may depend on the input).
+    ``Cast``/``CastLike``/``Where`` carry the element types they are supported for (casts
+    between float types; ``Where`` choosing between floats, on a condition that may depend on
+    the input).
     """
     from verifier.ops import REGISTRY
 
-    names = (set(REGISTRY) | {"Constant", "Shape", "Size"}) - _LOAD_TIME_ONLY
+    names = set(REGISTRY) | {"Constant", "Shape", "Size"}
     return [f"{op} float32 float64" if op in _FLOAT_ONLY else op for op in sorted(names)]
 
 
