@@ -84,3 +84,19 @@ def test_comparisons_of_overlapping_and_disjoint_boxes(op: str) -> None:
     assert bool(((out.double() >= lo) & (out.double() <= hi)).all())
     apart = (a_hi < b_lo) | (b_hi < a_lo)
     assert bool((lo[apart] == hi[apart]).all())
+
+
+def test_nan_bounds_leave_every_answer_possible() -> None:
+    """A NaN bound carries no information: a comparison with one is ``[0, 1]``, and an ArgMax
+    element with one may win (the others keep their own test)."""
+    nan = float("nan")
+    less = _node("Less", 2)
+    a = torch.tensor([[nan, 0.0]], dtype=torch.float64)
+    b = torch.full((1, 2), 2.0, dtype=torch.float64)
+    (lo,), (hi,) = REGISTRY["Less"].interval(less, [a, b], [a.clone(), b], [True, True])
+    assert lo.tolist() == [[0.0, 1.0]] and hi.tolist() == [[1.0, 1.0]]
+    arg = Node("arg", "ArgMax", ("x",), ("y",), {"axis": 0, "keepdims": 1, "select_last_index": 0})
+    x_lo = torch.tensor([[0.0, nan, 5.0]], dtype=torch.float64)
+    x_hi = torch.tensor([[1.0, nan, 6.0]], dtype=torch.float64)
+    (first,), (last,) = REGISTRY["ArgMax"].interval(arg, [x_lo], [x_hi], [True])
+    assert (float(first), float(last)) == (1.0, 2.0)  # 0 is beaten by 2 everywhere; 1 is unknown

@@ -38,6 +38,10 @@ def _float_dtype(args: Args) -> torch.dtype:
     return next((a.dtype for a in args if a is not None and a.is_floating_point()), torch.float64)
 
 
+def _nan(t: Tensor) -> Tensor:
+    return torch.isnan(t) if t.is_floating_point() else torch.zeros_like(t, dtype=torch.bool)
+
+
 def _truth(certain: Tensor, possible: Tensor, dtype: torch.dtype) -> Pair:
     """The 0/1 bounds of a Boolean value from where it is certainly and possibly true."""
     return (certain.to(dtype),), ((possible | certain).to(dtype),)
@@ -57,7 +61,8 @@ class Comparison(Op):
         lo_a, lo_b = operands(lower, batched)
         hi_a, hi_b = operands(upper, batched)
         certain, possible = _COMPARE[node.op][1](lo_a, hi_a, lo_b, hi_b)
-        return _truth(certain, possible, _float_dtype(lower))
+        unknown = _nan(lo_a) | _nan(hi_a) | _nan(lo_b) | _nan(hi_b)  # no information: either answer
+        return _truth(certain & ~unknown, possible | unknown, _float_dtype(lower))
 
 
 @register(*_LOGIC)

@@ -365,7 +365,8 @@ def _possible(node: Node, lo: Tensor, hi: Tensor) -> Tensor:
     mine, theirs = (lo, hi) if node.op == "ArgMin" else (hi, lo)
     sign = -1.0 if node.op == "ArgMin" else 1.0
     gap = sign * (mine.unsqueeze(-1) - theirs.unsqueeze(-2))  # [..., j, k]: how far j can beat k
-    beats = torch.where(before, gap > 0, torch.where(after, gap >= 0, True))
+    unknown = torch.isnan(gap)  # a NaN bound says nothing: j may beat k
+    beats = torch.where(before, gap > 0, torch.where(after, gap >= 0, True)) | unknown
     return beats.all(dim=-1)
 
 
