@@ -42,6 +42,13 @@ def _nan(t: Tensor) -> Tensor:
     return torch.isnan(t) if t.is_floating_point() else torch.zeros_like(t, dtype=torch.bool)
 
 
+def _true_at(bound: Tensor) -> Tensor:
+    """Where a Boolean's bound (a bool tensor, or 0/1 numbers) is true; a NaN bound counts as
+    true, so that a lower bound never claims certainty and an upper one never excludes truth
+    without information."""
+    return bound.bool() if bound.dtype == torch.bool else ~(bound < 0.5)
+
+
 def _truth(certain: Tensor, possible: Tensor, dtype: torch.dtype) -> Pair:
     """The 0/1 bounds of a Boolean value from where it is certainly and possibly true."""
     return (certain.to(dtype),), ((possible | certain).to(dtype),)
@@ -76,8 +83,8 @@ class Logic(Op):
         return (_LOGIC[node.op](*(a.bool() for a in operands(args, batched))),)
 
     def interval(self, node: Node, lower: Args, upper: Args, batched: Flags) -> Pair:
-        los = [a.bool() if a.dtype == torch.bool else a >= 0.5 for a in operands(lower, batched)]
-        his = [a.bool() if a.dtype == torch.bool else a >= 0.5 for a in operands(upper, batched)]
+        los = [_true_at(a) & ~_nan(a) for a in operands(lower, batched)]  # certainly true
+        his = [_true_at(a) for a in operands(upper, batched)]  # possibly true
         dtype = _float_dtype(lower)
         if node.op == "Not":
             return _truth(~his[0], ~los[0], dtype)
@@ -100,8 +107,8 @@ class Where(Op):
     def interval(self, node: Node, lower: Args, upper: Args, batched: Flags) -> Pair:
         c_lo, x_lo, y_lo = operands(lower, batched)
         c_hi, x_hi, y_hi = operands(upper, batched)
-        true = c_lo.bool() if c_lo.dtype == torch.bool else c_lo >= 0.5  # certainly true
-        false = ~c_hi.bool() if c_hi.dtype == torch.bool else c_hi < 0.5  # certainly false
+        true = _true_at(c_lo) & ~_nan(c_lo)  # certainly true
+        false = ~_true_at(c_hi)  # certainly false
         lo = torch.where(true, x_lo, torch.where(false, y_lo, torch.minimum(x_lo, y_lo)))
         hi = torch.where(true, x_hi, torch.where(false, y_hi, torch.maximum(x_hi, y_hi)))
         return (lo,), (hi,)
