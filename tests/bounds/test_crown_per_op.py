@@ -45,6 +45,9 @@ def _model(op: str, seed: int) -> onnx.ModelProto:
     if op == "Clip":
         inits["lo"], inits["hi"] = np.array(-0.3), np.array(0.4)
         nodes.append(helper.make_node("Clip", [src, "lo", "hi"], ["a"]))
+    elif op == "Power":  # our own op: what Pow with a constant exponent becomes
+        inits["p"] = np.array(3.0)
+        nodes.append(helper.make_node("Pow", [src, "p"], ["a"]))
     elif op in ("Mul", "Max", "Min"):
         nodes.append(helper.make_node(op, [src, "h"], ["a"]))
     elif op in ("ReduceMax", "ReduceMin"):
@@ -68,6 +71,7 @@ def test_crown_and_alpha_through_op(tmp_path: Path, op: str) -> None:
     path = tmp_path / f"{op}.onnx"
     onnx.save(_model(op, seed=len(op)), path)
     graph = load_model(path)
+    assert op in {node.op for node in graph.nodes}
     tgraph = TorchGraph(graph, "cpu", torch.float64)
     oracle = OnnxOracle(path)
     rng = np.random.default_rng(0)

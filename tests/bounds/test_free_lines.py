@@ -108,8 +108,10 @@ def testopen_rows_follow_the_groups() -> None:
 
 def _chain_net(path: Path, chain: list[str], rng: np.random.Generator, opset: int = 13) -> None:
     """``x (4) -> Gemm (12) -> chain -> Gemm (12) -> chain -> Gemm (3)``, the ops of ``chain``
-    in turn (``Add`` adds 0.5)."""
-    nodes, inits, value = [], [numpy_helper.from_array(np.array([0.5], dtype=np.float32), "half")], "x"
+    in turn (``Add`` adds 0.5, ``Pow`` cubes)."""
+    nodes, value = [], "x"
+    inits = [numpy_helper.from_array(np.array([0.5], dtype=np.float32), "half"),
+             numpy_helper.from_array(np.array(3.0, dtype=np.float32), "three")]
     sizes = [4, 12, 12, 3]
     for k in range(3):
         w = rng.normal(size=(sizes[k + 1], sizes[k])) * 2.0 / np.sqrt(sizes[k])
@@ -118,7 +120,8 @@ def _chain_net(path: Path, chain: list[str], rng: np.random.Generator, opset: in
         nodes.append(helper.make_node("Gemm", [value, f"W{k}", f"b{k}"], [f"z{k}"], transB=1))
         value = f"z{k}"
         for j, op in enumerate(chain if k < 2 else []):
-            nodes.append(helper.make_node(op, [value, "half"] if op == "Add" else [value], [f"c{k}_{j}"]))
+            second = {"Add": ["half"], "Pow": ["three"]}.get(op, [])
+            nodes.append(helper.make_node(op, [value, *second], [f"c{k}_{j}"]))
             value = f"c{k}_{j}"
     graph = helper.make_graph(nodes, "chain", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
                               [helper.make_tensor_value_info(value, TensorProto.FLOAT, [1, 3])], inits)
@@ -126,19 +129,22 @@ def _chain_net(path: Path, chain: list[str], rng: np.random.Generator, opset: in
 
 
 CHAINS = {"Log": ["Softplus", "Add", "Log"], "Sqrt": ["Softplus", "Add", "Sqrt"],
-          "Reciprocal": ["Softplus", "Add", "Reciprocal"], "Sin": ["Sin"], "Cos": ["Cos"], "Gelu": ["Gelu"]}
+          "Reciprocal": ["Softplus", "Add", "Reciprocal"], "Sin": ["Sin"], "Cos": ["Cos"], "Gelu": ["Gelu"],
+          "Power": ["Pow"]}
 
 
 @pytest.mark.parametrize("op", list(CHAINS))
 def test_free_slopes_of_domain_and_box_dependent_curves(tmp_path: Path, op: str) -> None:
     """Log, Sqrt and Reciprocal (free slopes on the boxes inside their domain: Softplus + 0.5
-    before them keeps the values there), Sin, Cos and Gelu (critical points found per box):
+    before them keeps the values there), Sin, Cos and Gelu (critical points found per box),
+    Power (Pow with a constant exponent, here x ** 3):
     alpha-CROWN's bounds stay below the onnxruntime minima of 3000 sampled inputs and rise
     above those of the same optimisation with the op's slopes fixed (its rule's lines)."""
     rng = np.random.default_rng(7)
     path = tmp_path / f"{op}.onnx"
     _chain_net(path, CHAINS[op], rng, 20 if op == "Gelu" else 13)
     graph = load_model(path)
+    assert op in {node.op for node in graph.nodes}
     centre = rng.normal(size=4)
     box = grid_box(centre - 0.25, centre + 0.25, np.dtype(np.float32))
     lower, upper = (torch.from_numpy(b).reshape(1, *graph.inputs[0].shape) for b in box)

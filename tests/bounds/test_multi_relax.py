@@ -8,6 +8,7 @@ points of random boxes (degenerate intervals, intervals touching 0, broadcasting
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -48,12 +49,14 @@ def _without_rule(op_type: str) -> Op:
 @dataclass(frozen=True)
 class Case:
     """An op with attributes and the static shapes of its inputs; ``constant[i]`` marks the
-    constant ones (the others are dynamic)."""
+    constant ones (the others are dynamic), ``one_signed[i]`` the inputs whose boxes stay on
+    one side of 0 (denominators)."""
 
     op: str
     shapes: tuple[tuple[int, ...], ...]
     attrs: tuple[tuple[str, Any], ...] = ()
     constant: tuple[bool, ...] = ()
+    one_signed: tuple[bool, ...] = ()
 
     def node(self) -> Node:
         names = tuple(f"in{i}" for i in range(len(self.shapes)))
@@ -86,6 +89,8 @@ CASES = [
       for op in ("ReduceMax", "ReduceMin") for axes, keep in (((1,), 1), ((0, 2), 0), (None, 0), ((), 1))),
     Case("ReduceMax", ((2, 3),), (("axes", ()), ("keepdims", 1), ("noop_with_empty_axes", 1))),
     Case("GlobalMaxPool", ((1, 2, 3, 3),)),
+    *(Case("Div", shapes, one_signed=(False, True)) for shapes in BINARY_SHAPES),
+    Case("Div", ((6,), (2, 6)), constant=(True, False), one_signed=(False, True)),
 ]
 
 
@@ -102,11 +107,21 @@ def _box(shape: tuple[int, ...], gen: torch.Generator) -> tuple[torch.Tensor, to
     return torch.minimum(lo, hi), hi
 
 
+def _one_signed(lo: torch.Tensor, hi: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """The box moved to start 0.05 to 2 away from 0, on a random side, its width kept."""
+    start = 0.05 + 2 * torch.rand(lo.shape, generator=gen, dtype=lo.dtype)
+    flip = torch.rand(lo.shape, generator=gen) < 0.5
+    width = hi - lo
+    return torch.where(flip, -start - width, start), torch.where(flip, -start, start + width)
+
+
 def _inputs(case: Case, gen: torch.Generator) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     los, his = [], []
-    for shape, dyn in zip(case.shapes, case.batched(), strict=True):
+    for i, (shape, dyn) in enumerate(zip(case.shapes, case.batched(), strict=True)):
         if dyn:
             lo, hi = _box(shape, gen)
+            if i < len(case.one_signed) and case.one_signed[i]:
+                lo, hi = _one_signed(lo, hi, gen)
         else:
             lo = hi = torch.randn(shape, generator=gen, dtype=torch.float64)
         los.append(lo)
@@ -238,8 +253,8 @@ def test_infinite_bounds_give_no_nan(case: Case) -> None:
     """Unbounded and huge ends: finite coefficients, bias finite or -inf, finite gradients."""
     gen = torch.Generator().manual_seed(11)
     los, his = _inputs(case, gen)
-    for lo, hi, dyn in zip(los, his, case.batched(), strict=True):
-        if dyn:
+    for i, (lo, hi, dyn) in enumerate(zip(los, his, case.batched(), strict=True)):
+        if dyn and not (i < len(case.one_signed) and case.one_signed[i]):  # denominators: test below
             pick = torch.rand(lo.shape, generator=gen)
             lo[pick < 0.15] = -torch.inf
             hi[(pick > 0.1) & (pick < 0.25)] = torch.inf
@@ -259,6 +274,24 @@ def test_infinite_bounds_give_no_nan(case: Case) -> None:
     assert (gap >= -1e-9 * (1 + scale)).all()
 
 
+def test_a_denominator_touching_zero_or_unbounded_gives_interval_bounds() -> None:
+    """Div: where the denominator's box touches 0 or is unbounded, slope 0 and the interval
+    bound (infinite at a pole, the limit quotient over an unbounded end), never NaN."""
+    case = Case("Div", ((1, 4), (1, 4)))
+    x = torch.tensor([[[1.0, 1.0, -2.0, 3.0]]], dtype=torch.float64)
+    y_lo = torch.tensor([[[0.0, -1.0, 2.0, -torch.inf]]], dtype=torch.float64)
+    y_hi = torch.tensor([[[1.0, 1.0, torch.inf, -1.0]]], dtype=torch.float64)
+    eye = torch.eye(4, dtype=torch.float64).reshape(1, 4, 1, 4)
+    for sign in (1.0, -1.0):
+        moved = MULTI_RELAXATIONS["Div"].backward(case.node(), sign * eye, [x, y_lo], [x, y_hi], [True, True])
+        assert moved is not None
+        assert all((c == 0).all() for c in moved.coefficients.values())
+        lowest = moved.bias[0] if sign > 0 else -moved.bias[0]
+        expected = [-torch.inf, -torch.inf, -1.0, -3.0] if sign > 0 else [torch.inf, torch.inf, 0.0, 0.0]
+        for got, want in zip(lowest.tolist(), expected, strict=True):  # row sums keep -inf as -max
+            assert abs(got) > 1e300 and got * want > 0 if math.isinf(want) else abs(got - want) < 1e-9
+
+
 # ---------------------------------------------------------------------------------------------
 # Through CROWN, against onnxruntime
 
@@ -273,7 +306,8 @@ def _save(nodes: list[onnx.NodeProto], inits: dict[str, np.ndarray], shape: list
 
 
 def two_branch(op: str, const: bool, seed: int, path: Path) -> None:
-    """x (1, 3) -> Gemm, Gemm (or a constant) -> OP -> Gemm (1, 3)."""
+    """x (1, 3) -> Gemm, Gemm (or a constant) -> OP -> Gemm (1, 3); Div's denominator is
+    ``Softplus(Gemm) + 0.5``."""
     rng = np.random.default_rng(seed)
     inits = {"W1": rng.normal(size=(6, 3)) / 2, "b1": rng.normal(size=6) * 0.2,
              "W3": rng.normal(size=(3, 6)) / 2, "b3": rng.normal(size=3) * 0.2}
@@ -283,7 +317,11 @@ def two_branch(op: str, const: bool, seed: int, path: Path) -> None:
     else:
         inits["W2"], inits["b2"] = rng.normal(size=(6, 3)) / 2, rng.normal(size=6) * 0.2
         nodes.append(helper.make_node("Gemm", ["x", "W2", "b2"], ["k"], transB=1))
-    nodes += [helper.make_node(op, ["h1", "k"], ["a"]), helper.make_node("Gemm", ["a", "W3", "b3"], ["y"], transB=1)]
+    if op == "Div":  # a denominator kept above 0.5: Softplus(k) + 0.5
+        inits["half"] = np.array([0.5])
+        nodes += [helper.make_node("Softplus", ["k"], ["ks"]), helper.make_node("Add", ["ks", "half"], ["kd"])]
+    second = "kd" if op == "Div" else "k"
+    nodes += [helper.make_node(op, ["h1", second], ["a"]), helper.make_node("Gemm", ["a", "W3", "b3"], ["y"], transB=1)]
     _save(nodes, inits, [1, 3], path)
 
 
@@ -298,7 +336,7 @@ def pooled(op: str, attrs: dict[str, Any], width: int, seed: int, path: Path) ->
     _save(nodes, inits, [1, 1, 4, 4], path)
 
 
-TWO_BRANCH = {"Mul": ("Mul", False), "Max": ("Max", False), "Max_const": ("Max", True),
+TWO_BRANCH = {"Mul": ("Mul", False), "Div": ("Div", False), "Max": ("Max", False), "Max_const": ("Max", True),
               "Min": ("Min", False), "Min_const": ("Min", True)}
 POOLED: dict[str, tuple[str, dict[str, Any], int]] = {
     "MaxPool_2x2": ("MaxPool", {"kernel_shape": [2, 2], "strides": [2, 2]}, 8),

@@ -11,6 +11,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from verifier.errors import ModelError, UnsupportedOpsError
 from verifier.graph.loader import load_model
+from verifier.ops import REGISTRY
 
 
 def _save(model: onnx.ModelProto, path: Path) -> Path:
@@ -81,10 +82,15 @@ def test_dynamic_shape_input_must_be_constant(tmp_path: Path) -> None:
         load_model(_save(model, tmp_path / "dyn.onnx"))
 
 
-def test_internal_op_names_are_not_accepted_from_files(tmp_path: Path) -> None:
-    model = _mlp(np.eye(2), [("Linear", "fake_linear")])
-    with pytest.raises(UnsupportedOpsError, match="Linear"):
+@pytest.mark.parametrize("op", sorted(name for name, op in REGISTRY.items() if op.internal))
+def test_internal_op_names_are_not_accepted_from_files(tmp_path: Path, op: str) -> None:
+    model = _mlp(np.eye(2), [(op, "fake_op")])
+    with pytest.raises(UnsupportedOpsError, match=op):
         load_model(_save(model, tmp_path / "internal.onnx"))
+
+
+def test_the_internal_ops_include_ours() -> None:
+    assert {"Linear", "Power"} <= {name for name, op in REGISTRY.items() if op.internal}
 
 
 def test_control_flow_is_reported_by_node(tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ def _const(name: str, value: np.ndarray) -> onnx.TensorProto:
 
 def _pytorch_style_model(opset: int) -> onnx.ModelProto:
     """Shape/Gather/Unsqueeze/Concat feeding Reshape, Constant, Cast, Identity, Dropout,
-    Gemm with alpha/beta, MatMul+Add, Conv+BatchNorm, a standalone BatchNorm and Sub."""
+    Gemm with alpha/beta, MatMul+Add, Conv+BatchNorm, a standalone BatchNorm, Sub and Pow."""
     f32 = np.float32
     inits = [
         _const("Wc", RNG.normal(size=(3, 2, 3, 3)).astype(f32)), _const("bc", RNG.normal(size=3).astype(f32)),
@@ -36,6 +36,7 @@ def _pytorch_style_model(opset: int) -> onnx.ModelProto:
         _const("Wm", RNG.normal(size=(8, 4)).astype(f32)), _const("bm", RNG.normal(size=4).astype(f32)),
         _const("mean", RNG.normal(size=(1, 2, 1, 1)).astype(f32)),
         _const("zero", np.array([0], np.int64)), _const("minus1", np.array([-1], np.int64)),
+        _const("two", np.full(8, 2.0, f32)), _const("mixed", np.array([1, 2] * 4, f32)),
     ]
     nodes = [
         helper.make_node("Sub", ["x", "mean"], ["xs"]),
@@ -51,7 +52,9 @@ def _pytorch_style_model(opset: int) -> onnx.ModelProto:
         helper.make_node("Reshape", ["d", "newshape"], ["flat"]),
         helper.make_node("Cast", ["flat"], ["flat32"], to=TensorProto.FLOAT),
         helper.make_node("Gemm", ["flat32", "Wg", "bg"], ["gm"], transB=1, alpha=0.5, beta=2.0),
-        helper.make_node("Relu", ["gm"], ["gr"]),
+        helper.make_node("Relu", ["gm"], ["gr0"]),
+        helper.make_node("Pow", ["gr0", "two"], ["gr1"]),  # one exponent: becomes our Power
+        helper.make_node("Pow", ["gr1", "mixed"], ["gr"]),  # exponents per element: stays Pow
         helper.make_node("MatMul", ["gr", "Wm"], ["mm"]),
         helper.make_node("Add", ["bm", "mm"], ["y"]),
     ]
@@ -71,6 +74,7 @@ def test_folding_and_rewrites_match_onnxruntime(tmp_path: Path, opset: int) -> N
     for gone in ("Shape", "Gather", "Concat", "Identity", "Dropout", "Cast", "Gemm", "MatMul", "Add"):
         assert gone not in ops, ops
     assert ops.count("BatchNormalization") == 1  # the one after Relu cannot be folded
+    assert ops.count("Power") == 1 and ops.count("Pow") == 1
     raw = load_model(path, simplify=False)
     oracle = OnnxOracle(path)
     x = RNG.normal(size=(10, 48)).astype(np.float32)

@@ -82,16 +82,27 @@ def onnx_node(case: Case) -> onnx.NodeProto:
     return helper.make_node(case.op, names, ["out"], name=f"node_{case.op}", **case.attrs)
 
 
+def _oracle_nodes(case: Case) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
+    """The ONNX nodes computing ``case`` and their extra initializers: the case's own node,
+    or for our own ops the ONNX ops they stand for (Power: Pow with a constant exponent)."""
+    if case.op == "Power":
+        exponent = numpy_helper.from_array(np.array(case.attrs["exponent"], np.float32), "exponent")
+        return [helper.make_node("Pow", ["in0", "exponent"], ["out"], name="node_Pow")], [exponent]
+    return [onnx_node(case)], []
+
+
 def build_model(case: Case) -> onnx.ModelProto:
-    """A one-node ONNX model: dynamic inputs as graph inputs, constants as initializers."""
-    inputs, inits = [], []
+    """A one-node ONNX model: dynamic inputs as graph inputs, constants as initializers (our own
+    ops: the ONNX ops they stand for)."""
+    nodes, inits = _oracle_nodes(case)
+    inputs = []
     for i, spec in enumerate(case.inputs):
         if isinstance(spec, Dyn):
             inputs.append(helper.make_tensor_value_info(f"in{i}", _np_to_onnx(spec.dtype), spec.shape))
         elif spec is not None:
             inits.append(numpy_helper.from_array(np.asarray(spec), f"in{i}"))
     output = helper.make_tensor_value_info("out", case.out_type, None)
-    graph = helper.make_graph([onnx_node(case)], "g", inputs, [output], inits)
+    graph = helper.make_graph(nodes, "g", inputs, [output], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", case.opset)])
     model.ir_version = 8
     return model

@@ -64,7 +64,7 @@ def test_lines_without_the_box_dependent_points_are_caught(label: str, case: Cas
     node, _, _ = our_node(case)
     rule = REGISTRY[node.op].relaxation
     assert rule is not None and rule.span is not None
-    lo, hi = _finite_boxes(0, rule)
+    lo, hi = _finite_boxes(0, rule, node)
     least, most = rule.span(node, lo, hi)
     a = least / 3 + most * 2 / 3
     ends_only = dataclasses.replace(curve, boxed=None)

@@ -17,6 +17,7 @@ import torch
 
 from tests.ops.elementwise_helpers import Case, Dyn, our_node
 from tests.ops.test_relax import CASES, boxes, violations
+from verifier.ir import Node
 from verifier.ops.base import REGISTRY
 from verifier.ops.curves import SIGMOID, line_bias
 from verifier.ops.relax import LinearBounds, Relaxation, free_boxes
@@ -32,11 +33,13 @@ def test_the_curves_have_free_slopes() -> None:
         assert relaxation is None or not relaxation.free_slopes
 
 
-def _finite_boxes(seed: int, rule: Relaxation | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def _finite_boxes(seed: int, rule: Relaxation | None = None,
+                  node: Node | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """The test boxes where free slopes apply (:func:`free_boxes`: finite, ``lo < hi``, inside
-    the op's domain)."""
+    the domain of ``node``'s op)."""
     lo, hi = boxes(seed)
-    keep = free_boxes(lo, hi, None if rule is None else rule.domain)[0]
+    domain = None if rule is None else rule.domain
+    keep = free_boxes(node or Node("n", "Identity", ("x",), ("y",)), lo, hi, domain)[0]
     return lo[keep].reshape(1, -1), hi[keep].reshape(1, -1)
 
 
@@ -61,7 +64,7 @@ def test_any_slope_gets_a_valid_line(case: Case) -> None:
     rule = REGISTRY[node.op].relaxation
     assert rule is not None
     for seed in range(2):
-        lo, hi = _finite_boxes(seed, rule)
+        lo, hi = _finite_boxes(seed, rule, node)
         assert lo.numel() > 20
         for a in _slopes(rule, node, lo, hi, seed):
             lines = _lines(rule, node, a, lo, hi)

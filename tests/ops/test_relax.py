@@ -247,12 +247,13 @@ def test_degenerate_boxes_are_exact_constants() -> None:
         out = relax(REGISTRY[node.op], node, x, x)
         assert out is not None
         assert (out.lower_slope == 0).all() and (out.upper_slope == 0).all()
-        if case.op in ("Log", "Sqrt", "Reciprocal"):
-            continue
         y = REGISTRY[case.op].forward(node, [x], [True])[0]
-        assert (out.lower_bias <= y).all() and (out.upper_bias >= y).all()
-        torch.testing.assert_close(out.lower_bias, y, rtol=1e-11, atol=1e-11)
-        torch.testing.assert_close(out.upper_bias, y, rtol=1e-11, atol=1e-11)
+        defined = torch.isfinite(y)  # outside the domain (Log, Sqrt, Power...) the bounds are infinite
+        assert defined.any(), case.id
+        low, high, y = out.lower_bias[defined], out.upper_bias[defined], y[defined]
+        assert (low <= y).all() and (high >= y).all()
+        torch.testing.assert_close(low, y, rtol=1e-11, atol=1e-11)
+        torch.testing.assert_close(high, y, rtol=1e-11, atol=1e-11)
 
 
 def test_an_op_without_a_relaxation_gives_none() -> None:
@@ -311,3 +312,17 @@ def test_one_leak_for_all_gives_the_per_neuron_lines(alpha: float, mode: str) ->
     per_neuron = relax_leaky(lo, hi, torch.full_like(lo, alpha), mode)
     for field in dataclasses.fields(LinearBounds):
         assert torch.equal(getattr(shared, field.name), getattr(per_neuron, field.name)), field.name
+
+
+@pytest.mark.parametrize("p", [0.0, 1.0])
+def test_affine_powers_get_exact_lines(p: float) -> None:
+    """``x ** 0 = 1`` and ``x ** 1 = x`` (our Power op): both lines are the function itself, up
+    to the margin, on boxes of either sign."""
+    node = Node("n", "Power", ("x",), ("y",), attrs={"exponent": p})
+    lo = torch.tensor([[-3.0, -1.0, 0.0, 0.5]], dtype=torch.float64)
+    hi = torch.tensor([[-2.0, 2.0, 1.0, 4.0]], dtype=torch.float64)
+    out = relax(REGISTRY["Power"], node, lo, hi)
+    assert out is not None
+    for slope, bias in ((out.lower_slope, out.lower_bias), (out.upper_slope, out.upper_bias)):
+        torch.testing.assert_close(slope, torch.full_like(lo, p), rtol=0, atol=1e-12)
+        torch.testing.assert_close(bias, torch.full_like(lo, 1.0 - p), rtol=0, atol=1e-9)

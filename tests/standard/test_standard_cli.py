@@ -312,6 +312,7 @@ def test_supports_answers_every_capability(capsys: pytest.CaptureFixture[str]) -
     ops = run(["supports", "--onnx-operators"], capsys)[1]
     assert {"Relu", "Gemm", "Conv", "Constant", "Shape", "Cast float32 float64"} <= set(ops)
     assert {"Equal", "Greater", "Not", "ArgMax", "Where float32 float64"} <= set(ops)  # on input-dependent values
+    assert not {"Linear", "Power"} & set(ops)  # our own ops, not ONNX operators
     assert run(["supports", "--no-such-thing"], capsys)[0] == 2
     assert run(["--name"], capsys)[1][0].startswith("verifier")
     code, out, _ = run(["--version"], capsys)

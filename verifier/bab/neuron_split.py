@@ -313,8 +313,10 @@ class NeuronSplitSearch:
             rule = crown.tgraph.op_of[layer.node].relaxation
             assert rule is not None and rule.span is not None
             lo, hi = crown.bounds[layer.value]
-            _, safe_lo, safe_hi = free_boxes(lo.reshape(domains.size, -1), hi.reshape(domains.size, -1), rule.domain)
-            least, most = rule.span(self.nodes[layer.node], safe_lo, safe_hi)
+            node = self.nodes[layer.node]
+            flat_lo, flat_hi = lo.reshape(domains.size, -1), hi.reshape(domains.size, -1)
+            _, safe_lo, safe_hi = free_boxes(node, flat_lo, flat_hi, rule.domain)
+            least, most = rule.span(node, safe_lo, safe_hi)
             dtype = crown.tgraph.place.dtype
             out[layer.node] = (least.to(dtype).reshape(domains.size, 1, -1, 1),
                                most.to(dtype).reshape(domains.size, 1, -1, 1))
@@ -363,9 +365,9 @@ class NeuronSplitSearch:
         on ``[lo, hi]`` (0 where the interval is not finite with ``lo < hi``)."""
         rule = self.tgraph.op_of[layer.node].relaxation
         assert rule is not None and rule.line is not None
-        free, lo64, hi64 = free_boxes(lo, hi, rule.domain)
-        a_l, a_u = slopes[..., 0].double(), slopes[..., 1].double()
         node = self.nodes[layer.node]
+        free, lo64, hi64 = free_boxes(node, lo, hi, rule.domain)
+        a_l, a_u = slopes[..., 0].double(), slopes[..., 1].double()
         b_l, b_u = rule.line(node, a_l, lo64, hi64, False), rule.line(node, a_u, lo64, hi64, True)
         gap = torch.maximum((a_u - a_l) * lo64 + b_u - b_l, (a_u - a_l) * hi64 + b_u - b_l)
         return torch.where(free, torch.nan_to_num(gap, nan=0.0, posinf=0.0), 0.0).to(lo.dtype)

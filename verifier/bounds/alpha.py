@@ -52,7 +52,7 @@ def _seed(crown: Crown, node: Node, op: Op) -> tuple[Tensor, Bound, Bound]:
         return relaxation.lower_slope.detach().clamp(*span), span[0], span[1]
     rule = op.relaxation
     assert rule is not None and rule.span is not None
-    _, safe_lo, safe_hi = free_boxes(*crown.bounds[node.inputs[0]], rule.domain)
+    _, safe_lo, safe_hi = free_boxes(node, *crown.bounds[node.inputs[0]], rule.domain)
     least, most = rule.span(node, safe_lo, safe_hi)
     both = torch.stack([relaxation.lower_slope.detach(), relaxation.upper_slope.detach()], dim=-1)
     low, high = least.to(both.dtype).unsqueeze(-1).expand_as(both), most.to(both.dtype).unsqueeze(-1).expand_as(both)
@@ -78,7 +78,7 @@ def _optimisable(crown: Crown, node: Node, op: Op) -> bool:
     if op.lower_slope_range(node) is not None:
         return bool(((lo < 0) & (hi > 0)).any())
     rule = op.relaxation
-    return rule is not None and rule.free_slopes and bool(free_boxes(lo, hi, rule.domain)[0].any())
+    return rule is not None and rule.free_slopes and bool(free_boxes(node, lo, hi, rule.domain)[0].any())
 
 
 def _ancestors(crown: Crown, value: str) -> set[str]:

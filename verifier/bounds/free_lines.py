@@ -47,7 +47,7 @@ def free_lines(rule: Relaxation, node: Node, slopes: Tensor, relaxation: LinearB
     upper) with their certified biases; the node's ``relaxation`` where a box is not finite
     with ``l < u`` or a bias is not finite."""
     lo = box[0].unsqueeze(1)
-    free, *safe = free_boxes(lo, box[1].unsqueeze(1), rule.domain)
+    free, *safe = free_boxes(node, lo, box[1].unsqueeze(1), rule.domain)
     out = []
     for side, upper in ((0, False), (1, True)):
         slope = slopes[..., side].to(lo.dtype)

@@ -40,7 +40,6 @@ from verifier.ir import Graph, Node, Shape, ValueInfo, freeze_attrs
 from verifier.ops import REGISTRY, Op
 
 _NO_OP_TYPES = {"Constant"}
-_INTERNAL_OPS = {"Linear"}  # our own normalised ops: never accepted from an ONNX file
 
 
 def check_finite(name: str, value: np.ndarray, users: list[str]) -> None:
@@ -102,7 +101,7 @@ def check_supported(nodes: list[onnx.NodeProto], names: list[str]) -> None:
         key = node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}.{node.op_type}"
         if node.op_type in _NO_OP_TYPES and node.domain in ("", "ai.onnx"):
             continue
-        if key not in REGISTRY or key in _INTERNAL_OPS or node.domain not in ("", "ai.onnx"):
+        if key not in REGISTRY or REGISTRY[key].internal or node.domain not in ("", "ai.onnx"):
             missing.setdefault(key, []).append(name)
     if missing:
         raise UnsupportedOpsError(missing)

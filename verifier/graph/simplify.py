@@ -184,7 +184,26 @@ def _fold_bn_into(graph: Graph, prev: Node, bn: Node, params: list[np.ndarray]) 
     return replace(graph, nodes=tuple(n for n in graph.nodes if n is not bn))
 
 
-RULES: tuple[Rule, ...] = (drop_passthrough, matmul_to_linear, gemm_to_linear, linear_add_bias, fold_batchnorm)
+def pow_to_power(graph: Graph) -> Graph | None:
+    """Pow(x, c) with dynamic x and a constant exponent c whose elements are all equal (and
+    that does not broadcast x to a larger shape) becomes Power(x) with attribute ``exponent``:
+    the same function, computed the same way (one library power per element)."""
+    for node in graph.nodes:
+        if node.op != "Pow" or node.inputs[0] in graph.constants:
+            continue
+        power = graph.constants.get(node.inputs[1])
+        if power is None or power.size == 0 or graph.shapes.get(node.outputs[0]) != graph.shapes[node.inputs[0]]:
+            continue
+        flat = power.reshape(-1).astype(np.float64)
+        if not (np.all(flat == flat[0]) and np.isfinite(flat[0])):
+            continue
+        attrs = freeze_attrs({"exponent": float(flat[0])})
+        return _replace_node(graph, node, Node(node.name, "Power", (node.inputs[0],), node.outputs, attrs), {})
+    return None
+
+
+RULES: tuple[Rule, ...] = (drop_passthrough, matmul_to_linear, gemm_to_linear, linear_add_bias, fold_batchnorm,
+                           pow_to_power)
 
 
 def simplify_graph(graph: Graph, rules: tuple[Rule, ...] = RULES) -> Graph:

@@ -44,11 +44,14 @@ from verifier.ops.multi_relax import (
     Moved,
     MultiRule,
     aligned_bounds,
+    every_position,
     mag,
     reduce_to,
     row_bias,
     safe_div,
 )
+from verifier.ops.power import pow_range
+from verifier.ops.quotient import DIV_RULE
 from verifier.ops.relax import NEGATION, ONE_SIGN
 
 
@@ -154,15 +157,7 @@ def _mul_backward(node: Node, a: Tensor, los: Args, his: Args, batched: Flags) -
     return Moved(coefficients, row_bias(a, lc, uc, scale))
 
 
-def _all_positions(node: Node, los: Args, his: Args, batched: Flags) -> dict[int, Tensor]:
-    out: dict[int, Tensor] = {}
-    for i, (lo, dyn) in enumerate(zip(los, batched, strict=True)):
-        if dyn and lo is not None:
-            out[i] = torch.arange(int(lo[0].numel()), device=lo.device)
-    return out
-
-
-MUL_RULE = MultiRule(_mul_backward, _all_positions)
+MUL_RULE = MultiRule(_mul_backward, every_position)
 """The relaxation of ``x * y`` with both operands dynamic."""
 
 
@@ -222,8 +217,11 @@ class Div(Op):
     """``a / b`` (truncating for integers, as onnxruntime does).
 
     Bounds: the hull of the four corner quotients where the denominator box excludes 0
-    (``a / b`` is then monotone in each argument), ``[-inf, inf]`` where it does not.
+    (``a / b`` is then monotone in each argument), ``[-inf, inf]`` where it does not. A dynamic
+    denominator: linear planes (:mod:`verifier.ops.quotient`).
     """
+
+    multi_relaxation = DIV_RULE
 
     def is_affine(self, node: Node, batched: Flags) -> bool:
         """Affine in ``a`` when the denominator is a constant."""
@@ -286,34 +284,12 @@ class Reciprocal(Op):
         return (2 * unit * magnitude(out[0][0], out[1][0]),)
 
 
-def _pow_constant_exponent(lo: Tensor, hi: Tensor, p: Tensor) -> tuple[Tensor, Tensor]:
-    """Range of ``x ** p`` for ``x`` in ``[lo, hi]`` and a constant exponent ``p`` per element.
-
-    Integer ``p``: odd powers are monotone, even positive powers bottom out at 0, negative
-    powers are unbounded when the box touches 0. Fractional ``p``: monotone on ``x >= 0``;
-    a box reaching below 0 (NaN in onnxruntime, which a later op may turn into a number) gets
-    infinite bounds.
-    """
-    integer = p == torch.round(p)
-    even = integer & (torch.remainder(p, 2) == 0)
-    lo_d = torch.where(integer, lo, lo.clamp(min=0))
-    hi_d = torch.where(integer, hi, hi.clamp(min=0))
-    out_lo, out_hi = hull([torch.pow(lo_d, p), torch.pow(hi_d, p)])
-    inf = torch.full_like(out_lo, math.inf)
-    straddles = (lo < 0) & (hi > 0)
-    touches = (lo <= 0) & (hi >= 0)
-    out_lo = torch.where(even & (p > 0) & straddles, torch.zeros_like(out_lo), out_lo)
-    out_hi = torch.where(integer & (p < 0) & touches, inf, out_hi)
-    out_lo = torch.where(integer & ~even & (p < 0) & touches, -inf, out_lo)
-    outside = ~integer & (lo < 0)
-    return torch.where(outside, -inf, out_lo), torch.where(outside, inf, out_hi)
-
-
 @register("Pow")
 class Pow(Op):
     """``x ** y``; the exponent is usually a constant input (kept as an argument).
 
-    Constant exponent: see :func:`_pow_constant_exponent`. Dynamic exponent: where the base is
+    Constant exponent: see :func:`verifier.ops.power.pow_range` (a constant exponent with
+    all elements equal becomes our op ``Power``, which has a linear relaxation). Dynamic exponent: where the base is
     ``>= 0``, ``x ** y`` is monotone in each argument for the other fixed, so the corners span
     the range; elsewhere the bounds are ``[-inf, inf]``.
     """
@@ -327,7 +303,7 @@ class Pow(Op):
         x_hi, y_hi = _binary(upper, batched)
         y_lo, y_hi = y_lo.to(x_lo.dtype), y_hi.to(x_lo.dtype)
         if not batched[1]:
-            lo, hi = _pow_constant_exponent(x_lo, x_hi, y_lo)
+            lo, hi = pow_range(x_lo, x_hi, y_lo)
             return (lo,), (hi,)
         lo, hi = hull([torch.pow(a, b) for a in (x_lo, x_hi) for b in (y_lo, y_hi)])
         inf = torch.full_like(lo, math.inf)

@@ -98,11 +98,14 @@ class Op:
             is relaxed; the others are exact.
         boolean_output: the outputs are Booleans (comparisons, logic): a Cast of them to a
             float type converts (bool tensors to 0.0/1.0) rather than passing through.
+        internal: our own op, introduced by graph simplification (Linear, Power): never
+            accepted from an ONNX file nor listed among the supported ONNX operators.
     """
 
     static_inputs: ClassVar[dict[int, str]] = {}
     exact: ClassVar[bool] = False
     boolean_output: ClassVar[bool] = False
+    internal: ClassVar[bool] = False
     affinity: ClassVar[Affinity] = Affinity.NONE
     kink_at_zero: ClassVar[bool] = False
     copies_input: ClassVar[bool] = False

@@ -39,7 +39,7 @@ _K = math.sqrt(2 / math.pi)  # the tanh form: u = _K (x + _C x^3)
 _C = 0.044715
 
 
-def _narrow(lo: Tensor, hi: Tensor) -> Tensor:
+def _narrow(node: Node, lo: Tensor, hi: Tensor) -> Tensor:
     return hi - lo <= PERIODIC_WIDTH
 
 

@@ -206,6 +206,7 @@ class Linear(ConstWeightLinear):
     axis) describe extra roundings of the original ONNX computation the loader folded here.
     """
 
+    internal = True
     affinity = Affinity.JOINT
 
     def transpose(self, node: Node, rows: Tensor, constants: Args) -> tuple[Tensor, Tensor] | None:

@@ -162,6 +162,15 @@ def _positions_of_inputs(mask: Tensor, lows: Sequence[Tensor], los: Args, batche
     return out
 
 
+def every_position(node: Node, los: Args, his: Args, batched: Flags) -> dict[int, Tensor]:
+    """A ``refine`` rule: every flat position of every dynamic input (products, quotients)."""
+    out: dict[int, Tensor] = {}
+    for i, (lo, dyn) in enumerate(zip(los, batched, strict=True)):
+        if dyn and lo is not None:
+            out[i] = torch.arange(int(lo[0].numel()), device=lo.device)
+    return out
+
+
 def negated(rule: MultiRule) -> MultiRule:
     """The rule of ``-g(-inputs)`` from the rule of ``g`` (Min from Max, ReduceMin from ReduceMax):
     ``<A, -g(-x)> = <-A, g(-x)> >= <C, -x> + bias``."""

@@ -45,8 +45,9 @@ class LinearBounds:
 Rule = Callable[[Node, Tensor, Tensor, str, Args], LinearBounds]
 """``(node, lower, upper, mode, constants) -> lines`` on safe boxes (finite, ``lower < upper``,
 inside the domain); ``constants`` holds the node's constant inputs (None at the dynamic one)."""
-Domain = Callable[[Tensor, Tensor], Tensor]
-"""``(lower, upper) -> mask`` of the boxes where the rule applies (others get interval bounds)."""
+Domain = Callable[[Node, Tensor, Tensor], Tensor]
+"""``(node, lower, upper) -> mask`` of the boxes where the rule applies (others get interval
+bounds); the node gives domains that depend on an attribute (Power's exponent)."""
 LineRule = Callable[[Node, Tensor, Tensor, Tensor, bool], Tensor]
 """``(node, slope, lower, upper, upper_side) -> bias``: for ANY finite slope ``a`` (broadcast
 with the finite boxes ``lower < upper``), the bias ``b`` that makes ``a x + b`` a valid upper
@@ -77,14 +78,14 @@ class Relaxation:
         return self.line is not None and self.span is not None
 
 
-def free_boxes(lower: Tensor, upper: Tensor, domain: Domain | None = None) -> tuple[Tensor, Tensor, Tensor]:
+def free_boxes(node: Node, lower: Tensor, upper: Tensor, domain: Domain | None = None) -> tuple[Tensor, Tensor, Tensor]:
     """Where free slopes apply (finite boxes with ``lower < upper``, inside the op's
     ``domain`` when it has one: the mask) and float64 stand-ins of the boxes that are the boxes
     there and ``[1, 2]`` elsewhere (inside every domain here), so that a :data:`LineRule` or
     :data:`SlopeSpan` never sees an infinite or empty box, or one outside its domain."""
     mask = torch.isfinite(lower) & torch.isfinite(upper) & (lower < upper)
     if domain is not None:
-        mask &= domain(torch.nan_to_num(lower), torch.nan_to_num(upper))
+        mask &= domain(node, torch.nan_to_num(lower), torch.nan_to_num(upper))
     safe_lo = torch.where(mask, lower, 1.0).to(torch.float64)
     safe_hi = torch.where(mask, upper, 2.0).to(torch.float64)
     return mask, safe_lo, safe_hi
@@ -216,11 +217,11 @@ def relax_prelu(
     return relax_leaky(lower, upper, alpha.expand(*shape).unsqueeze(0).expand_as(lower), mode)
 
 
-def _nonneg(lo: Tensor, hi: Tensor) -> Tensor:
+def _nonneg(node: Node, lo: Tensor, hi: Tensor) -> Tensor:
     return lo >= 0
 
 
-def _one_sign(lo: Tensor, hi: Tensor) -> Tensor:
+def _one_sign(node: Node, lo: Tensor, hi: Tensor) -> Tensor:
     return (lo > 0) | (hi < 0)
 
 
@@ -288,7 +289,7 @@ def relax(op: Op, node: Node, lower: Tensor, upper: Tensor, mode: str = "adaptiv
             return _to_dtype(lines, lo, hi, dtype, padded)
     fallback = ~(torch.isfinite(lo) & torch.isfinite(hi) & (lo < hi))
     if relaxation.domain is not None:
-        fallback |= ~relaxation.domain(lo, hi)
+        fallback |= ~relaxation.domain(node, lo, hi)
     # Safe stand-in boxes where the fallback applies, so the rule never sees inf or NaN.
     safe_lo = torch.where(fallback, torch.ones_like(lo), lo)
     safe_hi = torch.where(fallback, torch.full_like(hi, 2.0), hi)

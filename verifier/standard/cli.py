@@ -61,7 +61,7 @@ def operators() -> list[str]:
     """
     from verifier.ops import REGISTRY
 
-    names = set(REGISTRY) | {"Constant", "Shape", "Size"}
+    names = {name for name, op in REGISTRY.items() if not op.internal} | {"Constant", "Shape", "Size"}
     return [f"{op} float32 float64" if op in _FLOAT_ONLY else op for op in sorted(names)]
 
 
