@@ -3,10 +3,11 @@ relaxation and with the op cut at its interval bounds (what the verifier did bef
 
 Usage:
     python benchmarks/relaxation_gap.py [--networks 5] [--radius 0.1 0.5] [--alpha-iterations 30]
+                                        [--only WORD ...]
 
 Per op: random networks ``x (4) -> Gemm (12) -> OP -> Gemm (12) -> OP -> Gemm (3)`` (OP as
-below; every weight seeded), a box of the given radius around a random centre, 4 random
-objective rows. The gap is ``sampled minimum - certified bound`` (3,000 onnxruntime samples),
+below, Softmax and LogSoftmax over the 12 values; every weight seeded), a box of the given
+radius around a random centre, 4 random objective rows. The gap is ``sampled minimum - certified bound`` (3,000 onnxruntime samples),
 averaged over rows and networks; smaller is tighter, and a negative gap would be a soundness
 bug (the script stops). Methods: ``cut`` (CROWN with the op cut at its intervals), ``crown``,
 ``alpha`` (alpha-CROWN with the op's free slopes, where it has them).
@@ -50,11 +51,19 @@ def _div(src: str, out: str) -> list[onnx.NodeProto]:
             helper.make_node("Div", [src, f"{out}_d"], [out])]
 
 
+def _along_rows(op: str) -> Block:
+    def block(src: str, out: str) -> list[onnx.NodeProto]:
+        return [helper.make_node(op, [src], [out], axis=1)]
+    return block
+
+
 CASES: dict[str, tuple[str, Block]] = {
     "Pow x^2 (Power)": ("Power", _pow("two")),
     "Pow x^3 (Power)": ("Power", _pow("three")),
     "Pow softplus^0.5 (Power)": ("Power", _pow("root", positive=True)),
     "Div x / (softplus + 0.5)": ("Div", _div),
+    "Softmax": ("Softmax", _along_rows("Softmax")),
+    "LogSoftmax": ("LogSoftmax", _along_rows("LogSoftmax")),
 }
 
 
@@ -119,11 +128,14 @@ def main() -> None:
     parser.add_argument("--networks", type=int, default=5)
     parser.add_argument("--radius", type=float, nargs="+", default=[0.1, 0.5])
     parser.add_argument("--alpha-iterations", type=int, default=30)
+    parser.add_argument("--only", nargs="*", default=[], help="rows whose name contains one of these words")
     args = parser.parse_args()
     print("| network | radius | cut (intervals) | CROWN | alpha-CROWN |")
     print("|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         for name, (op_type, block) in CASES.items():
+            if args.only and not any(word in name for word in args.only):
+                continue
             for radius in args.radius:
                 rows: dict[str, list[float]] = {"cut": [], "crown": [], "alpha": []}
                 for seed in range(args.networks):

@@ -91,6 +91,9 @@ CASES = [
     Case("GlobalMaxPool", ((1, 2, 3, 3),)),
     *(Case("Div", shapes, one_signed=(False, True)) for shapes in BINARY_SHAPES),
     Case("Div", ((6,), (2, 6)), constant=(True, False), one_signed=(False, True)),
+    *(Case(op, (shape,), attrs) for op in ("Softmax", "LogSoftmax") for shape, attrs in (
+        ((1, 5), (("axis", -1),)), ((2, 3, 4), (("axis", 1),)), ((3, 4), (("axis", 0),)),
+        ((2, 3, 2), (("axis", 1), ("_opset", 11))), ((1, 1), (("axis", 1),)))),
 ]
 
 
@@ -336,6 +339,17 @@ def pooled(op: str, attrs: dict[str, Any], width: int, seed: int, path: Path) ->
     _save(nodes, inits, [1, 1, 4, 4], path)
 
 
+def normalised(op: str, seed: int, path: Path) -> None:
+    """x (1, 3) -> Gemm (6) -> OP along axis 1 -> Gemm (1, 3)."""
+    rng = np.random.default_rng(seed)
+    inits = {"W1": rng.normal(size=(6, 3)), "b1": rng.normal(size=6) * 0.2,
+             "W3": rng.normal(size=(3, 6)), "b3": rng.normal(size=3) * 0.2}
+    nodes = [helper.make_node("Gemm", ["x", "W1", "b1"], ["h1"], transB=1), helper.make_node(op, ["h1"], ["a"], axis=1),
+             helper.make_node("Gemm", ["a", "W3", "b3"], ["y"], transB=1)]
+    _save(nodes, inits, [1, 3], path)
+
+
+NORMALISED = ("Softmax", "LogSoftmax")
 TWO_BRANCH = {"Mul": ("Mul", False), "Div": ("Div", False), "Max": ("Max", False), "Max_const": ("Max", True),
               "Min": ("Min", False), "Min_const": ("Min", True)}
 POOLED: dict[str, tuple[str, dict[str, Any], int]] = {
@@ -352,6 +366,9 @@ def _network(name: str, path: Path) -> list[int]:
     if name in TWO_BRANCH:
         two_branch(*TWO_BRANCH[name], seed=1, path=path)
         return [1, 3]
+    if name in NORMALISED:
+        normalised(name, seed=1, path=path)
+        return [1, 3]
     pooled(*POOLED[name], seed=1, path=path)
     return [1, 1, 4, 4]
 
@@ -360,7 +377,7 @@ PER_NODE_TIGHT = {"Mul", "MaxPool_2x2", "MaxPool_3x3_pads", "GlobalMaxPool", "Re
 """Networks whose rules concretise to the interval bound per node: never looser than the cut."""
 
 
-@pytest.mark.parametrize("name", sorted([*TWO_BRANCH, *POOLED]))
+@pytest.mark.parametrize("name", sorted([*TWO_BRANCH, *POOLED, *NORMALISED]))
 def test_crown_is_sound_and_tighter_than_the_cut(tmp_path: Path, name: str) -> None:
     path = tmp_path / f"{name}.onnx"
     shape = _network(name, path)

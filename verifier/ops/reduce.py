@@ -1,4 +1,5 @@
-"""Reductions over axes (ReduceSum, ReduceMean, ...), ArgMax/ArgMin, Softmax and LogSoftmax.
+"""Reductions over axes (ReduceSum, ReduceMean, ...) and ArgMax/ArgMin (Softmax and LogSoftmax:
+:mod:`verifier.ops.softmax`).
 
 ONNX axes count from the static shape (without our batch dimension): axis ``a`` (negative
 values normalised by the static rank) is tensor dimension ``a + 1``. ``axes`` is an attribute
@@ -11,8 +12,7 @@ the ONNX reference implementation does.
 Interval rules: Sum, Mean, Max, Min and LogSumExp are non-decreasing in every input (corner
 evaluation, exact); L1, L2 and SumSquare reduce exact bounds of ``|x|`` or ``x**2``; Prod
 multiplies intervals pairwise in a tree (each input used once, so the result is the exact
-range); Softmax and LogSoftmax bound each output by its exact range, which puts that input at
-one end and every other input at the opposite end.
+range).
 """
 
 from __future__ import annotations
@@ -52,14 +52,15 @@ from verifier.ops.multi_relax import negated, window_max_rule
 Dims = tuple[int, ...]
 
 
-def _batched_input(args: Args, batched: Flags) -> Tensor:
+def batched_input(args: Args, batched: Flags) -> Tensor:
+    """The op's first argument with a batch dimension (added to a constant one)."""
     x = args[0]
     if x is None:
         raise ValueError("reduction called without its input")
     return x if batched[0] else x.unsqueeze(0)
 
 
-def _axis(node: Node, axis: int, rank: int) -> int:
+def axis_dim(node: Node, axis: int, rank: int) -> int:
     """Tensor dimension of ONNX ``axis`` for a value of static rank ``rank``."""
     if not -rank <= axis < rank:
         raise ModelError(f"node {node.name}: {node.op} axis {axis} is out of range for rank {rank}")
@@ -75,7 +76,7 @@ def reduce_dims(node: Node, rank: int) -> Dims:
         if node.attr("noop_with_empty_axes", 0):
             return ()
         return tuple(range(1, rank + 1))
-    return tuple(sorted({_axis(node, int(a), rank) for a in axes}))
+    return tuple(sorted({axis_dim(node, int(a), rank) for a in axes}))
 
 
 def _keep(node: Node) -> bool:
@@ -114,13 +115,13 @@ class Reduction(Op):
         raise NotImplementedError
 
     def forward(self, node: Node, args: Args, batched: Flags) -> tuple[Tensor, ...]:
-        x = _batched_input(args, batched)
+        x = batched_input(args, batched)
         return (self.reduce(x, reduce_dims(node, x.dim() - 1), _keep(node)),)
 
     def _setup(
         self, node: Node, lower: Args, upper: Args, batched: Flags
     ) -> tuple[Tensor, Tensor, Dims, bool]:
-        lo, hi = _batched_input(lower, batched), _batched_input(upper, batched)
+        lo, hi = batched_input(lower, batched), batched_input(upper, batched)
         return lo, hi, reduce_dims(node, lo.dim() - 1), _keep(node)
 
 
@@ -324,8 +325,8 @@ class ArgExtreme(Op):
     exact = True
 
     def forward(self, node: Node, args: Args, batched: Flags) -> tuple[Tensor, ...]:
-        x = _batched_input(args, batched)
-        dim = _axis(node, int(node.attrs["axis"]), x.dim() - 1)
+        x = batched_input(args, batched)
+        dim = axis_dim(node, int(node.attrs["axis"]), x.dim() - 1)
         keep = _keep(node)
         pick = torch.argmin if node.op == "ArgMin" else torch.argmax
         if node.attr("select_last_index", 0):
@@ -336,8 +337,8 @@ class ArgExtreme(Op):
         if not batched[0]:
             out = self.forward(node, lower, batched)
             return out, out
-        lo, hi = _batched_input(lower, batched), _batched_input(upper, batched)
-        dim = _axis(node, int(node.attrs["axis"]), lo.dim() - 1)
+        lo, hi = batched_input(lower, batched), batched_input(upper, batched)
+        dim = axis_dim(node, int(node.attrs["axis"]), lo.dim() - 1)
         can = _possible(node, lo.movedim(dim, -1), hi.movedim(dim, -1)).movedim(-1, dim)
         n = lo.shape[dim]
         shape = [1] * lo.dim()
@@ -368,92 +369,3 @@ def _possible(node: Node, lo: Tensor, hi: Tensor) -> Tensor:
     unknown = torch.isnan(gap)  # a NaN bound says nothing: j may beat k
     beats = torch.where(before, gap > 0, torch.where(after, gap >= 0, True)) | unknown
     return beats.all(dim=-1)
-
-
-def _softmax_view(node: Node, x: Tensor) -> tuple[Tensor, int]:
-    """``x`` arranged so that the softmax runs along the returned dimension.
-
-    Opset >= 13: along ``axis``. Older opsets coerce the input to 2-D at ``axis`` (the rows are
-    the dimensions before it, the columns those from it on) and normalise each row.
-    """
-    rank = x.dim() - 1
-    axis = int(node.attrs["axis"])
-    if node.attr("_opset", 13) >= 13:
-        return x, _axis(node, axis, rank)
-    if not -rank <= axis <= rank:
-        raise ModelError(f"node {node.name}: {node.op} axis {axis} is out of range for rank {rank}")
-    dim = axis + rank if axis < 0 else axis
-    return x.reshape(x.shape[0], math.prod(x.shape[1 : dim + 1]), -1), 2
-
-
-def _others_lse(v: Tensor, dim: int) -> Tensor:
-    """For each i, ``log sum_{j != i} exp(v_j)`` along ``dim`` (``-inf`` when there is none).
-
-    ``sum - own term`` is safe except at the largest term, where it could cancel; there the sum
-    is recomputed with that term left out.
-    """
-    top = v.amax(dim, keepdim=True)
-    top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
-    e = torch.exp(v - top)
-    idx = e.argmax(dim, keepdim=True)
-    without_top = e.scatter(dim, idx, 0.0).sum(dim, keepdim=True)
-    is_top = torch.zeros_like(e, dtype=torch.bool).scatter(dim, idx, True)
-    rest = torch.where(is_top, without_top, e.sum(dim, keepdim=True) - e).clamp(min=0)
-    return top + torch.log(rest)
-
-
-@register("Softmax", "LogSoftmax")
-class Softmax(Op):
-    """``exp(x_i) / sum_j exp(x_j)`` and its logarithm, along an axis (see :func:`_softmax_view`).
-
-    Output ``i`` equals ``sigmoid(x_i - log sum_{j != i} exp(x_j))``: increasing in ``x_i`` and
-    decreasing in every other input, so its exact range over a box puts ``x_i`` at one end and
-    the others at the opposite end. LogSoftmax uses ``logsigmoid`` of the same argument.
-    """
-
-    def forward(self, node: Node, args: Args, batched: Flags) -> tuple[Tensor, ...]:
-        x = _batched_input(args, batched)
-        v, dim = _softmax_view(node, x)
-        fn = torch.log_softmax if node.op == "LogSoftmax" else torch.softmax
-        return (fn(v, dim).reshape(x.shape),)
-
-    def interval(self, node: Node, lower: Args, upper: Args, batched: Flags) -> Pair:
-        lo, hi = _batched_input(lower, batched), _batched_input(upper, batched)
-        (v_lo, dim), (v_hi, _) = _softmax_view(node, lo), _softmax_view(node, hi)
-        z_lo = v_lo - _others_lse(v_hi, dim)
-        z_hi = v_hi - _others_lse(v_lo, dim)
-        if node.op == "LogSoftmax":
-            f = torch.nn.functional.logsigmoid
-            out_lo, out_hi = f(z_lo), f(z_hi)
-            floor, ceil = -math.inf, 0.0
-        else:
-            out_lo, out_hi = torch.sigmoid(z_lo), torch.sigmoid(z_hi)
-            floor, ceil = 0.0, 1.0
-        out_lo = torch.where(torch.isnan(out_lo), floor, out_lo).reshape(lo.shape)
-        out_hi = torch.where(torch.isnan(out_hi), ceil, out_hi).reshape(lo.shape)
-        return (out_lo,), (out_hi,)
-
-    def float_range(self, node: Node) -> tuple[float, float] | None:
-        """Softmax's float value lies in ``[0, 1]``: ``e_i = exp(x_i - m) >= 0`` and the sum
-        ``S`` of non-negative floats is at least each of its terms (rounding is monotone), so
-        ``e_i / S`` rounds into ``[0, 1]``; so does ``e_i * fl(1 / S)``, since
-        ``S * fl(1 / S) < 1 + u`` rounds to at most 1. LogSoftmax has no finite floor."""
-        return (0.0, 1.0) if node.op == "Softmax" else None
-
-    def fp_error(
-        self, node: Node, lower: Args, upper: Args, batched: Flags, out: Pair, unit: float
-    ) -> tuple[Tensor | None, ...]:
-        """Error model of ``e_i = exp(x_i - m)``, ``S = sum e_j``, ``e_i / S`` or
-        ``(x_i - m) - log S``: each ``e_j`` has relative error ``2**-16`` plus
-        ``u |x_j - m|`` from the shift (``e_j u |x_j - m| <= u``), so ``S >= 1`` has relative
-        error ``2**-16 + gamma(2n)``; the log and the division add their own."""
-        lo = _batched_input(lower, batched)
-        v, dim = _softmax_view(node, lo)
-        g = gamma(2 * v.shape[dim] + 2, unit)
-        scale = unit / FLOAT32_UNIT
-        mag = magnitude(out[0][0], out[1][0])
-        if node.op == "LogSoftmax":
-            err = scale * (TRANSCENDENTAL_REL * (2 * mag + 2) + TRANSCENDENTAL_ABS) + g * (2 + mag)
-        else:
-            err = scale * (2 * TRANSCENDENTAL_REL * mag + TRANSCENDENTAL_ABS) + g * mag + unit
-        return (err,)

@@ -1,0 +1,229 @@
+"""Softmax and LogSoftmax along an axis: forward, exact range, float error and linear relaxation.
+
+Relaxation (:data:`SOFTMAX_RULE`; every group of inputs normalised together is treated alone).
+Shift each group by ``c``, the largest upper bound in it, so that ``e_j = exp(x_j - c)`` lies in
+``(0, 1]``; ``S = sum_j e_j``. Each ``e_j`` has the lines of Exp on its (slightly widened) box.
+
+- Softmax ``y_i = e_i / S``: the planes of a quotient (:func:`verifier.ops.quotient.div_planes`)
+  over the box of ``(e_i, S)``, each ``e_j`` then replaced by its lower or upper line by the
+  sign of its total coefficient.
+- LogSoftmax ``y_i = x_i - LSE(x)``, ``LSE = c + log S`` convex: below ``y_i`` it uses
+  ``LSE <= c + log w(x) <= c + log w0 + (w(x) - w0) / w0`` (``w`` the sum of the upper lines of
+  the ``e_j``, ``log`` below its tangent at ``w0 = w(centre)``); above, the tangent plane of
+  ``LSE`` at the box centre.
+
+Everything is computed in float64; the bias gives up ``1e-12`` of the magnitudes involved for
+its own rounding and the rounding of the coefficients to the traversal's dtype. Groups with an
+unbounded or huge box (and Softmax groups whose ``S`` box reaches 0 by underflow) use the exact
+range (slope 0), as the interval cut would.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from verifier.errors import ModelError
+from verifier.ir import Node
+from verifier.ops.activation import FLOAT32_UNIT, TRANSCENDENTAL_ABS, TRANSCENDENTAL_REL
+from verifier.ops.base import REGISTRY, Args, Flags, Op, Pair, gamma, magnitude, register
+from verifier.ops.multi_relax import LARGE, Moved, MultiRule, every_position
+from verifier.ops.quotient import div_planes
+from verifier.ops.reduce import axis_dim, batched_input
+from verifier.ops.relax import relax
+
+
+def softmax_view(node: Node, x: Tensor) -> tuple[Tensor, int]:
+    """``x`` arranged so that the softmax runs along the returned dimension.
+
+    Opset >= 13: along ``axis``. Older opsets coerce the input to 2-D at ``axis`` (the rows are
+    the dimensions before it, the columns those from it on) and normalise each row.
+    """
+    rank = x.dim() - 1
+    axis = int(node.attrs["axis"])
+    if node.attr("_opset", 13) >= 13:
+        return x, axis_dim(node, axis, rank)
+    if not -rank <= axis <= rank:
+        raise ModelError(f"node {node.name}: {node.op} axis {axis} is out of range for rank {rank}")
+    dim = axis + rank if axis < 0 else axis
+    return x.reshape(x.shape[0], math.prod(x.shape[1 : dim + 1]), -1), 2
+
+
+def _others_lse(v: Tensor, dim: int) -> Tensor:
+    """For each i, ``log sum_{j != i} exp(v_j)`` along ``dim`` (``-inf`` when there is none).
+
+    ``sum - own term`` is safe except at the largest term, where it could cancel; there the sum
+    is recomputed with that term left out.
+    """
+    top = v.amax(dim, keepdim=True)
+    top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
+    e = torch.exp(v - top)
+    idx = e.argmax(dim, keepdim=True)
+    without_top = e.scatter(dim, idx, 0.0).sum(dim, keepdim=True)
+    is_top = torch.zeros_like(e, dtype=torch.bool).scatter(dim, idx, True)
+    rest = torch.where(is_top, without_top, e.sum(dim, keepdim=True) - e).clamp(min=0)
+    return top + torch.log(rest)
+
+
+EXP_NODE = Node("softmax_exp", "Exp", ("t",), ("e",))
+UNIT64 = 2.0**-53
+SLACK = 1e-12
+"""Relative allowance of the float64 evaluation (module docstring)."""
+
+
+def _grouped(node: Node, a: Tensor) -> tuple[Tensor, int]:
+    """``A (N, R, *shape)`` in the softmax view, R kept: ``(N, R, ...)`` and the group dim."""
+    v, dim = softmax_view(node, a.reshape(a.shape[0] * a.shape[1], *a.shape[2:]))
+    return v.reshape(a.shape[0], a.shape[1], *v.shape[1:]), dim + 1
+
+
+def _exp_lines(lo: Tensor, hi: Tensor, c: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Lines of ``e = exp(x - c)`` in ``x`` (lower slope, bias, upper slope, bias) valid on a box
+    widened past the rounding of ``x - c``, and certified enclosures ``[El, Eu]`` of ``e``."""
+    t_lo, t_hi = lo - c, hi - c
+    t_lo, t_hi = t_lo - SLACK * (1 + t_lo.abs()), t_hi + SLACK * (1 + t_hi.abs())
+    lines = relax(REGISTRY["Exp"], EXP_NODE, t_lo, t_hi)
+    assert lines is not None
+    to_x = (lines.lower_slope, lines.lower_bias - lines.lower_slope * c,
+            lines.upper_slope, lines.upper_bias - lines.upper_slope * c)
+    return (*to_x, torch.exp(t_lo) * (1 - 1e-15), torch.exp(t_hi) * (1 + 1e-15))
+
+
+def _softmax_fold(a: Tensor, dim: int, lo: Tensor, hi: Tensor, c: Tensor,
+                  ok: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Coefficients on ``x``, bias, its magnitude (for the allowance) and where the planes apply,
+    for ``<A, e / S>`` (``a`` in the view ``(N, R, ...)``, group dim ``dim``)."""
+    al, bl, au, bu, e_lo, e_hi = _exp_lines(lo, hi, c)
+    n = lo.shape[dim - 1]
+    s_lo = e_lo.sum(dim - 1, keepdim=True) * (1 - gamma(n + 2, UNIT64))
+    s_hi = e_hi.sum(dim - 1, keepdim=True) * (1 + gamma(n + 2, UNIT64))
+    low, high, planar = div_planes((e_lo, e_hi, s_lo.expand_as(e_lo), s_hi.expand_as(e_lo)), torch.float64)
+    ok = ok & planar
+    lcx, lcy, ucx, ucy = (torch.where(ok, t, 0.0).unsqueeze(1) for t in (low[0], low[1], high[0], high[1]))
+    pos, neg = a.clamp(min=0), a.clamp(max=0)
+    k = pos * lcx + neg * ucx + (pos * lcy + neg * ucy).sum(dim, keepdim=True)
+    kp, kn = k.clamp(min=0), k.clamp(max=0)
+    coef = kp * al.unsqueeze(1) + kn * au.unsqueeze(1)
+    lb, ub = (torch.where(ok, t, 0.0).unsqueeze(1) for t in (low[2], high[2]))
+    terms = pos * lb + neg * ub + kp * bl.unsqueeze(1) + kn * bu.unsqueeze(1)
+    size = a.abs() * (lb.abs() + ub.abs()) + k.abs() * (bl.abs() + bu.abs()).unsqueeze(1)
+    return coef, terms.flatten(2).sum(2), size.flatten(2).sum(2), ok
+
+
+def _lse_fold(a: Tensor, dim: int, lo: Tensor, hi: Tensor, c: Tensor,
+              ok: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """As :func:`_softmax_fold` for ``<A, x - LSE(x)>``."""
+    _, _, au, bu, _, _ = _exp_lines(lo, hi, c)
+    mid = lo / 2 + hi / 2
+    w0 = (au * mid + bu).sum(dim - 1, keepdim=True)  # > 0: at least S(mid)
+    u_slope, u_bias = au / w0, (c + torch.log(w0) - 1) / lo.shape[dim - 1] + bu / w0  # LSE <= sum(u x + u0)
+    p = torch.softmax(mid, dim - 1)
+    lse = torch.logsumexp(mid, dim - 1, keepdim=True)
+    g_bias = lse / lo.shape[dim - 1] - p * mid  # LSE >= sum(p x + g0)
+    pos, neg = a.clamp(min=0), a.clamp(max=0)
+    up, down = pos.sum(dim, keepdim=True), neg.sum(dim, keepdim=True)
+    coef = a - up * u_slope.unsqueeze(1) - down * p.unsqueeze(1)
+    terms = -up * u_bias.unsqueeze(1) - down * g_bias.unsqueeze(1)
+    width = hi - lo  # p's own rounding moves the tangent by ~1e-16 * width
+    size = up.abs() * (u_bias.abs() + (u_slope * c).abs()).unsqueeze(1) \
+        + down.abs() * (g_bias.abs() + width + 1).unsqueeze(1) + a.abs()
+    mine = ok.unsqueeze(1)
+    coef, terms, size = (torch.where(mine, t, 0.0) for t in (coef, terms, size.expand_as(terms)))
+    return coef, terms.flatten(2).sum(2), size.flatten(2).sum(2), ok
+
+
+def _softmax_backward(node: Node, a: Tensor, los: Args, his: Args, batched: Flags) -> Moved | None:
+    """``<A, softmax(x)>`` (or LogSoftmax) below by the planes of the module docstring."""
+    if not batched[0] or los[0] is None or his[0] is None:
+        return None
+    lo, hi = (softmax_view(node, t.double())[0] for t in (los[0], his[0]))
+    grouped, dim = _grouped(node, a.double())
+    fine = torch.isfinite(lo) & torch.isfinite(hi) & (lo.abs() <= LARGE) & (hi.abs() <= LARGE)
+    ok = fine.all(dim - 1, keepdim=True).expand_as(lo)
+    lo, hi = torch.where(ok, lo, 0.0), torch.where(ok, hi, 1.0)
+    c = hi.amax(dim - 1, keepdim=True)
+    fold = _lse_fold if node.op == "LogSoftmax" else _softmax_fold
+    coef, bias, size, ok = fold(grouped, dim, lo, hi, c, ok)
+    with torch.no_grad():  # the exact range, for the groups without planes
+        (y_lo,), (y_hi,) = REGISTRY[node.op].interval(node, [los[0].double()], [his[0].double()], [True])
+    y_lo, y_hi = (softmax_view(node, t)[0].unsqueeze(1) for t in (y_lo, y_hi))
+    rest = ~ok.unsqueeze(1) & (grouped != 0)  # these elements: the exact range, slope 0
+    end = torch.where(grouped > 0, y_lo, y_hi)
+    cut = torch.where(rest & torch.isfinite(end), grouped * torch.where(torch.isfinite(end), end, 0.0), 0.0)
+    bias = bias + cut.flatten(2).sum(2)
+    bias = torch.where((rest & ~torch.isfinite(end)).flatten(2).any(2), -math.inf, bias)
+    mags = torch.maximum(lo.abs(), hi.abs()).unsqueeze(1)
+    rounded = coef.to(a.dtype)
+    slack = SLACK * (1 + size + (coef.abs() * mags).flatten(2).sum(2)) \
+        + ((coef - rounded.double()).abs() * mags).flatten(2).sum(2)
+    bias = bias - slack
+    if a.dtype != torch.float64:
+        bias = bias - 2 * torch.finfo(a.dtype).eps * (bias.abs() + 1)
+    shape = los[0].shape[1:]
+    return Moved({0: rounded.reshape(*a.shape[:2], *shape)}, bias.to(a.dtype))
+
+
+SOFTMAX_RULE = MultiRule(_softmax_backward, every_position)
+"""The relaxation of Softmax and LogSoftmax (module docstring)."""
+
+
+@register("Softmax", "LogSoftmax")
+class Softmax(Op):
+    """``exp(x_i) / sum_j exp(x_j)`` and its logarithm, along an axis (see :func:`_softmax_view`).
+
+    Output ``i`` equals ``sigmoid(x_i - log sum_{j != i} exp(x_j))``: increasing in ``x_i`` and
+    decreasing in every other input, so its exact range over a box puts ``x_i`` at one end and
+    the others at the opposite end. LogSoftmax uses ``logsigmoid`` of the same argument. Linear
+    relaxation: :data:`SOFTMAX_RULE`.
+    """
+
+    multi_relaxation = SOFTMAX_RULE
+
+    def forward(self, node: Node, args: Args, batched: Flags) -> tuple[Tensor, ...]:
+        x = batched_input(args, batched)
+        v, dim = softmax_view(node, x)
+        fn = torch.log_softmax if node.op == "LogSoftmax" else torch.softmax
+        return (fn(v, dim).reshape(x.shape),)
+
+    def interval(self, node: Node, lower: Args, upper: Args, batched: Flags) -> Pair:
+        lo, hi = batched_input(lower, batched), batched_input(upper, batched)
+        (v_lo, dim), (v_hi, _) = softmax_view(node, lo), softmax_view(node, hi)
+        z_lo = v_lo - _others_lse(v_hi, dim)
+        z_hi = v_hi - _others_lse(v_lo, dim)
+        if node.op == "LogSoftmax":
+            f = torch.nn.functional.logsigmoid
+            out_lo, out_hi = f(z_lo), f(z_hi)
+            floor, ceil = -math.inf, 0.0
+        else:
+            out_lo, out_hi = torch.sigmoid(z_lo), torch.sigmoid(z_hi)
+            floor, ceil = 0.0, 1.0
+        out_lo = torch.where(torch.isnan(out_lo), floor, out_lo).reshape(lo.shape)
+        out_hi = torch.where(torch.isnan(out_hi), ceil, out_hi).reshape(lo.shape)
+        return (out_lo,), (out_hi,)
+
+    def float_range(self, node: Node) -> tuple[float, float] | None:
+        """Softmax's float value lies in ``[0, 1]``: ``e_i = exp(x_i - m) >= 0`` and the sum
+        ``S`` of non-negative floats is at least each of its terms (rounding is monotone), so
+        ``e_i / S`` rounds into ``[0, 1]``; so does ``e_i * fl(1 / S)``, since
+        ``S * fl(1 / S) < 1 + u`` rounds to at most 1. LogSoftmax has no finite floor."""
+        return (0.0, 1.0) if node.op == "Softmax" else None
+
+    def fp_error(
+        self, node: Node, lower: Args, upper: Args, batched: Flags, out: Pair, unit: float
+    ) -> tuple[Tensor | None, ...]:
+        """Error model of ``e_i = exp(x_i - m)``, ``S = sum e_j``, ``e_i / S`` or
+        ``(x_i - m) - log S``: each ``e_j`` has relative error ``2**-16`` plus
+        ``u |x_j - m|`` from the shift (``e_j u |x_j - m| <= u``), so ``S >= 1`` has relative
+        error ``2**-16 + gamma(2n)``; the log and the division add their own."""
+        lo = batched_input(lower, batched)
+        v, dim = softmax_view(node, lo)
+        g = gamma(2 * v.shape[dim] + 2, unit)
+        scale = unit / FLOAT32_UNIT
+        mag = magnitude(out[0][0], out[1][0])
+        if node.op == "LogSoftmax":
+            err = scale * (TRANSCENDENTAL_REL * (2 * mag + 2) + TRANSCENDENTAL_ABS) + g * (2 + mag)
+        else:
+            err = scale * (2 * TRANSCENDENTAL_REL * mag + TRANSCENDENTAL_ABS) + g * mag + unit
+        return (err,)
