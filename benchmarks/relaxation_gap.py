@@ -7,10 +7,11 @@ Usage:
 
 Per op: random networks ``x (4) -> Gemm (12) -> OP -> Gemm (12) -> OP -> Gemm (3)`` (OP as
 below, Softmax and LogSoftmax over the 12 values; every weight seeded), a box of the given
-radius around a random centre, 4 random objective rows. The gap is ``sampled minimum - certified bound`` (3,000 onnxruntime samples),
-averaged over rows and networks; smaller is tighter, and a negative gap would be a soundness
-bug (the script stops). Methods: ``cut`` (CROWN with the op cut at its intervals), ``crown``,
-``alpha`` (alpha-CROWN with the op's free slopes, where it has them).
+radius around a random centre, 4 random objective rows. The gap is ``sampled minimum -
+certified bound`` (3,000 onnxruntime samples), averaged over rows and networks; smaller is
+tighter, and a negative gap would be a soundness bug (the script stops). Methods: ``cut``
+(CROWN with the op cut at its intervals), ``crown``, ``alpha`` (alpha-CROWN with the op's free
+slopes, where it has them).
 """
 
 from __future__ import annotations
