@@ -91,9 +91,10 @@ def _crown(path: Path, region: Region) -> tuple[Crown, TorchGraph, TorchGraph]:
     return Crown(bounds, [lo], [hi]), bounds, TorchGraph(graph, "cpu", torch.float32)
 
 
-def _verdicts(path: Path, region: Region, config: InputSplitConfig | None = None) -> dict[str, str]:
-    """Verdict of each complete method (``config``: the branch and bound's options); every sat
-    is confirmed by onnxruntime here."""
+def _verdicts(path: Path, region: Region, config: InputSplitConfig | None = None,
+              search_seconds: float = 20.0) -> dict[str, str]:
+    """Verdict of each complete method (``config``: the branch and bound's options; each search
+    gets ``search_seconds``, each exact engine 20 s); every sat is confirmed by onnxruntime here."""
     oracle = OnnxOracle(path)
     crown, bounds, attack = _crown(path, region)
     verdicts: dict[str, str] = {}
@@ -107,10 +108,10 @@ def _verdicts(path: Path, region: Region, config: InputSplitConfig | None = None
     else:
         assert proof.crown is not None
         outcome = input_split_search(bounds, attack, region, proof.open, proof.lower, proof.upper, confirm,
-                                     Deadline.after(20), config or InputSplitConfig(pgd_every=0))
+                                     Deadline.after(search_seconds), config or InputSplitConfig(pgd_every=0))
         verdicts["bab"] = outcome.status
-        relu = relu_split_search(bounds, attack, region, proof.open, proof.crown, confirm, Deadline.after(20),
-                                 ReluSplitConfig(pgd_every=0))
+        relu = relu_split_search(bounds, attack, region, proof.open, proof.crown, confirm,
+                                 Deadline.after(search_seconds), ReluSplitConfig(pgd_every=0))
         verdicts["bab_relu"] = relu.status
     for name, result in (("milp", milp_check(crown.table, region.clauses, MilpConfig(time_limit=20))),
                          ("smt", smt_check(crown.table, region.clauses, SmtConfig(time_limit=20)))):

@@ -20,7 +20,7 @@ from tests.sdp.nets import Tiny, milp_minimum, tiny_net
 from verifier.bounds.objective import crown_rows
 from verifier.deadline import Deadline
 from verifier.exact import MilpConfig, RowMinimum, encode, milp_row_minimum
-from verifier.exact.milp import _Milp
+from verifier.exact.milp import MilpProgram
 
 SEEDS = (0, 2, 5)
 SAMPLES = 20_000
@@ -99,7 +99,7 @@ def test_solver_time_limit_gives_the_dual_bound_or_nothing(tmp_path: Path) -> No
     c, d = tiny.clause.C[0].astype(np.float64), float(tiny.clause.d[0])
     oracle = milp_minimum(tiny.network, tiny.lower, tiny.upper, c, d)
     for relax in (False, True):
-        model = _Milp(encode(tiny.crown.table), MilpConfig(), relax)
+        model = MilpProgram(encode(tiny.crown.table), MilpConfig(), relax)
         lower, _, status = model.minimum(0.0, model.set_row_objective(c, d))
         assert status == "time_limit"
         assert lower == -math.inf if relax else lower <= oracle + 1e-6

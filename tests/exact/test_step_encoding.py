@@ -60,15 +60,15 @@ def test_a_sign_without_its_zero_level_is_caught(tmp_path: Path, monkeypatch: py
     """A plausible bug, Sign encoded as a two-level (+-1) step: on network 1 every
     counterexample needs a neuron whose float input is exactly 0 (Sign 0); the MILP then
     answers ``unsat`` where input splitting's counterexample is confirmed by onnxruntime."""
-    original = milp._Milp.step
+    original = milp.MilpProgram.step
 
-    def two_levels(self: milp._Milp, rel: milp.StepRow) -> None:
+    def two_levels(self: milp.MilpProgram, rel: milp.StepRow) -> None:
         original(self, rel)
         names = self.problem.variablesDict()
         p, q = names[f"z{self.binaries - 2}"], names[f"z{self.binaries - 1}"]
         self.add(pulp.LpAffineExpression([(p, 1.0), (q, 1.0)]) >= 1)
 
-    monkeypatch.setattr(milp._Milp, "step", two_levels)
+    monkeypatch.setattr(milp.MilpProgram, "step", two_levels)
     assert any(not _consistent(verdicts, values) for verdicts, values in _runs(tmp_path, range(1, 2)))
 
 

@@ -9,7 +9,8 @@ spec row (exactly or over the LP relaxation) for comparison tables; its figures 
 
 from verifier.exact.check import exact_check
 from verifier.exact.encoding import ExactOutcome, ExactUnsupported, encode
-from verifier.exact.milp import MilpConfig, RowMinimum, milp_check, milp_row_minimum
+from verifier.exact.milp import MilpConfig, milp_check
+from verifier.exact.milp_rows import RowMinimum, milp_row_minimum
 from verifier.exact.smt import SmtConfig, smt_check
 
 __all__ = ["ExactOutcome", "ExactUnsupported", "MilpConfig", "RowMinimum", "SmtConfig", "encode", "exact_check",

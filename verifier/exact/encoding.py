@@ -22,6 +22,9 @@ and chains of affine ops cost nothing.
   :class:`StepRow` relations: the output element is the level of the side of 0 its input's
   float value lies on, read off the input's expression widened by its band (within the band
   of 0 every level is allowed); an element whose CROWN bounds fix the side is a constant.
+- Ops with integer offsets (:meth:`verifier.ops.base.Op.integer_offsets`: Floor, Ceil, Round)
+  become :class:`IntegerRow` relations: an integer within the offsets of the input's
+  expression widened by its band; an element whose bounds fix the output is a constant.
 - Any other op raises :class:`ExactUnsupported` naming the node and the op.
 
 Soundness contract (what makes an infeasible program a proof for the float32 model): every
@@ -66,6 +69,7 @@ from verifier.exact.program import (
     Encoding,
     ExactOutcome,
     ExactUnsupported,
+    IntegerRow,
     MaxRow,
     StepRow,
     gather,
@@ -78,7 +82,8 @@ from verifier.ops.base import Op, gamma
 from verifier.ops.max_form import MaxForm, MaxShape, Stage
 
 __all__ = ["MATRIX_SLACK", "MAX_DENSE_ENTRIES", "PRUNE_SLACK", "TERM_SLACK", "UPWARD", "Affine", "Encoding",
-           "ExactOutcome", "ExactUnsupported", "MaxRow", "StepRow", "encode", "gather", "stack"]
+           "ExactOutcome", "ExactUnsupported", "IntegerRow", "MaxRow", "StepRow", "encode", "gather",
+           "stack"]
 
 MATRIX_SLACK = 2.0**-45
 """Relative error allowed for the float64 matrix and offset of an affine op (point 3 above)."""
@@ -180,9 +185,14 @@ class _Encoder:
             return
         constants = [None if not name or dyn else self.graph.constants.get(name)
                      for name, dyn in zip(node.inputs, batched, strict=True)]
-        levels = op.step_levels(node)
-        if levels is not None:
-            self.step(node, batched, levels)
+        levels, offsets = op.step_levels(node), op.integer_offsets(node)
+        if levels is not None or offsets is not None:
+            if not batched or not batched[0] or any(batched[1:]):
+                raise self.unsupported(node, "needs one dynamic input")
+            if levels is not None:
+                self.step(node, levels)
+            elif offsets is not None:
+                self.integer(node, offsets)
             return
         form = op.max_form(node, constants)
         if form is None:
@@ -243,13 +253,30 @@ class _Encoder:
         return np.concatenate(blocks, axis=1), offset
 
     # ---------------------------------------------------------------- steps
-    def step(self, node: Node, batched: list[bool], levels: tuple[float, float, float]) -> None:
+    def integer(self, node: Node, offsets: tuple[float, float]) -> None:
+        """An elementwise rounding to integers (:meth:`verifier.ops.base.Op.integer_offsets`): an
+        element whose bounds fix the output is that constant; every other one is a new variable
+        (bounded by the output's bounds) tied to its input by an :class:`IntegerRow` (exact op)."""
+        expr, (lo, hi) = self.values[node.inputs[0]], self.bounds(node.outputs[0])
+        parts = []
+        for j in range(expr.size):
+            if lo[j] == hi[j]:
+                parts.append(Affine(np.zeros(0, dtype=np.int64), np.zeros((1, 0)), np.array([lo[j]]), np.zeros(1)))
+                continue
+            x = gather(expr, np.array([j]))
+            band = float(x.bands[0])
+            if not all(math.isfinite(v) for v in (band, lo[j], hi[j])):
+                raise self.unsupported(node, f"element {j} is unbounded: no integer range for it")
+            var = int(self.enc.new_vars(np.array([lo[j]]), np.array([hi[j]]), node.outputs[0], j)[0])
+            self.enc.integers.append(IntegerRow(var, x.vars, x.coefs[0], float(x.consts[0]), band, offsets, node.name))
+            parts.append(Affine(np.array([var]), np.ones((1, 1)), np.zeros(1), np.zeros(1)))
+        self.values[node.outputs[0]] = stack(parts, self.max_entries)
+
+    def step(self, node: Node, levels: tuple[float, float, float]) -> None:
         """An elementwise step at 0 (:meth:`verifier.ops.base.Op.step_levels`): an element whose
         CROWN bounds keep its input on one side of 0 is that side's level; every other one is
         a new variable tied to its input's expression by a :class:`StepRow` (the op is exact:
         no float error of its own)."""
-        if not batched or not batched[0] or any(batched[1:]):
-            raise self.unsupported(node, "needs one dynamic input")
         name = node.inputs[0]
         expr, (lo, hi) = self.values[name], self.bounds(name)
         below, at, above = levels
@@ -451,9 +478,11 @@ def _stage_bounds(sign: np.ndarray, terms: list[_Terms]) -> tuple[np.ndarray, np
 
 
 def _max_form_ops() -> list[str]:
-    """The registered op types that declare a :class:`MaxForm` or step levels (for error messages)."""
+    """The registered op types that declare a :class:`MaxForm`, step levels or integer offsets
+    (for error messages)."""
     return sorted(name for name, op in REGISTRY.items()
-                  if type(op).max_form is not Op.max_form or type(op).step_levels is not Op.step_levels)
+                  if type(op).max_form is not Op.max_form or type(op).step_levels is not Op.step_levels
+                  or type(op).integer_offsets is not Op.integer_offsets)
 
 
 def _finite_or(value: float, replacement: float) -> float:

@@ -33,10 +33,9 @@ The soundness of ``unsat`` thus rests on the encoding (see its docstring) and on
 infeasibility claim being right up to its tolerances; the engine is cross-checked against the
 exact-arithmetic SMT engine and sampling in the tests.
 
-:func:`milp_row_minimum` reuses the same program with one spec row as the objective (instead of
-``t`` and the clause rows), optionally with every binary relaxed to ``[0, 1]`` (the LP
-relaxation), and reports the solver's dual bound or LP optimum: figures for comparison tables,
-NOT certified and never used to claim ``unsat``.
+:func:`verifier.exact.milp_rows.milp_row_minimum` reuses the same program
+(:class:`MilpProgram`) with one spec row as the objective: figures for comparison tables, NOT
+certified and never used to claim ``unsat``.
 """
 
 from __future__ import annotations
@@ -49,7 +48,6 @@ import sys
 import time
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -58,7 +56,7 @@ import pulp
 from verifier.bounds.table import BoundTable
 from verifier.config import MilpConfig, MilpSolver
 from verifier.deadline import Deadline
-from verifier.exact.encoding import Encoding, ExactOutcome, ExactUnsupported, MaxRow, StepRow, encode
+from verifier.exact.encoding import Encoding, ExactOutcome, ExactUnsupported, IntegerRow, MaxRow, StepRow, encode
 from verifier.result import Status
 from verifier.spec.types import Clause
 
@@ -109,7 +107,7 @@ def milp_check(table: BoundTable, clauses: Sequence[Clause], config: MilpConfig,
     if limit.expired():
         return ExactOutcome(Status.UNKNOWN, None, {"reason": "deadline"})
     enc = encode(table, keep=tuple(signs or ()))
-    model = _Milp(enc, config)
+    model = MilpProgram(enc, config)
     for name, sign in (signs or {}).items():
         model.add_signs(name, np.asarray(sign))
     if not model.add_clauses(clauses):
@@ -118,8 +116,9 @@ def milp_check(table: BoundTable, clauses: Sequence[Clause], config: MilpConfig,
     if limit.expired():
         return ExactOutcome(Status.UNKNOWN, None, model.stats("deadline", time.monotonic() - start, 0.0))
     outcome = model.solve(limit.remaining(), start)
-    if outcome.status is Status.SAT and enc.steps and not limit.expired():  # a float32 candidate (see _Milp)
-        strict = _Milp(enc, config, strict=True)
+    candidates = enc.steps or enc.integers  # a float32 candidate (see MilpProgram)
+    if outcome.status is Status.SAT and candidates and not limit.expired():
+        strict = MilpProgram(enc, config, strict=True)
         for name, sign in (signs or {}).items():
             strict.add_signs(name, np.asarray(sign))
         better = strict.solve(limit.remaining(), time.monotonic()) if strict.add_clauses(clauses) else None
@@ -128,93 +127,7 @@ def milp_check(table: BoundTable, clauses: Sequence[Clause], config: MilpConfig,
     return outcome
 
 
-@dataclass(frozen=True)
-class RowMinimum:
-    """The minimum of one spec row over the encoding, as found by :func:`milp_row_minimum`.
-
-    NOT certified: the figures rest on the solver's floating-point tolerances (see
-    :func:`milp_row_minimum`); they are for comparison tables only.
-
-    Attributes:
-        lower: a lower bound of the row: the solver's dual bound (MILP) or the LP optimum
-            (``relax``); ``-inf`` when the solve did not give one, ``inf`` when the solver
-            claims the program infeasible (which a correct encoding never is).
-        value: the objective at the best feasible point found (the LP optimum with ``relax``),
-            None if none was found.
-        status: the solver's status, short and snake case (``"optimal"``, ``"time_limit"``,
-            ``"infeasible"``, ...), or ``"deadline"`` (nothing was built: the time had run
-            out) or ``"infinite_band"`` (an output the row uses has no float-error bound).
-        seconds: wall-clock time of the whole call (encoding included).
-        binaries: binaries of the MILP (relaxed to ``[0, 1]`` with ``relax``); 0 when nothing
-            was built.
-    """
-
-    lower: float
-    value: float | None
-    status: str
-    seconds: float
-    binaries: int
-
-
-def milp_row_minimum(table: BoundTable, c: np.ndarray, d: float, config: MilpConfig,
-                     deadline: Deadline | None = None, relax: bool = False) -> RowMinimum:
-    """Minimises one spec row ``c @ y - d`` over the encoding of ``table``'s box, exactly (MILP)
-    or over the LP relaxation (``relax``), for tables that compare bounds.
-
-    The objective is ``c @ (E v + e) - d - |c| @ band`` on the outputs' expression ``E v + e``
-    and float band of :func:`~verifier.exact.encoding.encode`, so at the program point of every
-    float execution on the box it is at most the execution's row: the minimum is a lower
-    bound of the row over the float model. With ``relax`` every binary of the big-M program
-    becomes a continuous variable in ``[0, 1]``: the standard LP relaxation with CROWN's
-    intermediate bounds (for ReLU, the triangle relaxation up to the big-M constants' relative
-    ``1e-9`` widening; for maxima of more terms, the weaker big-M relaxation).
-
-    These figures are NOT certified: the dual bound and the LP optimum are the solver's
-    floating-point answers, right only up to its tolerances (feasibility ``config.tolerance``,
-    MIP gaps ``mip_rel_gap = 0`` and HiGHS's default absolute gap). They are for comparison
-    tables only; the pipeline never uses them to claim ``unsat`` (:func:`milp_check` does that,
-    by infeasibility with a margin).
-
-    Args:
-        table: the bound table (CROWN) over the single input box (batch 1), as for :func:`milp_check`.
-        c: ``(outputs,)`` row coefficients over the flattened outputs.
-        d: the row's right-hand side.
-        config: time limit, threads and tolerance; the solver must be ``"highs"`` (the dual
-            bound is read from the in-process HiGHS model).
-        deadline: the run's deadline (the solve stops at it, as does ``config.time_limit``).
-        relax: solve the LP relaxation instead of the MILP.
-
-    Returns:
-        The row's lower bound, best value, solver status, time and binary count. When the
-        solve did not finish, ``lower`` is the MILP's dual bound so far (possibly ``-inf``),
-        or ``-inf`` for the LP.
-
-    Raises:
-        ValueError: ``config.solver`` is not ``"highs"``, or ``c`` does not match the outputs.
-        ExactUnsupported: as for :func:`milp_check`.
-    """
-    start = time.monotonic()
-    if config.solver != "highs":
-        raise ValueError(f"milp_row_minimum needs the solver 'highs' (for its dual bound), not {config.solver!r}")
-    limit = (deadline or Deadline(None)).sooner(config.time_limit)
-    if limit.expired():
-        return RowMinimum(-math.inf, None, "deadline", time.monotonic() - start, 0)
-    model = _Milp(encode(table), config, relax)
-    constant = model.set_row_objective(np.asarray(c, dtype=np.float64), float(d))
-    lower: float
-    value: float | None
-    if not math.isfinite(constant):
-        lower, value, status = -math.inf, None, "infinite_band"
-    elif not model.problem.objective:  # no variable in the row: it is a constant
-        lower, value, status = constant, constant, "optimal"
-    elif limit.expired():
-        lower, value, status = -math.inf, None, "deadline"
-    else:
-        lower, value, status = model.minimum(limit.remaining(), constant)
-    return RowMinimum(lower, value, status, time.monotonic() - start, model.binaries)
-
-
-class _Milp:
+class MilpProgram:
     """The pulp problem built from an encoding; with ``relax`` every binary is a continuous
     variable in ``[0, 1]`` (the LP relaxation of the same big-M program); with ``strict`` the
     step relations take only their outer levels, each beyond its band (:meth:`step`): a
@@ -235,6 +148,8 @@ class _Milp:
             self.maximum(relation)
         for step in enc.steps:
             self.step(step)
+        for row in enc.integers:
+            self.integer(row)
         self.t = self.problem.add_variable("t", -1.0, config.margin)
         self.problem += pulp.LpAffineExpression([(self.t, 1.0)])
 
@@ -307,6 +222,19 @@ class _Milp:
         down = max(0.0, -rel.band - rel.low) * (1 + _BIG_M_SLACK) + _BIG_M_SLACK
         self.add(self.expr(rel.vars, rel.coefs, [(p, -up)]) <= rel.band - rel.const)
         self.add(self.expr(rel.vars, rel.coefs, [(q, down)]) >= -rel.band - rel.const)
+
+    def integer(self, rel: IntegerRow) -> None:
+        """``offsets[0] - band <= E - y <= offsets[1] + band`` with ``y`` integral (continuous when
+        relaxed); the strict program asks ``E - y`` to keep ``band`` plus a gap from each end."""
+        y = self.vars[rel.out]
+        if not self.relax:
+            y.cat = pulp.LpInteger
+        low, high = rel.offsets
+        slack = rel.band
+        if self.strict:
+            slack = -rel.band - _STRICT_GAP * max(1.0, abs(self.enc.lower[rel.out]), abs(self.enc.upper[rel.out]))
+        self.add(self.expr(rel.vars, rel.coefs, [(y, -1.0)]) >= low - slack - rel.const)
+        self.add(self.expr(rel.vars, rel.coefs, [(y, -1.0)]) <= high + slack - rel.const)
 
     def add_signs(self, name: str, sign: np.ndarray) -> None:
         """``s_j * E_j v + band_j >= 0`` for every element ``j`` of value ``name`` with ``s_j != 0``.

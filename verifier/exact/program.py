@@ -96,9 +96,25 @@ class StepRow:
     node: str
 
 
+@dataclass(frozen=True)
+class IntegerRow:
+    """``v[out]`` is an integer ``k`` with ``x - k`` in ``[offsets[0], offsets[1]]`` (Floor,
+    Ceil, Round: :meth:`verifier.ops.base.Op.integer_offsets`), where the float value ``x`` of
+    one element lies within ``coefs @ v[vars] + const +- band``. Encoded as ``k`` integer
+    (bounded by ``v[out]``'s bounds) and ``offsets[0] - band <= E - k <= offsets[1] + band``."""
+
+    out: int
+    vars: np.ndarray
+    coefs: np.ndarray
+    const: float
+    band: float
+    offsets: tuple[float, float]
+    node: str
+
+
 @dataclass
 class Encoding:
-    """The program: variable bounds, max and step relations, the inputs' variables (flattened graph
+    """The program: variable bounds, max, step and integer relations, the inputs' variables (flattened graph
     inputs, concatenated) and the outputs as expressions with their CROWN bounds.
 
     ``origin[v]`` names what variable ``v`` stands for: (value name, flat element); the inner
@@ -109,6 +125,7 @@ class Encoding:
     origin: list[tuple[str, int]] = field(default_factory=list)
     maxes: list[MaxRow] = field(default_factory=list)
     steps: list[StepRow] = field(default_factory=list)
+    integers: list[IntegerRow] = field(default_factory=list)
     inputs: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     outputs: Affine | None = None
     output_lower: np.ndarray = field(default_factory=lambda: np.zeros(0))

@@ -38,7 +38,7 @@ import z3
 from verifier.bounds.table import BoundTable
 from verifier.config import SmtConfig
 from verifier.deadline import Deadline
-from verifier.exact.encoding import Encoding, ExactOutcome, MaxRow, StepRow, encode
+from verifier.exact.encoding import Encoding, ExactOutcome, IntegerRow, MaxRow, StepRow, encode
 from verifier.result import Status
 from verifier.spec.types import Clause
 
@@ -87,6 +87,7 @@ def smt_check(table: BoundTable, clauses: Sequence[Clause], config: SmtConfig,
     query.solver.add(query.disjunction(clauses))
     stats: dict[str, float | int | str] = {"engine": "smt-z3", "variables": enc.num_vars,
                                            "disjunctions": len(enc.maxes) + len(enc.steps) + (len(clauses) > 1),
+                                           "integers": len(enc.integers),
                                            "constraints": len(query.solver.assertions())}
     if limit.expired():
         return ExactOutcome(Status.UNKNOWN, None, {**stats, "reason": "deadline"})
@@ -121,6 +122,8 @@ class _Query:
             self.maximum(relation)
         for step in enc.steps:
             self.step(step)
+        for row in enc.integers:
+            self.integer(row)
         assert enc.outputs is not None
         self.outputs = enc.outputs
         self.y = [self.sum(enc.outputs.vars, enc.outputs.coefs[j]) + exact(enc.outputs.consts[j])
@@ -153,6 +156,13 @@ class _Query:
         band, y = exact(rel.band), self.v[rel.out]
         self.solver.add(z3.Or(z3.And(y == above, e >= -band), z3.And(y == below, e <= band),
                               z3.And(y == at, e >= -band, e <= band)))
+
+    def integer(self, rel: IntegerRow) -> None:
+        """An :class:`IntegerRow`: ``y`` integral, ``E - y`` within the offsets widened by the band."""
+        e = self.sum(rel.vars, rel.coefs) + exact(rel.const)
+        band, y = exact(rel.band), self.v[rel.out]
+        low, high = (exact(v) for v in rel.offsets)
+        self.solver.add(z3.IsInt(y), e - y >= low - band, e - y <= high + band)
 
     def disjunction(self, clauses: Sequence[Clause]) -> z3.BoolRef:
         """``Or`` over the clauses of the conjunction of their rows."""

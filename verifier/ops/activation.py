@@ -191,6 +191,9 @@ class Sign(StepUnary):
 class Floor(StepUnary):
     """Rounds down; exact."""
 
+    def integer_offsets(self, node: Node) -> tuple[float, float] | None:
+        return 0.0, 1.0
+
     def fn(self, node: Node, x: Tensor) -> Tensor:
         return torch.floor(x)
 
@@ -199,6 +202,9 @@ class Floor(StepUnary):
 class Ceil(StepUnary):
     """Rounds up; exact."""
 
+    def integer_offsets(self, node: Node) -> tuple[float, float] | None:
+        return -1.0, 0.0
+
     def fn(self, node: Node, x: Tensor) -> Tensor:
         return torch.ceil(x)
 
@@ -206,6 +212,9 @@ class Ceil(StepUnary):
 @register("Round")
 class Round(StepUnary):
     """Rounds half to even (as ONNX and ``torch.round`` do); exact."""
+
+    def integer_offsets(self, node: Node) -> tuple[float, float] | None:
+        return -0.5, 0.5
 
     def fn(self, node: Node, x: Tensor) -> Tensor:
         return torch.round(x)

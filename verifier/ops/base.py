@@ -174,6 +174,14 @@ class Op:
         not such an op."""
         return None
 
+    def integer_offsets(self, node: Node) -> tuple[float, float] | None:
+        """``(low, high)`` when the op is elementwise on one dynamic input and its output is an
+        integer ``k`` with ``x - k`` in ``[low, high]`` (Floor: ``[0, 1)``, Ceil: ``(-1, 0]``,
+        Round: ``[-0.5, 0.5]``, the ends closed); the exact engines encode it with one integer
+        variable per element, which at an end allows both neighbours (a relaxation). None: not
+        such an op."""
+        return None
+
     def is_affine(self, node: Node, batched: Flags) -> bool:
         """True when the node's outputs are ``L(dynamic inputs) + c`` with its constants fixed.
 

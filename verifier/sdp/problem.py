@@ -94,12 +94,13 @@ def build_problem(enc: Encoding, c_row: np.ndarray, d_row: float) -> SdpProblem:
     """The program for the clause row ``c_row @ y - d_row`` over the encoding ``enc``.
 
     Raises:
-        SdpUnsupported: a relation that is not a two-term maximum (a step such as Sign
-            included), or a variable, term or output without finite bounds or bands.
+        SdpUnsupported: a relation that is not a two-term maximum (a step such as Sign or
+            Floor included), or a variable, term or output without finite bounds or bands.
     """
-    if enc.steps:
-        raise SdpUnsupported(f"node {enc.steps[0].node!r}: a step (Sign); the SDP bound handles two-term maxima "
-                             "(ReLU, LeakyReLU, Abs, Clip)")
+    stepped = [row.node for row in enc.steps] + [row.node for row in enc.integers]
+    if stepped:
+        raise SdpUnsupported(f"node {stepped[0]!r}: a step (Sign, Floor, Ceil, Round); the SDP bound "
+                             "handles two-term maxima (ReLU, LeakyReLU, Abs, Clip)")
     n = enc.num_vars
     lower, upper = np.asarray(enc.lower, dtype=np.float64), np.asarray(enc.upper, dtype=np.float64)
     if not (np.all(np.isfinite(lower)) and np.all(np.isfinite(upper))):
