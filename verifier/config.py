@@ -124,35 +124,33 @@ class DeviceConfig:
 class AttackConfig:
     """Falsification budget: rounds of random sampling, each followed by PGD from its best points.
 
-    Round ``r`` draws ``samples * growth**r`` uniform points from the box (counterexamples of
-    some properties live in tiny pockets that only dense sampling hits), then runs ``steps``
-    steps of signed-gradient PGD from the ``restarts`` points with the smallest margin.
+    Round ``r`` draws ``samples * growth**r`` uniform points from the box (some counterexamples
+    live in tiny pockets only dense sampling hits), then runs ``steps`` steps of the PGD
+    portfolio from the ``restarts`` points with the smallest margin.
 
     Attributes:
-        samples: points drawn in the first round.
-        growth: factor by which each round draws more points than the previous one.
+        samples, growth: points drawn in the first round; factor of more points per round.
         rounds: number of rounds; the attack also stops at the deadline.
         restarts: PGD starting points per round (the best sampled points).
         steps: PGD steps per round.
-        step_fractions: initial PGD steps as fractions of each input's box width, a portfolio:
-            restart ``i`` (the restarts ranked by sampled margin) takes ``step_fractions[i % k]``;
-            each step shrinks by ``0.01 ** (1 / 100)`` per PGD step (to 1/100 of its start after
-            100 steps; over a longer round, to 1/100 at its end). Large steps cross
-            the box to the corners where image classifiers' counterexamples lie (0.02 alone
-            missed MNIST fc and marabou-cifar10 counterexamples that 0.5 finds in 0.1 s), small
-            ones stay inside the thin pockets of control networks (reach_prob_density's robot);
-            ``benchmarks/bench_attack.py`` measures them.
-        adam_rates: more members of the portfolio: Adam steps (learning rate this fraction of
-            each box width) on the clause's summed row violations, each pushed a little past
-            its bound, instead of signed steps on the worst row: where a counterexample must
-            satisfy several rows at once in a thin slab (robot_0 of reach_prob_density: signed
-            PGD never gets there), the signed steps chase one row at a time. Restart ``i``
-            takes member ``i % (k + a)`` of ``step_fractions + adam_rates``.
-        max_batch: largest batch evaluated at once.
-        batch_memory: bytes of activations one batch may take; the batch shrinks on large
-            models to stay within it (never below 16 points).
-        time_limit: seconds of falsification per region at most (large models cannot afford
-            the full sampling schedule); the run's deadline applies as well.
+        step_fractions: initial PGD steps as fractions of each input's box width, a portfolio
+            (restarts ranked by sampled margin); each step shrinks by ``0.01 ** (1 / 100)`` per
+            PGD step (to 1/100 of its start after 100 steps, or at the end of a longer round).
+            Large steps cross the box to the corners where image classifiers' counterexamples
+            lie (0.02 alone missed MNIST fc and marabou-cifar10 ones that 0.5 finds in 0.1 s),
+            small ones stay inside the thin pockets of control networks (reach_prob_density's
+            robot); ``benchmarks/bench_attack.py`` measures them.
+        adam_rates: Adam steps (learning rate this fraction of each box width) on the clause's
+            summed row violations, each pushed a little past its bound: where a counterexample
+            must satisfy several rows at once in a thin slab (robot_0 of reach_prob_density),
+            signed steps chase one row at a time. Restart ``i`` takes member ``i % (k + a + w)``
+            of ``step_fractions + adam_rates + walk_rates``.
+        walk_rates: gradient-free members (``verifier.attack.pgd._Walk``): a random local
+            search on the margin, noise of this fraction of each box width, for networks whose
+            gradients vanish or mislead; it shares PGD's batched forward passes.
+        max_batch, batch_memory: largest batch evaluated at once; bytes of activations one
+            batch may take (the batch shrinks on large models, never below 16 points).
+        time_limit: seconds of falsification per region at most; the deadline applies too.
     """
 
     samples: int = 4096
@@ -162,14 +160,16 @@ class AttackConfig:
     steps: int = 100
     step_fractions: tuple[float, ...] = (0.5, 0.02)
     adam_rates: tuple[float, ...] = (0.01,)
+    walk_rates: tuple[float, ...] = (0.1,)
     max_batch: int = 65536
     batch_memory: int = 256 * 2**20
     time_limit: float = 10.0
 
     def __post_init__(self) -> None:
-        if not self.step_fractions or not all(0 < f <= 1 for f in self.step_fractions + self.adam_rates):
+        members = self.step_fractions + self.adam_rates + self.walk_rates
+        if not self.step_fractions or not all(0 < f <= 1 for f in members):
             raise ValueError(f"attack step fractions must be in (0, 1], got {self.step_fractions!r}, "
-                             f"{self.adam_rates!r}")
+                             f"{self.adam_rates!r}, {self.walk_rates!r}")
 
 
 @dataclass(frozen=True)

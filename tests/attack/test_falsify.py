@@ -171,17 +171,21 @@ def _step_corner_model(path: Path, n: int = 20) -> str:
     return box + f"(assert (>= Y_0 {n - 0.5}))"
 
 
-@pytest.mark.parametrize("straight_through", [True, False])
-def test_straight_through_gradients_cross_a_sign_layer(tmp_path: Path, straight_through: bool) -> None:
+@pytest.mark.parametrize(("straight_through", "walk"), [(True, False), (False, False), (False, True)])
+def test_straight_through_gradients_or_a_walk_cross_a_sign_layer(tmp_path: Path, straight_through: bool,
+                                                                   walk: bool) -> None:
+    """Sign's gradient is zero: PGD alone stays where sampling put it; straight-through
+    gradients, or the gradient-free walk members (:attr:`AttackConfig.walk_rates`), reach the
+    corner slab, confirmed by onnxruntime."""
     model = tmp_path / "step.onnx"
     region = parse_vnnlib_text(_step_corner_model(model)).regions[0]
     oracle = OnnxOracle(model)
     graph = TorchGraph(load_model(model), "cpu", torch.float32, straight_through=straight_through)
-    cfg = AttackConfig(samples=256, restarts=16, steps=100, rounds=2)
+    cfg = AttackConfig(samples=256, restarts=32, steps=100, rounds=3, walk_rates=(0.1,) if walk else ())
     confirm = lambda x: check_witness(oracle, region, x).valid  # noqa: E731
     found, _ = falsify_region(graph, region, cfg, Deadline.after(30), confirm, 0)
-    if not straight_through:
-        assert found is None  # Sign's gradient is zero: PGD stays where sampling put it
+    if not (straight_through or walk):
+        assert found is None
         return
     assert found is not None
     session = onnxruntime.InferenceSession(str(model), providers=["CPUExecutionProvider"])

@@ -177,17 +177,21 @@ class _Search:
         return False
 
     def pgd(self, x: Tensor) -> bool:
-        """PGD from the points ``x``, restart ``i`` with member ``i % (k + a)`` of the portfolio
-        ``step_fractions + adam_rates``: signed steps on the margin (initial step that fraction
-        of the box width, decaying) or Adam steps on the summed violations (learning rate that
-        fraction of the width); True once a candidate is confirmed."""
-        steps = max(1, self.cfg.steps)
+        """PGD from the points ``x``, restart ``i`` with member ``i % (k + a + w)`` of the
+        portfolio ``step_fractions + adam_rates + walk_rates``: signed steps on the margin
+        (initial step that fraction of the box width, decaying), Adam steps on the summed
+        violations (learning rate that fraction of the width) or a random walk on the margin
+        (:class:`_Walk`); True once a candidate is confirmed."""
+        cfg = self.cfg
+        steps = max(1, cfg.steps)
         decay = 0.01 ** (1.0 / max(steps, 100))
-        members = torch.tensor(self.cfg.step_fractions + self.cfg.adam_rates, dtype=self.width.dtype,
+        members = torch.tensor(cfg.step_fractions + cfg.adam_rates + cfg.walk_rates, dtype=self.width.dtype,
                                device=self.width.device)
         chosen = torch.arange(x.shape[0], device=members.device) % members.numel()
         step = members[chosen].unsqueeze(1) * self.width
-        adam = (chosen >= len(self.cfg.step_fractions)).unsqueeze(1)
+        adam = (chosen >= len(cfg.step_fractions)).unsqueeze(1)
+        walk = _Walk(x, chosen >= len(cfg.step_fractions) + len(cfg.adam_rates), step, self.gen)
+        adam &= ~walk.rows
         moments = torch.zeros_like(x), torch.zeros_like(x)
         for t in range(1, steps + 1):
             if self.deadline.expired():
@@ -201,10 +205,45 @@ class _Search:
                 moments = _adam_moments(moments, grad)
                 move = torch.where(adam, step * _adam_direction(moments, t), step * grad.sign())
                 x = torch.minimum(torch.maximum(x - move, self.lower), self.upper)
+                if walk.active:
+                    x = torch.where(walk.rows, walk.propose(margin, self.lower, self.upper), x)
             step = torch.where(adam, step, step * decay)
             self.stats.pgd_steps += 1
         with torch.no_grad():
             return self.offer(x, self.margins(x))
+
+
+class _Walk:
+    """The gradient-free members of the PGD portfolio (:attr:`AttackConfig.walk_rates`): per row,
+    the best point so far and a step (per coordinate, a fraction of the box width); each
+    proposal moves the best point by Gaussian noise on a random subset of about 1, 2, 4 or 8
+    coordinates (by row, in turn; all of them for small inputs). A proposal whose margin is no worse becomes the best
+    point (ties too, so the walk drifts across the plateaus of step networks) and the step
+    grows by 1.5; otherwise it shrinks by 0.7 (down to 1e-4 of its start)."""
+
+    def __init__(self, x: Tensor, rows: Tensor, step: Tensor, gen: torch.Generator) -> None:
+        self.rows = rows.unsqueeze(1)
+        self.best = x.detach().clone()
+        self.best_m = torch.full((x.shape[0],), torch.inf, dtype=x.dtype, device=x.device)
+        self.step, self.floor, self.gen = step.clone(), step * 1e-4, gen
+        counts = 2.0 ** (torch.cumsum(rows.long(), 0) % 4).to(x.dtype)  # 1, 2, 4, 8 coordinates
+        self.share = (counts / max(1, x.shape[1])).clamp(max=1.0).unsqueeze(1).cpu()
+        self.last: Tensor | None = None
+        self.active = bool(rows.any())
+
+    def propose(self, margin: Tensor, lower: Tensor, upper: Tensor) -> Tensor:
+        """Takes the margins of the rows' current points (the last proposals; the starts at
+        first) and returns the next proposals."""
+        current = self.best if self.last is None else self.last
+        better = (margin.detach() <= self.best_m).unsqueeze(1)
+        self.best = torch.where(better, current, self.best)
+        self.best_m = torch.where(better.squeeze(1), margin.detach(), self.best_m)
+        self.step = torch.maximum(torch.where(better, self.step * 1.5, self.step * 0.7), self.floor)
+        noise = torch.randn(self.best.shape, generator=self.gen, dtype=torch.float64).to(self.best)
+        chosen = torch.rand(self.best.shape, generator=self.gen) < self.share
+        proposal = self.best + self.step * noise * chosen.to(self.best)
+        self.last = torch.minimum(torch.maximum(proposal, lower), upper)
+        return self.last
 
 
 def _adam_moments(moments: tuple[Tensor, Tensor], grad: Tensor) -> tuple[Tensor, Tensor]:

@@ -90,6 +90,15 @@ def _dense(rel: MaxRow, n: int) -> tuple[np.ndarray, np.ndarray]:
     return rows, rel.consts.astype(np.float64)
 
 
+def _refuse_steps(enc: Encoding) -> None:
+    """Raises SdpUnsupported naming the first step or rounding relation (the SDP bound encodes
+    two-term maxima only)."""
+    stepped = [row.node for row in enc.steps] + [row.node for row in enc.integers]
+    if stepped:
+        raise SdpUnsupported(f"node {stepped[0]!r}: a step (Sign, Floor, Ceil, Round); the SDP bound "
+                             "handles two-term maxima (ReLU, LeakyReLU, Abs, Clip)")
+
+
 def build_problem(enc: Encoding, c_row: np.ndarray, d_row: float) -> SdpProblem:
     """The program for the clause row ``c_row @ y - d_row`` over the encoding ``enc``.
 
@@ -97,10 +106,7 @@ def build_problem(enc: Encoding, c_row: np.ndarray, d_row: float) -> SdpProblem:
         SdpUnsupported: a relation that is not a two-term maximum (a step such as Sign or
             Floor included), or a variable, term or output without finite bounds or bands.
     """
-    stepped = [row.node for row in enc.steps] + [row.node for row in enc.integers]
-    if stepped:
-        raise SdpUnsupported(f"node {stepped[0]!r}: a step (Sign, Floor, Ceil, Round); the SDP bound "
-                             "handles two-term maxima (ReLU, LeakyReLU, Abs, Clip)")
+    _refuse_steps(enc)
     n = enc.num_vars
     lower, upper = np.asarray(enc.lower, dtype=np.float64), np.asarray(enc.upper, dtype=np.float64)
     if not (np.all(np.isfinite(lower)) and np.all(np.isfinite(upper))):
