@@ -59,8 +59,10 @@ def test_the_proof_needs_the_exact_engine() -> None:
     assert result.status is Status.UNSAT and result.stats["exact"][-1]["solver_status"] == "kInfeasible"
 
 
+@pytest.mark.slow
 def test_the_bundled_verdicts_are_the_independent_models() -> None:
-    """Re-derives the expected verdicts with the script's z3 model (no ``verifier`` code)."""
+    """Re-derives the expected verdicts with the script's z3 model (no ``verifier`` code): a
+    check of the bundled data, not of the verifier (about 45 s; ``-m slow``)."""
     script = _script()
     w = script.weights()
     rng = np.random.default_rng(1)
