@@ -12,8 +12,9 @@ Shift each group by ``c``, the largest upper bound in it, so that ``e_j = exp(x_
   the ``e_j``, ``log`` below its tangent at ``w0 = w(centre)``); above, the tangent plane of
   ``LSE`` at the box centre.
 
-Everything is computed in float64; the bias gives up ``1e-12`` of the magnitudes involved for
-its own rounding and the rounding of the coefficients to the traversal's dtype. Groups with an
+Everything is computed in float64; the bias gives up ``1e-12`` of the magnitudes involved (or
+``gamma(n + 16)`` for sums of ``n`` terms, when larger) for its own rounding, and the rounding
+of the coefficients to the traversal's dtype. Groups with an
 unbounded or huge box (and Softmax groups whose ``S`` box reaches 0 by underflow) use the exact
 range (slope 0), as the interval cut would.
 """
@@ -156,7 +157,8 @@ def _softmax_backward(node: Node, a: Tensor, los: Args, his: Args, batched: Flag
     bias = torch.where((rest & ~torch.isfinite(end)).flatten(2).any(2), -math.inf, bias)
     mags = torch.maximum(lo.abs(), hi.abs()).unsqueeze(1)
     rounded = coef.to(a.dtype)
-    slack = SLACK * (1 + size + (coef.abs() * mags).flatten(2).sum(2)) \
+    relative = max(SLACK, gamma(int(lo[0].numel()) + 16, UNIT64))  # sums over every element
+    slack = relative * (1 + size + (coef.abs() * mags).flatten(2).sum(2)) \
         + ((coef - rounded.double()).abs() * mags).flatten(2).sum(2)
     bias = bias - slack
     if a.dtype != torch.float64:
