@@ -4,9 +4,10 @@ Relaxation (:data:`SOFTMAX_RULE`; every group of inputs normalised together is t
 Shift each group by ``c``, the largest upper bound in it, so that ``e_j = exp(x_j - c)`` lies in
 ``(0, 1]``; ``S = sum_j e_j``. Each ``e_j`` has the lines of Exp on its (slightly widened) box.
 
-- Softmax ``y_i = e_i / S``: the planes of a quotient (:func:`verifier.ops.quotient.div_planes`)
-  over the box of ``(e_i, S)``, each ``e_j`` then replaced by its lower or upper line by the
-  sign of its total coefficient.
+- Softmax ``y_i = 1 / (1 + w_i)``, ``w_i = sum_{j != i} exp(x_j - x_i)``: below, the tangent of
+  ``1 / (1 + w)`` at the largest ``w_i`` with ``w_i`` bounded above by the chords of its
+  ``exp(x_j - x_i)``; above, its chord with ``w_i`` bounded below by their tangents. Each plane
+  alone is never looser than the exact range (the interval cut); ``n x n`` terms per group.
 - LogSoftmax ``y_i = x_i - LSE(x)``, ``LSE = c + log S`` convex: below ``y_i`` it uses
   ``LSE <= c + log w(x) <= c + log w0 + (w(x) - w0) / w0`` (``w`` the sum of the upper lines of
   the ``e_j``, ``log`` below its tangent at ``w0 = w(centre)``); above, the tangent plane of
@@ -31,7 +32,6 @@ from verifier.ir import Node
 from verifier.ops.activation import FLOAT32_UNIT, TRANSCENDENTAL_ABS, TRANSCENDENTAL_REL
 from verifier.ops.base import REGISTRY, Args, Flags, Op, Pair, gamma, magnitude, register
 from verifier.ops.multi_relax import LARGE, Moved, MultiRule, every_position
-from verifier.ops.quotient import div_planes
 from verifier.ops.reduce import axis_dim, batched_input
 from verifier.ops.relax import relax
 
@@ -55,17 +55,19 @@ def softmax_view(node: Node, x: Tensor) -> tuple[Tensor, int]:
 def _others_lse(v: Tensor, dim: int) -> Tensor:
     """For each i, ``log sum_{j != i} exp(v_j)`` along ``dim`` (``-inf`` when there is none).
 
-    ``sum - own term`` is safe except at the largest term, where it could cancel; there the sum
-    is recomputed with that term left out.
+    ``sum - own term`` (shifted by the largest term) is safe except at the largest term, where
+    it could cancel and where the others, shifted by it, may all underflow to 0 (a term 800
+    above the rest made the others' sum ``-inf`` and Softmax's lower bound of that term 1);
+    there the others' log-sum-exp is computed on its own, shifted by their own maximum.
     """
     top = v.amax(dim, keepdim=True)
     top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
     e = torch.exp(v - top)
     idx = e.argmax(dim, keepdim=True)
-    without_top = e.scatter(dim, idx, 0.0).sum(dim, keepdim=True)
     is_top = torch.zeros_like(e, dtype=torch.bool).scatter(dim, idx, True)
-    rest = torch.where(is_top, without_top, e.sum(dim, keepdim=True) - e).clamp(min=0)
-    return top + torch.log(rest)
+    rest = torch.where(is_top, torch.ones_like(e), e.sum(dim, keepdim=True) - e).clamp(min=0)
+    without_top = torch.logsumexp(v.masked_fill(is_top, -math.inf), dim, keepdim=True)
+    return torch.where(is_top, without_top, top + torch.log(rest))
 
 
 EXP_NODE = Node("softmax_exp", "Exp", ("t",), ("e",))
@@ -92,25 +94,52 @@ def _exp_lines(lo: Tensor, hi: Tensor, c: Tensor) -> tuple[Tensor, Tensor, Tenso
     return (*to_x, torch.exp(t_lo) * (1 - 1e-15), torch.exp(t_hi) * (1 + 1e-15))
 
 
+def _pair_lines(lo: Tensor, hi: Tensor) -> tuple[Tensor, ...]:
+    """For every pair ``(i, j)`` of a group (last dim), lines of ``exp(x_j - x_i)`` in
+    ``t = x_j - x_i`` (lower slope, bias, upper slope, bias) on the widened box of ``t`` and
+    certified bounds of ``w_i = sum_{j != i} exp(x_j - x_i)``: each ``(..., n, n)`` / ``(..., n)``,
+    the diagonal zeroed."""
+    t_lo = lo.unsqueeze(-2) - hi.unsqueeze(-1)  # [..., i, j] = lo_j - hi_i
+    t_hi = hi.unsqueeze(-2) - lo.unsqueeze(-1)
+    t_lo, t_hi = t_lo - SLACK * (1 + t_lo.abs()), t_hi + SLACK * (1 + t_hi.abs())
+    lines = relax(REGISTRY["Exp"], EXP_NODE, t_lo, t_hi)
+    assert lines is not None
+    off = 1.0 - torch.eye(lo.shape[-1], dtype=lo.dtype, device=lo.device)
+    n = lo.shape[-1]
+    w_lo = (torch.exp(t_lo) * off).sum(-1) * (1 - 1e-15) * (1 - gamma(n + 2, UNIT64))
+    w_hi = (torch.exp(t_hi) * off).sum(-1) * (1 + 1e-15) * (1 + gamma(n + 2, UNIT64))
+    return (lines.lower_slope * off, lines.lower_bias * off, lines.upper_slope * off, lines.upper_bias * off,
+            w_lo, w_hi)
+
+
 def _softmax_fold(a: Tensor, dim: int, lo: Tensor, hi: Tensor, c: Tensor,
                   ok: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Coefficients on ``x``, bias, its magnitude (for the allowance) and where the planes apply,
-    for ``<A, e / S>`` (``a`` in the view ``(N, R, ...)``, group dim ``dim``)."""
-    al, bl, au, bu, e_lo, e_hi = _exp_lines(lo, hi, c)
-    n = lo.shape[dim - 1]
-    s_lo = e_lo.sum(dim - 1, keepdim=True) * (1 - gamma(n + 2, UNIT64))
-    s_hi = e_hi.sum(dim - 1, keepdim=True) * (1 + gamma(n + 2, UNIT64))
-    low, high, planar = div_planes((e_lo, e_hi, s_lo.expand_as(e_lo), s_hi.expand_as(e_lo)), torch.float64)
-    ok = ok & planar
-    lcx, lcy, ucx, ucy = (torch.where(ok, t, 0.0).unsqueeze(1) for t in (low[0], low[1], high[0], high[1]))
-    pos, neg = a.clamp(min=0), a.clamp(max=0)
-    k = pos * lcx + neg * ucx + (pos * lcy + neg * ucy).sum(dim, keepdim=True)
-    kp, kn = k.clamp(min=0), k.clamp(max=0)
-    coef = kp * al.unsqueeze(1) + kn * au.unsqueeze(1)
-    lb, ub = (torch.where(ok, t, 0.0).unsqueeze(1) for t in (low[2], high[2]))
-    terms = pos * lb + neg * ub + kp * bl.unsqueeze(1) + kn * bu.unsqueeze(1)
-    size = a.abs() * (lb.abs() + ub.abs()) + k.abs() * (bl.abs() + bu.abs()).unsqueeze(1)
-    return coef, terms.flatten(2).sum(2), size.flatten(2).sum(2), ok
+    for ``<A, softmax(x)>`` with ``y_i = f(w_i)``, ``f(w) = 1 / (1 + w)`` convex decreasing: below,
+    its tangent at ``W_hi`` with ``w_i`` replaced by the sum of the upper lines of its terms;
+    above, its chord over ``[W_lo, W_hi]`` with the lower lines. Each plane alone concretises to
+    at most the exact range's end (the tangent at ``W_hi`` meets ``f(W_hi)`` there), so it is
+    never looser than the interval cut. ``a`` is in the view ``(N, R, ...)``, group dim ``dim``."""
+    lo_g, hi_g, a_g = lo.movedim(dim - 1, -1), hi.movedim(dim - 1, -1), a.movedim(dim, -1)
+    al, bl, au, bu, w_lo, w_hi = _pair_lines(lo_g, hi_g)
+    f_lo, f_hi = 1 / (1 + w_lo), 1 / (1 + w_hi)
+    tangent = -f_hi * f_hi  # f'(W_hi)
+    width = w_hi - w_lo
+    chord = torch.where(width > 0, (f_hi - f_lo) / torch.where(width > 0, width, 1.0), -f_lo * f_lo)
+    pos, neg = a_g.clamp(min=0), a_g.clamp(max=0)
+    pull = (pos * tangent.unsqueeze(1)).unsqueeze(-1) * au.unsqueeze(1) \
+        + (neg * chord.unsqueeze(1)).unsqueeze(-1) * al.unsqueeze(1)  # [N, R, ..., i, j] on x_j - x_i
+    coef = pull.sum(-2) - pull.sum(-1)
+    terms = pos * (f_hi - tangent * w_hi).unsqueeze(1) + neg * (f_lo - chord * w_lo).unsqueeze(1) \
+        + ((pos * tangent.unsqueeze(1)).unsqueeze(-1) * bu.unsqueeze(1)
+           + (neg * chord.unsqueeze(1)).unsqueeze(-1) * bl.unsqueeze(1)).sum(-1)
+    size = a_g.abs() * (1 + (tangent * w_hi).abs() + (chord * w_lo).abs()).unsqueeze(1) \
+        + (pull.abs() * (hi_g - lo_g).abs().unsqueeze(1).unsqueeze(-2)).sum(-1) \
+        + ((pos * tangent.unsqueeze(1)).unsqueeze(-1) * bu.unsqueeze(1)).abs().sum(-1) \
+        + ((neg * chord.unsqueeze(1)).unsqueeze(-1) * bl.unsqueeze(1)).abs().sum(-1)
+    mine = ok.movedim(dim - 1, -1).unsqueeze(1)
+    coef, terms, size = (torch.where(mine, t, 0.0) for t in (coef, terms, size))
+    return coef.movedim(-1, dim), terms.flatten(2).sum(2), size.flatten(2).sum(2), ok
 
 
 def _lse_fold(a: Tensor, dim: int, lo: Tensor, hi: Tensor, c: Tensor,
