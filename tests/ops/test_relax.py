@@ -326,3 +326,19 @@ def test_affine_powers_get_exact_lines(p: float) -> None:
     for slope, bias in ((out.lower_slope, out.lower_bias), (out.upper_slope, out.upper_bias)):
         torch.testing.assert_close(slope, torch.full_like(lo, p), rtol=0, atol=1e-12)
         torch.testing.assert_close(bias, torch.full_like(lo, 1.0 - p), rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("p", [2.0, 4.0])
+def test_an_even_powers_lower_line_reaches_its_interval_bound(p: float) -> None:
+    """Even powers: the lower line is the tangent at the box's lowest point, so over the box its
+    minimum is the interval bound ``min f`` (the midpoint tangent would reach below it)."""
+    node = Node("n", "Power", ("x",), ("y",), attrs={"exponent": p})
+    gen = torch.Generator().manual_seed(3)
+    lo = torch.randn(1, 200, generator=gen, dtype=torch.float64) * 2
+    hi = lo + torch.rand(1, 200, generator=gen, dtype=torch.float64) * 3 + 0.01
+    out = relax(REGISTRY["Power"], node, lo, hi)
+    assert out is not None
+    line_min = torch.minimum(out.lower_slope * lo, out.lower_slope * hi) + out.lower_bias
+    least = torch.where((lo <= 0) & (hi >= 0), torch.zeros_like(lo), torch.minimum(lo.abs(), hi.abs()) ** p)
+    torch.testing.assert_close(line_min, least, rtol=1e-9, atol=1e-9)
+    assert (line_min <= least).all()
