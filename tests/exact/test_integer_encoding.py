@@ -16,6 +16,7 @@ from onnx import TensorProto, helper
 
 from tests.bab.test_cross_check import _consistent, _crown, _verdicts, property_near_minimum
 from tests.bab.test_cross_check_scatter import _dense, _onnxruntime_values
+from tests.exact.test_step_encoding import assert_engines_agree
 from verifier.exact import encode
 from verifier.ir import Node
 from verifier.ops import REGISTRY
@@ -63,13 +64,7 @@ def _runs(tmp_path: Path, op: str, seeds: range = SEEDS) -> list[tuple[dict[str,
 
 @pytest.mark.parametrize("op", INTEGER_OPS)
 def test_exact_engines_agree_on_quantised_networks(tmp_path: Path, op: str) -> None:
-    runs = _runs(tmp_path, op)
-    for verdicts, values in runs:
-        assert _consistent(verdicts, values), verdicts
-        assert (verdicts["milp"] == "unsat") == (verdicts["smt"] == "unsat"), verdicts
-        assert verdicts["milp"] in ("sat", "unsat", "unconfirmed"), verdicts  # small: decided
-    said = {v["milp"] for v, _ in runs}
-    assert {"sat", "unsat"} <= said  # proofs and confirmed counterexamples both occur
+    assert_engines_agree(_runs(tmp_path, op))
 
 
 def test_ceil_with_floors_offsets_is_caught(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
