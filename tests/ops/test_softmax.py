@@ -28,3 +28,24 @@ def test_range_holds_when_one_upper_bound_dwarfs_the_rest(op: str, top: float) -
     y = REGISTRY[op].forward(node, [x], [True])[0]
     assert (y >= y_lo - 1e-12).all() and (y <= y_hi + 1e-12).all()
     assert float(y_lo[0, 1]) < 0.5 if op == "Softmax" else float(y_lo[0, 1]) < -0.5
+
+
+def test_the_relaxation_of_wide_groups_has_no_nan_and_holds() -> None:
+    """Differences of about 1,000 inside a group overflow ``exp``: those groups keep the exact
+    range (no NaN in the bias nor in its gradient), the others get planes; all hold at samples."""
+    node = Node("n", "Softmax", ("x",), ("y",), {"axis": 1})
+    lo = torch.tensor([[[-2.0, -1.0, 0.5], [-500.0, 0.0, 0.3]]], dtype=torch.float64)
+    hi = torch.tensor([[[1.0, 0.5, 1.5], [500.0, 1.0, 0.9]]], dtype=torch.float64)
+    gen = torch.Generator().manual_seed(1)
+    a = torch.randn(1, 4, 2, 3, generator=gen, dtype=torch.float64, requires_grad=True)
+    rule = REGISTRY["Softmax"].multi_relaxation
+    assert rule is not None
+    moved = rule.backward(node, a, [lo], [hi], [True])
+    assert moved is not None and not torch.isnan(moved.bias).any()
+    moved.bias.sum().backward()
+    assert a.grad is not None and torch.isfinite(a.grad).all()
+    x = lo + torch.rand(5000, 2, 3, generator=gen, dtype=torch.float64) * (hi - lo)
+    y = torch.softmax(x, dim=2)
+    value = torch.einsum("snk,rnk->sr", y, a[0].detach())
+    linear = torch.einsum("snk,rnk->sr", x, moved.coefficients[0][0]) + moved.bias[0]
+    assert (value - linear >= -1e-9).all()

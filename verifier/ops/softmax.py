@@ -15,9 +15,8 @@ Shift each group by ``c``, the largest upper bound in it, so that ``e_j = exp(x_
 
 Everything is computed in float64; the bias gives up ``1e-12`` of the magnitudes involved (or
 ``gamma(n + 16)`` for sums of ``n`` terms, when larger) for its own rounding, and the rounding
-of the coefficients to the traversal's dtype. Groups with an
-unbounded or huge box (and Softmax groups whose ``S`` box reaches 0 by underflow) use the exact
-range (slope 0), as the interval cut would.
+of the coefficients to the traversal's dtype. Groups with an unbounded or huge box (and Softmax
+groups whose sums overflow) use the exact range (slope 0), as the interval cut would.
 """
 
 from __future__ import annotations
@@ -122,6 +121,15 @@ def _softmax_fold(a: Tensor, dim: int, lo: Tensor, hi: Tensor, c: Tensor,
     never looser than the interval cut. ``a`` is in the view ``(N, R, ...)``, group dim ``dim``."""
     lo_g, hi_g, a_g = lo.movedim(dim - 1, -1), hi.movedim(dim - 1, -1), a.movedim(dim, -1)
     al, bl, au, bu, w_lo, w_hi = _pair_lines(lo_g, hi_g)
+    # A group whose sums or lines overflow (differences beyond ~700) keeps the exact range; its
+    # entries are zeroed first, so that no NaN reaches the values or the gradients.
+    good = torch.isfinite(w_lo) & torch.isfinite(w_hi)
+    for t in (al, bl, au, bu):
+        good &= torch.isfinite(t).all(-1)
+    good = good.all(-1, keepdim=True).expand_as(good)
+    ok = ok & good.movedim(-1, dim - 1)
+    w_lo, w_hi = torch.where(good, w_lo, 0.0), torch.where(good, w_hi, 0.0)
+    al, bl, au, bu = (torch.where(good.unsqueeze(-1), t, 0.0) for t in (al, bl, au, bu))
     f_lo, f_hi = 1 / (1 + w_lo), 1 / (1 + w_hi)
     tangent = -f_hi * f_hi  # f'(W_hi)
     width = w_hi - w_lo
