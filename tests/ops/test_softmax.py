@@ -49,3 +49,19 @@ def test_the_relaxation_of_wide_groups_has_no_nan_and_holds() -> None:
     value = torch.einsum("snk,rnk->sr", y, a[0].detach())
     linear = torch.einsum("snk,rnk->sr", x, moved.coefficients[0][0]) + moved.bias[0]
     assert (value - linear >= -1e-9).all()
+
+
+def test_a_group_too_large_for_its_pair_terms_is_cut() -> None:
+    """Softmax's planes need ``n x n`` terms per group: beyond MAX_PAIR_ENTRIES the rule
+    declines (the traversal then cuts the node at its exact range) instead of running out of
+    memory."""
+    from verifier.ops.softmax import MAX_PAIR_ENTRIES
+
+    node = Node("n", "Softmax", ("x",), ("y",), {"axis": 0})
+    rule = REGISTRY["Softmax"].multi_relaxation
+    assert rule is not None
+    small, large = 8, int((MAX_PAIR_ENTRIES / 4) ** 0.5) + 1
+    for n, declined in ((small, False), (large, True)):
+        lo, hi = -torch.ones(1, n, dtype=torch.float64), torch.ones(1, n, dtype=torch.float64)
+        a = torch.ones(1, 4, n, dtype=torch.float64)
+        assert (rule.backward(node, a, [lo], [hi], [True]) is None) == declined

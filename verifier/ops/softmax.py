@@ -71,6 +71,9 @@ def _others_lse(v: Tensor, dim: int) -> Tensor:
 
 EXP_NODE = Node("softmax_exp", "Exp", ("t",), ("e",))
 UNIT64 = 2.0**-53
+MAX_PAIR_ENTRIES = 2**24
+"""Largest ``rows x elements x group size`` for Softmax's pair terms (128 MiB in float64);
+beyond it the node is cut at its exact range (attention maps with hundreds of tokens)."""
 SLACK = 1e-12
 """Relative allowance of the float64 evaluation (module docstring)."""
 
@@ -178,6 +181,8 @@ def _softmax_backward(node: Node, a: Tensor, los: Args, his: Args, batched: Flag
         return None
     lo, hi = (softmax_view(node, t.double())[0] for t in (los[0], his[0]))
     grouped, dim = _grouped(node, a.double())
+    if node.op == "Softmax" and grouped.numel() * lo.shape[dim - 1] > MAX_PAIR_ENTRIES:
+        return None  # the n x n pair terms would not fit: cut at the exact range
     fine = torch.isfinite(lo) & torch.isfinite(hi) & (lo.abs() <= LARGE) & (hi.abs() <= LARGE)
     ok = fine.all(dim - 1, keepdim=True).expand_as(lo)
     lo, hi = torch.where(ok, lo, 0.0), torch.where(ok, hi, 1.0)
