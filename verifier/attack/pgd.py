@@ -217,9 +217,9 @@ class _Walk:
     """The gradient-free members of the PGD portfolio (:attr:`AttackConfig.walk_rates`): per row,
     the best point so far and a step (per coordinate, a fraction of the box width); each
     proposal moves the best point by Gaussian noise on a random subset of about 1, 2, 4 or 8
-    coordinates (by row, in turn; all of them for small inputs). A proposal whose margin is no worse becomes the best
-    point (ties too, so the walk drifts across the plateaus of step networks) and the step
-    grows by 1.5; otherwise it shrinks by 0.7 (down to 1e-4 of its start)."""
+    coordinates (by row, in turn; all of them for small inputs). A proposal whose margin is no
+    worse becomes the best point (ties too, so the walk drifts across the plateaus of step
+    networks) and the step grows by 1.5; otherwise it shrinks by 0.7 (down to 1e-4 of its start)."""
 
     def __init__(self, x: Tensor, rows: Tensor, step: Tensor, gen: torch.Generator) -> None:
         self.rows = rows.unsqueeze(1)

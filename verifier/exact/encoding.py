@@ -72,8 +72,10 @@ from verifier.exact.program import (
     IntegerRow,
     MaxRow,
     StepRow,
+    constant_expr,
     gather,
     stack,
+    variable_expr,
 )
 from verifier.graph.torch_graph import TorchGraph
 from verifier.ir import Node
@@ -261,7 +263,7 @@ class _Encoder:
         parts = []
         for j in range(expr.size):
             if lo[j] == hi[j]:
-                parts.append(Affine(np.zeros(0, dtype=np.int64), np.zeros((1, 0)), np.array([lo[j]]), np.zeros(1)))
+                parts.append(constant_expr(lo[j]))
                 continue
             x = gather(expr, np.array([j]))
             band = float(x.bands[0])
@@ -269,7 +271,7 @@ class _Encoder:
                 raise self.unsupported(node, f"element {j} is unbounded: no integer range for it")
             var = int(self.enc.new_vars(np.array([lo[j]]), np.array([hi[j]]), node.outputs[0], j)[0])
             self.enc.integers.append(IntegerRow(var, x.vars, x.coefs[0], float(x.consts[0]), band, offsets, node.name))
-            parts.append(Affine(np.array([var]), np.ones((1, 1)), np.zeros(1), np.zeros(1)))
+            parts.append(variable_expr(var))
         self.values[node.outputs[0]] = stack(parts, self.max_entries)
 
     def step(self, node: Node, levels: tuple[float, float, float]) -> None:
@@ -284,7 +286,7 @@ class _Encoder:
         for j in range(expr.size):
             level = above if lo[j] > 0 else below if hi[j] < 0 else at if lo[j] == hi[j] == 0 else None
             if level is not None:
-                parts.append(Affine(np.zeros(0, dtype=np.int64), np.zeros((1, 0)), np.array([level]), np.zeros(1)))
+                parts.append(constant_expr(level))
                 continue
             x = gather(expr, np.array([j]))
             band = float(x.bands[0])
@@ -294,7 +296,7 @@ class _Encoder:
             var = int(self.enc.new_vars(np.array([min(levels)]), np.array([max(levels)]), node.outputs[0], j)[0])
             self.enc.steps.append(StepRow(var, x.vars, x.coefs[0], float(x.consts[0]), band, low, high, levels,
                                           node.name))
-            parts.append(Affine(np.array([var]), np.ones((1, 1)), np.zeros(1), np.zeros(1)))
+            parts.append(variable_expr(var))
         self.values[node.outputs[0]] = stack(parts, self.max_entries)
 
     # ---------------------------------------------------------------- piecewise linear
@@ -403,7 +405,7 @@ class _Encoder:
                 continue
             seen.add(key)
             if key[0] < 0:
-                exprs.append(Affine(np.zeros(0, dtype=np.int64), np.zeros((1, 0)), np.array([k]), np.zeros(1)))
+                exprs.append(constant_expr(k))
                 lows.append(k)
                 highs.append(k)
                 bands.append(0.0)
@@ -433,7 +435,7 @@ class _Encoder:
         self.enc.maxes.append(MaxRow(var, int(sign), kept.vars, kept.coefs, kept.consts,
                                      np.array([lows[t] for t in keep]), np.array([highs[t] for t in keep]),
                                      total_err, node.name))
-        return Affine(np.array([var]), np.ones((1, 1)), np.zeros(1), np.zeros(1))
+        return variable_expr(var)
 
 
 @dataclass(frozen=True)

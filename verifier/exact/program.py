@@ -156,6 +156,16 @@ class Encoding:
         return np.nan_to_num(mags + np.abs(expr.consts), nan=math.inf)
 
 
+def constant_expr(value: float) -> Affine:
+    """One element that is the constant ``value`` (no variable, no band)."""
+    return Affine(np.zeros(0, dtype=np.int64), np.zeros((1, 0)), np.array([value]), np.zeros(1))
+
+
+def variable_expr(var: int) -> Affine:
+    """One element that is variable ``var`` itself (no band)."""
+    return Affine(np.array([var]), np.ones((1, 1)), np.zeros(1), np.zeros(1))
+
+
 def gather(expr: Affine, index: np.ndarray) -> Affine:
     """The elements ``index`` of ``expr`` (support trimmed to the columns they use)."""
     coefs = expr.coefs[index]

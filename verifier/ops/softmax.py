@@ -1,14 +1,14 @@
 """Softmax and LogSoftmax along an axis: forward, exact range, float error and linear relaxation.
 
-Relaxation (:data:`SOFTMAX_RULE`; every group of inputs normalised together is treated alone).
-Shift each group by ``c``, the largest upper bound in it, so that ``e_j = exp(x_j - c)`` lies in
-``(0, 1]``; ``S = sum_j e_j``. Each ``e_j`` has the lines of Exp on its (slightly widened) box.
+Relaxation (:data:`SOFTMAX_RULE`; every group of inputs normalised together is treated alone;
+each exponential below gets the lines of Exp on its slightly widened box).
 
 - Softmax ``y_i = 1 / (1 + w_i)``, ``w_i = sum_{j != i} exp(x_j - x_i)``: below, the tangent of
   ``1 / (1 + w)`` at the largest ``w_i`` with ``w_i`` bounded above by the chords of its
   ``exp(x_j - x_i)``; above, its chord with ``w_i`` bounded below by their tangents. Each plane
   alone is never looser than the exact range (the interval cut); ``n x n`` terms per group.
-- LogSoftmax ``y_i = x_i - LSE(x)``, ``LSE = c + log S`` convex: below ``y_i`` it uses
+- LogSoftmax ``y_i = x_i - LSE(x)``, ``LSE = c + log S`` convex (``c`` the group's largest
+  upper bound, ``S = sum_j e_j``, ``e_j = exp(x_j - c)`` in ``(0, 1]``): below ``y_i`` it uses
   ``LSE <= c + log w(x) <= c + log w0 + (w(x) - w0) / w0`` (``w`` the sum of the upper lines of
   the ``e_j``, ``log`` below its tangent at ``w0 = w(centre)``); above, the tangent plane of
   ``LSE`` at the box centre.
@@ -84,16 +84,15 @@ def _grouped(node: Node, a: Tensor) -> tuple[Tensor, int]:
     return v.reshape(a.shape[0], a.shape[1], *v.shape[1:]), dim + 1
 
 
-def _exp_lines(lo: Tensor, hi: Tensor, c: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+def _exp_lines(lo: Tensor, hi: Tensor, c: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Lines of ``e = exp(x - c)`` in ``x`` (lower slope, bias, upper slope, bias) valid on a box
-    widened past the rounding of ``x - c``, and certified enclosures ``[El, Eu]`` of ``e``."""
+    widened past the rounding of ``x - c``."""
     t_lo, t_hi = lo - c, hi - c
     t_lo, t_hi = t_lo - SLACK * (1 + t_lo.abs()), t_hi + SLACK * (1 + t_hi.abs())
     lines = relax(REGISTRY["Exp"], EXP_NODE, t_lo, t_hi)
     assert lines is not None
-    to_x = (lines.lower_slope, lines.lower_bias - lines.lower_slope * c,
+    return (lines.lower_slope, lines.lower_bias - lines.lower_slope * c,
             lines.upper_slope, lines.upper_bias - lines.upper_slope * c)
-    return (*to_x, torch.exp(t_lo) * (1 - 1e-15), torch.exp(t_hi) * (1 + 1e-15))
 
 
 def _pair_lines(lo: Tensor, hi: Tensor) -> tuple[Tensor, ...]:
@@ -114,7 +113,7 @@ def _pair_lines(lo: Tensor, hi: Tensor) -> tuple[Tensor, ...]:
             w_lo, w_hi)
 
 
-def _softmax_fold(a: Tensor, dim: int, lo: Tensor, hi: Tensor, c: Tensor,
+def _softmax_fold(a: Tensor, dim: int, lo: Tensor, hi: Tensor,
                   ok: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Coefficients on ``x``, bias, its magnitude (for the allowance) and where the planes apply,
     for ``<A, softmax(x)>`` with ``y_i = f(w_i)``, ``f(w) = 1 / (1 + w)`` convex decreasing: below,
@@ -153,10 +152,11 @@ def _softmax_fold(a: Tensor, dim: int, lo: Tensor, hi: Tensor, c: Tensor,
     return coef.movedim(-1, dim), terms.flatten(2).sum(2), size.flatten(2).sum(2), ok
 
 
-def _lse_fold(a: Tensor, dim: int, lo: Tensor, hi: Tensor, c: Tensor,
+def _lse_fold(a: Tensor, dim: int, lo: Tensor, hi: Tensor,
               ok: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """As :func:`_softmax_fold` for ``<A, x - LSE(x)>``."""
-    _, _, au, bu, _, _ = _exp_lines(lo, hi, c)
+    c = hi.amax(dim - 1, keepdim=True)  # the shift: every exp(x_j - c) is at most 1
+    _, _, au, bu = _exp_lines(lo, hi, c)
     mid = lo / 2 + hi / 2
     w0 = (au * mid + bu).sum(dim - 1, keepdim=True)  # > 0: at least S(mid)
     u_slope, u_bias = au / w0, (c + torch.log(w0) - 1) / lo.shape[dim - 1] + bu / w0  # LSE <= sum(u x + u0)
@@ -186,9 +186,8 @@ def _softmax_backward(node: Node, a: Tensor, los: Args, his: Args, batched: Flag
     fine = torch.isfinite(lo) & torch.isfinite(hi) & (lo.abs() <= LARGE) & (hi.abs() <= LARGE)
     ok = fine.all(dim - 1, keepdim=True).expand_as(lo)
     lo, hi = torch.where(ok, lo, 0.0), torch.where(ok, hi, 1.0)
-    c = hi.amax(dim - 1, keepdim=True)
     fold = _lse_fold if node.op == "LogSoftmax" else _softmax_fold
-    coef, bias, size, ok = fold(grouped, dim, lo, hi, c, ok)
+    coef, bias, size, ok = fold(grouped, dim, lo, hi, ok)
     with torch.no_grad():  # the exact range, for the groups without planes
         (y_lo,), (y_hi,) = REGISTRY[node.op].interval(node, [los[0].double()], [his[0].double()], [True])
     y_lo, y_hi = (softmax_view(node, t)[0].unsqueeze(1) for t in (y_lo, y_hi))
