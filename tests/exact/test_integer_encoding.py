@@ -62,7 +62,8 @@ def _runs(tmp_path: Path, op: str, seeds: range = SEEDS) -> list[tuple[dict[str,
     return out
 
 
-@pytest.mark.parametrize("op", INTEGER_OPS)
+@pytest.mark.parametrize("op", [op if i == 0 else pytest.param(op, marks=pytest.mark.slow)
+                                for i, op in enumerate(INTEGER_OPS)])  # one op by default (15 s each), all with -m slow
 def test_exact_engines_agree_on_quantised_networks(tmp_path: Path, op: str) -> None:
     assert_engines_agree(_runs(tmp_path, op))
 
