@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -10,6 +11,15 @@ import numpy as np
 import pytest
 
 from verifier.spec.types import Region
+
+if "PYTEST_XDIST_WORKER" in os.environ:
+    # The suite runs in one worker per core (``-n auto`` in pyproject.toml): one thread each, and
+    # the same for the verifier processes tests start, so that workers do not oversubscribe.
+    for _name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(_name, "1")
+    import torch
+
+    torch.set_num_threads(1)
 
 ROOT = Path(__file__).resolve().parents[1]
 LARGE_BUNDLES = frozenset({"deadline", "generator"})
