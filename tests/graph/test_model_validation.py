@@ -13,11 +13,13 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+import torch
 from onnx import TensorProto, helper, numpy_helper
 
 from verifier.cli import EXIT_BAD_INPUT, main
 from verifier.errors import ModelError
 from verifier.graph.loader import load_model
+from verifier.graph.torch_graph import TorchGraph
 from verifier.graph.validate import MAX_OPSET, MIN_OPSET, SUPPORTED_OPSETS
 from verifier.standard.cli import capabilities
 from verifier.witness import OnnxOracle
@@ -302,6 +304,45 @@ def test_symbolic_dimensions_stay_dynamic(tmp_path: Path) -> None:
     assert load_model(_save(_relu_net(input_dims=["N", 2]), tmp_path / "batch.onnx")).inputs[0].shape == (1, 2)
     with pytest.raises(ModelError, match=r"graph input 'x' has a dynamic dimension at axis 1 \(K\)"):
         load_model(_save(_relu_net(input_dims=[1, "K"]), tmp_path / "dyn.onnx"))
+
+
+def _ranged_net(limit_from: str) -> onnx.ModelProto:
+    """The relu net with ``x + Range(0, n, 1)`` in front, ``n`` computed from ``x``: its static
+    shape (``Shape``) or its values (``ReduceMax``, then ``Cast``)."""
+    model = _relu_net()
+    if limit_from == "shape":
+        head = [helper.make_node("Shape", ["x"], ["s"], name="shape"),
+                helper.make_node("Gather", ["s", "one"], ["n"], name="count", axis=0)]
+    else:
+        head = [helper.make_node("ReduceMax", ["x"], ["top"], name="top", keepdims=0),
+                helper.make_node("Cast", ["top"], ["n"], name="count", to=TensorProto.INT64)]
+    head += [helper.make_node("Range", ["zero", "n", "one"], ["r"], name="ramp"),
+             helper.make_node("Cast", ["r"], ["rf"], name="ramp_float", to=TensorProto.FLOAT),
+             helper.make_node("Add", ["x", "rf"], ["xr"], name="shift")]
+    model.graph.node[0].input[0] = "xr"
+    for node in reversed(head):
+        model.graph.node.insert(0, node)
+    numbers = {"zero": 0, "one": 1}
+    model.graph.initializer.extend(numpy_helper.from_array(np.array(v, np.int64), k) for k, v in numbers.items())
+    return model
+
+
+def test_range_with_a_limit_from_the_input_shape_folds_and_runs_like_onnxruntime(tmp_path: Path) -> None:
+    path = _save(_ranged_net("shape"), tmp_path / "ramp.onnx")
+    graph = load_model(path)
+    assert not any(node.op in ("Range", "Shape") for node in graph.nodes)  # folded to a constant
+    tgraph = TorchGraph(graph)
+    for x in np.random.default_rng(0).uniform(-2, 2, (8, 2)):
+        ours = tgraph.forward_flat(torch.as_tensor(x, dtype=torch.float32).reshape(1, -1)).numpy().ravel()
+        np.testing.assert_allclose(ours, OnnxOracle(path).run(x).ravel(), rtol=1e-6, atol=1e-6)
+
+
+def test_range_whose_length_depends_on_input_values_is_refused_naming_the_node(tmp_path: Path) -> None:
+    """Its output's shape would change from one input to the next: no static graph holds it."""
+    path = _save(_ranged_net("values"), tmp_path / "dynamic_ramp.onnx")
+    with pytest.raises(ModelError, match=r"node ramp \(Range\): input 1 \('n'\) must be a constant known when the "
+                                         r"model is loaded, but it depends on the network input"):
+        load_model(path)
 
 
 # --- mutations of a bundled model ------------------------------------------------------------
