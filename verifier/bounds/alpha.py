@@ -10,7 +10,10 @@ intermediate bounds tighten the relaxations of every later node. Projected Adam 
 sum of the final row bounds, differentiated through the intermediate bounds, searches all of
 them. For an op with free slopes (:attr:`verifier.ops.relax.Relaxation.free_slopes`) both
 lines of every neuron with a finite box are chosen, each with the bias its op certifies for
-that slope (:mod:`verifier.bounds.free_lines`), searched within the op's span. Every iterate
+that slope (:mod:`verifier.bounds.free_lines`), searched within the op's span. For a multi-input
+rule with plane weights (:class:`~verifier.ops.multi_relax.PlaneWeights`: Mul's McCormick
+weights, a plane's bias taken over the box's corners whatever its slopes) both weights of every
+element are searched in ``[0, 1]``. Every iterate
 is a valid bound: the best value per row is kept (never worse than
 CROWN's), and each intermediate bound is intersected with the best one found before.
 """
@@ -44,7 +47,11 @@ def _seed(crown: Crown, node: Node, op: Op) -> tuple[Tensor, Bound, Bound]:
     """The starting slopes of ``node`` ``(N, *node shape)`` and their search range: CROWN's
     lower slope clamped to the op's range for ReLU-like ops; both of CROWN's slopes (a last
     dimension of 2: lower, upper) and the op's span per neuron ``(N, *node shape, 2)`` for ops
-    with free slopes. :func:`_rows_of` copies them for each set of rows."""
+    with free slopes; a multi-input rule's plane weights ``(N, *out, count)`` and the range
+    ``[0, 1]`` per weight. :func:`_rows_of` copies them for each set of rows."""
+    weights = _plane_weights(crown, node, op)
+    if weights is not None:
+        return weights, torch.zeros_like(weights), torch.ones_like(weights)
     relaxation = crown.relaxations[node.name]
     assert relaxation is not None
     span = op.lower_slope_range(node)
@@ -69,9 +76,22 @@ def _rows_of(seed: tuple[Tensor, Bound, Bound], shape: tuple[int, ...]) -> tuple
     return _spread(start, full), _spread(low, full), _spread(high, full)
 
 
+def _plane_weights(crown: Crown, node: Node, op: Op) -> Tensor | None:
+    """The starting plane weights ``(N, *out, count)`` of a node whose multi-input rule has
+    optimisable weights (:class:`~verifier.ops.multi_relax.PlaneWeights`, each in ``[0, 1]``;
+    the rule is sound for all of them), or None."""
+    rule = op.multi_relaxation
+    if rule is None or rule.weights is None:
+        return None
+    los, his, batched = crown.table.args(node)
+    return rule.weights.seed(node, los, his, batched)
+
+
 def _optimisable(crown: Crown, node: Node, op: Op) -> bool:
-    """Whether ``node`` has slopes to optimise: unstable neurons of a ReLU-like op, or finite
-    boxes of an op with free slopes."""
+    """Whether ``node`` has slopes to optimise: unstable neurons of a ReLU-like op, finite
+    boxes of an op with free slopes, or a multi-input rule's plane weights."""
+    if op.multi_relaxation is not None:
+        return op.multi_relaxation.weights is not None and _plane_weights(crown, node, op) is not None
     if crown.relaxations.get(node.name) is None:
         return False
     lo, hi = crown.bounds[node.inputs[0]]
@@ -106,9 +126,9 @@ def _init(crown: Crown, slopes: dict[tuple[str, str], Tensor], rows: int,
     for node, op in zip(crown.graph.nodes, crown.tgraph.ops, strict=True):
         if not _optimisable(crown, node, op):
             continue
-        lo = crown.bounds[node.inputs[0]][0]
-        n, shape = lo.shape[0], tuple(lo.shape[1:])
         seed = _seed(crown, node, op)  # the span of free slopes is computed once per node
+        n = seed[0].shape[0]  # the node's shape: without the last dimension of both-line slopes
+        shape = tuple(seed[0].shape[1:-1] if isinstance(seed[1], Tensor) else seed[0].shape[1:])
         start, low, high = _rows_of(seed, (n, rows, *shape))
         slopes[(node.name, FINAL)] = start.requires_grad_(True)
         ranges.append(((node.name, FINAL), low, high))

@@ -9,7 +9,9 @@ reached:
   vector-Jacobian product of its own forward (or the op's :meth:`~verifier.ops.base.Op.transpose`
   or pass-through fast path), and adds ``A·f(0)`` to the bias;
 - a node with a multi-input rule (:attr:`~verifier.ops.base.Op.multi_relaxation`) moves the
-  coefficients to its inputs by that rule;
+  coefficients to its inputs by that rule; given alpha slopes for the node, they are the
+  rule's plane weights per row (:class:`~verifier.ops.multi_relax.PlaneWeights`, Mul's
+  McCormick weights; the rule is sound for every weight in ``[0, 1]``);
 - an elementwise node with a linear relaxation ``l_s x + l_b <= f(x) <= u_s x + u_b`` passes
   ``A+ l_s + A- u_s`` and adds ``A+ l_b + A- u_b``; an alpha slope replaces ``l_s`` at the
   unstable positions (any slope in the op's :meth:`~verifier.ops.base.Op.lower_slope_range` is
@@ -231,7 +233,11 @@ def _step(table: BoundTable, index: int, coeffs: list[Tensor | None], pending: d
         return weighted_abs(coeffs, weights) + _affine(table, index, coeffs, pending, plan, cache, batched)
     multi = op.multi_relaxation
     if multi is not None and coeffs[0] is not None and all(c is None for c in coeffs[1:]):
-        moved = multi.backward(node, coeffs[0], los, his, batched)
+        chosen = plan.slopes.get(node.name)  # alpha-CROWN's plane weights, per row
+        if chosen is not None and multi.weights is not None:
+            moved = multi.weights.backward(node, coeffs[0], los, his, batched, chosen)
+        else:
+            moved = multi.backward(node, coeffs[0], los, his, batched)
         if moved is not None:
             for position, moved_coeff in moved.coefficients.items():
                 accumulate(pending, node.inputs[position], moved_coeff)

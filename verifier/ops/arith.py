@@ -43,11 +43,12 @@ from verifier.ops.multi_relax import (
     MIN_RULE,
     Moved,
     MultiRule,
+    PlaneWeights,
     aligned_bounds,
     every_position,
     mag,
     reduce_to,
-    row_bias,
+    rows_bias,
     safe_div,
 )
 from verifier.ops.power import pow_range
@@ -115,10 +116,10 @@ def _weight(lo_end: Tensor, hi_end: Tensor, w: Tensor) -> Tensor:
     return torch.minimum(torch.maximum(1 - safe_div(lo_end, w, 0.5), half), safe_div(hi_end, w, 0.5)).clamp(0, 1)
 
 
-def _mul_planes(box: Box) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...]]:
-    """``(sx, sy, c)`` of the lower and upper planes of ``x * y`` (see the module doc)."""
-    bad, safe = _sanitise(box)
-    lx, ux, ly, uy = safe
+def _mul_weights(box: Box) -> tuple[Tensor, Tensor]:
+    """The default McCormick weights ``(lam, mu)`` of the lower and upper planes: the ones
+    closest to 1/2 whose plane still reaches the product's interval bound over the box."""
+    _, (lx, ux, ly, uy) = _sanitise(box)
     p11, p12, p21, p22 = lx * ly, lx * uy, ux * ly, ux * uy
     low_end = torch.minimum(torch.minimum(p11, p12), torch.minimum(p21, p22))
     high_end = torch.maximum(torch.maximum(p11, p12), torch.maximum(p21, p22))
@@ -126,8 +127,17 @@ def _mul_planes(box: Box) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...]]:
     # Lower gap lam (x - lx)(y - ly) + (1 - lam)(ux - x)(uy - y): 0 at the off-diagonal corners,
     # lam w at (ux, uy) and (1 - lam) w at (lx, ly); the plane reaches low_end when both
     # corners stay above it. The upper side mirrors this with the other diagonal.
-    lam = _weight(p11 - low_end, p22 - low_end, w)
-    mu = _weight(high_end - p12, high_end - p21, w)
+    return _weight(p11 - low_end, p22 - low_end, w), _weight(high_end - p12, high_end - p21, w)
+
+
+def _mul_planes(box: Box, weights: tuple[Tensor, Tensor] | None = None
+                ) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...]]:
+    """``(sx, sy, c)`` of the lower and upper planes of ``x * y`` (see the module doc) with the
+    McCormick weights ``(lam, mu)`` (default :func:`_mul_weights`; any weights give valid
+    planes, since each bias is the extremum over the box's corners)."""
+    bad, safe = _sanitise(box)
+    lx, ux, ly, uy = safe
+    lam, mu = _mul_weights(box) if weights is None else weights
     hulls = [t.detach() for t in product_hull(*box)]
     planes = []
     for weight, near, far, limit, upper in ((lam, ly, uy, hulls[0], False), (mu, uy, ly, hulls[1], True)):
@@ -139,26 +149,49 @@ def _mul_planes(box: Box) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...]]:
     return planes[0], planes[1]
 
 
-def _mul_backward(node: Node, a: Tensor, los: Args, his: Args, batched: Flags) -> Moved | None:
+def _mul_moved(node: Node, a: Tensor, los: Args, his: Args, batched: Flags, weights: Tensor | None) -> Moved | None:
+    """``A`` through the McCormick planes: shared by every row (``weights`` None), or with the
+    weights ``(N, R, *out, 2)`` of each row (lower plane's, upper plane's)."""
     aligned = aligned_bounds(los, his, batched, a.dtype)
     if aligned is None or len(batched) != 2 or not all(batched):
         return None
     (lx, ly), (ux, uy) = aligned
-    (lsx, lsy, lc), (usx, usy, uc) = _mul_planes((lx, ux, ly, uy))
+    box = (lx.unsqueeze(1), ux.unsqueeze(1), ly.unsqueeze(1), uy.unsqueeze(1))  # (N, 1, ...): one per row
+    chosen = None if weights is None else (weights[..., 0].to(a.dtype), weights[..., 1].to(a.dtype))
+    (lsx, lsy, lc), (usx, usy, uc) = _mul_planes(box, chosen)
     pos, neg = a.clamp(min=0), a.clamp(max=0)
-    cx = pos * lsx.unsqueeze(1) + neg * usx.unsqueeze(1)
-    cy = pos * lsy.unsqueeze(1) + neg * usy.unsqueeze(1)
-    scale = torch.maximum(lsx.abs(), usx.abs()) * mag(lx, ux) + torch.maximum(lsy.abs(), usy.abs()) * mag(ly, uy)
+    cx, cy = pos * lsx + neg * usx, pos * lsy + neg * usy
+    scale = torch.maximum(lsx.abs(), usx.abs()) * mag(box[0], box[1]) + \
+        torch.maximum(lsy.abs(), usy.abs()) * mag(box[2], box[3])
     coefficients = {}
     for i, (coeff, value) in enumerate(((cx, lx), (cy, ly))):
         source = los[i]
         assert source is not None
         coefficients[i] = reduce_to(coeff, value, source.shape[1:])
-    return Moved(coefficients, row_bias(a, lc, uc, scale))
+    return Moved(coefficients, rows_bias(a, lc, uc, scale))
 
 
-MUL_RULE = MultiRule(_mul_backward, every_position)
-"""The relaxation of ``x * y`` with both operands dynamic."""
+def _mul_backward(node: Node, a: Tensor, los: Args, his: Args, batched: Flags) -> Moved | None:
+    return _mul_moved(node, a, los, his, batched, None)
+
+
+def _mul_seed(node: Node, los: Args, his: Args, batched: Flags) -> Tensor | None:
+    """The default weights ``(N, *out, 2)`` where both factors are dynamic and bounded."""
+    if len(batched) != 2 or not all(batched) or any(t is None for t in (*los, *his)):
+        return None
+    aligned = aligned_bounds(los, his, batched, torch.float64)
+    assert aligned is not None
+    (lx, ly), (ux, uy) = aligned
+    bad, _ = _sanitise((lx, ux, ly, uy))
+    if bool(bad.all()):
+        return None
+    out = torch.broadcast_shapes(lx.shape, ly.shape)
+    return torch.stack([w.expand(out) for w in _mul_weights((lx, ux, ly, uy))], dim=-1)
+
+
+MUL_RULE = MultiRule(_mul_backward, every_position, PlaneWeights(2, _mul_seed, _mul_moved))
+"""The relaxation of ``x * y`` with both operands dynamic; alpha-CROWN optimises the McCormick
+weight of each plane per row."""
 
 
 @register("Add")

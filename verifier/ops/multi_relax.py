@@ -16,7 +16,9 @@ shared machinery: the window planes of a maximum, rounding margins, broadcasting
   side, ``lam (x - lx)(y - ly) + (1 - lam)(ux - x)(uy - y) >= 0`` below (and its mirror
   above); the weight closest to 1/2 for which the plane still reaches the product's own
   interval bound over the box is used, so the relaxation of one node alone concretises as
-  tightly as the interval cut would.
+  tightly as the interval cut would; alpha-CROWN optimises both weights per element and row
+  (:class:`PlaneWeights`: any weight in ``[0, 1]`` is sound, the bias being taken over the
+  corners).
 - **Max** (any number of inputs, broadcasting, constants allowed), **MaxPool**, **ReduceMax**,
   **GlobalMaxPool**: the maximum over a window of boxes ``[l_k, u_k]`` (the inputs of Max,
   the pooling window, the reduced axes). Lower plane: ``max >= x_j`` for the element with the
@@ -65,6 +67,28 @@ class Moved:
 
 
 @dataclass(frozen=True)
+class PlaneWeights:
+    """Weights of a rule's planes that alpha-CROWN may optimise, like the slopes of a unary
+    op: ``count`` per output element, each in ``[0, 1]``, chosen per objective row.
+
+    **Soundness contract**: the rule's ``backward`` must return a valid relaxation for *every*
+    weight in ``[0, 1]`` (for Mul, a plane's bias is taken over the box's corners whatever its
+    slopes), so any iterate of the ascent is a certified bound.
+
+    Attributes:
+        count: weights per output element (the last dimension of the weight tensors).
+        seed: ``(node, lowers, uppers, batched) -> (N, *out, count)``: the weights the rule
+            uses without alpha (the starting point), or None where nothing is to be optimised.
+        backward: ``(node, A, lowers, uppers, batched, weights) -> Moved | None`` as
+            :attr:`MultiRule.backward`, with ``weights`` ``(N, R, *out, count)`` per row of ``A``.
+    """
+
+    count: int
+    seed: Callable[[Node, Args, Args, Flags], Tensor | None]
+    backward: Callable[[Node, Tensor, Args, Args, Flags, Tensor], Moved | None]
+
+
+@dataclass(frozen=True)
 class MultiRule:
     """The relaxation of one op type.
 
@@ -74,10 +98,12 @@ class MultiRule:
             the batch dim, absent optional inputs as None); ``batched`` flags the dynamic ones.
         refine: ``(node, lowers, uppers, batched) -> {input position: flat positions}`` whose
             bounds CROWN should tighten before the node is relaxed.
+        weights: the planes' optimisable weights (None: fixed planes).
     """
 
     backward: Callable[[Node, Tensor, Args, Args, Flags], Moved | None]
     refine: Callable[[Node, Args, Args, Flags], dict[int, Tensor]]
+    weights: PlaneWeights | None = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -116,11 +142,16 @@ def row_bias(a: Tensor, lower: Tensor, upper: Tensor, scale: Tensor) -> Tensor:
     ``lower``/``upper`` (``(N, *out)``) are the planes' biases (``-inf``/``+inf`` allowed);
     ``scale`` bounds ``|slopes| * |inputs|`` per element, for the rounding of ``A * slope``.
     """
-    c = torch.where(a > 0, lower.unsqueeze(1), upper.unsqueeze(1))
+    return rows_bias(a, lower.unsqueeze(1), upper.unsqueeze(1), scale.unsqueeze(1))
+
+
+def rows_bias(a: Tensor, lower: Tensor, upper: Tensor, scale: Tensor) -> Tensor:
+    """:func:`row_bias` with planes per row: ``lower``, ``upper``, ``scale`` ``(N, R or 1, *out)``."""
+    c = torch.where(a > 0, lower, upper)
     finite = torch.isfinite(c)
     safe = torch.where(finite, c, torch.zeros_like(c))
     terms = torch.where(finite | (a == 0), a * safe, torch.full_like(safe, -math.inf))
-    total = row_sums(terms) - row_margin(a, safe.abs() + scale.unsqueeze(1))
+    total = row_sums(terms) - row_margin(a, safe.abs() + scale)
     return torch.nan_to_num(total, nan=-math.inf)
 
 
