@@ -3,7 +3,7 @@ composes them into :class:`~verifier.config.VerifierConfig`)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TypeVar
 
@@ -254,6 +254,9 @@ class TightenConfig:
             first one, then 28 in the next 12 s (and the region was proved).
         min_layers: tighten only networks with at least this many splittable layers (on
             shallow ones the search itself splits the few layers cheaply).
+        search: the options of the searches on the cut networks (batch, Adam steps,
+            branching); eran's 9x200 idx 5520, 300 s (`benchmarks/tighten_variants.py`): 20
+            steps (the default) and 8 both prove it once five layers are tightened.
     """
 
     layers: int = 8
@@ -265,3 +268,4 @@ class TightenConfig:
     seconds_per_stable: float = 3.0
     gap_ratio: float = 0.5
     min_layers: int = 4
+    search: ReluSplitConfig = field(default_factory=ReluSplitConfig)

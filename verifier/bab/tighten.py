@@ -147,7 +147,7 @@ def _tighten_layer(tgraph: TorchGraph, root: Crown, bounds: dict[str, Bounds], v
     rows = torch.zeros(neurons.numel(), cut.graph.outputs[0].size, dtype=cut.place.dtype, device=cut.place.device)
     rows[torch.arange(neurons.numel()), neurons] = signs.to(rows)
     prior = {name: b for name, b in bounds.items() if name in cut.graph.shapes}
-    found, search = row_lower_bounds(cut, box[0], box[1], prior, rows, deadline, config)
+    found, search = row_lower_bounds(cut, box[0], box[1], prior, rows, deadline, config, config.search)
     floor = found.clamp(max=0.0).to(lo)  # refuted (inf): the neuron's sign holds, its bound is 0
     up = signs > 0
     lo[neurons[up]] = torch.maximum(lo[neurons[up]], floor[up])
