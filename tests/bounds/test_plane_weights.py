@@ -4,7 +4,7 @@ alpha-CROWN search them), the seed reproduces the fixed planes, and alpha-CROWN 
 sound against onnxruntime and tighter than with the planes fixed.
 
 Every registered op whose rule has weights is covered (read from the registry), and the
-sampling check is shown to catch a plane whose bias is taken over too few corners."""
+sampling check is shown to catch, per op, a plane whose bias misses some extreme points."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ from verifier.bounds.alpha import AlphaConfig, alpha_lower_bound
 from verifier.bounds.crown import Crown
 from verifier.graph.loader import load_model
 from verifier.graph.torch_graph import TorchGraph
-from verifier.ops import REGISTRY, arith
+from verifier.ops import REGISTRY, arith, quotient
 from verifier.ops.base import Op
 from verifier.ops.multi_relax import PlaneWeights
 from verifier.witness import OnnxOracle, grid_box, snap_into_box
@@ -75,19 +75,36 @@ def test_any_weights_in_the_unit_interval_give_a_sound_relaxation(case: Case) ->
         assert _weighted_gaps_hold(case, gen, WEIGHTED[case.op])
 
 
-def test_a_plane_biased_over_two_corners_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The check above fails when Mul's bias looks only at the diagonal corners ``(lx, ly)`` and
-    ``(ux, uy)`` (sound for the default weights on some boxes, not for all weights)."""
+def _diagonal_bias(sx, sy, box, upper):  # type: ignore[no-untyped-def]
+    """Mul's bias over the diagonal corners ``(lx, ly)``, ``(ux, uy)`` only (a planted bug)."""
+    lx, ux, ly, uy = box
+    gaps = torch.stack([x * y - sx * x - sy * y for x, y in ((lx, ly), (ux, uy))])
+    return gaps.amax(0) if upper else gaps.amin(0)
 
-    def diagonal_bias(sx, sy, box, upper):  # type: ignore[no-untyped-def]
-        lx, ux, ly, uy = box
-        gaps = torch.stack([x * y - sx * x - sy * y for x, y in ((lx, ly), (ux, uy))])
-        return gaps.amax(0) if upper else gaps.amin(0)
 
-    monkeypatch.setattr(arith, "_corner_bias", diagonal_bias)
+def _ends_only_bias(cx, cy, box, upper):  # type: ignore[no-untyped-def]
+    """Div's bias over the box's four corners, without the stationary points (a planted bug)."""
+    lx, ux, ly, uy = box
+    gaps = torch.stack([x / y - cx * x - cy * y for x in (lx, ux) for y in (ly, uy)])
+    return gaps.amax(0) if upper else gaps.amin(0)
+
+
+MUTANTS = {"Mul": (arith, "_corner_bias", _diagonal_bias, Case("Mul", ((1, 6), (1, 6)))),
+           "Div": (quotient, "plane_bias", _ends_only_bias, Case("Div", ((1, 6), (1, 6)), one_signed=(False, True)))}
+
+
+def test_every_weighted_rule_has_a_mutant() -> None:
+    assert set(MUTANTS) == set(WEIGHTED)
+
+
+@pytest.mark.parametrize("op", sorted(MUTANTS))
+def test_a_wrong_plane_bias_is_caught(monkeypatch: pytest.MonkeyPatch, op: str) -> None:
+    """The sampling check above fails once the rule's bias misses points where the gap is
+    extreme (sound for the default weights on many boxes, not for all weights)."""
+    module, name, wrong, case = MUTANTS[op]
+    monkeypatch.setattr(module, name, wrong)
     gen = torch.Generator().manual_seed(2)
-    case = Case("Mul", ((1, 6), (1, 6)))
-    assert not all(_weighted_gaps_hold(case, gen, WEIGHTED["Mul"]) for _ in range(4))
+    assert not all(_weighted_gaps_hold(case, gen, WEIGHTED[op]) for _ in range(4))
 
 
 @pytest.mark.parametrize("case", WEIGHTED_CASES, ids=lambda c: f"{c.op}{list(c.shapes)}")

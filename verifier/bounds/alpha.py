@@ -67,12 +67,13 @@ def _seed(crown: Crown, node: Node, op: Op) -> tuple[Tensor, Bound, Bound]:
 
 
 def _rows_of(seed: tuple[Tensor, Bound, Bound], shape: tuple[int, ...]) -> tuple[Tensor, Bound, Bound]:
-    """The seed's slopes, and its per-entry range for free slopes, copied for rows of
-    ``shape`` ``(N, rows..., *node shape)`` (and the seed's last dimension of 2 for free slopes)."""
+    """The seed's slopes, and its per-entry range for free slopes and plane weights, copied for
+    rows of ``shape`` ``(N, rows..., *node shape)`` (and the seed's last dimension: 2 for free
+    slopes, the rule's count for plane weights)."""
     start, low, high = seed
     if not isinstance(low, Tensor) or not isinstance(high, Tensor):
         return _spread(start, shape), low, high
-    full = (*shape, 2)
+    full = (*shape, start.shape[-1])
     return _spread(start, full), _spread(low, full), _spread(high, full)
 
 

@@ -16,6 +16,8 @@ point computed slightly off moves ``g`` only to second order.
 The slopes only decide tightness: ``x / y = x r`` with ``r = 1 / y`` in ``[1 / u_y, 1 / l_y]``
 (for ``y > 0``; ``y < 0`` by symmetry); a McCormick plane of ``x r``, with ``r`` replaced by its
 tangent at ``sqrt(l_y u_y)`` or its chord (the two are parallel; the bias settles the offset).
+alpha-CROWN may move both per row (:class:`~verifier.ops.multi_relax.PlaneWeights`): a blend
+``lam`` of the side's two McCormick planes and the point ``t`` of ``1 / y``'s slope ``-1 / t^2``.
 """
 
 from __future__ import annotations
@@ -32,11 +34,12 @@ from verifier.ops.multi_relax import (
     LARGE,
     Moved,
     MultiRule,
+    PlaneWeights,
     aligned_bounds,
     every_position,
     mag,
     reduce_to,
-    row_bias,
+    rows_bias,
 )
 from verifier.ops.relax import MARGIN
 
@@ -79,31 +82,57 @@ def plane_bias(cx: Tensor, cy: Tensor, box: Box, upper: bool) -> Tensor:
     return stacked.amax(0) + margin if upper else stacked.amin(0) - margin
 
 
-def _slopes(box: Box, upper: bool) -> tuple[Tensor, Tensor]:
-    """Slopes ``(cx, cy)`` from the McCormick plane of ``x r``, ``r = 1 / y`` (module docstring)."""
+def _frame(box: Box) -> tuple[Box, Tensor]:
+    """The box with the denominator made positive (``x / y = (-x) / (-y)`` where ``u_y < 0``)
+    and the sign mapping slopes found there back."""
     lx, ux, ly, uy = box
-    flip = uy < 0  # x / y = (-x) / (-y): work with -y > 0, then map the slopes back
-    lx, ux, ly, uy = (torch.where(flip, -ux, lx), torch.where(flip, -lx, ux),
-                      torch.where(flip, -uy, ly), torch.where(flip, -ly, uy))
+    flip = uy < 0
+    framed = (torch.where(flip, -ux, lx), torch.where(flip, -lx, ux),
+              torch.where(flip, -uy, ly), torch.where(flip, -ly, uy))
+    return framed, torch.where(flip, -1.0, 1.0)
+
+
+def default_weights(box: Box) -> tuple[Tensor, Tensor]:
+    """The blend ``lam = 1`` (one McCormick plane) and the position ``tau`` of ``sqrt(l_y u_y)``
+    in the (positive) denominator's box: the weights of the fixed planes."""
+    (_, _, ly, uy), _ = _frame(box)
+    width = uy - ly
+    tau = torch.where(width > 0, (torch.sqrt(ly * uy) - ly) / torch.where(width > 0, width, 1.0), 0.5)
+    return torch.ones_like(tau), tau.clamp(0, 1)
+
+
+def _slopes(box: Box, upper: bool, weights: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
+    """Slopes ``(cx, cy)`` from the McCormick planes of ``x r``, ``r = 1 / y`` (module
+    docstring) with weights ``(lam, tau)`` in ``[0, 1]`` (default :func:`default_weights`):
+    ``lam`` blends the two planes of the side, ``r`` is replaced by a line of slope
+    ``-1 / t^2``, ``t = l_y + tau (u_y - l_y)`` (its tangent at ``t``; the bias settles the offset)."""
+    (lx, ux, ly, uy), sign = _frame(box)
+    if weights is None:  # the fixed planes: t^2 = l_y u_y exactly
+        lam, squared = torch.ones_like(ly), ly * uy
+    else:
+        lam, tau = weights
+        squared = (ly + tau * (uy - ly)) ** 2
     lr, ur = 1 / uy, 1 / ly
-    # McCormick: x r >= ur x + ux r - ux ur (below), x r <= lr x + ux r - ux lr (above). Then r
-    # by its tangent at sqrt(ly uy) or by its chord, which have the same slope -1 / (ly uy).
-    sx = lr if upper else ur
-    cy = ux * (-1 / (ly * uy))
-    sign = torch.where(flip, -1.0, 1.0)
+    # Below: x r >= ur x + ux r - ux ur and x r >= lr x + lx r - lx lr; above: x r <= lr x + ux r
+    # - ux lr and x r <= ur x + lx r - lx ur. lam = 1 takes the first of each side.
+    near, far = (lr, ur) if upper else (ur, lr)
+    sx = lam * near + (1 - lam) * far
+    cy = (lam * ux + (1 - lam) * lx) * (-1 / squared)
     return sx * sign, cy * sign
 
 
-def div_planes(box: Box, dtype: torch.dtype,
-               x_dynamic: bool = True) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...], Tensor]:
+def div_planes(box: Box, dtype: torch.dtype, x_dynamic: bool = True,
+               weights: tuple[Tensor, ...] | None = None) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...], Tensor]:
     """Lower and upper planes ``(cx, cy, b)`` of ``x / y`` (slopes in ``dtype``, biases padded
     for it; ``cx = 0`` for a constant numerator) and the mask where they apply (elsewhere the
-    caller uses interval bounds)."""
+    caller uses interval bounds). ``weights``: ``(lam, tau)`` of the lower plane, then of the
+    upper (:func:`_slopes`; default the fixed planes); any weights give valid planes."""
     ok = _usable(box)
     safe = _stand_in(ok, box)
     planes = []
     for upper in (False, True):
-        cx, cy = (s.to(dtype) for s in _slopes(safe, upper))
+        chosen = None if weights is None else (weights[2 * upper], weights[2 * upper + 1])
+        cx, cy = (s.to(dtype) for s in _slopes(safe, upper, chosen))
         cx = cx if x_dynamic else torch.zeros_like(cx)
         bias = plane_bias(cx.double(), cy.double(), safe, upper)
         if dtype != torch.float64:
@@ -122,30 +151,52 @@ def _interval(box: Box) -> tuple[Tensor, Tensor]:
     return torch.where(safe, low, -inf), torch.where(safe, high, inf)
 
 
-def _div_backward(node: Node, a: Tensor, los: Args, his: Args, batched: Flags) -> Moved | None:
+def _div_moved(node: Node, a: Tensor, los: Args, his: Args, batched: Flags, weights: Tensor | None) -> Moved | None:
     """``<A, x / y>`` below by the planes of :func:`div_planes` (a constant numerator: slope 0
-    on it, so the planes are in ``y`` alone; a constant denominator is affine, not this rule)."""
+    on it, so the planes are in ``y`` alone; a constant denominator is affine, not this rule),
+    shared by every row (``weights`` None) or with the weights ``(N, R, *out, 4)`` of each row."""
     aligned = aligned_bounds(los, his, batched, torch.float64)
     if aligned is None or len(batched) != 2 or not batched[1]:
         return None
     (lx, ly), (ux, uy) = aligned
-    box = (lx, ux, ly, uy)
-    lower, upper, ok = div_planes(box, a.dtype, batched[0])
+    box = (lx.unsqueeze(1), ux.unsqueeze(1), ly.unsqueeze(1), uy.unsqueeze(1))  # (N, 1, ...): one per row
+    chosen = None if weights is None else weights.double().unbind(-1)
+    lower, upper, ok = div_planes(box, a.dtype, batched[0], chosen)
     low, high = (t.detach().to(a.dtype) for t in _interval(box))
     zero = torch.zeros((), dtype=a.dtype)
     lcx, lcy, ucx, ucy = (torch.where(ok, t, zero) for t in (lower[0], lower[1], upper[0], upper[1]))
     lb, ub = torch.where(ok, lower[2], low), torch.where(ok, upper[2], high)
     pos, neg = a.clamp(min=0), a.clamp(max=0)
-    scale = (torch.maximum(lcx.abs(), ucx.abs()) * mag(lx, ux).to(a.dtype)
-             + torch.maximum(lcy.abs(), ucy.abs()) * mag(ly, uy).to(a.dtype))
+    scale = (torch.maximum(lcx.abs(), ucx.abs()) * mag(box[0], box[1]).to(a.dtype)
+             + torch.maximum(lcy.abs(), ucy.abs()) * mag(box[2], box[3]).to(a.dtype))
     coefficients = {}
     for i, (lc, uc, value) in enumerate(((lcx, ucx, lx), (lcy, ucy, ly))):
         source = los[i]
         if batched[i] and source is not None:
-            coeff = pos * lc.unsqueeze(1) + neg * uc.unsqueeze(1)
-            coefficients[i] = reduce_to(coeff, value, source.shape[1:])
-    return Moved(coefficients, row_bias(a, lb, ub, scale))
+            coefficients[i] = reduce_to(pos * lc + neg * uc, value, source.shape[1:])
+    return Moved(coefficients, rows_bias(a, lb, ub, scale))
 
 
-DIV_RULE = MultiRule(_div_backward, every_position)
-"""The relaxation of ``x / y`` with a dynamic denominator."""
+def _div_backward(node: Node, a: Tensor, los: Args, his: Args, batched: Flags) -> Moved | None:
+    return _div_moved(node, a, los, his, batched, None)
+
+
+def _div_seed(node: Node, los: Args, his: Args, batched: Flags) -> Tensor | None:
+    """The fixed planes' weights ``(N, *out, 4)`` where the denominator is dynamic and some
+    element's planes apply (a one-signed, finite box)."""
+    aligned = aligned_bounds(los, his, batched, torch.float64)
+    if aligned is None or len(batched) != 2 or not batched[1]:
+        return None
+    (lx, ly), (ux, uy) = aligned
+    box = (lx, ux, ly, uy)
+    ok = _usable(box)
+    if not bool(ok.any()):
+        return None
+    lam, tau = default_weights(_stand_in(ok, box))
+    out = torch.broadcast_shapes(lx.shape, ly.shape)
+    return torch.stack([w.expand(out) for w in (lam, tau, lam, tau)], dim=-1)
+
+
+DIV_RULE = MultiRule(_div_backward, every_position, PlaneWeights(4, _div_seed, _div_moved))
+"""The relaxation of ``x / y`` with a dynamic denominator; alpha-CROWN optimises each plane's
+McCormick blend and the point of ``1 / y``'s slope per row."""
