@@ -12,7 +12,7 @@ certified bound`` (3,000 onnxruntime samples), averaged over rows and networks; 
 tighter, and a negative gap would be a soundness bug (the script stops). Methods: ``cut``
 (CROWN with the op cut at its intervals), ``crown``, ``alpha`` (alpha-CROWN with the op's free
 slopes or plane weights, where it has them) and, for ops whose planes have optimisable weights
-(Mul), ``alpha, fixed planes`` (alpha-CROWN with those weights fixed: the other ops' slopes only).
+(Mul, Div, MaxPool), ``alpha, fixed planes`` (alpha-CROWN with those weights fixed: the other ops' slopes only).
 """
 
 from __future__ import annotations
@@ -59,6 +59,16 @@ def _product(src: str, out: str) -> list[onnx.NodeProto]:
     return [helper.make_node("Tanh", [src], [f"{out}_t"]), helper.make_node("Mul", [src, f"{out}_t"], [out])]
 
 
+def _max_pool(src: str, out: str) -> list[onnx.NodeProto]:
+    """MaxPool over windows of 3 neighbours (stride 1, padding 1) of the 12 values."""
+    shapes = [helper.make_node("Constant", [], [f"{out}_{k}"], value=helper.make_tensor(f"{out}_{k}", TensorProto.INT64,
+                                                                                        [len(v)], v))
+              for k, v in (("in", [1, 1, 12]), ("back", [1, 12]))]
+    return [*shapes, helper.make_node("Reshape", [src, f"{out}_in"], [f"{out}_r"]),
+            helper.make_node("MaxPool", [f"{out}_r"], [f"{out}_p"], kernel_shape=[3], pads=[1, 1]),
+            helper.make_node("Reshape", [f"{out}_p", f"{out}_back"], [out])]
+
+
 def _along_rows(op: str) -> Block:
     def block(src: str, out: str) -> list[onnx.NodeProto]:
         return [helper.make_node(op, [src], [out], axis=1)]
@@ -71,6 +81,7 @@ CASES: dict[str, tuple[str, Block]] = {
     "Pow softplus^0.5 (Power)": ("Power", _pow("root", positive=True)),
     "Div x / (softplus + 0.5)": ("Div", _div),
     "Mul x * tanh(x)": ("Mul", _product),
+    "MaxPool 3-windows": ("MaxPool", _max_pool),
     "Softmax": ("Softmax", _along_rows("Softmax")),
     "LogSoftmax": ("LogSoftmax", _along_rows("LogSoftmax")),
 }

@@ -189,7 +189,7 @@ def _mul_seed(node: Node, los: Args, his: Args, batched: Flags) -> Tensor | None
     return torch.stack([w.expand(out) for w in _mul_weights((lx, ux, ly, uy))], dim=-1)
 
 
-MUL_RULE = MultiRule(_mul_backward, every_position, PlaneWeights(2, _mul_seed, _mul_moved))
+MUL_RULE = MultiRule(_mul_backward, every_position, PlaneWeights(_mul_seed, _mul_moved))
 """The relaxation of ``x * y`` with both operands dynamic; alpha-CROWN optimises the McCormick
 weight of each plane per row."""
 

@@ -24,7 +24,9 @@ shared machinery: the window planes of a maximum, rounding margins, broadcasting
   the pooling window, the reduced axes). Lower plane: ``max >= x_j`` for the element with the
   largest lower bound (so one node alone concretises to its interval bound), except for the
   elementwise Max/Min, which take the largest box centre like CROWN's adaptive ReLU slope
-  (``Max(x, 0)`` is a ReLU); padding is never chosen. Upper plane: with
+  (``Max(x, 0)`` is a ReLU); padding is never chosen. alpha-CROWN may replace it per row by
+  any convex combination ``sum_k w_k x_k`` of the window's slots (:func:`lower_weights`; valid
+  since the maximum is at least every average). Upper plane: with
   ``j`` the element of largest upper bound and ``U2`` the second largest upper bound,
   ``max_k x_k <= max(x_j, U2)``, and ``t -> max(t, U2)`` is convex, so the chord over
   ``[l_j, u_j]`` lies above it; its bias is the maximum of ``max(t, U2) - s t`` at the two
@@ -76,14 +78,14 @@ class PlaneWeights:
     slopes), so any iterate of the ascent is a certified bound.
 
     Attributes:
-        count: weights per output element (the last dimension of the weight tensors).
         seed: ``(node, lowers, uppers, batched) -> (N, *out, count)``: the weights the rule
             uses without alpha (the starting point), or None where nothing is to be optimised.
+            ``out`` is any shape holding the node's output elements in the rule's order;
+            ``count`` weights per element (2 for Mul, 4 for Div, the window size for a maximum).
         backward: ``(node, A, lowers, uppers, batched, weights) -> Moved | None`` as
             :attr:`MultiRule.backward`, with ``weights`` ``(N, R, *out, count)`` per row of ``A``.
     """
 
-    count: int
     seed: Callable[[Node, Args, Args, Flags], Tensor | None]
     backward: Callable[[Node, Tensor, Args, Args, Flags, Tensor], Moved | None]
 
@@ -218,7 +220,20 @@ def negated(rule: MultiRule) -> MultiRule:
     def refine(node: Node, los: Args, his: Args, batched: Flags) -> dict[int, Tensor]:
         return rule.refine(node, *flip(los, his), batched)
 
-    return MultiRule(backward, refine)
+    if rule.weights is None:
+        return MultiRule(backward, refine)
+    weights = rule.weights
+
+    def seed(node: Node, los: Args, his: Args, batched: Flags) -> Tensor | None:
+        return weights.seed(node, *flip(los, his), batched)
+
+    def weighted(node: Node, a: Tensor, los: Args, his: Args, batched: Flags, chosen: Tensor) -> Moved | None:
+        moved = weights.backward(node, -a, *flip(los, his), batched, chosen)
+        if moved is None:
+            return None
+        return Moved({i: -c for i, c in moved.coefficients.items()}, moved.bias)
+
+    return MultiRule(backward, refine, PlaneWeights(seed, weighted))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -275,15 +290,45 @@ def window_planes(lo_w: Tensor, hi_w: Tensor, by_centre: bool) -> WindowPlanes:
     return WindowPlanes(low, up, slope, bias, scale, decided)
 
 
-def _window_coefficients(a: Tensor, planes: WindowPlanes, slots: int) -> tuple[Tensor, Tensor]:
-    """Coefficients per window slot ``(N, R, ..., K)`` for ``A (N, R, ...)``, and the bias."""
+def lower_weights(chosen: Tensor, planes: WindowPlanes, hi_w: Tensor) -> Tensor:
+    """The lower plane ``max >= sum_k w_k x_k`` from alpha's weights ``chosen`` ``(N, R, ...,
+    K)``: normalised to sum 1 over the slots that can hold the maximum (upper bound above
+    ``-inf``), so a convex combination (valid for any weights); the default one-hot plane where
+    they sum to 0, and ``x[up]`` exactly where the window is decided."""
+    slots = hi_w.shape[-1]
+    usable = (hi_w > -math.inf).unsqueeze(1)
+    w = torch.where(usable, chosen.to(hi_w.dtype).clamp(0, 1), 0.0)
+    total = w.sum(dim=-1, keepdim=True)
+    one_hot = torch.nn.functional.one_hot(planes.low, slots).unsqueeze(1).to(w)
+    w = torch.where(total > 0, w / torch.where(total > 0, total, 1.0), one_hot)
+    exact = torch.nn.functional.one_hot(planes.up, slots).unsqueeze(1).to(w)
+    return torch.where(planes.decided.unsqueeze(1).unsqueeze(-1), exact, w)
+
+
+def weighted_scale(planes: WindowPlanes, lo_w: Tensor, hi_w: Tensor) -> Tensor:
+    """A rounding scale for convex lower planes: ``(K + 1)`` times the largest slot magnitude
+    (the weights' sum may miss 1 by ``K`` roundings) plus the upper plane's ``slope |x[up]|``."""
+    mags = mag(lo_w, hi_w)
+    up = mags.gather(-1, planes.up.unsqueeze(-1)).squeeze(-1)
+    return (hi_w.shape[-1] + 1) * mags.amax(dim=-1) + planes.slope * up
+
+
+def _window_coefficients(a: Tensor, planes: WindowPlanes, slots: int,
+                         lower: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
+    """Coefficients per window slot ``(N, R, ..., K)`` for ``A (N, R, ...)``, and the bias;
+    ``lower``: the convex lower plane's weights ``(N, R, ..., K)`` (:func:`lower_weights`) and
+    its rounding scale (:func:`weighted_scale`), else ``max >= x[low]``."""
     pos, neg = a.clamp(min=0), a.clamp(max=0)
     shape = (*a.shape, 1)
-    coeff = torch.zeros((*a.shape, slots), dtype=a.dtype, device=a.device)
-    coeff = coeff.scatter_add(-1, planes.low.unsqueeze(1).unsqueeze(-1).expand(shape), pos.unsqueeze(-1))
+    if lower is None:
+        coeff = torch.zeros((*a.shape, slots), dtype=a.dtype, device=a.device)
+        coeff = coeff.scatter_add(-1, planes.low.unsqueeze(1).unsqueeze(-1).expand(shape), pos.unsqueeze(-1))
+        scale = planes.scale
+    else:
+        coeff, scale = pos.unsqueeze(-1) * lower[0].to(a.dtype), lower[1]
     up_values = (neg * planes.slope.unsqueeze(1)).unsqueeze(-1)
     coeff = coeff.scatter_add(-1, planes.up.unsqueeze(1).unsqueeze(-1).expand(shape), up_values)
-    return coeff, row_bias(a, torch.zeros_like(planes.bias), planes.bias, planes.scale)
+    return coeff, row_bias(a, torch.zeros_like(planes.bias), planes.bias, scale)
 
 
 def _stacked(los: Args, his: Args, batched: Flags, dtype: torch.dtype) -> tuple[list[Tensor], Tensor, Tensor] | None:
@@ -297,12 +342,18 @@ def _stacked(los: Args, his: Args, batched: Flags, dtype: torch.dtype) -> tuple[
     return lows, lo_w, torch.stack([t.expand(shape) for t in highs], dim=-1)
 
 
-def _max_backward(node: Node, a: Tensor, los: Args, his: Args, batched: Flags) -> Moved | None:
+def _max_moved(node: Node, a: Tensor, los: Args, his: Args, batched: Flags, chosen: Tensor | None) -> Moved | None:
+    """Elementwise Max through the window planes; ``chosen``: alpha's lower-plane weights
+    ``(N, R, *out, K)`` per row (None: ``max >= x[low]``)."""
     stacked = _stacked(los, his, batched, a.dtype)
     if stacked is None:
         return None
     lows, lo_w, hi_w = stacked
-    coeff, bias = _window_coefficients(a, window_planes(lo_w, hi_w, True), len(lows))
+    planes = window_planes(lo_w, hi_w, True)
+    lower = None
+    if chosen is not None:
+        lower = (lower_weights(chosen.reshape(*a.shape, -1), planes, hi_w), weighted_scale(planes, lo_w, hi_w))
+    coeff, bias = _window_coefficients(a, planes, len(lows), lower)
     coefficients = {}
     for i, (aligned, source, dyn) in enumerate(zip(lows, los, batched, strict=True)):
         part = coeff[..., i]
@@ -313,6 +364,23 @@ def _max_backward(node: Node, a: Tensor, los: Args, his: Args, batched: Flags) -
             const = torch.where(part == 0, torch.zeros_like(part), aligned.unsqueeze(1))
             bias = bias + row_sums(part * const) - row_margin(part, const.abs())
     return Moved(coefficients, torch.nan_to_num(bias, nan=-math.inf))
+
+
+def _max_backward(node: Node, a: Tensor, los: Args, his: Args, batched: Flags) -> Moved | None:
+    return _max_moved(node, a, los, his, batched, None)
+
+
+def _max_seed(node: Node, los: Args, his: Args, batched: Flags) -> Tensor | None:
+    """The default lower plane as weights ``(N, *out, K)`` (one-hot at ``low``), where some
+    window is undecided."""
+    stacked = _stacked(los, his, batched, torch.float64)
+    if stacked is None:
+        return None
+    lows, lo_w, hi_w = stacked
+    planes = window_planes(lo_w, hi_w, True)
+    if bool(planes.decided.all()):
+        return None
+    return torch.nn.functional.one_hot(planes.low, len(lows)).double()
 
 
 def _max_refine(node: Node, los: Args, his: Args, batched: Flags) -> dict[int, Tensor]:
@@ -336,32 +404,61 @@ ReducedDims = Callable[[Node, int], list[int]]
 """``(node, rank of the (N, *shape) bounds) -> dims`` that a window maximum reduces."""
 
 
-def _reduction(node: Node, bounds: tuple[Tensor, Tensor], dtype: torch.dtype,
-               dims_of: ReducedDims) -> tuple[list[int], list[int], WindowPlanes]:
-    """The reduced dims of ``(N, *shape)`` bounds, the kept ones, and the window planes."""
+@dataclass(frozen=True)
+class _Reduction:
+    """A window maximum's reduced dims of the ``(N, *shape)`` bounds, the kept ones, the
+    windows' bounds ``(N, *kept sizes, K)`` and their planes."""
+
+    dims: list[int]
+    kept: list[int]
+    lo_w: Tensor
+    hi_w: Tensor
+    planes: WindowPlanes
+
+
+def _reduction(node: Node, bounds: tuple[Tensor, Tensor], dtype: torch.dtype, dims_of: ReducedDims) -> _Reduction:
+    """The windows of a maximum over the dims ``dims_of`` picks, and their planes."""
     lo, hi = (t.to(dtype) for t in bounds)
     dims = dims_of(node, lo.dim())
     kept = [d for d in range(1, lo.dim()) if d not in dims]
     sizes = [lo.shape[d] for d in kept]
     k = math.prod(lo.shape[d] for d in dims)
-    windows = [t.permute(0, *kept, *dims).reshape(lo.shape[0], *sizes, k) for t in (lo, hi)]
-    return dims, kept, window_planes(windows[0], windows[1], False)
+    lo_w, hi_w = (t.permute(0, *kept, *dims).reshape(lo.shape[0], *sizes, k) for t in (lo, hi))
+    return _Reduction(dims, kept, lo_w, hi_w, window_planes(lo_w, hi_w, False))
 
 
 def window_max_rule(dims_of: ReducedDims) -> MultiRule:
     """The rule of a maximum over the dims ``dims_of`` picks (ReduceMax, GlobalMaxPool)."""
 
-    def backward(node: Node, a: Tensor, los: Args, his: Args, batched: Flags) -> Moved | None:
+    def weighted(node: Node, a: Tensor, los: Args, his: Args, batched: Flags, chosen: Tensor | None) -> Moved | None:
         bounds = single_input(los, his, batched)
         if bounds is None:
             return None
         shape = bounds[0].shape
-        dims, kept, planes = _reduction(node, bounds, a.dtype, dims_of)
-        sizes = [shape[d] for d in kept]
-        coeff, bias = _window_coefficients(a.reshape(*a.shape[:2], *sizes), planes, math.prod(shape[d] for d in dims))
-        coeff = coeff.reshape(*a.shape[:2], *sizes, *(shape[d] for d in dims))
-        order = [0, 1, *(d + 1 for d in kept), *(d + 1 for d in dims)]
+        red = _reduction(node, bounds, a.dtype, dims_of)
+        sizes = [shape[d] for d in red.kept]
+        a = a.reshape(*a.shape[:2], *sizes)
+        lower = None
+        if chosen is not None:
+            lower = (lower_weights(chosen.reshape(*a.shape, -1), red.planes, red.hi_w),
+                     weighted_scale(red.planes, red.lo_w, red.hi_w))
+        coeff, bias = _window_coefficients(a, red.planes, red.hi_w.shape[-1], lower)
+        coeff = coeff.reshape(*a.shape[:2], *sizes, *(shape[d] for d in red.dims))
+        order = [0, 1, *(d + 1 for d in red.kept), *(d + 1 for d in red.dims)]
         return Moved({0: coeff.permute(*sorted(range(len(order)), key=order.__getitem__))}, bias)
+
+    def backward(node: Node, a: Tensor, los: Args, his: Args, batched: Flags) -> Moved | None:
+        return weighted(node, a, los, his, batched, None)
+
+    def seed(node: Node, los: Args, his: Args, batched: Flags) -> Tensor | None:
+        """The default lower plane, one-hot ``(N, *kept sizes, K)``, where a window is undecided."""
+        bounds = single_input(los, his, batched)
+        if bounds is None:
+            return None
+        red = _reduction(node, bounds, torch.float64, dims_of)
+        if bool(red.planes.decided.all()):
+            return None
+        return torch.nn.functional.one_hot(red.planes.low, red.hi_w.shape[-1]).double()
 
 
     def refine(node: Node, los: Args, his: Args, batched: Flags) -> dict[int, Tensor]:
@@ -369,14 +466,15 @@ def window_max_rule(dims_of: ReducedDims) -> MultiRule:
         if bounds is None:
             return {}
         shape = bounds[0].shape
-        dims, _, planes = _reduction(node, bounds, bounds[0].dtype, dims_of)
-        undecided = (~planes.decided).reshape(shape[0], *(1 if d in dims else shape[d] for d in range(1, len(shape))))
+        red = _reduction(node, bounds, bounds[0].dtype, dims_of)
+        undecided = (~red.planes.decided).reshape(shape[0], *(1 if d in red.dims else shape[d]
+                                                              for d in range(1, len(shape))))
         return {0: flat_positions(undecided.expand(shape))}
 
-    return MultiRule(backward, refine)
+    return MultiRule(backward, refine, PlaneWeights(seed, weighted))
 
 
-MAX_RULE = MultiRule(_max_backward, _max_refine)
+MAX_RULE = MultiRule(_max_backward, _max_refine, PlaneWeights(_max_seed, _max_moved))
 """Elementwise Max of broadcast inputs (dynamic or constant)."""
 MIN_RULE = negated(MAX_RULE)
 """Elementwise Min: ``min(x) = -max(-x)``."""

@@ -41,10 +41,13 @@ from verifier.ops.max_form import MaxForm
 from verifier.ops.multi_relax import (
     Moved,
     MultiRule,
+    PlaneWeights,
     WindowPlanes,
     flat_positions,
+    lower_weights,
     row_bias,
     single_input,
+    weighted_scale,
     window_max_rule,
     window_planes,
 )
@@ -209,17 +212,46 @@ def _pool_planes(node: Node, bounds: tuple[Tensor, Tensor], dtype: torch.dtype) 
     return pool, window_planes(pool.windows(lo), pool.windows(hi), False)
 
 
-def _pool_backward(node: Node, a: Tensor, los: Args, his: Args, batched: Flags) -> Moved | None:
+def _pool_moved(node: Node, a: Tensor, los: Args, his: Args, batched: Flags, chosen: Tensor | None) -> Moved | None:
+    """``A`` through the window planes; ``chosen``: alpha's lower-plane weights ``(N, R, B, C,
+    L, K)`` per row (None: ``max >= x[low]``; else the convex plane of
+    :func:`~verifier.ops.multi_relax.lower_weights`)."""
     bounds = single_input(los, his, batched)
     if bounds is None:
         return None
     pool, planes = _pool_planes(node, bounds, a.dtype)
     a = a.flatten(-len(pool.win.kernel))  # (N, R, B, C, L)
     pos, neg = a.clamp(min=0), a.clamp(max=0)
-    values = torch.cat([pos, neg * planes.slope.unsqueeze(1)], dim=-1)
-    positions = torch.cat([pool.position(planes.low), pool.position(planes.up)], dim=-1)
-    bias = row_bias(a, torch.zeros_like(planes.bias), planes.bias, planes.scale)
+    up_values, up_positions = neg * planes.slope.unsqueeze(1), pool.position(planes.up)
+    if chosen is None:
+        values = torch.cat([pos, up_values], dim=-1)
+        positions = torch.cat([pool.position(planes.low), up_positions], dim=-1)
+        scale = planes.scale
+    else:
+        lo_w, hi_w = (pool.windows(t.to(a.dtype)) for t in bounds)
+        weights = lower_weights(chosen.reshape(*a.shape, -1), planes, hi_w)  # (N, R, B, C, L, K)
+        every = pool.index.flatten().expand(*up_positions.shape[:-1], -1)  # every slot of every window
+        values = torch.cat([(pos.unsqueeze(-1) * weights.to(a.dtype)).flatten(-2), up_values], dim=-1)
+        positions = torch.cat([every, up_positions], dim=-1)
+        scale = weighted_scale(planes, lo_w, hi_w)
+    bias = row_bias(a, torch.zeros_like(planes.bias), planes.bias, scale)
     return Moved({0: pool.to_input(values, positions)}, bias)
+
+
+def _pool_backward(node: Node, a: Tensor, los: Args, his: Args, batched: Flags) -> Moved | None:
+    return _pool_moved(node, a, los, his, batched, None)
+
+
+def _pool_seed(node: Node, los: Args, his: Args, batched: Flags) -> Tensor | None:
+    """The default lower plane, one-hot ``(N, B, C, L, K)`` (``L`` windows of ``K`` slots, in
+    the output's order), where some window is undecided."""
+    bounds = single_input(los, his, batched)
+    if bounds is None:
+        return None
+    pool, planes = _pool_planes(node, bounds, torch.float64)
+    if bool(planes.decided.all()):
+        return None
+    return F.one_hot(planes.low, pool.win.size).double()
 
 
 def _pool_refine(node: Node, los: Args, his: Args, batched: Flags) -> dict[int, Tensor]:
@@ -232,7 +264,7 @@ def _pool_refine(node: Node, los: Args, his: Args, batched: Flags) -> dict[int, 
     return {0: flat_positions(pool.to_input(reads, pool.index.flatten())[:, 0] > 0)}
 
 
-MAX_POOL_RULE = MultiRule(_pool_backward, _pool_refine)
+MAX_POOL_RULE = MultiRule(_pool_backward, _pool_refine, PlaneWeights(_pool_seed, _pool_moved))
 """The relaxation of MaxPool: window planes (see :mod:`verifier.ops.multi_relax`)."""
 
 

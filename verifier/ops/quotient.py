@@ -197,6 +197,6 @@ def _div_seed(node: Node, los: Args, his: Args, batched: Flags) -> Tensor | None
     return torch.stack([w.expand(out) for w in (lam, tau, lam, tau)], dim=-1)
 
 
-DIV_RULE = MultiRule(_div_backward, every_position, PlaneWeights(4, _div_seed, _div_moved))
+DIV_RULE = MultiRule(_div_backward, every_position, PlaneWeights(_div_seed, _div_moved))
 """The relaxation of ``x / y`` with a dynamic denominator; alpha-CROWN optimises each plane's
 McCormick blend and the point of ``1 / y``'s slope per row."""
