@@ -12,7 +12,8 @@ certified bound`` (3,000 onnxruntime samples), averaged over rows and networks; 
 tighter, and a negative gap would be a soundness bug (the script stops). Methods: ``cut``
 (CROWN with the op cut at its intervals), ``crown``, ``alpha`` (alpha-CROWN with the op's free
 slopes or plane weights, where it has them) and, for ops whose planes have optimisable weights
-(Mul, Div, MaxPool), ``alpha, fixed planes`` (alpha-CROWN with those weights fixed: the other ops' slopes only).
+(Mul, Div, MaxPool, Softmax, LogSoftmax), ``alpha, fixed planes`` (those weights fixed: the
+other ops' slopes only).
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ import torch
 from tests.bounds.test_multi_relax import (
     BATCH,
     CASES,
+    NORMALISED,
     POOLED,
     ROWS,
     Case,
@@ -25,6 +26,7 @@ from tests.bounds.test_multi_relax import (
     _gaps,
     _inputs,
     _objective,
+    normalised,
     pooled,
     two_branch,
 )
@@ -32,7 +34,7 @@ from verifier.bounds.alpha import AlphaConfig, alpha_lower_bound
 from verifier.bounds.crown import Crown
 from verifier.graph.loader import load_model
 from verifier.graph.torch_graph import TorchGraph
-from verifier.ops import REGISTRY, arith, multi_relax, pool, quotient
+from verifier.ops import REGISTRY, arith, multi_relax, pool, quotient, softmax
 from verifier.ops.base import Op
 from verifier.ops.multi_relax import PlaneWeights
 from verifier.witness import OnnxOracle, grid_box, snap_into_box
@@ -131,9 +133,24 @@ def _unnormalised(chosen, planes, hi_w):  # type: ignore[no-untyped-def]
     return chosen.to(hi_w.dtype).clamp(0, 1) * (hi_w > -torch.inf).unsqueeze(1)
 
 
+def _swapped_pair_lines(lo, hi):  # type: ignore[no-untyped-def]
+    """Softmax's pair lines of ``exp(x_j - x_i)`` with the lower and upper lines swapped (a
+    planted bug)."""
+    al, bl, au, bu, w_lo, w_hi = PAIR_LINES(lo, hi)
+    return au, bu, al, bl, w_lo, w_hi
+
+
+def _swapped_exp_lines(lo, hi, c):  # type: ignore[no-untyped-def]
+    """LogSoftmax's lines of ``exp(x - c)`` with the lower and upper lines swapped (a planted bug)."""
+    al, bl, au, bu = EXP_LINES(lo, hi, c)
+    return au, bu, al, bl
+
+
+PAIR_LINES, EXP_LINES = softmax._pair_lines, softmax._exp_lines
 WINDOW_MUTANT = (multi_relax, "lower_weights", _unnormalised)
 MUTANTS = {"Mul": (arith, "_corner_bias", _diagonal_bias), "Div": (quotient, "plane_bias", _ends_only_bias),
-           "MaxPool": (pool, "lower_weights", _unnormalised),
+           "MaxPool": (pool, "lower_weights", _unnormalised), "Softmax": (softmax, "_pair_lines", _swapped_pair_lines),
+           "LogSoftmax": (softmax, "_exp_lines", _swapped_exp_lines),
            **{op: WINDOW_MUTANT for op in ("Max", "Min", "ReduceMax", "ReduceMin", "GlobalMaxPool")}}
 
 
@@ -180,6 +197,9 @@ def _weighted_network(op: str, seed: int, path: Path) -> list[int]:
     """A small network around one ``op`` node (the builders of the multi-relaxation tests);
     returns its input shape."""
     name = "MaxPool_3x3_pads" if op == "MaxPool" else op
+    if name in NORMALISED:
+        normalised(name, seed=seed, path=path)
+        return [1, 3]
     if name in POOLED:
         pooled(*POOLED[name], seed=seed, path=path)
         return [1, 1, 4, 4]

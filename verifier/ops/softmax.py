@@ -10,8 +10,11 @@ each exponential below gets the lines of Exp on its slightly widened box).
 - LogSoftmax ``y_i = x_i - LSE(x)``, ``LSE = c + log S`` convex (``c`` the group's largest
   upper bound, ``S = sum_j e_j``, ``e_j = exp(x_j - c)`` in ``(0, 1]``): below ``y_i`` it uses
   ``LSE <= c + log w(x) <= c + log w0 + (w(x) - w0) / w0`` (``w`` the sum of the upper lines of
-  the ``e_j``, ``log`` below its tangent at ``w0 = w(centre)``); above, the tangent plane of
-  ``LSE`` at the box centre.
+  the ``e_j``, ``log`` below its tangent at ``w0 = w(m)``); above, the tangent plane of
+  ``LSE`` at ``m``: the box centre, or per row a point alpha-CROWN moves in the box.
+- alpha-CROWN's parameters (:class:`~verifier.ops.multi_relax.PlaneWeights`, one per element and
+  row, in ``[0, 1]``): Softmax's tangent point ``W_hi - tau (W_hi - W_lo)``, LogSoftmax's ``m``.
+  Any value is sound (tangents of convex functions).
 
 Everything is computed in float64; the bias gives up ``1e-12`` of the magnitudes involved (or
 ``gamma(n + 16)`` for sums of ``n`` terms, when larger) for its own rounding, and the rounding
@@ -30,7 +33,7 @@ from verifier.errors import ModelError
 from verifier.ir import Node
 from verifier.ops.activation import FLOAT32_UNIT, TRANSCENDENTAL_ABS, TRANSCENDENTAL_REL
 from verifier.ops.base import REGISTRY, Args, Flags, Op, Pair, gamma, magnitude, register
-from verifier.ops.multi_relax import LARGE, Moved, MultiRule, every_position
+from verifier.ops.multi_relax import LARGE, Moved, MultiRule, PlaneWeights, every_position
 from verifier.ops.reduce import axis_dim, batched_input
 from verifier.ops.relax import relax
 
@@ -113,14 +116,16 @@ def _pair_lines(lo: Tensor, hi: Tensor) -> tuple[Tensor, ...]:
             w_lo, w_hi)
 
 
-def _softmax_fold(a: Tensor, dim: int, lo: Tensor, hi: Tensor,
-                  ok: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+def _softmax_fold(a: Tensor, dim: int, lo: Tensor, hi: Tensor, ok: Tensor,
+                  tau: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Coefficients on ``x``, bias, its magnitude (for the allowance) and where the planes apply,
     for ``<A, softmax(x)>`` with ``y_i = f(w_i)``, ``f(w) = 1 / (1 + w)`` convex decreasing: below,
     its tangent at ``W_hi`` with ``w_i`` replaced by the sum of the upper lines of its terms;
     above, its chord over ``[W_lo, W_hi]`` with the lower lines. Each plane alone concretises to
     at most the exact range's end (the tangent at ``W_hi`` meets ``f(W_hi)`` there), so it is
-    never looser than the interval cut. ``a`` is in the view ``(N, R, ...)``, group dim ``dim``."""
+    never looser than the interval cut. ``a`` is in the view ``(N, R, ...)``, group dim ``dim``.
+    ``tau`` (the view of ``a``, in ``[0, 1]``): alpha's tangent points per row, at
+    ``W_hi - tau (W_hi - W_lo)`` (any tangent of the convex ``f`` lies below it)."""
     lo_g, hi_g, a_g = lo.movedim(dim - 1, -1), hi.movedim(dim - 1, -1), a.movedim(dim, -1)
     al, bl, au, bu, w_lo, w_hi = _pair_lines(lo_g, hi_g)
     # A group whose sums or lines overflow (differences beyond ~700) keeps the exact range; its
@@ -133,50 +138,58 @@ def _softmax_fold(a: Tensor, dim: int, lo: Tensor, hi: Tensor,
     w_lo, w_hi = torch.where(good, w_lo, 0.0), torch.where(good, w_hi, 0.0)
     al, bl, au, bu = (torch.where(good.unsqueeze(-1), t, 0.0) for t in (al, bl, au, bu))
     f_lo, f_hi = 1 / (1 + w_lo), 1 / (1 + w_hi)
-    tangent = -f_hi * f_hi  # f'(W_hi)
     width = w_hi - w_lo
+    w_t = w_hi.unsqueeze(1)
+    if tau is not None:
+        w_t = w_t - tau.movedim(dim, -1).clamp(0, 1) * width.unsqueeze(1)
+    f_t = 1 / (1 + w_t)
+    tangent = -f_t * f_t  # f'(w_t), (N, R or 1, ..., n)
     chord = torch.where(width > 0, (f_hi - f_lo) / torch.where(width > 0, width, 1.0), -f_lo * f_lo)
     pos, neg = a_g.clamp(min=0), a_g.clamp(max=0)
-    pull = (pos * tangent.unsqueeze(1)).unsqueeze(-1) * au.unsqueeze(1) \
+    pull = (pos * tangent).unsqueeze(-1) * au.unsqueeze(1) \
         + (neg * chord.unsqueeze(1)).unsqueeze(-1) * al.unsqueeze(1)  # [N, R, ..., i, j] on x_j - x_i
     coef = pull.sum(-2) - pull.sum(-1)
-    terms = pos * (f_hi - tangent * w_hi).unsqueeze(1) + neg * (f_lo - chord * w_lo).unsqueeze(1) \
-        + ((pos * tangent.unsqueeze(1)).unsqueeze(-1) * bu.unsqueeze(1)
+    terms = pos * (f_t - tangent * w_t) + neg * (f_lo - chord * w_lo).unsqueeze(1) \
+        + ((pos * tangent).unsqueeze(-1) * bu.unsqueeze(1)
            + (neg * chord.unsqueeze(1)).unsqueeze(-1) * bl.unsqueeze(1)).sum(-1)
-    size = a_g.abs() * (1 + (tangent * w_hi).abs() + (chord * w_lo).abs()).unsqueeze(1) \
+    size = a_g.abs() * (1 + (tangent * w_t).abs() + (chord * w_lo).unsqueeze(1).abs()) \
         + (pull.abs() * (hi_g - lo_g).abs().unsqueeze(1).unsqueeze(-2)).sum(-1) \
-        + ((pos * tangent.unsqueeze(1)).unsqueeze(-1) * bu.unsqueeze(1)).abs().sum(-1) \
+        + ((pos * tangent).unsqueeze(-1) * bu.unsqueeze(1)).abs().sum(-1) \
         + ((neg * chord.unsqueeze(1)).unsqueeze(-1) * bl.unsqueeze(1)).abs().sum(-1)
     mine = ok.movedim(dim - 1, -1).unsqueeze(1)
     coef, terms, size = (torch.where(mine, t, 0.0) for t in (coef, terms, size))
     return coef.movedim(-1, dim), terms.flatten(2).sum(2), size.flatten(2).sum(2), ok
 
 
-def _lse_fold(a: Tensor, dim: int, lo: Tensor, hi: Tensor,
-              ok: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """As :func:`_softmax_fold` for ``<A, x - LSE(x)>``."""
-    c = hi.amax(dim - 1, keepdim=True)  # the shift: every exp(x_j - c) is at most 1
-    _, _, au, bu = _exp_lines(lo, hi, c)
-    mid = lo / 2 + hi / 2
-    w0 = (au * mid + bu).sum(dim - 1, keepdim=True)  # > 0: at least S(mid)
-    u_slope, u_bias = au / w0, (c + torch.log(w0) - 1) / lo.shape[dim - 1] + bu / w0  # LSE <= sum(u x + u0)
-    p = torch.softmax(mid, dim - 1)
-    lse = torch.logsumexp(mid, dim - 1, keepdim=True)
-    g_bias = lse / lo.shape[dim - 1] - p * mid  # LSE >= sum(p x + g0)
+def _lse_fold(a: Tensor, dim: int, lo: Tensor, hi: Tensor, ok: Tensor,
+              tau: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """As :func:`_softmax_fold` for ``<A, x - LSE(x)>``; the planes touch at the point
+    ``m = lo + tau (hi - lo)`` (``tau`` in the view of ``a``, in ``[0, 1]``; default the box
+    centre): any point gives valid planes (``LSE`` and ``log`` are convex and concave)."""
+    c = hi.amax(dim - 1, keepdim=True).unsqueeze(1)  # the shift: every exp(x_j - c) is at most 1
+    _, _, au, bu = (t.unsqueeze(1) for t in _exp_lines(lo, hi, c.squeeze(1)))
+    n = lo.shape[dim - 1]
+    lo, hi = lo.unsqueeze(1), hi.unsqueeze(1)
+    point = lo / 2 + hi / 2 if tau is None else lo + tau.clamp(0, 1) * (hi - lo)  # (N, R or 1, ...)
+    w0 = (au * point + bu).sum(dim, keepdim=True)  # > 0: at least S(point)
+    u_slope, u_bias = au / w0, (c + torch.log(w0) - 1) / n + bu / w0  # LSE <= sum(u x + u0)
+    p = torch.softmax(point, dim)
+    lse = torch.logsumexp(point, dim, keepdim=True)
+    g_bias = lse / n - p * point  # LSE >= sum(p x + g0)
     pos, neg = a.clamp(min=0), a.clamp(max=0)
     up, down = pos.sum(dim, keepdim=True), neg.sum(dim, keepdim=True)
-    coef = a - up * u_slope.unsqueeze(1) - down * p.unsqueeze(1)
-    terms = -up * u_bias.unsqueeze(1) - down * g_bias.unsqueeze(1)
+    coef = a - up * u_slope - down * p
+    terms = -up * u_bias - down * g_bias
     width = hi - lo  # p's own rounding moves the tangent by ~1e-16 * width
-    size = up.abs() * (u_bias.abs() + (u_slope * c).abs()).unsqueeze(1) \
-        + down.abs() * (g_bias.abs() + width + 1).unsqueeze(1) + a.abs()
+    size = up.abs() * (u_bias.abs() + (u_slope * c).abs()) + down.abs() * (g_bias.abs() + width + 1) + a.abs()
     mine = ok.unsqueeze(1)
     coef, terms, size = (torch.where(mine, t, 0.0) for t in (coef, terms, size.expand_as(terms)))
     return coef, terms.flatten(2).sum(2), size.flatten(2).sum(2), ok
 
 
-def _softmax_backward(node: Node, a: Tensor, los: Args, his: Args, batched: Flags) -> Moved | None:
-    """``<A, softmax(x)>`` (or LogSoftmax) below by the planes of the module docstring."""
+def _softmax_moved(node: Node, a: Tensor, los: Args, his: Args, batched: Flags, chosen: Tensor | None) -> Moved | None:
+    """``<A, softmax(x)>`` (or LogSoftmax) below by the planes of the module docstring;
+    ``chosen`` ``(N, R, *shape, 1)``: Softmax's tangent points per row (:func:`_softmax_fold`)."""
     if not batched[0] or los[0] is None or his[0] is None:
         return None
     lo, hi = (softmax_view(node, t.double())[0] for t in (los[0], his[0]))
@@ -186,8 +199,9 @@ def _softmax_backward(node: Node, a: Tensor, los: Args, his: Args, batched: Flag
     fine = torch.isfinite(lo) & torch.isfinite(hi) & (lo.abs() <= LARGE) & (hi.abs() <= LARGE)
     ok = fine.all(dim - 1, keepdim=True).expand_as(lo)
     lo, hi = torch.where(ok, lo, 0.0), torch.where(ok, hi, 1.0)
+    tau = None if chosen is None else _grouped(node, chosen[..., 0].double())[0]
     fold = _lse_fold if node.op == "LogSoftmax" else _softmax_fold
-    coef, bias, size, ok = fold(grouped, dim, lo, hi, ok)
+    coef, bias, size, ok = fold(grouped, dim, lo, hi, ok, tau)
     with torch.no_grad():  # the exact range, for the groups without planes
         (y_lo,), (y_hi,) = REGISTRY[node.op].interval(node, [los[0].double()], [his[0].double()], [True])
     y_lo, y_hi = (softmax_view(node, t)[0].unsqueeze(1) for t in (y_lo, y_hi))
@@ -208,8 +222,22 @@ def _softmax_backward(node: Node, a: Tensor, los: Args, his: Args, batched: Flag
     return Moved({0: rounded.reshape(*a.shape[:2], *shape)}, bias.to(a.dtype))
 
 
-SOFTMAX_RULE = MultiRule(_softmax_backward, every_position)
-"""The relaxation of Softmax and LogSoftmax (module docstring)."""
+def _softmax_backward(node: Node, a: Tensor, los: Args, his: Args, batched: Flags) -> Moved | None:
+    return _softmax_moved(node, a, los, his, batched, None)
+
+
+def _softmax_seed(node: Node, los: Args, his: Args, batched: Flags) -> Tensor | None:
+    """The default points ``(N, *shape, 1)``: Softmax's tangent at ``W_hi`` (``tau = 0``),
+    LogSoftmax's at the box centre (``tau = 1/2``); None for an input without bounds."""
+    if not batched[0] or los[0] is None:
+        return None
+    return torch.full((*los[0].shape, 1), 0.5 if node.op == "LogSoftmax" else 0.0, dtype=torch.float64,
+                      device=los[0].device)
+
+
+SOFTMAX_RULE = MultiRule(_softmax_backward, every_position, PlaneWeights(_softmax_seed, _softmax_moved))
+"""The relaxation of Softmax and LogSoftmax (module docstring); alpha-CROWN moves Softmax's lower
+tangent points and LogSoftmax's touching point per row."""
 
 
 @register("Softmax", "LogSoftmax")
@@ -270,3 +298,4 @@ class Softmax(Op):
         else:
             err = scale * (2 * TRANSCENDENTAL_REL * mag + TRANSCENDENTAL_ABS) + g * mag + unit
         return (err,)
+
