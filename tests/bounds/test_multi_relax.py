@@ -250,27 +250,40 @@ def test_mul_alone_concretises_to_the_product_bounds() -> None:
         assert torch.allclose(bound, exact, atol=1e-12)
 
 
-@pytest.mark.parametrize("case", CASES[::2],
-                         ids=lambda c: f"{c.op}{list(c.shapes)}")
-def test_infinite_bounds_give_no_nan(case: Case) -> None:
-    """Unbounded and huge ends: finite coefficients, bias finite or -inf, finite gradients."""
-    gen = torch.Generator().manual_seed(11)
+def infinite_inputs(case: Case, gen: torch.Generator) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Random boxes (:func:`_inputs`) with some ends unbounded or beyond 1e120 (denominators,
+    which need a box of one sign, are left as they are: tested separately)."""
     los, his = _inputs(case, gen)
     for i, (lo, hi, dyn) in enumerate(zip(los, his, case.batched(), strict=True)):
-        if dyn and not (i < len(case.one_signed) and case.one_signed[i]):  # denominators: test below
+        if dyn and not (i < len(case.one_signed) and case.one_signed[i]):
             pick = torch.rand(lo.shape, generator=gen)
             lo[pick < 0.15] = -torch.inf
             hi[(pick > 0.1) & (pick < 0.25)] = torch.inf
             hi[(pick > 0.9)] = torch.where(lo[pick > 0.9] > -torch.inf, lo[pick > 0.9], 0.0) + 1e120
-    leaves = [t.clone().requires_grad_(dyn) for t, dyn in zip(los, case.batched(), strict=True)]
-    a = _objective(case, los, gen).requires_grad_(True)
-    moved = MULTI_RELAXATIONS[case.op].backward(case.node(), a, leaves, his, case.batched())
+    return los, his
+
+
+def backward_through(case: Case, a: torch.Tensor, los: list[torch.Tensor], moved: Moved | None) -> None:
+    """Checks a rule's result on infinite inputs (shapes, no NaN or +inf in the bias) and runs
+    autograd through its bias and coefficients (the caller checks the gradients)."""
     assert moved is not None
     _check_shapes(case, a, los, moved)
     assert not torch.isnan(moved.bias).any() and (moved.bias < torch.inf).all()
     total = torch.where(torch.isfinite(moved.bias), moved.bias, 0.0).sum()
     total = total + sum(c.sum() for c in moved.coefficients.values())
     total.backward()
+
+
+@pytest.mark.parametrize("case", CASES[::2],
+                         ids=lambda c: f"{c.op}{list(c.shapes)}")
+def test_infinite_bounds_give_no_nan(case: Case) -> None:
+    """Unbounded and huge ends: finite coefficients, bias finite or -inf, finite gradients."""
+    gen = torch.Generator().manual_seed(11)
+    los, his = infinite_inputs(case, gen)
+    leaves = [t.clone().requires_grad_(dyn) for t, dyn in zip(los, case.batched(), strict=True)]
+    a = _objective(case, los, gen).requires_grad_(True)
+    moved = MULTI_RELAXATIONS[case.op].backward(case.node(), a, leaves, his, case.batched())
+    backward_through(case, a, los, moved)
     assert a.grad is not None and torch.isfinite(a.grad).all()
     assert all(leaf.grad is None or torch.isfinite(leaf.grad).all() for leaf in leaves)
     gap, scale = _gaps(case, a.detach(), los, his, moved, gen)
