@@ -379,8 +379,8 @@ class _Run:
         ran out of their time share (a backward pass per box would cost as much again), and in
         forward mode with smear branching when backward refinement would pass through every
         position of some relaxed op in every box (``InputSplitConfig.forward_when_refined_everywhere``).
-        ReLU splitting on a network without ReLU-like neurons splits its Sigmoid, Tanh...
-        neurons instead (:mod:`verifier.bab.neuron_split`)."""
+        ReLU splitting on a network with Sigmoid, Tanh... neurons splits those and its ReLU-like
+        neurons in one search (:mod:`verifier.bab.neuron_split`)."""
         if mode is BabMode.INPUT:
             config = self.config.input_split
             forward = IntermediateMethod.FORWARD
@@ -393,13 +393,15 @@ class _Run:
                 self.stats["bab_bounds"] = "forward"
             return InputSplitSearch(self.bounds_graph, self.attack_graph, region, proof.open, proof.lower,
                                     proof.upper, confirm, config, self.reporter)
-        if mode is BabMode.RELU and proof.crown is not None and splittable_layers(self.bounds_graph):
-            return ReluSplitSearch(self.bounds_graph, self.attack_graph, region, proof.open, proof.crown,
-                                   confirm, self.config.relu_split, self.reporter)
-        if mode is BabMode.RELU and proof.crown is not None and smooth_layers(self.bounds_graph):
+        if mode is not BabMode.RELU or proof.crown is None:
+            return None
+        if smooth_layers(self.bounds_graph):  # with or without ReLU-like neurons: split both kinds
             self.stats["bab_bounds"] = "neuron split"
             return NeuronSplitSearch(self.bounds_graph, proof.lower, proof.upper, proof.open, proof.crown,
                                      self.config.neuron_split, Candidates(self.attack_graph, region, confirm))
+        if splittable_layers(self.bounds_graph):
+            return ReluSplitSearch(self.bounds_graph, self.attack_graph, region, proof.open, proof.crown,
+                                   confirm, self.config.relu_split, self.reporter)
         return None
 
     # ---------------------------------------------------------------- exact

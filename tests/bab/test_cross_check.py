@@ -49,7 +49,8 @@ def write_mlp(path: Path, sizes: list[int], rng: np.random.Generator, name: str,
               gain: float = 1.0) -> None:
     """Saves a random MLP with layer widths ``sizes`` (inputs first, outputs last; float32
     Gemm layers with weights ``N(0, gain^2/fan_in)`` and biases ``N(0, 0.09)``, ``activation``
-    after each hidden one) at ``path``."""
+    after each hidden one; ``"Relu,Sigmoid"``: those in turn) at ``path``."""
+    activations = activation.split(",")
     nodes, inits, value = [], [], "x"
     for k in range(len(sizes) - 1):
         w = rng.normal(size=(sizes[k + 1], sizes[k])) * gain / np.sqrt(sizes[k])
@@ -59,7 +60,7 @@ def write_mlp(path: Path, sizes: list[int], rng: np.random.Generator, name: str,
         nodes.append(helper.make_node("Gemm", [value, f"W{k}", f"b{k}"], [f"z{k}"], transB=1))
         value = f"z{k}"
         if k < len(sizes) - 2:
-            nodes.append(helper.make_node(activation, [value], [f"a{k}"]))
+            nodes.append(helper.make_node(activations[k % len(activations)], [value], [f"a{k}"]))
             value = f"a{k}"
     graph = helper.make_graph(nodes, name, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, sizes[0]])],
                               [helper.make_tensor_value_info(value, TensorProto.FLOAT, [1, sizes[-1]])], inits)

@@ -1,6 +1,11 @@
 """Branch and bound on the pre-activation intervals of neurons with free slopes (Sigmoid, Tanh,
-...), for networks with no ReLU-like neuron to split (in the spirit of GenBaB, branch and bound
-for general nonlinearities).
+...), and of the ReLU-like neurons of the same network in one search (in the spirit of GenBaB,
+branch and bound for general nonlinearities). Networks with ReLU-like neurons only use the
+ReLU-split search (:mod:`verifier.bab.relu_split`, with beta-CROWN) instead.
+
+A ReLU-like neuron is split at 0 (its interval's two sides are linear pieces: CROWN's relaxation
+on either child's interval is exact) and scored by ``|a| * (-l u / (u - l))``; its slopes are
+CROWN's on the domain's interval (not optimised here).
 
 A *domain* is the region's box together with bounds on the inputs of every node whose op has
 free slopes (:attr:`verifier.ops.relax.Relaxation.free_slopes`), and its own lower and upper
@@ -49,21 +54,33 @@ Bounds = tuple[Tensor, Tensor]
 
 @dataclass(frozen=True)
 class SmoothLayer:
-    """A node with free slopes on one dynamic input: its name, input value and that value's shape."""
+    """A node split by this search, on one dynamic input: its name, input value and that
+    value's shape; ``kink``: a ReLU-like op (linear on each side of 0), split at 0 and relaxed
+    by CROWN on the domain's interval (exact once split), instead of a node with free slopes
+    split at the interval's midpoint with its slopes optimised per domain."""
 
     node: str
     value: str
     shape: tuple[int, ...]
+    kink: bool = False
 
 
 def smooth_layers(tgraph: TorchGraph) -> list[SmoothLayer]:
     """The nodes whose op has free slopes, on one dynamic input, in graph order."""
+    return [layer for layer in split_layers(tgraph) if not layer.kink]
+
+
+def split_layers(tgraph: TorchGraph) -> list[SmoothLayer]:
+    """The nodes this search splits, in graph order: those whose op has free slopes and the
+    ReLU-like ones (``Op.kink_at_zero``), each on one dynamic input."""
     found = []
     for node, op in zip(tgraph.graph.nodes, tgraph.ops, strict=True):
         rule = op.relaxation
-        if rule is None or not rule.free_slopes or not node.inputs or node.inputs[0] in tgraph.constants:
+        if rule is None or not node.inputs or node.inputs[0] in tgraph.constants:
             continue
-        found.append(SmoothLayer(node.name, node.inputs[0], tuple(tgraph.graph.shapes[node.inputs[0]])))
+        if rule.free_slopes or op.kink_at_zero:
+            found.append(SmoothLayer(node.name, node.inputs[0], tuple(tgraph.graph.shapes[node.inputs[0]]),
+                                     kink=not rule.free_slopes))
     return found
 
 
@@ -113,7 +130,8 @@ class NeuronSplitSearch:
     def __init__(self, bounds_graph: TorchGraph, lower: Tensor, upper: Tensor, clauses: list[Clause], root: Crown,
                  config: NeuronSplitConfig | None = None, candidates: Candidates | None = None) -> None:
         self.tgraph, self.config, self.candidates = bounds_graph, config or NeuronSplitConfig(), candidates
-        self.layers = smooth_layers(bounds_graph)
+        self.layers = split_layers(bounds_graph)
+        self.free = [layer for layer in self.layers if not layer.kink]  # the layers with slopes
         self.nodes = {node.name: node for node in bounds_graph.graph.nodes}
         place = bounds_graph.place
         self.lower, self.upper = lower.to(place.device, place.dtype), upper.to(place.device, place.dtype)
@@ -214,7 +232,7 @@ class NeuronSplitSearch:
     def _start(self, crown: Crown, domains: _Domains) -> dict[str, Tensor]:
         """The slopes to start from: the domains' own, else CROWN's lines on their intervals."""
         out = {}
-        for layer in self.layers:
+        for layer in self.free:
             kept = domains.slopes.get(layer.node)
             if kept is not None:
                 out[layer.node] = kept.to(crown.tgraph.place.dtype)
@@ -227,7 +245,7 @@ class NeuronSplitSearch:
 
     def _multipliers(self, domains: _Domains, slopes: dict[str, Tensor]) -> Multipliers:
         mult = Multipliers()
-        for layer in self.layers:
+        for layer in self.free:
             mult.slopes[(layer.node, FINAL)] = slopes[layer.node].reshape(domains.size, -1, *layer.shape, 2)
         return mult
 
@@ -309,7 +327,7 @@ class NeuronSplitSearch:
     def _spans(self, crown: Crown, domains: _Domains) -> dict[str, Bounds]:
         """Per layer, the slopes' search range ``(M, 1, size, 1)`` on the domains' intervals."""
         out = {}
-        for layer in self.layers:
+        for layer in self.free:
             rule = crown.tgraph.op_of[layer.node].relaxation
             assert rule is not None and rule.span is not None
             lo, hi = crown.bounds[layer.value]
@@ -324,7 +342,8 @@ class NeuronSplitSearch:
 
     def _split(self, parents: _Domains) -> _Domains:
         """Two children per parent (the first ``M`` below the split point, the next ``M``
-        above), split at the midpoint of the neuron with the largest score."""
+        above), split at the neuron with the largest score: at its interval's midpoint, or at 0
+        for a ReLU-like neuron (its score is 0 unless its interval holds 0 inside)."""
         best = parents.scores.argmax(dim=1)
         ends = torch.tensor([0] + [math.prod(layer.shape) for layer in self.layers]).cumsum(0).tolist()
         low, high = {}, {}
@@ -338,6 +357,8 @@ class NeuronSplitSearch:
             where, neuron = rows[mine], best[mine] - ends[i]
             lo, hi = parents.bounds[layer.value]
             mid = lo[where, neuron] / 2 + hi[where, neuron] / 2
+            if layer.kink:
+                mid = torch.zeros_like(mid).clamp(lo[where, neuron], hi[where, neuron])
             low[layer.value][1][where, neuron] = mid
             high[layer.value][0][where, neuron] = mid
         return _Domains({k: (torch.cat([low[k][0], high[k][0]]), torch.cat([low[k][1], high[k][1]])) for k in low},
@@ -353,8 +374,16 @@ class NeuronSplitSearch:
         out = []
         with torch.no_grad():
             for layer in self.layers:
-                coeff = crown.record.relaxed[layer.node].reshape(crown.batch, self.k * self.r, -1)[index]
+                relaxed = crown.record.relaxed.get(layer.node)
+                size = math.prod(layer.shape)
+                if relaxed is None:  # no coefficient reached the node (all stable or cut)
+                    out.append(torch.zeros(index.numel(), size, dtype=torch.float64, device=index.device))
+                    continue
+                coeff = relaxed.reshape(crown.batch, self.k * self.r, -1)[index]
                 a = coeff.gather(1, row.reshape(-1, 1, 1).expand(-1, 1, coeff.shape[2])).squeeze(1)
+                if layer.kink:
+                    out.append(a.abs() * _kink_gap(*domains.bounds[layer.value]))
+                    continue
                 mine = domains.slopes[layer.node]
                 pick = mine.gather(1, row.reshape(-1, 1, 1, 1).expand(-1, 1, *mine.shape[2:])).squeeze(1)
                 out.append(a.abs() * self._gap(layer, pick, *domains.bounds[layer.value]))
@@ -371,3 +400,11 @@ class NeuronSplitSearch:
         b_l, b_u = rule.line(node, a_l, lo64, hi64, False), rule.line(node, a_u, lo64, hi64, True)
         gap = torch.maximum((a_u - a_l) * lo64 + b_u - b_l, (a_u - a_l) * hi64 + b_u - b_l)
         return torch.where(free, torch.nan_to_num(gap, nan=0.0, posinf=0.0), 0.0).to(lo.dtype)
+
+
+def _kink_gap(lo: Tensor, hi: Tensor) -> Tensor:
+    """``(M, size)``: the largest distance ``-lo hi / (hi - lo)`` between a ReLU and the upper
+    line of its relaxation on ``[lo, hi]`` where the interval holds 0 inside, else 0."""
+    unstable = (lo < 0) & (hi > 0)
+    width = torch.where(unstable, hi - lo, 1.0)
+    return torch.where(unstable, -lo * hi / width, 0.0).nan_to_num(nan=0.0, posinf=0.0)
