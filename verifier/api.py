@@ -25,7 +25,7 @@ from verifier.bab import InputSplitSearch, ReluSplitSearch
 from verifier.bab.neuron_split import Candidates, NeuronSplitSearch, smooth_layers
 from verifier.bab.relu_split import count_unstable, splittable_layers
 from verifier.bounds.crown import refines_every_position
-from verifier.bounds.settle import settle_region
+from verifier.bounds.settle import settled_problem
 from verifier.config import (
     AttackConfig,
     BabMode,
@@ -38,8 +38,9 @@ from verifier.config import (
 )
 from verifier.deadline import Deadline, DeadlineExceeded
 from verifier.graph.torch_graph import TorchGraph
+from verifier.graph.torch_graph import numerical_hygiene as numerical_hygiene  # re-exported: the CLI uses it here
 from verifier.ops.base import Op
-from verifier.problem import Problem, load_problem, proof_box
+from verifier.problem import Problem, load_problem
 from verifier.progress import Progress, ProgressEvent
 from verifier.region_proof import RegionProof as RegionProof  # re-exported: the tests and tools use it here
 from verifier.region_proof import region_refuted as region_refuted
@@ -70,9 +71,7 @@ def pipeline(config: VerifierConfig) -> tuple[Step, ...]:
 
     1. ``BOUNDS``: interval bounds of the clauses (:class:`RegionProof`);
     2. ``PROBE_ATTACK``: the attack's first round, with ``schedule.probe_steps`` PGD steps:
-       before CROWN, whose one pass on a large network costs seconds, a counterexample that
-       lies in plain sight is found first (on the shared benchmarks' 30 s sample, two sat
-       instances waited 4 s for CROWN before a 0.3 s attack found them);
+       before CROWN, whose one pass on a large network costs seconds;
     3. ``CROWN``: CROWN on the clauses intervals leave open;
     4. ``QUICK_ATTACK``: the next sampling/PGD rounds, up to the region's :class:`StepBudget`;
     5. ``ALPHA``: alpha-CROWN on the clauses still open (its budget's ``alpha_seconds``);
@@ -343,6 +342,19 @@ class _Run:
         if search is None:
             return Status.UNKNOWN if mode is BabMode.NONE else self.exact_fallback(index, region, proof, deadline)
         self.searches[index] = search  # the first slice's domains are kept for the later ones
+        status = self.run_search(search, deadline)
+        if status is Status.UNKNOWN and isinstance(search, ReluSplitSearch):  # ReLU splits ran out
+            mixed = self.neuron_search(region, proof, self.confirmer(index, region))
+            if mixed is not None:  # smooth neurons too: split both kinds (from the root)
+                self.stats["bab_bounds"] = "relu split, then neuron split"
+                self.stats.pop("search_exhausted", None)
+                self.searches[index] = mixed
+                status = self.run_search(mixed, deadline)
+        return status
+
+    def run_search(self, search: InputSplitSearch | ReluSplitSearch | NeuronSplitSearch, deadline: Deadline
+                   ) -> Status:
+        """Runs (or resumes) ``search`` until ``deadline``, adding its statistics to the run's."""
         outcome = search.run(deadline)
         totals = self.stats.setdefault("bab", {})
         for key, value in outcome.stats.as_dict().items():
@@ -379,8 +391,9 @@ class _Run:
         ran out of their time share (a backward pass per box would cost as much again), and in
         forward mode with smear branching when backward refinement would pass through every
         position of some relaxed op in every box (``InputSplitConfig.forward_when_refined_everywhere``).
-        ReLU splitting on a network with Sigmoid, Tanh... neurons splits those and its ReLU-like
-        neurons in one search (:mod:`verifier.bab.neuron_split`)."""
+        ReLU splitting on a network without ReLU-like neurons splits its Sigmoid, Tanh... neurons
+        instead (:mod:`verifier.bab.neuron_split`; on a network with both, that search takes
+        over when the ReLU splits run out: :meth:`branch_and_bound`)."""
         if mode is BabMode.INPUT:
             config = self.config.input_split
             forward = IntermediateMethod.FORWARD
@@ -395,14 +408,19 @@ class _Run:
                                     proof.upper, confirm, config, self.reporter)
         if mode is not BabMode.RELU or proof.crown is None:
             return None
-        if smooth_layers(self.bounds_graph):  # with or without ReLU-like neurons: split both kinds
-            self.stats["bab_bounds"] = "neuron split"
-            return NeuronSplitSearch(self.bounds_graph, proof.lower, proof.upper, proof.open, proof.crown,
-                                     self.config.neuron_split, Candidates(self.attack_graph, region, confirm))
         if splittable_layers(self.bounds_graph):
             return ReluSplitSearch(self.bounds_graph, self.attack_graph, region, proof.open, proof.crown,
                                    confirm, self.config.relu_split, self.reporter)
-        return None
+        return self.neuron_search(region, proof, confirm)
+
+    def neuron_search(self, region: Region, proof: RegionProof, confirm: Callable[[np.ndarray], bool]
+                      ) -> NeuronSplitSearch | None:
+        """The search splitting Sigmoid, Tanh... and ReLU-like neurons (None: no smooth neuron)."""
+        if proof.crown is None or not smooth_layers(self.bounds_graph):
+            return None
+        self.stats["bab_bounds"] = "neuron split"
+        return NeuronSplitSearch(self.bounds_graph, proof.lower, proof.upper, proof.open, proof.crown,
+                                 self.config.neuron_split, Candidates(self.attack_graph, region, confirm))
 
     # ---------------------------------------------------------------- exact
     def exact_fallback(self, index: int, region: Region, proof: RegionProof, deadline: Deadline) -> Status:
@@ -433,24 +451,6 @@ class _Run:
         if outcome.status is Status.SAT and outcome.x is not None and self.confirmer(index, region)(outcome.x):
             return Status.SAT
         return Status.UNSAT if outcome.status is Status.UNSAT else Status.UNKNOWN
-
-
-def settled_problem(problem: Problem, tgraph: TorchGraph) -> Problem:
-    """The problem with every region's rounded-coefficient rows settled on its proof box
-    (:mod:`verifier.bounds.settle`), so that every later step may use them."""
-    if not any(r.unsettled for r in problem.spec.regions):
-        return problem
-    device = tgraph.place.device
-    regions = tuple(settle_region(tgraph, r, *proof_box(problem.graph, r, device)) for r in problem.spec.regions)
-    return replace(problem, spec=replace(problem.spec, regions=regions))
-
-
-def numerical_hygiene(seed: int) -> None:
-    """Set once per run: seeds, and no TF32 (its 10-bit mantissa would void the float-error
-    bounds of float32 bound computation on GPUs)."""
-    torch.manual_seed(seed)
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
 
 
 def verify_problem(problem: Problem, timeout: float | None = None, config: VerifierConfig | None = None,

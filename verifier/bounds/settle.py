@@ -10,12 +10,15 @@ every output the float model can produce there: ``d' = round_up(d + sum_j e_j ma
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import torch
 from torch import Tensor
 
 from verifier.bounds.interval import interval_bounds
 from verifier.graph.torch_graph import TorchGraph
+from verifier.problem import Problem, proof_box
 from verifier.spec.types import Region
 
 
@@ -45,3 +48,13 @@ def settle_region(tgraph: TorchGraph, region: Region, lower: Tensor, upper: Tens
     with torch.no_grad():
         y_lo, y_hi = interval_bounds(tgraph, lower, upper)
     return region.settled(output_magnitude(y_lo, y_hi))
+
+
+def settled_problem(problem: Problem, tgraph: TorchGraph) -> Problem:
+    """The problem with every region's rounded-coefficient rows settled on its proof box
+    (:mod:`verifier.bounds.settle`), so that every later step may use them."""
+    if not any(r.unsettled for r in problem.spec.regions):
+        return problem
+    device = tgraph.place.device
+    regions = tuple(settle_region(tgraph, r, *proof_box(problem.graph, r, device)) for r in problem.spec.regions)
+    return replace(problem, spec=replace(problem.spec, regions=regions))

@@ -171,3 +171,11 @@ class TorchGraph:
         """Flattened inputs ``(B, n)`` to flattened, concatenated outputs ``(B, m)``."""
         outs = self.forward(*self.split_flat(flat))
         return torch.cat([o.reshape(o.shape[0], -1) for o in outs], dim=1)
+
+
+def numerical_hygiene(seed: int) -> None:
+    """Set once per run: seeds, and no TF32 (its 10-bit mantissa would void the float-error
+    bounds of float32 bound computation on GPUs)."""
+    torch.manual_seed(seed)
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
