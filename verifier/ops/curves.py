@@ -87,13 +87,16 @@ def line_bias(node: Node, curve: Curve, a: Tensor, lo: Tensor, hi: Tensor, upper
     ``a`` and the box broadcast together.
     """
     shape = torch.broadcast_shapes(a.shape, lo.shape, hi.shape)
+    with torch.no_grad():  # the ends' values once per box, not once per row of slopes
+        ends = [_f(node, lo).expand(shape), _f(node, hi).expand(shape)]
     a, lo, hi = a.expand(shape), lo.expand(shape), hi.expand(shape)
     with torch.no_grad():
         found = curve.critical(node, a.detach())
         if curve.boxed is not None:
             found += curve.boxed(node, a.detach(), lo, hi)
-        points = [lo, hi] + [_clamp(p, lo, hi) for p in found]
-        values = [_f(node, p) for p in points]
+        inside = [_clamp(p, lo, hi) for p in found]
+        points = [lo, hi, *inside]
+        values = [*ends, *(_f(node, p) for p in inside)]
     gaps = torch.stack([v - a * p for v, p in zip(values, points, strict=True)])
     gaps = nan_to(gaps, math.inf if upper else -math.inf)
     size = torch.stack([v.abs() for v in values]).nan_to_num(nan=0.0, posinf=0.0).amax(0)
