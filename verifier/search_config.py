@@ -202,6 +202,8 @@ class ReluSplitConfig:
             domain cost 48 ms instead of 3.3 ms, and the bound progressed less in the same time.
         estimated_steps: run the Adam steps on float32 estimates (no rounding allowances) and
             certify only the best iterate's bound, in float64; else every step is certified.
+        leaf_seconds: on a network with Sigmoid, Tanh... neurons, a leaf (every ReLU decided)
+            that the exact engine cannot encode gets a neuron-split search of at most this long.
     """
 
     batch: int = 64
@@ -219,6 +221,7 @@ class ReluSplitConfig:
     pgd_steps: int = 20
     refine_intermediate: bool = False
     estimated_steps: bool = True
+    leaf_seconds: float = 1.0
 
     def __post_init__(self) -> None:
         coerce_modes(self, {"branching": (ReluBranching, "ReLU branching heuristic")})

@@ -1,8 +1,9 @@
 """Networks with ReLU and Sigmoid neurons through the pipeline: the ReLU-split search runs
-first, and when its splits run out undecided the search that splits both kinds of neurons
-(:mod:`verifier.bab.neuron_split`) takes over. Checked against dense sampling (no ``unsat``
-where a sampled point violates the property) and against the pipeline without the hand-over,
-which cannot prove the instance."""
+first; its leaves (every ReLU decided) that the exact engine cannot encode get a short search
+of general splits (:mod:`verifier.bab.neuron_split`), and when its splits run out undecided
+that search takes over the region. Checked against dense sampling (no ``unsat`` where a
+sampled point violates the property) and against the pipeline without either, which cannot
+prove the instances."""
 
 from __future__ import annotations
 
@@ -14,10 +15,12 @@ import pytest
 from tests.bab.test_cross_check import property_near_minimum, write_mlp
 from verifier import api
 from verifier.api import verify
-from verifier.config import BabMode, VerifierConfig
+from verifier.config import BabMode, ReluSplitConfig, VerifierConfig
 
-HANDED_OVER = 9
-"""The seed whose instance the ReLU splits leave undecided and the mixed search proves (1.6 s)."""
+HANDED_OVER = 1
+"""A seed whose ReLU splits run out undecided within the time (the mixed search takes over)."""
+BY_LEAVES = (7, 9)
+"""Seeds whose leaves (every ReLU decided, a Sigmoid layer left) the general splits refute."""
 
 
 def _instance(seed: int, folder: Path) -> tuple[Path, Path, np.ndarray]:
@@ -38,19 +41,27 @@ def _instance(seed: int, folder: Path) -> tuple[Path, Path, np.ndarray]:
     return path, spec, values
 
 
-@pytest.mark.parametrize("seed", [1, HANDED_OVER])
-def test_the_mixed_search_takes_over_when_relu_splits_run_out(tmp_path: Path, seed: int) -> None:
+def test_the_mixed_search_takes_over_when_relu_splits_run_out(tmp_path: Path) -> None:
+    model, spec, values = _instance(HANDED_OVER, tmp_path)
+    result = verify(model, spec, timeout=5, config=VerifierConfig(bab=BabMode.RELU))
+    assert result.stats.get("bab_bounds") == "relu split, then neuron split"
+    assert result.status.value != "unsat" or not (values <= -1e-4).any()
+
+
+@pytest.mark.parametrize("seed", BY_LEAVES)
+def test_leaves_the_exact_engine_cannot_encode_go_to_general_splits(tmp_path: Path, seed: int) -> None:
     model, spec, values = _instance(seed, tmp_path)
     result = verify(model, spec, timeout=6, config=VerifierConfig(bab=BabMode.RELU))
-    if result.status.value == "unsat":
-        assert not (values <= -1e-4).any()
-    assert result.stats.get("bab_bounds") == "relu split, then neuron split"
-    if seed == HANDED_OVER:
-        assert result.status.value == "unsat"
+    assert result.status.value == "unsat" and not (values <= -1e-4).any()
+    assert result.stats["bab"]["leaves_general"] >= 1
 
 
-def test_without_the_hand_over_the_instance_stays_open(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    model, spec, _ = _instance(HANDED_OVER, tmp_path)
+@pytest.mark.parametrize("seed", BY_LEAVES)
+def test_without_general_splits_the_instances_stay_open(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                        seed: int) -> None:
+    """No leaf search, no hand-over: the ReLU-split search alone leaves them open."""
+    model, spec, _ = _instance(seed, tmp_path)
     monkeypatch.setattr(api._Run, "neuron_search", lambda self, region, proof, confirm: None)
-    result = verify(model, spec, timeout=4, config=VerifierConfig(bab=BabMode.RELU))
+    config = VerifierConfig(bab=BabMode.RELU, relu_split=ReluSplitConfig(leaf_seconds=0.0))
+    result = verify(model, spec, timeout=4, config=config)
     assert result.status.value != "unsat" and "bab_bounds" not in result.stats

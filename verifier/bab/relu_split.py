@@ -311,7 +311,7 @@ class _ClauseSearch:
                 outcome = milp_check(crown.table, [self.clause], MilpConfig(time_limit=deadline.remaining()),
                                      deadline, signs)
             except ExactUnsupported:
-                self.unresolved += 1
+                self.unresolved += 0 if self._general_splits_refute(crown, deadline, stats) else 1
                 continue
             stats.extra["leaves_exact"] = stats.extra.get("leaves_exact", 0) + 1
             if outcome.status == Status.SAT and outcome.x is not None:
@@ -321,6 +321,23 @@ class _ClauseSearch:
             if outcome.status != Status.UNSAT:
                 self.unresolved += 1
         return False, None
+
+
+    def _general_splits_refute(self, leaf: Crown, deadline: Deadline, stats: BabStats) -> bool:
+        """Whether the neuron-split search (:mod:`verifier.bab.neuron_split`) refutes the clause
+        on a leaf the exact engine cannot encode (a network with Sigmoid, Tanh... neurons; its
+        ReLU-like ones are all decided on the leaf), within ``config.leaf_seconds``. Sound: that
+        search's ``unsat`` holds for every input of the box whose values lie in ``leaf``'s
+        intervals, which hold every input of the leaf (the splits are in them)."""
+        from verifier.bab.neuron_split import NeuronSplitSearch, smooth_layers
+
+        tgraph = self.bounder.tgraph
+        if self.config.leaf_seconds <= 0 or not smooth_layers(tgraph):
+            return False
+        search = NeuronSplitSearch(tgraph, self.bounder.lower, self.bounder.upper, [self.clause], leaf)
+        outcome = search.run(deadline.sooner(self.config.leaf_seconds))
+        stats.extra["leaves_general"] = stats.extra.get("leaves_general", 0) + 1
+        return outcome.status is Status.UNSAT
 
 
 def _fits(deadline: Deadline, seconds: float, first: bool) -> bool:
