@@ -295,7 +295,8 @@ class _ClauseSearch:
         so the MILP engine, with the domain's bounds and its splits as sign constraints, is a
         linear program. Returns whether a counterexample was confirmed, and the leaves not
         tried before ``deadline`` (None when all were); a leaf the engine cannot decide (it
-        gave up, or the network has ops the exact encoding lacks) counts as unresolved."""
+        gave up, or the network has ops the exact encoding lacks and a short general-split
+        search did not refute it either) counts as unresolved."""
         from verifier.exact import ExactUnsupported, MilpConfig, milp_check
 
         bounder = self.bounder
@@ -311,7 +312,8 @@ class _ClauseSearch:
                 outcome = milp_check(crown.table, [self.clause], MilpConfig(time_limit=deadline.remaining()),
                                      deadline, signs)
             except ExactUnsupported:
-                self.unresolved += 0 if self._general_splits_refute(crown, deadline, stats) else 1
+                if not self._general_splits_refute(crown, deadline, stats):
+                    self.unresolved += 1
                 continue
             stats.extra["leaves_exact"] = stats.extra.get("leaves_exact", 0) + 1
             if outcome.status == Status.SAT and outcome.x is not None:
@@ -321,7 +323,6 @@ class _ClauseSearch:
             if outcome.status != Status.UNSAT:
                 self.unresolved += 1
         return False, None
-
 
     def _general_splits_refute(self, leaf: Crown, deadline: Deadline, stats: BabStats) -> bool:
         """Whether the neuron-split search (:mod:`verifier.bab.neuron_split`) refutes the clause
