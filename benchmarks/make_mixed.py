@@ -20,12 +20,10 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
-from make_normalised import robustness_spec
+from make_normalised import write_robustness_benchmark
 from onnx import TensorProto, helper, numpy_helper
 
 EPSILONS = (0.1, 0.2, 0.3)
-CENTRES = 2
 SIZES = (20, 32, 32, 32, 32, 5)
 ACTIVATIONS = ("Relu", "Sigmoid", "Relu", "Tanh")
 
@@ -59,25 +57,8 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=20.0)
     parser.add_argument("--eps", type=float, nargs="+", default=list(EPSILONS))
     args = parser.parse_args()
-    (args.out / "onnx").mkdir(parents=True, exist_ok=True)
-    (args.out / "vnnlib").mkdir(parents=True, exist_ok=True)
-    rows = []
-    for seed in range(args.networks):
-        model = network(seed)
-        onnx_path = args.out / "onnx" / f"mixed{seed}.onnx"
-        onnx.save(model, onnx_path)
-        session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-        rng = np.random.default_rng(2000 + seed)
-        for k in range(CENTRES):
-            centre = rng.uniform(-1, 1, SIZES[0]).astype(np.float32)
-            (y,) = session.run(None, {"x": centre.reshape(1, -1)})
-            label = int(np.argmax(y))
-            for eps in args.eps:
-                name = f"mixed{seed}_c{k}_eps{eps}.vnnlib"
-                (args.out / "vnnlib" / name).write_text(robustness_spec(centre, eps, label, SIZES[-1]))
-                rows.append(f"onnx/{onnx_path.name},vnnlib/{name},{args.timeout:g}")
-    (args.out / "instances.csv").write_text("\n".join(rows) + "\n")
-    print(f"{len(rows)} instances in {args.out}")
+    count = write_robustness_benchmark(args.out, "mixed", network, args.networks, args.eps, args.timeout, 2000)
+    print(f"{count} instances in {args.out}")
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ checked by onnxruntime, and the ``unsat`` answers of two versions must never mee
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -71,6 +72,35 @@ def robustness_spec(centre: np.ndarray, eps: float, label: int, outputs: int) ->
     return "\n".join([*lines, f"(assert (or {others}))"]) + "\n"
 
 
+def write_robustness_benchmark(out: Path, prefix: str, build: Callable[[int], onnx.ModelProto], networks: int,
+                               epsilons: Sequence[float], timeout: float, seed_base: int) -> int:
+    """Writes ``networks`` models ``build(seed)`` as ``out/onnx/<prefix><seed>.onnx`` and, per
+    model, local-robustness properties (:func:`robustness_spec`) at :data:`CENTRES` centres drawn
+    uniformly in ``[-1, 1]`` (seeded ``seed_base + seed``; the label is onnxruntime's argmax) for
+    each eps, and ``instances.csv``; returns the number of instances."""
+    (out / "onnx").mkdir(parents=True, exist_ok=True)
+    (out / "vnnlib").mkdir(parents=True, exist_ok=True)
+    rows = []
+    for seed in range(networks):
+        model = build(seed)
+        onnx_path = out / "onnx" / f"{prefix}{seed}.onnx"
+        onnx.save(model, onnx_path)
+        session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        size = int(np.prod([d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]))
+        outputs = int(np.prod([d.dim_value for d in model.graph.output[0].type.tensor_type.shape.dim]))
+        rng = np.random.default_rng(seed_base + seed)
+        for k in range(CENTRES):
+            centre = rng.uniform(-1, 1, size).astype(np.float32)
+            (y,) = session.run(None, {model.graph.input[0].name: centre.reshape(1, -1)})
+            label = int(np.argmax(y))
+            for eps in epsilons:
+                name = f"{prefix}{seed}_c{k}_eps{eps}.vnnlib"
+                (out / "vnnlib" / name).write_text(robustness_spec(centre, eps, label, outputs))
+                rows.append(f"onnx/{onnx_path.name},vnnlib/{name},{timeout:g}")
+    (out / "instances.csv").write_text("\n".join(rows) + "\n")
+    return len(rows)
+
+
 def main() -> None:
     """Writes the benchmark (see the module docstring)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -78,25 +108,8 @@ def main() -> None:
     parser.add_argument("--networks", type=int, default=4)
     parser.add_argument("--timeout", type=float, default=20.0)
     args = parser.parse_args()
-    (args.out / "onnx").mkdir(parents=True, exist_ok=True)
-    (args.out / "vnnlib").mkdir(parents=True, exist_ok=True)
-    rows = []
-    for seed in range(args.networks):
-        model = network(seed)
-        onnx_path = args.out / "onnx" / f"normalised{seed}.onnx"
-        onnx.save(model, onnx_path)
-        session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-        rng = np.random.default_rng(1000 + seed)
-        for k in range(CENTRES):
-            centre = rng.uniform(-1, 1, 8).astype(np.float32)
-            (y,) = session.run(None, {"x": centre.reshape(1, 8)})
-            label = int(np.argmax(y))
-            for eps in EPSILONS:
-                name = f"normalised{seed}_c{k}_eps{eps}.vnnlib"
-                (args.out / "vnnlib" / name).write_text(robustness_spec(centre, eps, label, 3))
-                rows.append(f"onnx/{onnx_path.name},vnnlib/{name},{args.timeout:g}")
-    (args.out / "instances.csv").write_text("\n".join(rows) + "\n")
-    print(f"{len(rows)} instances in {args.out}")
+    count = write_robustness_benchmark(args.out, "normalised", network, args.networks, EPSILONS, args.timeout, 1000)
+    print(f"{count} instances in {args.out}")
 
 
 if __name__ == "__main__":
