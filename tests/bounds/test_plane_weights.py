@@ -15,20 +15,20 @@ import numpy as np
 import pytest
 import torch
 
-from tests.bounds.test_multi_relax import (
+from tests.bounds.multi_relax_helpers import (
     BATCH,
     CASES,
     NORMALISED,
     POOLED,
     ROWS,
     Case,
-    _check_shapes,
-    _gaps,
-    _inputs,
-    _objective,
     backward_through,
+    check_shapes,
+    gaps,
     infinite_inputs,
+    inputs,
     normalised,
+    objective,
     pooled,
     two_branch,
 )
@@ -95,16 +95,16 @@ def _random_weights(seed: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 def _weighted_gaps_hold(case: Case, gen: torch.Generator, weights_rule: PlaneWeights) -> bool | None:
     """Whether the relaxation with random weights holds at sampled points of a random box
     (None: on that box every window is decided, no weights)."""
-    los, his = _inputs(case, gen)
-    a = _objective(case, los, gen)
+    los, his = inputs(case, gen)
+    a = objective(case, los, gen)
     seed = weights_rule.seed(case.node(), los, his, case.batched())
     if seed is None:
         return None
     assert seed.shape[0] == BATCH
     moved = weights_rule.backward(case.node(), a, los, his, case.batched(), _random_weights(seed, gen))
     assert moved is not None
-    _check_shapes(case, a, los, moved)
-    gap, scale = _gaps(case, a, los, his, moved, gen)
+    check_shapes(case, a, los, moved)
+    gap, scale = gaps(case, a, los, his, moved, gen)
     return bool((gap >= -1e-9 * (1 + scale)).all())
 
 
@@ -175,7 +175,7 @@ def test_a_wrong_plane_bias_is_caught(monkeypatch: pytest.MonkeyPatch, op: str) 
 def test_the_seed_weights_reproduce_the_fixed_planes(case: Case) -> None:
     gen = torch.Generator().manual_seed(9)
     los, his = _probe(case)
-    a = _objective(case, los, gen)
+    a = objective(case, los, gen)
     rule = REGISTRY[case.op].multi_relaxation
     assert rule is not None and rule.weights is not None
     fixed = rule.backward(case.node(), a, los, his, case.batched())
@@ -248,9 +248,9 @@ def test_weights_with_infinite_bounds_give_no_nan(case: Case) -> None:
     seed = rule.seed(case.node(), los, his, case.batched())
     assert seed is not None
     weights = _random_weights(seed, gen).requires_grad_(True)
-    a = _objective(case, los, gen)
+    a = objective(case, los, gen)
     moved = rule.backward(case.node(), a, los, his, case.batched(), weights)
     backward_through(case, a, los, moved)
     assert moved is not None and weights.grad is not None and torch.isfinite(weights.grad).all()
-    gap, scale = _gaps(case, a, los, his, moved, gen)
+    gap, scale = gaps(case, a, los, his, moved, gen)
     assert (gap >= -1e-9 * (1 + scale)).all()
