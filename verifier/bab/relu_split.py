@@ -48,6 +48,7 @@ import torch
 
 from verifier.bab.common import BabOutcome, BabStats, CandidateSearch, Confirm
 from verifier.bab.domain_store import DomainStore
+from verifier.bab.neuron_split import NeuronSplitSearch, smooth_layers
 from verifier.bab.relu_bounding import _BetaBounder, _bound, _Pending
 from verifier.bab.relu_branching import _apply_split, _Brancher
 from verifier.bab.relu_domains import (
@@ -330,8 +331,6 @@ class _ClauseSearch:
         ReLU-like ones are all decided on the leaf), within ``config.leaf_seconds``. Sound: that
         search's ``unsat`` holds for every input of the box whose values lie in ``leaf``'s
         intervals, which hold every input of the leaf (the splits are in them)."""
-        from verifier.bab.neuron_split import NeuronSplitSearch, smooth_layers
-
         tgraph = self.bounder.tgraph
         if self.config.leaf_seconds <= 0 or not smooth_layers(tgraph):
             return False

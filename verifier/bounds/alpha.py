@@ -43,15 +43,16 @@ def _spread(base: Tensor, shape: tuple[int, ...]) -> Tensor:
     return base.reshape(base.shape[0], *([1] * (len(shape) - base.dim())), *base.shape[1:]).expand(shape).clone()
 
 
-def _seed(crown: Crown, node: Node, op: Op) -> tuple[Tensor, Bound, Bound]:
+def _seed(crown: Crown, node: Node, op: Op) -> tuple[Tensor, Bound, Bound] | None:
     """The starting slopes of ``node`` ``(N, *node shape)`` and their search range: CROWN's
     lower slope clamped to the op's range for ReLU-like ops; both of CROWN's slopes (a last
     dimension of 2: lower, upper) and the op's span per neuron ``(N, *node shape, 2)`` for ops
     with free slopes; a multi-input rule's plane weights ``(N, *out, count)`` and the range
-    ``[0, 1]`` per weight. :func:`_rows_of` copies them for each set of rows."""
-    weights = _plane_weights(crown, node, op)
-    if weights is not None:
-        return weights, torch.zeros_like(weights), torch.ones_like(weights)
+    ``[0, 1]`` per weight (None where the rule has nothing to optimise). :func:`_rows_of`
+    copies them for each set of rows."""
+    if op.multi_relaxation is not None:
+        weights = _plane_weights(crown, node, op)
+        return None if weights is None else (weights, torch.zeros_like(weights), torch.ones_like(weights))
     relaxation = crown.relaxations[node.name]
     assert relaxation is not None
     span = op.lower_slope_range(node)
@@ -91,8 +92,8 @@ def _plane_weights(crown: Crown, node: Node, op: Op) -> Tensor | None:
 def _optimisable(crown: Crown, node: Node, op: Op) -> bool:
     """Whether ``node`` has slopes to optimise: unstable neurons of a ReLU-like op, finite
     boxes of an op with free slopes, or a multi-input rule's plane weights."""
-    if op.multi_relaxation is not None:
-        return op.multi_relaxation.weights is not None and _plane_weights(crown, node, op) is not None
+    if op.multi_relaxation is not None:  # its seed (_seed) is None where nothing is to be optimised
+        return op.multi_relaxation.weights is not None
     if crown.relaxations.get(node.name) is None:
         return False
     lo, hi = crown.bounds[node.inputs[0]]
@@ -128,6 +129,8 @@ def _init(crown: Crown, slopes: dict[tuple[str, str], Tensor], rows: int,
         if not _optimisable(crown, node, op):
             continue
         seed = _seed(crown, node, op)  # the span of free slopes is computed once per node
+        if seed is None:  # plane weights with nothing to optimise (every window decided...)
+            continue
         n = seed[0].shape[0]  # the node's shape: without the last dimension of both-line slopes
         shape = tuple(seed[0].shape[1:-1] if isinstance(seed[1], Tensor) else seed[0].shape[1:])
         start, low, high = _rows_of(seed, (n, rows, *shape))
