@@ -195,7 +195,7 @@ class _Run:
             return proof.climb_crown()
         if step is Step.ALPHA:
             seconds = self.alpha_seconds(proof)
-            return seconds > 0 and proof.optimise(self.deadline.sooner(seconds), self.budget(proof).joint_alpha)
+            return seconds > 0 and proof.optimise(self.deadline.sooner(seconds), self.budget(proof), self.stats)
         deadline = self.deadline if self.config.method is Method.SDP else \
             self.deadline.sooner(self.schedule.sdp_share * self.deadline.remaining())
         return proof.sdp(self.config.sdp, deadline, self.config.seed, self.stats)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
@@ -100,6 +100,13 @@ class Graph:
                 if name:
                     users.setdefault(name, []).append(node)
         return users
+
+    def cut_at(self, value: str) -> Graph:
+        """The graph up to the node producing ``value``, with ``value`` as its only output (the
+        same nodes, so the same float computation of ``value``)."""
+        stop = next(i for i, node in enumerate(self.nodes) if value in node.outputs)
+        output = ValueInfo(value, self.shapes[value], np.dtype(np.float32))
+        return replace(self, nodes=self.nodes[: stop + 1], outputs=(output,))
 
     def op_types(self) -> list[str]:
         """The sorted set of op types in the graph."""

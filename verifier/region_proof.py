@@ -13,7 +13,8 @@ from torch import Tensor
 
 from verifier.attack.guides import distinct_points, row_corners
 from verifier.bounds.crown import Crown
-from verifier.config import AlphaConfig, CrownConfig, SdpConfig
+from verifier.bounds.value_alpha import value_alpha_bounds
+from verifier.config import AlphaConfig, CrownConfig, SdpConfig, StepBudget
 from verifier.deadline import Deadline
 from verifier.graph.torch_graph import TorchGraph
 from verifier.ladder import Ladder, Rung
@@ -133,19 +134,41 @@ class RegionProof:
         self.open = self._still_open(Rung.CROWN)
         return self.proven
 
-    def optimise(self, deadline: Deadline | None = None, joint: AlphaConfig | None = None) -> bool:
+    def optimise(self, deadline: Deadline | None = None, budget: StepBudget | None = None,
+                 stats: dict[str, Any] | None = None) -> bool:
         """Runs alpha-CROWN on the open clauses (stopping at ``deadline``), one clause after
-        another; given ``joint`` options, first all in one run (:meth:`Ladder.joint_alpha_rows`:
-        the intermediate slopes optimised once, for all clauses, cheap), then clause by clause
-        with those options on the clauses it leaves open (each clause's own slopes, from the
-        intermediate bounds the joint run tightened). Returns :attr:`proven`."""
+        another; with the ``budget``'s ``value_alpha`` options, first on the intermediate
+        bounds themselves (:meth:`optimise_values`); with its ``joint_alpha`` options
+        (``joint``), then all clauses in one run
+        (:meth:`Ladder.joint_alpha_rows`: the intermediate slopes optimised once, for all
+        clauses, cheap), then clause by clause with those options on the clauses it leaves open
+        (each clause's own slopes, from the intermediate bounds the joint run tightened).
+        Returns :attr:`proven`."""
         if self.crown is None:
             return self.proven
+        joint = None if budget is None else budget.joint_alpha
+        if budget is not None and budget.value_alpha is not None:
+            share = None if deadline is None else deadline.sooner(budget.value_alpha_share * deadline.remaining())
+            if self.optimise_values(budget.value_alpha, share, stats):
+                return True
         if joint is not None and len(self.open) > 1:
             rows = self.ladder.joint_alpha_rows(self.open, deadline, joint)
             self.open = [c for c, r in zip(self.open, rows, strict=True) if not bool((r > 0).any())]
         self.open = self._still_open(Rung.ALPHA, deadline, joint)
         return self.proven
+
+    def optimise_values(self, config: AlphaConfig, deadline: Deadline | None = None,
+                        stats: dict[str, Any] | None = None) -> bool:
+        """alpha-CROWN on every refined intermediate value's own bounds, value by value
+        (:func:`verifier.bounds.value_alpha.value_alpha_bounds`, options ``config``, until
+        ``deadline``), then CROWN again from them (:meth:`tighten_crown`); its figures are
+        added to ``stats["value_alpha"]``. Returns :attr:`proven`."""
+        if self.crown is None or self.proven:
+            return self.proven
+        prior, record = value_alpha_bounds(self.crown, config, deadline)
+        if stats is not None:
+            stats.setdefault("value_alpha", []).append(record.as_dict())
+        return self.tighten_crown(prior)
 
 
 def region_refuted(tgraph: TorchGraph, region: Region, deadline: Deadline | None = None,

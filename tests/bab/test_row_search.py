@@ -17,7 +17,6 @@ from tests.bab.test_tighten import _deep_network, _points
 from verifier.bab import relu_bounding
 from verifier.bab.relu_domains import splittable_layers
 from verifier.bab.row_search import RowSearchStats, _RowSearch, row_lower_bounds
-from verifier.bab.tighten import cut_graph
 from verifier.bounds.crown import Crown, CrownConfig
 from verifier.config import MilpConfig, TightenConfig
 from verifier.deadline import Deadline
@@ -40,7 +39,7 @@ def _layer_rows(tmp_path: Path, seed: int, depth: int) -> tuple[TorchGraph, Crow
     graph = load_model(path)
     full = TorchGraph(graph, "cpu", torch.float64)
     value = splittable_layers(full)[depth].value
-    cut = TorchGraph(cut_graph(graph, value), "cpu", torch.float64)
+    cut = TorchGraph(graph.cut_at(value), "cpu", torch.float64)
     shape = graph.inputs[0].shape
     lower = torch.from_numpy(region.lower).reshape(1, *shape)
     upper = torch.from_numpy(region.upper).reshape(1, *shape)

@@ -21,7 +21,7 @@ from tests.bab.test_cross_check import property_near_minimum, write_mlp
 from verifier.api import RegionProof, verify_problem
 from verifier.bab import tighten as tighten_module
 from verifier.bab.relu_domains import splittable_layers
-from verifier.bab.tighten import cut_graph, recomputed_bounds, tighten_bounds
+from verifier.bab.tighten import recomputed_bounds, tighten_bounds
 from verifier.config import BabMode, MilpConfig, TightenConfig, default_config
 from verifier.deadline import Deadline
 from verifier.exact.milp import milp_check
@@ -249,7 +249,7 @@ def test_an_overstated_recomputation_is_caught(tmp_path: Path, monkeypatch: pyte
     assert caught >= 2
 
 
-def test_cut_graph_computes_the_value_it_cuts_at(tmp_path: Path) -> None:
+def test_cut_at_computes_the_value_it_cuts_at(tmp_path: Path) -> None:
     path = tmp_path / "deep.onnx"
     region = _deep_network(0, path)
     graph = load_model(path)
@@ -257,7 +257,7 @@ def test_cut_graph_computes_the_value_it_cuts_at(tmp_path: Path) -> None:
     x = _points(region, 0)[:100].reshape(-1, *graph.inputs[0].shape)
     values = full.forward_all(x)
     for layer in splittable_layers(full):
-        cut = TorchGraph(cut_graph(graph, layer.value), "cpu", torch.float32)
+        cut = TorchGraph(graph.cut_at(layer.value), "cpu", torch.float32)
         assert torch.equal(cut.forward(x)[0], values[layer.value])
 
 

@@ -27,7 +27,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 from torch import Tensor
 
@@ -36,7 +35,6 @@ from verifier.bab.row_search import row_lower_bounds
 from verifier.bounds.crown import Crown
 from verifier.deadline import Deadline, DeadlineExceeded
 from verifier.graph.torch_graph import TorchGraph
-from verifier.ir import Graph, ValueInfo
 from verifier.search_config import TightenConfig
 
 Bounds = tuple[Tensor, Tensor]
@@ -58,13 +56,6 @@ class TightenStats:
 
     def as_dict(self) -> dict[str, object]:
         return dataclasses.asdict(self)
-
-
-def cut_graph(graph: Graph, value: str) -> Graph:
-    """The graph up to the node producing ``value``, with ``value`` as its only output."""
-    stop = next(i for i, node in enumerate(graph.nodes) if value in node.outputs)
-    output = ValueInfo(value, graph.shapes[value], np.dtype(np.float32))
-    return dataclasses.replace(graph, nodes=graph.nodes[: stop + 1], outputs=(output,))
 
 
 def tighten_bounds(tgraph: TorchGraph, root: Crown, deadline: Deadline,
@@ -140,7 +131,7 @@ def _tighten_layer(tgraph: TorchGraph, root: Crown, bounds: dict[str, Bounds], v
     if not unstable.numel() or unstable.numel() > config.max_unstable:
         return
     box = _root_box(tgraph, root)
-    cut = TorchGraph(cut_graph(tgraph.graph, value), tgraph.place.device, tgraph.place.dtype)
+    cut = tgraph.cut_at(value)
     positive, negative = _observed_signs(cut, box, unstable, config.samples)
     neurons = torch.cat([unstable[~negative], unstable[~positive]])  # the sides no sample contradicts
     signs = torch.cat([torch.ones(int((~negative).sum())), -torch.ones(int((~positive).sum()))]).to(unstable.device)

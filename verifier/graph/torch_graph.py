@@ -72,6 +72,17 @@ class TorchGraph:
         twin.constants = {name: t.to(dtype) if t.is_floating_point() else t for name, t in self.constants.items()}
         return twin
 
+    def cut_at(self, value: str) -> TorchGraph:
+        """The graph up to ``value``'s producer with ``value`` its output (:meth:`Graph.cut_at`),
+        on this device and dtype with the same ops (overrides included)."""
+        twin = TorchGraph.__new__(TorchGraph)
+        twin.graph = self.graph.cut_at(value)
+        twin.ops = self.ops[: len(twin.graph.nodes)]
+        twin.op_of = {node.name: op for node, op in zip(twin.graph.nodes, twin.ops, strict=True)}
+        twin.straight_through, twin.place = self.straight_through, self.place
+        twin.constants = self.constants
+        return twin
+
     def constant_args(self, node: Node) -> list[Tensor | None]:
         """The node's constant inputs by position; None at dynamic or omitted inputs."""
         return [self.constants.get(name) if name else None for name in node.inputs]
