@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -138,7 +139,7 @@ class RegionProof:
                  stats: dict[str, Any] | None = None) -> bool:
         """Runs alpha-CROWN on the open clauses (stopping at ``deadline``), one clause after
         another; with the ``budget``'s ``value_alpha`` options, first on the intermediate
-        bounds themselves (:meth:`optimise_values`); with its ``joint_alpha`` options
+        bounds themselves (:meth:`_value_rounds`); with its ``joint_alpha`` options
         (``joint``), then all clauses in one run
         (:meth:`Ladder.joint_alpha_rows`: the intermediate slopes optimised once, for all
         clauses, cheap), then clause by clause with those options on the clauses it leaves open
@@ -147,14 +148,35 @@ class RegionProof:
         if self.crown is None:
             return self.proven
         joint = None if budget is None else budget.joint_alpha
-        if budget is not None and budget.value_alpha is not None:
-            share = None if deadline is None else deadline.sooner(budget.value_alpha_share * deadline.remaining())
-            if self.optimise_values(budget.value_alpha, share, stats):
-                return True
+        if budget is not None and budget.value_alpha is not None and self._value_rounds(budget, deadline, stats):
+            return True
         if joint is not None and len(self.open) > 1:
             rows = self.ladder.joint_alpha_rows(self.open, deadline, joint)
             self.open = [c for c, r in zip(self.open, rows, strict=True) if not bool((r > 0).any())]
         self.open = self._still_open(Rung.ALPHA, deadline, joint)
+        return self.proven
+
+    def _value_rounds(self, budget: StepBudget, deadline: Deadline | None, stats: dict[str, Any] | None) -> bool:
+        """Rounds of :meth:`optimise_values`, the first with ``budget.value_alpha``'s steps and
+        each later one with twice the last one's, each followed by alpha-CROWN on the final rows
+        of the open clauses (cheap), until the region is proven or the next round would not end
+        within ``budget.value_alpha_share`` of the time to ``deadline`` (one round without a
+        deadline). An instance the first rounds prove does not wait for the long ones; the
+        bounds of every round start from the last one's. Returns :attr:`proven`."""
+        assert budget.value_alpha is not None
+        share = None if deadline is None else deadline.sooner(budget.value_alpha_share * deadline.remaining())
+        final_rows = replace(budget.joint_alpha or AlphaConfig(), intermediate=False)
+        steps, last = budget.value_alpha.iterations, 0.0
+        while not self.proven:
+            if share is not None and (share.expired() or 2 * last > share.remaining()):
+                break
+            began = time.monotonic()
+            if self.optimise_values(replace(budget.value_alpha, iterations=steps), share, stats):
+                break
+            self.open = self._still_open(Rung.ALPHA, share, final_rows)
+            last, steps = time.monotonic() - began, 2 * steps
+            if share is None:
+                break
         return self.proven
 
     def optimise_values(self, config: AlphaConfig, deadline: Deadline | None = None,

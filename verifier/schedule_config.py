@@ -53,10 +53,11 @@ class StepBudget:
             :meth:`verifier.region_proof.RegionProof.optimise`); None: clause by clause with
             the run's options (each clause's own slopes, tighter, at a run's cost each).
         value_alpha: options of alpha-CROWN on the intermediate bounds themselves, value by
-            value, before the run(s) on the clauses (:mod:`verifier.bounds.value_alpha`);
-            None: not run.
-        value_alpha_share: the share of the alpha-CROWN time that ``value_alpha`` may take
-            (its ascent's bounds improve with every step: eran's Sigmoid idx 1211 needs 60).
+            value, before the run(s) on the clauses (:mod:`verifier.bounds.value_alpha`), in
+            rounds: the first with its ``iterations`` steps per value, each later one with
+            twice as many (the bounds improve with every step: eran's Sigmoid idx 1211 needs
+            60, idx 9629 15); None: not run.
+        value_alpha_share: the share of the alpha-CROWN time those rounds may take.
         first_search_seconds: the first branch-and-bound slice runs at least this long,
         first_search_share: or this share of the time left; the remaining attack rounds
             run after it, then the search resumes.
@@ -116,7 +117,7 @@ class ScheduleConfig:
     relu: StepBudget = field(default_factory=lambda: StepBudget(
         quick_rounds=3, alpha_seconds=1.0, alpha_share=0.05, first_search_seconds=5.0, first_search_share=0.8))
     smooth: StepBudget = field(default_factory=lambda: StepBudget(
-        quick_rounds=3, alpha_seconds=1.0, alpha_share=0.5, value_alpha=AlphaConfig(iterations=200, learning_rate=0.2),
+        quick_rounds=3, alpha_seconds=1.0, alpha_share=0.5, value_alpha=AlphaConfig(iterations=15, learning_rate=0.2),
         joint_alpha=AlphaConfig(iterations=1000, intermediate=False),
         first_search_seconds=5.0, first_search_share=0.8))
     sdp_share: float = 0.5
