@@ -4,6 +4,8 @@ on Sigmoid networks are much tighter; a deliberately optimistic bound is caught 
 
 from __future__ import annotations
 
+import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -12,16 +14,19 @@ import torch
 
 from tests.bounds.random_dags import saved_dag_box
 from tests.conftest import ROOT
+from verifier import region_proof
 from verifier.bounds import value_alpha
 from verifier.bounds.crown import Crown
 from verifier.bounds.objective import crown_rows
 from verifier.bounds.table import Bounds
 from verifier.bounds.value_alpha import value_alpha_bounds
-from verifier.config import AlphaConfig
+from verifier.config import AlphaConfig, ScheduleConfig
+from verifier.deadline import Deadline
 from verifier.graph.loader import load_model
 from verifier.graph.torch_graph import TorchGraph
 from verifier.ir import Graph
 from verifier.problem import proof_box
+from verifier.region_proof import RegionProof
 from verifier.spec import parse_vnnlib
 
 SOUNDNESS = ROOT / "benchmarks" / "soundness"
@@ -108,11 +113,48 @@ def test_an_optimistic_bound_is_caught_by_the_sampling_check(monkeypatch: pytest
 
 def test_value_alpha_stops_at_the_deadline_keeping_the_bounds_it_has() -> None:
     """An expired deadline tightens nothing and returns CROWN's bounds unchanged."""
-    from verifier.deadline import Deadline
-
     graph, lower, upper = _sigmoid_case("m07_mlp-5x32_sigmoid_eps0.03")
     crown = Crown(TorchGraph(graph, "cpu", torch.float64), [lower], [upper])
     bounds, stats = value_alpha_bounds(crown, OPTIONS, Deadline.after(0.0))
     assert stats.values == 0
     assert all(torch.equal(bounds[n][0], crown.bounds[n][0]) and torch.equal(bounds[n][1], crown.bounds[n][1])
                for n in crown.bounds)
+
+
+def _eran_4214_proof() -> RegionProof:
+    graph = load_model(ROOT / "benchmarks" / "zoo" / "onnx" / "eran__ffnnSIGMOID__Point_6x200.onnx")
+    region = parse_vnnlib(ROOT / "tests" / "data" / "eran_mnist_spec_idx_4214_eps_0.01200.vnnlib").regions[0]
+    return RegionProof(TorchGraph(graph, "cpu", torch.float64), region)
+
+
+def test_value_rounds_double_their_steps_until_their_share_of_the_time_is_spent(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """With bounds that never prove the region (the rounds' own tightening replaced by CROWN's
+    bounds as they are), each round asks for twice the last one's steps, and no round begins
+    that would not end within the value share of the alpha time."""
+    asked: list[int] = []
+
+    def unchanged(crown: Crown, config: AlphaConfig, deadline: object = None) -> tuple[dict[str, Bounds], object]:
+        asked.append(config.iterations)
+        time.sleep(0.05 * config.iterations / 15)  # a round's time grows with its steps
+        return dict(crown.bounds), value_alpha.ValueAlphaStats()
+
+    monkeypatch.setattr(region_proof, "value_alpha_bounds", unchanged)
+    proof = _eran_4214_proof()
+    monkeypatch.setattr(proof, "_still_open", lambda *args: proof.open)  # the final-row alpha: nothing more
+    budget = replace(ScheduleConfig().smooth, value_alpha_share=0.5, joint_alpha=None)
+    began = time.monotonic()
+    proof.optimise(Deadline.after(16.0), budget, {})
+    assert not proof.proven
+    assert len(asked) >= 3 and asked == [15 * 2**i for i in range(len(asked))]
+    assert time.monotonic() - began < 8.0 + 1.0  # the rounds kept to their share (half of 16 s)
+
+
+def test_value_rounds_stop_at_the_round_that_proves_the_region() -> None:
+    """eran's Sigmoid idx 4214 (unsat, hard): proven by the rounds and final-row alpha alone
+    (CROWN's rows are all negative), after at most two rounds although the share allows more."""
+    proof = _eran_4214_proof()
+    assert not proof.proven
+    stats: dict[str, list[dict[str, float]]] = {}
+    assert proof.optimise(Deadline.after(300.0), ScheduleConfig().smooth, stats)
+    assert 1 <= len(stats["value_alpha"]) <= 2
