@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from tests.bab.test_cross_check import write_mlp
 from tests.bab.test_tighten import _deep_network, _write_spec
 from tests.conftest import ROOT
 from verifier.api import RegionProof, _Run, verify_problem
@@ -89,3 +91,20 @@ def test_a_later_relu_slice_with_few_unstable_neurons_goes_to_the_milp_engine(tm
     assert [record["engine"] for record in run.stats["exact"]] == ["milp-highs"]
     exact = milp_check(proof.crown.table, region.clauses, MilpConfig(time_limit=60)).status
     assert status is exact or (exact is Status.SAT and status is Status.UNKNOWN)
+
+
+@pytest.mark.parametrize(("activation", "kind"), [("Relu", "relu"), ("Sigmoid", "smooth"), ("Relu,Sigmoid", "mixed"),
+                                                  ("Tanh,Relu", "mixed")])
+def test_the_budget_follows_the_networks_neurons(tmp_path: Path, activation: str, kind: str) -> None:
+    """ReLU-like neurons only: ``relu``; none: ``smooth``; both (a network searched by ReLU
+    splits, then general ones): ``mixed``, whose alpha-CROWN step tightens the intermediate
+    bounds value by value first."""
+    model, spec = tmp_path / "net.onnx", tmp_path / "net.vnnlib"
+    write_mlp(model, [6, 12, 12, 12, 2], np.random.default_rng(4), "net", activation, gain=2.0)
+    spec.write_text("".join(f"(declare-const X_{i} Real)\n" for i in range(6)) + "(declare-const Y_0 Real)\n"
+                    "(declare-const Y_1 Real)\n" + "".join(f"(assert (>= X_{i} -0.5))\n(assert (<= X_{i} 0.5))\n"
+                                                           for i in range(6)) + "(assert (>= Y_0 Y_1))\n")
+    run = _Run(load_problem(model, spec), replace(default_config("cpu", 0), bab=BabMode.RELU), Deadline.after(60))
+    proof = RegionProof(run.bounds_graph, run.problem.spec.regions[0])
+    assert run.budget(proof) is getattr(run.schedule, kind)
+    assert (run.budget(proof).value_alpha is not None) is (kind in ("smooth", "mixed"))

@@ -201,13 +201,11 @@ class _Run:
         return proof.sdp(self.config.sdp, deadline, self.config.seed, self.stats)
 
     def budget(self, proof: RegionProof) -> StepBudget:
-        """The step budgets of a region: ``schedule.input`` when the full pipeline searches it
-        by input splitting, ``schedule.smooth`` when ReLU splitting finds no ReLU-like node to
-        split, else ``schedule.relu``."""
+        """The step budgets of a region (:meth:`ScheduleConfig.budget`): by input splitting when
+        the full pipeline searches it so, else by the network's ReLU-like and smooth neurons."""
         searched_by_input = self.config.method is Method.AUTO and self.bab_mode(proof) is BabMode.INPUT
-        if searched_by_input:
-            return self.schedule.input
-        return self.schedule.relu if splittable_layers(self.bounds_graph) else self.schedule.smooth
+        graph = self.bounds_graph
+        return self.schedule.budget(searched_by_input, bool(splittable_layers(graph)), refines_every_position(graph))
 
     def alpha_seconds(self, proof: RegionProof) -> float:
         """alpha-CROWN time for a region: its budget's ``alpha_seconds``, or its share of the

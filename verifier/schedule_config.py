@@ -102,6 +102,10 @@ class ScheduleConfig:
             Sigmoid network these bounds, not the final slopes, hold the rows back), the rest
             on the final rows of all open clauses at once (nine one-row clauses there: one
             run, not nine), then the search.
+        mixed: budgets of regions of networks with both ReLU-like neurons and smooth ones (searched
+            by ReLU splits, then general ones): ``relu``'s, with a share of the time for
+            alpha-CROWN on the intermediate bounds, value by value (the smooth neurons'
+            relaxations depend on their whole interval).
         sdp_share: the SDP bound before branch and bound gets at most this share of the time
             left.
         probe_steps: PGD steps of the probe attack, the attack's first round run before
@@ -120,6 +124,20 @@ class ScheduleConfig:
         quick_rounds=3, alpha_seconds=1.0, alpha_share=0.5, value_alpha=AlphaConfig(iterations=15, learning_rate=0.2),
         joint_alpha=AlphaConfig(iterations=1000, intermediate=False),
         first_search_seconds=5.0, first_search_share=0.8))
+    mixed: StepBudget = field(default_factory=lambda: StepBudget(
+        quick_rounds=3, alpha_seconds=1.0, alpha_share=0.3, value_alpha=AlphaConfig(iterations=15, learning_rate=0.2),
+        first_search_seconds=5.0, first_search_share=0.8))
     sdp_share: float = 0.5
     probe_steps: int = 10
     refine_share: float = 0.2
+
+    def budget(self, input_split: bool, relu_like: bool, smooth: bool) -> StepBudget:
+        """The budgets of a region: ``input`` when it is searched by input splitting, else
+        ``mixed`` for a network with ReLU-like (``relu_like``) and smooth neurons (``smooth``:
+        an elementwise relaxed op that is not ReLU-like), ``relu`` with ReLU-like ones only,
+        ``smooth`` without ReLU-like ones."""
+        if input_split:
+            return self.input
+        if relu_like:
+            return self.mixed if smooth else self.relu
+        return self.smooth
