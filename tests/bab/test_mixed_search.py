@@ -15,7 +15,8 @@ import pytest
 from tests.bab.test_cross_check import property_near_minimum, write_mlp
 from verifier import api
 from verifier.api import verify
-from verifier.config import BabMode, ReluSplitConfig, VerifierConfig
+from verifier.bab import relu_split
+from verifier.config import AttackConfig, BabMode, ReluSplitConfig, VerifierConfig
 
 HANDED_OVER = 1
 """A seed whose ReLU splits run out undecided within the time (the mixed search takes over)."""
@@ -65,3 +66,29 @@ def test_without_general_splits_the_instances_stay_open(tmp_path: Path, monkeypa
     config = VerifierConfig(bab=BabMode.RELU, relu_split=ReluSplitConfig(leaf_seconds=0.0))
     result = verify(model, spec, timeout=4, config=config)
     assert result.status.value != "unsat" and "bab_bounds" not in result.stats
+
+
+PLANTED = (19, 21)
+"""Seeds whose property sampling violates, and whose ReLU-split search reaches leaves (every
+ReLU decided) with the attack off."""
+
+
+def _agrees_with_sampling(status: str, values: np.ndarray) -> bool:
+    """The check of these tests: no ``unsat`` where a sampled point violates the property."""
+    return status != "unsat" or not (values <= -1e-4).any()
+
+
+@pytest.mark.parametrize("seed", PLANTED)
+def test_a_leaf_search_that_refutes_every_leaf_is_caught_by_sampling(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                      seed: int) -> None:
+    """The sampling check of the leaf tests can fail: with a planted bug (the general-split
+    search on a leaf answers "refuted" without searching) the pipeline answers ``unsat`` on a
+    property that sampled points violate; the real leaf search does not."""
+    model, spec, values = _instance(seed, tmp_path)
+    assert (values <= -1e-4).any()
+    config = VerifierConfig(bab=BabMode.RELU, attack=AttackConfig(rounds=0))  # only the search decides
+    honest = verify(model, spec, timeout=5, config=config)
+    assert _agrees_with_sampling(honest.status.value, values)
+    monkeypatch.setattr(relu_split._ClauseSearch, "_general_splits_refute", lambda self, leaf, deadline, stats: True)
+    planted = verify(model, spec, timeout=5, config=config)
+    assert not _agrees_with_sampling(planted.status.value, values)
