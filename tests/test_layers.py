@@ -13,8 +13,8 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "verifier"
 
 LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
-    ("foundation", frozenset({"errors", "interrupts", "allocator", "deadline", "config", "search_config", "result",
-                              "ir", "spec", "progress"})),
+    ("foundation", frozenset({"errors", "interrupts", "allocator", "deadline", "config", "search_config",
+                              "schedule_config", "result", "ir", "spec", "progress"})),
     ("ops", frozenset({"ops"})),
     ("graph", frozenset({"graph", "query", "witness", "problem"})),
     ("bounds", frozenset({"bounds"})),
