@@ -102,8 +102,9 @@ class Graph:
         return users
 
     def cut_at(self, value: str) -> Graph:
-        """The graph up to the node producing ``value``, with ``value`` as its only output (the
-        same nodes, so the same float computation of ``value``)."""
+        """The graph up to the node producing ``value`` (a node's output, not a graph input),
+        with ``value`` as its only output (the same nodes, so the same float computation of
+        ``value``)."""
         stop = next(i for i, node in enumerate(self.nodes) if value in node.outputs)
         output = ValueInfo(value, self.shapes[value], np.dtype(np.float32))
         return replace(self, nodes=self.nodes[: stop + 1], outputs=(output,))

@@ -6,9 +6,9 @@ the relaxations of every later node. Where every neuron's relaxation depends on 
 (Sigmoid, Tanh...: not only the unstable ones of a ReLU layer), the intermediate bounds are
 what holds the final bound back, and optimising each one for its own tightness is both cheaper
 per step and much stronger. On eran's 6x200 Sigmoid network (idx 4214, the hardest clause)
-alpha-CROWN with intermediate slopes rose from CROWN's -7.6 to -5.0 in 60 steps (43 s on one
-core); these bounds, 15 steps per layer (8 s), and alpha-CROWN on the final rows alone, to
-+0.19 (``benchmarks/value_alpha.py``).
+alpha-CROWN with intermediate slopes rose from CROWN's -7.65 to -5.12 in 40 steps (29.8 s on one
+core); these bounds, 30 steps per value (16.8 s), then alpha-CROWN on the final rows alone
+(0.1 s), to +0.45 (``python benchmarks/value_alpha.py MODEL SPEC``).
 
 For each refined value ``v`` (the input of a relaxed node that CROWN refined, in graph
 order) the graph is cut at ``v`` (:meth:`~verifier.graph.torch_graph.TorchGraph.cut_at`) and
@@ -49,6 +49,7 @@ class ValueAlphaStats:
     seconds: float = 0.0
 
     def as_dict(self) -> dict[str, float | int]:
+        """The figures for ``--json`` statistics (rounded)."""
         return {"values": self.values, "refined": self.refined, "width_before": round(self.width_before, 6),
                 "width_after": round(self.width_after, 6), "seconds": round(self.seconds, 3)}
 
