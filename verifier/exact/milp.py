@@ -40,11 +40,8 @@ certified and never used to claim ``unsat``.
 
 from __future__ import annotations
 
-import functools
 import math
-import os
 import re
-import sys
 import time
 import warnings
 from collections.abc import Mapping, Sequence
@@ -57,6 +54,7 @@ from verifier.bounds.table import BoundTable
 from verifier.config import MilpConfig, MilpSolver
 from verifier.deadline import Deadline
 from verifier.exact.encoding import Encoding, ExactOutcome, ExactUnsupported, IntegerRow, MaxRow, StepRow, encode
+from verifier.exact.small_lp import highs_banner_to_stderr
 from verifier.result import Status
 from verifier.spec.types import Clause
 
@@ -365,7 +363,7 @@ class MilpProgram:
         solver = pulp.HiGHS(msg=False, timeLimit=seconds, threads=self.config.threads,
                             mip_feasibility_tolerance=self.config.tolerance,
                             primal_feasibility_tolerance=self.config.tolerance, **options)
-        _highs_banner_to_stderr()
+        highs_banner_to_stderr()
         # HiGHS keeps one thread pool per process, sized by the first solve; a later solve that
         # asks for another thread count then silently does nothing (status kNotset). Starting
         # from a fresh pool makes each solve independent of whatever ran HiGHS before it.
@@ -402,20 +400,3 @@ class MilpProgram:
         values = [self.vars[int(v)].value() for v in self.enc.inputs]
         x = np.array([(a + b) / 2 if val is None else float(val) for val, a, b in zip(values, lo, hi, strict=True)])
         return np.clip(x, lo, hi)
-
-
-@functools.cache
-def _highs_banner_to_stderr() -> None:
-    """HiGHS prints a banner on file descriptor 1 when the process creates its first solver
-    object; that would corrupt ``--json`` output, so the first one is created here, once, with
-    fd 1 pointing to stderr."""
-    import highspy
-
-    sys.stdout.flush()
-    saved = os.dup(1)
-    try:
-        os.dup2(2, 1)
-        highspy.Highs()
-    finally:
-        os.dup2(saved, 1)
-        os.close(saved)
