@@ -146,3 +146,25 @@ def test_refines_every_position_names_the_networks_with_non_relu_like_relaxed_op
     (max pooling included: it is not elementwise) only through their unstable neurons."""
     graph = load_model(ROOT / "benchmarks" / "zoo" / "onnx" / model)
     assert refines_every_position(TorchGraph(graph, "cpu", torch.float64)) is everywhere
+
+
+def test_flattened_boxes_are_reshaped_and_wrong_sizes_refused(tmp_path: Path) -> None:
+    """An input of shape (1, 10) bounded from flattened (N, 10) boxes gives the same bounds as
+    from (N, 1, 10) ones, alpha-CROWN's free slopes included (before: a broadcast error in the
+    free-slope step); a box of another size is refused naming the input."""
+    from tests.bab.test_cross_check import write_mlp
+    from verifier.bounds.alpha import alpha_lower_bound
+    from verifier.config import AlphaConfig
+
+    path = tmp_path / "sig.onnx"
+    write_mlp(path, [10, 16, 16, 3], np.random.default_rng(0), "sig", "Sigmoid", gain=2.0)
+    tgraph = TorchGraph(load_model(path), "cpu", torch.float64)
+    lower = torch.full((2, 10), -0.3, dtype=torch.float64)
+    lower[1] += 0.1
+    upper = lower + 0.6
+    flat = alpha_lower_bound(Crown(tgraph, [lower], [upper]), torch.eye(3), AlphaConfig(iterations=3))
+    shaped = alpha_lower_bound(Crown(tgraph, [lower.reshape(2, 1, 10)], [upper.reshape(2, 1, 10)]), torch.eye(3),
+                               AlphaConfig(iterations=3))
+    assert torch.equal(flat, shaped)
+    with pytest.raises(ValueError, match="input x"):
+        Crown(tgraph, [lower[:, :9]], [upper[:, :9]])

@@ -37,6 +37,7 @@ from verifier.bounds.windows import Windows
 from verifier.config import CrownConfig, IntermediateMethod
 from verifier.deadline import Deadline
 from verifier.graph.torch_graph import TorchGraph
+from verifier.ir import ValueInfo
 from verifier.ops.base import Affinity, Op
 from verifier.ops.relax import LinearBounds
 
@@ -66,6 +67,8 @@ class Crown:
         boxes (:meth:`tiled`): it is taken as it is, without a pass.
 
         Raises:
+            ValueError: a box is neither ``(N, *shape)`` of its graph input nor flattened
+                ``(N, size)`` (flattened boxes are reshaped).
             DeadlineExceeded: the deadline passed during a pass; the object must then not be
                 used (its table is incomplete).
         """
@@ -73,6 +76,7 @@ class Crown:
         self.config = config or CrownConfig()
         self.deadline = deadline
         self.unit = 0.0 if self.config.real_arithmetic else model_unit(tgraph) + unit_roundoff(tgraph.place.dtype)
+        lower, upper = _shaped(self.graph.inputs, lower, upper)
         self.batch = lower[0].shape[0]
         device, dtype = tgraph.place.device, tgraph.place.dtype
         self.input_bounds: dict[str, Bounds] = {
@@ -420,6 +424,20 @@ class Crown:
         return both[:, :m], -both[:, m:]
 
 
+
+
+def _shaped(inputs: Sequence[ValueInfo], lower: Sequence[Tensor], upper: Sequence[Tensor]
+            ) -> tuple[list[Tensor], list[Tensor]]:
+    """The boxes as ``(N, *shape)`` of their graph inputs (flattened ``(N, size)`` ones
+    reshaped: every pass indexes positions by the input's shape)."""
+    los, his = [], []
+    for info, lo, hi in zip(inputs, lower, upper, strict=True):
+        if lo.shape != hi.shape or lo.dim() == 0 or lo[0].numel() != info.size:
+            raise ValueError(f"input {info.name}: boxes of shape {tuple(lo.shape)} and {tuple(hi.shape)}, "
+                             f"expected (N, {', '.join(map(str, info.shape))})")
+        los.append(lo.reshape(lo.shape[0], *info.shape))
+        his.append(hi.reshape(hi.shape[0], *info.shape))
+    return los, his
 
 
 def _most_unstable_first(wanted: Tensor, lower: Tensor, upper: Tensor) -> Tensor:
