@@ -66,6 +66,9 @@ class InputSplitConfig:
         pgd_domains: domains PGD starts in.
         pgd_steps: PGD steps per start.
         candidates_per_round: most points sent to the onnxruntime re-check per round.
+        stepped_per_round: of a round's points that violate nothing, the nearest misses that
+            take linearised steps (:mod:`verifier.attack.linear_step`; only when nearer than
+            any stepped from before).
         inherit_bounds: children start from their parent's intermediate bounds (CROWN then
             refines only the neurons still unstable under them: cheaper passes; with smear
             branching the search needed more domains on ACAS Xu, with strong branching fewer).
@@ -117,6 +120,7 @@ class InputSplitConfig:
     pgd_domains: int = 64
     pgd_steps: int = 20
     candidates_per_round: int = 4
+    stepped_per_round: int = 1
     inherit_bounds: bool = True
     per_domain_rows: bool = True
     branching: InputBranching = InputBranching.STRONG
@@ -157,6 +161,8 @@ class NeuronSplitConfig:
             refining gained more per second.
         candidates_per_round: most of a round's domain corners (each domain's hardest row's
             linear bound minimised over the box) sent to the onnxruntime re-check.
+        stepped_per_round: of a round's corners that violate nothing, the nearest misses that
+            take linearised steps (:mod:`verifier.attack.linear_step`).
     """
 
     batch: int = 32
@@ -166,6 +172,7 @@ class NeuronSplitConfig:
     max_domains: int = 20_000
     refine_intermediate: bool = False
     candidates_per_round: int = 4
+    stepped_per_round: int = 1
 
 
 @dataclass(frozen=True)
@@ -194,6 +201,9 @@ class ReluSplitConfig:
             Choosing by the *worse* child (tried before) lost to BaBSR on MNIST.
         candidates: neurons tried per domain by ``fsb`` from each of its two scores.
         candidates_per_round: most points sent to the onnxruntime re-check per round.
+        stepped_per_round: of a round's points that violate nothing, the nearest misses that
+            take linearised steps (:mod:`verifier.attack.linear_step`; only when nearer than
+            any stepped from before).
         pgd_every: run PGD from the worst domains' candidate points every this many rounds.
         pgd_steps: PGD steps per start.
         refine_intermediate: recompute the intermediate bounds of every domain with CROWN
@@ -217,6 +227,7 @@ class ReluSplitConfig:
     branching: ReluBranching = ReluBranching.FSB
     candidates: int = 4
     candidates_per_round: int = 4
+    stepped_per_round: int = 1
     pgd_every: int = 10
     pgd_steps: int = 20
     refine_intermediate: bool = False

@@ -57,7 +57,7 @@ class CandidateSearch:
     """
 
     def __init__(self, tgraph: TorchGraph, region: Region, confirm: Confirm, stats: BabStats,
-                 candidates_per_round: int, pgd_steps: int, stepped_per_round: int = 1) -> None:
+                 candidates_per_round: int, pgd_steps: int, stepped_per_round: int) -> None:
         """``stepped_per_round``: of an offer's points that violate nothing, the ones with the
         least margin also take linearised steps (:mod:`verifier.attack.linear_step`), when the
         nearest of them is nearer than every point stepped from before (a step costs a few

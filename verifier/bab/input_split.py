@@ -188,7 +188,7 @@ class InputSplitSearch:
         root_width = (self.upper - self.lower).reshape(-1)
         bound = _Bounder(self.bounds_graph, self.clauses, root_width, config, deadline)
         search = CandidateSearch(self.attack_graph, self.region, self.confirm, stats, config.candidates_per_round,
-                                 config.pgd_steps)
+                                 config.pgd_steps, config.stepped_per_round)
         try:
             if self.stack is None and self._bound_root(bound, search, stats):
                 return Status.SAT

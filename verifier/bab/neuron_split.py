@@ -161,7 +161,7 @@ class NeuronSplitSearch:
         rounds_here = 0
         check = None if self.candidates is None else CandidateSearch(
             self.candidates.attack_graph, self.candidates.region, self.candidates.confirm, stats,
-            self.config.candidates_per_round, 0)
+            self.config.candidates_per_round, 0, self.config.stepped_per_round)
         while self.final is None:
             if deadline.expired() or (rounds_here and deadline.remaining() < self.round_seconds):
                 break

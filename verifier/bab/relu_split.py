@@ -119,7 +119,8 @@ class ReluSplitSearch:
         stats = BabStats()
         if self.final is None:
             search = CandidateSearch(self.attack_graph, self.region, self.confirm, stats,
-                                     self.config.candidates_per_round, self.config.pgd_steps)
+                                     self.config.candidates_per_round, self.config.pgd_steps,
+                                     self.config.stepped_per_round)
             while self.searches:
                 current = self.searches[0]
                 before = current.unresolved
