@@ -28,6 +28,7 @@ from verifier.ir import Graph
 from verifier.problem import proof_box
 from verifier.region_proof import RegionProof
 from verifier.spec import parse_vnnlib
+from verifier.spec.types import Region
 
 SOUNDNESS = ROOT / "benchmarks" / "soundness"
 OPTIONS = AlphaConfig(iterations=10, learning_rate=0.2)
@@ -121,10 +122,13 @@ def test_value_alpha_stops_at_the_deadline_keeping_the_bounds_it_has() -> None:
                for n in crown.bounds)
 
 
+def _eran_4214_region() -> Region:
+    return parse_vnnlib(ROOT / "tests" / "data" / "eran_mnist_spec_idx_4214_eps_0.01200.vnnlib").regions[0]
+
+
 def _eran_4214_proof() -> RegionProof:
     graph = load_model(ROOT / "benchmarks" / "zoo" / "onnx" / "eran__ffnnSIGMOID__Point_6x200.onnx")
-    region = parse_vnnlib(ROOT / "tests" / "data" / "eran_mnist_spec_idx_4214_eps_0.01200.vnnlib").regions[0]
-    return RegionProof(TorchGraph(graph, "cpu", torch.float64), region)
+    return RegionProof(TorchGraph(graph, "cpu", torch.float64), _eran_4214_region())
 
 
 def test_value_rounds_double_their_steps_until_their_share_of_the_time_is_spent(
@@ -157,4 +161,14 @@ def test_value_rounds_stop_at_the_round_that_proves_the_region() -> None:
     assert not proof.proven
     stats: dict[str, list[dict[str, float]]] = {}
     assert proof.optimise(Deadline.after(300.0), ScheduleConfig().smooth, stats)
-    assert 1 <= len(stats["value_alpha"]) <= 2
+    rounds = stats["value_alpha"]
+    assert 1 <= len(rounds) <= 2
+    assert all(r["values"] == r["refined"] == 6 for r in rounds)  # every layer tightened each round
+    assert rounds[-1]["width_after"] < 0.8 * rounds[0]["width_before"]
+    # the proof agrees with the float32 model: no sampled point of the box violates the property
+    graph, region = proof.ladder.tgraph.graph, _eran_4214_region()
+    lower, upper = (b.reshape(1, *graph.inputs[0].shape) for b in proof_box(graph, region, torch.device("cpu")))
+    y = _sampled_values(graph, lower, upper, 2000)[graph.outputs[0].name]
+    for clause in region.clauses:
+        rows = y @ torch.as_tensor(clause.C).T - torch.as_tensor(clause.d)
+        assert bool((rows > 0).any(dim=1).all())

@@ -51,13 +51,10 @@ def _clause_rows(tgraph: TorchGraph, objective: MarginObjective, x: Tensor) -> t
     at padded rows: left out) and their gradients with respect to the point ``(B, R, n)``."""
     point = x.clone().requires_grad_(True)
     with torch.enable_grad():
-        y = tgraph.forward_flat(point)
-        every = torch.einsum("krm,bm->bkr", objective.c.to(y.dtype), y) - objective.d.to(y.dtype)
-        masked = every.masked_fill(~objective.mask, -torch.inf)
-        clause = masked.amax(dim=2).argmin(dim=1)
-        rows = every[torch.arange(x.shape[0]), clause]  # (B, R)
-        mask = objective.mask[clause]
+        every = objective.rows(tgraph.forward_flat(point))
+        clause = every.amax(dim=2).argmin(dim=1)
+        rows = every[torch.arange(x.shape[0]), clause]  # (B, R), -inf at padded rows
         gradients = [torch.autograd.grad(rows[:, r].sum(), point, retain_graph=True)[0]
+                     if bool(torch.isfinite(rows[:, r]).any()) else torch.zeros_like(point)
                      for r in range(rows.shape[1])]
-    jacobian = torch.stack(gradients, dim=1)
-    return rows.detach().masked_fill(~mask, -torch.inf), jacobian.detach()
+    return rows.detach(), torch.stack(gradients, dim=1).detach()

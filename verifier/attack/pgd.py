@@ -70,11 +70,16 @@ class MarginObjective:
             fill = -torch.inf if self.trivial else torch.inf
             margin = torch.full((y.shape[0],), fill, dtype=y.dtype, device=y.device)
             return margin, margin
-        rows = torch.einsum("krm,bm->bkr", self.c, y) - self.d
+        rows = self.rows(y)
         offset = torch.where(torch.isfinite(self.d), 1e-4 * (1 + self.d.abs()), 0.0)
         pushed = torch.relu(rows + offset).masked_fill(~self.mask, 0.0).sum(dim=2)
-        rows = rows.masked_fill(~self.mask, -torch.inf)
         return rows.amax(dim=2).amin(dim=1), pushed.amin(dim=1)
+
+    def rows(self, y: Tensor) -> Tensor:
+        """The rows ``C y - d`` of every clause ``(B, K, R)``, ``-inf`` at padded rows (a clause
+        is violated where all of its rows are ``<= 0``)."""
+        rows = torch.einsum("krm,bm->bkr", self.c.to(y.dtype), y) - self.d.to(y.dtype)
+        return rows.masked_fill(~self.mask, -torch.inf)
 
 
 def batch_size(tgraph: TorchGraph, cfg: AttackConfig) -> int:

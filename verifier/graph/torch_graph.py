@@ -65,22 +65,22 @@ class TorchGraph:
         cast (e.g. float32 passes that only estimate)."""
         if dtype == self.place.dtype:
             return self
-        twin = TorchGraph.__new__(TorchGraph)
-        twin.graph, twin.ops, twin.op_of = self.graph, self.ops, self.op_of
-        twin.straight_through = self.straight_through
-        twin.place = Placement(self.place.device, dtype)
-        twin.constants = {name: t.to(dtype) if t.is_floating_point() else t for name, t in self.constants.items()}
-        return twin
+        constants = {name: t.to(dtype) if t.is_floating_point() else t for name, t in self.constants.items()}
+        return self._twin(self.graph, Placement(self.place.device, dtype), constants)
 
     def cut_at(self, value: str) -> TorchGraph:
         """The graph up to ``value``'s producer with ``value`` its output (:meth:`Graph.cut_at`),
         on this device and dtype with the same ops (overrides included)."""
+        return self._twin(self.graph.cut_at(value), self.place, self.constants)
+
+    def _twin(self, graph: Graph, place: Placement, constants: dict[str, Tensor]) -> TorchGraph:
+        """A graph bound like this one, without looking its ops up again: ``graph``'s nodes are
+        this graph's first ones (the same ops, overrides included)."""
         twin = TorchGraph.__new__(TorchGraph)
-        twin.graph = self.graph.cut_at(value)
-        twin.ops = self.ops[: len(twin.graph.nodes)]
-        twin.op_of = {node.name: op for node, op in zip(twin.graph.nodes, twin.ops, strict=True)}
-        twin.straight_through, twin.place = self.straight_through, self.place
-        twin.constants = self.constants
+        twin.graph, twin.place, twin.constants = graph, place, constants
+        twin.ops = self.ops[: len(graph.nodes)]
+        twin.op_of = {node.name: op for node, op in zip(graph.nodes, twin.ops, strict=True)}
+        twin.straight_through = self.straight_through
         return twin
 
     def constant_args(self, node: Node) -> list[Tensor | None]:
