@@ -1,0 +1,239 @@
+"""Walking a region's tree: every node's bounds recomputed, every leaf refuted, the box covered.
+
+Top down, a level of nodes at a time: a node's box is its parent's final box (a half of it, or
+all of it); its values are bounded by :func:`verify_check.bounds.bound_values` from its
+parent's ReLU-input bounds (valid on a sub-box); its rows' bounds are the best of its parent's,
+CROWN's, the intervals' and, where the certificate gives slopes, CROWN's with those. A clause
+is refuted on the node's box when one of its rows has a bound ``> 0``, or when no point of the
+box is left where each of its rows' linear lower bounds ``a·x + b`` can be ``<= 0``: along
+each input that set lies within ``x_j <= l_j + s/a_j`` (``a_j > 0``) or ``x_j >= u_j - s/|a_j|``
+(``a_j < 0``), ``s`` minus the row's bound (ends rounded outward). A clipped node's final box
+must hold that set for every clause still open. A node with a clause open must have children;
+two halves cover its final box, a re-bound node is that box again. So when every check passes,
+each clause is refuted at every point of the region's box, for the float32 model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from verify_check.bounds import Linear, Values, bound_values, interval_rows, relu_inputs, row_bounds
+from verify_check.certificate import HIGH, LOW, ROOT, Tree
+from verify_check.model import Chain, Kind
+from verify_check.spec import Region, float32_box
+
+CHUNK = 2048
+
+
+class Invalid(Exception):
+    """A check failed (the message names the region, the node and the clause)."""
+
+
+@dataclass
+class Level:
+    """The state a level of nodes hands to its children (rows: nodes of this level)."""
+
+    position: dict[int, int]
+    lower: np.ndarray
+    upper: np.ndarray
+    prior: dict[int, tuple[np.ndarray, np.ndarray]]
+    best: np.ndarray
+    closed: np.ndarray
+
+
+@dataclass(frozen=True)
+class Rows:
+    """A region's spec rows stacked: ``C`` ``(R, out)``, ``d`` ``(R,)``, and the clause
+    indicator ``member`` ``(R, K)``."""
+
+    C: np.ndarray
+    d: np.ndarray
+    member: np.ndarray
+
+
+def value_sizes(chain: Chain) -> list[int]:
+    """The flat size of every value (0: the input)."""
+    sizes = [chain.inputs]
+    for layer in chain.layers:
+        sizes.append(layer.weight.shape[0] if layer.kind is Kind.DENSE and layer.weight is not None else sizes[-1])
+    return sizes
+
+
+def spec_rows(region: Region) -> Rows:
+    """The region's rows stacked with their clause indicator."""
+    counts = [c.shape[0] for c in region.C]
+    member = np.zeros((sum(counts), len(counts)))
+    member[np.arange(sum(counts)), np.repeat(np.arange(len(counts)), counts)] = 1.0
+    return Rows(np.concatenate(region.C), np.concatenate(region.d), member)
+
+
+def _boxes(tree: Tree, ids: np.ndarray, level: Level | None, root: tuple[np.ndarray, np.ndarray]
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The boxes of nodes ``ids`` and their parents' positions in ``level``."""
+    if level is None:
+        return root[0][None].copy(), root[1][None].copy(), np.zeros(1, dtype=np.int64)
+    pos = np.array([level.position[int(p)] for p in tree.parent[ids]])
+    lo, hi = level.lower[pos].copy(), level.upper[pos].copy()
+    rows, dims, points, kinds = np.arange(ids.size), tree.dim[ids], tree.point[ids], tree.kind[ids]
+    halves = np.nonzero((kinds == LOW) | (kinds == HIGH))[0]
+    bad = (points[halves] < lo[halves, dims[halves]]) | (points[halves] > hi[halves, dims[halves]])
+    if bad.any():
+        raise Invalid(f"node {int(ids[halves[bad][0]])}: split point outside its parent's box")
+    low, high = rows[kinds == LOW], rows[kinds == HIGH]
+    hi[low, dims[low]] = points[low]
+    lo[high, dims[high]] = points[high]
+    return lo, hi, pos
+
+
+def _clause_boxes(lo: np.ndarray, hi: np.ndarray, lower: np.ndarray, coeff: np.ndarray, member: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Per node and clause ``(B, K, n)``, a box holding every point where each of the clause's
+    rows' linear lower bounds can be ``<= 0`` (ends rounded outward)."""
+    slack = np.where(lower <= 0, -lower, np.nan)[:, :, None]  # (B, R, 1); rows > 0: empty below
+    with np.errstate(divide="ignore", invalid="ignore"):
+        span = np.nextafter(slack / np.abs(coeff), np.inf)
+        row_hi = np.where(coeff > 0, np.nextafter(lo[:, None] + span, np.inf), hi[:, None])
+        row_lo = np.where(coeff < 0, np.nextafter(hi[:, None] - span, -np.inf), lo[:, None])
+    refuted = ~(lower <= 0)[:, :, None]
+    row_hi = np.where(refuted, -np.inf, np.minimum(row_hi, hi[:, None]))
+    row_lo = np.where(refuted, np.inf, np.maximum(row_lo, lo[:, None]))
+    mask = member.T.astype(bool)  # (K, R)
+    clause_lo = np.stack([row_lo[:, m].max(axis=1) if m.any() else lo for m in mask], axis=1)
+    clause_hi = np.stack([row_hi[:, m].min(axis=1) if m.any() else hi for m in mask], axis=1)
+    return clause_lo, clause_hi
+
+
+def _check_clips(tree: Tree, ids: np.ndarray, lo: np.ndarray, hi: np.ndarray, clause_lo: np.ndarray,
+                 clause_hi: np.ndarray, closed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The nodes' final boxes; raises :class:`Invalid` where a clip leaves out a point that a
+    clause still open may hold at."""
+    final_lo, final_hi = lo.copy(), hi.copy()
+    for row, node in enumerate(ids.tolist()):
+        if node not in tree.clips:
+            continue
+        clo, chi = tree.clips[node]
+        if np.any(clo < lo[row]) or np.any(chi > hi[row]) or np.any(clo > chi):
+            raise Invalid(f"node {node}: its clipped box is not a sub-box of its box")
+        for k in np.nonzero(~closed[row])[0]:
+            out = np.maximum(clo - clause_lo[row, k], clause_hi[row, k] - chi)
+            if np.any(out > 0):
+                j = int(np.argmax(out))
+                raise Invalid(f"node {node}: the clip leaves out points where clause {k} is not refuted (input "
+                              f"{j}: [{clause_lo[row, k, j]!r}, {clause_hi[row, k, j]!r}] is not within "
+                              f"[{clo[j]!r}, {chi[j]!r}])")
+        final_lo[row], final_hi[row] = clo, chi
+    return final_lo, final_hi
+
+
+def _given_slopes(chain: Chain, tree: Tree, ids: np.ndarray) -> dict[int, np.ndarray] | None:
+    """The certificate's lower slopes ``(B, n)`` of the nodes ``ids`` by ReLU layer index (1
+    for nodes without), or None when no node has any."""
+    where = [tree.lower_index.get(int(node), -1) for node in ids.tolist()]
+    if not tree.lower or max(where) < 0:
+        return None
+    relus = [i for i, layer in enumerate(chain.layers) if layer.kind is Kind.RELU]
+    pick = np.array(where)
+    return {relus[j]: np.where((pick >= 0)[:, None], bits[np.maximum(pick, 0)], 1.0) for j, bits in tree.lower.items()}
+
+
+def _given_rows(chain: Chain, ids: np.ndarray, values: Values, rows: Rows, index: dict[int, int],
+                given: dict[int, np.ndarray]) -> Linear:
+    """Row bounds ``(B, R)`` and coefficients with the certificate's lower slopes (``given``,
+    by ReLU position: per row ``(A, R, n)`` or for all rows ``(A, n)``) at the nodes ``index``
+    names; ``-inf`` (and zero coefficients) at the others."""
+    found = Linear(np.full((ids.size, rows.d.size), -np.inf), np.zeros((ids.size, rows.d.size, chain.inputs)))
+    sel = np.array([i for i, node in enumerate(ids.tolist()) if node in index], dtype=np.int64)
+    if sel.size == 0 or not given:
+        return found
+    which = np.array([index[int(ids[i])] for i in sel])
+    relus = [i for i, layer in enumerate(chain.layers) if layer.kind is Kind.RELU]
+    slopes = {relus[j]: s[which] if s.ndim == 3 else np.broadcast_to(s[which][:, None], (sel.size, rows.d.size,
+                                                                                          s.shape[1]))
+              for j, s in given.items()}
+    part = Values([v[sel] for v in values.lo], [v[sel] for v in values.hi],
+                  [None if e is None else e[sel] for e in values.err])
+    bound = row_bounds(chain, part, rows.C, rows.d, slopes)
+    found.lower[sel], found.coeff[sel] = bound.lower, bound.coeff
+    return found
+
+
+def _node_rows(chain: Chain, tree: Tree, ids: np.ndarray, values: Values, rows: Rows) -> tuple[np.ndarray, Linear,
+                                                                                              Linear]:
+    """The best row bounds ``(B, R)`` of nodes ``ids`` on their values (CROWN with the default
+    and the certificate's slopes, alpha slopes, intervals), and the two CROWN bounds."""
+    crown = row_bounds(chain, values, rows.C, rows.d)
+    given = _given_rows(chain, ids, values, rows, tree.lower_index, tree.lower)
+    best = np.maximum(np.maximum(crown.lower, given.lower), interval_rows(values, rows.C, rows.d))
+    return np.maximum(best, _given_rows(chain, ids, values, rows, tree.alpha_index, tree.alpha).lower), crown, given
+
+
+def _refuted(best: np.ndarray, rows: Rows) -> np.ndarray:
+    return ((best > 0).astype(np.float64) @ rows.member) > 0
+
+
+def _chunk(chain: Chain, tree: Tree, ids: np.ndarray, level: Level | None, rows: Rows,
+           root: tuple[np.ndarray, np.ndarray]) -> Level:
+    """Bounds one chunk of a level's nodes and checks them (see the module docstring). A leaf
+    left with a clause open is bounded once more without its parent's bounds (CROWN's bounds
+    are not monotone in the intermediate bounds: tighter ones can give a looser row bound)."""
+    lo, hi, pos = _boxes(tree, ids, level, root)
+    prior = {} if level is None else {i: (b[0][pos], b[1][pos]) for i, b in level.prior.items()}
+    slopes = _given_slopes(chain, tree, ids)
+    values = bound_values(chain, lo, hi, prior, slopes)
+    best, crown, given = _node_rows(chain, tree, ids, values, rows)
+    closed = np.zeros((ids.size, rows.member.shape[1]), dtype=bool)
+    if level is not None:
+        best, closed = np.maximum(best, level.best[pos]), level.closed[pos].copy()
+    closed |= _refuted(best, rows)
+    clause_lo, clause_hi = _clause_boxes(lo, hi, crown.lower, crown.coeff, rows.member)
+    other_lo, other_hi = _clause_boxes(lo, hi, given.lower, given.coeff, rows.member)
+    clause_lo, clause_hi = np.maximum(clause_lo, other_lo), np.minimum(clause_hi, other_hi)
+    closed |= (clause_lo > clause_hi).any(axis=2)
+    final_lo, final_hi = _check_clips(tree, ids, lo, hi, clause_lo, clause_hi, closed)
+    leaves = np.array([not tree.children[node] for node in ids.tolist()])
+    retry = np.nonzero(leaves & ~closed.all(axis=1))[0]
+    if retry.size:
+        part = None if slopes is None else {j: s[retry] for j, s in slopes.items()}
+        fresh = bound_values(chain, lo[retry], hi[retry], {}, part)
+        best[retry] = np.maximum(best[retry], _node_rows(chain, tree, ids[retry], fresh, rows)[0])
+        closed[retry] |= _refuted(best[retry], rows)
+    for row in np.nonzero(leaves & ~closed.all(axis=1))[0]:
+        k = int(np.nonzero(~closed[row])[0][0])
+        bound = float(np.max(np.where(rows.member[:, k] > 0, best[row], -np.inf)))
+        raise Invalid(f"leaf {int(ids[row])}: clause {k} is not refuted (its best row bound is {bound:.6g})")
+    keep = {i: (values.lo[i], values.hi[i]) for i in relu_inputs(chain)}
+    return Level({int(n): r for r, n in enumerate(ids.tolist())}, final_lo, final_hi, keep, best, closed)
+
+
+def _joined(parts: list[Level]) -> Level:
+    if len(parts) == 1:
+        return parts[0]
+    position, offset = {}, 0
+    for part in parts:
+        position.update({n: r + offset for n, r in part.position.items()})
+        offset += part.lower.shape[0]
+    return Level(position, np.concatenate([p.lower for p in parts]), np.concatenate([p.upper for p in parts]),
+                 {i: (np.concatenate([p.prior[i][0] for p in parts]), np.concatenate([p.prior[i][1] for p in parts]))
+                  for i in parts[0].prior}, np.concatenate([p.best for p in parts]),
+                 np.concatenate([p.closed for p in parts]))
+
+
+def check_region(chain: Chain, region: Region, tree: Tree) -> int:
+    """Checks one region's tree; returns the number of leaves. Raises :class:`Invalid`."""
+    depth = np.zeros(tree.parent.size, dtype=np.int64)
+    for node in range(1, tree.parent.size):
+        depth[node] = depth[tree.parent[node]] + 1
+    rows = spec_rows(region)
+    root = float32_box(region)
+    if root[0].size != chain.inputs:
+        raise Invalid(f"the property bounds {root[0].size} inputs, the model has {chain.inputs}")
+    level: Level | None = None
+    for d in range(int(depth.max()) + 1):
+        ids = np.nonzero(depth == d)[0]
+        if d == 0 and (ids.size != 1 or tree.kind[ids[0]] != ROOT):
+            raise Invalid("the tree must have one root")
+        level = _joined([_chunk(chain, tree, ids[s:s + CHUNK], level, rows, root)
+                         for s in range(0, ids.size, CHUNK)])
+    return sum(1 for kids in tree.children if not kids)
