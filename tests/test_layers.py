@@ -14,13 +14,13 @@ PACKAGE = Path(__file__).resolve().parents[1] / "verifier"
 
 LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     ("foundation", frozenset({"errors", "interrupts", "allocator", "deadline", "config", "search_config",
-                              "schedule_config", "result", "ir", "spec", "progress"})),
+                              "schedule_config", "result", "ir", "spec", "progress", "certificate"})),
     ("ops", frozenset({"ops"})),
     ("graph", frozenset({"graph", "query", "witness", "problem"})),
     ("bounds", frozenset({"bounds"})),
     ("engines", frozenset({"attack", "exact", "sdp"})),
     ("search", frozenset({"bab"})),
-    ("api", frozenset({"api", "ladder", "region_proof", "output_bounds"})),
+    ("api", frozenset({"api", "pipeline", "ladder", "region_proof", "output_bounds"})),
     ("front ends", frozenset({"report", "progress_line", "arguments", "bench", "soundness", "standard", "cli", "entry",
                               "warm", "__init__"})),
 )

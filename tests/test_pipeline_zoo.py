@@ -1,5 +1,8 @@
 """End to end on every bundled instance: every sat re-checks, and every instance that the pipeline
-decides today gets exactly its expected verdict (a verifier that always says unknown fails)."""
+decides today gets exactly its expected verdict (a verifier that always says unknown fails).
+Every unsat writes a proof certificate, which ``verify-check`` must never find invalid: it is
+valid, incomplete (a region proven by a step that writes no proof) or outside the checker's
+op set."""
 
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ from verifier.config import AttackConfig, VerifierConfig
 from verifier.problem import load_problem
 from verifier.result import Status
 from verifier.witness import OnnxOracle, clause_holds, grid_box
+from verify_check.cli import INCOMPLETE, UNREADABLE, VALID, check
 
 ZOO = ROOT / "benchmarks" / "zoo"
 CASES = sorted(expected_verdicts(ZOO).items())
@@ -38,12 +42,17 @@ def _case(pair: tuple[str, str], expected: str) -> object:
 
 
 @pytest.mark.parametrize(("pair", "expected"), [_case(pair, expected) for pair, expected in CASES])
-def test_zoo_instance(pair: tuple[str, str], expected: str) -> None:
+def test_zoo_instance(pair: tuple[str, str], expected: str, tmp_path: Path) -> None:
     problem = load_problem(ZOO / pair[0], ZOO / pair[1])
-    result = verify_problem(problem, timeout=20, config=QUICK)
+    proof = tmp_path / "proof.npz"
+    result = verify_problem(problem, timeout=20, config=QUICK, certificate=(proof, ZOO / pair[1]))
     decided = ("sat", "unsat") if expected not in ("sat", "unsat") else (expected,)
     undecided_ok = ("unknown", "timeout") if Path(pair[1]).stem in OPEN_TODAY else ()
     assert result.status.value in decided + undecided_ok, (expected, result.status.value)
+    if result.status is Status.UNSAT:
+        code, message = check(str(ZOO / pair[0]), str(ZOO / pair[1]), str(proof))
+        outside = code == UNREADABLE and message.startswith(("unreadable model", "unreadable property"))
+        assert code in (VALID, INCOMPLETE) or outside, message
     if result.status is Status.SAT:
         cex = result.counterexample
         assert cex is not None

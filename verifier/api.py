@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import enum
 import math
 import time
 from collections.abc import Callable, Mapping
@@ -26,6 +25,7 @@ from verifier.bab.neuron_split import Candidates, NeuronSplitSearch, smooth_laye
 from verifier.bab.relu_split import count_unstable, splittable_layers
 from verifier.bounds.crown import refines_every_position
 from verifier.bounds.settle import settled_problem
+from verifier.certificate.writer import ProvenBy, Recorder
 from verifier.config import (
     AttackConfig,
     BabMode,
@@ -40,6 +40,7 @@ from verifier.deadline import Deadline, DeadlineExceeded
 from verifier.graph.torch_graph import TorchGraph
 from verifier.graph.torch_graph import numerical_hygiene as numerical_hygiene  # re-exported: the CLI uses it here
 from verifier.ops.base import Op
+from verifier.pipeline import Step, pipeline
 from verifier.problem import Problem, load_problem
 from verifier.progress import Progress, ProgressEvent
 from verifier.region_proof import RegionProof as RegionProof  # re-exported: the tests and tools use it here
@@ -51,54 +52,11 @@ from verifier.witness import OnnxOracle, check_witness
 _LATEST_STATS = frozenset({"batch", "lowest_open_bound", "lowest_bound"})  # search statistics that are not summed
 
 
-class Step(enum.Enum):
-    """The pipeline's steps, in the order :func:`pipeline` lists them."""
-
-    BOUNDS = "bounds"
-    PROBE_ATTACK = "probe attack"
-    CROWN = "crown"
-    QUICK_ATTACK = "quick attack"
-    ALPHA = "alpha"
-    SDP = "sdp"
-    FIRST_SEARCH = "first search"
-    ATTACK = "attack"
-    SEARCH = "search"
-    EXACT = "exact"
-
-
-def pipeline(config: VerifierConfig) -> tuple[Step, ...]:
-    """The steps of a run, cheapest first; each runs on the regions still open.
-
-    1. ``BOUNDS``: interval bounds of the clauses (:class:`RegionProof`);
-    2. ``PROBE_ATTACK``: the attack's first round, with ``schedule.probe_steps`` PGD steps:
-       before CROWN, whose one pass on a large network costs seconds;
-    3. ``CROWN``: CROWN on the clauses intervals leave open;
-    4. ``QUICK_ATTACK``: the next sampling/PGD rounds, up to the region's :class:`StepBudget`;
-    5. ``ALPHA``: alpha-CROWN on the clauses still open (its budget's ``alpha_seconds``);
-    6. ``SDP`` (``--method sdp`` or ``sdp_before_bab``): the certified low-rank SDP bound;
-    7. ``FIRST_SEARCH``: a first slice of branch and bound (its budget's ``first_search_*``);
-    8. ``ATTACK``: the remaining attack rounds, which find counterexamples in tiny pockets;
-    9. ``SEARCH``: branch and bound for the rest of the time, resuming the first slice (ReLU
-       splitting hands a region with few unstable neurons to the exact engine); with an
-       ``attack_per_search`` budget, in doubling slices with attack rounds between them.
-
-    ``--method milp|smt`` is ``BOUNDS``, ``CROWN`` then ``EXACT`` (the engine alone on the open clauses);
-    ``--method sdp`` stops after the SDP and the attack (an incomplete method).
-    """
-    if config.method in (Method.MILP, Method.SMT):
-        return (Step.BOUNDS, Step.CROWN, Step.EXACT)
-    first = (Step.BOUNDS, Step.PROBE_ATTACK, Step.CROWN, Step.QUICK_ATTACK, Step.ALPHA)
-    if config.method is Method.SDP:
-        return (*first, Step.SDP, Step.ATTACK)
-    sdp = (Step.SDP,) if config.sdp_before_bab else ()
-    return (*first, *sdp, Step.FIRST_SEARCH, Step.ATTACK, Step.SEARCH)
-
-
 class _Run:
     """One verification run: the problem, the bound models, the oracle and the statistics."""
 
     def __init__(self, problem: Problem, config: VerifierConfig, deadline: Deadline,
-                 ops: Mapping[str, Op] | None = None, reporter: Progress | None = None) -> None:
+                 ops: Mapping[str, Op] | None = None, reporter: Progress | None = None, certify: bool = False) -> None:
         dev = config.device
         self.reporter = reporter
         self.config, self.schedule, self.deadline = config, config.schedule, deadline
@@ -118,6 +76,7 @@ class _Run:
         self.searched: dict[int, float] = {}  # seconds of branch and bound per region so far
         self.progress: dict[int, AttackProgress] = {}  # per region, where a later attack resumes
         self.nested = 0.0  # seconds of steps run inside another step (recorded under their own name)
+        self.recorder = Recorder(self.problem.spec.regions) if certify else None  # the proof certificate's
 
     def decide(self) -> Status:
         """Runs the :func:`pipeline`'s steps one after another on the regions still open: SAT
@@ -145,6 +104,7 @@ class _Run:
                     return status
                 if status is Status.UNSAT:
                     self.stats["regions_proven"] += 1
+                    self.note_proof(step, index)
                 else:
                     still_open.append(index)
             open_regions = still_open
@@ -154,6 +114,22 @@ class _Run:
             self.stats["stopped_in"] = "end"
             return Status.TIMEOUT
         return Status.UNKNOWN
+
+    def note_proof(self, step: Step, index: int) -> None:
+        """Tells the certificate's recorder how region ``index`` was proven (in ``step``)."""
+        if self.recorder is None:
+            return
+        search = self.searches.get(index)
+        if step in (Step.BOUNDS, Step.CROWN):
+            how = ProvenBy.ROOT_BOUNDS
+        elif step in (Step.ALPHA, Step.SDP):
+            how = ProvenBy.ROOT_ALPHA
+        elif isinstance(search, InputSplitSearch) and search.final is Status.UNSAT:
+            how = ProvenBy.INPUT_SPLIT
+        else:
+            how = {ReluSplitSearch: ProvenBy.RELU_SPLIT, NeuronSplitSearch: ProvenBy.NEURON_SPLIT}.get(
+                type(search), ProvenBy.EXACT)
+        self.recorder.proven(index, how)
 
     def record_seconds(self, step: Step, seconds: float) -> None:
         """Adds ``seconds`` to the step's entry of ``stats["seconds"]``."""
@@ -168,7 +144,10 @@ class _Run:
                                              self.deadline, defer_crown=True)
         proof = self.proofs[index]
         if step in (Step.BOUNDS, Step.CROWN, Step.ALPHA, Step.SDP):
-            return Status.UNSAT if self.bound_step(step, proof) else Status.UNKNOWN
+            proven = self.bound_step(step, proof)
+            if step is Step.CROWN and self.recorder is not None:
+                self.recorder.crown_done(index, proof.open)
+            return Status.UNSAT if proven else Status.UNKNOWN
         if step in (Step.PROBE_ATTACK, Step.QUICK_ATTACK, Step.ATTACK):
             return Status.SAT if self.falsify(index, region, step) else Status.UNKNOWN
         if step is Step.EXACT:
@@ -336,7 +315,7 @@ class _Run:
                 return status
         if mode is BabMode.RELU and index not in self.searches and self.tighten(index, region, proof, deadline):
             return Status.UNSAT
-        search = self.searches.get(index) or self.new_search(mode, region, proof, self.confirmer(index, region))
+        search = self.searches.get(index) or self.new_search(mode, index, region, proof, self.confirmer(index, region))
         if search is None:
             return Status.UNKNOWN if mode is BabMode.NONE else self.exact_fallback(index, region, proof, deadline)
         self.searches[index] = search  # the first slice's domains are kept for the later ones
@@ -382,9 +361,11 @@ class _Run:
         self.stats["tighten"][-1]["alpha_seconds"] = time.monotonic() - began
         return proven
 
-    def new_search(self, mode: BabMode, region: Region, proof: RegionProof, confirm: Callable[[np.ndarray], bool]
+    def new_search(self, mode: BabMode, index: int, region: Region, proof: RegionProof,
+                   confirm: Callable[[np.ndarray], bool]
                    ) -> InputSplitSearch | ReluSplitSearch | NeuronSplitSearch | None:
-        """The branch-and-bound search of ``mode`` on the region's open clauses (None: none applies).
+        """The branch-and-bound search of ``mode`` on region ``index``'s open clauses (None: none
+        applies).
         Input splitting bounds its boxes in forward mode when the region's first CROWN bounds
         ran out of their time share (a backward pass per box would cost as much again), and in
         forward mode with smear branching when backward refinement would pass through every
@@ -402,8 +383,12 @@ class _Run:
             elif proof.crown is not None and proof.crown.refinement_cut:
                 config = replace(config, intermediate_method=forward, scoring_method=forward)
                 self.stats["bab_bounds"] = "forward"
+            log = None
+            if self.recorder is not None:  # clipped boxes are not certified (checkers rebuild other lines)
+                log = self.recorder.log_for(index, proof.open, int(proof.lower.numel()))
+                config = replace(config, clip_domains=False)
             return InputSplitSearch(self.bounds_graph, self.attack_graph, region, proof.open, proof.lower,
-                                    proof.upper, confirm, config, self.reporter)
+                                    proof.upper, confirm, config, self.reporter, log)
         if mode is not BabMode.RELU or proof.crown is None:
             return None
         if splittable_layers(self.bounds_graph):
@@ -452,29 +437,34 @@ class _Run:
 
 
 def verify_problem(problem: Problem, timeout: float | None = None, config: VerifierConfig | None = None,
-                   ops: Mapping[str, Op] | None = None, progress: Progress | None = None) -> Result:
+                   ops: Mapping[str, Op] | None = None, progress: Progress | None = None,
+                   certificate: tuple[Path, Path] | None = None) -> Result:
     """Verifies an already loaded problem; see :func:`verify`. ``ops`` replaces the registry's
     op for some op types in every analysis of this run (experiments, and the soundness
     checker's deliberately faulty builds: :mod:`verifier.soundness.faults`); the answers are
     only as sound as the replacements. ``progress`` receives the steps entered and the search
-    rounds' state (``verify --progress``)."""
+    rounds' state (``verify --progress``). ``certificate``: (the file to write, the property
+    file) for an ``unsat`` answer's proof certificate (:mod:`verifier.certificate`;
+    ``stats["certificate"]`` describes it)."""
     start = time.monotonic()
     config = config or VerifierConfig()
     deadline = Deadline.after(timeout)
     numerical_hygiene(config.seed)
-    run = _Run(problem, config, deadline, ops, progress)
+    run = _Run(problem, config, deadline, ops, progress, certify=certificate is not None)
     run.stats["seconds"]["setup"] = round(time.monotonic() - start, 6)
     status = run.decide()
     if status is Status.UNSAT and problem.composition is not None and problem.composition.truncated:
         status = Status.UNKNOWN  # proven on a finite part of an unbounded input space only
         run.stats["unbounded_inputs"] = True
+    if status is Status.UNSAT and certificate is not None and run.recorder is not None:
+        run.stats["certificate"] = run.recorder.write(certificate[0], problem.model_path, certificate[1])
     if status is Status.SAT:
         return Result(status, time.monotonic() - start, run.found, run.stats)
     return Result(status, time.monotonic() - start, None, run.stats)
 
 
 def verify(model: str | Path, spec: str | Path, timeout: float | None = None,
-           config: VerifierConfig | None = None) -> Result:
+           config: VerifierConfig | None = None, certificate: str | Path | None = None) -> Result:
     """Decides whether some input in the property's region violates it.
 
     Args:
@@ -482,6 +472,7 @@ def verify(model: str | Path, spec: str | Path, timeout: float | None = None,
         spec: path of the VNN-LIB property (it states the violation).
         timeout: wall-clock limit in seconds (None: no limit).
         config: device, precision and budgets; defaults to :class:`VerifierConfig()`.
+        certificate: where to write the proof certificate of an ``unsat`` answer (None: none).
 
     Returns:
         a :class:`Result`; ``sat`` carries a counterexample re-checked with onnxruntime,
@@ -493,5 +484,6 @@ def verify(model: str | Path, spec: str | Path, timeout: float | None = None,
     start = time.monotonic()
     problem = load_problem(model, spec)
     remaining = None if timeout is None else max(0.0, timeout - (time.monotonic() - start))
-    result = verify_problem(problem, remaining, config)
+    result = verify_problem(problem, remaining, config,
+                            certificate=None if certificate is None else (Path(certificate), Path(spec)))
     return Result(result.status, time.monotonic() - start, result.counterexample, result.stats)

@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from verifier.allocator import keep_freed_memory
@@ -61,6 +62,9 @@ def _main_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=output_file, default=None,
                         help="write the VNN-COMP result file here (its folder must exist)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    parser.add_argument("--certificate", type=output_file, default=None,
+                        help="on unsat, write a proof certificate here (check it with verify-check "
+                             "MODEL SPEC FILE; see the README, 'Checking an unsat answer')")
     parser.add_argument("--bab", default="auto", choices=BAB_MODES,
                         help="branch and bound after the incomplete methods: auto (input splitting for "
                              "at most 16 free input dimensions, else ReLU splitting), input, relu "
@@ -229,7 +233,8 @@ def _run_verify(argv: Sequence[str], start: float) -> int:
                          sdp_before_bab=args.sdp_before_bab)
         line = _progress_line(args, None if remaining is None else time.monotonic() + remaining)
         try:
-            result = verify_problem(problem, remaining, config, progress=line)
+            proof = None if args.certificate is None else (Path(args.certificate), Path(args.spec))
+            result = verify_problem(problem, remaining, config, progress=line, certificate=proof)
         finally:
             if line is not None:
                 line.close()

@@ -15,7 +15,7 @@ def _domains(lower: torch.Tensor, upper: torch.Tensor, dim: torch.Tensor | None 
     prior = {"h": (torch.zeros(m, 3, dtype=torch.float64), torch.ones(m, 3, dtype=torch.float64))}
     return Domains(lower, upper, torch.ones(m, 1, dtype=torch.bool),
                    dim if dim is not None else torch.zeros(m, dtype=torch.long), prior, rows,
-                   torch.arange(m, dtype=torch.long))
+                   torch.arange(m, dtype=torch.long), torch.arange(m, dtype=torch.long))
 
 
 def _covered(points: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor) -> torch.Tensor:
@@ -35,7 +35,7 @@ def test_the_two_halves_kept_by_strong_branching_cover_each_box(seed: int) -> No
     lower, upper = _random_boxes(seed)
     children, unsplittable = split_all(_domains(lower, upper), torch.zeros(lower.shape[1], dtype=torch.float64))
     assert children is not None and unsplittable == 0
-    child_lo, child_hi, open_, prior, rows, stall, pick = children
+    child_lo, child_hi, open_, prior, rows, stall, pick, node = children
     m, n = lower.shape
     assert child_lo.shape == (m * 2 * n, n) and prior["h"][0].shape[0] == m * 2 * n and stall.shape == (m * 2 * n,)
     assert open_.shape == (m * 2 * n, 1) and rows.shape == (m * 2 * n, 1, 2)
@@ -48,9 +48,9 @@ def test_the_two_halves_kept_by_strong_branching_cover_each_box(seed: int) -> No
         assert bool((pair // (2 * n) == box).all())
         points = lower[box] + (upper[box] - lower[box]) * torch.rand(2000, n, generator=g, dtype=torch.float64)
         assert bool(_covered(points, child_lo[pair], child_hi[pair]).all())
-        # the halves lie inside their box and carry its stall count
+        # the halves lie inside their box and carry its stall count and proof-log node
         assert bool((child_lo[pair] >= lower[box]).all() and (child_hi[pair] <= upper[box]).all())
-        assert bool((stall[pair] == box).all())
+        assert bool((stall[pair] == box).all()) and bool((node[pair] == box).all())
 
 
 def test_the_selector_keeps_the_dimension_with_the_best_summed_hardness() -> None:

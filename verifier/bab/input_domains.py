@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -22,10 +23,21 @@ from verifier.bounds.forward import free_dimensions
 
 Prior = dict[str, tuple[Tensor, Tensor]]
 
-Children = tuple[Tensor, Tensor, Tensor, Prior, Tensor, Tensor, Callable[[Tensor], Tensor] | None]
-"""Children to bound: lower and upper corners, open clauses, priors, their parent's row
-bounds and stall count, and for strong branching the selector of the children to keep (given
-their hardness)."""
+
+
+class Children(NamedTuple):
+    """Children to bound: lower and upper corners, open clauses, priors, their parent's row
+    bounds and stall count, for strong branching the selector of the children to keep (given
+    their hardness), and their parent's proof-log node (:mod:`verifier.certificate.log`)."""
+
+    lower: Tensor
+    upper: Tensor
+    open: Tensor
+    prior: Prior
+    rows: Tensor
+    stall: Tensor
+    pick: Callable[[Tensor], Tensor] | None
+    node: Tensor
 
 
 @dataclass(frozen=True)
@@ -33,7 +45,8 @@ class Domains:
     """A batch of sub-boxes ``(M, n)``, their open clauses ``(M, K)``, the dimension each splits
     next ``(M,)``, their intermediate bounds (name -> ``(M, size)`` pairs), their certified
     spec-row bounds ``(M, K, R)`` (both valid for their sub-boxes too) and the generations
-    each has stalled ``(M,)``."""
+    each has stalled ``(M,)``, and each one's node in the proof log ``(M,)`` (-1 when none is
+    kept)."""
 
     lower: Tensor
     upper: Tensor
@@ -42,6 +55,7 @@ class Domains:
     prior: Prior
     rows: Tensor
     stall: Tensor
+    node: Tensor
 
     @property
     def size(self) -> int:
@@ -52,7 +66,8 @@ class Domains:
 def select_domains(d: Domains, index: Tensor | slice) -> Domains:
     """The domains at ``index`` (a mask, indices or a slice)."""
     return Domains(d.lower[index], d.upper[index], d.open[index], d.dim[index],
-                   {k: (v[0][index], v[1][index]) for k, v in d.prior.items()}, d.rows[index], d.stall[index])
+                   {k: (v[0][index], v[1][index]) for k, v in d.prior.items()}, d.rows[index], d.stall[index],
+                   d.node[index])
 
 
 def cat_domains(parts: list[Domains]) -> Domains:
@@ -63,7 +78,8 @@ def cat_domains(parts: list[Domains]) -> Domains:
     return Domains(torch.cat([p.lower for p in parts]), torch.cat([p.upper for p in parts]),
                    torch.cat([p.open for p in parts]), torch.cat([p.dim for p in parts]),
                    {k: (torch.cat([p.prior[k][0] for p in parts]), torch.cat([p.prior[k][1] for p in parts]))
-                    for k in keys}, torch.cat([p.rows for p in parts]), torch.cat([p.stall for p in parts]))
+                    for k in keys}, torch.cat([p.rows for p in parts]), torch.cat([p.stall for p in parts]),
+                   torch.cat([p.node for p in parts]))
 
 
 def pop_domains(stack: list[Domains], count: int) -> Domains:
@@ -106,8 +122,9 @@ def split_one(batch: Domains) -> tuple[Children | None, int]:
     left_hi[rows, dim] = mid_value
     right_lo[rows, dim] = mid_value
     prior = {k: (torch.cat([v[0], v[0]]), torch.cat([v[1], v[1]])) for k, v in batch.prior.items()}
-    return (torch.cat([lo, right_lo]), torch.cat([left_hi, hi]), torch.cat([batch.open, batch.open]), prior,
-            torch.cat([batch.rows, batch.rows]), torch.cat([batch.stall, batch.stall]), None), unsplittable
+    return Children(torch.cat([lo, right_lo]), torch.cat([left_hi, hi]), torch.cat([batch.open, batch.open]), prior,
+                    torch.cat([batch.rows, batch.rows]), torch.cat([batch.stall, batch.stall]), None,
+                    torch.cat([batch.node, batch.node])), unsplittable
 
 
 def split_floor(root_width: Tensor, relative: float = 1e-6) -> Tensor:
@@ -166,6 +183,7 @@ def split_all(batch: Domains, floor: Tensor) -> tuple[Children | None, int]:
         base = torch.arange(m, device=lo.device) * 2 * k
         return torch.cat([base + dim, base + k + dim])
 
-    return (child_lo.reshape(m * 2 * k, n), child_hi.reshape(m * 2 * k, n),
-            batch.open.repeat_interleave(2 * k, dim=0), prior, batch.rows.repeat_interleave(2 * k, dim=0),
-            batch.stall.repeat_interleave(2 * k, dim=0), pick), unsplittable
+    return Children(child_lo.reshape(m * 2 * k, n), child_hi.reshape(m * 2 * k, n),
+                    batch.open.repeat_interleave(2 * k, dim=0), prior, batch.rows.repeat_interleave(2 * k, dim=0),
+                    batch.stall.repeat_interleave(2 * k, dim=0), pick,
+                    batch.node.repeat_interleave(2 * k, dim=0)), unsplittable

@@ -47,9 +47,19 @@ from verifier.bab.input_domains import (
     split_floor,
     split_one,
 )
+from verifier.bab.input_log import (
+    Scored,
+    log_alpha,
+    log_halves,
+    log_rescored,
+    log_root,
+    lower_slopes,
+    relu_ordinals,
+)
 from verifier.bounds.alpha import AlphaConfig, alpha_lower_bound
 from verifier.bounds.crown import Crown, CrownConfig
 from verifier.bounds.objective import spec_rows, stack_clauses
+from verifier.certificate.log import ProofLog
 from verifier.config import InputBranching, InputSplitConfig
 from verifier.deadline import Deadline, DeadlineExceeded
 from verifier.graph.torch_graph import TorchGraph
@@ -62,9 +72,10 @@ class _Bounder:
     """Bounds batches of sub-boxes against the stacked rows of a region's clauses."""
 
     def __init__(self, tgraph: TorchGraph, clauses: Sequence[Clause], root_width: Tensor,
-                 config: InputSplitConfig, deadline: Deadline | None = None) -> None:
+                 config: InputSplitConfig, deadline: Deadline | None = None, slopes: bool = False) -> None:
         """``deadline`` is checked inside every CROWN pass (they raise
-        :class:`~verifier.deadline.DeadlineExceeded` once it has passed)."""
+        :class:`~verifier.deadline.DeadlineExceeded` once it has passed); ``slopes``: keep the
+        lower slopes of each pass (for a proof log)."""
         self.tgraph, self.inherit, self.clip = tgraph, config.inherit_bounds, config.clip_domains
         self.deadline = deadline
         self.crown_config = CrownConfig(per_domain_rows=config.per_domain_rows,
@@ -80,6 +91,7 @@ class _Bounder:
         self.k, self.r = self.d.shape
         self.rows = self.c.reshape(self.k * self.r, -1)
         self.shape = tgraph.graph.inputs[0].shape
+        self.relus = relu_ordinals(tgraph) if slopes else {}
 
     def __call__(self, lower: Tensor, upper: Tensor, open_: Tensor,
                  prior: Prior, parent_rows: Tensor, scoring: bool = False) -> Bounded:
@@ -113,16 +125,19 @@ class _Bounder:
             dim = torch.where(smear.amax(dim=1) > 0, smear.argmax(dim=1), relative.argmax(dim=1))
             corner = torch.where(a > 0, lower, upper)
             hardness = best_row.gather(1, clause.unsqueeze(1)).squeeze(1)
-        return Bounded(lower, upper, still_open, corner, dim, hardness, crown.best if self.inherit else {}, rows)
+        return Bounded(lower, upper, still_open, corner, dim, hardness, crown.best if self.inherit else {}, rows,
+                       lower_slopes(crown, self.relus, m))
 
-    def tighten(self, lower: Tensor, upper: Tensor, open_: Tensor, prior: Prior, rows: Tensor) -> tuple[Tensor, Tensor]:
+    def tighten(self, lower: Tensor, upper: Tensor, open_: Tensor, prior: Prior, rows: Tensor,
+                record: dict[str, Tensor] | None = None) -> tuple[Tensor, Tensor]:
         """alpha-CROWN (final-layer slopes) on boxes ``(M, n)`` with their intermediate bounds:
         the row bounds ``(M, K, R)`` (the better of those and ``rows``) and the clauses still
-        open."""
+        open; ``record`` receives the slopes of each row's bound (see
+        :func:`~verifier.bounds.alpha.alpha_lower_bound`)."""
         m = lower.shape[0]
         crown = Crown(self.tgraph, [lower.reshape(m, *self.shape)], [upper.reshape(m, *self.shape)],
                       self.crown_config, prior=prior, deadline=self.deadline)
-        raw = alpha_lower_bound(crown, self.rows, self.alpha).detach().reshape(m, self.k, self.r)
+        raw = alpha_lower_bound(crown, self.rows, self.alpha, record=record).detach().reshape(m, self.k, self.r)
         better = torch.maximum(spec_rows(raw, self.d, self.mask, self.strict), rows)
         return better, open_ & ~(better > 0).any(dim=2)
 
@@ -146,11 +161,12 @@ class InputSplitSearch:
         confirm: the onnxruntime re-check of a flattened point; True ends the search (``sat``).
         config: the options.
         progress: told the domains left and the lowest open bound between rounds.
+        log: where the search records its tree for a proof certificate (None: not recorded).
     """
 
     def __init__(self, bounds_graph: TorchGraph, attack_graph: TorchGraph, region: Region, clauses: Sequence[Clause],
                  lower: Tensor, upper: Tensor, confirm: Confirm, config: InputSplitConfig | None = None,
-                 progress: Progress | None = None) -> None:
+                 progress: Progress | None = None, log: ProofLog | None = None) -> None:
         self.bounds_graph, self.attack_graph, self.region = bounds_graph, attack_graph, region
         self.clauses, self.confirm = tuple(clauses), confirm
         self.config = config or InputSplitConfig()
@@ -167,6 +183,7 @@ class InputSplitSearch:
         self.unsplittable = 0  # boxes that could not be halved (the search cannot end unsat)
         self.final: Status | None = None  # the outcome once decided (sat, unsat, unknown)
         self.progress = progress
+        self.log = log
 
     def run(self, deadline: Deadline) -> BabOutcome:
         """Searches until the outcome is decided or ``deadline`` expires (``timeout``; a later
@@ -186,7 +203,7 @@ class InputSplitSearch:
         if len(self.bounds_graph.graph.inputs) != 1 or any(c.num_rows == 0 for c in self.clauses):
             return Status.UNKNOWN
         root_width = (self.upper - self.lower).reshape(-1)
-        bound = _Bounder(self.bounds_graph, self.clauses, root_width, config, deadline)
+        bound = _Bounder(self.bounds_graph, self.clauses, root_width, config, deadline, self.log is not None)
         search = CandidateSearch(self.attack_graph, self.region, self.confirm, stats, config.candidates_per_round,
                                  config.pgd_steps, config.stepped_per_round)
         try:
@@ -253,8 +270,9 @@ class InputSplitSearch:
         stats.domains_bounded += 1
         keep = root.open.any(dim=1)
         stall = torch.zeros(1, dtype=torch.long, device=device)
-        self.stack = [select_domains(Domains(root.lower, root.upper, root.open, root.dim, root.prior, root.rows, stall),
-                              keep)]
+        node = log_root(self.log, (lower, upper), root)
+        self.stack = [select_domains(Domains(root.lower, root.upper, root.open, root.dim, root.prior, root.rows, stall,
+                                             node), keep)]
         self.queued = int(keep.sum())
         return search.offer(torch.cat([root.corner, (root.lower + root.upper) / 2]))
 
@@ -270,40 +288,42 @@ class InputSplitSearch:
         self.unsplittable += unsplittable
         if children_of is None:
             return False
-        child_lo, child_hi, child_open, child_prior, child_rows, child_stall, pick = children_of
-        parent_hardness = row_hardness(child_rows, child_open)
+        halves, scored = children_of, None
+        parent_hardness = row_hardness(children_of.rows, children_of.open)
         start = time.monotonic()
-        if pick is not None and config.scoring_method != config.intermediate_method:
-            children_of, kept = self._rescore(children_of, bound, stats)
-            child_lo, child_hi, child_open, child_prior, child_rows, child_stall, pick = children_of
+        if children_of.pick is not None and config.scoring_method != config.intermediate_method:
+            children_of, kept, scored = self._rescore(children_of, bound, stats)
             parent_hardness = parent_hardness[kept]
-            if child_lo.shape[0] == 0:  # the scoring bounds refuted every half kept
-                assert pick is not None
-                pick(child_rows.new_zeros(0))
+            if children_of.lower.shape[0] == 0:  # the scoring bounds refuted every half kept
+                assert children_of.pick is not None
+                children_of.pick(children_of.rows.new_zeros(0))
+                log_rescored(self.log, scored, None)
                 self._count_round(stats, start)
                 return False
-        done = bound(child_lo, child_hi, child_open, child_prior, child_rows)
-        child_lo, child_hi, child_open, corner = done.lower, done.upper, done.open, done.corner
-        child_dim, hardness, found, child_rows = done.dim, done.hardness, done.prior, done.rows
-        stats.domains_bounded += child_lo.shape[0]
-        if pick is not None:  # strong branching: each box keeps the halves of its best dimension
-            chosen = pick(hardness)
-            child_lo, child_hi, child_open, corner = (child_lo[chosen], child_hi[chosen], child_open[chosen],
-                                                      corner[chosen])
-            child_dim, hardness, child_rows = child_dim[chosen], hardness[chosen], child_rows[chosen]
-            found = {k: (v[0][chosen], v[1][chosen]) for k, v in found.items()}
+        done = bound(children_of.lower, children_of.upper, children_of.open, children_of.prior, children_of.rows)
+        stats.domains_bounded += done.lower.shape[0]
+        child_stall = children_of.stall
+        if children_of.pick is not None:  # strong branching: each box keeps the halves of its best dimension
+            chosen = children_of.pick(done.hardness)
+            done = done.select(chosen)
             parent_hardness, child_stall = parent_hardness[chosen], child_stall[chosen]
+        else:
+            chosen = None
+        if scored is not None:
+            node = log_rescored(self.log, scored, done)
+        else:
+            node = log_halves(self.log, halves, chosen, done)
         # a child whose gap did not shrink by a tenth is stalled one more generation
-        progressed = hardness > parent_hardness * (1 - config.stall_progress)
+        progressed = done.hardness > parent_hardness * (1 - config.stall_progress)
         child_stall = torch.where(progressed, 0, child_stall + 1)
         self._count_round(stats, start)
-        keep = child_open.any(dim=1)
+        keep = done.open.any(dim=1)
         stats.domains_proven += int((~keep).sum())
         if not bool(keep.any()):
             return False
-        children = select_domains(Domains(child_lo, child_hi, child_open, child_dim, found, child_rows, child_stall),
-                                  keep)
-        return self._store(children, corner[keep], hardness[keep], search, stats)
+        children = select_domains(Domains(done.lower, done.upper, done.open, done.dim, done.prior, done.rows,
+                                          child_stall, node), keep)
+        return self._store(children, done.corner[keep], done.hardness[keep], search, stats)
 
     def _count_round(self, stats: BabStats, start: float) -> None:
         """Records one round of bounding that began at ``start``."""
@@ -311,15 +331,16 @@ class InputSplitSearch:
         stats.rounds += 1
         self.rounds += 1
 
-    def _rescore(self, children: Children, bound: _Bounder, stats: BabStats) -> tuple[Children, Tensor]:
+    def _rescore(self, children: Children, bound: _Bounder, stats: BabStats) -> tuple[Children, Tensor, Scored]:
         """Strong branching scored by the cheaper bounds (``scoring_method``): every half is
         bounded with them, and only the two halves of each box's best dimension by them go on
         to the full bounds (all its halves where every dimension ties), with their scored boxes,
         intermediate bounds and rows (all certified, so they are kept) and a selector among
         them; returns those children and their indices. Halves the scoring bounds refute are
         not among them (nothing is left to bound there); the selector counts those it picks
-        as refuted."""
-        lo, hi, open_, prior, rows, stall, pick = children
+        as refuted. The :class:`~verifier.bab.input_log.Scored` record keeps the scoring pass
+        and, once the selector has run, the halves it chose (for the proof log)."""
+        lo, hi, open_, prior, rows, stall, pick, node = children
         assert pick is not None
         scored = bound(lo, hi, open_, prior, rows, scoring=True)
         stats.extra["domains_scored"] = stats.extra.get("domains_scored", 0) + lo.shape[0]
@@ -339,17 +360,20 @@ class InputSplitSearch:
         refuted[kept] = ~scored.open[kept].any(dim=1)
         kept = kept[~refuted[kept]]
 
+        record = Scored(children, scored.lower, scored.upper, refuted, scored.slopes)
+
         def pick_kept(hardness: Tensor) -> Tensor:
             full = torch.full((total,), -torch.inf, dtype=hardness.dtype, device=hardness.device)
             full[refuted] = torch.inf  # the halves neither kept nor refuted are never picked
             full[kept] = hardness
             chosen = pick(full)
+            record.chosen = chosen
             stats.domains_proven += int(refuted[chosen].sum())
             return torch.searchsorted(kept, chosen[~refuted[chosen]])
 
-        return (scored.lower[kept], scored.upper[kept], scored.open[kept],
-                {k: (v[0][kept], v[1][kept]) for k, v in scored.prior.items()}, scored.rows[kept], stall[kept],
-                pick_kept), kept
+        return Children(scored.lower[kept], scored.upper[kept], scored.open[kept],
+                        {k: (v[0][kept], v[1][kept]) for k, v in scored.prior.items()}, scored.rows[kept], stall[kept],
+                        pick_kept, node[kept]), kept, record
 
     def _store(self, children: Domains, corner: Tensor, hardness: Tensor, search: CandidateSearch,
                stats: BabStats) -> bool:
@@ -387,17 +411,20 @@ class InputSplitSearch:
             self.queued += aside.size
             return True
         start = time.monotonic()
+        record: dict[str, Tensor] | None = {} if self.log is not None else None
         try:
-            rows, open_ = bound.tighten(aside.lower, aside.upper, aside.open, aside.prior, aside.rows)
+            rows, open_ = bound.tighten(aside.lower, aside.upper, aside.open, aside.prior, aside.rows, record)
         except DeadlineExceeded:
             return False
+        node = log_alpha(self.log, aside.node, record, relu_ordinals(self.bounds_graph))
         self.aside, self.aside_count = [], 0
         stats.seconds_bounding += time.monotonic() - start
         stats.extra["alpha_bounded"] = stats.extra.get("alpha_bounded", 0) + aside.size
         keep = open_.any(dim=1)
         stats.domains_proven += int((~keep).sum())
         if bool(keep.any()):
-            back = Domains(aside.lower, aside.upper, open_, aside.dim, aside.prior, rows, torch.zeros_like(aside.stall))
+            back = Domains(aside.lower, aside.upper, open_, aside.dim, aside.prior, rows, torch.zeros_like(aside.stall),
+                           node)
             self.stack.append(select_domains(back, keep))  # type: ignore[union-attr]
             self.queued += int(keep.sum())
         return True
@@ -422,7 +449,8 @@ class Bounded:
     ``(M, n)``, the smear's split dimension ``(M,)``, the hardness ``(M,)`` (that row's bound:
     the lower, the further from refuted; +inf once every clause is refuted), the intermediate
     bounds found (valid priors for sub-boxes) and the row bounds ``(M, K, R)`` (the better of
-    CROWN's and the parent's)."""
+    CROWN's and the parent's), and the lower slopes ``(M, size)`` of the ReLU-like layers
+    (by position among them) that CROWN's row bounds used (for the proof log)."""
 
     lower: Tensor
     upper: Tensor
@@ -432,3 +460,10 @@ class Bounded:
     hardness: Tensor
     prior: Prior
     rows: Tensor
+    slopes: dict[int, Tensor]
+
+    def select(self, index: Tensor) -> Bounded:
+        """The boxes at ``index``."""
+        return Bounded(self.lower[index], self.upper[index], self.open[index], self.corner[index], self.dim[index],
+                       self.hardness[index], {k: (v[0][index], v[1][index]) for k, v in self.prior.items()},
+                       self.rows[index], {k: v[index] for k, v in self.slopes.items()})

@@ -206,9 +206,34 @@ def _ascent_step(crown: Crown, mult: Multipliers, coefficients: Tensor, wanted: 
     return bound
 
 
+def _start_record(record: dict[str, Tensor] | None, mult: Multipliers, joint: bool) -> None:
+    """Puts the starting slopes (CROWN's) into ``record`` (final rows only)."""
+    if record is None:
+        return
+    if joint:
+        raise ValueError("slopes are recorded for final rows only (AlphaConfig.intermediate off)")
+    record.update(_snapshot(mult, record) or {})
+
+
+def _snapshot(mult: Multipliers, record: dict[str, Tensor] | None) -> dict[str, Tensor] | None:
+    """Copies of the final-row slopes (None when nothing is recorded)."""
+    if record is None:
+        return None
+    return {key[0]: value.detach().clone() for key, value in mult.slopes.items() if key[1] == FINAL}
+
+
+def _keep_better(record: dict[str, Tensor] | None, slopes: dict[str, Tensor] | None, better: Tensor) -> None:
+    """Puts ``slopes`` into ``record`` for the rows ``(N, R)`` where ``better``."""
+    if record is None or slopes is None:
+        return
+    for name, value in slopes.items():
+        mask = better.reshape(*better.shape, *([1] * (value.dim() - 2)))
+        record[name] = torch.where(mask, value, record[name])
+
+
 def alpha_lower_bound(crown: Crown, coefficients: Tensor, config: AlphaConfig | None = None,
                       deadline: Deadline | None = None, offset: Tensor | float = 0.0,
-                      groups: Tensor | None = None) -> Tensor:
+                      groups: Tensor | None = None, record: dict[str, Tensor] | None = None) -> Tensor:
     """Certified lower bounds ``(N, R)`` of ``coefficients @ y + offset`` with optimised slopes.
 
     ``offset`` (e.g. ``-d`` of spec rows, broadcastable to ``(N, R)``) only shifts the rows for
@@ -217,6 +242,10 @@ def alpha_lower_bound(crown: Crown, coefficients: Tensor, config: AlphaConfig | 
     above it, and the call stops when every group has such a row (default: all rows one
     group). Returns the elementwise best over CROWN's bound and every iterate (each one
     certified). No step is begun that would end, with the closing passes, past ``deadline``.
+
+    ``record`` (final-row slopes only, ``config.intermediate`` off): filled with, per node
+    name, the lower slopes ``(N, R, *shape)`` that gave each row its returned bound (CROWN's
+    where no iterate beat it), for proof certificates (:mod:`verifier.certificate`).
     """
     config = config or AlphaConfig()
     began = time.monotonic()
@@ -227,6 +256,7 @@ def alpha_lower_bound(crown: Crown, coefficients: Tensor, config: AlphaConfig | 
     if not ranges:
         return best
     joint = any(key[1] != FINAL for key, _, _ in ranges)
+    _start_record(record, mult, joint)
     step = FIRST_STEP_FACTOR * (plain + (crown.compute_seconds if joint else 0.0))
     patience = config.free_patience if any(isinstance(low, Tensor) for _, low, _ in ranges) else config.patience
     optimiser = Adam([([mult.slopes[key]], config.learning_rate * _scale(low, high)) for key, low, high in ranges])
@@ -238,7 +268,9 @@ def alpha_lower_bound(crown: Crown, coefficients: Tensor, config: AlphaConfig | 
                 if not bool(wanted.any()) or not _time_for_another(deadline, step):
                     break
                 began, steps = time.monotonic(), steps + 1
+                before = _snapshot(mult, record)
                 bound = _ascent_step(crown, mult, coefficients, wanted, joint, optimiser, ranges)
+                _keep_better(record, before, bound.detach() > best)
                 best = torch.maximum(best, bound.detach())
                 if not bound.requires_grad:
                     break
@@ -250,7 +282,9 @@ def alpha_lower_bound(crown: Crown, coefficients: Tensor, config: AlphaConfig | 
                 with torch.no_grad():
                     if joint:
                         crown.compute(mult)
-                    best = torch.maximum(best, crown.lower_bound(coefficients, mult))
+                    last_bound = crown.lower_bound(coefficients, mult)
+                    _keep_better(record, _snapshot(mult, record), last_bound > best)
+                    best = torch.maximum(best, last_bound)
     finally:
         if joint and steps:  # CROWN slopes again, on the best intermediate bounds found
             with torch.no_grad():

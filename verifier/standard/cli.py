@@ -32,6 +32,7 @@ from verifier.arguments import (
     EXIT_INTERRUPTED,
     WATCHDOG_GRACE,
     guarded,
+    output_file,
     output_folder,
     print_error,
     seed_value,
@@ -65,6 +66,12 @@ def operators() -> list[str]:
     return [f"{op} float32 float64" if op in _FLOAT_ONLY else op for op in sorted(names)]
 
 
+CERTIFIED_OPERATORS = ("Add", "Div", "Dropout", "Flatten", "Gemm", "Identity", "MatMul", "Mul", "Relu", "Reshape",
+                       "Squeeze", "Sub", "Unsqueeze")
+"""The ops whose ``unsat`` answers ``--certificate`` certifies for ``verify-check`` (float32
+chains with constant weights; see the README, "Checking an unsat answer")."""
+
+
 def capabilities() -> dict[str, list[str]]:
     """The answer to every ``supports --CAPABILITY``, one list entry per output line.
 
@@ -81,7 +88,7 @@ def capabilities() -> dict[str, list[str]]:
         "--onnx-opset-versions": [str(MIN_OPSET), str(MAX_OPSET)],
         "--onnx-element-types": ["float32", "float64", "real"],
         "--onnx-operators": operators(),
-        "--onnx-operators-unsat-proofs": [],
+        "--onnx-operators-unsat-proofs": list(CERTIFIED_OPERATORS),
         "--hidden-node-theories": ["NH", "H"],
         "--multiple-input-output-theories": ["SIO", "MIO"],
         "--multiple-network-theories": ["SNET", "MNET", "MENET", "MINET"],
@@ -89,7 +96,7 @@ def capabilities() -> dict[str, list[str]]:
         "--arithmetic-complexity-theories": ["BND", "OUTC", "LIN"],
         "--optimised-disjunctive-reasoning": ["false"],
         "--serialise-assignments": ["true"],
-        "--unsat-proofs": ["false"],
+        "--unsat-proofs": ["true"],
         # the boolean forms of an earlier draft of the standard
         "--hidden-nodes": ["true"],
         "--multiple-input-outputs": ["true"],
@@ -109,6 +116,9 @@ def _verify_parser() -> argparse.ArgumentParser:
                         help="write a satisfying assignment as DIR/NAME.pb (ONNX TensorProto) files")
     parser.add_argument("--device", default="cpu", help="torch device for bound computation (cpu, cuda)")
     parser.add_argument("--seed", type=seed_value, default=0, help="random seed of the attacks (0 .. 2**32-1)")
+    parser.add_argument("--certificate", type=output_file, default=None, metavar="FILE",
+                        help="on unsat, write a proof certificate here (verify-check MODEL QUERY FILE checks "
+                             "VNN-LIB 1.0 queries over one network)")
     parser.add_argument("--debug", action="store_true", help="print tracebacks of internal errors")
     return parser
 
@@ -182,7 +192,8 @@ def _run_verify(argv: Sequence[str]) -> int:
 
         remaining = None if args.timeout is None else max(0.0, args.timeout - (time.monotonic() - start))
         config = replace(default_config(args.device, args.seed))
-        result = verify_problem(problem, remaining, config)
+        proof = None if args.certificate is None else (Path(args.certificate), Path(args.query))
+        result = verify_problem(problem, remaining, config, certificate=proof)
         return answer.verdict(result.status, _sat_body(problem, result, args.serialise_assignments))
 
     try:

@@ -1,0 +1,121 @@
+"""Recording one region's input-split tree as branch and bound builds it.
+
+Nodes are numbered in the order they are added, so every parent comes before its children:
+the root (the proof box), lower and upper halves of a parent's final box, and re-bound nodes
+(the parent's final box bounded again: the full pass after strong branching's scoring pass,
+or alpha-CROWN on a stalled box). A node's final box is its box clipped
+(:mod:`verifier.bab.clip`) where the search clipped it. The recording is data only; it adds
+nothing to what the search decides and costs a few tensor copies per round.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+import numpy as np
+import torch
+from torch import Tensor
+
+
+class NodeKind(IntEnum):
+    """How a node's box comes from its parent's final box (the file's ``kind`` codes)."""
+
+    ROOT = 0
+    LOW = 1
+    HIGH = 2
+    REBOUND = 3
+
+
+@dataclass
+class ProofLog:
+    """One region's tree (see the module docstring) over ``inputs`` input dimensions;
+    ``clauses`` are the clause indices (in the region) of the rows the search bounds, ``rows``
+    their row counts."""
+
+    inputs: int
+    clauses: tuple[int, ...]
+    rows: tuple[int, ...]
+    parent: list[np.ndarray] = field(default_factory=list)
+    kind: list[np.ndarray] = field(default_factory=list)
+    dim: list[np.ndarray] = field(default_factory=list)
+    point: list[np.ndarray] = field(default_factory=list)
+    clips: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=list)
+    alphas: list[tuple[np.ndarray, dict[int, np.ndarray]]] = field(default_factory=list)
+    lowers: list[tuple[np.ndarray, dict[int, np.ndarray]]] = field(default_factory=list)
+    count: int = 0
+
+    def _add(self, parent: np.ndarray, kind: np.ndarray, dim: np.ndarray, point: np.ndarray) -> Tensor:
+        ids = np.arange(self.count, self.count + parent.size, dtype=np.int64)
+        self.parent.append(parent.astype(np.int64))
+        self.kind.append(kind.astype(np.int8))
+        self.dim.append(dim.astype(np.int64))
+        self.point.append(point.astype(np.float64))
+        self.count += parent.size
+        return torch.from_numpy(ids)
+
+    def root(self) -> Tensor:
+        """Adds the root node; returns its id ``(1,)``."""
+        return self._add(np.array([-1]), np.array([NodeKind.ROOT]), np.array([-1]), np.array([np.nan]))
+
+    def halves(self, parent: Tensor, low: tuple[Tensor, Tensor], high: tuple[Tensor, Tensor]) -> Tensor:
+        """Adds sibling pairs: ``parent`` ``(M,)`` ids, the lower halves' boxes ``(M, n)`` and
+        the upper halves'; returns the ids ``(2M,)``: the lower halves, then the upper ones.
+        The cut is where the lower half's upper end lies below the upper half's."""
+        lo_hi, hi_hi = low[1].detach().cpu().double().numpy(), high[1].detach().cpu().double().numpy()
+        dim = np.argmax(lo_hi < hi_hi, axis=1)
+        point = lo_hi[np.arange(dim.size), dim]
+        parents = parent.cpu().numpy()
+        both = np.concatenate([parents, parents])
+        kinds = np.concatenate([np.full(dim.size, NodeKind.LOW), np.full(dim.size, NodeKind.HIGH)])
+        return self._add(both, kinds, np.concatenate([dim, dim]), np.concatenate([point, point]))
+
+    def rebound(self, parent: Tensor) -> Tensor:
+        """Adds re-bound nodes of the ``parent`` ``(M,)`` ids; returns their ids."""
+        parents = parent.cpu().numpy()
+        return self._add(parents, np.full(parents.size, NodeKind.REBOUND), np.full(parents.size, -1),
+                         np.full(parents.size, np.nan))
+
+    def clip(self, ids: Tensor, box: tuple[Tensor, Tensor], final: tuple[Tensor, Tensor]) -> None:
+        """Records the final boxes of nodes ``ids`` where they differ from their boxes."""
+        lo, hi = box[0].detach().cpu().double().numpy(), box[1].detach().cpu().double().numpy()
+        f_lo, f_hi = final[0].detach().cpu().double().numpy(), final[1].detach().cpu().double().numpy()
+        changed = np.any((lo != f_lo) | (hi != f_hi), axis=1)
+        if changed.any():
+            self.clips.append((ids.cpu().numpy()[changed], f_lo[changed], f_hi[changed]))
+
+    def lower(self, ids: Tensor, slopes: dict[int, Tensor]) -> None:
+        """Records the lower slopes ``(M, size)`` (each 0 or 1: CROWN's choice for ReLU) that
+        nodes ``ids`` bounded their rows with, by ReLU layer position, one bit per neuron."""
+        if ids.numel() and (not self.lowers or set(self.lowers[0][1]) == set(slopes)):
+            self.lowers.append((ids.cpu().numpy(), {j: np.packbits(s.detach().cpu().numpy() > 0.5, axis=1)
+                                                    for j, s in slopes.items()}))
+
+    def alpha(self, ids: Tensor, slopes: dict[int, Tensor]) -> None:
+        """Records lower slopes ``(M, K*R, size)`` of nodes ``ids`` (padded rows of the
+        search's stacked clauses), keyed by the ReLU layer's position among the ReLU layers."""
+        self.alphas.append((ids.cpu().numpy(), {j: s.detach().cpu().float().numpy() for j, s in slopes.items()}))
+
+    def arrays(self, prefix: str, total_rows: int, row_offsets: tuple[int, ...]) -> dict[str, np.ndarray]:
+        """The tree as the file's arrays (names prefixed), the slopes spread to the region's
+        ``total_rows`` rows (clause ``clauses[i]``'s rows start at ``row_offsets[i]``; rows of
+        clauses the search did not bound get slope 0)."""
+        out = {f"{prefix}parent": np.concatenate(self.parent), f"{prefix}kind": np.concatenate(self.kind),
+               f"{prefix}dim": np.concatenate(self.dim), f"{prefix}point": np.concatenate(self.point)}
+        n = self.inputs
+        parts = self.clips or [(np.zeros(0, np.int64), np.zeros((0, n)), np.zeros((0, n)))]
+        out[f"{prefix}clip_node"] = np.concatenate([p[0] for p in parts]).astype(np.int64)
+        out[f"{prefix}clip_lower"] = np.concatenate([p[1] for p in parts])
+        out[f"{prefix}clip_upper"] = np.concatenate([p[2] for p in parts])
+        out[f"{prefix}alpha_node"] = np.concatenate([a[0] for a in self.alphas] or [np.zeros(0)]).astype(np.int64)
+        out[f"{prefix}lower_node"] = np.concatenate([a[0] for a in self.lowers] or [np.zeros(0)]).astype(np.int64)
+        for j in (self.lowers[0][1] if self.lowers else {}):
+            out[f"{prefix}lower_{j}"] = np.concatenate([a[1][j] for a in self.lowers])
+        for j in (self.alphas[0][1] if self.alphas else {}):
+            padded = np.concatenate([a[1][j] for a in self.alphas])
+            width = max(self.rows)
+            spread = np.zeros((padded.shape[0], total_rows, padded.shape[2]), dtype=np.float32)
+            for i, (offset, count) in enumerate(zip(row_offsets, self.rows, strict=True)):
+                spread[:, offset:offset + count] = padded[:, i * width:i * width + count]
+            out[f"{prefix}alpha_{j}"] = spread
+        return out
