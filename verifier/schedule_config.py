@@ -109,7 +109,7 @@ class ScheduleConfig:
         sdp_share: the SDP bound before branch and bound gets at most this share of the time
             left.
         probe_steps: PGD steps of the probe attack, the attack's first round run before
-            CROWN (:func:`verifier.api.pipeline`); the quick attack goes on from the next round.
+            CROWN (:func:`verifier.pipeline.pipeline`); the quick attack goes on from the next round.
         refine_share: the backward refinement of the first CROWN bounds of a region gets at
             most this share of the time left (:attr:`CrownConfig.refine_seconds`): on a large
             network the rest goes to the attacks and the search instead of one bound pass.

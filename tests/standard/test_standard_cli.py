@@ -304,6 +304,22 @@ def test_vnnlib_1_query_with_one_network(tmp_path: Path, capsys: pytest.CaptureF
     assert out[0] == "sat" and out[1] == "X_0 Real []" and float(out[2]) >= 0.5
 
 
+def test_unsat_certificate_of_a_vnnlib_1_query(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``verify --certificate``: the proof of an unsat answer, which ``verify-check`` accepts;
+    ``supports`` lists the certified ops, each of which the checker reads."""
+    from verify_check.cli import VALID, check
+
+    model = relu_net(tmp_path / "relu.onnx")
+    path, proof = tmp_path / "old.vnnlib", tmp_path / "proof.npz"
+    path.write_text("(declare-const X_0 Real)\n(declare-const Y_0 Real)\n(assert (>= X_0 -1))\n(assert (<= X_0 1))\n"
+                    "(assert (>= Y_0 50))\n")
+    _, out, _ = run(["verify", str(path), "--network", f"n={model}", "--certificate", str(proof)], capsys)
+    assert out == ["unsat"]
+    assert check(str(model), str(path), str(proof))[0] == VALID
+    assert run(["supports", "--unsat-proofs"], capsys)[1] == ["true"]
+    assert {"Gemm", "MatMul", "Relu"} <= set(run(["supports", "--onnx-operators-unsat-proofs"], capsys)[1])
+
+
 def test_supports_answers_every_capability(capsys: pytest.CaptureFixture[str]) -> None:
     for capability, expected in capabilities().items():
         code, out, _ = run(["supports", capability], capsys)

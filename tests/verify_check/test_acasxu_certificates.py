@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -212,3 +213,31 @@ def test_changed_property_is_rejected(certificates: dict, tmp_path: Path) -> Non
     relabelled = _save(_relabelled(_arrays(path), violated), tmp_path / "relabelled.npz")
     code, message = check(str(model), str(violated), str(relabelled))
     assert code == INVALID and "not refuted" in message, message
+
+
+def test_clips_are_checked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The format's clips (the search clips its boxes; the verifier turns that off when it
+    writes a certificate, so it is forced back on here): such a certificate of 2_1 prop_3
+    checks valid, and with one clip shrunk towards its middle it is rejected, naming the node."""
+    import verifier.bab.input_split as input_split
+
+    original = input_split.InputSplitSearch.__init__
+
+    def clipping(self: input_split.InputSplitSearch, *args: object, **kwargs: object) -> None:
+        original(self, *args, **kwargs)  # type: ignore[arg-type]
+        self.config = replace(self.config, clip_domains=True)
+
+    monkeypatch.setattr(input_split.InputSplitSearch, "__init__", clipping)
+    model, spec = _paths("2_1", "prop_3")
+    path = tmp_path / "clipped.npz"
+    assert verify(model, spec, timeout=120, certificate=path).status.value == "unsat"
+    arrays = _arrays(path)
+    assert arrays["r0_clip_node"].size > 0
+    assert check(str(model), str(spec), str(path))[0] == VALID
+    lower, upper = arrays["r0_clip_lower"].copy(), arrays["r0_clip_upper"].copy()
+    middle = (lower[0] + upper[0]) / 2
+    lower[0], upper[0] = (lower[0] + middle) / 2, (upper[0] + middle) / 2
+    code, message = check(str(model), str(spec), str(_save({**arrays, "r0_clip_lower": lower, "r0_clip_upper": upper},
+                                                           tmp_path / "shrunk.npz")))
+    node = int(arrays["r0_clip_node"][0])
+    assert code == INVALID and f"node {node}: the clip leaves out points" in message, message

@@ -32,10 +32,9 @@ class ProvenBy(Enum):
     ROOT_BOUNDS = "interval or CROWN bounds on the whole box"
     ROOT_ALPHA = "alpha-CROWN or SDP bounds on the whole box"
     INPUT_SPLIT = "input-split branch and bound"
-    RELU_SPLIT = "ReLU-split branch and bound (beta-CROWN)"
+    RELU_SPLIT = "ReLU-split branch and bound (beta-CROWN, or the MILP engine it hands small regions to)"
     NEURON_SPLIT = "branch and bound on Sigmoid/Tanh neurons"
-    TIGHTENED = "bounds tightened by search on the cut network"
-    EXACT = "the MILP or SMT engine"
+    EXACT = "the MILP or SMT engine, or bounds tightened by search on the cut network"
 
 
 @dataclass
