@@ -88,9 +88,11 @@ def _dense(node: onnx.NodeProto, weight: np.ndarray, bias: np.ndarray | None, wi
 
 def _linear(node: onnx.NodeProto, ins: list[np.ndarray | None], width: int) -> tuple[Layer, int]:
     if node.op_type == "MatMul":
-        if ins[0] is not None or ins[1] is None:
-            raise ModelError(f"node {node.name!r} (MatMul): the weight must be the second, constant input")
-        return _dense(node, ins[1].T, None, width)
+        if ins[0] is None and ins[1] is not None:  # x W
+            return _dense(node, ins[1].T, None, width)
+        if ins[0] is not None and ins[0].ndim == 2:  # W x, x a column (or a vector)
+            return _dense(node, ins[0], None, width)
+        raise ModelError(f"node {node.name!r} (MatMul): needs a constant 2-D weight and the previous output")
     attrs = _attrs(node)
     if attrs.get("alpha", 1.0) != 1.0 or attrs.get("beta", 1.0) != 1.0 or attrs.get("transA", 0):
         raise ModelError(f"node {node.name!r} (Gemm): only alpha = beta = 1, transA = 0 is certified")
@@ -161,7 +163,7 @@ def read_model(path: str) -> Chain:
             continue
         ins = [None if name == current else consts.get(name) for name in node.input if name]
         if sum(v is None for v in ins) != 1 or (ins and ins[0] is not None and node.op_type not in ("Add", "Mul",
-                                                                                                  "Sub")):
+                                                                                                  "Sub", "MatMul")):
             raise ModelError(f"node {node.name!r} ({node.op_type}) does not take the previous output "
                              f"{current!r} as its one variable input")
         if node.op_type in _SHAPE_OPS:
@@ -169,7 +171,7 @@ def read_model(path: str) -> Chain:
         elif node.op_type in ("MatMul", "Gemm"):
             layer, m = _linear(node, ins, int(np.prod(shape)))
             layers.append(layer)
-            shape = (1, m)
+            shape = ((m, 1) if len(shape) == 2 else (m,)) if ins[0] is not None else (1, m)
         elif node.op_type in ("Add", "Sub", "Mul", "Div"):
             layers.append(_elementwise(node, ins, shape))
         elif node.op_type == "Relu":

@@ -20,24 +20,30 @@ from verify_check.model import ModelError, read_model
 from verify_check.spec import Region, SpecError, float32_box, read_spec
 
 
-def write_chain(path: Path, rng: np.random.Generator, n_in: int, widths: list[int]) -> None:
+def write_chain(path: Path, rng: np.random.Generator, n_in: int, widths: list[int], vector: bool = False) -> None:
     """A random float32 chain: ``x - c`` (Sub), ``* s`` (Mul), Flatten, then per hidden width a
     MatMul + Add (even layers) or a Gemm (odd layers) and a Relu, the output layer last, then
-    ``/ 2`` (Div) and ``c - y`` (Sub with the constant first)."""
+    ``/ 2`` (Div) and ``c - y`` (Sub with the constant first). ``vector``: a 1-D input and
+    ``W x`` MatMuls (the weight first) for every layer, no Flatten."""
     init, nodes = [], []
 
     def const(name: str, value: np.ndarray) -> str:
         init.append(numpy_helper.from_array(value.astype(np.float32), name))
         return name
 
-    nodes.append(helper.make_node("Sub", ["x", const("c0", rng.normal(size=(1, n_in)))], ["s0"]))
+    shape = [n_in] if vector else [1, n_in]
+    nodes.append(helper.make_node("Sub", ["x", const("c0", rng.normal(size=shape))], ["s0"]))
     nodes.append(helper.make_node("Mul", ["s0", const("m0", rng.uniform(0.5, 2, size=(n_in,)))], ["s1"]))
-    nodes.append(helper.make_node("Flatten", ["s1"], ["v0"], axis=1))
+    flat = {} if vector else {"axis": 1}
+    nodes.append(helper.make_node("Identity" if vector else "Flatten", ["s1"], ["v0"], **flat))
     value, sizes = "v0", [n_in, *widths]
     for k in range(len(sizes) - 1):
         w = rng.normal(size=(sizes[k + 1], sizes[k])) / np.sqrt(sizes[k])
         b = rng.normal(size=sizes[k + 1]) * 0.3
-        if k % 2 == 0:
+        if vector:
+            nodes.append(helper.make_node("MatMul", [const(f"W{k}", w), value], [f"p{k}"]))
+            nodes.append(helper.make_node("Add", [f"p{k}", const(f"b{k}", b)], [f"z{k}"]))
+        elif k % 2 == 0:
             nodes.append(helper.make_node("MatMul", [value, const(f"W{k}", w.T)], [f"p{k}"]))
             nodes.append(helper.make_node("Add", [f"p{k}", const(f"b{k}", b)], [f"z{k}"]))
         else:
@@ -48,8 +54,9 @@ def write_chain(path: Path, rng: np.random.Generator, n_in: int, widths: list[in
             value = f"a{k}"
     nodes.append(helper.make_node("Div", [value, const("two", np.array([2.0]))], ["h"]))
     nodes.append(helper.make_node("Sub", [const("c1", rng.normal(size=(widths[-1],))), "h"], ["y"]))
-    graph = helper.make_graph(nodes, "chain", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, n_in])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, widths[-1]])], init)
+    out = [widths[-1]] if vector else [1, widths[-1]]
+    graph = helper.make_graph(nodes, "chain", [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, out)], init)
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
 
 
@@ -59,12 +66,12 @@ def _samples(rng: np.random.Generator, lo: np.ndarray, hi: np.ndarray, count: in
     return np.concatenate([x, corners, lo[None], hi[None]]).astype(np.float32)
 
 
-def _violations(path: Path, seed: int) -> int:
+def _violations(path: Path, seed: int, vector: bool = False) -> int:
     """Sampled points (onnxruntime) outside the checker's output bounds or below its row
     bounds, summed over a few boxes."""
     rng = np.random.default_rng(seed)
     n_in = int(rng.integers(2, 5))
-    write_chain(path, rng, n_in, [int(rng.integers(3, 9)), int(rng.integers(3, 9)), int(rng.integers(3, 9)), 3])
+    write_chain(path, rng, n_in, [int(rng.integers(3, 9)), int(rng.integers(3, 9)), int(rng.integers(3, 9)), 3], vector)
     chain = read_model(str(path))
     session = ort.InferenceSession(str(path))
     C = np.array([[1.0, -1.0, 0.0], [0.0, 2.0, -0.5]])
@@ -77,15 +84,16 @@ def _violations(path: Path, seed: int) -> int:
         values = bound_values(chain, lo[None], hi[None], {})
         rows = np.maximum(row_bounds(chain, values, C, d).lower, interval_rows(values, C, d))[0]
         x = _samples(rng, lo, hi, 2000)
-        y = np.concatenate([session.run(None, {"x": p[None]})[0] for p in x]).astype(np.float64)
+        y = np.stack([session.run(None, {"x": p if vector else p[None]})[0].reshape(-1) for p in x]).astype(np.float64)
         bad += int(((y < values.lo[-1]) | (y > values.hi[-1])).sum())
         bad += int(((y @ C.T - d) < rows).sum())
     return bad
 
 
+@pytest.mark.parametrize("vector", [False, True], ids=["xW", "Wx"])
 @pytest.mark.parametrize("seed", range(6))
-def test_bounds_hold_at_sampled_points(tmp_path: Path, seed: int) -> None:
-    assert _violations(tmp_path / "chain.onnx", seed) == 0
+def test_bounds_hold_at_sampled_points(tmp_path: Path, seed: int, vector: bool) -> None:
+    assert _violations(tmp_path / "chain.onnx", seed, vector) == 0
 
 
 def test_wrong_chord_is_caught(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
