@@ -233,12 +233,12 @@ def relu_inputs(chain: Chain) -> list[int]:
 
 
 def bound_values(chain: Chain, lower: np.ndarray, upper: np.ndarray,
-                 prior: dict[int, tuple[np.ndarray, np.ndarray]], given: dict[int, np.ndarray] | None = None
-                 ) -> Values:
-    """Bounds of every value over the boxes ``(B, n)``: intervals, and at each ReLU's input
-    (after a first ReLU) CROWN (with the default lower slopes and, where ``given``, with those:
-    ``(B, n)`` per ReLU layer index), all intersected with ``prior`` (bounds of ReLU inputs
-    known to hold on these boxes, e.g. a parent box's)."""
+                 prior: dict[int, tuple[np.ndarray, np.ndarray]], given: dict[int, np.ndarray] | None = None,
+                 refine: bool = True) -> Values:
+    """Bounds of every value over the boxes ``(B, n)``: intervals, forward forms, and at each
+    ReLU's input (after a first ReLU, unless not ``refine``) CROWN (with the default lower
+    slopes and, where ``given``, with those: ``(B, n)`` per ReLU layer index), all intersected
+    with ``prior`` (bounds of ReLU inputs known to hold on these boxes, e.g. a parent box's)."""
     values = Values([lower.copy()], [upper.copy()], [None])
     seen_relu = False
     feeds = set(relu_inputs(chain))
@@ -261,7 +261,7 @@ def bound_values(chain: Chain, lower: np.ndarray, upper: np.ndarray,
             if i in prior:
                 np.maximum(lo, prior[i][0], out=lo)
                 np.minimum(hi, prior[i][1], out=hi)
-            if seen_relu:
+            if seen_relu and refine:
                 _refine(chain, values, i, given)
         seen_relu = seen_relu or layer.kind is Kind.RELU
     return values

@@ -10,7 +10,9 @@ each input that set lies within ``x_j <= l_j + s/a_j`` (``a_j > 0``) or ``x_j >=
 (``a_j < 0``), ``s`` minus the row's bound (ends rounded outward). A clipped node's final box
 must hold that set for every clause still open. A node with a clause open must have children;
 two halves cover its final box, a re-bound node is that box again. So when every check passes,
-each clause is refuted at every point of the region's box, for the float32 model.
+each clause is refuted at every point of the region's box, for the float32 model. (A half whose
+only child re-bounds its box, unclipped, just hands intervals and forms on to that child,
+which does the checks: as the search's cheap scoring pass before its full one.)
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from verify_check.bounds import Linear, Values, bound_values, interval_rows, relu_inputs, row_bounds
-from verify_check.certificate import HIGH, LOW, ROOT, Tree
+from verify_check.certificate import HIGH, LOW, REBOUND, ROOT, Tree
 from verify_check.model import Chain, Kind
 from verify_check.spec import Region, float32_box
 
@@ -173,6 +175,26 @@ def _refuted(best: np.ndarray, rows: Rows) -> np.ndarray:
     return ((best > 0).astype(np.float64) @ rows.member) > 0
 
 
+def _passes_on(tree: Tree, node: int) -> bool:
+    """Whether a node only hands bounds on: a half, not clipped, whose one child (a re-bound
+    node) bounds the same box again and is checked there (as the search's scoring pass)."""
+    kids = tree.children[node]
+    half = tree.kind[node] in (LOW, HIGH) and node not in tree.clips
+    return half and len(kids) == 1 and tree.kind[kids[0]] == REBOUND
+
+
+def _handed_on(chain: Chain, tree: Tree, ids: np.ndarray, level: Level, root: tuple[np.ndarray, np.ndarray]
+               ) -> Level:
+    """Nodes that only hand bounds on (:func:`_passes_on`): intervals and forms from their
+    parent's bounds, no refutation claimed."""
+    lo, hi, pos = _boxes(tree, ids, level, root)
+    prior = {i: (b[0][pos], b[1][pos]) for i, b in level.prior.items()}
+    values = bound_values(chain, lo, hi, prior, _given_slopes(chain, tree, ids), refine=False)
+    keep = {i: (values.lo[i], values.hi[i]) for i in relu_inputs(chain)}
+    return Level({int(n): r for r, n in enumerate(ids.tolist())}, lo, hi, keep, level.best[pos].copy(),
+                 level.closed[pos].copy())
+
+
 def _chunk(chain: Chain, tree: Tree, ids: np.ndarray, level: Level | None, rows: Rows,
            root: tuple[np.ndarray, np.ndarray]) -> Level:
     """Bounds one chunk of a level's nodes and checks them (see the module docstring). A leaf
@@ -234,6 +256,11 @@ def check_region(chain: Chain, region: Region, tree: Tree) -> int:
         ids = np.nonzero(depth == d)[0]
         if d == 0 and (ids.size != 1 or tree.kind[ids[0]] != ROOT):
             raise Invalid("the tree must have one root")
-        level = _joined([_chunk(chain, tree, ids[s:s + CHUNK], level, rows, root)
-                         for s in range(0, ids.size, CHUNK)])
+        light = np.array([_passes_on(tree, int(node)) for node in ids], dtype=bool)
+        parts = [_chunk(chain, tree, ids[~light][s:s + CHUNK], level, rows, root)
+                 for s in range(0, int((~light).sum()), CHUNK)]
+        if level is not None:
+            parts += [_handed_on(chain, tree, ids[light][s:s + CHUNK], level, root)
+                      for s in range(0, int(light.sum()), CHUNK)]
+        level = _joined(parts)
     return sum(1 for kids in tree.children if not kids)
