@@ -379,3 +379,16 @@ def test_softmax_range_with_strict_and_boundary_rows(tmp_path: Path, capsys: pyt
         (y,) = ort_run(model, {"x": got["X"].astype(np.float32)}, ["y"])
         assert y[0] == (0.0 if "<=" in clause else 1.0)
         assert np.all(np.abs(got["X"]) <= 1000.0)
+
+
+def test_supports_into_a_closed_pipe_is_quiet() -> None:
+    """``verifier supports ... | head -1``: the reader goes away; no traceback, exit 0."""
+    import subprocess
+    import sys
+
+    process = subprocess.Popen([sys.executable, "-m", "verifier.standard.cli", "supports", "--onnx-operators"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.close()
+    errors = process.stderr.read().decode()
+    assert process.wait(timeout=60) == 0 and "Traceback" not in errors, errors

@@ -228,8 +228,11 @@ def _run_supports(argv: Sequence[str]) -> int:
         known = ", ".join(table)
         print(f"error: usage: verifier supports CAPABILITY (one of: {known})", file=sys.stderr)
         return EXIT_USAGE
-    for line in table[argv[0]]:
-        print(line)
+    try:
+        for line in table[argv[0]]:
+            print(line, flush=True)
+    except BrokenPipeError:  # the reader stopped reading (``| head``): the answer was not wanted whole
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more to flush at exit
     return EXIT_VERDICT
 
 
@@ -254,7 +257,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         except KeyboardInterrupt:  # outside the command's own boundary (argument parsing)
             return print_error("interrupted", EXIT_INTERRUPTED)
     print("usage: verifier --name | --version | supports --CAPABILITY | "
-          "verify QUERY --network NAME=MODEL [--timeout N] [--serialise-assignments DIR]", file=sys.stderr)
+          "verify QUERY --network NAME=MODEL [--timeout N] [--serialise-assignments DIR] [--certificate FILE]",
+          file=sys.stderr)
     return EXIT_USAGE
 
 
