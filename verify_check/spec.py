@@ -5,8 +5,8 @@ Supported: ``declare-const X_i/Y_j Real``, ``assert`` of ``and``/``or`` over ``<
 conjunction of the asserts is expanded into a disjunction of conjunctions; in each, the atoms
 over ``X`` must be bounds of single inputs (they form a box) and those over ``Y`` are rows
 ``c·y <= d``. Conjunctions with the same box form one region, whose clauses are listed in the
-order of the expansion (the file's order). Strict comparisons are read as non-strict (a
-refutation of ``c·y <= d`` refutes ``c·y < d``).
+order of the expansion (the file's order). A strict output row ``c·y < d`` keeps its flag (it
+is refuted by ``c·y >= d``); strict input bounds are read as non-strict (a larger box).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import numpy as np
 _TOKEN = re.compile(r"\s+|;[^\n]*|\(|\)|[^\s();]+")
 _MAX_TERMS = 100_000
 Row = tuple[dict[int, Fraction], Fraction]  # sum_j c_j v_j <= d
-Atom = tuple[str, int | None, dict[int, Fraction], Fraction]
+Atom = tuple[str, int | None, dict[int, Fraction], Fraction, bool]
 
 
 class SpecError(ValueError):
@@ -31,13 +31,15 @@ class SpecError(ValueError):
 @dataclass(frozen=True)
 class Region:
     """One input box (exact bounds per flattened input) and its clauses; clause ``k`` holds
-    when every row ``C[k] y <= d[k]`` does. ``C`` entries are float64 values exactly; ``d`` is
-    rounded up (a point of the real clause satisfies the float rows)."""
+    when every row ``C[k] y <= d[k]`` does (``< d[k]`` where ``strict[k]``). ``C`` entries are
+    float64 values exactly; ``d`` is rounded up (a point of the real clause satisfies the float
+    rows)."""
 
     lower: tuple[Fraction, ...]
     upper: tuple[Fraction, ...]
     C: tuple[np.ndarray, ...]
     d: tuple[np.ndarray, ...]
+    strict: tuple[np.ndarray, ...]
 
 
 def _tokens(text: str) -> list[str]:
@@ -107,7 +109,8 @@ def _term(expr: object) -> tuple[str | None, dict[int, Fraction], Fraction]:
 
 
 def _atom(expr: list[object]) -> Atom:
-    """``(op a b)`` as (kind, single variable or None, coefficients, d) with ``c·v <= d``."""
+    """``(op a b)`` as (kind, single variable or None, coefficients, d, strict) with ``c·v <= d``
+    (``<`` when strict)."""
     if len(expr) != 3 or expr[0] not in ("<=", ">=", "<", ">"):
         raise SpecError(f"unsupported comparison {expr!r}")
     left, right = _term(expr[1]), _term(expr[2])
@@ -121,7 +124,7 @@ def _atom(expr: list[object]) -> Atom:
         coeffs[j] = coeffs.get(j, Fraction(0)) - c
     coeffs = {j: c for j, c in coeffs.items() if c != 0}
     single = next(iter(coeffs)) if len(coeffs) == 1 else None
-    return kinds.pop(), single, coeffs, right[2] - left[2]
+    return kinds.pop(), single, coeffs, right[2] - left[2], expr[0] in ("<", ">")
 
 
 def _dnf(expr: object) -> list[list[Atom]]:
@@ -155,7 +158,7 @@ def _float_row(coeffs: dict[int, Fraction], d: Fraction, outputs: int) -> tuple[
 def _box(atoms: list[Atom], inputs: int) -> tuple[tuple[Fraction, ...], tuple[Fraction, ...]]:
     lower: list[Fraction | None] = [None] * inputs
     upper: list[Fraction | None] = [None] * inputs
-    for _, single, coeffs, d in atoms:
+    for _, single, coeffs, d, _ in atoms:
         if single is None or single >= inputs:
             raise SpecError("an input constraint must bound one declared input")
         value = d / coeffs[single]
@@ -184,13 +187,14 @@ def read_spec(text: str, inputs: int, outputs: int) -> list[Region]:
             asserts.append(expr[1])
         elif expr[0] != "declare-const":
             raise SpecError(f"unsupported command {expr[0]!r}")
-    regions: dict[tuple[tuple[Fraction, ...], tuple[Fraction, ...]], list[tuple[np.ndarray, np.ndarray]]] = {}
+    regions: dict[tuple[tuple[Fraction, ...], tuple[Fraction, ...]], list[tuple[np.ndarray, ...]]] = {}
     for conj in _dnf(["and", *asserts]):
         box = _box([a for a in conj if a[0] == "X"], inputs)
-        rows = [_float_row(c, d, outputs) for kind, _, c, d in conj if kind == "Y"]
+        rows = [_float_row(c, d, outputs) for kind, _, c, d, _ in conj if kind == "Y"]
         C = np.array([r for r, _ in rows]).reshape(len(rows), outputs)
-        regions.setdefault(box, []).append((C, np.array([d for _, d in rows])))
-    return [Region(lo, hi, tuple(c for c, _ in clauses), tuple(d for _, d in clauses))
+        strict = np.array([s for kind, _, _, _, s in conj if kind == "Y"], dtype=bool)
+        regions.setdefault(box, []).append((C, np.array([d for _, d in rows]), strict))
+    return [Region(lo, hi, tuple(c[0] for c in clauses), tuple(c[1] for c in clauses), tuple(c[2] for c in clauses))
             for (lo, hi), clauses in regions.items()]
 
 

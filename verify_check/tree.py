@@ -18,6 +18,7 @@ which does the checks: as the search's cheap scoring pass before its full one.)
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 
@@ -47,12 +48,13 @@ class Level:
 
 @dataclass(frozen=True)
 class Rows:
-    """A region's spec rows stacked: ``C`` ``(R, out)``, ``d`` ``(R,)``, and the clause
-    indicator ``member`` ``(R, K)``."""
+    """A region's spec rows stacked: ``C`` ``(R, out)``, ``d`` ``(R,)``, the clause indicator
+    ``member`` ``(R, K)`` and the strict rows ``(R,)``."""
 
     C: np.ndarray
     d: np.ndarray
     member: np.ndarray
+    strict: np.ndarray
 
 
 def value_sizes(chain: Chain) -> list[int]:
@@ -68,7 +70,7 @@ def spec_rows(region: Region) -> Rows:
     counts = [c.shape[0] for c in region.C]
     member = np.zeros((sum(counts), len(counts)))
     member[np.arange(sum(counts)), np.repeat(np.arange(len(counts)), counts)] = 1.0
-    return Rows(np.concatenate(region.C), np.concatenate(region.d), member)
+    return Rows(np.concatenate(region.C), np.concatenate(region.d), member, np.concatenate(region.strict))
 
 
 def _boxes(tree: Tree, ids: np.ndarray, level: Level | None, root: tuple[np.ndarray, np.ndarray]
@@ -168,11 +170,34 @@ def _node_rows(chain: Chain, tree: Tree, ids: np.ndarray, values: Values, rows: 
     crown = row_bounds(chain, values, rows.C, rows.d)
     given = _given_rows(chain, ids, values, rows, tree.lower_index, tree.lower)
     best = np.maximum(np.maximum(crown.lower, given.lower), interval_rows(values, rows.C, rows.d))
+    best = np.maximum(best, _single_rows(values, rows))
     return np.maximum(best, _given_rows(chain, ids, values, rows, tree.alpha_index, tree.alpha).lower), crown, given
 
 
 def _refuted(best: np.ndarray, rows: Rows) -> np.ndarray:
-    return ((best > 0).astype(np.float64) @ rows.member) > 0
+    """Clauses ``(B, K)`` with a row bound ``> 0`` (``>= 0`` for a strict row ``c·y < d``)."""
+    return (((best > 0) | (rows.strict & (best >= 0))).astype(np.float64) @ rows.member) > 0
+
+
+def _single_rows(values: Values, rows: Rows) -> np.ndarray:
+    """For rows ``c y_j - d`` with one coefficient, a power of two (``y_j <= d``, ``-y_j <= d``),
+    a lower bound ``(B, R)`` from ``y_j``'s bounds that is 0 exactly when the exact one is
+    (``-inf`` where it is negative and for other rows): ``d / c`` is then exact, and a difference
+    of two floats is rounded to 0 only when it is 0, so a strict row is refuted exactly at its
+    threshold."""
+    found = np.full((values.lo[-1].shape[0], rows.d.size), -np.inf)
+    for r in range(rows.d.size):
+        nonzero = np.nonzero(rows.C[r])[0]
+        if nonzero.size != 1:
+            continue
+        j, c = int(nonzero[0]), float(rows.C[r, nonzero[0]])
+        t = rows.d[r] / c
+        if abs(np.frexp(c)[0]) != 0.5 or Fraction(t) * Fraction(c) != Fraction(rows.d[r]):
+            continue
+        gap = values.lo[-1][:, j] - t if c > 0 else t - values.hi[-1][:, j]
+        # exact where 0; where > 0, below both gap and |c| gap (|c| gap may underflow to 0: never above)
+        found[:, r] = np.where(gap > 0, np.minimum(gap, abs(c) * gap), np.where(gap == 0, 0.0, -np.inf))
+    return found
 
 
 def _passes_on(tree: Tree, node: int) -> bool:
