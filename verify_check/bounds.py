@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from verify_check.bounds_base import ETA, U32, U64, gamma
+from verify_check.bounds_base import ETA, U32, U64, gamma, relu_chord
 from verify_check.bounds_base import down as _down
 from verify_check.bounds_base import magnitude as _mag
 from verify_check.bounds_base import up as _up
@@ -110,10 +110,7 @@ class Linear:
 def _relu_lines(lam: np.ndarray, lo: np.ndarray, hi: np.ndarray, slopes: np.ndarray | None
                 ) -> tuple[np.ndarray, np.ndarray]:
     """The coefficients through a ReLU with input bounds ``(B, n)`` and the constant term."""
-    unstable, active = (lo < 0) & (hi > 0), lo >= 0
-    with np.errstate(divide="ignore", invalid="ignore"):
-        chord = np.where(unstable, _up(_up(hi / _down(hi - lo)) * (1 + 4 * U64)), active * 1.0)
-    bias = np.where(unstable, _up(-chord * lo), 0.0)
+    unstable, active, chord, bias = relu_chord(lo, hi)
     if slopes is None:
         low = np.where(unstable, (hi >= -lo) * 1.0, active * 1.0)[:, None, :]
     else:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from verify_check.bounds_base import U64, down, gamma, magnitude, up
+from verify_check.bounds_base import U64, down, gamma, magnitude, relu_chord, up
 from verify_check.model import Kind, Layer
 
 MAX_INPUTS = 64
@@ -72,13 +72,11 @@ def _scaled(form: Form, c: np.ndarray, mx: np.ndarray) -> Form:
 
 
 def _relu(form: Form, lo: np.ndarray, hi: np.ndarray, slope: np.ndarray | None, mx: np.ndarray) -> Form:
-    unstable, active = (lo < 0) & (hi > 0), lo >= 0
-    with np.errstate(divide="ignore", invalid="ignore"):
-        chord = np.where(unstable, up(up(hi / down(hi - lo)) * (1 + 4 * U64)), active * 1.0)
+    unstable, active, chord, bias = relu_chord(lo, hi)
     low_slope = np.where(unstable, (hi >= -lo) * 1.0 if slope is None else slope, active * 1.0)
     lower, low_b = form.lower * low_slope[:, None], form.lower_bias * low_slope
     upper = form.upper * chord[:, None]
-    up_b = form.upper_bias * chord + np.where(unstable, -chord * lo, 0.0)
+    up_b = form.upper_bias * chord + bias
     size = np.einsum("bn,bnm->bm", mx, np.abs(lower) + np.abs(upper)) + np.abs(low_b) + np.abs(up_b)
     return _widened(Form(lower, low_b, upper, up_b), 4 * U64 * size)
 

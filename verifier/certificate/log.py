@@ -18,6 +18,11 @@ import torch
 from torch import Tensor
 
 
+def _host(t: Tensor, dtype: type = np.float64) -> np.ndarray:
+    """A tensor's values as a numpy array on the host (the log's one device crossing)."""
+    return t.detach().cpu().numpy().astype(dtype, copy=False)
+
+
 class NodeKind(IntEnum):
     """How a node's box comes from its parent's final box (the file's ``kind`` codes)."""
 
@@ -62,39 +67,38 @@ class ProofLog:
         """Adds sibling pairs: ``parent`` ``(M,)`` ids, the lower halves' boxes ``(M, n)`` and
         the upper halves'; returns the ids ``(2M,)``: the lower halves, then the upper ones.
         The cut is where the lower half's upper end lies below the upper half's."""
-        lo_hi, hi_hi = low[1].detach().cpu().double().numpy(), high[1].detach().cpu().double().numpy()
+        lo_hi, hi_hi = _host(low[1]), _host(high[1])
         dim = np.argmax(lo_hi < hi_hi, axis=1)
         point = lo_hi[np.arange(dim.size), dim]
-        parents = parent.cpu().numpy()
+        parents = _host(parent, np.int64)
         both = np.concatenate([parents, parents])
         kinds = np.concatenate([np.full(dim.size, NodeKind.LOW), np.full(dim.size, NodeKind.HIGH)])
         return self._add(both, kinds, np.concatenate([dim, dim]), np.concatenate([point, point]))
 
     def rebound(self, parent: Tensor) -> Tensor:
         """Adds re-bound nodes of the ``parent`` ``(M,)`` ids; returns their ids."""
-        parents = parent.cpu().numpy()
+        parents = _host(parent, np.int64)
         return self._add(parents, np.full(parents.size, NodeKind.REBOUND), np.full(parents.size, -1),
                          np.full(parents.size, np.nan))
 
     def clip(self, ids: Tensor, box: tuple[Tensor, Tensor], final: tuple[Tensor, Tensor]) -> None:
         """Records the final boxes of nodes ``ids`` where they differ from their boxes."""
-        lo, hi = box[0].detach().cpu().double().numpy(), box[1].detach().cpu().double().numpy()
-        f_lo, f_hi = final[0].detach().cpu().double().numpy(), final[1].detach().cpu().double().numpy()
+        lo, hi, f_lo, f_hi = (_host(t) for t in (*box, *final))
         changed = np.any((lo != f_lo) | (hi != f_hi), axis=1)
         if changed.any():
-            self.clips.append((ids.cpu().numpy()[changed], f_lo[changed], f_hi[changed]))
+            self.clips.append((_host(ids, np.int64)[changed], f_lo[changed], f_hi[changed]))
 
     def lower(self, ids: Tensor, slopes: dict[int, Tensor]) -> None:
         """Records the lower slopes ``(M, size)`` (each 0 or 1: CROWN's choice for ReLU) that
         nodes ``ids`` bounded their rows with, by ReLU layer position, one bit per neuron."""
         if ids.numel() and (not self.lowers or set(self.lowers[0][1]) == set(slopes)):
-            self.lowers.append((ids.cpu().numpy(), {j: np.packbits(s.detach().cpu().numpy() > 0.5, axis=1)
+            self.lowers.append((_host(ids, np.int64), {j: np.packbits(_host(s) > 0.5, axis=1)
                                                     for j, s in slopes.items()}))
 
     def alpha(self, ids: Tensor, slopes: dict[int, Tensor]) -> None:
         """Records lower slopes ``(M, K*R, size)`` of nodes ``ids`` (padded rows of the
         search's stacked clauses), keyed by the ReLU layer's position among the ReLU layers."""
-        self.alphas.append((ids.cpu().numpy(), {j: s.detach().cpu().float().numpy() for j, s in slopes.items()}))
+        self.alphas.append((_host(ids, np.int64), {j: _host(s, np.float32) for j, s in slopes.items()}))
 
     def arrays(self, prefix: str, total_rows: int, row_offsets: tuple[int, ...]) -> dict[str, np.ndarray]:
         """The tree as the file's arrays (names prefixed), the slopes spread to the region's
