@@ -13,6 +13,7 @@ import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from verifier.bab.neuron_split import Candidates, NeuronSplitSearch, smooth_laye
 from verifier.bab.relu_split import count_unstable, splittable_layers
 from verifier.bounds.crown import refines_every_position
 from verifier.bounds.settle import settled_problem
+from verifier.certificate.claims import RootRecord
 from verifier.certificate.writer import ProvenBy, Recorder
 from verifier.config import (
     AttackConfig,
@@ -122,13 +124,17 @@ class _Run:
         search = self.searches.get(index)
         if step in (Step.BOUNDS, Step.CROWN):
             how = ProvenBy.ROOT_BOUNDS
-        elif step in (Step.ALPHA, Step.SDP):
+        elif step is Step.ALPHA:
             how = ProvenBy.ROOT_ALPHA
+        elif step is Step.SDP:
+            how = ProvenBy.ROOT_SDP
         elif isinstance(search, InputSplitSearch) and search.final is Status.UNSAT:
             how = ProvenBy.INPUT_SPLIT
         else:
             how = {ReluSplitSearch: ProvenBy.RELU_SPLIT, NeuronSplitSearch: ProvenBy.NEURON_SPLIT}.get(
                 type(search), ProvenBy.EXACT)
+        if how in (ProvenBy.ROOT_ALPHA, ProvenBy.RELU_SPLIT):
+            self.recorder.root_proof(index, self.proofs[index].root_proof())
         self.recorder.proven(index, how)
 
     def record_seconds(self, step: Step, seconds: float) -> None:
@@ -142,6 +148,7 @@ class _Run:
         if step is Step.BOUNDS:
             self.proofs[index] = RegionProof(self.bounds_graph, region, self.root_crown(), self.config.alpha,
                                              self.deadline, defer_crown=True)
+            self.proofs[index].record = None if self.recorder is None else RootRecord()
         proof = self.proofs[index]
         if step in (Step.BOUNDS, Step.CROWN, Step.ALPHA, Step.SDP):
             proven = self.bound_step(step, proof)
@@ -356,6 +363,7 @@ class _Run:
         self.stats.setdefault("tighten", []).append(stats.as_dict())
         if not stats.layers:
             return False
+        proof.record = None  # bounds tightened by search (MILP) write no proof: the region is not certified
         began = time.monotonic()
         proven = proof.tighten(bounds, deadline.sooner(self.alpha_seconds(proof)))
         self.stats["tighten"][-1]["alpha_seconds"] = time.monotonic() - began
@@ -392,8 +400,9 @@ class _Run:
         if mode is not BabMode.RELU or proof.crown is None:
             return None
         if splittable_layers(self.bounds_graph):
+            logs = None if self.recorder is None else partial(self.recorder.clause_log, index)
             return ReluSplitSearch(self.bounds_graph, self.attack_graph, region, proof.open, proof.crown,
-                                   confirm, self.config.relu_split, self.reporter)
+                                   confirm, self.config.relu_split, self.reporter, logs)
         return self.neuron_search(region, proof, confirm)
 
     def neuron_search(self, region: Region, proof: RegionProof, confirm: Callable[[np.ndarray], bool]
@@ -448,6 +457,7 @@ def verify_problem(problem: Problem, timeout: float | None = None, config: Verif
     ``stats["certificate"]`` describes it)."""
     start = time.monotonic()
     config = config or VerifierConfig()
+    config = config if certificate is None else config.for_certificates()
     deadline = Deadline.after(timeout)
     numerical_hygiene(config.seed)
     run = _Run(problem, config, deadline, ops, progress, certify=certificate is not None)

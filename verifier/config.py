@@ -7,7 +7,7 @@ here is global or mutated during a run.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
@@ -370,6 +370,16 @@ class VerifierConfig:
 
     def __post_init__(self) -> None:
         coerce_modes(self, {"bab": (BabMode, "branch-and-bound mode"), "method": (Method, "method")})
+
+    def for_certificates(self) -> VerifierConfig:
+        """This configuration as a run writing a proof certificate uses it: alpha-CROWN's
+        slopes are chosen for the final rows only (those a certificate records), and regions
+        searched by ReLU splitting get their intermediate bounds from alpha-CROWN value by value
+        instead (each bound with its own recorded slopes: the certificate's claims), as much
+        as the joint run gets on MNIST fc (``benchmarks/certificates.py``)."""
+        relu = replace(self.schedule.relu, value_alpha=AlphaConfig(iterations=15, learning_rate=0.2), joint_alpha=None)
+        return replace(self, alpha=replace(self.alpha, intermediate=False),
+                       schedule=replace(self.schedule, relu=relu))
 
 
 GPU_BATCH = 1024  # domains per search round on a GPU (CPU: the search configs' defaults)

@@ -84,10 +84,11 @@ class Ladder:
         return bool(clause_refuted(clause, self.y_lower, self.y_upper).all())
 
     def rows(self, clause: Clause, rung: Rung, deadline: Deadline | None = None, sdp: SdpConfig | None = None,
-             seed: int = 0, stop_above: float | None = None, alpha: AlphaConfig | None = None) -> Tensor:
+             seed: int = 0, stop_above: float | None = None, alpha: AlphaConfig | None = None,
+             record: dict[str, Tensor] | None = None) -> Tensor:
         """Certified lower bounds ``(rows,)`` of ``C_r y - d_r`` at ``rung``: intervals, CROWN,
         alpha-CROWN (options ``alpha``, default the ladder's; until ``deadline``, stopping once
-        a row is positive) or the low-rank SDP
+        a row is positive; ``record``: its slopes, as :func:`crown_rows` takes) or the low-rank SDP
         (options ``sdp``, until ``deadline``; rows after one above ``stop_above`` are skipped,
         ``-inf``).
 
@@ -99,7 +100,7 @@ class Ladder:
         if rung is Rung.CROWN:
             return crown_rows(self.crown(), clause)[0]
         if rung is Rung.ALPHA:
-            return crown_rows(self.crown(), clause, True, deadline, alpha or self.alpha_config)[0]
+            return crown_rows(self.crown(), clause, True, deadline, alpha or self.alpha_config, record)[0]
         return self.sdp_rows(clause, deadline, sdp, seed, stop_above).lower
 
     def joint_alpha_rows(self, clauses: list[Clause], deadline: Deadline | None = None,

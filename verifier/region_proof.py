@@ -4,6 +4,7 @@ refuted or the rungs run out."""
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import replace
@@ -13,8 +14,10 @@ import numpy as np
 from torch import Tensor
 
 from verifier.attack.guides import distinct_points, row_corners
+from verifier.bab.relu_domains import splittable_layers
 from verifier.bounds.crown import Crown
 from verifier.bounds.value_alpha import value_alpha_bounds
+from verifier.certificate.claims import RootProof, RootRecord
 from verifier.config import AlphaConfig, CrownConfig, SdpConfig, StepBudget
 from verifier.deadline import Deadline
 from verifier.graph.torch_graph import TorchGraph
@@ -44,6 +47,8 @@ class RegionProof:
         self.lower, self.upper = self.ladder.lower, self.ladder.upper
         self.crown: Crown | None = None
         self.open = [c for c in region.clauses if not self.ladder.interval_refutes(c)]
+        self.clause_index = {id(c): i for i, c in enumerate(region.clauses)}
+        self.record: RootRecord | None = None  # set (before ALPHA) to record the root's proof for a certificate
         self._crown_climbed = False
         self._guides: list[Tensor] = []
         if not defer_crown:
@@ -70,10 +75,15 @@ class RegionProof:
             if deadline is not None and deadline.expired():
                 still_open.append(clause)
                 continue
-            if not bool((self.ladder.rows(clause, rung, deadline, alpha=alpha) > 0).any()):
+            final_only = not (alpha or self.ladder.alpha_config or AlphaConfig()).intermediate  # final-row slopes only
+            slopes: dict[str, Tensor] | None = {} if self.record is not None and rung is Rung.ALPHA and final_only \
+                else None
+            if not bool((self.ladder.rows(clause, rung, deadline, alpha=alpha, record=slopes) > 0).any()):
                 still_open.append(clause)
                 if self.crown is not None:
                     self._guides.append(row_corners(self.crown, self.lower, self.upper))
+            elif self.record is not None and (rung is Rung.CROWN or slopes is not None):
+                self.record.add_rows(self.clause_index[id(clause)], slopes or {})  # CROWN's rows: a checker's own
         return still_open
 
     def take_guides(self) -> Tensor | None:
@@ -81,6 +91,15 @@ class RegionProof:
         (distinct, ``(P, n)``; None when there are none): attack starting points, not bounds."""
         guides, self._guides = distinct_points(self._guides), []
         return guides
+
+    def root_proof(self) -> RootProof | None:
+        """The root's proof data for a certificate (None: nothing was recorded, or no CROWN)."""
+        if self.record is None or self.crown is None:
+            return None
+        relus = [(layer.node, layer.value) for layer in splittable_layers(self.ladder.tgraph)]
+        bounds = {value: tuple(b.detach().reshape(-1).cpu().double().numpy() for b in self.crown.bounds[value])
+                  for _, value in relus}
+        return RootProof(self.record, bounds, relus)  # type: ignore[arg-type]
 
     @property
     def proven(self) -> bool:
@@ -162,9 +181,11 @@ class RegionProof:
         of the open clauses (cheap), until the region is proven or the next round would not end
         within ``budget.value_alpha_share`` of the time to ``deadline`` (one round without a
         deadline). An instance the first rounds prove does not wait for the long ones; the
-        bounds of every round start from the last one's. Returns :attr:`proven`."""
+        bounds of every round start from the last one's (without a finite deadline, one round:
+        the doubling rounds would not end). Returns :attr:`proven`."""
         assert budget.value_alpha is not None
-        share = None if deadline is None else deadline.sooner(budget.value_alpha_share * deadline.remaining())
+        share = None if deadline is None or not math.isfinite(deadline.remaining()) else \
+            deadline.sooner(budget.value_alpha_share * deadline.remaining())  # no deadline: one round
         final_rows = replace(budget.joint_alpha or AlphaConfig(), intermediate=False)
         steps, last = budget.value_alpha.iterations, 0.0
         while not self.proven:
@@ -187,7 +208,7 @@ class RegionProof:
         added to ``stats["value_alpha"]``. Returns :attr:`proven`."""
         if self.crown is None or self.proven:
             return self.proven
-        prior, record = value_alpha_bounds(self.crown, config, deadline)
+        prior, record = value_alpha_bounds(self.crown, config, deadline, self.record)
         if stats is not None:
             stats.setdefault("value_alpha", []).append(record.as_dict())
         return self.tighten_crown(prior)

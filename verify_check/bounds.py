@@ -121,11 +121,14 @@ def _relu_lines(lam: np.ndarray, lo: np.ndarray, hi: np.ndarray, slopes: np.ndar
 
 
 def backward(chain: Chain, values: Values, top: int, lam: np.ndarray, const: np.ndarray,
-             slopes: dict[int, np.ndarray] | None = None) -> Linear:
+             slopes: dict[int, np.ndarray] | None = None, betas: dict[int, np.ndarray] | None = None) -> Linear:
     """A certified lower bound of ``lam · v_top + const`` over each box (``lam`` ``(B, R, size)``,
     ``const`` ``(B, R)``), for the float32 model, by CROWN's backward pass with the given
     bounds of the values below ``top``; ``slopes``: lower slopes ``(B, R, n)`` in ``[0, 1]``
-    of the ReLU layers they name (by layer index)."""
+    of the ReLU layers they name (by layer index); ``betas``: ``beta s`` ``(B, R, n)`` of the
+    ReLU layers they name, ``beta >= 0`` and ``s`` the sign of a split on the layer's input
+    ``x`` (0 if unsplit): ``-beta s x`` is added (``<= 0`` where the splits hold: the bound
+    then holds on the box's points that satisfy them)."""
     const, mag = const.copy(), np.abs(const)
     allow = np.zeros_like(const)
     widest = max(v.shape[1] for v in values.lo)
@@ -138,6 +141,9 @@ def backward(chain: Chain, values: Values, top: int, lam: np.ndarray, const: np.
         if layer.kind is Kind.RELU:
             lam, term = _relu_lines(lam, lo, hi, None if slopes is None else slopes.get(i - 1))
             const, mag = const + term, mag + np.abs(term)
+            if betas is not None and i - 1 in betas:  # one more rounding: the products, then the difference
+                allow += U64 * np.einsum("brn,bn->br", np.abs(lam), _mag(lo, hi))
+                lam = lam - betas[i - 1]
             allow += U64 * np.einsum("brn,bn->br", np.abs(lam), _mag(lo, hi))  # the products' rounding
         elif layer.kind is Kind.DENSE:
             assert layer.weight is not None
@@ -231,11 +237,12 @@ def relu_inputs(chain: Chain) -> list[int]:
 
 def bound_values(chain: Chain, lower: np.ndarray, upper: np.ndarray,
                  prior: dict[int, tuple[np.ndarray, np.ndarray]], given: dict[int, np.ndarray] | None = None,
-                 refine: bool = True) -> Values:
+                 refine: bool = True, stop: int | None = None) -> Values:
     """Bounds of every value over the boxes ``(B, n)``: intervals, forward forms, and at each
     ReLU's input (after a first ReLU, unless not ``refine``) CROWN (with the default lower
     slopes and, where ``given``, with those: ``(B, n)`` per ReLU layer index), all intersected
-    with ``prior`` (bounds of ReLU inputs known to hold on these boxes, e.g. a parent box's)."""
+    with ``prior`` (bounds of ReLU inputs known to hold on these boxes, e.g. a parent box's);
+    values after ``stop`` are left out."""
     values = Values([lower.copy()], [upper.copy()], [None])
     seen_relu = False
     feeds = set(relu_inputs(chain))
@@ -261,16 +268,19 @@ def bound_values(chain: Chain, lower: np.ndarray, upper: np.ndarray,
             if seen_relu and refine:
                 _refine(chain, values, i, given)
         seen_relu = seen_relu or layer.kind is Kind.RELU
+        if i == stop:
+            break
     return values
 
 
 def row_bounds(chain: Chain, values: Values, C: np.ndarray, d: np.ndarray,
-               slopes: dict[int, np.ndarray] | None = None) -> Linear:
+               slopes: dict[int, np.ndarray] | None = None, betas: dict[int, np.ndarray] | None = None) -> Linear:
     """CROWN's certified lower bounds ``(B, R)`` of the rows ``C y - d`` (``C`` ``(R, out)``)
-    with their input coefficients."""
+    with their input coefficients (``slopes``, ``betas``: see :func:`backward`)."""
     batch = values.lo[0].shape[0]
     lam = np.broadcast_to(C[None], (batch, *C.shape))
-    return backward(chain, values, len(chain.layers), lam, np.broadcast_to(-d, (batch, d.size)).copy(), slopes)
+    return backward(chain, values, len(chain.layers), lam, np.broadcast_to(-d, (batch, d.size)).copy(), slopes,
+                    betas)
 
 
 def interval_rows(values: Values, C: np.ndarray, d: np.ndarray) -> np.ndarray:

@@ -16,10 +16,13 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 from verify_check.bounds import relu_inputs
-from verify_check.certificate import CertificateError, CoverageError, read_certificate, region_tree
-from verify_check.model import ModelError, read_model
-from verify_check.spec import SpecError, read_spec
+from verify_check.certificate import CertificateError, CoverageError, read_certificate, region_claims, region_tree
+from verify_check.claims import ClaimError, checked_claims
+from verify_check.model import Chain, ModelError, read_model
+from verify_check.spec import Region, SpecError, float32_box, read_spec
 from verify_check.tree import Invalid, check_region, spec_rows, value_sizes
 
 VALID, INVALID, INCOMPLETE, UNREADABLE = 0, 1, 2, 3
@@ -57,8 +60,7 @@ def check(model: str, spec: str, certificate: str) -> tuple[int, str]:
             missing.append(f"region {index} ({mark.get('reason', 'no reason given')})")
             continue
         try:
-            tree = region_tree(arrays, index, chain.inputs, spec_rows(region).d.size, relu_sizes)
-            leaves += check_region(chain, region, tree)
+            leaves += _check_region(chain, region, mark, arrays, f"r{index}_", relu_sizes)
         except CoverageError as exc:
             return INVALID, f"invalid: region {index}: {exc}"
         except CertificateError as exc:
@@ -68,6 +70,29 @@ def check(model: str, spec: str, certificate: str) -> tuple[int, str]:
     if missing:
         return INCOMPLETE, "incomplete: uncertified " + "; ".join(missing)
     return VALID, f"valid ({len(regions)} regions, {leaves} leaves)"
+
+
+def _check_region(chain: Chain, region: Region, mark: dict, arrays: dict[str, np.ndarray], prefix: str,
+                  relu_sizes: list[int]) -> int:
+    """Checks a region's claims and trees (every clause refuted by one); returns the leaves."""
+    count = len(region.C)
+    trees = mark.get("trees", [list(range(count))])
+    if not isinstance(trees, list) or not all(isinstance(t, list) and all(isinstance(k, int) and 0 <= k < count
+                                                                           for k in t) for t in trees):
+        raise CertificateError("its trees' clause lists are malformed")
+    if set().union(*map(set, trees)) != set(range(count)):
+        raise Invalid(f"its trees refute clauses {sorted(set().union(*map(set, trees)))} of 0 to {count - 1}")
+    claims: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    found = region_claims(arrays, prefix, relu_sizes)
+    if found is not None:
+        try:
+            claims = checked_claims(chain, *float32_box(region), found)
+        except ClaimError as exc:
+            raise Invalid(str(exc)) from None
+    rows = spec_rows(region).d.size
+    return sum(check_region(chain, region, region_tree(arrays, prefix if t == 0 else f"{prefix}t{t}_", chain.inputs,
+                                                       rows, relu_sizes, clauses), claims)
+               for t, clauses in enumerate(trees))
 
 
 def main(argv: list[str] | None = None) -> int:

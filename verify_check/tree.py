@@ -23,7 +23,7 @@ from fractions import Fraction
 import numpy as np
 
 from verify_check.bounds import Linear, Values, bound_values, interval_rows, relu_inputs, row_bounds
-from verify_check.certificate import HIGH, LOW, REBOUND, ROOT, Tree
+from verify_check.certificate import ACTIVE, HIGH, INACTIVE, LOW, REBOUND, ROOT, Tree
 from verify_check.model import Chain, Kind
 from verify_check.spec import Region, float32_box
 
@@ -44,6 +44,7 @@ class Level:
     prior: dict[int, tuple[np.ndarray, np.ndarray]]
     best: np.ndarray
     closed: np.ndarray
+    signs: dict[int, np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,31 @@ def _boxes(tree: Tree, ids: np.ndarray, level: Level | None, root: tuple[np.ndar
     hi[low, dims[low]] = points[low]
     lo[high, dims[high]] = points[high]
     return lo, hi, pos
+
+
+def _signs(chain: Chain, tree: Tree, ids: np.ndarray, level: Level | None, pos: np.ndarray
+           ) -> dict[int, np.ndarray]:
+    """The ReLU splits on the nodes' paths ``(B, n)`` by ReLU input value (+1: ``x >= 0``,
+    -1: ``x <= 0``, 0: not split): the parent's, and the node's own split."""
+    feeds = relu_inputs(chain)
+    signs = {} if level is None else {i: s[pos].copy() for i, s in level.signs.items()}
+    for row in np.nonzero(tree.kind[ids] >= INACTIVE)[0]:
+        node = int(ids[row])
+        value = feeds[int(tree.dim[node])]
+        if value not in signs:
+            signs[value] = np.zeros((ids.size, value_sizes(chain)[value]))
+        signs[value][row, tree.neuron[node]] = 1.0 if tree.kind[node] == ACTIVE else -1.0
+    return signs
+
+
+def _clamped(prior: dict[int, tuple[np.ndarray, np.ndarray]], signs: dict[int, np.ndarray]
+             ) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """``prior`` with every split neuron's bounds clamped to its side."""
+    out = dict(prior)
+    for i, s in signs.items():
+        lo, hi = prior.get(i, (np.full(s.shape, -np.inf), np.full(s.shape, np.inf)))
+        out[i] = (np.where(s > 0, np.maximum(lo, 0.0), lo), np.where(s < 0, np.minimum(hi, 0.0), hi))
+    return out
 
 
 def _clause_boxes(lo: np.ndarray, hi: np.ndarray, lower: np.ndarray, coeff: np.ndarray, member: np.ndarray
@@ -143,35 +169,58 @@ def _given_slopes(chain: Chain, tree: Tree, ids: np.ndarray) -> dict[int, np.nda
 
 
 def _given_rows(chain: Chain, ids: np.ndarray, values: Values, rows: Rows, index: dict[int, int],
-                given: dict[int, np.ndarray]) -> Linear:
+                given: dict[int, np.ndarray], betas: tuple[dict[int, int], dict[int, np.ndarray],
+                                                        dict[int, np.ndarray]] | None = None) -> Linear:
     """Row bounds ``(B, R)`` and coefficients with the certificate's lower slopes (``given``,
     by ReLU position: per row ``(A, R, n)`` or for all rows ``(A, n)``) at the nodes ``index``
-    names; ``-inf`` (and zero coefficients) at the others."""
+    names, with ``betas`` (node -> row, multipliers by ReLU position, split signs by ReLU input
+    value ``(B, n)``) where given; ``-inf`` (and zero coefficients) at the other nodes."""
     found = Linear(np.full((ids.size, rows.d.size), -np.inf), np.zeros((ids.size, rows.d.size, chain.inputs)))
     sel = np.array([i for i, node in enumerate(ids.tolist()) if node in index], dtype=np.int64)
     if sel.size == 0 or not given:
         return found
     which = np.array([index[int(ids[i])] for i in sel])
-    relus = [i for i, layer in enumerate(chain.layers) if layer.kind is Kind.RELU]
+    relus = relu_inputs(chain)
     slopes = {relus[j]: s[which] if s.ndim == 3 else np.broadcast_to(s[which][:, None], (sel.size, rows.d.size,
                                                                                           s.shape[1]))
               for j, s in given.items()}
     part = Values([v[sel] for v in values.lo], [v[sel] for v in values.hi],
                   [None if e is None else e[sel] for e in values.err])
-    bound = row_bounds(chain, part, rows.C, rows.d, slopes)
+    bound = row_bounds(chain, part, rows.C, rows.d, slopes, _split_terms(chain, ids[sel], betas, sel))
     found.lower[sel], found.coeff[sel] = bound.lower, bound.coeff
     return found
 
 
-def _node_rows(chain: Chain, tree: Tree, ids: np.ndarray, values: Values, rows: Rows) -> tuple[np.ndarray, Linear,
-                                                                                              Linear]:
+def _split_terms(chain: Chain, ids: np.ndarray, betas: tuple[dict[int, int], dict[int, np.ndarray],
+                                                              dict[int, np.ndarray]] | None, sel: np.ndarray
+                 ) -> dict[int, np.ndarray] | None:
+    """``beta s`` ``(A, R, n)`` by ReLU input value for the nodes ``ids`` (rows ``sel`` of the
+    signs); zero for nodes without multipliers and neurons not split."""
+    if betas is None or not betas[1]:
+        return None
+    index, beta, signs = betas
+    where = np.array([index.get(int(node), -1) for node in ids.tolist()])
+    relus = relu_inputs(chain)
+    terms = {}
+    for j, b in beta.items():
+        value = relus[j]
+        if value in signs:
+            picked = np.where((where >= 0)[:, None, None], b[np.maximum(where, 0)], 0.0)
+            terms[value] = picked * signs[value][sel][:, None, :]
+    return terms
+
+
+def _node_rows(chain: Chain, tree: Tree, ids: np.ndarray, values: Values, rows: Rows,
+               signs: dict[int, np.ndarray]) -> tuple[np.ndarray, Linear, Linear]:
     """The best row bounds ``(B, R)`` of nodes ``ids`` on their values (CROWN with the default
-    and the certificate's slopes, alpha slopes, intervals), and the two CROWN bounds."""
+    and the certificate's slopes, alpha slopes with the split multipliers, intervals), and the
+    two CROWN bounds."""
     crown = row_bounds(chain, values, rows.C, rows.d)
     given = _given_rows(chain, ids, values, rows, tree.lower_index, tree.lower)
     best = np.maximum(np.maximum(crown.lower, given.lower), interval_rows(values, rows.C, rows.d))
     best = np.maximum(best, _single_rows(values, rows))
-    return np.maximum(best, _given_rows(chain, ids, values, rows, tree.alpha_index, tree.alpha).lower), crown, given
+    alpha = _given_rows(chain, ids, values, rows, tree.alpha_index, tree.alpha, (tree.beta_index, tree.beta, signs))
+    return np.maximum(best, alpha.lower), crown, given
 
 
 def _refuted(best: np.ndarray, rows: Rows) -> np.ndarray:
@@ -217,20 +266,23 @@ def _handed_on(chain: Chain, tree: Tree, ids: np.ndarray, level: Level, root: tu
     values = bound_values(chain, lo, hi, prior, _given_slopes(chain, tree, ids), refine=False)
     keep = {i: (values.lo[i], values.hi[i]) for i in relu_inputs(chain)}
     return Level({int(n): r for r, n in enumerate(ids.tolist())}, lo, hi, keep, level.best[pos].copy(),
-                 level.closed[pos].copy())
+                 level.closed[pos].copy(), {i: s[pos] for i, s in level.signs.items()})
 
 
 def _chunk(chain: Chain, tree: Tree, ids: np.ndarray, level: Level | None, rows: Rows,
-           root: tuple[np.ndarray, np.ndarray]) -> Level:
+           root: tuple[np.ndarray, np.ndarray], claims: dict[int, tuple[np.ndarray, np.ndarray]]) -> Level:
     """Bounds one chunk of a level's nodes and checks them (see the module docstring). A leaf
-    left with a clause open is bounded once more without its parent's bounds (CROWN's bounds
-    are not monotone in the intermediate bounds: tighter ones can give a looser row bound)."""
+    left with a clause open is bounded once more without its parent's bounds, from the checked
+    ``claims`` alone (CROWN's bounds are not monotone in the intermediate bounds: tighter ones
+    can give a looser row bound)."""
     lo, hi, pos = _boxes(tree, ids, level, root)
-    prior = {} if level is None else {i: (b[0][pos], b[1][pos]) for i, b in level.prior.items()}
+    signs = _signs(chain, tree, ids, level, pos)
+    prior = _clamped({i: (b[0][pos], b[1][pos]) for i, b in (claims if level is None else level.prior).items()}, signs)
     slopes = _given_slopes(chain, tree, ids)
     values = bound_values(chain, lo, hi, prior, slopes)
-    best, crown, given = _node_rows(chain, tree, ids, values, rows)
-    closed = np.zeros((ids.size, rows.member.shape[1]), dtype=bool)
+    best, crown, given = _node_rows(chain, tree, ids, values, rows, signs)
+    others = ~np.isin(np.arange(rows.member.shape[1]), tree.clauses)  # clauses other trees refute
+    closed = np.broadcast_to(others, (ids.size, others.size)).copy()
     if level is not None:
         best, closed = np.maximum(best, level.best[pos]), level.closed[pos].copy()
     closed |= _refuted(best, rows)
@@ -243,15 +295,18 @@ def _chunk(chain: Chain, tree: Tree, ids: np.ndarray, level: Level | None, rows:
     retry = np.nonzero(leaves & ~closed.all(axis=1))[0]
     if retry.size:
         part = None if slopes is None else {j: s[retry] for j, s in slopes.items()}
-        fresh = bound_values(chain, lo[retry], hi[retry], {}, part)
-        best[retry] = np.maximum(best[retry], _node_rows(chain, tree, ids[retry], fresh, rows)[0])
+        mine = {i: s[retry] for i, s in signs.items()}
+        floor = _clamped({i: (np.repeat(b[0], retry.size, 0), np.repeat(b[1], retry.size, 0))
+                          for i, b in claims.items()}, mine)
+        fresh = bound_values(chain, lo[retry], hi[retry], floor, part)
+        best[retry] = np.maximum(best[retry], _node_rows(chain, tree, ids[retry], fresh, rows, mine)[0])
         closed[retry] |= _refuted(best[retry], rows)
     for row in np.nonzero(leaves & ~closed.all(axis=1))[0]:
         k = int(np.nonzero(~closed[row])[0][0])
         bound = float(np.max(np.where(rows.member[:, k] > 0, best[row], -np.inf)))
         raise Invalid(f"leaf {int(ids[row])}: clause {k} is not refuted (its best row bound is {bound:.6g})")
     keep = {i: (values.lo[i], values.hi[i]) for i in relu_inputs(chain)}
-    return Level({int(n): r for r, n in enumerate(ids.tolist())}, final_lo, final_hi, keep, best, closed)
+    return Level({int(n): r for r, n in enumerate(ids.tolist())}, final_lo, final_hi, keep, best, closed, signs)
 
 
 def _joined(parts: list[Level]) -> Level:
@@ -264,11 +319,19 @@ def _joined(parts: list[Level]) -> Level:
     return Level(position, np.concatenate([p.lower for p in parts]), np.concatenate([p.upper for p in parts]),
                  {i: (np.concatenate([p.prior[i][0] for p in parts]), np.concatenate([p.prior[i][1] for p in parts]))
                   for i in parts[0].prior}, np.concatenate([p.best for p in parts]),
-                 np.concatenate([p.closed for p in parts]))
+                 np.concatenate([p.closed for p in parts]), _joined_signs(parts))
 
 
-def check_region(chain: Chain, region: Region, tree: Tree) -> int:
-    """Checks one region's tree; returns the number of leaves. Raises :class:`Invalid`."""
+def _joined_signs(parts: list[Level]) -> dict[int, np.ndarray]:
+    """The parts' split signs stacked (zeros where a part has none on a value)."""
+    widths = {i: s.shape[1] for part in parts for i, s in part.signs.items()}
+    return {i: np.concatenate([p.signs.get(i, np.zeros((p.lower.shape[0], n))) for p in parts])
+            for i, n in widths.items()}
+
+
+def check_region(chain: Chain, region: Region, tree: Tree, claims: dict[int, tuple[np.ndarray, np.ndarray]]) -> int:
+    """Checks one tree of a region, from the region's checked ``claims`` (ReLU input value ->
+    bounds ``(1, n)``); returns the number of leaves. Raises :class:`Invalid`."""
     depth = np.zeros(tree.parent.size, dtype=np.int64)
     for node in range(1, tree.parent.size):
         depth[node] = depth[tree.parent[node]] + 1
@@ -282,7 +345,7 @@ def check_region(chain: Chain, region: Region, tree: Tree) -> int:
         if d == 0 and (ids.size != 1 or tree.kind[ids[0]] != ROOT):
             raise Invalid("the tree must have one root")
         light = np.array([_passes_on(tree, int(node)) for node in ids], dtype=bool)
-        parts = [_chunk(chain, tree, ids[~light][s:s + CHUNK], level, rows, root)
+        parts = [_chunk(chain, tree, ids[~light][s:s + CHUNK], level, rows, root, claims)
                  for s in range(0, int((~light).sum()), CHUNK)]
         if level is not None:
             parts += [_handed_on(chain, tree, ids[light][s:s + CHUNK], level, root)

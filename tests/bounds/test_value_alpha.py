@@ -138,7 +138,8 @@ def test_value_rounds_double_their_steps_until_their_share_of_the_time_is_spent(
     that would not end within the value share of the alpha time."""
     asked: list[int] = []
 
-    def unchanged(crown: Crown, config: AlphaConfig, deadline: object = None) -> tuple[dict[str, Bounds], object]:
+    def unchanged(crown: Crown, config: AlphaConfig, deadline: object = None,
+                  record: object = None) -> tuple[dict[str, Bounds], object]:
         asked.append(config.iterations)
         time.sleep(0.05 * config.iterations / 15)  # a round's time grows with its steps
         return dict(crown.bounds), value_alpha.ValueAlphaStats()
@@ -152,6 +153,24 @@ def test_value_rounds_double_their_steps_until_their_share_of_the_time_is_spent(
     assert not proof.proven
     assert len(asked) >= 3 and asked == [15 * 2**i for i in range(len(asked))]
     assert time.monotonic() - began < 8.0 + 1.0  # the rounds kept to their share (half of 16 s)
+
+
+def test_without_a_deadline_one_round_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No deadline (``verify`` without ``--timeout``): one round, not doubling rounds without
+    end (each round twice as long as the last, none ever past an infinite share)."""
+    asked: list[int] = []
+
+    def unchanged(crown: Crown, config: AlphaConfig, deadline: object = None,
+                  record: object = None) -> tuple[dict[str, Bounds], object]:
+        asked.append(config.iterations)
+        assert len(asked) < 4, "value-alpha rounds without end"
+        return dict(crown.bounds), value_alpha.ValueAlphaStats()
+
+    monkeypatch.setattr(region_proof, "value_alpha_bounds", unchanged)
+    proof = _eran_4214_proof()
+    monkeypatch.setattr(proof, "_still_open", lambda *args: proof.open)
+    proof.optimise(Deadline.after(None), replace(ScheduleConfig().smooth, joint_alpha=None), {})
+    assert asked == [15]
 
 
 def test_value_rounds_stop_at_the_round_that_proves_the_region() -> None:

@@ -1,11 +1,11 @@
-"""What a certificate says about each region: certified where interval/CROWN bounds or input
-splitting proved it (and then ``verify-check`` re-derives it: ``valid``), uncertified with the
-reason elsewhere (``incomplete``), never silently missing. Checked on the cross-check's random
+"""What a certificate says about each region: certified where interval/CROWN bounds, input
+splitting, alpha-CROWN at the root or ReLU splitting proved it (and then ``verify-check``
+re-derives it: ``valid``), uncertified with the reason elsewhere (the SDP bound, leaves handed to
+the MILP engine: ``incomplete``), never silently missing. Checked on the cross-check's random
 networks, whose proofs take each of these ways."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +16,7 @@ from tests.bab.test_cross_check import _network
 from tests.verify_check.test_checker_cross_check import write_property
 from verifier.api import verify
 from verifier.certificate.log import NodeKind, ProofLog
-from verifier.config import VerifierConfig
+from verifier.config import BabMode, ReluSplitConfig, VerifierConfig
 from verify_check.cli import INCOMPLETE, VALID, check
 
 
@@ -29,14 +29,20 @@ def _run(tmp_path: Path, seed: int, config: VerifierConfig) -> tuple[dict, tuple
     return result.stats["certificate"], check(str(model), str(spec), str(proof))
 
 
-@pytest.mark.parametrize("seed, bab, code, reason", [
-    (3, "auto", VALID, "valid (1 regions, 1 leaves)"),  # CROWN on the whole box
-    (0, "auto", VALID, "valid"),  # input splitting
-    (0, "relu", INCOMPLETE, "ReLU-split branch and bound"),
-    (6, "relu", INCOMPLETE, "alpha-CROWN or SDP bounds on the whole box"),
-])
-def test_regions_are_certified_or_marked(tmp_path: Path, seed: int, bab: str, code: int, reason: str) -> None:
-    stats, (found, message) = _run(tmp_path, seed, replace(VerifierConfig(), bab=bab))
+FEW_STEPS = ReluSplitConfig(iterations=1, root_iterations=1, estimated_steps=False)  # leaves left to the MILP engine
+
+
+@pytest.mark.parametrize("seed, config, code, reason", [
+    (3, VerifierConfig(), VALID, "valid (1 regions, 1 leaves)"),  # CROWN on the whole box
+    (0, VerifierConfig(), VALID, "valid"),  # input splitting
+    (0, VerifierConfig(bab=BabMode.RELU), VALID, "valid (1 regions, 4 leaves)"),  # ReLU splitting
+    (6, VerifierConfig(bab=BabMode.RELU), VALID, "valid (1 regions, 1 leaves)"),  # alpha-CROWN at the root
+    (0, VerifierConfig(bab=BabMode.RELU, relu_split=FEW_STEPS), INCOMPLETE, "leaves decided by the MILP engine"),
+    (7, VerifierConfig(bab=BabMode.RELU, sdp_before_bab=True), INCOMPLETE, "low-rank SDP bounds on the whole box"),
+], ids=["crown", "input-split", "relu-split", "root-alpha", "milp-leaves", "sdp"])
+def test_regions_are_certified_or_marked(tmp_path: Path, seed: int, config: VerifierConfig, code: int,
+                                         reason: str) -> None:
+    stats, (found, message) = _run(tmp_path, seed, config)
     assert found == code and reason in message, message
     assert stats["regions_certified"] == (1 if code == VALID else 0)
 
@@ -56,3 +62,18 @@ def test_halves_record_their_cut() -> None:
     assert arrays["r0_dim"].tolist() == [-1, 1, 1] and arrays["r0_point"][1:].tolist() == [0.25, 0.25]
     assert arrays["r0_parent"].tolist() == [-1, 0, 0] and arrays["r0_clip_lower"].shape == (0, 3)
     assert np.isnan(arrays["r0_point"][0])
+
+
+def test_relu_splits_record_their_neuron() -> None:
+    """A ReLU split's children: the active side, then the inactive one, with the split's ReLU
+    layer (position among the ReLU layers) and neuron; multipliers go with the leaves' slopes."""
+    log = ProofLog(2, (0,), (1,))
+    root = log.root()
+    ids = log.relu_halves(root, torch.tensor([1]), torch.tensor([7]))
+    log.alpha(ids, {0: torch.full((2, 1, 3), 0.5), 1: torch.full((2, 1, 9), 0.5)})
+    log.beta(ids, {0: torch.zeros(2, 1, 3), 1: torch.ones(2, 1, 9)})
+    arrays = log.arrays("r0_", 1, (0,))
+    assert ids.tolist() == [1, 2]
+    assert arrays["r0_kind"].tolist() == [NodeKind.ROOT, NodeKind.ACTIVE, NodeKind.INACTIVE]
+    assert arrays["r0_dim"].tolist() == [-1, 1, 1] and arrays["r0_neuron"].tolist() == [-1, 7, 7]
+    assert arrays["r0_beta_node"].tolist() == [1, 2] and arrays["r0_beta_1"].shape == (2, 1, 9)

@@ -13,10 +13,12 @@ from torch import Tensor
 from verifier.attack.guides import minimising_corners
 from verifier.bab.common import BabStats, hardest_rows
 from verifier.bab.relu_domains import Bounds, _Domains, _Layer
+from verifier.bab.relu_log import log_refuted
 from verifier.bounds.ascent import Adam
 from verifier.bounds.backward import Multipliers
 from verifier.bounds.crown import FINAL, Crown, CrownConfig
 from verifier.bounds.objective import spec_rows, stack_clauses
+from verifier.certificate.log import ProofLog
 from verifier.config import ReluSplitConfig
 from verifier.deadline import Deadline
 from verifier.graph.torch_graph import TorchGraph
@@ -203,14 +205,16 @@ class _Pending:
 
 
 def _bound(bounder: _BetaBounder, domains: _Domains, iterations: int, deadline: Deadline,
-           stats: BabStats) -> tuple[_Pending, Tensor, Tensor]:
+           stats: BabStats, log: ProofLog | None = None) -> tuple[_Pending, Tensor, Tensor]:
     """Bounds a batch; returns the domains not refuted (with their new bounds, slopes,
     multipliers, open clauses and hardness), the corner of each one's hardest row ``(P, n)``
-    and that row's index ``(P,)``."""
+    and that row's index ``(P,)``. ``log``: records the refuted domains' slopes and
+    multipliers (:func:`~verifier.bab.relu_log.log_refuted`)."""
     bounded = bounder(domains, iterations, deadline)
     still_open, hardness, row = hardest_rows(bounded.rows, domains.open)
     stats.domains_bounded += domains.size
     keep = still_open.any(dim=1)
+    log_refuted(log, domains, ~keep, bounded.alpha, bounded.beta, bounder.layers)
     stats.domains_proven += int((~keep).sum())
     updated = domains.with_state(bounds=bounded.bounds, alpha=bounded.alpha, beta=bounded.beta, open=still_open,
                                  hardness=hardness).take(keep)

@@ -42,7 +42,8 @@ class _Domains:
     hardest open clause's best row bound (lower: further from refuted); ``objective``: ``(M,)``
     int64, which of the bounder's objectives each domain bounds (None: the first, for all; a
     search for many single-row bounds at once keeps each row's domains in one batch,
-    :mod:`verifier.bab.row_search`)."""
+    :mod:`verifier.bab.row_search`); ``node``: ``(M,)`` int64, each domain's node in the proof
+    log (:mod:`verifier.certificate.log`; None: not recorded)."""
 
     bounds: dict[str, Bounds]
     split: dict[str, Tensor]
@@ -51,6 +52,7 @@ class _Domains:
     open: Tensor
     hardness: Tensor
     objective: Tensor | None = None
+    node: Tensor | None = None
 
     @property
     def size(self) -> int:
@@ -69,7 +71,8 @@ class _Domains:
         return _Domains({k: (lo[index], hi[index]) for k, (lo, hi) in self.bounds.items()},
                         {k: v[index] for k, v in self.split.items()}, {k: v[index] for k, v in self.alpha.items()},
                         {k: v[index] for k, v in self.beta.items()}, self.open[index], self.hardness[index],
-                        None if self.objective is None else self.objective[index])
+                        None if self.objective is None else self.objective[index],
+                        None if self.node is None else self.node[index.to(self.node.device)])
 
     def repeat(self, times: int) -> _Domains:
         """``times`` copies of the batch, one after the other."""
@@ -79,7 +82,8 @@ class _Domains:
         return _Domains({k: (rep(lo), rep(hi)) for k, (lo, hi) in self.bounds.items()},
                         {k: rep(v) for k, v in self.split.items()}, {k: rep(v) for k, v in self.alpha.items()},
                         {k: rep(v) for k, v in self.beta.items()}, rep(self.open), rep(self.hardness),
-                        None if self.objective is None else rep(self.objective))
+                        None if self.objective is None else rep(self.objective),
+                        None if self.node is None else rep(self.node))
 
     def with_state(self, **changes: Any) -> _Domains:
         """A copy with the named fields replaced (e.g. new bounds and multipliers after a
@@ -97,7 +101,8 @@ def _cat(parts: Sequence[_Domains]) -> _Domains:
                     {k: torch.cat([p.alpha[k] for p in parts]) for k in first.alpha},
                     {k: torch.cat([p.beta[k] for p in parts]) for k in first.beta},
                     torch.cat([p.open for p in parts]), torch.cat([p.hardness for p in parts]),
-                    None if first.objective is None else torch.cat([p.objective for p in parts]))  # type: ignore[misc]
+                    None if first.objective is None else torch.cat([p.objective for p in parts]),  # type: ignore[misc]
+                    None if first.node is None else torch.cat([p.node for p in parts]))  # type: ignore[misc]
 
 
 def splittable_layers(tgraph: TorchGraph) -> list[_Layer]:

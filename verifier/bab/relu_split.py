@@ -42,7 +42,7 @@ onnxruntime re-check) accepts ends the search with ``sat``.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -60,8 +60,10 @@ from verifier.bab.relu_domains import (
     count_unstable,
     splittable_layers,
 )
+from verifier.bab.relu_log import log_exact_leaves, log_root, log_splits
 from verifier.bounds.crown import Crown, CrownConfig
 from verifier.bounds.objective import crown_rows
+from verifier.certificate.log import ProofLog
 from verifier.config import ReluSplitConfig
 from verifier.deadline import Deadline
 from verifier.graph.torch_graph import TorchGraph
@@ -87,11 +89,13 @@ class ReluSplitSearch:
         confirm: the onnxruntime re-check of a flattened point; True ends the search (``sat``).
         config: the options.
         progress: told the domains left and the lowest open bound between rounds.
+        logs: a new proof log for a clause's search (:mod:`verifier.bab.relu_log`; None: the
+            searches are not recorded).
     """
 
     def __init__(self, bounds_graph: TorchGraph, attack_graph: TorchGraph, region: Region, clauses: Sequence[Clause],
                  root: Crown, confirm: Confirm, config: ReluSplitConfig | None = None,
-                 progress: Progress | None = None) -> None:
+                 progress: Progress | None = None, logs: Callable[[Clause], ProofLog] | None = None) -> None:
         self.bounds_graph, self.attack_graph, self.region, self.confirm = bounds_graph, attack_graph, region, confirm
         self.config = config or ReluSplitConfig()
         self.progress = progress
@@ -110,7 +114,8 @@ class ReluSplitSearch:
             # refuted first, where a counterexample is likeliest
             with torch.no_grad():
                 order = sorted(self.clauses, key=lambda c: float(crown_rows(root, c).max()))
-            self.searches = [_ClauseSearch(bounds_graph, self.layers, root, clause, self.config) for clause in order]
+            self.searches = [_ClauseSearch(bounds_graph, self.layers, root, clause, self.config,
+                                           None if logs is None else logs(clause)) for clause in order]
 
     def run(self, deadline: Deadline) -> BabOutcome:
         """Searches until the outcome is decided or ``deadline`` expires (``timeout``; a later
@@ -172,8 +177,8 @@ class _ClauseSearch:
     tried before a deadline wait in ``leaves`` for the next call."""
 
     def __init__(self, bounds_graph: TorchGraph, layers: Sequence[_Layer], root: Crown, clause: Clause,
-                 config: ReluSplitConfig) -> None:
-        self.layers, self.root, self.clause, self.config = tuple(layers), root, clause, config
+                 config: ReluSplitConfig, log: ProofLog | None = None) -> None:
+        self.layers, self.root, self.clause, self.config, self.log = tuple(layers), root, clause, config, log
         lower, upper = root.input_bounds[bounds_graph.graph.inputs[0].name]
         self.bounder = _BetaBounder(bounds_graph, layers, lower.reshape(1, -1), upper.reshape(1, -1), [clause], config)
         self.brancher = _Brancher(layers, self.bounder, config)
@@ -196,8 +201,9 @@ class _ClauseSearch:
         rounds_here = 0
         if self.pending is None:
             start = time.monotonic()
-            domains = _root(bounder.tgraph, self.layers, self.root, bounder.k, bounder.r)
-            self.pending, corners, self.row = _bound(bounder, domains, config.root_iterations, deadline, stats)
+            domains = log_root(self.log, _root(bounder.tgraph, self.layers, self.root, bounder.k, bounder.r))
+            self.pending, corners, self.row = _bound(bounder, domains, config.root_iterations, deadline, stats,
+                                                     self.log)
             stats.seconds_bounding += time.monotonic() - start
             if self.pending.size and search.offer(corners):
                 return Status.SAT
@@ -226,7 +232,7 @@ class _ClauseSearch:
             if progress is not None and progress.due():
                 progress.show(ProgressEvent("branch and bound", size, stats.extra["lowest_open_bound"]))
             begin = time.monotonic()
-            self.pending, corners, self.row = _bound(bounder, popped, config.iterations, deadline, stats)
+            self.pending, corners, self.row = _bound(bounder, popped, config.iterations, deadline, stats, self.log)
             self.round_seconds = time.monotonic() - begin
             stats.seconds_bounding += self.round_seconds
             stats.rounds += 1
@@ -279,6 +285,7 @@ class _ClauseSearch:
         stats.extra["seconds_branching"] = stats.extra.get("seconds_branching", 0.0) + self.split_seconds
         leaf = neuron < 0
         if bool(leaf.any()):
+            log_exact_leaves(self.log)
             found = pending.domains.take(leaf)
             self.leaves = found if self.leaves is None else _cat([self.leaves, found])
         keep = ~leaf
@@ -287,7 +294,7 @@ class _ClauseSearch:
             coeffs = {key: value[keep] for key, value in pending.coefficients.items()}
             children = _cat([_apply_split(parents, self.layers, chosen, +1, coeffs),
                              _apply_split(parents, self.layers, chosen, -1, coeffs)])
-            self.store.add(children)
+            self.store.add(log_splits(self.log, parents, chosen, self.layers, children))
         self.pending = _Pending(pending.domains.take(torch.zeros(0, dtype=torch.long, device=neuron.device)),
                                 {k: v[:0] for k, v in pending.coefficients.items()})
 

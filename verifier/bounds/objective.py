@@ -126,15 +126,16 @@ def spec_rows(raw: Tensor, d: Tensor, mask: Tensor | None = None, strict: Tensor
 
 
 def crown_rows(crown: Crown, clause: Clause, optimise: bool = False, deadline: Deadline | None = None,
-               alpha: AlphaConfig | None = None) -> torch.Tensor:
+               alpha: AlphaConfig | None = None, record: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
     """Certified lower bounds ``(N, rows)`` of ``C_r y - d_r`` by CROWN, or by alpha-CROWN with
-    ``optimise`` (options ``alpha``, stopping once a row is positive); the rounding of ``- d``
-    is included."""
+    ``optimise`` (options ``alpha``, stopping once a row is positive; ``record``: the slopes
+    behind each row's bound, see :func:`~verifier.bounds.alpha.alpha_lower_bound`); the
+    rounding of ``- d`` is included."""
     c = torch.as_tensor(clause.C)
     d = torch.as_tensor(clause.d)
     if optimise:
         options = replace(alpha or AlphaConfig(), stop_above=0.0)
-        lower = alpha_lower_bound(crown, c, options, deadline, offset=-d.to(crown.tgraph.place.device))
+        lower = alpha_lower_bound(crown, c, options, deadline, offset=-d.to(crown.tgraph.place.device), record=record)
     else:
         with torch.no_grad():
             lower = crown.lower_bound(c)

@@ -33,6 +33,7 @@ from torch import Tensor
 from verifier.bounds.alpha import alpha_lower_bound
 from verifier.bounds.crown import Crown
 from verifier.bounds.table import Bounds
+from verifier.certificate.claims import RootRecord
 from verifier.config import AlphaConfig
 from verifier.deadline import Deadline, DeadlineExceeded
 
@@ -54,8 +55,8 @@ class ValueAlphaStats:
                 "width_after": round(self.width_after, 6), "seconds": round(self.seconds, 3)}
 
 
-def value_alpha_bounds(crown: Crown, config: AlphaConfig, deadline: Deadline | None = None
-                       ) -> tuple[dict[str, Bounds], ValueAlphaStats]:
+def value_alpha_bounds(crown: Crown, config: AlphaConfig, deadline: Deadline | None = None,
+                       record: RootRecord | None = None) -> tuple[dict[str, Bounds], ValueAlphaStats]:
     """Every value's bounds of ``crown``, the refined ones tightened by alpha-CROWN on their
     own rows, value by value in graph order (see the module docstring).
 
@@ -65,6 +66,10 @@ def value_alpha_bounds(crown: Crown, config: AlphaConfig, deadline: Deadline | N
     one of their ascent steps (rows times the relaxed nodes they pass), so that each gets about
     as many steps; a value's ascent stops at its share, the values not reached keep their
     bounds. Every bound returned holds for the float model on ``crown``'s boxes.
+
+    ``record`` (one box only): receives, per value and position, the lower slopes behind its
+    best bound in each direction (:meth:`~verifier.certificate.claims.RootRecord.add_value`),
+    for proof certificates.
     """
     began = time.monotonic()
     stats = ValueAlphaStats(refined=len(crown.refined))
@@ -79,7 +84,7 @@ def value_alpha_bounds(crown: Crown, config: AlphaConfig, deadline: Deadline | N
                 break
             mine = None if deadline is None else deadline.sooner(deadline.remaining() * costs[i] / sum(costs[i:]))
             before = _mean_width(bounds[value], wanted)
-            bounds[value] = _tightened(crown, bounds, value, wanted, options, mine)
+            bounds[value] = _tightened(crown, bounds, value, wanted, options, mine, record)
             stats.values += 1
             widths = [widths[0] + before, widths[1] + _mean_width(bounds[value], wanted)]
     except DeadlineExceeded:  # a cut's first pass met the deadline: the values done so far stay
@@ -91,7 +96,7 @@ def value_alpha_bounds(crown: Crown, config: AlphaConfig, deadline: Deadline | N
 
 
 def _tightened(crown: Crown, bounds: dict[str, Bounds], value: str, wanted: Tensor, options: AlphaConfig,
-               deadline: Deadline | None) -> Bounds:
+               deadline: Deadline | None, record: RootRecord | None = None) -> Bounds:
     """``bounds[value]`` intersected with alpha-CROWN's bounds of its positions ``wanted`` on
     the graph cut at ``value``, in chunks of rows whose slopes fit ``options.max_intermediate``."""
     cut = crown.tgraph.cut_at(value)
@@ -114,7 +119,10 @@ def _tightened(crown: Crown, bounds: dict[str, Bounds], value: str, wanted: Tens
         rows = torch.zeros(2 * k, size, dtype=flat_lo.dtype, device=flat_lo.device)
         rows[torch.arange(k), chunk] = 1.0
         rows[torch.arange(k, 2 * k), chunk] = -1.0
-        found = alpha_lower_bound(cut_crown, rows, options, deadline).detach()
+        slopes: dict[str, Tensor] | None = None if record is None else {}
+        found = alpha_lower_bound(cut_crown, rows, options, deadline, record=slopes).detach()
+        if record is not None and slopes is not None:
+            record.add_value(value, chunk, found[0].reshape(2, k), {n: s[0] for n, s in slopes.items()})
         flat_lo[:, chunk] = torch.maximum(flat_lo[:, chunk], found[:, :k].to(flat_lo.dtype))
         flat_hi[:, chunk] = torch.minimum(flat_hi[:, chunk], -found[:, k:].to(flat_hi.dtype))
     return flat_lo.reshape(lo.shape), flat_hi.reshape(hi.shape)

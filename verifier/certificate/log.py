@@ -30,6 +30,8 @@ class NodeKind(IntEnum):
     LOW = 1
     HIGH = 2
     REBOUND = 3
+    INACTIVE = 4  # a ReLU split: the neuron's input <= 0
+    ACTIVE = 5  # a ReLU split: the neuron's input >= 0
 
 
 @dataclass
@@ -48,10 +50,15 @@ class ProofLog:
     clips: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=list)
     alphas: list[tuple[np.ndarray, dict[int, np.ndarray]]] = field(default_factory=list)
     lowers: list[tuple[np.ndarray, dict[int, np.ndarray]]] = field(default_factory=list)
+    betas: list[tuple[np.ndarray, dict[int, np.ndarray]]] = field(default_factory=list)
+    neuron: list[np.ndarray] = field(default_factory=list)
     count: int = 0
+    incomplete: str | None = None  # why the tree does not prove its clauses alone (None: it does)
 
-    def _add(self, parent: np.ndarray, kind: np.ndarray, dim: np.ndarray, point: np.ndarray) -> Tensor:
+    def _add(self, parent: np.ndarray, kind: np.ndarray, dim: np.ndarray, point: np.ndarray,
+             neuron: np.ndarray | None = None) -> Tensor:
         ids = np.arange(self.count, self.count + parent.size, dtype=np.int64)
+        self.neuron.append(np.full(parent.size, -1, dtype=np.int64) if neuron is None else neuron.astype(np.int64))
         self.parent.append(parent.astype(np.int64))
         self.kind.append(kind.astype(np.int8))
         self.dim.append(dim.astype(np.int64))
@@ -80,6 +87,21 @@ class ProofLog:
         parents = _host(parent, np.int64)
         return self._add(parents, np.full(parents.size, NodeKind.REBOUND), np.full(parents.size, -1),
                          np.full(parents.size, np.nan))
+
+    def relu_halves(self, parent: Tensor, layer: Tensor, neuron: Tensor) -> Tensor:
+        """Adds the children of ReLU splits: ``parent`` ``(M,)`` ids, the split neuron's ReLU
+        layer position and index in it; returns the ids ``(2M,)``: the active children
+        (input ``>= 0``), then the inactive ones."""
+        parents, layers, neurons = (_host(t, np.int64) for t in (parent, layer, neuron))
+        kinds = np.concatenate([np.full(parents.size, NodeKind.ACTIVE), np.full(parents.size, NodeKind.INACTIVE)])
+        twice = (np.concatenate([a, a]) for a in (parents, layers, neurons))
+        both, dims, index = twice
+        return self._add(both, kinds, dims, np.full(both.size, np.nan), index)
+
+    def beta(self, ids: Tensor, multipliers: dict[int, Tensor]) -> None:
+        """Records split multipliers ``beta >= 0`` ``(M, K*R, size)`` of nodes ``ids``, keyed
+        like :meth:`alpha` (a checker multiplies them by the signs of the splits on the path)."""
+        self.betas.append((_host(ids, np.int64), {j: _host(b, np.float32) for j, b in multipliers.items()}))
 
     def clip(self, ids: Tensor, box: tuple[Tensor, Tensor], final: tuple[Tensor, Tensor]) -> None:
         """Records the final boxes of nodes ``ids`` where they differ from their boxes."""
@@ -111,15 +133,26 @@ class ProofLog:
         out[f"{prefix}clip_node"] = np.concatenate([p[0] for p in parts]).astype(np.int64)
         out[f"{prefix}clip_lower"] = np.concatenate([p[1] for p in parts])
         out[f"{prefix}clip_upper"] = np.concatenate([p[2] for p in parts])
-        out[f"{prefix}alpha_node"] = np.concatenate([a[0] for a in self.alphas] or [np.zeros(0)]).astype(np.int64)
         out[f"{prefix}lower_node"] = np.concatenate([a[0] for a in self.lowers] or [np.zeros(0)]).astype(np.int64)
         for j in (self.lowers[0][1] if self.lowers else {}):
             out[f"{prefix}lower_{j}"] = np.concatenate([a[1][j] for a in self.lowers])
-        for j in (self.alphas[0][1] if self.alphas else {}):
-            padded = np.concatenate([a[1][j] for a in self.alphas])
+        out.update(self._per_row(f"{prefix}alpha", self.alphas, total_rows, row_offsets))
+        if any(kind.size and kind.max() >= NodeKind.INACTIVE for kind in self.kind):
+            out[f"{prefix}neuron"] = np.concatenate(self.neuron)
+            out.update(self._per_row(f"{prefix}beta", self.betas, total_rows, row_offsets))
+        return out
+
+    def _per_row(self, name: str, parts: list[tuple[np.ndarray, dict[int, np.ndarray]]], total_rows: int,
+                 row_offsets: tuple[int, ...]) -> dict[str, np.ndarray]:
+        """Per-row values of some nodes (``{name}_node`` and ``{name}_{j}``), spread from the
+        search's padded rows to the region's ``total_rows`` (see :meth:`arrays`)."""
+        nodes = np.concatenate([a[0] for a in parts] or [np.zeros(0)]).astype(np.int64)
+        out: dict[str, np.ndarray] = {f"{name}_node": nodes}
+        for j in (parts[0][1] if parts else {}):
+            padded = np.concatenate([a[1][j] for a in parts])
             width = max(self.rows)
             spread = np.zeros((padded.shape[0], total_rows, padded.shape[2]), dtype=np.float32)
             for i, (offset, count) in enumerate(zip(row_offsets, self.rows, strict=True)):
                 spread[:, offset:offset + count] = padded[:, i * width:i * width + count]
-            out[f"{prefix}alpha_{j}"] = spread
+            out[f"{name}_{j}"] = spread
         return out

@@ -1,11 +1,14 @@
 """Assembling a run's proof log into a certificate file (format: :mod:`verify_check.certificate`).
 
-:class:`Recorder` follows a run: it hands each input-split search a :class:`ProofLog`, notes
-how each region was proven and, for an ``unsat`` answer, writes the file. A region is
-certified when it was proven by interval or CROWN bounds on its whole box (a tree of one node:
-the checker bounds the root itself) or by input-split branch and bound over the clauses those
-left open; any other proof (alpha-CROWN or SDP bounds at the root, ReLU or neuron splitting,
-the exact engines) is written as uncertified with its reason, and ``verify-check`` then
+:class:`Recorder` follows a run: it hands each input-split search, and each clause's ReLU-split
+search, a :class:`ProofLog`, notes how each region was proven and, for an ``unsat`` answer,
+writes the file. A region is certified when it was proven by interval or CROWN bounds on its
+whole box (a tree of one node: the checker bounds the root itself), by input-split branch and
+bound over the clauses those left open, by alpha-CROWN at the root, or by ReLU-split branch and
+bound (beta-CROWN) on the clauses the root left open; the last two carry the root's
+intermediate bounds as claims (:mod:`verifier.certificate.claims`). Any other proof (SDP bounds,
+neuron splitting, the exact engines, leaves handed to the MILP engine, intermediate bounds
+tightened by search) is written as uncertified with its reason, and ``verify-check`` then
 answers ``incomplete``.
 """
 
@@ -15,13 +18,14 @@ import hashlib
 import json
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 
+from verifier.certificate.claims import RootProof, claim_arrays, root_log
 from verifier.certificate.log import ProofLog
 from verifier.spec.types import Clause, Region
 
@@ -30,7 +34,8 @@ class ProvenBy(Enum):
     """How a region was proven, as far as the certificate is concerned."""
 
     ROOT_BOUNDS = "interval or CROWN bounds on the whole box"
-    ROOT_ALPHA = "alpha-CROWN or SDP bounds on the whole box"
+    ROOT_ALPHA = "alpha-CROWN bounds on the whole box"
+    ROOT_SDP = "low-rank SDP bounds on the whole box"
     INPUT_SPLIT = "input-split branch and bound"
     RELU_SPLIT = "ReLU-split branch and bound (beta-CROWN, or the MILP engine it hands small regions to)"
     NEURON_SPLIT = "branch and bound on Sigmoid/Tanh neurons"
@@ -42,6 +47,12 @@ class _Entry:
     proven_by: ProvenBy | None = None
     after_crown: frozenset[int] | None = None  # ids of the clauses CROWN left open
     log: ProofLog | None = None
+    root: RootProof | None = None  # alpha-CROWN's proof at the root, with its claims
+    clause_logs: dict[int, ProofLog] = field(default_factory=dict)  # ReLU-split trees by clause index
+
+
+def _reason(entry: _Entry) -> str:
+    return entry.proven_by.value if entry.proven_by is not None else "not proven"
 
 
 def _version() -> str:
@@ -73,6 +84,14 @@ class Recorder:
         entry.log = log
         return log
 
+    def clause_log(self, index: int, clause: Clause) -> ProofLog:
+        """A new proof log for the ReLU-split search of ``clause`` in region ``index``."""
+        region = self.regions[index]
+        k = next(i for i, c in enumerate(region.clauses) if c is clause)
+        log = ProofLog(int(region.lower.size), (k,), (clause.num_rows,))
+        self.entries[index].clause_logs[k] = log
+        return log
+
     def proven(self, index: int, how: ProvenBy) -> None:
         """Notes that region ``index`` was proven ``how`` (an earlier uncertifiable step wins)."""
         entry = self.entries[index]
@@ -82,6 +101,11 @@ class Recorder:
             entry.log = ProofLog(int(self.regions[index].lower.size), (), ())
             entry.log.root()
 
+    def root_proof(self, index: int, proof: RootProof | None) -> None:
+        """Notes region ``index``'s root proof by alpha-CROWN (certified when it holds the
+        slopes of every clause that CROWN left open)."""
+        self.entries[index].root = proof
+
     def write(self, path: str | Path, model: str | Path, spec: str | Path) -> dict[str, object]:
         """Writes the certificate of an ``unsat`` run; returns its statistics (bytes, nodes,
         regions certified, seconds)."""
@@ -90,12 +114,17 @@ class Recorder:
         arrays: dict[str, np.ndarray] = {}
         nodes = 0
         for i, (region, entry) in enumerate(zip(self.regions, self.entries, strict=True)):
-            certified = entry.proven_by in (ProvenBy.ROOT_BOUNDS, ProvenBy.INPUT_SPLIT) and entry.log is not None
-            how = entry.proven_by.value if entry.proven_by is not None else "not proven"
-            marks.append({"certified": certified, "reason": how, "nodes": entry.log.count if entry.log else 0})
-            if certified and entry.log is not None:
-                arrays.update(self._region_arrays(i, region, entry.log))
-                nodes += entry.log.count
+            trees, why = self._trees_of(region, entry)
+            mark: dict[str, object] = {"certified": why is None, "reason": why or _reason(entry),
+                                       "nodes": sum(log.count for _, log in trees)}
+            if len(trees) > 1:
+                mark["trees"] = [clauses for clauses, _ in trees]
+            for t, (_, log) in enumerate(trees):
+                arrays.update(self._region_arrays(f"r{i}_" if t == 0 else f"r{i}_t{t}_", region, log))
+            if trees and entry.root is not None and entry.proven_by in (ProvenBy.ROOT_ALPHA, ProvenBy.RELU_SPLIT):
+                arrays.update(claim_arrays(f"r{i}_", entry.root.record, entry.root.bounds, entry.root.relus))
+            marks.append(mark)
+            nodes += int(mark["nodes"])  # type: ignore[call-overload]
         header = {"format": "verifier-certificate", "version": 1, "float_model": "float32", "tool": _version(),
                   "model_sha256": hashlib.sha256(Path(model).read_bytes()).hexdigest(),
                   "spec_sha256": hashlib.sha256(Path(spec).read_bytes()).hexdigest(), "regions": marks}
@@ -106,8 +135,32 @@ class Recorder:
                 "regions_certified": sum(1 for m in marks if m["certified"]),
                 "seconds": round(time.monotonic() - began, 6)}
 
-    def _region_arrays(self, index: int, region: Region, log: ProofLog) -> dict[str, np.ndarray]:
-        """The region's arrays, slopes spread over all its clauses' rows."""
+    def _trees_of(self, region: Region, entry: _Entry) -> tuple[list[tuple[list[int], ProofLog]], str | None]:
+        """The region's trees (the clauses each refutes, its log) and why the region is not
+        certified (None: it is): by intervals, CROWN or input splitting, the one log; by
+        alpha-CROWN at the root or ReLU splitting, a one-node tree with the root's row slopes
+        for the clauses not searched (every one CROWN left open needs its slopes recorded) and
+        one tree per searched clause (none may have leaves the exact engine decided)."""
+        everything = list(range(len(region.clauses)))
+        how = entry.proven_by
+        if how in (ProvenBy.ROOT_BOUNDS, ProvenBy.INPUT_SPLIT) and entry.log is not None:
+            return [(everything, entry.log)], None
+        if how not in (ProvenBy.ROOT_ALPHA, ProvenBy.RELU_SPLIT):
+            return [], _reason(entry)
+        if entry.root is None:
+            return [], f"{_reason(entry)} (from intermediate bounds tightened by search: no proof recorded)"
+        searched = sorted(entry.clause_logs) if how is ProvenBy.RELU_SPLIT else []
+        rest = [k for k in everything if k not in searched]
+        left = [k for k in rest if entry.after_crown is None or id(region.clauses[k]) in entry.after_crown]
+        root = root_log(entry.root, left, [c.num_rows for c in region.clauses], int(region.lower.size))
+        if root is None:
+            return [], f"{how.value} (slopes not recorded)"
+        trees = [(rest, root)] + [([k], entry.clause_logs[k]) for k in searched]
+        missing = [log.incomplete for _, log in trees if log.incomplete]
+        return (trees, None) if not missing else ([], f"{how.value}: {missing[0]}")
+
+    def _region_arrays(self, prefix: str, region: Region, log: ProofLog) -> dict[str, np.ndarray]:
+        """A tree's arrays (names prefixed), slopes spread over all its region's rows."""
         counts = [c.num_rows for c in region.clauses]
         offsets = np.concatenate([[0], np.cumsum(counts)]).astype(int)
-        return log.arrays(f"r{index}_", int(offsets[-1]), tuple(int(offsets[c]) for c in log.clauses))
+        return log.arrays(prefix, int(offsets[-1]), tuple(int(offsets[c]) for c in log.clauses))
