@@ -1,16 +1,21 @@
 """Walking a region's tree: every node's bounds recomputed, every leaf refuted, the box covered.
 
 Top down, a level of nodes at a time: a node's box is its parent's final box (a half of it, or
-all of it); its values are bounded by :func:`verify_check.bounds.bound_values` from its
-parent's ReLU-input bounds (valid on a sub-box); its rows' bounds are the best of its parent's,
-CROWN's, the intervals' and, where the certificate gives slopes, CROWN's with those. A clause
+all of it); a ReLU split's two children keep the box and add the split (the neuron's input
+``<= 0`` or ``>= 0``: their domain is the box's points where the splits on the path hold). Its
+values are bounded by :func:`verify_check.bounds.bound_values` from its parent's ReLU-input
+bounds (valid on a sub-domain; the root's from the region's proven claims), the split neurons
+clamped to their side; its rows' bounds are the best of its parent's, CROWN's, the intervals'
+and, where the certificate gives slopes, CROWN's with those (and with the node's split
+multipliers: ``-beta s x`` at each split input ``x``, ``<= 0`` on the domain). A clause
 is refuted on the node's box when one of its rows has a bound ``> 0``, or when no point of the
 box is left where each of its rows' linear lower bounds ``a·x + b`` can be ``<= 0``: along
 each input that set lies within ``x_j <= l_j + s/a_j`` (``a_j > 0``) or ``x_j >= u_j - s/|a_j|``
 (``a_j < 0``), ``s`` minus the row's bound (ends rounded outward). A clipped node's final box
 must hold that set for every clause still open. A node with a clause open must have children;
-two halves cover its final box, a re-bound node is that box again. So when every check passes,
-each clause is refuted at every point of the region's box, for the float32 model. (A half whose
+two halves cover its final box, the two sides of a split cover its domain, a re-bound node is
+that box again. So when every check passes, each of the tree's clauses is refuted at every
+point of the region's box, for the float32 model. (A half whose
 only child re-bounds its box, unclipped, just hands intervals and forms on to that child,
 which does the checks: as the search's cheap scoring pass before its full one.)
 """

@@ -1,6 +1,8 @@
 """The checker against the MILP engine on the 300 random networks of the complete-method
-cross-check (30 in the default run, the rest with ``pytest -m slow``): every certificate the
-verifier writes for an ``unsat`` answer is checked, and a certificate the checker accepts must
+cross-check (30 in the default run, the rest with ``pytest -m slow``), each verified twice: in
+the default mode (input splitting on these small inputs) and with ReLU splitting (beta-CROWN,
+alpha-CROWN at the root, claimed intermediate bounds): every certificate the verifier writes
+for an ``unsat`` answer is checked, and a certificate the checker accepts must
 never meet a ``sat`` from MILP (confirmed by onnxruntime) or a sampled violation. The
 verifier's certificates must check ``valid`` (or ``incomplete`` where a step that writes no
 proof decided), never ``invalid``.
@@ -16,6 +18,7 @@ import torch
 from tests.bab.test_cross_check import NETWORKS, PER_TEST, QUICK_CHUNKS, _network
 from verifier.api import verify
 from verifier.bounds.crown import Crown
+from verifier.config import BabMode, VerifierConfig
 from verifier.exact.milp import MilpConfig, milp_check
 from verifier.graph.loader import load_model
 from verifier.graph.torch_graph import TorchGraph
@@ -47,15 +50,16 @@ def _milp(model: Path, region: Region) -> str:
     return str(result.status)
 
 
+@pytest.mark.parametrize("bab", [BabMode.AUTO, BabMode.RELU], ids=["auto", "relu"])
 @pytest.mark.parametrize("chunk", [chunk if chunk < QUICK_CHUNKS else pytest.param(chunk, marks=pytest.mark.slow)
                                    for chunk in range(NETWORKS // PER_TEST)])
-def test_checker_agrees_with_milp(tmp_path: Path, chunk: int) -> None:
+def test_checker_agrees_with_milp(tmp_path: Path, chunk: int, bab: BabMode) -> None:
     certified = 0
     for seed in range(chunk * PER_TEST, (chunk + 1) * PER_TEST):
         model, spec, proof = tmp_path / f"net{seed}.onnx", tmp_path / f"p{seed}.vnnlib", tmp_path / f"c{seed}.npz"
         region, values = _network(seed, model)
         write_property(spec, region)
-        result = verify(model, spec, timeout=30, certificate=proof)
+        result = verify(model, spec, timeout=30, config=VerifierConfig(bab=bab), certificate=proof)
         if result.status.value != "unsat":
             continue
         code, message = check(str(model), str(spec), str(proof))
