@@ -42,7 +42,7 @@ from verifier.deadline import Deadline, DeadlineExceeded
 from verifier.graph.torch_graph import TorchGraph
 from verifier.graph.torch_graph import numerical_hygiene as numerical_hygiene  # re-exported: the CLI uses it here
 from verifier.ops.base import Op
-from verifier.pipeline import Step, pipeline
+from verifier.pipeline import Step, pipeline, proven_by
 from verifier.problem import Problem, load_problem
 from verifier.progress import Progress, ProgressEvent
 from verifier.region_proof import RegionProof as RegionProof  # re-exported: the tests and tools use it here
@@ -121,18 +121,7 @@ class _Run:
         """Tells the certificate's recorder how region ``index`` was proven (in ``step``)."""
         if self.recorder is None:
             return
-        search = self.searches.get(index)
-        if step in (Step.BOUNDS, Step.CROWN):
-            how = ProvenBy.ROOT_BOUNDS
-        elif step is Step.ALPHA:
-            how = ProvenBy.ROOT_ALPHA
-        elif step is Step.SDP:
-            how = ProvenBy.ROOT_SDP
-        elif isinstance(search, InputSplitSearch) and search.final is Status.UNSAT:
-            how = ProvenBy.INPUT_SPLIT
-        else:
-            how = {ReluSplitSearch: ProvenBy.RELU_SPLIT, NeuronSplitSearch: ProvenBy.NEURON_SPLIT}.get(
-                type(search), ProvenBy.EXACT)
+        how = proven_by(step, self.searches.get(index))
         if how in (ProvenBy.ROOT_ALPHA, ProvenBy.RELU_SPLIT):
             self.recorder.root_proof(index, self.proofs[index].root_proof())
         self.recorder.proven(index, how)

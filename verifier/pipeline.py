@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import enum
 
+from verifier.bab import InputSplitSearch, ReluSplitSearch
+from verifier.bab.neuron_split import NeuronSplitSearch
+from verifier.certificate.writer import ProvenBy
 from verifier.config import Method, VerifierConfig
+from verifier.result import Status
 
 
 class Step(enum.Enum):
@@ -49,3 +53,18 @@ def pipeline(config: VerifierConfig) -> tuple[Step, ...]:
         return (*first, Step.SDP, Step.ATTACK)
     sdp = (Step.SDP,) if config.sdp_before_bab else ()
     return (*first, *sdp, Step.FIRST_SEARCH, Step.ATTACK, Step.SEARCH)
+
+
+def proven_by(step: Step, search: object) -> ProvenBy:
+    """How a region that ``step`` proved was proven, for its certificate (``search``: the
+    region's branch-and-bound search, if one ran)."""
+    if step in (Step.BOUNDS, Step.CROWN):
+        return ProvenBy.ROOT_BOUNDS
+    if step is Step.ALPHA:
+        return ProvenBy.ROOT_ALPHA
+    if step is Step.SDP:
+        return ProvenBy.ROOT_SDP
+    if isinstance(search, InputSplitSearch) and search.final is Status.UNSAT:
+        return ProvenBy.INPUT_SPLIT
+    searches = {ReluSplitSearch: ProvenBy.RELU_SPLIT, NeuronSplitSearch: ProvenBy.NEURON_SPLIT}
+    return searches.get(type(search), ProvenBy.EXACT)

@@ -228,9 +228,12 @@ def _node_rows(chain: Chain, tree: Tree, ids: np.ndarray, values: Values, rows: 
     return np.maximum(best, alpha.lower), crown, given
 
 
-def _refuted(best: np.ndarray, rows: Rows) -> np.ndarray:
-    """Clauses ``(B, K)`` with a row bound ``> 0`` (``>= 0`` for a strict row ``c·y < d``)."""
-    return (((best > 0) | (rows.strict & (best >= 0))).astype(np.float64) @ rows.member) > 0
+def _refuted(best: np.ndarray, rows: Rows, values: Values) -> np.ndarray:
+    """Clauses ``(B, K)`` with a row bound ``> 0`` (``>= 0`` for a strict row ``c·y < d``), all
+    of them on a node whose domain is empty (some value's lower bound above its upper bound: its
+    splits contradict each other or the box)."""
+    empty = np.any([(lo > hi).any(axis=1) for lo, hi in zip(values.lo, values.hi, strict=True)], axis=0)
+    return ((((best > 0) | (rows.strict & (best >= 0))).astype(np.float64) @ rows.member) > 0) | empty[:, None]
 
 
 def _single_rows(values: Values, rows: Rows) -> np.ndarray:
@@ -290,7 +293,7 @@ def _chunk(chain: Chain, tree: Tree, ids: np.ndarray, level: Level | None, rows:
     closed = np.broadcast_to(others, (ids.size, others.size)).copy()
     if level is not None:
         best, closed = np.maximum(best, level.best[pos]), level.closed[pos].copy()
-    closed |= _refuted(best, rows)
+    closed |= _refuted(best, rows, values)
     clause_lo, clause_hi = _clause_boxes(lo, hi, crown.lower, crown.coeff, rows.member)
     other_lo, other_hi = _clause_boxes(lo, hi, given.lower, given.coeff, rows.member)
     clause_lo, clause_hi = np.maximum(clause_lo, other_lo), np.minimum(clause_hi, other_hi)
@@ -305,7 +308,7 @@ def _chunk(chain: Chain, tree: Tree, ids: np.ndarray, level: Level | None, rows:
                           for i, b in claims.items()}, mine)
         fresh = bound_values(chain, lo[retry], hi[retry], floor, part)
         best[retry] = np.maximum(best[retry], _node_rows(chain, tree, ids[retry], fresh, rows, mine)[0])
-        closed[retry] |= _refuted(best[retry], rows)
+        closed[retry] |= _refuted(best[retry], rows, fresh)
     for row in np.nonzero(leaves & ~closed.all(axis=1))[0]:
         k = int(np.nonzero(~closed[row])[0][0])
         bound = float(np.max(np.where(rows.member[:, k] > 0, best[row], -np.inf)))

@@ -36,10 +36,11 @@ FEW_STEPS = ReluSplitConfig(iterations=1, root_iterations=1, estimated_steps=Fal
     (3, VerifierConfig(), VALID, "valid (1 regions, 1 leaves)"),  # CROWN on the whole box
     (0, VerifierConfig(), VALID, "valid"),  # input splitting
     (0, VerifierConfig(bab=BabMode.RELU), VALID, "valid (1 regions, 4 leaves)"),  # ReLU splitting
+    (35, VerifierConfig(bab=BabMode.RELU), VALID, "valid (1 regions, 6 leaves)"),  # a split side is empty
     (6, VerifierConfig(bab=BabMode.RELU), VALID, "valid (1 regions, 1 leaves)"),  # alpha-CROWN at the root
     (0, VerifierConfig(bab=BabMode.RELU, relu_split=FEW_STEPS), INCOMPLETE, "leaves decided by the MILP engine"),
     (7, VerifierConfig(bab=BabMode.RELU, sdp_before_bab=True), INCOMPLETE, "low-rank SDP bounds on the whole box"),
-], ids=["crown", "input-split", "relu-split", "root-alpha", "milp-leaves", "sdp"])
+], ids=["crown", "input-split", "relu-split", "empty-side", "root-alpha", "milp-leaves", "sdp"])
 def test_regions_are_certified_or_marked(tmp_path: Path, seed: int, config: VerifierConfig, code: int,
                                          reason: str) -> None:
     stats, (found, message) = _run(tmp_path, seed, config)
