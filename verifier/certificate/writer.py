@@ -147,8 +147,9 @@ class Recorder:
             return [(everything, entry.log)], None
         if how not in (ProvenBy.ROOT_ALPHA, ProvenBy.RELU_SPLIT):
             return [], _reason(entry)
-        if entry.root is None:
-            return [], f"{_reason(entry)} (from intermediate bounds tightened by search: no proof recorded)"
+        if entry.root is None:  # a ReLU-split search from bounds tightened by MILP search, or alpha before input splits
+            tightened = " (from intermediate bounds tightened by search: no proof recorded)"
+            return [], _reason(entry) + (tightened if how is ProvenBy.RELU_SPLIT else "")
         searched = sorted(entry.clause_logs) if how is ProvenBy.RELU_SPLIT else []
         rest = [k for k in everything if k not in searched]
         left = [k for k in rest if entry.after_crown is None or id(region.clauses[k]) in entry.after_crown]
