@@ -15,6 +15,7 @@ import torch
 from tests.bab.test_cross_check import _network
 from tests.verify_check.test_checker_cross_check import write_property
 from verifier.api import verify
+from verifier.certificate.claims import RootRecord
 from verifier.certificate.log import NodeKind, ProofLog
 from verifier.config import BabMode, ReluSplitConfig, VerifierConfig
 from verify_check.cli import INCOMPLETE, VALID, check
@@ -78,3 +79,17 @@ def test_relu_splits_record_their_neuron() -> None:
     assert arrays["r0_kind"].tolist() == [NodeKind.ROOT, NodeKind.ACTIVE, NodeKind.INACTIVE]
     assert arrays["r0_dim"].tolist() == [-1, 1, 1] and arrays["r0_neuron"].tolist() == [-1, 7, 7]
     assert arrays["r0_beta_node"].tolist() == [1, 2] and arrays["r0_beta_1"].shape == (2, 1, 9)
+
+
+def test_value_proofs_keep_the_slopes_of_each_best_bound() -> None:
+    """Over rounds, each position and direction keeps the slopes that gave its best bound."""
+    record = RootRecord()
+    first = {"relu0": torch.zeros(2, 2, 3)}
+    record.add_value("v", torch.tensor([4, 7]), torch.tensor([[1.0, -2.0], [0.5, 0.5]]), first)
+    second = {"relu0": torch.ones(2, 2, 3)}
+    record.add_value("v", torch.tensor([7, 9]), torch.tensor([[-1.0, 3.0], [0.75, 0.0]]), second)
+    proof = record.values["v"]
+    assert proof.positions.tolist() == [4, 7, 9]
+    assert proof.found.tolist() == [[1.0, -1.0, 3.0], [0.5, 0.75, 0.0]]
+    slopes = proof.slopes["relu0"][:, :, 0]
+    assert slopes.tolist() == [[0.0, 1.0, 1.0], [0.0, 1.0, 1.0]]  # 7: +e from the second round (-1 > -2), -e too
