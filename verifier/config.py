@@ -377,7 +377,8 @@ class VerifierConfig:
         searched by ReLU splitting get their intermediate bounds from alpha-CROWN value by value
         instead (each bound with its own recorded slopes: the certificate's claims), as much
         as the joint run gets on MNIST fc (``benchmarks/certificates.py``)."""
-        relu = replace(self.schedule.relu, value_alpha=AlphaConfig(iterations=15, learning_rate=0.2), joint_alpha=None)
+        per_value = self.schedule.mixed.value_alpha or AlphaConfig(iterations=15, learning_rate=0.2)
+        relu = replace(self.schedule.relu, value_alpha=per_value, joint_alpha=None)  # as networks with smooth neurons
         return replace(self, alpha=replace(self.alpha, intermediate=False),
                        schedule=replace(self.schedule, relu=relu))
 
