@@ -101,13 +101,13 @@ def _signs(chain: Chain, tree: Tree, ids: np.ndarray, level: Level | None, pos: 
            ) -> dict[int, np.ndarray]:
     """The ReLU splits on the nodes' paths ``(B, n)`` by ReLU input value (+1: ``x >= 0``,
     -1: ``x <= 0``, 0: not split): the parent's, and the node's own split."""
-    feeds = relu_inputs(chain)
+    feeds, sizes = relu_inputs(chain), value_sizes(chain)
     signs = {} if level is None else {i: s[pos].copy() for i, s in level.signs.items()}
     for row in np.nonzero(tree.kind[ids] >= INACTIVE)[0]:
         node = int(ids[row])
         value = feeds[int(tree.dim[node])]
         if value not in signs:
-            signs[value] = np.zeros((ids.size, value_sizes(chain)[value]))
+            signs[value] = np.zeros((ids.size, sizes[value]))
         signs[value][row, tree.neuron[node]] = 1.0 if tree.kind[node] == ACTIVE else -1.0
     return signs
 
@@ -168,7 +168,7 @@ def _given_slopes(chain: Chain, tree: Tree, ids: np.ndarray) -> dict[int, np.nda
     where = [tree.lower_index.get(int(node), -1) for node in ids.tolist()]
     if not tree.lower or max(where) < 0:
         return None
-    relus = [i for i, layer in enumerate(chain.layers) if layer.kind is Kind.RELU]
+    relus = relu_inputs(chain)
     pick = np.array(where)
     return {relus[j]: np.where((pick >= 0)[:, None], bits[np.maximum(pick, 0)], 1.0) for j, bits in tree.lower.items()}
 
