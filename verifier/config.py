@@ -376,10 +376,12 @@ class VerifierConfig:
         slopes are chosen for the final rows only (those a certificate records), and regions
         searched by ReLU splitting get their intermediate bounds from alpha-CROWN value by value
         instead (each bound with its own recorded slopes: the certificate's claims), as much
-        as the joint run gets on MNIST fc (``benchmarks/certificates.py``)."""
+        as the joint run gets on MNIST fc (``benchmarks/certificates.py``); multi-input rules
+        (MaxPool) keep CROWN's planes, whose weights the format does not hold."""
         per_value = self.schedule.mixed.value_alpha or AlphaConfig(iterations=15, learning_rate=0.2)
+        per_value = replace(per_value, plane_weights=False)
         relu = replace(self.schedule.relu, value_alpha=per_value, joint_alpha=None)  # as networks with smooth neurons
-        return replace(self, alpha=replace(self.alpha, intermediate=False),
+        return replace(self, alpha=replace(self.alpha, intermediate=False, plane_weights=False),
                        schedule=replace(self.schedule, relu=relu))
 
 

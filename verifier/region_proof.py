@@ -186,7 +186,8 @@ class RegionProof:
         assert budget.value_alpha is not None
         share = None if deadline is None or not math.isfinite(deadline.remaining()) else \
             deadline.sooner(budget.value_alpha_share * deadline.remaining())  # no deadline: one round
-        final_rows = replace(budget.joint_alpha or AlphaConfig(), intermediate=False)
+        final_rows = replace(budget.joint_alpha or AlphaConfig(), intermediate=False,
+                             plane_weights=budget.value_alpha.plane_weights)
         steps, last = budget.value_alpha.iterations, 0.0
         while not self.proven:
             if share is not None and (share.expired() or 2 * last > share.remaining()):

@@ -27,6 +27,9 @@ class AlphaConfig:
             recomputes them, so a pass costs a full CROWN run).
         max_intermediate: cap on the number of intermediate slope entries; pairs (node,
             intermediate value) beyond it keep CROWN's slopes.
+        plane_weights: also optimise multi-input rules' plane weights (MaxPool's lower plane,
+            Mul's McCormick weights); off, they keep CROWN's planes (as a proof certificate,
+            which records ReLU-like slopes only, needs: ``VerifierConfig.for_certificates``).
     """
 
     iterations: int = 40
@@ -37,6 +40,7 @@ class AlphaConfig:
     stop_above: float | None = None
     intermediate: bool = True
     max_intermediate: int = 4_000_000
+    plane_weights: bool = True
 
 
 @dataclass(frozen=True)

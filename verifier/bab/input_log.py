@@ -120,6 +120,8 @@ def log_alpha(log: ProofLog | None, parent: Tensor, record: dict[str, Tensor] | 
     if log is None or record is None:
         return parent
     ids = log.rebound(parent)
-    slopes = {ordinals[name]: s.reshape(s.shape[0], s.shape[1], -1) for name, s in record.items()}
+    if any(name not in ordinals for name in record):
+        log.incomplete = "alpha weights of a node that is not ReLU-like (not in the format)"
+    slopes = {ordinals[name]: s.reshape(s.shape[0], s.shape[1], -1) for name, s in record.items() if name in ordinals}
     log.alpha(ids, slopes)
     return ids.to(parent.device)

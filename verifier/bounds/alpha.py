@@ -126,7 +126,7 @@ def _init(crown: Crown, slopes: dict[tuple[str, str], Tensor], rows: int,
     budget = config.max_intermediate
     ancestors = {value: _ancestors(crown, value) for value in crown.refined} if config.intermediate else {}
     for node, op in zip(crown.graph.nodes, crown.tgraph.ops, strict=True):
-        if not _optimisable(crown, node, op):
+        if not _optimisable(crown, node, op) or (op.multi_relaxation is not None and not config.plane_weights):
             continue
         seed = _seed(crown, node, op)  # the span of free slopes is computed once per node
         if seed is None:  # plane weights with nothing to optimise (every window decided...)

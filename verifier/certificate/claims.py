@@ -71,6 +71,13 @@ class RootRecord:
             mine = old.slopes.setdefault(name, s.new_zeros(2, old.positions.numel(), s.shape[2]))
             mine[:, at] = torch.where(better.unsqueeze(2), s, mine[:, at])
 
+    def foreign(self, nodes: set[str]) -> list[str]:
+        """The recorded nodes outside ``nodes`` (e.g. a MaxPool's alpha plane weights, which
+        the format does not hold: a proof that used them is not certified)."""
+        names = {name for rows in self.rows.values() for name in rows}
+        names |= {name for proof in self.values.values() for name in proof.slopes}
+        return sorted(names - nodes)
+
     def add_rows(self, clause: int, slopes: dict[str, Tensor]) -> None:
         """The slopes ``(1, R_c, *shape)`` (node -> slopes) behind clause ``clause``'s row bounds."""
         self.rows[clause] = {name: s.detach().cpu().float().reshape(s.shape[1], -1) for name, s in slopes.items()}

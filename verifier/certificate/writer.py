@@ -144,12 +144,16 @@ class Recorder:
         everything = list(range(len(region.clauses)))
         how = entry.proven_by
         if how in (ProvenBy.ROOT_BOUNDS, ProvenBy.INPUT_SPLIT) and entry.log is not None:
-            return [(everything, entry.log)], None
+            why = entry.log.incomplete
+            return ([(everything, entry.log)], None) if why is None else ([], f"{how.value}: {why}")
         if how not in (ProvenBy.ROOT_ALPHA, ProvenBy.RELU_SPLIT):
             return [], _reason(entry)
         if entry.root is None:  # a ReLU-split search from bounds tightened by MILP search, or alpha before input splits
             tightened = " (from intermediate bounds tightened by search: no proof recorded)"
             return [], _reason(entry) + (tightened if how is ProvenBy.RELU_SPLIT else "")
+        foreign = entry.root.record.foreign({node for node, _ in entry.root.relus})
+        if foreign:
+            return [], f"{how.value} (alpha weights of {foreign[0]}, not ReLU slopes, are not in the format)"
         searched = sorted(entry.clause_logs) if how is ProvenBy.RELU_SPLIT else []
         rest = [k for k in everything if k not in searched]
         left = [k for k in rest if entry.after_crown is None or id(region.clauses[k]) in entry.after_crown]
