@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from verify_check.bounds_base import ETA, U32, U64, gamma, relu_chord
+from verify_check.bounds_base import ETA, U32, U64, gamma, relu_chord, window_planes
 from verify_check.bounds_base import down as _down
 from verify_check.bounds_base import magnitude as _mag
 from verify_check.bounds_base import up as _up
@@ -56,8 +56,14 @@ def _dense_error(w: np.ndarray, b: np.ndarray | None, lo: np.ndarray, hi: np.nda
 def _exact_interval(layer: Layer, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Outward-rounded bounds of the exact op on inputs in ``[lo, hi]``."""
     if layer.kind is Kind.RELU:
-        return np.maximum(lo, 0), np.maximum(hi, 0)
+        if not layer.leak:
+            return np.maximum(lo, 0), np.maximum(hi, 0)
+        return np.where(lo >= 0, lo, _down(layer.leak * lo)), np.where(hi >= 0, hi, _up(layer.leak * hi))
     c = layer.const
+    if layer.kind is Kind.MAX:
+        assert layer.index is not None
+        return tuple(np.where(layer.index < 0, -np.inf, v[:, np.maximum(layer.index, 0)]).max(axis=2)
+                     for v in (lo, hi))
     if layer.kind is Kind.DENSE:
         w, b = layer.weight, layer.const
         assert w is not None
@@ -80,8 +86,10 @@ def _exact_interval(layer: Layer, lo: np.ndarray, hi: np.ndarray) -> tuple[np.nd
 def float_error(layer: Layer, lo: np.ndarray, hi: np.ndarray, out_lo: np.ndarray, out_hi: np.ndarray
                 ) -> np.ndarray | None:
     """The error bound of the layer's float32 evaluation (None: exact), see the module."""
-    if layer.kind is Kind.RELU:
+    if layer.kind is Kind.MAX:
         return None
+    if layer.kind is Kind.RELU:  # LeakyRelu rounds its products below 0
+        return np.where(lo < 0, U32 * -out_lo * (1 + 4 * U64) + ETA, 0.0) if layer.leak else None
     if layer.kind is Kind.DENSE:
         assert layer.weight is not None
         return _dense_error(layer.weight, layer.const, lo, hi)
@@ -107,17 +115,33 @@ class Linear:
     coeff: np.ndarray
 
 
-def _relu_lines(lam: np.ndarray, lo: np.ndarray, hi: np.ndarray, slopes: np.ndarray | None
+def _relu_lines(lam: np.ndarray, lo: np.ndarray, hi: np.ndarray, slopes: np.ndarray | None, leak: float
                 ) -> tuple[np.ndarray, np.ndarray]:
-    """The coefficients through a ReLU with input bounds ``(B, n)`` and the constant term."""
-    unstable, active, chord, bias = relu_chord(lo, hi)
-    if slopes is None:
-        low = np.where(unstable, (hi >= -lo) * 1.0, active * 1.0)[:, None, :]
-    else:
-        low = np.where(unstable[:, None, :], slopes, active[:, None, :] * 1.0)
+    """The coefficients through a ReLU with input bounds ``(B, n)`` and the constant term
+    (given ``slopes`` are clipped to ``[leak, 1]``, where the lower line is valid)."""
+    unstable, default, chord, bias = relu_chord(lo, hi, leak)
+    low = default[:, None, :]
+    if slopes is not None:
+        low = np.where(unstable[:, None, :], np.clip(slopes, leak, 1.0), low)
     positive = lam >= 0
     new = lam * np.where(positive, low, chord[:, None, :])
     return new, np.einsum("brn,bn->br", np.where(positive, 0.0, lam), bias)
+
+
+def _max_lines(lam: np.ndarray, index: np.ndarray, lo: np.ndarray, hi: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The coefficients through a max layer (:func:`window_planes`), the constant term and a
+    bound on the rounding of the products and of the sums into each input."""
+    low, up, s, b = window_planes(index, lo, hi)
+    pos, neg = np.maximum(lam, 0), np.minimum(lam, 0) * s[:, None, :]
+    new = np.zeros((*lam.shape[:2], lo.shape[1]))
+    batch, rows = np.arange(lam.shape[0])[:, None, None], np.arange(lam.shape[1])[None, :, None]
+    np.add.at(new, (batch, rows, low[:, None, :]), pos)
+    np.add.at(new, (batch, rows, up[:, None, :]), neg)
+    size = np.abs(pos) * np.take_along_axis(_mag(lo, hi), low, 1)[:, None] + np.abs(neg) * np.take_along_axis(
+        _mag(lo, hi), up, 1)[:, None]
+    term = np.einsum("brm,bm->br", np.minimum(lam, 0), b)
+    return new, term, gamma(2 * index.shape[1] + 4) * size.sum(axis=2)
 
 
 def backward(chain: Chain, values: Values, top: int, lam: np.ndarray, const: np.ndarray,
@@ -139,12 +163,16 @@ def backward(chain: Chain, values: Values, top: int, lam: np.ndarray, const: np.
             allow += np.einsum("brm,bm->br", np.abs(lam), err)
         c = layer.const
         if layer.kind is Kind.RELU:
-            lam, term = _relu_lines(lam, lo, hi, None if slopes is None else slopes.get(i - 1))
+            lam, term = _relu_lines(lam, lo, hi, None if slopes is None else slopes.get(i - 1), layer.leak)
             const, mag = const + term, mag + np.abs(term)
             if betas is not None and i - 1 in betas:  # one more rounding: the products, then the difference
                 allow += U64 * np.einsum("brn,bn->br", np.abs(lam), _mag(lo, hi))
                 lam = lam - betas[i - 1]
             allow += U64 * np.einsum("brn,bn->br", np.abs(lam), _mag(lo, hi))  # the products' rounding
+        elif layer.kind is Kind.MAX:
+            assert layer.index is not None
+            lam, term, rounding = _max_lines(lam, layer.index, lo, hi)
+            const, mag, allow = const + term, mag + np.abs(term), allow + rounding
         elif layer.kind is Kind.DENSE:
             assert layer.weight is not None
             if c is not None:
@@ -205,7 +233,7 @@ def _refine_group(chain: Chain, part: Values, i: int, unstable: np.ndarray, coun
     found = backward(chain, part, i, lam, np.zeros((batch, 2 * k))).lower
     low = np.where(valid, np.maximum(low, found[:, :k]), low)
     high = np.where(valid, np.minimum(high, -found[:, k:]), high)
-    other = _differs(part, given, i)  # boxes whose given slopes are not the default ones
+    other = _differs(chain, part, given, i)  # boxes whose given slopes are not the default ones
     if given is not None and other.any():
         sub = np.nonzero(other)[0]
         spread = {j: np.broadcast_to(s[sub][:, None], (sub.size, 2 * k, s.shape[1])) for j, s in given.items() if j < i}
@@ -217,16 +245,16 @@ def _refine_group(chain: Chain, part: Values, i: int, unstable: np.ndarray, coun
     return lo, hi
 
 
-def _differs(values: Values, given: dict[int, np.ndarray] | None, below: int) -> np.ndarray:
+def _differs(chain: Chain, values: Values, given: dict[int, np.ndarray] | None, below: int) -> np.ndarray:
     """Per box, whether the ``given`` lower slopes of the ReLU layers below value ``below``
     differ from the default ones at some unstable neuron (else a pass with them is the same)."""
     batch = values.lo[0].shape[0]
     differs = np.zeros(batch, dtype=bool)
     for j, slopes in (given or {}).items():
         if j < below:
-            lo, hi = values.lo[j], values.hi[j]
-            unstable = (lo < 0) & (hi > 0)
-            differs |= (unstable & (slopes != (hi >= -lo))).any(axis=1)
+            leak = chain.layers[j].leak
+            unstable, default, _, _ = relu_chord(values.lo[j], values.hi[j], leak)
+            differs |= (unstable & (np.clip(slopes, leak, 1.0) != default)).any(axis=1)
     return differs
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from verify_check.bounds_base import U64, down, gamma, magnitude, relu_chord, up
+from verify_check.bounds_base import U64, down, gamma, magnitude, relu_chord, up, window_planes
 from verify_check.model import Kind, Layer
 
 MAX_INPUTS = 64
@@ -71,12 +71,25 @@ def _scaled(form: Form, c: np.ndarray, mx: np.ndarray) -> Form:
     return _widened(Form(lower, low_b, upper, up_b), 2 * U64 * size)
 
 
-def _relu(form: Form, lo: np.ndarray, hi: np.ndarray, slope: np.ndarray | None, mx: np.ndarray) -> Form:
-    unstable, active, chord, bias = relu_chord(lo, hi)
-    low_slope = np.where(unstable, (hi >= -lo) * 1.0 if slope is None else slope, active * 1.0)
+def _relu(form: Form, lo: np.ndarray, hi: np.ndarray, slope: np.ndarray | None, leak: float, mx: np.ndarray
+          ) -> Form:
+    unstable, low_slope, chord, bias = relu_chord(lo, hi, leak)
+    if slope is not None:
+        low_slope = np.where(unstable, np.clip(slope, leak, 1.0), low_slope)
     lower, low_b = form.lower * low_slope[:, None], form.lower_bias * low_slope
     upper = form.upper * chord[:, None]
     up_b = form.upper_bias * chord + bias
+    size = np.einsum("bn,bnm->bm", mx, np.abs(lower) + np.abs(upper)) + np.abs(low_b) + np.abs(up_b)
+    return _widened(Form(lower, low_b, upper, up_b), 4 * U64 * size)
+
+
+def _max(form: Form, index: np.ndarray, lo: np.ndarray, hi: np.ndarray, mx: np.ndarray) -> Form:
+    """The forms of a max layer: ``x[low]``'s lower form, ``s`` times ``x[up]``'s upper one
+    plus ``b`` (:func:`~verify_check.bounds_base.window_planes`)."""
+    low, top, s, b = window_planes(index, lo, hi)
+    lower, low_b = np.take_along_axis(form.lower, low[:, None], 2), np.take_along_axis(form.lower_bias, low, 1)
+    upper = np.take_along_axis(form.upper, top[:, None], 2) * s[:, None]
+    up_b = np.take_along_axis(form.upper_bias, top, 1) * s + b
     size = np.einsum("bn,bnm->bm", mx, np.abs(lower) + np.abs(upper)) + np.abs(low_b) + np.abs(up_b)
     return _widened(Form(lower, low_b, upper, up_b), 4 * U64 * size)
 
@@ -87,8 +100,11 @@ def next_form(form: Form, layer: Layer, lo: np.ndarray, hi: np.ndarray, box_mx: 
     layer's float error bound ``err``; ``slope``: a ReLU's lower slopes, None: CROWN's)."""
     c = layer.const
     if layer.kind is Kind.RELU:
-        return _relu(form, lo, hi, slope, box_mx)
-    if layer.kind is Kind.DENSE:
+        out = _relu(form, lo, hi, slope, layer.leak, box_mx)
+    elif layer.kind is Kind.MAX:
+        assert layer.index is not None
+        out = _max(form, layer.index, lo, hi, box_mx)
+    elif layer.kind is Kind.DENSE:
         assert layer.weight is not None
         out = _dense(form, layer.weight, c, box_mx)
     elif layer.kind in (Kind.ADD, Kind.RSUB):

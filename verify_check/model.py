@@ -1,8 +1,11 @@
 """The checker's own ONNX reader: a float32 network as a chain of layers on flat vectors.
 
 Certified op set: ``MatMul`` and ``Gemm`` with a constant weight (``Gemm``: ``alpha = beta =
-1``, ``transA = 0``), ``Add``/``Sub``/``Mul``/``Div`` with one constant operand, ``Relu``,
-and the shape-only ops ``Flatten``, ``Reshape``, ``Identity``, ``Squeeze``, ``Unsqueeze``.
+1``, ``transA = 0``), ``Conv`` (1-D or 2-D, one group, explicit pads; read as the dense matrix
+of the same dot products), ``Add``/``Sub``/``Mul``/``Div`` with one constant operand,
+``Relu``, ``LeakyRelu`` (``0 <= alpha <= 1``), ``MaxPool`` (2-D, floor mode, read as the
+input positions of each window), and the shape-only ops ``Flatten``, ``Reshape``,
+``Identity``, ``Squeeze``, ``Unsqueeze``.
 Every op must take the previous op's output (a chain: one graph input, one output), and every
 tensor must be float32. Each layer keeps its constants in float64 (exactly: a float32 value is
 a float64 value).
@@ -34,18 +37,22 @@ class Kind(Enum):
     RSUB = "rsub"  # c - x
     MUL = "mul"  # x * c
     DIV = "div"  # x / c
-    RELU = "relu"
+    RELU = "relu"  # x for x >= 0, leak * x below (Relu: leak 0)
+    MAX = "max"  # per output, the maximum of the inputs at index[j] (-1: padding, left out)
 
 
 @dataclass(frozen=True)
 class Layer:
     """One layer: its kind, its constants (``weight`` ``(m, n)`` for DENSE, else ``const``
-    ``(n,)`` broadcast to the input) and the ONNX node it comes from."""
+    ``(n,)`` broadcast to the input; a RELU's ``leak``; a MAX's window ``index`` ``(m, K)``)
+    and the ONNX node it comes from."""
 
     kind: Kind
     node: str
     weight: np.ndarray | None = None
     const: np.ndarray | None = None
+    leak: float = 0.0
+    index: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -102,6 +109,77 @@ def _linear(node: onnx.NodeProto, ins: list[np.ndarray | None], width: int) -> t
     return _dense(node, weight, ins[2] if len(ins) > 2 else None, width)
 
 
+MAX_CONV_ENTRIES = 60_000_000
+"""The largest dense matrix a ``Conv`` is read into."""
+
+
+def _conv(node: onnx.NodeProto, ins: list[np.ndarray | None], shape: tuple[int, ...]) -> tuple[Layer, tuple[int, ...]]:
+    """A ``Conv`` on the input of ``shape`` ``(1, C, [H,] W)`` as the dense matrix of its dot
+    products (each output's terms: its kernel's weights and inputs, padding left out: zero
+    terms are exact) and its output shape."""
+    attrs = _attrs(node)
+    weight = ins[1] if len(ins) > 1 else None
+    spatial = len(shape) - 2
+    if weight is None or ins[0] is not None or weight.ndim != len(shape) or spatial not in (1, 2):
+        raise ModelError(f"node {node.name!r} (Conv): needs the previous output (1-D or 2-D) and a constant weight")
+    if attrs.get("group", 1) != 1 or attrs.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET") \
+            or shape[0] != 1 or shape[1] != weight.shape[1]:
+        raise ModelError(f"node {node.name!r} (Conv): only one group, batch 1, explicit pads and "
+                         f"{weight.shape[1]} input channels are certified")
+    w = weight.astype(np.float64).reshape(weight.shape[0], weight.shape[1], -1, weight.shape[-1])
+    extra = [1] if spatial == 1 else []
+    size, stride = (extra + list(shape[2:])), extra + list(attrs.get("strides", [1] * spatial))  # type: ignore[call-overload]
+    dilation = extra + list(attrs.get("dilations", [1] * spatial))  # type: ignore[call-overload]
+    pads = list(attrs.get("pads", [0] * 2 * spatial))  # type: ignore[call-overload]
+    begin = [0] * (2 - spatial) + pads[:spatial]
+    end = [0] * (2 - spatial) + pads[spatial:]
+    out = [(size[a] + begin[a] + end[a] - dilation[a] * (w.shape[2 + a] - 1) - 1) // stride[a] + 1 for a in (0, 1)]
+    entries = w.shape[0] * out[0] * out[1] * w.shape[1] * size[0] * size[1]
+    if min(out) < 1 or entries > MAX_CONV_ENTRIES:
+        raise ModelError(f"node {node.name!r} (Conv): output {out} is empty or its dense form too large")
+    dense = np.zeros((w.shape[0], out[0], out[1], w.shape[1], size[0], size[1]))
+    for i in range(w.shape[2]):
+        for j in range(w.shape[3]):
+            at = [np.arange(out[a]) * stride[a] - begin[a] + (i, j)[a] * dilation[a] for a in (0, 1)]
+            ok = [np.nonzero((at[a] >= 0) & (at[a] < size[a]))[0] for a in (0, 1)]
+            p, q = np.meshgrid(ok[0], ok[1], indexing="ij")
+            dense[:, p, q, :, at[0][p], at[1][q]] = w[:, :, i, j]
+    bias = ins[2].astype(np.float64).repeat(out[0] * out[1]) if len(ins) > 2 and ins[2] is not None else None
+    layer = Layer(Kind.DENSE, node.name, dense.reshape(w.shape[0] * out[0] * out[1], -1), bias)
+    return layer, (1, w.shape[0], *out[2 - spatial:])
+
+
+def _pool(node: onnx.NodeProto, shape: tuple[int, ...]) -> tuple[Layer, tuple[int, ...]]:
+    """A 2-D ``MaxPool`` on ``(1, C, H, W)``: each output's window as flat input positions."""
+    attrs = _attrs(node)
+    kernel = list(attrs.get("kernel_shape", []))  # type: ignore[call-overload]
+    if len(shape) != 4 or len(kernel) != 2 or attrs.get("ceil_mode", 0) or len(node.output) > 1 \
+            or attrs.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
+        raise ModelError(f"node {node.name!r} (MaxPool): only 2-D windows, floor mode, explicit pads and one "
+                         f"output are certified")
+    stride = list(attrs.get("strides", [1, 1]))  # type: ignore[call-overload]
+    dilation = list(attrs.get("dilations", [1, 1]))  # type: ignore[call-overload]
+    pads = list(attrs.get("pads", [0, 0, 0, 0]))  # type: ignore[call-overload]
+    size = shape[2:]
+    out = [(size[a] + pads[a] + pads[a + 2] - dilation[a] * (kernel[a] - 1) - 1) // stride[a] + 1 for a in (0, 1)]
+    at = [np.arange(out[a])[:, None] * stride[a] - pads[a] + np.arange(kernel[a])[None] * dilation[a] for a in (0, 1)]
+    rows, cols = at[0][:, None, :, None], at[1][None, :, None, :]  # (oh, ow, kh, kw) after broadcasting
+    inside = (rows >= 0) & (rows < size[0]) & (cols >= 0) & (cols < size[1])
+    plane = np.where(inside, rows * size[1] + cols, -1).reshape(out[0] * out[1], -1)
+    if min(out) < 1 or not np.all((plane >= 0).any(axis=1)):
+        raise ModelError(f"node {node.name!r} (MaxPool): an empty output or a window of padding only")
+    channels = np.arange(shape[1])[:, None, None] * size[0] * size[1]
+    index = np.where(plane[None] >= 0, plane[None] + channels, -1).reshape(-1, plane.shape[1])
+    return Layer(Kind.MAX, node.name, index=index), (1, shape[1], *out)
+
+
+def _leaky(node: onnx.NodeProto) -> Layer:
+    leak = float(_attrs(node).get("alpha", 0.01)) if node.op_type == "LeakyRelu" else 0.0  # type: ignore[arg-type]
+    if not 0.0 <= leak <= 1.0:
+        raise ModelError(f"node {node.name!r} (LeakyRelu): alpha {leak} outside [0, 1] is not certified")
+    return Layer(Kind.RELU, node.name, leak=leak)
+
+
 def _elementwise(node: onnx.NodeProto, ins: list[np.ndarray | None], shape: tuple[int, ...]) -> Layer:
     if len(ins) != 2 or sum(v is None for v in ins) != 1:
         raise ModelError(f"node {node.name!r} ({node.op_type}): needs the previous output and one constant")
@@ -136,7 +214,9 @@ def _reshaped(node: onnx.NodeProto, shape: tuple[int, ...], consts: dict[str, np
             rest = int(np.prod([v for v in target if v != -1]))
             target[target.index(-1)] = size // max(rest, 1)
         return tuple(target)
-    return (size,)  # Squeeze, Unsqueeze, Identity, Dropout: only the flat size matters here
+    if node.op_type in ("Identity", "Dropout"):
+        return shape
+    return (size,)  # Squeeze, Unsqueeze: only the flat size matters here
 
 
 def read_model(path: str) -> Chain:
@@ -174,8 +254,14 @@ def read_model(path: str) -> Chain:
             shape = ((m, 1) if len(shape) == 2 else (m,)) if ins[0] is not None else (1, m)
         elif node.op_type in ("Add", "Sub", "Mul", "Div"):
             layers.append(_elementwise(node, ins, shape))
-        elif node.op_type == "Relu":
-            layers.append(Layer(Kind.RELU, node.name))
+        elif node.op_type == "Conv":
+            layer, shape = _conv(node, ins, shape)
+            layers.append(layer)
+        elif node.op_type == "MaxPool":
+            layer, shape = _pool(node, shape)
+            layers.append(layer)
+        elif node.op_type in ("Relu", "LeakyRelu"):
+            layers.append(_leaky(node))
         else:
             raise ModelError(f"node {node.name!r}: op {node.op_type} is outside the certified op set")
         current = node.output[0]

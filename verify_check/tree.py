@@ -29,7 +29,7 @@ import numpy as np
 
 from verify_check.bounds import Linear, Values, bound_values, interval_rows, relu_inputs, row_bounds
 from verify_check.certificate import ACTIVE, HIGH, INACTIVE, LOW, REBOUND, ROOT, Tree
-from verify_check.model import Chain, Kind
+from verify_check.model import Chain
 from verify_check.spec import Region, float32_box
 
 CHUNK = 2048
@@ -67,7 +67,8 @@ def value_sizes(chain: Chain) -> list[int]:
     """The flat size of every value (0: the input)."""
     sizes = [chain.inputs]
     for layer in chain.layers:
-        sizes.append(layer.weight.shape[0] if layer.kind is Kind.DENSE and layer.weight is not None else sizes[-1])
+        sizes.append(layer.weight.shape[0] if layer.weight is not None else
+                     layer.index.shape[0] if layer.index is not None else sizes[-1])
     return sizes
 
 

@@ -20,11 +20,12 @@ from verify_check.model import ModelError, read_model
 from verify_check.spec import Region, SpecError, float32_box, read_spec
 
 
-def write_chain(path: Path, rng: np.random.Generator, n_in: int, widths: list[int], vector: bool = False) -> None:
+def write_chain(path: Path, rng: np.random.Generator, n_in: int, widths: list[int], vector: bool = False,
+                leak: float | None = None) -> None:
     """A random float32 chain: ``x - c`` (Sub), ``* s`` (Mul), Flatten, then per hidden width a
-    MatMul + Add (even layers) or a Gemm (odd layers) and a Relu, the output layer last, then
-    ``/ 2`` (Div) and ``c - y`` (Sub with the constant first). ``vector``: a 1-D input and
-    ``W x`` MatMuls (the weight first) for every layer, no Flatten."""
+    MatMul + Add (even layers) or a Gemm (odd layers) and a Relu (a LeakyRelu with ``leak``),
+    the output layer last, then ``/ 2`` (Div) and ``c - y`` (Sub with the constant first).
+    ``vector``: a 1-D input and ``W x`` MatMuls (the weight first) for every layer, no Flatten."""
     init, nodes = [], []
 
     def const(name: str, value: np.ndarray) -> str:
@@ -50,7 +51,8 @@ def write_chain(path: Path, rng: np.random.Generator, n_in: int, widths: list[in
             nodes.append(helper.make_node("Gemm", [value, const(f"W{k}", w), const(f"b{k}", b)], [f"z{k}"], transB=1))
         value = f"z{k}"
         if k < len(sizes) - 2:
-            nodes.append(helper.make_node("Relu", [value], [f"a{k}"]))
+            nodes.append(helper.make_node("Relu", [value], [f"a{k}"]) if leak is None else
+                         helper.make_node("LeakyRelu", [value], [f"a{k}"], alpha=leak))
             value = f"a{k}"
     nodes.append(helper.make_node("Div", [value, const("two", np.array([2.0]))], ["h"]))
     nodes.append(helper.make_node("Sub", [const("c1", rng.normal(size=(widths[-1],))), "h"], ["y"]))
@@ -60,18 +62,58 @@ def write_chain(path: Path, rng: np.random.Generator, n_in: int, widths: list[in
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
 
 
+def write_conv(path: Path, rng: np.random.Generator, channels: int = 2, side: int = 5, leak: float | None = None,
+               pool: bool = False) -> None:
+    """A random float32 convolutional chain on a ``(1, channels, side, side)`` input: a padded,
+    strided 3x3 Conv with bias, a Relu (a LeakyRelu with ``leak``), with ``pool`` a 2x2 MaxPool
+    (stride 1, padded at the end: same shape), a 2x1 dilated Conv without bias, a Relu, Flatten
+    and a Gemm to 3 outputs."""
+    init = [numpy_helper.from_array((rng.normal(size=(3, channels, 3, 3)) / 3).astype(np.float32), "K0"),
+            numpy_helper.from_array((rng.normal(size=3) * 0.3).astype(np.float32), "b0"),
+            numpy_helper.from_array((rng.normal(size=(2, 3, 2, 1)) / 2).astype(np.float32), "K1")]
+    first = helper.make_node("Relu", ["c0"], ["a0"]) if leak is None else \
+        helper.make_node("LeakyRelu", ["c0"], ["a0"], alpha=leak)
+    nodes = [helper.make_node("Conv", ["x", "K0", "b0"], ["c0"], pads=[1, 0, 1, 1], strides=[2, 1]), first]
+    if pool:
+        nodes.append(helper.make_node("MaxPool", ["a0"], ["m0"], kernel_shape=[2, 2], pads=[0, 0, 1, 1]))
+    nodes += [helper.make_node("Conv", ["m0" if pool else "a0", "K1"], ["c1"], dilations=[2, 1]),
+             helper.make_node("Relu", ["c1"], ["a1"]), helper.make_node("Flatten", ["a1"], ["f"], axis=1)]
+    flat = 2 * ((side - 1) // 2 - 1) * (side - 1)
+    init.append(numpy_helper.from_array((rng.normal(size=(3, flat)) / np.sqrt(flat)).astype(np.float32), "W"))
+    nodes.append(helper.make_node("Gemm", ["f", "W"], ["y"], transB=1))
+    graph = helper.make_graph(nodes, "conv", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                                            [1, channels, side, side])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])], init)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
+
+
+LAYOUTS = ("xW", "Wx", "leaky", "conv", "pool")
+"""The random networks the oracle tests run on: MatMul/Gemm chains with ``x W`` and ``W x``,
+with LeakyRelu, a convolutional one, and one with MaxPool."""
+
+
+def _write(path: Path, rng: np.random.Generator, layout: str) -> tuple[int, list[int]]:
+    """A random network of ``layout`` at ``path``: its input size and shape."""
+    if layout in ("conv", "pool"):
+        write_conv(path, rng, leak=float(rng.uniform(0.01, 0.3)), pool=layout == "pool")
+        return 50, [1, 2, 5, 5]
+    n_in = int(rng.integers(2, 5))
+    widths = [int(rng.integers(3, 9)), int(rng.integers(3, 9)), int(rng.integers(3, 9)), 3]
+    write_chain(path, rng, n_in, widths, layout == "Wx", float(rng.uniform(0.01, 0.5)) if layout == "leaky" else None)
+    return n_in, [n_in] if layout == "Wx" else [1, n_in]
+
+
 def _samples(rng: np.random.Generator, lo: np.ndarray, hi: np.ndarray, count: int) -> np.ndarray:
     x = lo + rng.random((count, lo.size)) * (hi - lo)
     corners = np.where(rng.random((64, lo.size)) < 0.5, lo, hi)
     return np.concatenate([x, corners, lo[None], hi[None]]).astype(np.float32)
 
 
-def _violations(path: Path, seed: int, vector: bool = False) -> int:
+def _violations(path: Path, seed: int, layout: str = "xW") -> int:
     """Sampled points (onnxruntime) outside the checker's output bounds or below its row
     bounds, summed over a few boxes."""
     rng = np.random.default_rng(seed)
-    n_in = int(rng.integers(2, 5))
-    write_chain(path, rng, n_in, [int(rng.integers(3, 9)), int(rng.integers(3, 9)), int(rng.integers(3, 9)), 3], vector)
+    n_in, shape = _write(path, rng, layout)
     chain = read_model(str(path))
     session = ort.InferenceSession(str(path))
     C = np.array([[1.0, -1.0, 0.0], [0.0, 2.0, -0.5]])
@@ -84,26 +126,26 @@ def _violations(path: Path, seed: int, vector: bool = False) -> int:
         values = bound_values(chain, lo[None], hi[None], {})
         rows = np.maximum(row_bounds(chain, values, C, d).lower, interval_rows(values, C, d))[0]
         x = _samples(rng, lo, hi, 2000)
-        y = np.stack([session.run(None, {"x": p if vector else p[None]})[0].reshape(-1) for p in x]).astype(np.float64)
+        y = np.stack([session.run(None, {"x": p.reshape(shape)})[0].reshape(-1) for p in x]).astype(np.float64)
         bad += int(((y < values.lo[-1]) | (y > values.hi[-1])).sum())
         bad += int(((y @ C.T - d) < rows).sum())
     return bad
 
 
-@pytest.mark.parametrize("vector", [False, True], ids=["xW", "Wx"])
+@pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("seed", range(6))
-def test_bounds_hold_at_sampled_points(tmp_path: Path, seed: int, vector: bool) -> None:
-    assert _violations(tmp_path / "chain.onnx", seed, vector) == 0
+def test_bounds_hold_at_sampled_points(tmp_path: Path, seed: int, layout: str) -> None:
+    assert _violations(tmp_path / "chain.onnx", seed, layout) == 0
 
 
 def test_wrong_chord_is_caught(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A planted bug: the ReLU chord's slope halved (in the backward rule and in the forms)."""
     original = bounds._relu_lines
 
-    def halved(lam: np.ndarray, lo: np.ndarray, hi: np.ndarray, slopes: np.ndarray | None
+    def halved(lam: np.ndarray, lo: np.ndarray, hi: np.ndarray, slopes: np.ndarray | None, leak: float
                ) -> tuple[np.ndarray, np.ndarray]:
         positive = lam >= 0
-        new, term = original(lam, lo, hi, slopes)
+        new, term = original(lam, lo, hi, slopes, leak)
         return np.where(positive, new, new / 2), term / 2
 
     monkeypatch.setattr(bounds, "_relu_lines", halved)
@@ -112,6 +154,35 @@ def test_wrong_chord_is_caught(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
 
     monkeypatch.setattr(forms, "MAX_INPUTS", 0)
     assert sum(_violations(tmp_path / "chain.onnx", seed) for seed in range(6)) > 0
+
+
+def test_ignored_leak_is_caught(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A planted bug: LeakyRelu's lines taken as Relu's (the leak ignored)."""
+    import verify_check.forms as forms
+
+    original = bounds.relu_chord
+
+    def as_relu(lo: np.ndarray, hi: np.ndarray, leak: float = 0.0) -> tuple[np.ndarray, ...]:
+        return original(lo, hi, 0.0)
+
+    monkeypatch.setattr(bounds, "relu_chord", as_relu)
+    monkeypatch.setattr(forms, "relu_chord", as_relu)
+    assert sum(_violations(tmp_path / "chain.onnx", seed, "leaky") for seed in range(6)) > 0
+
+
+def test_window_line_without_intercept_is_caught(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A planted bug: the max layer's upper line ``s x[up]`` without its intercept."""
+    import verify_check.forms as forms
+
+    original = bounds.window_planes
+
+    def no_intercept(index: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, ...]:
+        low, up, s, b = original(index, lo, hi)
+        return low, up, s, 0 * b
+
+    monkeypatch.setattr(bounds, "window_planes", no_intercept)
+    monkeypatch.setattr(forms, "window_planes", no_intercept)
+    assert sum(_violations(tmp_path / "chain.onnx", seed, "pool") for seed in range(6)) > 0
 
 
 def test_unsupported_op_is_named(tmp_path: Path) -> None:

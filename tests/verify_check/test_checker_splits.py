@@ -35,12 +35,12 @@ def _with_pre_activations(path: Path) -> ort.InferenceSession:
     return ort.InferenceSession(str(wide))
 
 
-def _violations(path: Path, seed: int, wrong_sign: bool = False) -> tuple[int, int]:
+def _violations(path: Path, seed: int, wrong_sign: bool = False, leaky: bool = False) -> tuple[int, int]:
     """(points below the checker's split-domain row bounds, points in the domains) over a few
-    random split patterns with random slopes and multipliers."""
+    random split patterns with random slopes and multipliers (``leaky``: LeakyRelu layers)."""
     rng = np.random.default_rng(seed)
     n_in = int(rng.integers(2, 4))
-    write_chain(path, rng, n_in, [8, 8, 3])
+    write_chain(path, rng, n_in, [8, 8, 3], leak=0.1 if leaky else None)
     chain = read_model(str(path))
     session = _with_pre_activations(path)
     feeds = relu_inputs(chain)
@@ -72,9 +72,10 @@ def _violations(path: Path, seed: int, wrong_sign: bool = False) -> tuple[int, i
     return bad, inside
 
 
+@pytest.mark.parametrize("leaky", [False, True], ids=["relu", "leaky"])
 @pytest.mark.parametrize("seed", range(4))
-def test_split_domain_bounds_hold_at_sampled_points(tmp_path: Path, seed: int) -> None:
-    bad, inside = _violations(tmp_path / "chain.onnx", seed)
+def test_split_domain_bounds_hold_at_sampled_points(tmp_path: Path, seed: int, leaky: bool) -> None:
+    bad, inside = _violations(tmp_path / "chain.onnx", seed, leaky=leaky)
     assert inside > 100  # the domains hold enough sampled points to test the bounds
     assert bad == 0
 
