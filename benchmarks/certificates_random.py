@@ -2,9 +2,10 @@
 and with ReLU splitting: per mode, the unsat answers, their certificates' verdicts
 (``verify-check``), and MILP's verdict on every certified one (it must be unsat).
 
-Usage: ``python benchmarks/certificates_random.py [--networks 300] [--out FILE.md]``
-(run from the repository root: it builds the networks with the cross-check's own generator,
-``tests/bab/test_cross_check.py``).
+Usage: ``python benchmarks/certificates_random.py [--networks 300] [--layout mlp|leaky|conv|pool]
+[--out FILE.md]`` (run from the repository root: it builds the networks with the cross-check's
+own generators, ``tests/bab/test_cross_check.py`` and, for the LeakyRelu, convolutional and
+MaxPool layouts, ``tests/verify_check/test_checker_cross_check.py``).
 """
 
 from __future__ import annotations
@@ -20,8 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.bab.test_cross_check import _network  # noqa: E402
-from tests.verify_check.test_checker_cross_check import _milp, write_property  # noqa: E402
+from tests.verify_check.test_checker_cross_check import LAYOUTS, _milp, write_property  # noqa: E402
 from verifier.api import verify  # noqa: E402
 from verifier.config import BabMode, VerifierConfig  # noqa: E402
 from verify_check.cli import INCOMPLETE, INVALID, VALID, check  # noqa: E402
@@ -29,10 +29,10 @@ from verify_check.cli import INCOMPLETE, INVALID, VALID, check  # noqa: E402
 NAMES = {VALID: "valid", INVALID: "invalid", INCOMPLETE: "incomplete"}
 
 
-def _one(seed: int, bab: BabMode, folder: Path) -> tuple[str, str, str, float]:
+def _one(seed: int, bab: BabMode, folder: Path, layout: str) -> tuple[str, str, str, float]:
     """(the verdict, the certificate's, MILP's on a valid one, seconds checking) for one network."""
     model, spec, proof = folder / "n.onnx", folder / "p.vnnlib", folder / "c.npz"
-    region, _ = _network(seed, model)
+    region, _ = LAYOUTS[layout][0](seed, model)
     write_property(spec, region)
     result = verify(model, spec, timeout=30, config=VerifierConfig(bab=bab), certificate=proof)
     if result.status.value != "unsat":
@@ -46,16 +46,18 @@ def _one(seed: int, bab: BabMode, folder: Path) -> tuple[str, str, str, float]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--networks", type=int, default=300)
+    parser.add_argument("--layout", choices=sorted(LAYOUTS), default="mlp")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     lines = ["# Certificates on the cross-check's random networks", "",
              f"Machine: {platform.node()}, {platform.machine()}, Python {platform.python_version()}.",
-             f"Command: `python benchmarks/certificates_random.py --networks {args.networks}`", "",
+             f"Command: `python benchmarks/certificates_random.py --networks {args.networks} --layout {args.layout}`",
+             "",
              "| mode | answers | unsat | valid | incomplete | invalid | MILP unsat on the valid | check s |",
              "|---|---|---|---|---|---|---|---|"]
     with tempfile.TemporaryDirectory() as tmp:
         for bab in (BabMode.AUTO, BabMode.RELU):
-            found = [_one(seed, bab, Path(tmp)) for seed in range(args.networks)]
+            found = [_one(seed, bab, Path(tmp), args.layout) for seed in range(args.networks)]
             verdicts, certs = Counter(f[0] for f in found), Counter(f[1] for f in found if f[1])
             milp = sum(1 for f in found if f[2] == "unsat")
             lines.append(f"| {bab.value} | {dict(verdicts)} | {verdicts['unsat']} | {certs['valid']} | "

@@ -1,7 +1,7 @@
 """The checker's own ONNX reader: a float32 network as a chain of layers on flat vectors.
 
 Certified op set: ``MatMul`` and ``Gemm`` with a constant weight (``Gemm``: ``alpha = beta =
-1``, ``transA = 0``), ``Conv`` (1-D or 2-D, one group, explicit pads; read as the dense matrix
+1``, ``transA = 0``), ``Conv`` (2-D, one group, explicit pads; read as the dense matrix
 of the same dot products), ``Add``/``Sub``/``Mul``/``Div`` with one constant operand,
 ``Relu``, ``LeakyRelu`` (``0 <= alpha <= 1``), ``MaxPool`` (2-D, floor mode, read as the
 input positions of each window), and the shape-only ops ``Flatten``, ``Reshape``,
@@ -114,25 +114,22 @@ MAX_CONV_ENTRIES = 60_000_000
 
 
 def _conv(node: onnx.NodeProto, ins: list[np.ndarray | None], shape: tuple[int, ...]) -> tuple[Layer, tuple[int, ...]]:
-    """A ``Conv`` on the input of ``shape`` ``(1, C, [H,] W)`` as the dense matrix of its dot
+    """A 2-D ``Conv`` on the input of ``shape`` ``(1, C, H, W)`` as the dense matrix of its dot
     products (each output's terms: its kernel's weights and inputs, padding left out: zero
     terms are exact) and its output shape."""
     attrs = _attrs(node)
     weight = ins[1] if len(ins) > 1 else None
-    spatial = len(shape) - 2
-    if weight is None or ins[0] is not None or weight.ndim != len(shape) or spatial not in (1, 2):
-        raise ModelError(f"node {node.name!r} (Conv): needs the previous output (1-D or 2-D) and a constant weight")
+    if weight is None or ins[0] is not None or weight.ndim != 4 or len(shape) != 4:
+        raise ModelError(f"node {node.name!r} (Conv): needs the previous output (2-D) and a constant weight")
     if attrs.get("group", 1) != 1 or attrs.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET") \
             or shape[0] != 1 or shape[1] != weight.shape[1]:
         raise ModelError(f"node {node.name!r} (Conv): only one group, batch 1, explicit pads and "
                          f"{weight.shape[1]} input channels are certified")
-    w = weight.astype(np.float64).reshape(weight.shape[0], weight.shape[1], -1, weight.shape[-1])
-    extra = [1] if spatial == 1 else []
-    size, stride = (extra + list(shape[2:])), extra + list(attrs.get("strides", [1] * spatial))  # type: ignore[call-overload]
-    dilation = extra + list(attrs.get("dilations", [1] * spatial))  # type: ignore[call-overload]
-    pads = list(attrs.get("pads", [0] * 2 * spatial))  # type: ignore[call-overload]
-    begin = [0] * (2 - spatial) + pads[:spatial]
-    end = [0] * (2 - spatial) + pads[spatial:]
+    w, size = weight.astype(np.float64), shape[2:]
+    stride = list(attrs.get("strides", [1, 1]))  # type: ignore[call-overload]
+    dilation = list(attrs.get("dilations", [1, 1]))  # type: ignore[call-overload]
+    pads = list(attrs.get("pads", [0, 0, 0, 0]))  # type: ignore[call-overload]
+    begin, end = pads[:2], pads[2:]
     out = [(size[a] + begin[a] + end[a] - dilation[a] * (w.shape[2 + a] - 1) - 1) // stride[a] + 1 for a in (0, 1)]
     entries = w.shape[0] * out[0] * out[1] * w.shape[1] * size[0] * size[1]
     if min(out) < 1 or entries > MAX_CONV_ENTRIES:
@@ -146,7 +143,7 @@ def _conv(node: onnx.NodeProto, ins: list[np.ndarray | None], shape: tuple[int, 
             dense[:, p, q, :, at[0][p], at[1][q]] = w[:, :, i, j]
     bias = ins[2].astype(np.float64).repeat(out[0] * out[1]) if len(ins) > 2 and ins[2] is not None else None
     layer = Layer(Kind.DENSE, node.name, dense.reshape(w.shape[0] * out[0] * out[1], -1), bias)
-    return layer, (1, w.shape[0], *out[2 - spatial:])
+    return layer, (1, w.shape[0], *out)
 
 
 def _pool(node: onnx.NodeProto, shape: tuple[int, ...]) -> tuple[Layer, tuple[int, ...]]:

@@ -232,3 +232,25 @@ def test_missing_float32_error_is_caught(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.setattr(forms, "MAX_INPUTS", 0)
     monkeypatch.setattr(bounds, "MAX_INPUTS", 0)
     assert sum(_violations(tmp_path / "chain.onnx", seed) for seed in range(6)) > 0
+
+
+ZOO_CONV = ("oval21__cifar_deep_kw", "collins_rul_cnn__NN_rul_small_window_20", "verivital__Convnet_maxpool")
+
+
+@pytest.mark.parametrize("name", ZOO_CONV)
+def test_real_conv_networks_are_read_as_onnxruntime_runs_them(name: str) -> None:
+    """The checker's reading of the zoo's Conv/MaxPool networks (dense matrices, windows): its
+    value bounds on the point box of a random input hold onnxruntime's float32 output, within
+    about the float32 error of the network (a misread matrix would miss it)."""
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "zoo" / "onnx" / f"{name}.onnx"
+    chain = read_model(str(path))
+    session = ort.InferenceSession(str(path))
+    shape = [d if isinstance(d, int) and d > 0 else 1 for d in session.get_inputs()[0].shape]
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        x = rng.uniform(0, 1, size=shape).astype(np.float32)
+        y = session.run(None, {session.get_inputs()[0].name: x})[0].reshape(-1).astype(np.float64)
+        values = bound_values(chain, x.reshape(1, -1).astype(np.float64), x.reshape(1, -1).astype(np.float64), {},
+                              refine=False)
+        assert np.all(values.lo[-1][0] <= y) and np.all(y <= values.hi[-1][0])
+        assert np.max(values.hi[-1][0] - values.lo[-1][0]) <= 1e-2 * (1 + np.abs(y).max())  # float32 error only
