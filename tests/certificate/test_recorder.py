@@ -1,7 +1,8 @@
 """What a certificate says about each region: certified where interval/CROWN bounds, input
 splitting, alpha-CROWN at the root or ReLU splitting proved it (and then ``verify-check``
-re-derives it: ``valid``), uncertified with the reason elsewhere (the SDP bound, leaves handed to
-the MILP engine: ``incomplete``), never silently missing. Checked on the cross-check's random
+re-derives it: ``valid``; decided ReLU-split leaves by the multipliers of their linear program),
+uncertified with the reason elsewhere (the SDP bound, leaves handed to the MILP engine, as
+MaxPool networks' are: ``incomplete``), never silently missing. Checked on the cross-check's random
 networks, whose proofs take each of these ways."""
 
 from __future__ import annotations
@@ -12,8 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.bab.test_cross_check import _network
-from tests.verify_check.test_checker_cross_check import write_property
+from tests.verify_check.test_checker_cross_check import LAYOUTS, write_property
 from verifier.api import verify
 from verifier.certificate.claims import RootRecord
 from verifier.certificate.log import NodeKind, ProofLog
@@ -21,30 +21,31 @@ from verifier.config import BabMode, ReluSplitConfig, VerifierConfig
 from verify_check.cli import INCOMPLETE, VALID, check
 
 
-def _run(tmp_path: Path, seed: int, config: VerifierConfig) -> tuple[dict, tuple[int, str]]:
+def _run(tmp_path: Path, seed: int, config: VerifierConfig, layout: str = "mlp") -> tuple[dict, tuple[int, str]]:
     model, spec, proof = tmp_path / "n.onnx", tmp_path / "p.vnnlib", tmp_path / "c.npz"
-    region, _ = _network(seed, model)
+    region, _ = LAYOUTS[layout][0](seed, model)
     write_property(spec, region)
     result = verify(model, spec, timeout=20, config=config, certificate=proof)
     assert result.status.value == "unsat"
     return result.stats["certificate"], check(str(model), str(spec), str(proof))
 
 
-FEW_STEPS = ReluSplitConfig(iterations=1, root_iterations=1, estimated_steps=False)  # leaves left to the MILP engine
+FEW_STEPS = ReluSplitConfig(iterations=1, root_iterations=1, estimated_steps=False)  # many decided leaves
 
 
-@pytest.mark.parametrize("seed, config, code, reason", [
-    (3, VerifierConfig(), VALID, "valid (1 regions, 1 leaves)"),  # CROWN on the whole box
-    (0, VerifierConfig(), VALID, "valid"),  # input splitting
-    (0, VerifierConfig(bab=BabMode.RELU), VALID, "valid (1 regions, 4 leaves)"),  # ReLU splitting
-    (35, VerifierConfig(bab=BabMode.RELU), VALID, "valid (1 regions, 6 leaves)"),  # a split side is empty
-    (6, VerifierConfig(bab=BabMode.RELU), VALID, "valid (1 regions, 1 leaves)"),  # alpha-CROWN at the root
-    (0, VerifierConfig(bab=BabMode.RELU, relu_split=FEW_STEPS), INCOMPLETE, "leaves decided by the MILP engine"),
-    (7, VerifierConfig(bab=BabMode.RELU, sdp_before_bab=True), INCOMPLETE, "low-rank SDP bounds on the whole box"),
-], ids=["crown", "input-split", "relu-split", "empty-side", "root-alpha", "milp-leaves", "sdp"])
-def test_regions_are_certified_or_marked(tmp_path: Path, seed: int, config: VerifierConfig, code: int,
+@pytest.mark.parametrize("seed, layout, config, code, reason", [
+    (3, "mlp", VerifierConfig(), VALID, "valid (1 regions, 1 leaves)"),  # CROWN on the whole box
+    (0, "mlp", VerifierConfig(), VALID, "valid"),  # input splitting
+    (0, "mlp", VerifierConfig(bab=BabMode.RELU), VALID, "valid (1 regions, 4 leaves)"),  # ReLU splitting
+    (35, "mlp", VerifierConfig(bab=BabMode.RELU), VALID, "valid (1 regions, 6 leaves)"),  # a split side is empty
+    (6, "mlp", VerifierConfig(bab=BabMode.RELU), VALID, "valid (1 regions, 1 leaves)"),  # alpha-CROWN at the root
+    (0, "mlp", VerifierConfig(bab=BabMode.RELU, relu_split=FEW_STEPS), VALID, "valid"),  # leaves refuted by their LP
+    (16, "pool", VerifierConfig(bab=BabMode.RELU), INCOMPLETE, "leaves decided by the MILP engine"),  # MaxPool
+    (7, "mlp", VerifierConfig(bab=BabMode.RELU, sdp_before_bab=True), INCOMPLETE, "low-rank SDP bounds"),
+], ids=["crown", "input-split", "relu-split", "empty-side", "root-alpha", "decided-leaves", "milp-leaves", "sdp"])
+def test_regions_are_certified_or_marked(tmp_path: Path, seed: int, layout: str, config: VerifierConfig, code: int,
                                          reason: str) -> None:
-    stats, (found, message) = _run(tmp_path, seed, config)
+    stats, (found, message) = _run(tmp_path, seed, config, layout)
     assert found == code and reason in message, message
     assert stats["regions_certified"] == (1 if code == VALID else 0)
 

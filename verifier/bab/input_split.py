@@ -82,7 +82,8 @@ class _Bounder:
                                         intermediate_method=config.intermediate_method)
         self.scoring_config = CrownConfig(per_domain_rows=config.per_domain_rows,
                                           intermediate_method=config.scoring_method)
-        self.alpha = AlphaConfig(iterations=config.alpha_iterations, intermediate=False)
+        # a proof log holds ReLU-like slopes only: with one, multi-input planes keep CROWN's weights
+        self.alpha = AlphaConfig(iterations=config.alpha_iterations, intermediate=False, plane_weights=not slopes)
         # dimensions narrower than this are not split any more (fixed ones: never)
         self.floor = split_floor(root_width)
         self.root_width = torch.where(root_width > 0, root_width, torch.ones_like(root_width))

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -21,6 +22,7 @@ from verifier.bounds.objective import spec_rows, stack_clauses
 from verifier.certificate.log import ProofLog
 from verifier.config import ReluSplitConfig
 from verifier.deadline import Deadline
+from verifier.exact.small_lp import best_multipliers
 from verifier.graph.torch_graph import TorchGraph
 from verifier.spec.types import Clause
 
@@ -115,6 +117,47 @@ class _BetaBounder:
             mult = self._set(crown, domains, {k: v.to(dtype) for k, v in domains.alpha.items()},
                              {k: v.to(dtype) for k, v in domains.beta.items()})
             return self.spec_rows(crown, mult, domains)
+
+    def leaf_multipliers(self, leaf: _Domains, cap: float = 1e4) -> dict[str, Tensor] | None:
+        """For one domain on which every neuron is decided (stable or split): per node the
+        split multipliers ``(1, K*R, size)`` (in ``[0, cap]``) that maximise each row's bound.
+        With every line exact there, the bound is an affine function of the input whose
+        coefficients are affine in the multipliers; one pass over ``1 + splits`` copies (no
+        multiplier, then one per split) gives them, and :func:`~verifier.exact.small_lp.
+        best_multipliers` solves the dual linear program (a Farkas certificate where the leaf
+        is empty). None when nothing is split or HiGHS finds no optimum. A guide only: the
+        caller bounds with them (:meth:`quick`)."""
+        where = [(layer, torch.nonzero(leaf.split[layer.node][0]).flatten()) for layer in self.layers]
+        count, rows, dtype = sum(int(p.numel()) for _, p in where), self.k * self.r, self.tgraph.place.dtype
+        if count == 0:
+            return None
+        copies, device = leaf.repeat(count + 1), self.lower.device
+        beta = {layer.node: torch.zeros(count + 1, rows, layer.size, dtype=dtype, device=device)
+                for layer in self.layers}
+        first = 1
+        for layer, positions in where:
+            beta[layer.node][torch.arange(first, first + positions.numel(), device=device), :, positions] = 1.0
+            first += positions.numel()
+        with torch.no_grad():
+            crown = self.crown(copies, refine=False)
+            mult = self._set(crown, copies, {k: v.to(dtype) for k, v in copies.alpha.items()}, beta)
+            raw = crown.lower_bound(self.rows_of(copies).to(dtype), mult).double().cpu().numpy()
+            coeff = crown.input_coefficients[self.input.name].reshape(count + 1, rows, -1).double().cpu().numpy()
+        low, high = self.lower.reshape(-1).double().cpu().numpy(), self.upper.reshape(-1).double().cpu().numpy()
+        const = raw - (np.maximum(coeff, 0) @ low + np.minimum(coeff, 0) @ high)
+        found = np.zeros((rows, count))
+        for r in range(rows):
+            solved = best_multipliers(coeff[0, r], const[0, r], coeff[1:, r] - coeff[0, r], const[1:, r] - const[0, r],
+                                      low, high, cap)
+            if solved is None:
+                return None
+            found[r] = solved
+        out, first = {}, 0
+        for layer, positions in where:
+            out[layer.node] = torch.zeros(1, rows, layer.size, device=leaf.open.device)
+            out[layer.node][0][:, positions] = torch.from_numpy(found[:, first:first + positions.numel()]).float()
+            first += positions.numel()
+        return out
 
     def __call__(self, domains: _Domains, iterations: int, deadline: Deadline) -> _Bounded:
         """Optimises ``alpha`` and ``beta`` of every domain for ``iterations`` Adam steps (fewer

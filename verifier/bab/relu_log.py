@@ -5,8 +5,9 @@ is the region's box; a split adds two children of a domain's node (the neuron's 
 then ``<= 0``); a domain refuted by a bounding round gets the slopes and multipliers of the
 iterate that refuted it, per row and ReLU layer position. A checker rebuilds every node's
 intermediate bounds itself (from the root's and the splits on its path), so nothing else is
-recorded. Leaves handed to the exact engine make the tree incomplete (no proof is written for
-them).
+recorded. A leaf with every neuron decided that its linear program's multipliers refute is
+recorded like any refuted domain (those multipliers: a Farkas certificate where it is empty);
+leaves handed to the exact engine make the tree incomplete (no proof is written for them).
 """
 
 from __future__ import annotations

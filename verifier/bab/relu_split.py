@@ -46,7 +46,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from verifier.bab.common import BabOutcome, BabStats, CandidateSearch, Confirm
+from verifier.bab.common import BabOutcome, BabStats, CandidateSearch, Confirm, hardest_rows
 from verifier.bab.domain_store import DomainStore
 from verifier.bab.neuron_split import NeuronSplitSearch, smooth_layers
 from verifier.bab.relu_bounding import _BetaBounder, _bound, _Pending
@@ -60,7 +60,7 @@ from verifier.bab.relu_domains import (
     count_unstable,
     splittable_layers,
 )
-from verifier.bab.relu_log import log_exact_leaves, log_root, log_splits
+from verifier.bab.relu_log import log_exact_leaves, log_refuted, log_root, log_splits
 from verifier.bounds.crown import Crown, CrownConfig
 from verifier.bounds.objective import crown_rows
 from verifier.certificate.log import ProofLog
@@ -285,7 +285,6 @@ class _ClauseSearch:
         stats.extra["seconds_branching"] = stats.extra.get("seconds_branching", 0.0) + self.split_seconds
         leaf = neuron < 0
         if bool(leaf.any()):
-            log_exact_leaves(self.log)
             found = pending.domains.take(leaf)
             self.leaves = found if self.leaves is None else _cat([self.leaves, found])
         keep = ~leaf
@@ -300,9 +299,11 @@ class _ClauseSearch:
 
     def _solve_leaves(self, leaves: _Domains, search: CandidateSearch, deadline: Deadline,
                       stats: BabStats) -> tuple[bool, _Domains | None]:
-        """Decides domains with no unstable neuron left exactly: the network is affine on each,
-        so the MILP engine, with the domain's bounds and its splits as sign constraints, is a
-        linear program. Returns whether a counterexample was confirmed, and the leaves not
+        """Decides domains with no unstable neuron left: first by beta-CROWN with the
+        multipliers of the domain's linear program (:meth:`_refuted_by_multipliers`, exact on a
+        ReLU-family network), then exactly: the network is affine on each, so the MILP engine,
+        with the domain's bounds and its splits as sign constraints, is a linear program (a
+        MaxPool window still open adds binaries). Returns whether a counterexample was confirmed, and the leaves not
         tried before ``deadline`` (None when all were); a leaf the engine cannot decide (it
         gave up, or the network has ops the exact encoding lacks and a short general-split
         search did not refute it either) counts as unresolved."""
@@ -313,6 +314,9 @@ class _ClauseSearch:
         for i in range(leaves.size):
             if deadline.expired():
                 return False, leaves.take(torch.arange(i, leaves.size, device=leaves.open.device))
+            if self._refuted_by_multipliers(leaves.take(torch.tensor([i], device=leaves.open.device)), stats):
+                continue
+            log_exact_leaves(self.log)
             prior = {name: (lo[i : i + 1], hi[i : i + 1]) for name, (lo, hi) in leaves.bounds.items()}
             crown = Crown(tgraph, [bounder.lower.reshape(1, *shape)], [bounder.upper.reshape(1, *shape)],
                           CrownConfig(intermediate=False), prior=prior)
@@ -332,6 +336,24 @@ class _ClauseSearch:
             if outcome.status != Status.UNSAT:
                 self.unresolved += 1
         return False, None
+
+    def _refuted_by_multipliers(self, leaf: _Domains, stats: BabStats) -> bool:
+        """Whether beta-CROWN refutes the clause on one leaf with the multipliers that solve its
+        linear program (:meth:`~verifier.bab.relu_bounding._BetaBounder.leaf_multipliers`):
+        exact where every neuron's line is (ReLU family), so the exact engine is left only the
+        leaves whose optimum does not refute the clause; the bound is certified, and the proof
+        log records the multipliers like any refuted domain's (a checkable leaf)."""
+        beta = self.bounder.leaf_multipliers(leaf)
+        if beta is None:
+            return False
+        domain = leaf.with_state(beta=beta)
+        still_open, _, _ = hardest_rows(self.bounder.quick(domain), domain.open)
+        if bool(still_open.any()):
+            return False
+        log_refuted(self.log, domain, torch.ones(1, dtype=torch.bool, device=domain.open.device), domain.alpha, beta,
+                    self.layers)
+        stats.extra["leaves_by_multipliers"] = stats.extra.get("leaves_by_multipliers", 0) + 1
+        return True
 
     def _general_splits_refute(self, leaf: Crown, deadline: Deadline, stats: BabStats) -> bool:
         """Whether the neuron-split search (:mod:`verifier.bab.neuron_split`) refutes the clause

@@ -55,3 +55,37 @@ def deepest_step(jacobian: np.ndarray, rows: np.ndarray, low: np.ndarray, high: 
     if solver.getModelStatus() != highspy.HighsModelStatus.kOptimal:
         return None
     return np.asarray(solver.getSolution().col_value[:n], dtype=np.float64)
+
+
+def best_multipliers(base: np.ndarray, base_const: float, per: np.ndarray, per_const: np.ndarray,
+                     low: np.ndarray, high: np.ndarray, cap: float) -> np.ndarray | None:
+    """The multipliers ``beta`` ``(K,)`` in ``[0, cap]`` that maximise ``min over x in [low,
+    high]`` of ``(base + per.T @ beta) @ x + base_const + per_const @ beta`` (``base`` ``(n,)``,
+    ``per`` ``(K, n)``, ``per_const`` ``(K,)``): a Lagrangian dual, solved as the linear program
+    ``max base_const + per_const @ beta + low @ p - high @ q`` subject to ``p - q = base +
+    per.T @ beta``, ``p, q >= 0`` (the minimum over a box of ``a @ x`` is the maximum of ``low
+    @ p - high @ q`` over such a split of ``a``). None when HiGHS finds no optimum. The
+    multipliers are a guide only: the caller bounds with them, certified."""
+    import highspy
+
+    highs_banner_to_stderr()
+    k, n = per.shape
+    solver = highspy.Highs()
+    solver.setOptionValue("output_flag", False)
+    lp = highspy.HighsLp()
+    lp.num_col_, lp.num_row_ = k + 2 * n, n
+    lp.sense_ = highspy.ObjSense.kMaximize
+    lp.col_cost_ = np.r_[per_const, low, -high]
+    lp.col_lower_ = np.zeros(k + 2 * n)
+    lp.col_upper_ = np.r_[np.full(k, cap), np.full(2 * n, highspy.kHighsInf)]
+    lp.row_lower_ = lp.row_upper_ = base  # p - q - per.T @ beta = base
+    matrix = np.hstack([-per.T, np.eye(n), -np.eye(n)])
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kRowwise
+    lp.a_matrix_.start_ = np.arange(0, n * (k + 2 * n) + 1, k + 2 * n)
+    lp.a_matrix_.index_ = np.tile(np.arange(k + 2 * n), n)
+    lp.a_matrix_.value_ = matrix.reshape(-1)
+    solver.passModel(lp)
+    solver.run()
+    if solver.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+        return None
+    return np.clip(np.asarray(solver.getSolution().col_value[:k], dtype=np.float64), 0.0, cap)
