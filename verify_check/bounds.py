@@ -10,8 +10,10 @@ the same float32 inputs, with ``u = 2^-24`` and ``eta = 2^-149`` for underflow):
   positive (negative) parts over the box: every product is rounded once (``<= u |p|``) and every
   one of the ``k - 1`` additions rounds a partial sum, whatever the order, of magnitude at
   most ``S`` plus the error so far;
+  (``Conv``: the same, each output a dot product of its window's terms);
 - ``Add``, ``Sub``, ``Mul``, ``Div`` by a constant: one rounding, ``u |y| + eta``;
-- ``Relu`` and the shape ops: exact.
+- ``LeakyRelu``: one rounding of ``alpha x`` below 0, ``u |y| + eta`` there;
+- ``Relu``, ``MaxPool`` and the shape ops: exact.
 
 **Float64 arithmetic of the checker**: every interval end is moved one float64 step outwards
 after each rounded operation; the backward pass keeps its coefficients as computed and
@@ -21,7 +23,11 @@ magnitudes, ``gamma(n) = n 2^-53 / (1 - n 2^-53)``), and the final sum subtracts
 **Linear rules** (CROWN): an affine layer passes coefficients through exactly; a ReLU with
 input bounds ``l < 0 < u`` is bounded below by ``a x`` (``0 <= a <= 1``: ``1`` where
 ``u >= -l``, else ``0``, unless the certificate gives slopes) and above by the chord
-``s (x - l)`` with ``s >= u / (u - l)`` rounded up; stable neurons by their exact piece.
+``s (x - l)`` with ``s >= u / (u - l)`` rounded up; stable neurons by their exact piece (a
+LeakyRelu's the same with ``alpha x`` below 0: lower slopes in ``[alpha, 1]``, the chord through
+``(l, alpha l)`` and ``(u, u)``); a max window by its input of largest lower bound below and a
+line through its input of largest upper bound above (:func:`~verify_check.bounds_base.
+window_planes`).
 """
 
 from __future__ import annotations
@@ -36,6 +42,21 @@ from verify_check.bounds_base import magnitude as _mag
 from verify_check.bounds_base import up as _up
 from verify_check.forms import MAX_INPUTS, Form, concretise, input_form, next_form
 from verify_check.model import Chain, Kind, Layer
+
+
+def _window(values: np.ndarray, index: np.ndarray, fill: float) -> np.ndarray:
+    """``values`` ``(B, n)`` gathered into windows ``(B, m, K)`` (``fill`` at padding)."""
+    return np.where(index < 0, fill, values[:, np.maximum(index, 0)])
+
+
+def _sum_error(lo: np.ndarray, hi: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """The float32 error bound ``(B, m)`` of window sums: the dot-product bound without its
+    products (a one-term sum is exact)."""
+    lo_w, hi_w = _window(lo, index, 0.0), _window(hi, index, 0.0)
+    adds = np.maximum(((index >= 0)[None] & (_mag(lo_w, hi_w) > 0)).sum(axis=2) - 1, 0)
+    pos, neg = np.maximum(hi_w, 0).sum(axis=2), np.maximum(-lo_w, 0).sum(axis=2)
+    err = adds * U32 * np.maximum(pos, neg) / (1 - adds * U32) + adds * ETA
+    return err * (1 + gamma(index.shape[1] + 8))
 
 
 def _dense_error(w: np.ndarray, b: np.ndarray | None, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
@@ -62,8 +83,12 @@ def _exact_interval(layer: Layer, lo: np.ndarray, hi: np.ndarray) -> tuple[np.nd
     c = layer.const
     if layer.kind is Kind.MAX:
         assert layer.index is not None
-        return tuple(np.where(layer.index < 0, -np.inf, v[:, np.maximum(layer.index, 0)]).max(axis=2)
-                     for v in (lo, hi))
+        return _window(lo, layer.index, -np.inf).max(axis=2), _window(hi, layer.index, -np.inf).max(axis=2)
+    if layer.kind is Kind.SUM:
+        assert layer.index is not None
+        lo_w, hi_w = _window(lo, layer.index, 0.0), _window(hi, layer.index, 0.0)
+        slack = gamma(layer.index.shape[1] + 2) * _mag(lo_w, hi_w).sum(axis=2)
+        return _down(lo_w.sum(axis=2) - slack), _up(hi_w.sum(axis=2) + slack)
     if layer.kind is Kind.DENSE:
         w, b = layer.weight, layer.const
         assert w is not None
@@ -88,6 +113,9 @@ def float_error(layer: Layer, lo: np.ndarray, hi: np.ndarray, out_lo: np.ndarray
     """The error bound of the layer's float32 evaluation (None: exact), see the module."""
     if layer.kind is Kind.MAX:
         return None
+    if layer.kind is Kind.SUM:
+        assert layer.index is not None
+        return _sum_error(lo, hi, layer.index)
     if layer.kind is Kind.RELU:  # LeakyRelu rounds its products below 0
         return np.where(lo < 0, U32 * -out_lo * (1 + 4 * U64) + ETA, 0.0) if layer.leak else None
     if layer.kind is Kind.DENSE:
@@ -173,6 +201,14 @@ def backward(chain: Chain, values: Values, top: int, lam: np.ndarray, const: np.
             assert layer.index is not None
             lam, term, rounding = _max_lines(lam, layer.index, lo, hi)
             const, mag, allow = const + term, mag + np.abs(term), allow + rounding
+        elif layer.kind is Kind.SUM:  # each input gathers the coefficients of its windows
+            assert layer.index is not None
+            out, slot = np.nonzero(layer.index >= 0)
+            spread = np.zeros((lo.shape[1], *lam.shape[:2]))  # input first: np.add.at adds along it
+            np.add.at(spread, layer.index[out, slot], lam[:, :, out].transpose(2, 0, 1))
+            sizes = _window(_mag(lo, hi), layer.index, 0.0).sum(axis=2)
+            allow += gamma(2 * layer.index.shape[1] + 4) * np.einsum("brm,bm->br", np.abs(lam), sizes)
+            lam = spread.transpose(1, 2, 0)
         elif layer.kind is Kind.DENSE:
             assert layer.weight is not None
             if c is not None:

@@ -94,6 +94,17 @@ def _max(form: Form, index: np.ndarray, lo: np.ndarray, hi: np.ndarray, mx: np.n
     return _widened(Form(lower, low_b, upper, up_b), 4 * U64 * size)
 
 
+def _window_sum(form: Form, index: np.ndarray, mx: np.ndarray) -> Form:
+    """The forms of window sums: the sums of the windows' forms."""
+    def gathered(part: np.ndarray) -> np.ndarray:  # (..., n) -> (..., m): the sum over each window
+        return np.where(index < 0, 0.0, part[..., np.maximum(index, 0)]).sum(axis=-1)
+
+    out = Form(gathered(form.lower), gathered(form.lower_bias), gathered(form.upper), gathered(form.upper_bias))
+    terms = np.einsum("bn,bnm->bm", mx, np.abs(form.lower) + np.abs(form.upper)) + np.abs(form.lower_bias) \
+        + np.abs(form.upper_bias)  # each input's terms' magnitude: the sums round at most gamma(K) of theirs
+    return _widened(out, gamma(index.shape[1] + 2) * gathered(terms))
+
+
 def next_form(form: Form, layer: Layer, lo: np.ndarray, hi: np.ndarray, box_mx: np.ndarray,
               err: np.ndarray | None, slope: np.ndarray | None) -> Form:
     """The forms of the layer's output from those of its input (bounds ``[lo, hi]``; the
@@ -104,6 +115,9 @@ def next_form(form: Form, layer: Layer, lo: np.ndarray, hi: np.ndarray, box_mx: 
     elif layer.kind is Kind.MAX:
         assert layer.index is not None
         out = _max(form, layer.index, lo, hi, box_mx)
+    elif layer.kind is Kind.SUM:
+        assert layer.index is not None
+        out = _window_sum(form, layer.index, box_mx)
     elif layer.kind is Kind.DENSE:
         assert layer.weight is not None
         out = _dense(form, layer.weight, c, box_mx)

@@ -3,9 +3,10 @@
 Certified op set: ``MatMul`` and ``Gemm`` with a constant weight (``Gemm``: ``alpha = beta =
 1``, ``transA = 0``), ``Conv`` (2-D, one group, explicit pads; read as the dense matrix
 of the same dot products), ``Add``/``Sub``/``Mul``/``Div`` with one constant operand,
-``Relu``, ``LeakyRelu`` (``0 <= alpha <= 1``), ``MaxPool`` (2-D, floor mode, read as the
-input positions of each window), and the shape-only ops ``Flatten``, ``Reshape``,
-``Identity``, ``Squeeze``, ``Unsqueeze``.
+``Relu``, ``LeakyRelu`` (``0 <= alpha <= 1``), ``MaxPool`` and ``AveragePool`` (2-D, floor
+mode, read as the input positions of each window; a window sum and a division), ``Pad``
+(constant mode, read as one-input windows and the padding's value), and the shape-only ops
+``Flatten``, ``Reshape``, ``Identity``, ``Squeeze``, ``Unsqueeze``.
 Every op must take the previous op's output (a chain: one graph input, one output), and every
 tensor must be float32. Each layer keeps its constants in float64 (exactly: a float32 value is
 a float64 value).
@@ -39,6 +40,7 @@ class Kind(Enum):
     DIV = "div"  # x / c
     RELU = "relu"  # x for x >= 0, leak * x below (Relu: leak 0)
     MAX = "max"  # per output, the maximum of the inputs at index[j] (-1: padding, left out)
+    SUM = "sum"  # per output, the sum of the inputs at index[j] (-1: padding, left out)
 
 
 @dataclass(frozen=True)
@@ -109,51 +111,19 @@ def _linear(node: onnx.NodeProto, ins: list[np.ndarray | None], width: int) -> t
     return _dense(node, weight, ins[2] if len(ins) > 2 else None, width)
 
 
-MAX_CONV_ENTRIES = 60_000_000
+MAX_DENSE_ENTRIES = 60_000_000
 """The largest dense matrix a ``Conv`` is read into."""
 
 
-def _conv(node: onnx.NodeProto, ins: list[np.ndarray | None], shape: tuple[int, ...]) -> tuple[Layer, tuple[int, ...]]:
-    """A 2-D ``Conv`` on the input of ``shape`` ``(1, C, H, W)`` as the dense matrix of its dot
-    products (each output's terms: its kernel's weights and inputs, padding left out: zero
-    terms are exact) and its output shape."""
+def _windows(node: onnx.NodeProto, shape: tuple[int, ...], kernel: list[int]) -> tuple[np.ndarray, list[int]]:
+    """For a 2-D window op on ``(1, C, H, W)`` with spatial ``kernel``: the flat spatial input
+    position of each output's kernel offsets ``(outputs, kh * kw)`` (-1: padding) and the
+    output's spatial size."""
     attrs = _attrs(node)
-    weight = ins[1] if len(ins) > 1 else None
-    if weight is None or ins[0] is not None or weight.ndim != 4 or len(shape) != 4:
-        raise ModelError(f"node {node.name!r} (Conv): needs the previous output (2-D) and a constant weight")
-    if attrs.get("group", 1) != 1 or attrs.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET") \
-            or shape[0] != 1 or shape[1] != weight.shape[1]:
-        raise ModelError(f"node {node.name!r} (Conv): only one group, batch 1, explicit pads and "
-                         f"{weight.shape[1]} input channels are certified")
-    w, size = weight.astype(np.float64), shape[2:]
-    stride = list(attrs.get("strides", [1, 1]))  # type: ignore[call-overload]
-    dilation = list(attrs.get("dilations", [1, 1]))  # type: ignore[call-overload]
-    pads = list(attrs.get("pads", [0, 0, 0, 0]))  # type: ignore[call-overload]
-    begin, end = pads[:2], pads[2:]
-    out = [(size[a] + begin[a] + end[a] - dilation[a] * (w.shape[2 + a] - 1) - 1) // stride[a] + 1 for a in (0, 1)]
-    entries = w.shape[0] * out[0] * out[1] * w.shape[1] * size[0] * size[1]
-    if min(out) < 1 or entries > MAX_CONV_ENTRIES:
-        raise ModelError(f"node {node.name!r} (Conv): output {out} is empty or its dense form too large")
-    dense = np.zeros((w.shape[0], out[0], out[1], w.shape[1], size[0], size[1]))
-    for i in range(w.shape[2]):
-        for j in range(w.shape[3]):
-            at = [np.arange(out[a]) * stride[a] - begin[a] + (i, j)[a] * dilation[a] for a in (0, 1)]
-            ok = [np.nonzero((at[a] >= 0) & (at[a] < size[a]))[0] for a in (0, 1)]
-            p, q = np.meshgrid(ok[0], ok[1], indexing="ij")
-            dense[:, p, q, :, at[0][p], at[1][q]] = w[:, :, i, j]
-    bias = ins[2].astype(np.float64).repeat(out[0] * out[1]) if len(ins) > 2 and ins[2] is not None else None
-    layer = Layer(Kind.DENSE, node.name, dense.reshape(w.shape[0] * out[0] * out[1], -1), bias)
-    return layer, (1, w.shape[0], *out)
-
-
-def _pool(node: onnx.NodeProto, shape: tuple[int, ...]) -> tuple[Layer, tuple[int, ...]]:
-    """A 2-D ``MaxPool`` on ``(1, C, H, W)``: each output's window as flat input positions."""
-    attrs = _attrs(node)
-    kernel = list(attrs.get("kernel_shape", []))  # type: ignore[call-overload]
-    if len(shape) != 4 or len(kernel) != 2 or attrs.get("ceil_mode", 0) or len(node.output) > 1 \
+    if len(shape) != 4 or shape[0] != 1 or len(kernel) != 2 or attrs.get("ceil_mode", 0) \
             or attrs.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
-        raise ModelError(f"node {node.name!r} (MaxPool): only 2-D windows, floor mode, explicit pads and one "
-                         f"output are certified")
+        raise ModelError(f"node {node.name!r} ({node.op_type}): only 2-D windows on batch 1, floor mode and explicit "
+                         f"pads are certified")
     stride = list(attrs.get("strides", [1, 1]))  # type: ignore[call-overload]
     dilation = list(attrs.get("dilations", [1, 1]))  # type: ignore[call-overload]
     pads = list(attrs.get("pads", [0, 0, 0, 0]))  # type: ignore[call-overload]
@@ -164,10 +134,64 @@ def _pool(node: onnx.NodeProto, shape: tuple[int, ...]) -> tuple[Layer, tuple[in
     inside = (rows >= 0) & (rows < size[0]) & (cols >= 0) & (cols < size[1])
     plane = np.where(inside, rows * size[1] + cols, -1).reshape(out[0] * out[1], -1)
     if min(out) < 1 or not np.all((plane >= 0).any(axis=1)):
-        raise ModelError(f"node {node.name!r} (MaxPool): an empty output or a window of padding only")
-    channels = np.arange(shape[1])[:, None, None] * size[0] * size[1]
-    index = np.where(plane[None] >= 0, plane[None] + channels, -1).reshape(-1, plane.shape[1])
-    return Layer(Kind.MAX, node.name, index=index), (1, shape[1], *out)
+        raise ModelError(f"node {node.name!r} ({node.op_type}): an empty output or a window of padding only")
+    return plane, out
+
+
+def _conv(node: onnx.NodeProto, ins: list[np.ndarray | None], shape: tuple[int, ...]) -> tuple[Layer, tuple[int, ...]]:
+    """A 2-D ``Conv`` as the dense matrix of its dot products, and its output shape."""
+    weight = ins[1] if len(ins) > 1 else None
+    if weight is None or ins[0] is not None or weight.ndim != 4 or _attrs(node).get("group", 1) != 1 \
+            or len(shape) != 4 or shape[1] != weight.shape[1]:
+        raise ModelError(f"node {node.name!r} (Conv): needs the previous output (2-D), a constant weight and one group")
+    plane, out = _windows(node, shape, list(weight.shape[2:]))
+    (co, ci), size = weight.shape[:2], shape[2] * shape[3]
+    if co * plane.shape[0] * ci * size > MAX_DENSE_ENTRIES:
+        raise ModelError(f"node {node.name!r} (Conv): its dense form is too large for the checker")
+    dense = np.zeros((co, plane.shape[0], ci, size))  # each output's terms: its window's (padding: no term)
+    at, offset = np.nonzero(plane >= 0)
+    dense[:, at, :, plane[at, offset]] = weight.astype(np.float64).reshape(co, ci, -1)[:, :, offset].transpose(2, 0, 1)
+    bias = ins[2].astype(np.float64).repeat(plane.shape[0]) if len(ins) > 2 and ins[2] is not None else None
+    return Layer(Kind.DENSE, node.name, dense.reshape(co * plane.shape[0], ci * size), bias), (1, co, *out)
+
+
+def _pool(node: onnx.NodeProto, shape: tuple[int, ...]) -> tuple[list[Layer], tuple[int, ...]]:
+    """A 2-D ``MaxPool`` (each output's window as flat input positions) or ``AveragePool`` (the
+    window's sum, rounded as a dot product; divided by the count of its terms, one rounding;
+    and one rounding more, as a multiplication by 1: the division may be done as a
+    multiplication by a rounded reciprocal), and the output shape."""
+    attrs = _attrs(node)
+    plane, out = _windows(node, shape, list(attrs.get("kernel_shape", [])))  # type: ignore[call-overload]
+    if len(node.output) > 1:
+        raise ModelError(f"node {node.name!r} (MaxPool): only one output (no indices) is certified")
+    channels, size, count = shape[1], shape[2] * shape[3], plane.shape[0]
+    index = np.where(plane[None] >= 0, plane[None] + (np.arange(channels) * size)[:, None, None], -1)
+    index = index.reshape(-1, plane.shape[1])
+    if node.op_type == "MaxPool":
+        return [Layer(Kind.MAX, node.name, index=index)], (1, channels, *out)
+    terms = np.full(count, plane.shape[1]) if attrs.get("count_include_pad", 0) else (plane >= 0).sum(axis=1)
+    return [Layer(Kind.SUM, node.name, index=index),
+            Layer(Kind.DIV, node.name, const=np.tile(terms, channels).astype(np.float64)),
+            Layer(Kind.MUL, node.name, const=np.ones(channels * count))], (1, channels, *out)
+
+
+def _pad(node: onnx.NodeProto, consts: dict[str, np.ndarray], shape: tuple[int, ...]
+         ) -> tuple[list[Layer], tuple[int, ...]]:
+    """A constant-mode ``Pad``: each output takes one input (a one-term window sum: exact) and
+    the padding its value (added to the padded positions: one rounding, unless the value is 0)."""
+    attrs = _attrs(node)
+    given = consts[node.input[1]] if len(node.input) > 1 and node.input[1] else attrs.get("pads", [])
+    pads = [int(p) for p in np.asarray(given).reshape(-1)]
+    value = consts[node.input[2]] if len(node.input) > 2 and node.input[2] else attrs.get("value", 0.0)
+    if attrs.get("mode", b"constant") not in (b"constant", "constant") or len(pads) != 2 * len(shape) or min(pads) < 0:
+        raise ModelError(f"node {node.name!r} (Pad): only constant padding with non-negative pads is certified")
+    widths = [(pads[a], pads[a + len(shape)]) for a in range(len(shape))]
+    index = np.pad(np.arange(int(np.prod(shape))).reshape(shape), widths, constant_values=-1).reshape(-1, 1)
+    fill = float(np.asarray(value).reshape(-1)[0])
+    layers = [Layer(Kind.SUM, node.name, index=index)]
+    if fill != 0.0 and bool((index < 0).any()):
+        layers.append(Layer(Kind.ADD, node.name, const=np.where(index[:, 0] < 0, fill, 0.0)))
+    return layers, tuple(s + a + b for s, (a, b) in zip(shape, widths, strict=True))
 
 
 def _leaky(node: onnx.NodeProto) -> Layer:
@@ -254,9 +278,12 @@ def read_model(path: str) -> Chain:
         elif node.op_type == "Conv":
             layer, shape = _conv(node, ins, shape)
             layers.append(layer)
-        elif node.op_type == "MaxPool":
-            layer, shape = _pool(node, shape)
-            layers.append(layer)
+        elif node.op_type in ("MaxPool", "AveragePool"):
+            pooled, shape = _pool(node, shape)
+            layers.extend(pooled)
+        elif node.op_type == "Pad":
+            padded, shape = _pad(node, consts, shape)
+            layers.extend(padded)
         elif node.op_type in ("Relu", "LeakyRelu"):
             layers.append(_leaky(node))
         else:

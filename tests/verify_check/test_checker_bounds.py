@@ -63,19 +63,25 @@ def write_chain(path: Path, rng: np.random.Generator, n_in: int, widths: list[in
 
 
 def write_conv(path: Path, rng: np.random.Generator, channels: int = 2, side: int = 5, leak: float | None = None,
-               pool: bool = False) -> None:
+               pool: str | None = None) -> None:
     """A random float32 convolutional chain on a ``(1, channels, side, side)`` input: a padded,
-    strided 3x3 Conv with bias, a Relu (a LeakyRelu with ``leak``), with ``pool`` a 2x2 MaxPool
-    (stride 1, padded at the end: same shape), a 2x1 dilated Conv without bias, a Relu, Flatten
-    and a Gemm to 3 outputs."""
+    strided 3x3 Conv with bias, a Relu (a LeakyRelu with ``leak``), with ``pool`` ``"max"`` a
+    2x2 MaxPool (stride 1, padded at the end: same shape) or ``"avg"`` a Pad (one column of 0.5)
+    and a 2x2 AveragePool (stride 1, padded at the end, the padding not counted), a 2x1 dilated
+    Conv without bias, a Relu, Flatten and a Gemm to 3 outputs."""
     init = [numpy_helper.from_array((rng.normal(size=(3, channels, 3, 3)) / 3).astype(np.float32), "K0"),
             numpy_helper.from_array((rng.normal(size=3) * 0.3).astype(np.float32), "b0"),
             numpy_helper.from_array((rng.normal(size=(2, 3, 2, 1)) / 2).astype(np.float32), "K1")]
     first = helper.make_node("Relu", ["c0"], ["a0"]) if leak is None else \
         helper.make_node("LeakyRelu", ["c0"], ["a0"], alpha=leak)
     nodes = [helper.make_node("Conv", ["x", "K0", "b0"], ["c0"], pads=[1, 0, 1, 1], strides=[2, 1]), first]
-    if pool:
+    if pool == "max":
         nodes.append(helper.make_node("MaxPool", ["a0"], ["m0"], kernel_shape=[2, 2], pads=[0, 0, 1, 1]))
+    elif pool == "avg":
+        init += [numpy_helper.from_array(np.array([0, 0, 0, 0, 0, 0, 0, 1], dtype=np.int64), "pads"),
+                 numpy_helper.from_array(np.array(0.5, dtype=np.float32), "fill")]
+        nodes += [helper.make_node("Pad", ["a0", "pads", "fill"], ["q0"]),
+                  helper.make_node("AveragePool", ["q0"], ["m0"], kernel_shape=[2, 2], pads=[0, 0, 1, 0])]
     nodes += [helper.make_node("Conv", ["m0" if pool else "a0", "K1"], ["c1"], dilations=[2, 1]),
              helper.make_node("Relu", ["c1"], ["a1"]), helper.make_node("Flatten", ["a1"], ["f"], axis=1)]
     flat = 2 * ((side - 1) // 2 - 1) * (side - 1)
@@ -87,15 +93,15 @@ def write_conv(path: Path, rng: np.random.Generator, channels: int = 2, side: in
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
 
 
-LAYOUTS = ("xW", "Wx", "leaky", "conv", "pool")
+LAYOUTS = ("xW", "Wx", "leaky", "conv", "pool", "avgpool")
 """The random networks the oracle tests run on: MatMul/Gemm chains with ``x W`` and ``W x``,
-with LeakyRelu, a convolutional one, and one with MaxPool."""
+with LeakyRelu, a convolutional one, one with MaxPool and one with Pad and AveragePool."""
 
 
 def _write(path: Path, rng: np.random.Generator, layout: str) -> tuple[int, list[int]]:
     """A random network of ``layout`` at ``path``: its input size and shape."""
-    if layout in ("conv", "pool"):
-        write_conv(path, rng, leak=float(rng.uniform(0.01, 0.3)), pool=layout == "pool")
+    if layout in ("conv", "pool", "avgpool"):
+        write_conv(path, rng, leak=float(rng.uniform(0.01, 0.3)), pool={"pool": "max", "avgpool": "avg"}.get(layout))
         return 50, [1, 2, 5, 5]
     n_in = int(rng.integers(2, 5))
     widths = [int(rng.integers(3, 9)), int(rng.integers(3, 9)), int(rng.integers(3, 9)), 3]
@@ -234,12 +240,14 @@ def test_missing_float32_error_is_caught(tmp_path: Path, monkeypatch: pytest.Mon
     assert sum(_violations(tmp_path / "chain.onnx", seed) for seed in range(6)) > 0
 
 
-ZOO_CONV = ("oval21__cifar_deep_kw", "collins_rul_cnn__NN_rul_small_window_20", "verivital__Convnet_maxpool")
+ZOO_CONV = ("oval21__cifar_deep_kw", "collins_rul_cnn__NN_rul_small_window_20", "verivital__Convnet_maxpool",
+            "verivital__Convnet_avgpool")
 
 
 @pytest.mark.parametrize("name", ZOO_CONV)
 def test_real_conv_networks_are_read_as_onnxruntime_runs_them(name: str) -> None:
-    """The checker's reading of the zoo's Conv/MaxPool networks (dense matrices, windows): its
+    """The checker's reading of the zoo's Conv/MaxPool/AveragePool networks (dense matrices,
+    windows): its
     value bounds on the point box of a random input hold onnxruntime's float32 output, within
     about the float32 error of the network (a misread matrix would miss it)."""
     path = Path(__file__).resolve().parents[2] / "benchmarks" / "zoo" / "onnx" / f"{name}.onnx"

@@ -66,8 +66,8 @@ def operators() -> list[str]:
     return [f"{op} float32 float64" if op in _FLOAT_ONLY else op for op in sorted(names)]
 
 
-CERTIFIED_OPERATORS = ("Add", "Conv", "Div", "Dropout", "Flatten", "Gemm", "Identity", "LeakyRelu", "MatMul", "MaxPool",
-                       "Mul", "Relu", "Reshape", "Squeeze", "Sub", "Unsqueeze")
+CERTIFIED_OPERATORS = ("Add", "AveragePool", "Conv", "Div", "Dropout", "Flatten", "Gemm", "Identity", "LeakyRelu",
+                       "MatMul", "MaxPool", "Mul", "Pad", "Relu", "Reshape", "Squeeze", "Sub", "Unsqueeze")
 """The ops whose ``unsat`` answers ``--certificate`` certifies for ``verify-check`` (float32
 chains with constant weights; see the README, "Checking an unsat answer")."""
 
