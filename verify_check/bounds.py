@@ -12,6 +12,8 @@ the same float32 inputs, with ``u = 2^-24`` and ``eta = 2^-149`` for underflow):
   most ``S`` plus the error so far;
   (``Conv``: the same, each output a dot product of its window's terms);
 - ``Add``, ``Sub``, ``Mul``, ``Div`` by a constant: one rounding, ``u |y| + eta``;
+- a window sum (``AveragePool``'s, before its division): the same without the products'
+  roundings, ``(k-1) u S / (1 - (k-1) u)`` (a one-term sum, as ``Pad`` reads, is exact);
 - ``LeakyRelu``: one rounding of ``alpha x`` below 0, ``u |y| + eta`` there;
 - ``Relu``, ``MaxPool`` and the shape ops: exact.
 
