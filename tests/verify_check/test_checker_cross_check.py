@@ -1,7 +1,7 @@
 """The checker against the MILP engine on the 300 random networks of the complete-method
 cross-check (30 in the default run, the rest with ``pytest -m slow``), and on random networks
-of the other certified layouts (LeakyRelu MLPs, convolutional networks without and with
-MaxPool: 15 each by default, 150 with ``slow``), each verified twice: in
+of the other certified layouts (LeakyRelu MLPs, convolutional networks without pooling, with
+MaxPool and with Pad and AveragePool: 15 each by default, 150 with ``slow``), each verified twice: in
 the default mode (input splitting on these small inputs) and with ReLU splitting (beta-CROWN,
 alpha-CROWN at the root, claimed intermediate bounds): every certificate the verifier writes
 for an ``unsat`` answer is checked, and a certificate the checker accepts must
@@ -44,10 +44,11 @@ def write_property(path: Path, region: Region) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-def _conv_network(seed: int, path: Path, pool: bool = False) -> tuple[Region, np.ndarray]:
+def _conv_network(seed: int, path: Path, pool: str | None = None) -> tuple[Region, np.ndarray]:
     """A random convolutional network on a ``(1, 1, 3, 3)`` input (a 2x2 Conv with bias to 2-4
-    channels, Relu, with ``pool`` a 2x2 MaxPool of stride 1 padded at the end, Flatten, a Gemm
-    to 2 outputs) and a property near its minimum sampled at uniform points and box corners
+    channels, Relu, with ``pool`` ``"max"`` a 2x2 MaxPool of stride 1 padded at the end or
+    ``"avg"`` a Pad (a column of 0.25) and a 2x2 AveragePool padded at the bottom, Flatten, a
+    Gemm to 2 outputs) and a property near its minimum sampled at uniform points and box corners
     (in 9 dimensions uniform points alone miss the corners)."""
     rng = np.random.default_rng(seed)
     channels = int(rng.integers(2, 5))
@@ -57,8 +58,13 @@ def _conv_network(seed: int, path: Path, pool: bool = False) -> tuple[Region, np
     nodes = [helper.make_node("Conv", ["x", "K", "b"], ["c"]), helper.make_node("Relu", ["c"], ["a"]),
              helper.make_node("Flatten", ["p" if pool else "a"], ["f"]),
              helper.make_node("Gemm", ["f", "W"], ["y"], transB=1)]
-    if pool:
+    if pool == "max":
         nodes.insert(2, helper.make_node("MaxPool", ["a"], ["p"], kernel_shape=[2, 2], pads=[0, 0, 1, 1]))
+    elif pool == "avg":
+        init += [numpy_helper.from_array(np.array([0, 0, 0, 0, 0, 0, 0, 1], dtype=np.int64), "pads"),
+                 numpy_helper.from_array(np.array(0.25, dtype=np.float32), "fill")]
+        nodes[2:2] = [helper.make_node("Pad", ["a", "pads", "fill"], ["q"]),
+                      helper.make_node("AveragePool", ["q"], ["p"], kernel_shape=[2, 2], pads=[0, 0, 1, 0])]
     graph = helper.make_graph(nodes, f"conv{seed}",
                               [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 3, 3])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])], init)
@@ -83,7 +89,8 @@ def _leaky_network(seed: int, path: Path) -> tuple[Region, np.ndarray]:
 
 LAYOUTS = {"mlp": (_network, NETWORKS), "leaky": (_leaky_network, NETWORKS // 2),
            "conv": (_conv_network, NETWORKS // 2),
-           "pool": (lambda seed, path: _conv_network(seed, path, pool=True), NETWORKS // 2)}
+           "pool": (lambda seed, path: _conv_network(seed, path, pool="max"), NETWORKS // 2),
+           "avgpool": (lambda seed, path: _conv_network(seed, path, pool="avg"), NETWORKS // 2)}
 """Network makers of the cross-check, with how many networks each runs with ``slow``."""
 
 
