@@ -4,8 +4,8 @@ and with ReLU splitting: per mode, the unsat answers, their certificates' verdic
 
 Usage: ``python benchmarks/certificates_random.py [--networks 300] [--layout mlp|leaky|conv|pool|avgpool]
 [--out FILE.md]`` (run from the repository root: it builds the networks with the cross-check's
-own generators, ``tests/bab/test_cross_check.py`` and, for the LeakyRelu, convolutional and pooling
-MaxPool layouts, ``tests/verify_check/test_checker_cross_check.py``).
+own generators, ``tests/bab/test_cross_check.py`` and, for the LeakyRelu, convolutional and
+pooling layouts, ``tests/verify_check/test_checker_cross_check.py``).
 """
 
 from __future__ import annotations
