@@ -38,7 +38,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from verify_check.bounds_base import ETA, U32, U64, gamma, relu_chord, window_planes
+from verify_check.bounds_base import ETA, U32, U64, gamma, relu_chord, window_planes, windowed
 from verify_check.bounds_base import down as _down
 from verify_check.bounds_base import magnitude as _mag
 from verify_check.bounds_base import up as _up
@@ -46,15 +46,10 @@ from verify_check.forms import MAX_INPUTS, Form, concretise, input_form, next_fo
 from verify_check.model import Chain, Kind, Layer
 
 
-def _window(values: np.ndarray, index: np.ndarray, fill: float) -> np.ndarray:
-    """``values`` ``(B, n)`` gathered into windows ``(B, m, K)`` (``fill`` at padding)."""
-    return np.where(index < 0, fill, values[:, np.maximum(index, 0)])
-
-
 def _sum_error(lo: np.ndarray, hi: np.ndarray, index: np.ndarray) -> np.ndarray:
     """The float32 error bound ``(B, m)`` of window sums: the dot-product bound without its
     products (a one-term sum is exact)."""
-    lo_w, hi_w = _window(lo, index, 0.0), _window(hi, index, 0.0)
+    lo_w, hi_w = windowed(lo, index, 0.0), windowed(hi, index, 0.0)
     adds = np.maximum(((index >= 0)[None] & (_mag(lo_w, hi_w) > 0)).sum(axis=2) - 1, 0)
     pos, neg = np.maximum(hi_w, 0).sum(axis=2), np.maximum(-lo_w, 0).sum(axis=2)
     err = adds * U32 * np.maximum(pos, neg) / (1 - adds * U32) + adds * ETA
@@ -85,10 +80,10 @@ def _exact_interval(layer: Layer, lo: np.ndarray, hi: np.ndarray) -> tuple[np.nd
     c = layer.const
     if layer.kind is Kind.MAX:
         assert layer.index is not None
-        return _window(lo, layer.index, -np.inf).max(axis=2), _window(hi, layer.index, -np.inf).max(axis=2)
+        return windowed(lo, layer.index, -np.inf).max(axis=2), windowed(hi, layer.index, -np.inf).max(axis=2)
     if layer.kind is Kind.SUM:
         assert layer.index is not None
-        lo_w, hi_w = _window(lo, layer.index, 0.0), _window(hi, layer.index, 0.0)
+        lo_w, hi_w = windowed(lo, layer.index, 0.0), windowed(hi, layer.index, 0.0)
         slack = gamma(layer.index.shape[1] + 2) * _mag(lo_w, hi_w).sum(axis=2)
         return _down(lo_w.sum(axis=2) - slack), _up(hi_w.sum(axis=2) + slack)
     if layer.kind is Kind.DENSE:
@@ -208,7 +203,7 @@ def backward(chain: Chain, values: Values, top: int, lam: np.ndarray, const: np.
             out, slot = np.nonzero(layer.index >= 0)
             spread = np.zeros((lo.shape[1], *lam.shape[:2]))  # input first: np.add.at adds along it
             np.add.at(spread, layer.index[out, slot], lam[:, :, out].transpose(2, 0, 1))
-            sizes = _window(_mag(lo, hi), layer.index, 0.0).sum(axis=2)
+            sizes = windowed(_mag(lo, hi), layer.index, 0.0).sum(axis=2)
             allow += gamma(2 * layer.index.shape[1] + 4) * np.einsum("brm,bm->br", np.abs(lam), sizes)
             lam = spread.transpose(1, 2, 0)
         elif layer.kind is Kind.DENSE:

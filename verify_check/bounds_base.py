@@ -40,6 +40,12 @@ def relu_chord(lo: np.ndarray, hi: np.ndarray, leak: float = 0.0
     return unstable, np.where(unstable, np.where(hi >= -lo, 1.0, leak), piece), chord, bias
 
 
+def windowed(values: np.ndarray, index: np.ndarray, fill: float) -> np.ndarray:
+    """``values`` ``(..., n)`` gathered into windows ``(..., m, K)`` of positions ``index``
+    ``(m, K)`` (``fill`` at padding, ``-1``)."""
+    return np.where(index < 0, fill, values[..., np.maximum(index, 0)])
+
+
 def window_planes(index: np.ndarray, lo: np.ndarray, hi: np.ndarray
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The lines of a maximum over windows ``index`` ``(m, K)`` (input positions, -1: padding)
@@ -50,8 +56,7 @@ def window_planes(index: np.ndarray, lo: np.ndarray, hi: np.ndarray
     ``x[up]`` in ``[l, u]``, below any line that is above it at ``l`` and ``u``: ``s = (u -
     max(l, U2)) / (u - l)`` and ``b`` above both ends (rounded up). Where ``U2 <= l`` the maximum
     is ``x[up]`` (``s = 1``, ``b = 0``, ``low = up``)."""
-    pad = index < 0
-    lo_w, hi_w = (np.where(pad, -np.inf, v[:, np.maximum(index, 0)]) for v in (lo, hi))  # (B, m, K)
+    lo_w, hi_w = windowed(lo, index, -np.inf), windowed(hi, index, -np.inf)  # (B, m, K)
     order = np.argsort(-hi_w, axis=2, kind="stable")
     pick = np.take_along_axis
     u, low_end = pick(hi_w, order[..., :1], 2)[..., 0], pick(lo_w, order[..., :1], 2)[..., 0]

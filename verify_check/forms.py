@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from verify_check.bounds_base import U64, down, gamma, magnitude, relu_chord, up, window_planes
+from verify_check.bounds_base import U64, down, gamma, magnitude, relu_chord, up, window_planes, windowed
 from verify_check.model import Kind, Layer
 
 MAX_INPUTS = 64
@@ -97,7 +97,7 @@ def _max(form: Form, index: np.ndarray, lo: np.ndarray, hi: np.ndarray, mx: np.n
 def _window_sum(form: Form, index: np.ndarray, mx: np.ndarray) -> Form:
     """The forms of window sums: the sums of the windows' forms."""
     def gathered(part: np.ndarray) -> np.ndarray:  # (..., n) -> (..., m): the sum over each window
-        return np.where(index < 0, 0.0, part[..., np.maximum(index, 0)]).sum(axis=-1)
+        return windowed(part, index, 0.0).sum(axis=-1)
 
     out = Form(gathered(form.lower), gathered(form.lower_bias), gathered(form.upper), gathered(form.upper_bias))
     terms = np.einsum("bn,bnm->bm", mx, np.abs(form.lower) + np.abs(form.upper)) + np.abs(form.lower_bias) \

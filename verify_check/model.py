@@ -46,8 +46,8 @@ class Kind(Enum):
 @dataclass(frozen=True)
 class Layer:
     """One layer: its kind, its constants (``weight`` ``(m, n)`` for DENSE, else ``const``
-    ``(n,)`` broadcast to the input; a RELU's ``leak``; a MAX's window ``index`` ``(m, K)``)
-    and the ONNX node it comes from."""
+    ``(n,)`` broadcast to the input; a RELU's ``leak``; a MAX's or SUM's window ``index``
+    ``(m, K)``) and the ONNX node it comes from."""
 
     kind: Kind
     node: str
@@ -163,7 +163,7 @@ def _pool(node: onnx.NodeProto, shape: tuple[int, ...]) -> tuple[list[Layer], tu
     attrs = _attrs(node)
     plane, out = _windows(node, shape, list(attrs.get("kernel_shape", [])))  # type: ignore[call-overload]
     if len(node.output) > 1:
-        raise ModelError(f"node {node.name!r} (MaxPool): only one output (no indices) is certified")
+        raise ModelError(f"node {node.name!r} ({node.op_type}): only one output (no indices) is certified")
     channels, size, count = shape[1], shape[2] * shape[3], plane.shape[0]
     index = np.where(plane[None] >= 0, plane[None] + (np.arange(channels) * size)[:, None, None], -1)
     index = index.reshape(-1, plane.shape[1])
