@@ -73,6 +73,7 @@ class _Run:
         self.found: Counterexample | None = None
         self.proofs: dict[int, RegionProof] = {}
         self.bab_exhausted: set[int] = set()  # regions whose branch and bound gave up
+        self.tightened: set[int] = set()  # regions proven at the root from bounds tightened by search
         self.searches: dict[int, InputSplitSearch | ReluSplitSearch | NeuronSplitSearch] = {}  # per region, resumed
         self.streams: dict[int, torch.Generator] = {}
         self.searched: dict[int, float] = {}  # seconds of branch and bound per region so far
@@ -121,7 +122,7 @@ class _Run:
         """Tells the certificate's recorder how region ``index`` was proven (in ``step``)."""
         if self.recorder is None:
             return
-        how = proven_by(step, self.searches.get(index))
+        how = proven_by(step, self.searches.get(index), index in self.tightened)
         if how in (ProvenBy.ROOT_ALPHA, ProvenBy.RELU_SPLIT):
             self.recorder.root_proof(index, self.proofs[index].root_proof())
         self.recorder.proven(index, how)
@@ -348,14 +349,19 @@ class _Run:
         from verifier.bab.tighten import tighten_bounds
 
         limit = deadline.sooner(config.time_share * deadline.remaining())
-        bounds, stats = tighten_bounds(self.bounds_graph, proof.crown, limit, config, proof.tighten_crown)
+        root = proof.root_proof()
+        if proof.record is not None and root is not None:
+            proof.record.close_stage(root.bounds)
+        bounds, stats = tighten_bounds(self.bounds_graph, proof.crown, limit, config, proof.tighten_crown,
+                                       proof.record)
         self.stats.setdefault("tighten", []).append(stats.as_dict())
         if not stats.layers:
             return False
-        proof.record = None  # bounds tightened by search (MILP) write no proof: the region is not certified
         began = time.monotonic()
         proven = proof.tighten(bounds, deadline.sooner(self.alpha_seconds(proof)))
         self.stats["tighten"][-1]["alpha_seconds"] = time.monotonic() - began
+        if proven:
+            self.tightened.add(index)
         return proven
 
     def new_search(self, mode: BabMode, index: int, region: Region, proof: RegionProof,

@@ -55,9 +55,12 @@ def pipeline(config: VerifierConfig) -> tuple[Step, ...]:
     return (*first, *sdp, Step.FIRST_SEARCH, Step.ATTACK, Step.SEARCH)
 
 
-def proven_by(step: Step, search: object) -> ProvenBy:
+def proven_by(step: Step, search: object, tightened: bool = False) -> ProvenBy:
     """How a region that ``step`` proved was proven, for its certificate (``search``: the
-    region's branch-and-bound search, if one ran)."""
+    region's branch-and-bound search, if one ran; ``tightened``: proven at the root by CROWN
+    and alpha-CROWN from intermediate bounds tightened by search, before any search)."""
+    if tightened and search is None:
+        return ProvenBy.ROOT_ALPHA
     if step in (Step.BOUNDS, Step.CROWN):
         return ProvenBy.ROOT_BOUNDS
     if step is Step.ALPHA:

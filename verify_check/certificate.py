@@ -33,7 +33,15 @@ root: the region's box widened to float32 corners) with every parent before its 
   ReLU layer's input over the region's box, for every ReLU layer; ``claim_rows_{j}`` (int64
   ``(P,)``) positions with proving slopes and ``claim_slopes_{j}_{k}`` (float32 ``(2, P,
   n_k)``, in ``[0, 1]``): the lower slopes of the ``k``-th ReLU layer (``k < j``) for the rows
-  ``+e_p`` (first) and ``-e_p`` (second) of those positions (a layer without: default slopes).
+  ``+e_p`` (first) and ``-e_p`` (second) of those positions (a layer without: default slopes);
+  ``claim_{j}_trees`` (int64 ``(T, 2)``: position ``p``, side ``s`` = +1 or -1),
+  ``claim_{j}_tree_bounds`` (float64 ``(T,)``: ``b``) and tree ``t``'s arrays
+  ``claim_{j}_{t}_...`` (as a region's tree, of one row, with splits of the ReLU layers before
+  ``j`` only): a tree of the network cut at the ``j``-th ReLU layer's input (its output: that
+  input) refuting ``s x_p < b`` on the region's box, from the earlier layers' proven bounds.
+  Claims may come in stages (bounds tightened after others were found): stage ``s >= 1``'s
+  arrays are named ``r{i}_s{s}_claim_...``, and each stage is proven from the bounds the
+  stages before it proved.
 
 A region may have several trees, each refuting some of its clauses on the whole box: the
 header's region entry then lists ``trees`` (clause indices per tree), and tree ``t >= 1``'s
@@ -90,20 +98,23 @@ class Tree:
 @dataclass(frozen=True)
 class Claims:
     """A region's claimed bounds (see the module docstring), by ReLU layer ordinal: ``lower``
-    and ``upper`` ``(n_j,)``, ``rows`` ``(P_j,)`` and ``slopes[j][k]`` ``(2, P_j, n_k)``."""
+    and ``upper`` ``(n_j,)``, ``rows`` ``(P_j,)``, ``slopes[j][k]`` ``(2, P_j, n_k)`` and
+    ``trees[j]``: (position, side, bound, tree) per claim tree."""
 
     lower: dict[int, np.ndarray]
     upper: dict[int, np.ndarray]
     rows: dict[int, np.ndarray]
     slopes: dict[int, dict[int, np.ndarray]]
+    trees: dict[int, list[tuple[int, int, float, Tree]]]
 
 
-def region_claims(arrays: dict[str, np.ndarray], prefix: str, relu_sizes: list[int]) -> Claims | None:
+def region_claims(arrays: dict[str, np.ndarray], prefix: str, inputs: int, relu_sizes: list[int]
+                  ) -> Claims | None:
     """The claims of a region (arrays named ``prefix...``; None when it has none), shapes and
     ranges checked."""
     if f"{prefix}claim_lower_0" not in arrays:
         return None
-    claims = Claims({}, {}, {}, {})
+    claims = Claims({}, {}, {}, {}, {})
     for j, size in enumerate(relu_sizes):
         lower = _array(arrays, f"{prefix}claim_lower_{j}", "f", 1).astype(np.float64)
         upper = _array(arrays, f"{prefix}claim_upper_{j}", "f", 1).astype(np.float64)
@@ -120,6 +131,15 @@ def region_claims(arrays: dict[str, np.ndarray], prefix: str, relu_sizes: list[i
                 if slopes.shape != (2, rows.size, relu_sizes[k]) or not np.all((slopes >= 0) & (slopes <= 1)):
                     raise CertificateError(f"{name}: shape {slopes.shape} or a slope outside [0, 1]")
                 claims.slopes[j][k] = slopes
+        name = f"{prefix}claim_{j}_tree"
+        sides = _array(arrays, name + "s", "i", 2) if name + "s" in arrays else np.zeros((0, 2), np.int64)
+        ends = _array(arrays, name + "_bounds", "f", 1) if name + "s" in arrays else np.zeros(0)
+        if sides.shape[1] != 2 or ends.shape != (sides.shape[0],) or np.any(np.isnan(ends)) or \
+                np.any((sides[:, 0] < 0) | (sides[:, 0] >= size) | (np.abs(sides[:, 1]) != 1)):
+            raise CertificateError(f"{name}s: not (position, side +-1) pairs of layer {j} with a bound each")
+        claims.trees[j] = [(p, side, float(end), region_tree(arrays, f"{prefix}claim_{j}_{t}_", inputs, 1,
+                                                             relu_sizes[:j], [0]))
+                           for t, ((p, side), end) in enumerate(zip(sides.tolist(), ends, strict=True))]
     return claims
 
 

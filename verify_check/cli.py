@@ -22,7 +22,7 @@ from verify_check.bounds import relu_inputs
 from verify_check.certificate import CertificateError, CoverageError, read_certificate, region_claims, region_tree
 from verify_check.claims import ClaimError, checked_claims
 from verify_check.model import Chain, ModelError, read_model
-from verify_check.spec import Region, SpecError, float32_box, read_spec
+from verify_check.spec import Region, SpecError, read_spec
 from verify_check.tree import Invalid, check_region, spec_rows, value_sizes
 
 VALID, INVALID, INCOMPLETE, UNREADABLE = 0, 1, 2, 3
@@ -83,15 +83,16 @@ def _check_region(chain: Chain, region: Region, mark: dict, arrays: dict[str, np
     if set().union(*map(set, trees)) != set(range(count)):
         raise Invalid(f"its trees refute clauses {sorted(set().union(*map(set, trees)))} of 0 to {count - 1}")
     claims: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-    found = region_claims(arrays, prefix, relu_sizes)
-    if found is not None:
-        try:
-            claims = checked_claims(chain, *float32_box(region), found)
+    stage, name = 0, prefix
+    while (found := region_claims(arrays, name, chain.inputs, relu_sizes)) is not None:
+        try:  # each stage's claims from the bounds the earlier ones proved
+            claims = checked_claims(chain, region, found, claims)
         except ClaimError as exc:
-            raise Invalid(str(exc)) from None
+            raise Invalid(f"claims of stage {stage}: {exc}") from None
+        stage, name = stage + 1, f"{prefix}s{stage + 1}_"
     rows = spec_rows(region).d.size
     return sum(check_region(chain, region, region_tree(arrays, prefix if t == 0 else f"{prefix}t{t}_", chain.inputs,
-                                                       rows, relu_sizes, clauses), claims)
+                                                       rows, relu_sizes, clauses), claims)[0]
                for t, clauses in enumerate(trees))
 
 

@@ -4,10 +4,11 @@ Top down, a level of nodes at a time: a node's box is its parent's final box (a 
 all of it); a ReLU split's two children keep the box and add the split (the neuron's input
 ``<= 0`` or ``>= 0``: their domain is the box's points where the splits on the path hold). Its
 values are bounded by :func:`verify_check.bounds.bound_values` from its parent's ReLU-input
-bounds (valid on a sub-domain; the root's from the region's proven claims), the split neurons
-clamped to their side; its rows' bounds are the best of its parent's, CROWN's, the intervals'
-and, where the certificate gives slopes, CROWN's with those (and with the node's split
-multipliers: ``-beta s x`` at each split input ``x``, ``<= 0`` on the domain). A clause
+bounds (valid on a sub-domain; the root's from the region's proven claims; in a tree of ReLU
+splits without CROWN passes, as the search), the split neurons clamped to their side; its rows'
+bounds are the best of its parent's, CROWN's, the intervals' and, where the certificate gives
+slopes, CROWN's with those (and with the node's split multipliers: ``-beta s x`` at each split
+input ``x``, ``<= 0`` on the domain). A clause
 is refuted on the node's box when one of its rows has a bound ``> 0``, or when no point of the
 box is left where each of its rows' linear lower bounds ``a·x + b`` can be ``<= 0``: along
 each input that set lies within ``x_j <= l_j + s/a_j`` (``a_j > 0``) or ``x_j >= u_j - s/|a_j|``
@@ -280,15 +281,18 @@ def _handed_on(chain: Chain, tree: Tree, ids: np.ndarray, level: Level, root: tu
 
 def _chunk(chain: Chain, tree: Tree, ids: np.ndarray, level: Level | None, rows: Rows,
            root: tuple[np.ndarray, np.ndarray], claims: dict[int, tuple[np.ndarray, np.ndarray]]) -> Level:
-    """Bounds one chunk of a level's nodes and checks them (see the module docstring). A leaf
-    left with a clause open is bounded once more without its parent's bounds, from the checked
-    ``claims`` alone (CROWN's bounds are not monotone in the intermediate bounds: tighter ones
-    can give a looser row bound)."""
+    """Bounds one chunk of a level's nodes and checks them (see the module docstring). In a
+    tree of ReLU splits a node's intermediate bounds come from its parent's by intervals and
+    forms (no CROWN pass: as the search bounds its domains; CROWN's bounds are not monotone in
+    the intermediate bounds, and tighter ones can give the certificate's slopes a looser row
+    bound). A leaf left with a clause open is bounded once more with CROWN passes, from its
+    parent's bounds and from the checked ``claims`` alone."""
     lo, hi, pos = _boxes(tree, ids, level, root)
     signs = _signs(chain, tree, ids, level, pos)
     prior = _clamped({i: (b[0][pos], b[1][pos]) for i, b in (claims if level is None else level.prior).items()}, signs)
     slopes = _given_slopes(chain, tree, ids)
-    values = bound_values(chain, lo, hi, prior, slopes)
+    splits = bool((tree.kind >= INACTIVE).any())  # ReLU-split nodes: as the search, intervals from the parent's
+    values = bound_values(chain, lo, hi, prior, slopes, refine=not splits)
     best, crown, given = _node_rows(chain, tree, ids, values, rows, signs)
     others = ~np.isin(np.arange(rows.member.shape[1]), tree.clauses)  # clauses other trees refute
     closed = np.broadcast_to(others, (ids.size, others.size)).copy()
@@ -307,9 +311,10 @@ def _chunk(chain: Chain, tree: Tree, ids: np.ndarray, level: Level | None, rows:
         mine = {i: s[retry] for i, s in signs.items()}
         floor = _clamped({i: (np.repeat(b[0], retry.size, 0), np.repeat(b[1], retry.size, 0))
                           for i, b in claims.items()}, mine)
-        fresh = bound_values(chain, lo[retry], hi[retry], floor, part)
-        best[retry] = np.maximum(best[retry], _node_rows(chain, tree, ids[retry], fresh, rows, mine)[0])
-        closed[retry] |= _refuted(best[retry], rows, fresh)
+        for start in (floor, {i: (b[0][retry], b[1][retry]) for i, b in prior.items()})[:1 + splits]:
+            fresh = bound_values(chain, lo[retry], hi[retry], start, part)
+            best[retry] = np.maximum(best[retry], _node_rows(chain, tree, ids[retry], fresh, rows, mine)[0])
+            closed[retry] |= _refuted(best[retry], rows, fresh)
     for row in np.nonzero(leaves & ~closed.all(axis=1))[0]:
         k = int(np.nonzero(~closed[row])[0][0])
         bound = float(np.max(np.where(rows.member[:, k] > 0, best[row], -np.inf)))
@@ -338,9 +343,13 @@ def _joined_signs(parts: list[Level]) -> dict[int, np.ndarray]:
             for i, n in widths.items()}
 
 
-def check_region(chain: Chain, region: Region, tree: Tree, claims: dict[int, tuple[np.ndarray, np.ndarray]]) -> int:
+def check_region(chain: Chain, region: Region, tree: Tree, claims: dict[int, tuple[np.ndarray, np.ndarray]]
+                 ) -> tuple[int, float]:
     """Checks one tree of a region, from the region's checked ``claims`` (ReLU input value ->
-    bounds ``(1, n)``); returns the number of leaves. Raises :class:`Invalid`."""
+    bounds ``(1, n)``); returns the number of leaves and the margin of the first row: the
+    least, over leaves, of its bound (0 where that is below 0: a leaf refuted otherwise), so
+    that ``c y - d >= margin`` on the box where that row is the tree's only one. Raises
+    :class:`Invalid`."""
     depth = np.zeros(tree.parent.size, dtype=np.int64)
     for node in range(1, tree.parent.size):
         depth[node] = depth[tree.parent[node]] + 1
@@ -349,6 +358,7 @@ def check_region(chain: Chain, region: Region, tree: Tree, claims: dict[int, tup
     if root[0].size != chain.inputs:
         raise Invalid(f"the property bounds {root[0].size} inputs, the model has {chain.inputs}")
     level: Level | None = None
+    margin = np.inf
     for d in range(int(depth.max()) + 1):
         ids = np.nonzero(depth == d)[0]
         if d == 0 and (ids.size != 1 or tree.kind[ids[0]] != ROOT):
@@ -360,4 +370,6 @@ def check_region(chain: Chain, region: Region, tree: Tree, claims: dict[int, tup
             parts += [_handed_on(chain, tree, ids[light][s:s + CHUNK], level, root)
                       for s in range(0, int(light.sum()), CHUNK)]
         level = _joined(parts)
-    return sum(1 for kids in tree.children if not kids)
+        leaves = [level.position[int(node)] for node in ids if not tree.children[node]]
+        margin = min(margin, float(np.maximum(level.best[leaves, 0], 0.0).min(initial=np.inf)))
+    return sum(1 for kids in tree.children if not kids), margin

@@ -18,6 +18,7 @@ from verifier.api import verify
 from verifier.certificate.claims import RootRecord
 from verifier.certificate.log import NodeKind, ProofLog
 from verifier.config import BabMode, ReluSplitConfig, VerifierConfig
+from verify_check.certificate import region_tree
 from verify_check.cli import INCOMPLETE, VALID, check
 
 
@@ -94,3 +95,27 @@ def test_value_proofs_keep_the_slopes_of_each_best_bound() -> None:
     assert proof.found.tolist() == [[1.0, -1.0, 3.0], [0.5, 0.75, 0.0]]
     slopes = proof.slopes["relu0"][:, :, 0]
     assert slopes.tolist() == [[0.0, 1.0, 1.0], [0.0, 1.0, 1.0]]  # 7: +e from the second round (-1 > -2), -e too
+
+
+def test_a_forest_splits_into_trees_the_checker_reads() -> None:
+    """A row search's forest (one root per row) splits into one tree per root, nodes renumbered
+    in order, slopes kept at leaves and their parents only; the checker's reader accepts each
+    tree's arrays (its shape checks: parents first, children pairs, node ids in range)."""
+    log = ProofLog(2, (0,), (1,))
+    roots = log.roots(2)
+    kids = log.relu_halves(roots[1:], torch.tensor([0]), torch.tensor([2]))  # row 1's root split: nodes 2, 3
+    grand = log.relu_halves(kids, torch.tensor([1, 1]), torch.tensor([4, 3]))  # both split: nodes 4, 5, 6, 7
+    every = torch.arange(8)
+    log.alpha(every, {0: torch.rand(8, 1, 3), 1: torch.rand(8, 1, 5)})
+    log.beta(every, {0: torch.rand(8, 1, 3), 1: torch.rand(8, 1, 5)})
+    first, second = log.subtrees([0, 1])
+    assert first.count == 1 and second.count == 7 and grand.tolist() == [4, 5, 6, 7]
+    arrays = second.arrays("p_", 1, (0,))
+    assert arrays["p_parent"].tolist() == [-1, 0, 0, 1, 2, 1, 2]
+    assert arrays["p_neuron"].tolist() == [-1, 2, 2, 4, 3, 4, 3]
+    assert arrays["p_alpha_node"].tolist() == [1, 2, 3, 4, 5, 6]  # not the root: no leaf is its child
+    assert np.array_equal(arrays["p_alpha_1"][2], log.alphas[0][1][1][4])  # node 4's slopes, now node 3's
+    assert first.arrays("q_", 1, (0,))["q_alpha_node"].tolist() == [0]  # a lone root is a leaf
+    tree = region_tree(arrays, "p_", 2, 1, [3, 5], [0])
+    assert tree.children == [[1, 2], [3, 5], [4, 6], [], [], [], []]
+    assert log.subtrees([]) == []

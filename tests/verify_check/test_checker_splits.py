@@ -6,6 +6,7 @@ claims checker must accept bounds it can prove and name one it cannot."""
 
 from __future__ import annotations
 
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ from verify_check.bounds import bound_values, relu_inputs, row_bounds
 from verify_check.certificate import Claims
 from verify_check.claims import ClaimError, checked_claims
 from verify_check.model import read_model
+from verify_check.spec import Region
 from verify_check.tree import _clamped
 
 C = np.array([[1.0, -1.0, 0.0], [0.0, 2.0, -0.5], [-1.0, 0.5, 1.0]])
@@ -96,11 +98,13 @@ def test_claims_are_checked(tmp_path: Path) -> None:
     feeds = relu_inputs(chain)
     claims = Claims({j: values.lo[v][0] - 1e-6 for j, v in enumerate(feeds)},
                     {j: values.hi[v][0] + 1e-6 for j, v in enumerate(feeds)},
-                    {j: np.zeros(0, np.int64) for j in range(len(feeds))}, {j: {} for j in range(len(feeds))})
-    proven = checked_claims(chain, lo, hi, claims)
+                    {j: np.zeros(0, np.int64) for j in range(len(feeds))}, {j: {} for j in range(len(feeds))},
+                    {j: [] for j in range(len(feeds))})
+    box = Region((Fraction(-1),) * 3, (Fraction(1),) * 3, (np.eye(3)[:1],), (np.zeros(1),), (np.zeros(1, bool),))
+    proven = checked_claims(chain, box, claims, {})
     for j, v in enumerate(feeds):
         assert np.all(proven[v][0] >= claims.lower[j]) and np.all(proven[v][1] <= claims.upper[j])
     wide = int(np.argmax(values.hi[feeds[1]][0] - values.lo[feeds[1]][0]))
     claims.upper[1][wide] = (values.lo[feeds[1]][0][wide] + values.hi[feeds[1]][0][wide]) / 2
     with pytest.raises(ClaimError, match=f"upper bound .* of ReLU layer 1's input {wide} is tighter"):
-        checked_claims(chain, lo, hi, claims)
+        checked_claims(chain, box, claims, {})

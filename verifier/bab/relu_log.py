@@ -38,6 +38,14 @@ def log_refuted(log: ProofLog | None, domains: _Domains, refuted: Tensor, alpha:
     log.beta(ids, {ordinal[name]: b[refuted] for name, b in beta.items()})
 
 
+def log_bounded(log: ProofLog | None, domains: _Domains, layers: Sequence[_Layer]) -> None:
+    """Records the slopes and multipliers every one of ``domains`` was bounded with (its own
+    ``alpha`` and ``beta``): a row search's open leaves prove its bound too."""
+    if domains.size:
+        mask = torch.ones(domains.size, dtype=torch.bool, device=domains.open.device)
+        log_refuted(log, domains, mask, domains.alpha, domains.beta, layers)
+
+
 def log_splits(log: ProofLog | None, parents: _Domains, neuron: Tensor, layers: Sequence[_Layer],
                children: _Domains) -> _Domains:
     """``children`` (the active children of ``parents``, then the inactive ones, split at the

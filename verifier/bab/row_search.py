@@ -38,7 +38,9 @@ from verifier.bab.domain_store import DomainStore
 from verifier.bab.relu_bounding import _BetaBounder, _bound
 from verifier.bab.relu_branching import _apply_split, _Brancher
 from verifier.bab.relu_domains import Bounds, _batch_size, _cat, _Domains, _root, splittable_layers
+from verifier.bab.relu_log import log_bounded, log_splits
 from verifier.bounds.crown import Crown, CrownConfig
+from verifier.certificate.log import ProofLog
 from verifier.deadline import Deadline
 from verifier.graph.torch_graph import TorchGraph
 from verifier.search_config import ReluSplitConfig, TightenConfig
@@ -64,8 +66,8 @@ class RowSearchStats:
 
 
 def row_lower_bounds(tgraph: TorchGraph, lower: Tensor, upper: Tensor, prior: dict[str, Bounds], rows: Tensor,
-                     deadline: Deadline, config: TightenConfig, split: ReluSplitConfig | None = None
-                     ) -> tuple[Tensor, RowSearchStats]:
+                     deadline: Deadline, config: TightenConfig, split: ReluSplitConfig | None = None,
+                     log: ProofLog | None = None) -> tuple[Tensor, RowSearchStats]:
     """Certified lower bounds ``(S,)`` (float64) of ``rows[s] . y`` over the box ``lower`` ..
     ``upper`` (each ``(1, *input shape)``) for the flattened output ``y`` of ``tgraph`` (one
     input): ``+inf`` where the row is positive on the whole box, ``-inf`` where nothing is known.
@@ -75,7 +77,10 @@ def row_lower_bounds(tgraph: TorchGraph, lower: Tensor, upper: Tensor, prior: di
     domains of a row, and by the payoff rule (a window of ``probe_seconds`` that refuted fewer
     rows than one per ``seconds_per_stable`` and left the open rows' median bound above
     ``gap_ratio`` of what it was). Holds for the float32 model wherever ``prior`` does (see
-    the module docstring)."""
+    the module docstring).
+
+    ``log``: records the search as a forest, one root per row in order (its first node ids
+    are the roots), every bounded domain with its slopes and multipliers (data only)."""
     began, stats = time.monotonic(), RowSearchStats(rows=int(rows.shape[0]))
     split = split or ReluSplitConfig()
     layers = splittable_layers(tgraph)
@@ -89,8 +94,9 @@ def row_lower_bounds(tgraph: TorchGraph, lower: Tensor, upper: Tensor, prior: di
     with torch.no_grad():
         root = Crown(tgraph, [lower], [upper], CrownConfig(intermediate=False), prior=prior)
     base = _root(tgraph, layers, root, 1, 1)
-    every = base.repeat(count).with_state(objective=torch.arange(count, device=base.open.device))
-    search = _RowSearch(bounder, _Brancher(layers, bounder, split), count, config, stats)
+    every = base.repeat(count).with_state(objective=torch.arange(count, device=base.open.device),
+                                          node=None if log is None else log.roots(count))
+    search = _RowSearch(bounder, _Brancher(layers, bounder, split), count, config, stats, log)
     search.run(every, _batch_size(layers, tgraph, 1, split), deadline, began)
     best = search.bounds()
     stats.refuted = int((best == torch.inf).sum())
@@ -104,8 +110,9 @@ class _RowSearch:
     domain of a row not ended is in the store or was refuted."""
 
     def __init__(self, bounder: _BetaBounder, brancher: _Brancher, count: int, config: TightenConfig,
-                 stats: RowSearchStats) -> None:
+                 stats: RowSearchStats, log: ProofLog | None = None) -> None:
         self.bounder, self.brancher, self.config, self.stats = bounder, brancher, config, stats
+        self.log = log
         self.store = DomainStore()
         self.bounded = torch.zeros(count, dtype=torch.long)
         self.ended = torch.full((count,), torch.nan, dtype=torch.float64)  # nan: still open
@@ -153,7 +160,8 @@ class _RowSearch:
     def _round(self, todo: _Domains, iterations: int, deadline: Deadline) -> None:
         """Bounds ``todo``, ends the rows found violated, capped or with a leaf, and stores the
         children of the other rows' open domains."""
-        pending, corners, row = _bound(self.bounder, todo, iterations, deadline, BabStats())
+        pending, corners, row = _bound(self.bounder, todo, iterations, deadline, BabStats(), self.log)
+        log_bounded(self.log, pending.domains, self.bounder.layers)
         self.stats.rounds += 1
         self.stats.domains_bounded += todo.size
         self.bounded += torch.bincount(_objective(todo).cpu(), minlength=self.bounded.numel())
@@ -173,8 +181,9 @@ class _RowSearch:
             parents, chosen = pending.domains.take(keep), neuron[keep]
             coefficients = {key: value[keep] for key, value in pending.coefficients.items()}
             layers = self.brancher.layers
-            self.store.add(_cat([_apply_split(parents, layers, chosen, +1, coefficients),
-                                 _apply_split(parents, layers, chosen, -1, coefficients)]))
+            children = _cat([_apply_split(parents, layers, chosen, +1, coefficients),
+                             _apply_split(parents, layers, chosen, -1, coefficients)])
+            self.store.add(log_splits(self.log, parents, chosen, layers, children))
 
     def _violated(self, domains: _Domains, corners: Tensor) -> Tensor:
         """``(P,)``: whether the corner minimising each domain's linear bound gives its row a

@@ -33,6 +33,8 @@ from torch import Tensor
 from verifier.bab.relu_domains import splittable_layers
 from verifier.bab.row_search import row_lower_bounds
 from verifier.bounds.crown import Crown
+from verifier.certificate.claims import RootRecord, RowTrees
+from verifier.certificate.log import ProofLog
 from verifier.deadline import Deadline, DeadlineExceeded
 from verifier.graph.torch_graph import TorchGraph
 from verifier.search_config import TightenConfig
@@ -59,8 +61,8 @@ class TightenStats:
 
 
 def tighten_bounds(tgraph: TorchGraph, root: Crown, deadline: Deadline,
-                   config: TightenConfig, proves: Callable[[dict[str, Bounds]], bool] | None = None
-                   ) -> tuple[dict[str, Bounds], TightenStats]:
+                   config: TightenConfig, proves: Callable[[dict[str, Bounds]], bool] | None = None,
+                   record: RootRecord | None = None) -> tuple[dict[str, Bounds], TightenStats]:
     """Tighter bounds of the pre-activations of the splittable layers ``1 .. config.layers``
     (the first layer's are already exact up to rounding: an affine map of the box).
 
@@ -74,6 +76,8 @@ def tighten_bounds(tgraph: TorchGraph, root: Crown, deadline: Deadline,
         proves: called with the bounds so far after each layer that gained a stable neuron;
             True (these bounds already prove the region, e.g. by one CROWN pass) stops the
             tightening there. Only the time spent depends on it, never a bound.
+        record: for a certificate, each layer's search is added to ``record.trees`` (its
+            trees prove the bounds it found; data only).
 
     Returns:
         every value's bounds of ``root`` (batch 1) with the tightened ones intersected in, and
@@ -88,7 +92,7 @@ def tighten_bounds(tgraph: TorchGraph, root: Crown, deadline: Deadline,
         if stats.stabilised:  # the later layers' bounds from the ones tightened so far
             bounds = recomputed_bounds(tgraph, root, bounds, deadline)
         stable = stats.stabilised
-        _tighten_layer(tgraph, root, bounds, layer.value, deadline, config, stats)
+        _tighten_layer(tgraph, root, bounds, layer.value, deadline, config, stats, record)
         if proves is not None and stats.stabilised > stable and proves(bounds):
             stats.proved = True
             break
@@ -123,7 +127,7 @@ def _root_box(tgraph: TorchGraph, root: Crown) -> tuple[Tensor, Tensor]:
 
 
 def _tighten_layer(tgraph: TorchGraph, root: Crown, bounds: dict[str, Bounds], value: str, deadline: Deadline,
-                   config: TightenConfig, stats: TightenStats) -> None:
+                   config: TightenConfig, stats: TightenStats, record: RootRecord | None = None) -> None:
     """Tightens ``bounds[value]`` in place: every unstable neuron's side that sampled points do
     not contradict is searched, all of them in one batched search (see :func:`tighten_bounds`)."""
     lo, hi = (b.reshape(-1).clone() for b in bounds[value])
@@ -138,7 +142,11 @@ def _tighten_layer(tgraph: TorchGraph, root: Crown, bounds: dict[str, Bounds], v
     rows = torch.zeros(neurons.numel(), cut.graph.outputs[0].size, dtype=cut.place.dtype, device=cut.place.device)
     rows[torch.arange(neurons.numel()), neurons] = signs.to(rows)
     prior = {name: b for name, b in bounds.items() if name in cut.graph.shapes}
-    found, search = row_lower_bounds(cut, box[0], box[1], prior, rows, deadline, config, config.search)
+    log = None if record is None else ProofLog(int(box[0].numel()), (0,), (1,))
+    found, search = row_lower_bounds(cut, box[0], box[1], prior, rows, deadline, config, config.search, log)
+    if record is not None and log is not None:
+        record.trees.setdefault(value, []).append(
+            RowTrees(log, neurons.cpu().numpy(), signs.cpu().numpy(), found.cpu().numpy()))
     floor = found.clamp(max=0.0).to(lo)  # refuted (inf): the neuron's sign holds, its bound is 0
     up = signs > 0
     lo[neurons[up]] = torch.maximum(lo[neurons[up]], floor[up])

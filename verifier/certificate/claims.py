@@ -1,11 +1,14 @@
 """What a region's root bounds rest on, for a certificate: the intermediate bounds of the ReLU
 inputs as *claims*, with the lower slopes that prove the ones alpha-CROWN found value by value,
+the trees of the searches that tightened them on deep networks (:mod:`verifier.bab.tighten`),
 and the slopes behind the final rows alpha-CROWN refuted clauses with.
 
-A checker verifies the claims value by value (each from the earlier ones: its own interval and
-CROWN bounds, and CROWN with the given slopes on the rows ``+e_p`` and ``-e_p`` of the claimed
-positions), then bounds the final rows from them. The record is data only: it changes nothing
-the verifier decides.
+Claims come in stages (:meth:`RootRecord.close_stage`): each round of value-by-value
+alpha-CROWN, then the tightening. A checker verifies a stage's claims value by value from the
+earlier stages' bounds (its own interval and CROWN bounds; CROWN with the given slopes on the
+rows ``+e_p`` and ``-e_p`` of the claimed positions; each tree on the network cut at the value,
+with the rows ``+-e_p``), then bounds the final rows from the last stage. The record is data
+only: it changes nothing the verifier decides.
 """
 
 from __future__ import annotations
@@ -18,12 +21,14 @@ from torch import Tensor
 
 from verifier.certificate.log import ProofLog
 
-LOOSENING = 1e-6
+LOOSENING = 1e-4
 """Claims are written this much (relative, plus the same absolute) looser than found: a checker
-recomputes them its own way (its rounding allowances, its default slopes where bounds tie, the
-earlier values' bounds as it proves them), which may come out a little lower (by 1.3e-7
-relative on one MNIST 256x6 bound). A checker continues from the bounds it proves, not from the
-claims, so a looser claim weakens no later bound."""
+recomputes them its own way (its rounding allowances, which on a deep layer's input exceed the
+verifier's, its default slopes where bounds tie, the earlier values' bounds as it proves them),
+which may come out a little lower (by 1.3e-7 relative on one MNIST 256x6 bound; by 1.1e-5 on a
+third layer's input of 256x6 with 1e-6 allowed, the first value at this value). A checker
+continues from the bounds it proves, not from the claims, so a looser claim weakens no later
+bound (a stable neuron's claim is its sign only, see :func:`loosened`)."""
 
 
 @dataclass
@@ -38,13 +43,48 @@ class ValueProof:
 
 
 @dataclass
+class RowTrees:
+    """The search that tightened bounds of one value (:mod:`verifier.bab.tighten`): its
+    ``forest`` (root ``i`` for row ``i``), per row the flat position, the side (+1: a lower
+    bound of ``x_p``, -1: an upper bound, i.e. a lower bound of ``-x_p``) and the lower bound
+    of ``side * x_p`` found (``+inf``: ``side * x_p > 0`` on the whole box)."""
+
+    forest: ProofLog
+    positions: np.ndarray
+    sides: np.ndarray
+    found: np.ndarray
+
+
+@dataclass(frozen=True)
+class Stage:
+    """Bounds of the ReLU inputs found by one stage of a root proof (value -> flat lower,
+    upper) and the value proofs recorded in it."""
+
+    bounds: dict[str, tuple[np.ndarray, np.ndarray]]
+    values: dict[str, ValueProof]
+
+
+@dataclass
 class RootRecord:
     """One region's root proof data (see the module docstring): ``values``, value name ->
     :class:`ValueProof`; ``rows``, clause index in the region -> node name -> the lower slopes
-    ``(R_c, size)`` of its rows' alpha-CROWN bounds."""
+    ``(R_c, size)`` of its rows' alpha-CROWN bounds; ``trees``, value name -> the searches that
+    tightened its bounds (:class:`RowTrees`); ``stages``: the earlier stages' bounds and value
+    proofs (:meth:`close_stage`)."""
 
     values: dict[str, ValueProof] = field(default_factory=dict)
     rows: dict[int, dict[str, Tensor]] = field(default_factory=dict)
+    trees: dict[str, list[RowTrees]] = field(default_factory=dict)
+    stages: list[Stage] = field(default_factory=list)
+
+    def close_stage(self, bounds: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
+        """Ends a stage before the intermediate bounds are tightened (by search): its
+        ``bounds`` and the value proofs so far are kept apart. A proof's slopes give its bound
+        with the intermediate bounds it was found with; a checker proves each stage's claims
+        from the earlier stages' bounds (CROWN with fixed slopes is not monotone in the
+        intermediate bounds: the tighter bounds of a later stage may not reproduce it)."""
+        self.stages.append(Stage(bounds, self.values))
+        self.values = {}
 
     def add_value(self, value: str, positions: Tensor, found: Tensor, slopes: dict[str, Tensor]) -> None:
         """Merges bounds ``found`` ``(2, k)`` of ``value``'s positions ``positions`` ``(k,)``
@@ -75,7 +115,8 @@ class RootRecord:
         """The recorded nodes outside ``nodes`` (e.g. a MaxPool's alpha plane weights, which
         the format does not hold: a proof that used them is not certified)."""
         names = {name for rows in self.rows.values() for name in rows}
-        names |= {name for proof in self.values.values() for name in proof.slopes}
+        for values in [self.values, *(stage.values for stage in self.stages)]:
+            names |= {name for proof in values.values() for name in proof.slopes}
         return sorted(names - nodes)
 
     def add_rows(self, clause: int, slopes: dict[str, Tensor]) -> None:
@@ -95,21 +136,62 @@ def loosened(lower: np.ndarray, upper: np.ndarray) -> tuple[np.ndarray, np.ndarr
 
 def claim_arrays(prefix: str, record: RootRecord, bounds: dict[str, tuple[np.ndarray, np.ndarray]],
                  relus: list[tuple[str, str]]) -> dict[str, np.ndarray]:
-    """The file's claim arrays (names prefixed): for each ReLU-like node ``j`` of ``relus``
-    (node name, input value, in order) the claimed bounds ``claim_lower_j``/``claim_upper_j``
-    (its input's flat ``bounds``, loosened), the positions with slopes ``claim_rows_j`` and
-    their slopes ``claim_slopes_j_k`` ``(2, P, n_k)`` for each earlier node ``k``."""
+    """The file's claim arrays (names prefixed), a stage at a time (:meth:`RootRecord.close_stage`;
+    stage ``s >= 1`` prefixed ``s{s}_`` too, the last one with the final ``bounds`` and the
+    trees): for each ReLU-like node ``j`` of ``relus`` (node name, input value, in order) the
+    claimed bounds ``claim_lower_j``/``claim_upper_j`` (its input's flat bounds, loosened), the
+    positions with slopes ``claim_rows_j`` and their slopes ``claim_slopes_j_k`` ``(2, P,
+    n_k)`` for each earlier node ``k``, and the trees of the searches that tightened them
+    (:func:`tree_arrays`)."""
+    stages = [*record.stages, Stage(bounds, record.values)]
+    out: dict[str, np.ndarray] = {}
+    for s, stage in enumerate(stages):
+        trees = record.trees if s == len(stages) - 1 else {}
+        out.update(_stage_arrays(prefix if s == 0 else f"{prefix}s{s}_", stage, trees, relus))
+    return out
+
+
+def _stage_arrays(prefix: str, stage: Stage, trees: dict[str, list[RowTrees]], relus: list[tuple[str, str]]
+                  ) -> dict[str, np.ndarray]:
+    """One stage's claim arrays (see :func:`claim_arrays`)."""
     out: dict[str, np.ndarray] = {}
     for j, (_, value) in enumerate(relus):
-        lower, upper = loosened(*bounds[value])
+        lower, upper = loosened(*stage.bounds[value])
         out[f"{prefix}claim_lower_{j}"], out[f"{prefix}claim_upper_{j}"] = lower, upper
-        proof = record.values.get(value)
+        out.update(tree_arrays(f"{prefix}claim_{j}_", trees.get(value, []), lower, upper))
+        proof = stage.values.get(value)
         positions = np.zeros(0, np.int64) if proof is None else proof.positions.numpy().astype(np.int64)
         out[f"{prefix}claim_rows_{j}"] = positions
         for k, (node, _) in enumerate(relus[:j]):
             slopes = None if proof is None else proof.slopes.get(node)
             if slopes is not None:
                 out[f"{prefix}claim_slopes_{j}_{k}"] = slopes.numpy().astype(np.float32)
+    return out
+
+
+def tree_arrays(prefix: str, searches: list[RowTrees], lower: np.ndarray, upper: np.ndarray
+                ) -> dict[str, np.ndarray]:
+    """The trees behind claims ``lower``/``upper`` of one value: ``{prefix}trees`` ``(T, 2)``
+    (position, side), ``{prefix}tree_bounds`` ``(T,)``, the lower bound of ``side * x_p`` each
+    proves (0 where the search proved the sign: the neuron is stable; else the bound found,
+    loosened by half of :data:`LOOSENING`), and tree ``t``'s arrays ``{prefix}{t}_...``. Only
+    trees that reach the claim are written (elsewhere other proofs give it)."""
+    out: dict[str, np.ndarray] = {}
+    chosen: list[tuple[int, int]] = []
+    proves: list[float] = []
+    for search in searches:
+        finite = np.where(np.isfinite(search.found), search.found, 0.0)
+        bound = np.where(np.isposinf(search.found), 0.0, np.where(
+            np.isfinite(search.found), finite - 0.5 * LOOSENING * (1 + np.abs(finite)), -np.inf))
+        claim = np.where(search.sides > 0, lower[search.positions], -upper[search.positions])
+        rows = np.nonzero(np.isfinite(bound) & (claim <= bound))[0]
+        for row, tree in zip(rows.tolist(), search.forest.subtrees(rows.tolist()), strict=True):
+            out.update(tree.arrays(f"{prefix}{len(chosen)}_", 1, (0,)))
+            chosen.append((int(search.positions[row]), int(search.sides[row])))
+            proves.append(float(bound[row]))
+    if chosen:
+        out[f"{prefix}trees"] = np.array(chosen, dtype=np.int64).reshape(-1, 2)
+        out[f"{prefix}tree_bounds"] = np.array(proves, dtype=np.float64)
     return out
 
 

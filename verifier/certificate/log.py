@@ -10,12 +10,23 @@ nothing to what the search decides and costs a few tensor copies per round.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
 
 import numpy as np
 import torch
 from torch import Tensor
+
+
+def _stacked(parts: list[tuple[np.ndarray, dict[int, np.ndarray]]]) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+    """Per-node records joined, each node once (its last record)."""
+    if not parts:
+        return np.zeros(0, dtype=np.int64), {}
+    ids = np.concatenate([p[0] for p in parts])
+    _, last = np.unique(ids[::-1], return_index=True)
+    keep = np.sort(ids.size - 1 - last)
+    return ids[keep], {j: np.concatenate([p[1][j] for p in parts])[keep] for j in parts[0][1]}
 
 
 def _host(t: Tensor, dtype: type = np.float64) -> np.ndarray:
@@ -70,6 +81,12 @@ class ProofLog:
         """Adds the root node; returns its id ``(1,)``."""
         return self._add(np.array([-1]), np.array([NodeKind.ROOT]), np.array([-1]), np.array([np.nan]))
 
+    def roots(self, count: int) -> Tensor:
+        """Adds ``count`` roots (a forest: one tree per row of a row search, split into trees
+        by :meth:`subtrees` before it is written); returns their ids ``(count,)``."""
+        return self._add(np.full(count, -1), np.full(count, NodeKind.ROOT), np.full(count, -1),
+                         np.full(count, np.nan))
+
     def halves(self, parent: Tensor, low: tuple[Tensor, Tensor], high: tuple[Tensor, Tensor]) -> Tensor:
         """Adds sibling pairs: ``parent`` ``(M,)`` ids, the lower halves' boxes ``(M, n)`` and
         the upper halves'; returns the ids ``(2M,)``: the lower halves, then the upper ones.
@@ -121,6 +138,42 @@ class ProofLog:
         """Records lower slopes ``(M, K*R, size)`` of nodes ``ids`` (padded rows of the
         search's stacked clauses), keyed by the ReLU layer's position among the ReLU layers."""
         self.alphas.append((_host(ids, np.int64), {j: _host(s, np.float32) for j, s in slopes.items()}))
+
+    def subtrees(self, roots: Sequence[int]) -> list[ProofLog]:
+        """The trees of a forest's ``roots`` (:meth:`roots`), each a log of its own of one
+        clause of one row, nodes renumbered in order; slopes and multipliers are kept where a
+        checker uses them: at leaves and at their parents (a child not bounded yet inherits its
+        parent's bound). Row searches record no clips or lower bits; a forest with them is
+        refused."""
+        if not len(roots):
+            return []
+        if self.clips or self.lowers:
+            raise ValueError("a forest with clips or lower slope bits cannot be split into trees")
+        parent, kind, dim, point, neuron = (np.concatenate(a) for a in
+                                            (self.parent, self.kind, self.dim, self.point, self.neuron))
+        owner = np.where(parent < 0, np.arange(parent.size), parent)
+        while not np.array_equal(owner, owner[owner]):  # pointer jumping to each node's root
+            owner = owner[owner]
+        used = np.zeros(parent.size, dtype=bool)
+        used[parent[parent >= 0]] = True
+        leaf = ~used
+        wanted = leaf.copy()
+        wanted[parent[(parent >= 0) & leaf]] = True
+        alphas, betas = _stacked(self.alphas), _stacked(self.betas)
+        found = []
+        for root in roots:
+            nodes = np.nonzero(owner == root)[0]
+            renumber = np.full(parent.size + 1, -1, dtype=np.int64)
+            renumber[nodes] = np.arange(nodes.size)
+            tree = ProofLog(self.inputs, (0,), (1,))
+            tree._add(renumber[parent[nodes]], kind[nodes], dim[nodes], point[nodes], neuron[nodes])
+            for source, target in ((alphas, tree.alphas), (betas, tree.betas)):
+                ids, values = source
+                pick = np.nonzero(wanted[ids] & (owner[ids] == root))[0]
+                if pick.size:
+                    target.append((renumber[ids[pick]], {j: v[pick] for j, v in values.items()}))
+            found.append(tree)
+        return found
 
     def arrays(self, prefix: str, total_rows: int, row_offsets: tuple[int, ...]) -> dict[str, np.ndarray]:
         """The tree as the file's arrays (names prefixed), the slopes spread to the region's

@@ -6,10 +6,10 @@ writes the file. A region is certified when it was proven by interval or CROWN b
 whole box (a tree of one node: the checker bounds the root itself), by input-split branch and
 bound over the clauses those left open, by alpha-CROWN at the root, or by ReLU-split branch and
 bound (beta-CROWN) on the clauses the root left open; the last two carry the root's
-intermediate bounds as claims (:mod:`verifier.certificate.claims`). Any other proof (SDP bounds,
-neuron splitting, the exact engines, leaves handed to the MILP engine, intermediate bounds
-tightened by search) is written as uncertified with its reason, and ``verify-check`` then
-answers ``incomplete``.
+intermediate bounds as claims (:mod:`verifier.certificate.claims`), with the trees of the
+searches that tightened them on deep networks. Any other proof (SDP bounds, neuron splitting,
+the exact engines, leaves handed to the MILP engine) is written as uncertified with its reason,
+and ``verify-check`` then answers ``incomplete``.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ class ProvenBy(Enum):
     INPUT_SPLIT = "input-split branch and bound"
     RELU_SPLIT = "ReLU-split branch and bound (beta-CROWN, or the MILP engine it hands small regions to)"
     NEURON_SPLIT = "branch and bound on Sigmoid/Tanh neurons"
-    EXACT = "the MILP or SMT engine, or bounds tightened by search on the cut network"
+    EXACT = "the MILP or SMT engine"
 
 
 @dataclass
@@ -148,9 +148,8 @@ class Recorder:
             return ([(everything, entry.log)], None) if why is None else ([], f"{how.value}: {why}")
         if how not in (ProvenBy.ROOT_ALPHA, ProvenBy.RELU_SPLIT):
             return [], _reason(entry)
-        if entry.root is None:  # a ReLU-split search from bounds tightened by MILP search, or alpha before input splits
-            tightened = " (from intermediate bounds tightened by search: no proof recorded)"
-            return [], _reason(entry) + (tightened if how is ProvenBy.RELU_SPLIT else "")
+        if entry.root is None:  # alpha-CROWN before input splits
+            return [], f"{how.value} (no root proof recorded)"
         foreign = entry.root.record.foreign({node for node, _ in entry.root.relus})
         if foreign:
             return [], f"{how.value} (alpha weights of {foreign[0]}, not ReLU slopes, are not in the format)"
