@@ -209,9 +209,8 @@ class RegionProof:
         added to ``stats["value_alpha"]``. Returns :attr:`proven`."""
         if self.crown is None or self.proven:
             return self.proven
-        if self.record is not None and self.record.values:  # a certificate's claims: one stage per round
-            proof = self.root_proof()
-            assert proof is not None
+        proof = self.root_proof()
+        if self.record is not None and proof is not None:  # a certificate's claims: one stage per round
             self.record.close_stage(proof.bounds)
         prior, record = value_alpha_bounds(self.crown, config, deadline, self.record)
         if stats is not None:

@@ -58,10 +58,11 @@ class RowTrees:
 @dataclass(frozen=True)
 class Stage:
     """Bounds of the ReLU inputs found by one stage of a root proof (value -> flat lower,
-    upper) and the value proofs recorded in it."""
+    upper), the value proofs and the tightening searches recorded in it."""
 
     bounds: dict[str, tuple[np.ndarray, np.ndarray]]
     values: dict[str, ValueProof]
+    trees: dict[str, list[RowTrees]]
 
 
 @dataclass
@@ -69,8 +70,8 @@ class RootRecord:
     """One region's root proof data (see the module docstring): ``values``, value name ->
     :class:`ValueProof`; ``rows``, clause index in the region -> node name -> the lower slopes
     ``(R_c, size)`` of its rows' alpha-CROWN bounds; ``trees``, value name -> the searches that
-    tightened its bounds (:class:`RowTrees`); ``stages``: the earlier stages' bounds and value
-    proofs (:meth:`close_stage`)."""
+    tightened its bounds (:class:`RowTrees`); ``stages``: the earlier stages' bounds, value
+    proofs and searches (:meth:`close_stage`)."""
 
     values: dict[str, ValueProof] = field(default_factory=dict)
     rows: dict[int, dict[str, Tensor]] = field(default_factory=dict)
@@ -78,13 +79,15 @@ class RootRecord:
     stages: list[Stage] = field(default_factory=list)
 
     def close_stage(self, bounds: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
-        """Ends a stage before the intermediate bounds are tightened (by search): its
-        ``bounds`` and the value proofs so far are kept apart. A proof's slopes give its bound
-        with the intermediate bounds it was found with; a checker proves each stage's claims
-        from the earlier stages' bounds (CROWN with fixed slopes is not monotone in the
-        intermediate bounds: the tighter bounds of a later stage may not reproduce it)."""
-        self.stages.append(Stage(bounds, self.values))
-        self.values = {}
+        """Ends a stage before the intermediate bounds are tightened again (a round of
+        value-by-value alpha-CROWN, a search), if it recorded anything: its ``bounds`` and the
+        value proofs and searches so far are kept apart. A proof gives its bound with the
+        intermediate bounds it was found with; a checker proves each stage's claims from the
+        earlier stages' bounds (CROWN with fixed slopes is not monotone in the intermediate
+        bounds: the tighter bounds of a later stage may not reproduce it)."""
+        if self.values or self.trees:
+            self.stages.append(Stage(bounds, self.values, self.trees))
+            self.values, self.trees = {}, {}
 
     def add_value(self, value: str, positions: Tensor, found: Tensor, slopes: dict[str, Tensor]) -> None:
         """Merges bounds ``found`` ``(2, k)`` of ``value``'s positions ``positions`` ``(k,)``
@@ -137,28 +140,25 @@ def loosened(lower: np.ndarray, upper: np.ndarray) -> tuple[np.ndarray, np.ndarr
 def claim_arrays(prefix: str, record: RootRecord, bounds: dict[str, tuple[np.ndarray, np.ndarray]],
                  relus: list[tuple[str, str]]) -> dict[str, np.ndarray]:
     """The file's claim arrays (names prefixed), a stage at a time (:meth:`RootRecord.close_stage`;
-    stage ``s >= 1`` prefixed ``s{s}_`` too, the last one with the final ``bounds`` and the
-    trees): for each ReLU-like node ``j`` of ``relus`` (node name, input value, in order) the
-    claimed bounds ``claim_lower_j``/``claim_upper_j`` (its input's flat bounds, loosened), the
-    positions with slopes ``claim_rows_j`` and their slopes ``claim_slopes_j_k`` ``(2, P,
-    n_k)`` for each earlier node ``k``, and the trees of the searches that tightened them
-    (:func:`tree_arrays`)."""
-    stages = [*record.stages, Stage(bounds, record.values)]
+    stage ``s >= 1`` prefixed ``s{s}_`` too, the last one with the final ``bounds``): for each
+    ReLU-like node ``j`` of ``relus`` (node name, input value, in order) the claimed bounds
+    ``claim_lower_j``/``claim_upper_j`` (its input's flat bounds, loosened), the positions with
+    slopes ``claim_rows_j`` and their slopes ``claim_slopes_j_k`` ``(2, P, n_k)`` for each
+    earlier node ``k``, and the trees of the searches that tightened them (:func:`tree_arrays`)."""
+    stages = [*record.stages, Stage(bounds, record.values, record.trees)]
     out: dict[str, np.ndarray] = {}
     for s, stage in enumerate(stages):
-        trees = record.trees if s == len(stages) - 1 else {}
-        out.update(_stage_arrays(prefix if s == 0 else f"{prefix}s{s}_", stage, trees, relus))
+        out.update(_stage_arrays(prefix if s == 0 else f"{prefix}s{s}_", stage, relus))
     return out
 
 
-def _stage_arrays(prefix: str, stage: Stage, trees: dict[str, list[RowTrees]], relus: list[tuple[str, str]]
-                  ) -> dict[str, np.ndarray]:
+def _stage_arrays(prefix: str, stage: Stage, relus: list[tuple[str, str]]) -> dict[str, np.ndarray]:
     """One stage's claim arrays (see :func:`claim_arrays`)."""
     out: dict[str, np.ndarray] = {}
     for j, (_, value) in enumerate(relus):
         lower, upper = loosened(*stage.bounds[value])
         out[f"{prefix}claim_lower_{j}"], out[f"{prefix}claim_upper_{j}"] = lower, upper
-        out.update(tree_arrays(f"{prefix}claim_{j}_", trees.get(value, []), lower, upper))
+        out.update(tree_arrays(f"{prefix}claim_{j}_", stage.trees.get(value, []), lower, upper))
         proof = stage.values.get(value)
         positions = np.zeros(0, np.int64) if proof is None else proof.positions.numpy().astype(np.int64)
         out[f"{prefix}claim_rows_{j}"] = positions
