@@ -377,13 +377,20 @@ class VerifierConfig:
         searched by ReLU splitting get their intermediate bounds from alpha-CROWN value by value
         instead (each bound with its own recorded slopes: the certificate's claims), as much
         as the joint run gets on MNIST fc (``benchmarks/certificates.py``); multi-input rules
-        (MaxPool) keep CROWN's planes, whose weights the format does not hold."""
+        (MaxPool) keep CROWN's planes, whose weights the format does not hold; ReLU-split
+        domains count as refuted only with ``CERTIFICATE_MARGIN`` to spare (an independent
+        checker's rounding allowances are larger than the verifier's)."""
         per_value = self.schedule.mixed.value_alpha or AlphaConfig(iterations=15, learning_rate=0.2)
         per_value = replace(per_value, plane_weights=False)
         relu = replace(self.schedule.relu, value_alpha=per_value, joint_alpha=None)  # as networks with smooth neurons
+        split = replace(self.relu_split, refute_margin=CERTIFICATE_MARGIN)
+        tighten = replace(self.tighten, search=replace(self.tighten.search, refute_margin=CERTIFICATE_MARGIN))
         return replace(self, alpha=replace(self.alpha, intermediate=False, plane_weights=False),
-                       schedule=replace(self.schedule, relu=relu))
+                       schedule=replace(self.schedule, relu=relu), relu_split=split, tighten=tighten)
 
+
+CERTIFICATE_MARGIN = 1e-4
+"""The room a certified ReLU-split refutation leaves (:attr:`ReluSplitConfig.refute_margin`)."""
 
 GPU_BATCH = 1024  # domains per search round on a GPU (CPU: the search configs' defaults)
 GPU_BATCH_MEMORY = 16 << 30  # bytes one ReLU-split round may use on a GPU

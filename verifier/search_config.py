@@ -214,6 +214,10 @@ class ReluSplitConfig:
             certify only the best iterate's bound, in float64; else every step is certified.
         leaf_seconds: on a network with Sigmoid, Tanh... neurons, a leaf (every ReLU decided)
             that the exact engine cannot encode gets a neuron-split search of at most this long.
+        refute_margin: a domain counts as refuted only when a row's bound exceeds this (its
+            bound is recorded this much lower). 0 by default; a run that writes a certificate
+            leaves this room for an independent checker's larger rounding allowances (oval21
+            img7878: a leaf the search refuted came out at -5.7e-6 in ``verify-check``).
     """
 
     batch: int = 64
@@ -233,6 +237,7 @@ class ReluSplitConfig:
     refine_intermediate: bool = False
     estimated_steps: bool = True
     leaf_seconds: float = 1.0
+    refute_margin: float = 0.0
 
     def __post_init__(self) -> None:
         coerce_modes(self, {"branching": (ReluBranching, "ReLU branching heuristic")})

@@ -119,3 +119,18 @@ def test_a_forest_splits_into_trees_the_checker_reads() -> None:
     tree = region_tree(arrays, "p_", 2, 1, [3, 5], [0])
     assert tree.children == [[1, 2], [3, 5], [4, 6], [], [], [], []]
     assert log.subtrees([]) == []
+
+
+@pytest.mark.parametrize("margin, proven", [(0.0, True), (1e9, False)])
+def test_a_refutation_margin_holds_the_search_back(tmp_path: Path, margin: float, proven: bool) -> None:
+    """A ReLU-split domain counts as refuted only when its bound exceeds the margin: with an
+    impossible margin the search that proves seed 0 (4 leaves) refutes nothing (the room a
+    certificate leaves for a checker's rounding allowances, ``VerifierConfig.for_certificates``)."""
+    model, spec = tmp_path / "n.onnx", tmp_path / "p.vnnlib"
+    region, _ = LAYOUTS["mlp"][0](0, model)
+    write_property(spec, region)
+    config = VerifierConfig(bab=BabMode.RELU, relu_split=ReluSplitConfig(refute_margin=margin), milp_max_unstable=0)
+    result = verify(model, spec, timeout=3, config=config)
+    assert (result.stats["bab"]["domains_proven"] > 0) is proven, result.stats["bab"]
+    assert result.status.value == "unsat" or not proven
+    assert VerifierConfig().for_certificates().relu_split.refute_margin > 0

@@ -254,7 +254,7 @@ def _bound(bounder: _BetaBounder, domains: _Domains, iterations: int, deadline: 
     and that row's index ``(P,)``. ``log``: records the refuted domains' slopes and
     multipliers (:func:`~verifier.bab.relu_log.log_refuted`)."""
     bounded = bounder(domains, iterations, deadline)
-    still_open, hardness, row = hardest_rows(bounded.rows, domains.open)
+    still_open, hardness, row = hardest_rows(bounded.rows - bounder.config.refute_margin, domains.open)
     stats.domains_bounded += domains.size
     keep = still_open.any(dim=1)
     log_refuted(log, domains, ~keep, bounded.alpha, bounded.beta, bounder.layers)

@@ -347,7 +347,7 @@ class _ClauseSearch:
         if beta is None:
             return False
         domain = leaf.with_state(beta=beta)
-        still_open, _, _ = hardest_rows(self.bounder.quick(domain), domain.open)
+        still_open, _, _ = hardest_rows(self.bounder.quick(domain) - self.bounder.config.refute_margin, domain.open)
         if bool(still_open.any()):
             return False
         log_refuted(self.log, domain, torch.ones(1, dtype=torch.bool, device=domain.open.device), domain.alpha, beta,
