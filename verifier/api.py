@@ -349,9 +349,7 @@ class _Run:
         from verifier.bab.tighten import tighten_bounds
 
         limit = deadline.sooner(config.time_share * deadline.remaining())
-        root = proof.root_proof()
-        if proof.record is not None and root is not None:
-            proof.record.close_stage(root.bounds)
+        proof.close_stage()  # the tightened bounds are a stage of their own in a certificate
         bounds, stats = tighten_bounds(self.bounds_graph, proof.crown, limit, config, proof.tighten_crown,
                                        proof.record)
         self.stats.setdefault("tighten", []).append(stats.as_dict())

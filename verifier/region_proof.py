@@ -101,6 +101,14 @@ class RegionProof:
                   for _, value in relus}
         return RootProof(self.record, bounds, relus)  # type: ignore[arg-type]
 
+    def close_stage(self) -> None:
+        """Ends the recorded root proof's current stage of claims at the bounds found so far,
+        before they are tightened again (:meth:`~verifier.certificate.claims.RootRecord.
+        close_stage`); nothing without a record."""
+        proof = self.root_proof()
+        if proof is not None:
+            proof.record.close_stage(proof.bounds)
+
     @property
     def proven(self) -> bool:
         """True when every clause of the region is refuted."""
@@ -209,9 +217,7 @@ class RegionProof:
         added to ``stats["value_alpha"]``. Returns :attr:`proven`."""
         if self.crown is None or self.proven:
             return self.proven
-        proof = self.root_proof()
-        if self.record is not None and proof is not None:  # a certificate's claims: one stage per round
-            self.record.close_stage(proof.bounds)
+        self.close_stage()  # a certificate's claims: one stage per round
         prior, record = value_alpha_bounds(self.crown, config, deadline, self.record)
         if stats is not None:
             stats.setdefault("value_alpha", []).append(record.as_dict())

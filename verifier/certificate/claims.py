@@ -180,9 +180,9 @@ def tree_arrays(prefix: str, searches: list[RowTrees], lower: np.ndarray, upper:
     chosen: list[tuple[int, int]] = []
     proves: list[float] = []
     for search in searches:
-        finite = np.where(np.isfinite(search.found), search.found, 0.0)
-        bound = np.where(np.isposinf(search.found), 0.0, np.where(
-            np.isfinite(search.found), finite - 0.5 * LOOSENING * (1 + np.abs(finite)), -np.inf))
+        with np.errstate(invalid="ignore"):  # +inf - inf: replaced by 0 (the sign) below
+            loose = search.found - 0.5 * LOOSENING * (1 + np.abs(search.found))
+        bound = np.where(np.isposinf(search.found), 0.0, loose)
         claim = np.where(search.sides > 0, lower[search.positions], -upper[search.positions])
         rows = np.nonzero(np.isfinite(bound) & (claim <= bound))[0]
         for row, tree in zip(rows.tolist(), search.forest.subtrees(rows.tolist()), strict=True):
