@@ -56,19 +56,19 @@ def _sum_error(lo: np.ndarray, hi: np.ndarray, index: np.ndarray) -> np.ndarray:
     return err * (1 + gamma(index.shape[1] + 8))
 
 
-def _dense_error(w: np.ndarray, b: np.ndarray | None, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+def _dense_error(layer: Layer, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     """The float32 error bound ``(B, m)`` of a dot-product layer on inputs in ``[lo, hi]``."""
-    wp, wn = np.maximum(w, 0), np.maximum(-w, 0)
+    (wp, wn, absolute, nonzero), b = layer.signed, layer.const
     hp, ln = np.maximum(hi, 0), np.maximum(-lo, 0)
-    total = _mag(lo, hi) @ np.abs(w).T
-    pos, neg = hp @ wp.T + ln @ wn.T, ln @ wp.T + hp @ wn.T
-    counts = (_mag(lo, hi) > 0).astype(np.float64) @ (w != 0).T.astype(np.float64)
+    total = _mag(lo, hi) @ absolute.T
+    pos, neg = hp @ wp.T - ln @ wn.T, ln @ wp.T - hp @ wn.T
+    counts = (_mag(lo, hi) > 0).astype(np.float64) @ nonzero.T
     if b is not None:
         pos, neg = pos + np.maximum(b, 0), neg + np.maximum(-b, 0)
         counts = counts + (b != 0)
     adds = np.maximum(counts - 1, 0)
     err = (U32 * total + adds * U32 * np.maximum(pos, neg)) / (1 - adds * U32) + (counts + 1) * ETA
-    return err * (1 + gamma(w.shape[1] + 8))
+    return err * (1 + gamma(wp.shape[1] + 8))
 
 
 def _exact_interval(layer: Layer, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -87,14 +87,12 @@ def _exact_interval(layer: Layer, lo: np.ndarray, hi: np.ndarray) -> tuple[np.nd
         slack = gamma(layer.index.shape[1] + 2) * _mag(lo_w, hi_w).sum(axis=2)
         return _down(lo_w.sum(axis=2) - slack), _up(hi_w.sum(axis=2) + slack)
     if layer.kind is Kind.DENSE:
-        w, b = layer.weight, layer.const
-        assert w is not None
-        wp, wn = np.maximum(w, 0), np.minimum(w, 0)
+        (wp, wn, absolute, _), b = layer.signed, layer.const
         out_lo, out_hi = lo @ wp.T + hi @ wn.T, hi @ wp.T + lo @ wn.T
-        slack = _mag(lo, hi) @ np.abs(w).T
+        slack = _mag(lo, hi) @ absolute.T
         if b is not None:
             out_lo, out_hi, slack = out_lo + b, out_hi + b, slack + np.abs(b)
-        slack = gamma(w.shape[1] + 2) * slack
+        slack = gamma(wp.shape[1] + 2) * slack
         return _down(out_lo - slack), _up(out_hi + slack)
     assert c is not None
     if layer.kind is Kind.ADD:
@@ -116,8 +114,7 @@ def float_error(layer: Layer, lo: np.ndarray, hi: np.ndarray, out_lo: np.ndarray
     if layer.kind is Kind.RELU:  # LeakyRelu rounds its products below 0
         return np.where(lo < 0, U32 * -out_lo * (1 + 4 * U64) + ETA, 0.0) if layer.leak else None
     if layer.kind is Kind.DENSE:
-        assert layer.weight is not None
-        return _dense_error(layer.weight, layer.const, lo, hi)
+        return _dense_error(layer, lo, hi)
     return U32 * _mag(out_lo, out_hi) * (1 + 4 * U64) + ETA
 
 
@@ -210,7 +207,7 @@ def backward(chain: Chain, values: Values, top: int, lam: np.ndarray, const: np.
             assert layer.weight is not None
             if c is not None:
                 const, mag = const + lam @ c, mag + np.abs(lam) @ np.abs(c)
-            scaled = _mag(lo, hi) @ np.abs(layer.weight).T
+            scaled = _mag(lo, hi) @ layer.signed[2].T
             allow += gamma(layer.weight.shape[0]) * np.einsum("brm,bm->br", np.abs(lam), scaled)
             lam = lam @ layer.weight
         else:

@@ -47,17 +47,18 @@ def _widened(form: Form, slack: np.ndarray) -> Form:
     return Form(form.lower, down(form.lower_bias - slack), form.upper, up(form.upper_bias + slack))
 
 
-def _dense(form: Form, w: np.ndarray, b: np.ndarray | None, mx: np.ndarray) -> Form:
-    wp, wn = np.maximum(w, 0).T, np.minimum(w, 0).T
+def _dense(form: Form, layer: Layer, mx: np.ndarray) -> Form:
+    wp, wn, absolute, _ = (part.T for part in layer.signed)
+    b = layer.const
     lower = form.lower @ wp + form.upper @ wn
     upper = form.upper @ wp + form.lower @ wn
     low_b = form.lower_bias @ wp + form.upper_bias @ wn
     up_b = form.upper_bias @ wp + form.lower_bias @ wn
     size = np.einsum("bn,bnm->bm", mx, np.abs(form.lower) + np.abs(form.upper))
-    size = (size + np.abs(form.lower_bias) + np.abs(form.upper_bias)) @ np.abs(w).T
+    size = (size + np.abs(form.lower_bias) + np.abs(form.upper_bias)) @ absolute
     if b is not None:
         low_b, up_b, size = low_b + b, up_b + b, size + np.abs(b)
-    return _widened(Form(lower, low_b, upper, up_b), gamma(w.shape[1] + 4) * size)
+    return _widened(Form(lower, low_b, upper, up_b), gamma(wp.shape[0] + 4) * size)
 
 
 def _scaled(form: Form, c: np.ndarray, mx: np.ndarray) -> Form:
@@ -119,8 +120,7 @@ def next_form(form: Form, layer: Layer, lo: np.ndarray, hi: np.ndarray, box_mx: 
         assert layer.index is not None
         out = _window_sum(form, layer.index, box_mx)
     elif layer.kind is Kind.DENSE:
-        assert layer.weight is not None
-        out = _dense(form, layer.weight, c, box_mx)
+        out = _dense(form, layer, box_mx)
     elif layer.kind in (Kind.ADD, Kind.RSUB):
         assert c is not None
         base = form if layer.kind is Kind.ADD else _scaled(form, -np.ones_like(c), box_mx)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from enum import Enum
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +56,14 @@ class Layer:
     const: np.ndarray | None = None
     leak: float = 0.0
     index: np.ndarray | None = None
+
+    @cached_property
+    def signed(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """A DENSE layer's ``max(W, 0)``, ``min(W, 0)``, ``|W|`` and ``W != 0`` (as 0/1), computed
+        once: every bound of the layer reads them (a Conv's dense matrix is large)."""
+        assert self.weight is not None
+        w = self.weight
+        return np.maximum(w, 0), np.minimum(w, 0), np.abs(w), (w != 0).astype(np.float64)
 
 
 @dataclass(frozen=True)
