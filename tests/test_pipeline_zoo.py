@@ -2,7 +2,7 @@
 decides today gets exactly its expected verdict (a verifier that always says unknown fails).
 Every unsat writes a proof certificate, which ``verify-check`` must never find invalid: it is
 valid, incomplete (a region proven by a step that writes no proof) or outside the checker's
-op set."""
+op set (and then, where an op is the reason, the certificate marks no region certified)."""
 
 from __future__ import annotations
 
@@ -13,10 +13,12 @@ import pytest
 
 from tests.conftest import ROOT, expected_verdicts
 from verifier.api import verify_problem
+from verifier.certificate.writer import unchecked_op
 from verifier.config import AttackConfig, VerifierConfig
 from verifier.problem import load_problem
 from verifier.result import Status
 from verifier.witness import OnnxOracle, clause_holds, grid_box
+from verify_check.certificate import read_certificate
 from verify_check.cli import INCOMPLETE, UNREADABLE, VALID, check
 
 ZOO = ROOT / "benchmarks" / "zoo"
@@ -53,6 +55,8 @@ def test_zoo_instance(pair: tuple[str, str], expected: str, tmp_path: Path) -> N
         code, message = check(str(ZOO / pair[0]), str(ZOO / pair[1]), str(proof))
         outside = code == UNREADABLE and message.startswith(("unreadable model", "unreadable property"))
         assert code in (VALID, INCOMPLETE) or outside, message
+        if unchecked_op(ZOO / pair[0]) is not None:  # the writer knew: no region claims to be certified
+            assert not any(mark["certified"] for mark in read_certificate(str(proof))[0]["regions"])
     if result.status is Status.SAT:
         cex = result.counterexample
         assert cex is not None

@@ -5,7 +5,7 @@ It reads the ONNX model (:mod:`verify_check.model`), the VNN-LIB property
 proves the intermediate bounds it claims (:mod:`verify_check.claims`), and re-derives every
 refutation the certificate names (:mod:`verify_check.tree`) with its own linear bound rules
 (:mod:`verify_check.bounds`). It imports numpy and onnx only, never the verifier, so that
-trusting an ``unsat`` answer means trusting this package (about 1,100 lines of code), numpy's
+trusting an ``unsat`` answer means trusting this package (about 1,320 lines of code), numpy's
 IEEE float64 arithmetic, onnx's protobuf reader and the float32 error model
 documented in :mod:`verify_check.bounds`, not the verifier's search and bound code.
 """

@@ -25,6 +25,9 @@ import onnx
 from onnx import numpy_helper
 
 _SHAPE_OPS = {"Flatten", "Reshape", "Identity", "Squeeze", "Unsqueeze", "Dropout"}
+OPS = frozenset({"MatMul", "Gemm", "Add", "Sub", "Mul", "Div", "Conv", "MaxPool", "AveragePool", "Pad", "Relu",
+                 "LeakyRelu"} | _SHAPE_OPS)
+"""The ONNX ops the reader accepts (besides ``Constant`` nodes, read as constants)."""
 
 
 class ModelError(ValueError):
@@ -271,6 +274,8 @@ def read_model(path: str) -> Chain:
     for node in graph.node:
         if node.op_type == "Constant":
             continue
+        if node.op_type not in OPS:
+            raise ModelError(f"node {node.name!r}: op {node.op_type} is outside the certified op set")
         ins = [None if name == current else consts.get(name) for name in node.input if name]
         if sum(v is None for v in ins) != 1 or (ins and ins[0] is not None and node.op_type not in ("Add", "Mul",
                                                                                                   "Sub", "MatMul")):
@@ -293,10 +298,8 @@ def read_model(path: str) -> Chain:
         elif node.op_type == "Pad":
             padded, shape = _pad(node, consts, shape)
             layers.extend(padded)
-        elif node.op_type in ("Relu", "LeakyRelu"):
+        else:  # Relu, LeakyRelu
             layers.append(_leaky(node))
-        else:
-            raise ModelError(f"node {node.name!r}: op {node.op_type} is outside the certified op set")
         current = node.output[0]
     if graph.output[0].name != current:
         raise ModelError("the graph output is not the end of the chain")

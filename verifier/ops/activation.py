@@ -135,6 +135,8 @@ class DomainUnary(SmoothUnary):
 class Relu(Unary):
     """``max(x, 0)``; exact in floating point."""
 
+    proof_checked = True
+
     relaxation = RELU_FAMILY
 
     exact = True

@@ -198,6 +198,8 @@ weight of each plane per row."""
 class Add(MonotoneOp):
     """``a + b``; one rounding."""
 
+    proof_checked = True
+
     affinity = Affinity.JOINT
 
     def pass_through_sign(self, node: Node, position: int) -> float | None:
@@ -214,6 +216,8 @@ class Add(MonotoneOp):
 class Sub(MonotoneOp):
     """``a - b``; one rounding."""
 
+    proof_checked = True
+
     affinity = Affinity.JOINT
 
     def pass_through_sign(self, node: Node, position: int) -> float | None:
@@ -229,6 +233,8 @@ class Sub(MonotoneOp):
 @register("Mul")
 class Mul(Op):
     """``a * b`` for any mix of dynamic and constant inputs; bounds by the corner rule."""
+
+    proof_checked = True
 
     multi_relaxation = MUL_RULE
 
@@ -253,6 +259,8 @@ class Div(Op):
     (``a / b`` is then monotone in each argument), ``[-inf, inf]`` where it does not. A dynamic
     denominator: linear planes (:mod:`verifier.ops.quotient`).
     """
+
+    proof_checked = True
 
     multi_relaxation = DIV_RULE
 

@@ -98,6 +98,10 @@ class Op:
             is relaxed; the others are exact.
         boolean_output: the outputs are Booleans (comparisons, logic): a Cast of them to a
             float type converts (bool tensors to 0.0/1.0) rather than passing through.
+        proof_checked: the independent checker ``verify-check`` reads the op (within its
+            restrictions: constant weights, a chain; see the README, "Checking an unsat
+            answer"), so a certificate of a model made of such ops can be checked; a model
+            with any other op gets its regions written as uncertified.
         internal: our own op, introduced by graph simplification (Linear, Power): never
             accepted from an ONNX file nor listed among the supported ONNX operators.
     """
@@ -106,6 +110,7 @@ class Op:
     exact: ClassVar[bool] = False
     boolean_output: ClassVar[bool] = False
     internal: ClassVar[bool] = False
+    proof_checked: ClassVar[bool] = False
     affinity: ClassVar[Affinity] = Affinity.NONE
     kink_at_zero: ClassVar[bool] = False
     copies_input: ClassVar[bool] = False

@@ -168,6 +168,8 @@ class Conv(ConstWeightLinear):
     Dynamic weights raise :class:`ModelError`.
     """
 
+    proof_checked = True
+
     affinity = Affinity.JOINT
 
     constant_names = ("W", "B")

@@ -124,6 +124,8 @@ class MatMul(Op):
     Float error: ``gamma(K + fp_stages) * (|A| |B|)`` with ``fp_stages`` default 1.
     """
 
+    proof_checked = True
+
     affinity = Affinity.ONE_DYNAMIC
 
     def _prod(self, batched: Flags) -> Product:
@@ -159,6 +161,8 @@ class Gemm(Op):
     beta). Float error: ``gamma(K + 3) * (|alpha| |A'| |B'| + |beta C|)`` (product, alpha scaling,
     beta scaling, addition).
     """
+
+    proof_checked = True
 
     affinity = Affinity.ONE_DYNAMIC
 

@@ -88,6 +88,8 @@ class Abs(Piecewise):
 class LeakyRelu(Piecewise):
     """``x`` for ``x >= 0``, ``alpha x`` below; any sign of alpha."""
 
+    proof_checked = True
+
     relaxation = LEAKY_RELU_FAMILY
 
     kink_at_zero = True

@@ -272,6 +272,8 @@ MAX_POOL_RULE = MultiRule(_pool_backward, _pool_refine, PlaneWeights(_pool_seed,
 class MaxPool(MonotoneOp):
     """ONNX ``MaxPool`` (values only): monotone, exact; bounds by the corner rule."""
 
+    proof_checked = True
+
     multi_relaxation = MAX_POOL_RULE
 
     exact = True
@@ -295,6 +297,8 @@ class AveragePool(MonotoneOp):
     explicit-pad elements (``count_include_pad=1``; the ``ceil_mode`` overhang never counts),
     as onnxruntime does. Float error: ``gamma(k + 2) * avg(m)`` (k-term sum, division).
     """
+
+    proof_checked = True
 
     affinity = Affinity.JOINT
 

@@ -70,6 +70,8 @@ class Selection(MonotoneOp):
 class Identity(Selection):
     """ONNX ``Identity``."""
 
+    proof_checked = True
+
     affinity = Affinity.JOINT
     copies_input = True
 
@@ -83,6 +85,8 @@ class Dropout(Selection):
 
     ``training_mode=1`` (opset 12 input, moved to attrs) raises :class:`ModelError`.
     """
+
+    proof_checked = True
 
     affinity = Affinity.JOINT
     copies_input = True
@@ -105,6 +109,8 @@ class Dropout(Selection):
 class Flatten(Selection):
     """ONNX ``Flatten``: 2-D ``(prod(s[:axis]), prod(s[axis:]))``."""
 
+    proof_checked = True
+
     affinity = Affinity.JOINT
     copies_input = True
 
@@ -118,6 +124,8 @@ class Flatten(Selection):
 @register("Reshape")
 class Reshape(Selection):
     """ONNX ``Reshape``: 0 copies the input dim (unless ``allowzero=1``), -1 is inferred."""
+
+    proof_checked = True
 
     affinity = Affinity.JOINT
     copies_input = True
@@ -155,6 +163,8 @@ class Transpose(Selection):
 class Squeeze(Selection):
     """ONNX ``Squeeze``: ``axes`` attribute (opset < 13) or static input; absent = all 1s."""
 
+    proof_checked = True
+
     affinity = Affinity.JOINT
     copies_input = True
 
@@ -175,6 +185,8 @@ class Squeeze(Selection):
 @register("Unsqueeze")
 class Unsqueeze(Selection):
     """ONNX ``Unsqueeze``: ``axes`` attribute (opset < 13) or static input."""
+
+    proof_checked = True
 
     affinity = Affinity.JOINT
     copies_input = True

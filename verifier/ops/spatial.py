@@ -314,6 +314,8 @@ def _pad_index(mode: str, begin: int, end: int, size: int, device: torch.device)
 class Pad(_Rearrange):
     """ONNX ``Pad``: modes constant, reflect, edge, wrap; negative pads crop; opset-18 axes."""
 
+    proof_checked = True
+
     affinity = Affinity.JOINT
 
     static_inputs: ClassVar[dict[int, str]] = {1: "pads", 2: "constant_value", 3: "axes"}

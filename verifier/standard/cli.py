@@ -66,10 +66,13 @@ def operators() -> list[str]:
     return [f"{op} float32 float64" if op in _FLOAT_ONLY else op for op in sorted(names)]
 
 
-CERTIFIED_OPERATORS = ("Add", "AveragePool", "Conv", "Div", "Dropout", "Flatten", "Gemm", "Identity", "LeakyRelu",
-                       "MatMul", "MaxPool", "Mul", "Pad", "Relu", "Reshape", "Squeeze", "Sub", "Unsqueeze")
-"""The ops whose ``unsat`` answers ``--certificate`` certifies for ``verify-check`` (float32
-chains with constant weights; see the README, "Checking an unsat answer")."""
+def proof_checked_operators() -> list[str]:
+    """The ops whose ``unsat`` answers ``--certificate`` certifies for ``verify-check`` (the
+    registry's :attr:`~verifier.ops.base.Op.proof_checked` ops; float32 chains with constant
+    weights, see the README, "Checking an unsat answer")."""
+    from verifier.ops import REGISTRY
+
+    return sorted(name for name, op in REGISTRY.items() if op.proof_checked)
 
 
 def capabilities() -> dict[str, list[str]]:
@@ -88,7 +91,7 @@ def capabilities() -> dict[str, list[str]]:
         "--onnx-opset-versions": [str(MIN_OPSET), str(MAX_OPSET)],
         "--onnx-element-types": ["float32", "float64", "real"],
         "--onnx-operators": operators(),
-        "--onnx-operators-unsat-proofs": list(CERTIFIED_OPERATORS),
+        "--onnx-operators-unsat-proofs": proof_checked_operators(),
         "--hidden-node-theories": ["NH", "H"],
         "--multiple-input-output-theories": ["SIO", "MIO"],
         "--multiple-network-theories": ["SNET", "MNET", "MENET", "MINET"],
