@@ -461,7 +461,7 @@ def verify_problem(problem: Problem, timeout: float | None = None, config: Verif
         run.stats["unbounded_inputs"] = True
     if status is Status.UNSAT and certificate is not None and run.recorder is not None:
         run.stats["certificate"] = run.recorder.write(certificate[0], problem.model_path, certificate[1],
-                                                          problem.oracle_model)
+                                                          problem.unchecked_op())
     if status is Status.SAT:
         return Result(status, time.monotonic() - start, run.found, run.stats)
     return Result(status, time.monotonic() - start, None, run.stats)

@@ -53,6 +53,20 @@ class Problem:
         """What onnxruntime runs to re-check a counterexample."""
         return self.onnx_model if self.onnx_model is not None else self.model_path
 
+    def unchecked_op(self) -> str | None:
+        """The first node of the model whose op ``verify-check`` does not read (not
+        :attr:`~verifier.ops.base.Op.proof_checked`), described; None when it reads every op
+        (its certificates can then be checked, within the checker's other restrictions)."""
+        from verifier.ops import REGISTRY
+
+        model = self.oracle_model
+        proto = model if isinstance(model, onnx.ModelProto) else onnx.load(str(model), load_external_data=False)
+        for node in proto.graph.node:
+            op = REGISTRY.get(node.op_type)
+            if node.op_type != "Constant" and (op is None or not op.proof_checked):
+                return f"op {node.op_type} (node {node.name!r}) is not among the ops verify-check reads"
+        return None
+
 
 def check_sizes(graph: Graph, spec: Spec) -> None:
     """Raises MismatchError when the spec's X/Y counts differ from the model's sizes."""

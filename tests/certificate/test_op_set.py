@@ -14,8 +14,8 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from verifier.api import verify
-from verifier.certificate.writer import unchecked_op
 from verifier.ops import REGISTRY
+from verifier.problem import load_problem
 from verifier.standard.cli import capabilities
 from verify_check.cli import UNREADABLE, VALID, check
 from verify_check.model import OPS
@@ -41,10 +41,11 @@ def _network(path: Path, activation: str) -> None:
 
 
 def test_unchecked_op_names_the_node(tmp_path: Path) -> None:
-    _network(tmp_path / "relu.onnx", "Relu")
-    _network(tmp_path / "sigmoid.onnx", "Sigmoid")
-    assert unchecked_op(tmp_path / "relu.onnx") is None
-    found = unchecked_op(tmp_path / "sigmoid.onnx")
+    _unsat_spec(tmp_path / "p.vnnlib", 100.0)
+    for activation in ("Relu", "Sigmoid"):
+        _network(tmp_path / f"{activation}.onnx", activation)
+    assert load_problem(tmp_path / "Relu.onnx", tmp_path / "p.vnnlib").unchecked_op() is None
+    found = load_problem(tmp_path / "Sigmoid.onnx", tmp_path / "p.vnnlib").unchecked_op()
     assert found == "op Sigmoid (node 'middle') is not among the ops verify-check reads"
 
 

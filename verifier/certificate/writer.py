@@ -24,7 +24,6 @@ from importlib import metadata
 from pathlib import Path
 
 import numpy as np
-import onnx
 
 from verifier.certificate.claims import RootProof, claim_arrays, root_log
 from verifier.certificate.log import ProofLog
@@ -54,19 +53,6 @@ class _Entry:
 
 def _reason(entry: _Entry) -> str:
     return entry.proven_by.value if entry.proven_by is not None else "not proven"
-
-
-def unchecked_op(model: str | Path | onnx.ModelProto) -> str | None:
-    """The first node of ``model`` whose op ``verify-check`` does not read (not
-    :attr:`~verifier.ops.base.Op.proof_checked`), described; None when it reads every op."""
-    from verifier.ops import REGISTRY
-
-    proto = model if isinstance(model, onnx.ModelProto) else onnx.load(str(model), load_external_data=False)
-    for node in proto.graph.node:
-        op = REGISTRY.get(node.op_type)
-        if node.op_type != "Constant" and (op is None or not op.proof_checked):
-            return f"op {node.op_type} (node {node.name!r}) is not among the ops verify-check reads"
-    return None
 
 
 def _version() -> str:
@@ -120,16 +106,16 @@ class Recorder:
         slopes of every clause that CROWN left open)."""
         self.entries[index].root = proof
 
-    def write(self, path: str | Path, model: str | Path, spec: str | Path,
-              network: str | Path | onnx.ModelProto | None = None) -> dict[str, object]:
+    def write(self, path: str | Path, model: str | Path, spec: str | Path, outside: str | None = None
+              ) -> dict[str, object]:
         """Writes the certificate of an ``unsat`` run; returns its statistics (bytes, nodes,
-        regions certified, seconds). ``network``: the ONNX model analysed (default ``model``);
-        with an op ``verify-check`` does not read, every region is written as uncertified."""
+        regions certified, seconds). ``outside``: the model's op that ``verify-check`` does not
+        read (:meth:`verifier.problem.Problem.unchecked_op`), if any: then every region is
+        written as uncertified, with it as the reason."""
         began = time.monotonic()
         marks: list[dict[str, object]] = []
         arrays: dict[str, np.ndarray] = {}
         nodes = 0
-        outside = unchecked_op(model if network is None else network)
         for i, (region, entry) in enumerate(zip(self.regions, self.entries, strict=True)):
             trees, why = self._trees_of(region, entry)
             if outside is not None and why is None:
