@@ -4,6 +4,7 @@ robot_11 (sat; its counterexamples lie about 2e-5 inside three output constraint
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from tests.conftest import ROOT
@@ -37,6 +38,7 @@ def test_a_linearised_step_from_a_near_miss_lands_on_a_confirmed_counterexample(
     assert check_witness(OnnxOracle(MODEL), region, x).valid
 
 
+@pytest.mark.slow  # 14-40 s (robot_11's whole search); the step itself is covered above
 def test_the_input_split_search_finds_robot_11_through_its_steps() -> None:
     """With the attack off, only the search's candidates can answer sat: it does, having taken
     linearised steps (without them it ran out its time: 77,000 boxes in 60 s, no candidate)."""
