@@ -170,6 +170,7 @@ def _timed_run(problem: tuple[Path, Path], timeout: str) -> tuple[dict[str, Any]
     return json.loads(proc.stdout.strip().splitlines()[-1]), proc.returncode, time.monotonic() - start
 
 
+@pytest.mark.slow  # load-sensitive: under the parallel run on a slow host the watchdog (0.5 s grace) answered
 def test_timeout_is_honoured(big_problem: tuple[Path, Path]) -> None:
     # imports, reading and setting up take 3-5 s (more under load); a full first CROWN pass
     # would take about 11 s, so its refinement stops at a fifth of the time left and the later
